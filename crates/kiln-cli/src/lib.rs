@@ -1,0 +1,37 @@
+//! kiln's command line: clap definitions that follow `docker buildx build`, progress
+//! rendering, and exit codes (0 success, 1 failure, 2 usage error).
+//!
+//! Each subcommand lives in its own module and exposes `run(args) -> anyhow::Result<ExitCode>`.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod parse;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+pub use cli::Cli;
+
+/// Exit code of a failed build or command (usage errors exit with 2, through clap).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Runs the `kiln` command line with the process arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let code = err.exit_code();
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
+    match cli.run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

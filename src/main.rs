@@ -1,0 +1,5 @@
+//! The `kiln` binary: a shim over `kiln_cli::main`.
+
+fn main() -> std::process::ExitCode {
+    kiln_cli::main()
+}
