@@ -1,0 +1,537 @@
+//! COPY/ADD source selection and destination mapping, with BuildKit's rules:
+//! - sources are relative to the tree root (`..` never leaves it); wildcards (`*`, `?`,
+//!   `[…]`) match one path component each, like Go's `filepath.Match`;
+//! - a non-wildcard source follows symlinks inside the tree (BuildKit `FollowSymlinks`);
+//! - a directory source copies its *contents*; with `--parents` the source path is kept;
+//! - several sources need a destination ending in `/`; a destination that ends in `/` or is
+//!   an existing directory receives files by their base name, otherwise it is the file path;
+//! - owners are 0:0 for the build context and preserved for `--from` sources unless
+//!   `--chown`; `--chmod` sets the mode of every copied file and directory; missing parents of
+//!   the destination are created (owned by the `--chown` user, like BuildKit's MkdirAll).
+
+use std::collections::BTreeMap;
+use std::io;
+
+use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, split};
+
+/// Why a COPY cannot be planned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyError {
+    /// A source does not exist (or is excluded by `.dockerignore`).
+    #[error(
+        "COPY source `{source_path}` not found in the {tree}; check the path, and that `.dockerignore` does not exclude it"
+    )]
+    NotFound {
+        /// The source as written (after expansion).
+        source_path: String,
+        /// Which tree was searched.
+        tree: String,
+    },
+    /// Several sources but the destination is not a directory.
+    #[error(
+        "when using COPY with more than one source file, the destination must be a directory and end with a /: `{dest}`"
+    )]
+    DestNotDir {
+        /// The destination as written.
+        dest: String,
+    },
+    /// A bad `--exclude` pattern.
+    #[error("invalid --exclude pattern `{pattern}`: {reason}")]
+    BadExclude {
+        /// The pattern.
+        pattern: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// Reading the source tree failed.
+    #[error("reading `{path}` from the {tree}: {source}")]
+    Io {
+        /// The path being read.
+        path: String,
+        /// The tree.
+        tree: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Owner and mode overrides of a COPY.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyAttrs {
+    /// `--chown` resolved to numbers.
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod` as octal permission bits.
+    pub chmod: Option<u32>,
+    /// Keep source owners when no `--chown` (true for `--from` sources, false for the context).
+    pub keep_owners: bool,
+}
+
+/// Everything needed to plan one COPY.
+#[derive(Debug, Clone)]
+pub struct CopyRequest<'a> {
+    /// Sources after expansion, as written.
+    pub sources: &'a [String],
+    /// Absolute destination after expansion and WORKDIR joining; a trailing `/` is kept.
+    pub dest: &'a str,
+    /// `--parents`.
+    pub parents: bool,
+    /// `--exclude` patterns.
+    pub exclude: &'a [String],
+    /// Owners and modes.
+    pub attrs: CopyAttrs,
+}
+
+/// One entry of the resulting layer.
+#[derive(Debug, Clone)]
+pub struct CopyItem {
+    /// Absolute path in the image, without a trailing slash.
+    pub dest: String,
+    /// The source entry (kind, host path, mtime); for created parents, synthesized.
+    pub source: Entry,
+    /// Final mode bits.
+    pub mode: u32,
+    /// Final owner.
+    pub uid: u32,
+    /// Final group.
+    pub gid: u32,
+    /// Whether this is a parent directory created for the destination.
+    pub is_created_parent: bool,
+}
+
+/// A planned COPY: entries keyed and sorted by destination path.
+#[derive(Debug, Clone, Default)]
+pub struct CopyPlan {
+    /// The entries, by destination path.
+    pub items: BTreeMap<String, CopyItem>,
+}
+
+/// Whether a component contains glob syntax.
+pub fn has_wildcard(path: &str) -> bool {
+    path.bytes().any(|b| matches!(b, b'*' | b'?' | b'['))
+}
+
+/// Matches one path component against a `filepath.Match`-style pattern (`*`, `?`, `[…]`,
+/// `[^…]`/`[!…]`, `\` escapes). A malformed class matches nothing.
+pub fn match_component(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    glob(&p, &n)
+}
+
+fn glob(p: &[char], n: &[char]) -> bool {
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    star = Some((pi, ni));
+                    pi += 1;
+                    continue;
+                }
+                '?' => {
+                    pi += 1;
+                    ni += 1;
+                    continue;
+                }
+                '[' => {
+                    if let Some((matched, next)) = class(&p[pi..], n[ni]) {
+                        if matched {
+                            pi += next;
+                            ni += 1;
+                            continue;
+                        }
+                    } else {
+                        return false;
+                    }
+                }
+                '\\' if pi + 1 < p.len() => {
+                    if p[pi + 1] == n[ni] {
+                        pi += 2;
+                        ni += 1;
+                        continue;
+                    }
+                }
+                c if c == n[ni] => {
+                    pi += 1;
+                    ni += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, sn)) => {
+                pi = sp + 1;
+                ni = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Matches `c` against the class at the start of `p` (`[` …). Returns (matched, length of
+/// the class in `p`), or `None` for a malformed class.
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negated = matches!(p.get(i), Some('^' | '!'));
+    if negated {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let &ch = p.get(i)?;
+        if ch == ']' && !first {
+            return Some((matched != negated, i + 1));
+        }
+        first = false;
+        let lo = if ch == '\\' {
+            i += 1;
+            *p.get(i)?
+        } else {
+            ch
+        };
+        i += 1;
+        let hi = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&x| x != ']') {
+            i += 1;
+            let h = if p[i] == '\\' {
+                i += 1;
+                *p.get(i)?
+            } else {
+                p[i]
+            };
+            i += 1;
+            h
+        } else {
+            lo
+        };
+        if lo <= c && c <= hi {
+            matched = true;
+        }
+    }
+}
+
+fn io_err(tree: &dyn SourceTree, path: &str, source: io::Error) -> CopyError {
+    CopyError::Io {
+        path: path.to_owned(),
+        tree: tree.describe(),
+        source,
+    }
+}
+
+/// Expands a wildcard source to the matching paths (sorted), component by component.
+fn expand_wildcard(tree: &dyn SourceTree, pattern: &str) -> Result<Vec<String>, CopyError> {
+    let mut current = vec![String::new()];
+    for component in split(pattern) {
+        let mut next = Vec::new();
+        for base in &current {
+            if has_wildcard(component) {
+                let entry = tree.lookup(base).map_err(|e| io_err(tree, base, e))?;
+                if !entry.is_some_and(|e| e.is_dir()) {
+                    continue;
+                }
+                for name in tree.read_dir(base).map_err(|e| io_err(tree, base, e))? {
+                    if match_component(component, &name) {
+                        next.push(join(base, &name));
+                    }
+                }
+            } else {
+                let path = join(base, component);
+                if tree
+                    .lookup(&path)
+                    .map_err(|e| io_err(tree, &path, e))?
+                    .is_some()
+                {
+                    next.push(path);
+                }
+            }
+        }
+        current = next;
+    }
+    current.sort();
+    Ok(current)
+}
+
+fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
+fn join_abs(dir: &str, rel: &str) -> String {
+    let dir = dir.trim_end_matches('/');
+    if rel.is_empty() {
+        if dir.is_empty() {
+            "/".to_owned()
+        } else {
+            dir.to_owned()
+        }
+    } else {
+        format!("{dir}/{rel}")
+    }
+}
+
+/// A compiled list of `--exclude` patterns.
+struct Excludes(Vec<Vec<String>>);
+
+impl Excludes {
+    fn new(patterns: &[String]) -> Self {
+        Self(
+            patterns
+                .iter()
+                .map(|p| split(&clean_rel(p)).map(str::to_owned).collect())
+                .collect(),
+        )
+    }
+
+    /// Whether `rel` (relative to the copied source) or any of its parents matches.
+    fn excludes(&self, rel: &str) -> bool {
+        let parts: Vec<&str> = split(rel).collect();
+        self.0.iter().any(|pat| {
+            (1..=parts.len()).any(|n| path_match(pat, &parts[..n]))
+                || (pat.len() == 1 && parts.iter().any(|c| match_component(&pat[0], c)))
+        })
+    }
+}
+
+/// Matches path components against pattern components; `**` matches any number of them.
+fn path_match(pat: &[String], parts: &[&str]) -> bool {
+    match pat.split_first() {
+        None => parts.is_empty(),
+        Some((first, rest)) if first == "**" => {
+            (0..=parts.len()).any(|skip| path_match(rest, &parts[skip..]))
+        }
+        Some((first, rest)) => parts
+            .split_first()
+            .is_some_and(|(p, more)| match_component(first, p) && path_match(rest, more)),
+    }
+}
+
+/// Plans a COPY from `tree`. `dest_is_dir` answers whether an absolute path is an existing
+/// directory in the destination stage.
+pub fn plan_copy(
+    tree: &dyn SourceTree,
+    req: &CopyRequest<'_>,
+    dest_is_dir: &dyn Fn(&str) -> bool,
+) -> Result<CopyPlan, CopyError> {
+    let mut matches: Vec<(String, String, Entry)> = Vec::new(); // (as written, resolved, entry)
+    let mut any_wildcard = false;
+    for source in req.sources {
+        let cleaned = clean_rel(source);
+        if has_wildcard(&cleaned) {
+            any_wildcard = true;
+            let found = expand_wildcard(tree, &cleaned)?;
+            if found.is_empty() {
+                return Err(CopyError::NotFound {
+                    source_path: source.clone(),
+                    tree: tree.describe(),
+                });
+            }
+            for path in found {
+                let entry = tree
+                    .lookup(&path)
+                    .map_err(|e| io_err(tree, &path, e))?
+                    .ok_or_else(|| CopyError::NotFound {
+                        source_path: path.clone(),
+                        tree: tree.describe(),
+                    })?;
+                matches.push((path.clone(), path, entry));
+            }
+        } else {
+            let (resolved, entry) = tree
+                .resolve(&cleaned)
+                .map_err(|e| io_err(tree, &cleaned, e))?
+                .ok_or_else(|| CopyError::NotFound {
+                    source_path: source.clone(),
+                    tree: tree.describe(),
+                })?;
+            matches.push((cleaned, resolved, entry));
+        }
+    }
+
+    let dest_has_slash = req.dest.ends_with('/');
+    let dest = {
+        let d = req.dest.trim_end_matches('/');
+        if d.is_empty() {
+            "/".to_owned()
+        } else {
+            d.to_owned()
+        }
+    };
+    if req.sources.len() > 1 && !dest_has_slash && !dest_is_dir(&dest) {
+        return Err(CopyError::DestNotDir {
+            dest: req.dest.to_owned(),
+        });
+    }
+    let into_dir = dest_has_slash || dest_is_dir(&dest) || (any_wildcard && matches.len() > 1);
+
+    let excludes = Excludes::new(req.exclude);
+    let mut plan = CopyPlan::default();
+    let owner = |e: &Entry| match req.attrs.chown {
+        Some(ids) => ids,
+        None if req.attrs.keep_owners => (e.uid, e.gid),
+        None => (0, 0),
+    };
+    let mode_of = |e: &Entry| match (req.attrs.chmod, &e.kind) {
+        (_, EntryKind::Symlink(_)) => 0o777,
+        (Some(m), _) => m,
+        (None, _) => e.mode,
+    };
+    let mut add = |dest: String, entry: Entry| {
+        let (uid, gid) = owner(&entry);
+        let mode = mode_of(&entry);
+        plan.items.insert(
+            dest.clone(),
+            CopyItem {
+                dest,
+                source: entry,
+                mode,
+                uid,
+                gid,
+                is_created_parent: false,
+            },
+        );
+    };
+
+    for (written, resolved, entry) in matches {
+        let base_dest = if req.parents {
+            // --parents keeps the source path (from the first wildcard-free prefix, like
+            // BuildKit's `--parents` without a `./` pivot).
+            let rel = pivot_rel(&written);
+            join_abs(&dest, &rel)
+        } else if entry.is_dir() {
+            dest.clone()
+        } else if into_dir {
+            let name = resolved.rsplit('/').next().unwrap_or(&resolved);
+            join_abs(&dest, name)
+        } else {
+            dest.clone()
+        };
+        if entry.is_dir() {
+            if !req.parents || !excludes.excludes("") {
+                add(base_dest.clone(), entry.clone());
+            }
+            walk_dir(tree, &resolved, "", &excludes, &mut |rel, e| {
+                add(join_abs(&base_dest, rel), e);
+            })?;
+        } else if !excludes.excludes(resolved.rsplit('/').next().unwrap_or(&resolved)) {
+            add(base_dest, entry);
+        }
+    }
+
+    // Parents of every item that are not themselves copied are created (if missing in the
+    // destination stage), owned like BuildKit's MkdirAll for the copy.
+    let mut parents = Vec::new();
+    for path in plan.items.keys() {
+        let mut p = path.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if parent.is_empty() {
+                break;
+            }
+            if !plan.items.contains_key(parent) && !dest_is_dir(parent) {
+                parents.push(parent.to_owned());
+            }
+            p = parent;
+        }
+    }
+    let (puid, pgid) = req.attrs.chown.unwrap_or((0, 0));
+    for parent in parents {
+        plan.items
+            .entry(parent.clone())
+            .or_insert_with(|| CopyItem {
+                dest: parent,
+                source: synthetic_dir(),
+                mode: 0o755,
+                uid: puid,
+                gid: pgid,
+                is_created_parent: true,
+            });
+    }
+    Ok(plan)
+}
+
+/// The part of a `--parents` source that is kept: everything after a `/./` pivot if any,
+/// else the whole cleaned path.
+fn pivot_rel(written: &str) -> String {
+    written
+        .split_once("/./")
+        .map_or_else(|| clean_rel(written), |(_, after)| clean_rel(after))
+}
+
+fn synthetic_dir() -> Entry {
+    Entry {
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        ctime: 0,
+        ctime_nsec: 0,
+        dev: 0,
+        ino: 0,
+        host_path: std::path::PathBuf::new(),
+    }
+}
+
+fn walk_dir(
+    tree: &dyn SourceTree,
+    root: &str,
+    rel: &str,
+    excludes: &Excludes,
+    visit: &mut dyn FnMut(&str, Entry),
+) -> Result<(), CopyError> {
+    let dir = join(root, rel);
+    for name in tree.read_dir(&dir).map_err(|e| io_err(tree, &dir, e))? {
+        let child_rel = join(rel, &name);
+        if excludes.excludes(&child_rel) {
+            continue;
+        }
+        let path = join(root, &child_rel);
+        let Some(entry) = tree.lookup(&path).map_err(|e| io_err(tree, &path, e))? else {
+            continue;
+        };
+        let is_dir = entry.is_dir();
+        visit(&child_rel, entry);
+        if is_dir {
+            walk_dir(tree, root, &child_rel, excludes, visit)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_match_like_filepath_match() {
+        assert!(match_component("*.py", "main.py"));
+        assert!(!match_component("*.py", "main.pyc"));
+        assert!(match_component("a?c", "abc"));
+        assert!(match_component("[a-c]x", "bx"));
+        assert!(!match_component("[^a-c]x", "bx"));
+        assert!(match_component("\\*", "*"));
+        assert!(!match_component("[", "["));
+        assert!(match_component("*", ""));
+        assert!(match_component("re*me*", "readme.md"));
+    }
+
+    #[test]
+    fn exclude_patterns_match_paths_and_parents() {
+        let ex = Excludes::new(&["*.pyc".into(), "tests".into(), "**/cache".into()]);
+        assert!(ex.excludes("a.pyc"));
+        assert!(ex.excludes("pkg/a.pyc"));
+        assert!(ex.excludes("tests/test_x.py"));
+        assert!(ex.excludes("x/y/cache"));
+        assert!(!ex.excludes("pkg/a.py"));
+    }
+}

@@ -1,0 +1,408 @@
+//! Read-only views of the file trees COPY reads from: the build context (filtered by
+//! `.dockerignore`) and a stage's rootfs as a stack of snapshot directories (overlay form:
+//! 0/0 character devices are whiteouts, `trusted.overlay.opaque=y` marks opaque dirs).
+//!
+//! Paths handed to a tree are slash-separated and relative to its root (`""` is the root).
+//! Symlinks are never followed by `lookup`; `resolve` follows them *inside* the tree, the way
+//! BuildKit resolves a COPY source (`FollowSymlinks`) and never escapes the root.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// What kind of filesystem object an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link with its (unresolved) target.
+    Symlink(PathBuf),
+    /// A device node, fifo or socket: copied as metadata only.
+    Special,
+}
+
+/// Metadata of one entry, plus where its bytes live on the host.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Kind (and link target).
+    pub kind: EntryKind,
+    /// Permission bits including setuid/setgid/sticky.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes (regular files).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_nsec: i64,
+    /// Change time: with dev/ino/size/mtime, the key of the content-digest memo.
+    pub ctime: i64,
+    /// Nanoseconds part of the change time.
+    pub ctime_nsec: i64,
+    /// Device of the host file.
+    pub dev: u64,
+    /// Inode of the host file.
+    pub ino: u64,
+    /// The host path holding this entry.
+    pub host_path: PathBuf,
+}
+
+impl Entry {
+    fn from_metadata(host_path: PathBuf, meta: &fs::Metadata) -> io::Result<Self> {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_symlink() {
+            EntryKind::Symlink(fs::read_link(&host_path)?)
+        } else {
+            EntryKind::Special
+        };
+        Ok(Self {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            host_path,
+        })
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+}
+
+/// A read-only tree COPY can take files from.
+pub trait SourceTree: Send + Sync {
+    /// The entry at `path` without following a final symlink; `None` when absent (or
+    /// excluded from the context by `.dockerignore`).
+    fn lookup(&self, path: &str) -> io::Result<Option<Entry>>;
+
+    /// Names in the directory at `path`, sorted, without excluded or whited-out entries.
+    fn read_dir(&self, path: &str) -> io::Result<Vec<String>>;
+
+    /// Human name for error messages (`build context`, `stage builder`).
+    fn describe(&self) -> String;
+
+    /// Resolves symlinks in every component of `path` inside the tree (absolute link targets
+    /// are relative to the tree's root; `..` never leaves it). Returns the resolved path and
+    /// its entry, `None` when it does not exist.
+    fn resolve(&self, path: &str) -> io::Result<Option<(String, Entry)>> {
+        const MAX_LINKS: usize = 40;
+        let mut pending: Vec<String> = split(path).map(str::to_owned).collect();
+        pending.reverse();
+        let mut current: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(component) = pending.pop() {
+            match component.as_str() {
+                "." | "" => continue,
+                ".." => {
+                    current.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            current.push(component);
+            let joined = current.join("/");
+            let Some(entry) = self.lookup(&joined)? else {
+                return Ok(None);
+            };
+            if let EntryKind::Symlink(target) = &entry.kind {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::other(format!(
+                        "too many levels of symbolic links resolving `{path}` in the {}",
+                        self.describe()
+                    )));
+                }
+                current.pop();
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    current.clear();
+                }
+                let mut parts: Vec<String> = split(&target).map(str::to_owned).collect();
+                parts.reverse();
+                pending.extend(parts);
+            }
+        }
+        let joined = current.join("/");
+        Ok(self.lookup(&joined)?.map(|e| (joined, e)))
+    }
+}
+
+/// Splits a slash path into non-empty components.
+pub(crate) fn split(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty())
+}
+
+/// Cleans a path lexically relative to a root: drops `.`, empty components and a leading
+/// `/`, resolves `..` without ever going above the root (BuildKit: sources are confined to
+/// the context).
+pub fn clean_rel(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in split(path) {
+        match c {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            _ => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+/// Decides whether a context path is excluded by `.dockerignore`.
+pub trait ContextFilter: Send + Sync {
+    /// Whether `path` (relative, slash-separated) is excluded.
+    fn is_excluded(&self, path: &str) -> bool;
+}
+
+/// No filter: everything is included.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IncludeAll;
+
+impl ContextFilter for IncludeAll {
+    fn is_excluded(&self, _path: &str) -> bool {
+        false
+    }
+}
+
+/// The local build context directory, filtered.
+pub struct ContextTree<F: ContextFilter = IncludeAll> {
+    root: PathBuf,
+    filter: F,
+}
+
+impl<F: ContextFilter> std::fmt::Debug for ContextTree<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextTree")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: ContextFilter> ContextTree<F> {
+    /// A context rooted at `root` with the given exclusion filter.
+    pub fn new(root: impl Into<PathBuf>, filter: F) -> Self {
+        Self {
+            root: root.into(),
+            filter,
+        }
+    }
+
+    /// The context directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl<F: ContextFilter> SourceTree for ContextTree<F> {
+    fn lookup(&self, path: &str) -> io::Result<Option<Entry>> {
+        let path = clean_rel(path);
+        if !path.is_empty() && self.filter.is_excluded(&path) {
+            return Ok(None);
+        }
+        let host = self.root.join(&path);
+        match fs::symlink_metadata(&host) {
+            Ok(meta) => Entry::from_metadata(host, &meta).map(Some),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
+        let path = clean_rel(path);
+        let mut names = Vec::new();
+        for item in fs::read_dir(self.root.join(&path))? {
+            let name = item?.file_name().to_string_lossy().into_owned();
+            let rel = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}/{name}")
+            };
+            if !self.filter.is_excluded(&rel) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn describe(&self) -> String {
+        "build context".to_owned()
+    }
+}
+
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// A stage's root filesystem as a stack of snapshot directories in overlay form, read
+/// without mounting anything.
+#[derive(Debug, Clone)]
+pub struct LayeredTree {
+    /// Snapshot directories, topmost first.
+    layers: Vec<PathBuf>,
+    name: String,
+}
+
+/// What a layer says about a path.
+enum LayerView {
+    /// The layer has an entry for the path.
+    Present(fs::Metadata, PathBuf),
+    /// The layer hides the path (whiteout, or an opaque dir / non-directory above it).
+    Hidden,
+    /// The layer says nothing; look below.
+    Absent,
+}
+
+impl LayeredTree {
+    /// A tree over `layers` (topmost first), named for messages (`stage builder`).
+    pub fn new(layers: Vec<PathBuf>, name: impl Into<String>) -> Self {
+        Self {
+            layers,
+            name: name.into(),
+        }
+    }
+
+    fn view(layer: &Path, path: &str) -> io::Result<LayerView> {
+        // Walk the components: a whiteout or a non-directory on the way hides everything
+        // below it in lower layers; an opaque directory on the way hides lower layers too.
+        let components: Vec<&str> = split(path).collect();
+        let mut host = layer.to_path_buf();
+        for (i, c) in components.iter().enumerate() {
+            host.push(c);
+            let meta = match fs::symlink_metadata(&host) {
+                Ok(m) => m,
+                Err(e) if is_absent(&e) => return Ok(LayerView::Absent),
+                Err(e) => return Err(e),
+            };
+            if is_whiteout(&meta) {
+                return Ok(LayerView::Hidden);
+            }
+            let last = i + 1 == components.len();
+            if last {
+                return Ok(LayerView::Present(meta, host));
+            }
+            if !meta.is_dir() {
+                return Ok(LayerView::Hidden);
+            }
+        }
+        let meta = fs::symlink_metadata(layer)?;
+        Ok(LayerView::Present(meta, host))
+    }
+
+    /// Whether some directory on `path` (itself included) is opaque in `layer`.
+    fn opaque_on_path(layer: &Path, path: &str) -> bool {
+        let mut host = layer.to_path_buf();
+        if is_opaque(&host) {
+            return true;
+        }
+        for c in split(path) {
+            host.push(c);
+            if is_opaque(&host) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn is_whiteout(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| matches!(xattr_get(dir, name), Some(v) if v == b"y"))
+}
+
+fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 8];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+impl SourceTree for LayeredTree {
+    fn lookup(&self, path: &str) -> io::Result<Option<Entry>> {
+        let path = clean_rel(path);
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        for layer in &self.layers {
+            match Self::view(layer, &path)? {
+                LayerView::Present(meta, host) => {
+                    return Entry::from_metadata(host, &meta).map(Some);
+                }
+                LayerView::Hidden => return Ok(None),
+                LayerView::Absent => {
+                    if !path.is_empty() && Self::opaque_on_path(layer, parent) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
+        let path = clean_rel(path);
+        let mut seen = std::collections::BTreeMap::<OsString, bool>::new();
+        for layer in &self.layers {
+            match Self::view(layer, &path)? {
+                LayerView::Hidden => break,
+                LayerView::Absent => {
+                    if Self::opaque_on_path(layer, &path) {
+                        break;
+                    }
+                    continue;
+                }
+                LayerView::Present(meta, host) => {
+                    if !meta.is_dir() {
+                        break;
+                    }
+                    for item in fs::read_dir(&host)? {
+                        let item = item?;
+                        let name = item.file_name();
+                        if seen.contains_key(&name) {
+                            continue;
+                        }
+                        let visible = !is_whiteout(&item.metadata()?);
+                        seen.insert(name, visible);
+                    }
+                    if is_opaque(&host) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(seen
+            .into_iter()
+            .filter(|(_, visible)| *visible)
+            .map(|(n, _)| n.to_string_lossy().into_owned())
+            .collect())
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
