@@ -1,0 +1,473 @@
+//! Image configurations (OCI image-spec config.md) with Docker's extensions, written the
+//! way BuildKit writes them (moby `docker-image-spec` `DockerOCIImage`): Go field names,
+//! `omitempty` everywhere except `architecture`, `os`, `config`, `rootfs` and
+//! `rootfs.diff_ids`; `Healthcheck`, `OnBuild` and `Shell` kept even under OCI media types.
+//!
+//! Maps and sets are `BTreeMap`/`BTreeSet`, and unknown fields (`container_config`,
+//! `docker_version`, …) are kept in `extra`, so a value always serializes to the same bytes
+//! and foreign fields survive a round trip.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::null_as_default;
+use crate::{DiffId, Platform};
+
+/// The JSON configuration of an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageConfiguration {
+    /// Spec: "An combined date and time at which the image was created, formatted as defined
+    /// by RFC 3339, section 5.6." OPTIONAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Spec: "Gives the name and/or email address of the person or entity which created and
+    /// is responsible for maintaining the image." OPTIONAL.
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub author: String,
+    /// Spec: "The CPU architecture which the binaries in this image are built to run on."
+    /// REQUIRED; values from Go's `GOARCH`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub architecture: String,
+    /// Spec: "The name of the operating system which the image is built to run on." REQUIRED;
+    /// values from Go's `GOOS`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub os: String,
+    /// Spec: "This OPTIONAL property specifies the version of the operating system targeted
+    /// by the referenced blob."
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    /// Spec: "This OPTIONAL property specifies an array of strings, each specifying a
+    /// mandatory OS feature."
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub os_features: Vec<String>,
+    /// Spec: "The variant of the specified CPU architecture." OPTIONAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Spec: "The execution parameters which SHOULD be used as a base when running a
+    /// container using the image." OPTIONAL in the spec; BuildKit always writes it.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub config: ContainerConfig,
+    /// Spec: "The rootfs key references the layer content addresses used by the image."
+    /// REQUIRED.
+    #[serde(default)]
+    pub rootfs: RootFs,
+    /// Spec: "Describes the history of each layer. The array is ordered from first to last."
+    /// OPTIONAL.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub history: Vec<History>,
+    /// Fields this version of kiln does not know (e.g. Docker's `container_config`), kept.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Execution parameters (`config` object). Field names are Docker's, as the spec keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// Spec: "The username or UID which is a platform-specific structure that allows specific
+    /// control over which user the process run as."
+    #[serde(
+        rename = "User",
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub user: String,
+    /// Spec: "A set of ports to expose from a container running this image. Its keys can be
+    /// in the format of: `port/tcp`, `port/udp`, `port` with the default protocol being
+    /// `tcp` if not specified." Serialized as a map to `{}`.
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty",
+        with = "object_set"
+    )]
+    pub exposed_ports: BTreeSet<String>,
+    /// Spec: "Entries are in the format of `VARNAME=VARVALUE`."
+    #[serde(
+        rename = "Env",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub env: Vec<String>,
+    /// Spec: "A list of arguments to use as the command to execute when the container
+    /// starts."
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub entrypoint: Vec<String>,
+    /// Spec: "Default arguments to the entrypoint of the container."
+    #[serde(
+        rename = "Cmd",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub cmd: Vec<String>,
+    /// Spec: "A set of directories describing where the process is likely to write data
+    /// specific to a container instance." Serialized as a map to `{}`.
+    #[serde(
+        rename = "Volumes",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty",
+        with = "object_set"
+    )]
+    pub volumes: BTreeSet<String>,
+    /// Spec: "Sets the current working directory of the entrypoint process in the container."
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub working_dir: String,
+    /// Spec: "The field contains arbitrary metadata for the container."
+    #[serde(
+        rename = "Labels",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub labels: BTreeMap<String, String>,
+    /// Spec: "The field contains the system call signal that will be sent to the container
+    /// to exit."
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub stop_signal: String,
+    /// Spec: "Used for Windows images to indicate that the Cmd or Entrypoint was already
+    /// escaped" (deprecated; BuildKit still sets it for shell-form on Windows).
+    #[serde(
+        rename = "ArgsEscaped",
+        default,
+        skip_serializing_if = "is_false",
+        deserialize_with = "null_as_default"
+    )]
+    pub args_escaped: bool,
+    /// Docker extension: the `HEALTHCHECK` test. `Test: ["NONE"]` disables an inherited one.
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub healthcheck: Option<Healthcheck>,
+    /// Docker extension: `ONBUILD` triggers, run after a later `FROM` of this image.
+    #[serde(
+        rename = "OnBuild",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub on_build: Vec<String>,
+    /// Docker extension: the shell for shell-form `RUN`, `CMD`, `ENTRYPOINT` (`SHELL`).
+    #[serde(
+        rename = "Shell",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub shell: Vec<String>,
+    /// Fields this version of kiln does not know (e.g. Docker's `Hostname`), kept.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Docker's health check (moby `HealthcheckConfig`). Durations are nanoseconds, as Go's
+/// `time.Duration` marshals; zero means "inherit / default" and is omitted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `[]`: inherit; `["NONE"]`: disabled; `["CMD", args…]`: exec; `["CMD-SHELL", cmd]`:
+    /// run with the system's default shell.
+    #[serde(
+        rename = "Test",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub test: Vec<String>,
+    /// Time between checks, in nanoseconds.
+    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    /// Time after which a check is considered hung, in nanoseconds.
+    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    /// Start period for the container to initialize, in nanoseconds.
+    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    /// Time between checks during the start period, in nanoseconds.
+    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    /// Consecutive failures needed to report unhealthy.
+    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+/// The layers of an image by diff id (`rootfs` object).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RootFs {
+    /// Spec: "MUST be set to `layers`. Implementations MUST generate an error if they
+    /// encounter a unknown value while verifying or unpacking an image."
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Spec: "An array of layer content hashes (DiffIDs), in order from first to last."
+    /// Always written, even when empty.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub diff_ids: Vec<DiffId>,
+    /// Fields this version of kiln does not know, kept.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for RootFs {
+    fn default() -> Self {
+        Self {
+            kind: ROOTFS_TYPE_LAYERS.to_owned(),
+            diff_ids: Vec::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// The only `rootfs.type` the spec defines.
+pub const ROOTFS_TYPE_LAYERS: &str = "layers";
+
+/// One step of an image's history (`history` array entry).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Spec: "A combined date and time at which the layer was created, formatted as defined
+    /// by RFC 3339, section 5.6."
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Spec: "The command which created the layer."
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub created_by: String,
+    /// Spec: "The author of the build point."
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub author: String,
+    /// Spec: "A custom message set when creating the layer."
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub comment: String,
+    /// Spec: "This field is used to mark if the history item created a filesystem diff. It is
+    /// set to true if this history item doesn't correspond to an actual layer in the rootfs
+    /// section (for example, Dockerfile's ENV command results in no change to the
+    /// filesystem)."
+    #[serde(
+        default,
+        skip_serializing_if = "is_false",
+        deserialize_with = "null_as_default"
+    )]
+    pub empty_layer: bool,
+    /// Fields this version of kiln does not know, kept.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl ImageConfiguration {
+    /// An empty configuration for `platform` (no layers, no history, empty `config`).
+    pub fn new(platform: &Platform) -> Self {
+        Self {
+            created: None,
+            author: String::new(),
+            architecture: platform.architecture.clone(),
+            os: platform.os.clone(),
+            os_version: platform.os_version.clone(),
+            os_features: platform.os_features.clone(),
+            variant: platform.variant.clone(),
+            config: ContainerConfig::default(),
+            rootfs: RootFs::default(),
+            history: Vec::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The platform the image is for.
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            os_version: self.os_version.clone(),
+            os_features: self.os_features.clone(),
+            variant: self.variant.clone(),
+        }
+    }
+
+    /// Number of history entries that produced a layer (`empty_layer` false); when the
+    /// history is complete this equals `rootfs.diff_ids.len()`.
+    pub fn non_empty_history_len(&self) -> usize {
+        self.history.iter().filter(|h| !h.empty_layer).count()
+    }
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`), the form
+/// Go's `time.Time` marshals for a whole second (and so `SOURCE_DATE_EPOCH` timestamps).
+pub fn rfc3339_utc(unix_seconds: i64) -> String {
+    const SECONDS_PER_DAY: i64 = 86_400;
+    let days = unix_seconds.div_euclid(SECONDS_PER_DAY);
+    let secs = unix_seconds.rem_euclid(SECONDS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Howard Hinnant's `civil_from_days`: proleptic Gregorian date of a day count since
+/// 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+/// Go's `map[string]struct{}` as a set: `{"8000/tcp":{}}`.
+mod object_set {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct EmptyObject {}
+
+    pub(super) fn serialize<S: Serializer>(
+        set: &BTreeSet<String>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(set.len()))?;
+        for key in set {
+            map.serialize_entry(key, &EmptyObject {})?;
+        }
+        map.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeSet<String>, D::Error> {
+        let map = Option::<BTreeMap<String, serde_json::Value>>::deserialize(deserializer)?;
+        Ok(map.map(|m| m.into_keys().collect()).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Digest, to_canonical_json};
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn empty_config_is_written_like_buildkit() {
+        let config = ImageConfiguration::new(&"linux/amd64".parse().unwrap());
+        let json = String::from_utf8(to_canonical_json(&config).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"architecture":"amd64","config":{},"os":"linux","rootfs":{"diff_ids":[],"type":"layers"}}"#
+        );
+    }
+
+    #[test]
+    fn ports_volumes_and_healthcheck_have_docker_shapes() {
+        let mut config = ImageConfiguration::new(&"linux/arm64".parse().unwrap());
+        config.config.exposed_ports.insert("8000/tcp".into());
+        config.config.volumes.insert("/data".into());
+        config.config.healthcheck = Some(Healthcheck {
+            test: vec!["CMD-SHELL".into(), "curl -f http://localhost/".into()],
+            interval: 30_000_000_000,
+            retries: 3,
+            ..Healthcheck::default()
+        });
+        config
+            .rootfs
+            .diff_ids
+            .push(DiffId(Digest::sha256_of(b"layer")));
+        let value: serde_json::Value = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            value["config"]["ExposedPorts"],
+            serde_json::json!({"8000/tcp": {}})
+        );
+        assert_eq!(value["config"]["Volumes"], serde_json::json!({"/data": {}}));
+        assert_eq!(
+            value["config"]["Healthcheck"]["Interval"],
+            30_000_000_000_i64
+        );
+        assert!(value["config"]["Healthcheck"].get("Timeout").is_none());
+        let back: ImageConfiguration = serde_json::from_value(value).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn go_nulls_are_read_as_empty() {
+        let text = r#"{"architecture":"amd64","os":"linux","config":{"Cmd":null,"Env":null,"ExposedPorts":null,"Labels":null},
+                      "rootfs":{"type":"layers","diff_ids":null},"history":null}"#;
+        let config: ImageConfiguration = serde_json::from_str(text).unwrap();
+        assert!(config.config.cmd.is_empty() && config.config.exposed_ports.is_empty());
+        assert!(config.rootfs.diff_ids.is_empty() && config.history.is_empty());
+    }
+}
