@@ -1,0 +1,129 @@
+//! The store's error type: every variant names the path, digest or name it concerns and,
+//! where one exists, what to do about it.
+
+use std::io;
+use std::path::PathBuf;
+
+use kiln_oci::{BlobError, ChainId, Digest};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An I/O error on a named file or directory.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`creating`, `renaming`, `reading ref`, …).
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The store was created by another kiln with an incompatible layout.
+    #[error(
+        "store {} has layout version {found}, but this kiln understands version {expected}; \
+         use a kiln that matches it, or point KILN_ROOT/--root at another directory",
+        root.display()
+    )]
+    LayoutVersion {
+        /// The store root.
+        root: PathBuf,
+        /// What `layout-version` says.
+        found: String,
+        /// What this build of kiln writes.
+        expected: &'static str,
+    },
+    /// A blob was missing, truncated or did not match its digest.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// No image of that name is in the store.
+    #[error("image `{name}` not found in the local store (see `kiln images`)")]
+    RefNotFound {
+        /// The name.
+        name: kiln_oci::ImageRef,
+    },
+    /// The image name is not a valid reference.
+    #[error(transparent)]
+    InvalidName(#[from] kiln_oci::ReferenceError),
+    /// A file of the store (ref, record, manifest) is not the JSON it should be.
+    #[error("{} is not valid {what}: {source}; run `kiln store verify --repair`", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What it should contain.
+        what: &'static str,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A cache key is not a lowercase hex string.
+    #[error("invalid cache key `{key}`: expected lowercase hex characters only")]
+    InvalidCacheKey {
+        /// The offending key.
+        key: String,
+    },
+    /// A cache mount id would escape the mounts directory.
+    #[error("invalid cache mount id `{id}`: {reason}")]
+    InvalidMountId {
+        /// The offending id.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Unpacking a layer into a snapshot failed.
+    #[error("unpacking layer {layer} into snapshot {chain}: {reason}")]
+    Snapshot {
+        /// The snapshot being created.
+        chain: ChainId,
+        /// The layer blob.
+        layer: Digest,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A layer's media type names a compression the store cannot read.
+    #[error("layer {layer} has media type `{media_type}`, which kiln cannot unpack")]
+    UnsupportedLayer {
+        /// The layer blob.
+        layer: Digest,
+        /// Its media type.
+        media_type: String,
+    },
+    /// An image's manifest, index or config could not be read.
+    #[error("reading image {digest}: {reason}")]
+    Image {
+        /// The manifest or index.
+        digest: Digest,
+        /// Why.
+        reason: String,
+    },
+    /// A snapshot was asked for that does not exist.
+    #[error("snapshot {chain} not found in the store; unpack its layers first")]
+    SnapshotNotFound {
+        /// The chain id.
+        chain: ChainId,
+    },
+}
+
+impl StoreError {
+    /// Wraps an I/O error with its action and path.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Adds `.at(action, path)` to `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, StoreError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::io(action, path, source))
+    }
+}

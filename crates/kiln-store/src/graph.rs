@@ -1,0 +1,127 @@
+//! What a stored JSON blob points to: a manifest's config and layers, an index's manifests,
+//! a config's layer chain. A deliberately loose view (any of Docker's or OCI's media types,
+//! unknown fields ignored) so GC and verify follow every edge without a full model.
+
+use kiln_oci::{ChainId, DiffId, Digest};
+use serde::Deserialize;
+
+/// JSON blobs larger than this are not manifests, indexes or configs worth parsing.
+const MAX_JSON_BLOB: u64 = 8 * 1024 * 1024;
+
+#[derive(Deserialize, Default)]
+struct Node {
+    #[serde(default)]
+    config: Option<Edge>,
+    #[serde(default)]
+    layers: Vec<Edge>,
+    #[serde(default)]
+    manifests: Vec<Edge>,
+    #[serde(default)]
+    subject: Option<Edge>,
+    #[serde(default)]
+    rootfs: Option<RootFs>,
+}
+
+/// A descriptor — or, for an image config's `config` member, the container config, which
+/// has no digest.
+#[derive(Deserialize)]
+struct Edge {
+    #[serde(default)]
+    digest: Option<Digest>,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<DiffId>,
+}
+
+/// The outgoing edges of one blob.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Edges {
+    /// Blobs that must be present for this one to be usable (config, layers).
+    pub(crate) required: Vec<Digest>,
+    /// Blobs that may be absent (an index's manifests for platforms never pulled).
+    pub(crate) optional: Vec<Digest>,
+    /// Snapshots of the layer stack a config describes (every prefix's chain id).
+    pub(crate) chains: Vec<ChainId>,
+}
+
+/// The edges of a blob given its size and a way to read it; non-JSON blobs have none.
+pub(crate) fn edges_of(len: u64, read: impl FnOnce() -> Option<Vec<u8>>) -> Edges {
+    if len > MAX_JSON_BLOB || len == 0 {
+        return Edges::default();
+    }
+    let Some(bytes) = read() else {
+        return Edges::default();
+    };
+    if bytes.first() != Some(&b'{') {
+        return Edges::default();
+    }
+    let Ok(node) = serde_json::from_slice::<Node>(&bytes) else {
+        return Edges::default();
+    };
+    let mut edges = Edges::default();
+    edges.required.extend(node.config.and_then(|c| c.digest));
+    edges
+        .required
+        .extend(node.layers.into_iter().filter_map(|l| l.digest));
+    edges
+        .optional
+        .extend(node.manifests.into_iter().filter_map(|m| m.digest));
+    edges.optional.extend(node.subject.and_then(|s| s.digest));
+    if let Some(rootfs) = node.rootfs {
+        for n in 1..=rootfs.diff_ids.len() {
+            edges.chains.extend(ChainId::of(&rootfs.diff_ids[..n]));
+        }
+    }
+    edges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_manifests_indexes_and_configs() {
+        let (c, l1, l2) = (
+            Digest::sha256_of(b"c"),
+            Digest::sha256_of(b"1"),
+            Digest::sha256_of(b"2"),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"digest": c, "size": 1, "mediaType": "x"},
+            "layers": [{"digest": l1, "size": 1}, {"digest": l2, "size": 1}],
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let edges = edges_of(bytes.len() as u64, || Some(bytes));
+        assert_eq!(edges.required, vec![c.clone(), l1.clone(), l2.clone()]);
+
+        let index = serde_json::json!({"manifests": [{"digest": c}]});
+        let bytes = serde_json::to_vec(&index).unwrap();
+        assert_eq!(
+            edges_of(bytes.len() as u64, || Some(bytes)).optional,
+            vec![c]
+        );
+
+        let (d1, d2) = (DiffId(l1), DiffId(l2));
+        let config = serde_json::json!({
+            "config": {"Env": ["A=1"], "Cmd": null},
+            "rootfs": {"type": "layers", "diff_ids": [d1, d2]},
+        });
+        let bytes = serde_json::to_vec(&config).unwrap();
+        let chains = edges_of(bytes.len() as u64, || Some(bytes)).chains;
+        assert_eq!(
+            chains,
+            vec![
+                ChainId::of(std::slice::from_ref(&d1)).unwrap(),
+                ChainId::of(&[d1, d2]).unwrap()
+            ]
+        );
+        assert_eq!(
+            edges_of(3, || Some(b"\x1f\x8b\x08".to_vec())),
+            Edges::default()
+        );
+    }
+}

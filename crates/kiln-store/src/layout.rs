@@ -1,0 +1,256 @@
+//! Opening a store: the versioned directory layout of DESIGN.md §7 and the paths inside it.
+//!
+//! ```text
+//! layout-version            "1"
+//! blobs/sha256/<hex>        immutable content
+//! snapshots/<chain-hex>/    unpacked layers (overlay lower dirs)
+//! cache/v1/<key>.json       cache records
+//! refs/<encoded name>       image name → manifest digest
+//! mounts/<id>/              cache mounts
+//! tmp/                      staging on the same filesystem; tmp/leases/ live-build leases
+//! lock                      flock: shared for builds, exclusive for GC
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_oci::{ChainId, Digest};
+
+use crate::error::{IoContext as _, StoreError};
+
+/// The layout version this kiln writes and understands.
+pub const LAYOUT_VERSION: &str = "1";
+
+const DIRS: [&str; 8] = [
+    "blobs/sha256",
+    "snapshots",
+    "cache/v1",
+    "refs",
+    "mounts",
+    "tmp",
+    "tmp/leases",
+    "tmp/trash",
+];
+
+/// A handle on a content-addressed store directory. Cheap to clone; safe to share between
+/// threads and, through the `lock` file and atomic renames, between processes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    /// Whether this process may create device nodes and set `trusted.*` xattrs
+    /// (overlay whiteouts in snapshots); decided once at open.
+    is_privileged: bool,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the layout when the directory is new or empty.
+    /// A store with another `layout-version` is refused.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(&root).at("creating store directory", &root)?;
+        let version_path = root.join("layout-version");
+        match fs::read_to_string(&version_path) {
+            Ok(found) => {
+                let found = found.trim();
+                if found != LAYOUT_VERSION {
+                    return Err(StoreError::LayoutVersion {
+                        root,
+                        found: found.to_owned(),
+                        expected: LAYOUT_VERSION,
+                    });
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                for dir in DIRS {
+                    let path = root.join(dir);
+                    fs::create_dir_all(&path).at("creating store directory", &path)?;
+                }
+                // Written last and atomically: a store with a version file is complete.
+                write_atomic(
+                    &root.join("tmp"),
+                    &version_path,
+                    format!("{LAYOUT_VERSION}\n").as_bytes(),
+                )?;
+            }
+            Err(err) => return Err(StoreError::io("reading", version_path, err)),
+        }
+        for dir in DIRS {
+            let path = root.join(dir);
+            if !path.is_dir() {
+                fs::create_dir_all(&path).at("creating store directory", &path)?;
+            }
+        }
+        let lock = root.join("lock");
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&lock)
+            .at("creating lock file", &lock)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root,
+                is_privileged: rustix::process::geteuid().is_root(),
+            }),
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Where the blob `digest` lives once committed (exporters may `copy_file_range` from it).
+    /// The file exists only if [`Store::has_blob`] says so.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.inner
+            .root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Where the snapshot of `chain` lives (an overlay lower dir once created).
+    pub fn snapshot_path(&self, chain: &ChainId) -> PathBuf {
+        self.inner.root.join("snapshots").join(chain.0.hex())
+    }
+
+    pub(crate) fn is_privileged(&self) -> bool {
+        self.inner.is_privileged
+    }
+
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
+        self.inner.root.join(name)
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.inner.root.join("tmp")
+    }
+}
+
+/// Writes `bytes` to `dest` atomically: temp file in `tmp`, fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let (file, temp) = create_temp(tmp, "write")?;
+    let mut file = file;
+    file.write_all(bytes).at("writing", &temp)?;
+    file.sync_all().at("syncing", &temp)?;
+    drop(file);
+    rename_durable(&temp, dest)
+}
+
+/// Renames `from` to `to` and fsyncs the destination directory. On failure `from` is removed.
+pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<(), StoreError> {
+    if let Err(err) = fs::rename(from, to) {
+        let _ = fs::remove_file(from);
+        return Err(StoreError::io("renaming into place", to, err));
+    }
+    if let Some(parent) = to.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// fsyncs a directory so a rename or removal in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("syncing directory", dir)
+}
+
+/// Creates a fresh temp file `tmp/<prefix>-<pid>-<n>` (exclusively). The pid in the name lets
+/// `verify` and GC tell a live writer's file from a crashed one's.
+pub(crate) fn create_temp(tmp: &Path, prefix: &str) -> Result<(File, PathBuf), StoreError> {
+    let pid = std::process::id();
+    loop {
+        let path = tmp.join(format!("{prefix}-{pid}-{}", unique_suffix()));
+        match OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => return Ok((file, path)),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(StoreError::io("creating temp file", path, err)),
+        }
+    }
+}
+
+/// Creates a fresh temp directory `tmp/<prefix>-<pid>-<n>`.
+pub(crate) fn create_temp_dir(tmp: &Path, prefix: &str) -> Result<PathBuf, StoreError> {
+    let pid = std::process::id();
+    loop {
+        let path = tmp.join(format!("{prefix}-{pid}-{}", unique_suffix()));
+        match fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(StoreError::io("creating temp directory", path, err)),
+        }
+    }
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{n}-{nanos:08x}")
+}
+
+/// The pid a temp name `prefix-<pid>-…` was created by.
+pub(crate) fn temp_owner(name: &str) -> Option<i32> {
+    let mut parts = name.splitn(3, '-');
+    parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+/// Whether process `pid` is alive (a zombie counts as alive; a lease of a dead one is stale).
+pub(crate) fn pid_is_alive(pid: i32) -> bool {
+    if i64::from(pid) == i64::from(std::process::id()) {
+        return true;
+    }
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_the_layout_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        for d in DIRS {
+            assert!(store.root().join(d).is_dir(), "{d}");
+        }
+        assert_eq!(
+            fs::read_to_string(store.root().join("layout-version")).unwrap(),
+            "1\n"
+        );
+        assert!(store.root().join("lock").is_file());
+        Store::open(store.root()).unwrap();
+    }
+
+    #[test]
+    fn open_refuses_another_layout_version() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("layout-version"), "2\n").unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::LayoutVersion { ref found, .. } if found == "2"));
+        assert!(err.to_string().contains("layout version 2"), "{err}");
+    }
+
+    #[test]
+    fn temp_owner_reads_the_pid() {
+        assert_eq!(temp_owner("ingest-123-4-abc"), Some(123));
+        assert_eq!(temp_owner("garbage"), None);
+    }
+}

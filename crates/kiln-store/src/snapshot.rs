@@ -1,0 +1,274 @@
+//! Snapshots: unpacked layers, one directory per chain id, used as overlayfs lower dirs.
+//!
+//! Each snapshot holds only its own layer's entries, with the layer's whiteouts in overlay
+//! form (a `.wh.x` entry becomes a 0/0 character device `x`; a `.wh..wh..opq` marker sets
+//! `trusted.overlay.opaque=y` on its directory — `user.overlay.opaque` when unprivileged,
+//! for `userxattr` mounts), so the stack `lowerdir=top:…:base` composes the image. It is
+//! keyed by the chain id (parent chain + diff id) because that is what overlay stacks are
+//! identified by; the content depends only on the layer.
+//!
+//! A snapshot is unpacked into `tmp/`, checked against its diff id, converted, and renamed
+//! into `snapshots/<chain-hex>/`: it appears complete or not at all, and is never modified
+//! afterwards. Two processes unpacking the same layer race harmlessly: the loser discards
+//! its copy.
+
+use std::fs;
+use std::io::{BufReader, Read};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Component, Path, PathBuf};
+
+use kiln_oci::{ChainId, DiffId, Digest, ExtractOptions, Platform, ResolvedImage, extract_layer};
+
+use crate::Store;
+use crate::error::{IoContext as _, StoreError};
+use crate::layout::{create_temp_dir, sync_dir};
+
+/// The AUFS whiteout prefix used in layer tars (OCI image-spec layer.md).
+const WHITEOUT_PREFIX: &str = ".wh.";
+/// The opaque-directory marker (OCI image-spec layer.md).
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+impl Store {
+    /// Whether the snapshot of `chain` exists (it is then complete).
+    pub fn has_snapshot(&self, chain: &ChainId) -> bool {
+        self.snapshot_path(chain).is_dir()
+    }
+
+    /// Makes sure the layer `blob` (whose uncompressed digest is `diff_id`) is unpacked as the
+    /// snapshot on top of `parent`; returns the snapshot's chain id. The blob must be in the
+    /// store; its content is checked against `diff_id`.
+    pub fn ensure_snapshot(
+        &self,
+        parent: Option<&ChainId>,
+        diff_id: &DiffId,
+        blob: &Digest,
+    ) -> Result<ChainId, StoreError> {
+        let chain = match parent {
+            None => ChainId(diff_id.0.clone()),
+            Some(parent) => ChainId(Digest::sha256_of(format!("{parent} {diff_id}").as_bytes())),
+        };
+        if self.has_snapshot(&chain) {
+            return Ok(chain);
+        }
+        let fail = |reason: String| StoreError::Snapshot {
+            chain: chain.clone(),
+            layer: blob.clone(),
+            reason,
+        };
+        let staging = create_temp_dir(&self.tmp_dir(), "snapshot")?;
+        let result = (|| {
+            let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
+            let options = ExtractOptions::new().layer_name(blob.to_string());
+            let stats =
+                extract_layer(reader, &staging, &options).map_err(|e| fail(e.to_string()))?;
+            if &stats.diff_id != diff_id {
+                return Err(fail(format!(
+                    "its content has diff id {}, but the image config says {diff_id}",
+                    stats.diff_id
+                )));
+            }
+            if stats.whiteouts > 0 || stats.opaque_dirs > 0 {
+                let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
+                self.convert_whiteouts(reader, &staging).map_err(fail)?;
+            }
+            Ok(())
+        })();
+        if let Err(err) = result {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(err);
+        }
+        sync_tree(&staging);
+        let dest = self.snapshot_path(&chain);
+        if let Err(err) = fs::rename(&staging, &dest) {
+            let _ = self.remove_dir_via_trash(&staging);
+            if dest.is_dir() {
+                // Another process unpacked it first; theirs is complete and identical.
+                return Ok(chain);
+            }
+            return Err(StoreError::io("renaming snapshot into place", dest, err));
+        }
+        sync_dir(&self.dir("snapshots"))?;
+        Ok(chain)
+    }
+
+    /// Unpacks every layer of an image as snapshots; returns their chain ids, base first
+    /// (overlay wants them reversed: `lowerdir=<last>:…:<first>`).
+    pub fn unpack_image(&self, image: &ResolvedImage) -> Result<Vec<ChainId>, StoreError> {
+        let config = image.config.value();
+        let layers = &image.manifest.value().layers;
+        if config.rootfs.diff_ids.len() != layers.len() {
+            return Err(StoreError::Snapshot {
+                chain: ChainId(image.manifest.digest().clone()),
+                layer: image.manifest.digest().clone(),
+                reason: format!(
+                    "the config lists {} diff ids for {} layers",
+                    config.rootfs.diff_ids.len(),
+                    layers.len()
+                ),
+            });
+        }
+        let mut chains: Vec<ChainId> = Vec::with_capacity(layers.len());
+        for (layer, diff_id) in layers.iter().zip(&config.rootfs.diff_ids) {
+            let chain = self.ensure_snapshot(chains.last(), diff_id, &layer.digest)?;
+            chains.push(chain);
+        }
+        Ok(chains)
+    }
+
+    /// Reads the image `digest` names (a manifest, or an index resolved to `platform`, the
+    /// host's when `None`) with its config.
+    pub fn resolve_image(
+        &self,
+        digest: &Digest,
+        platform: Option<&Platform>,
+    ) -> Result<ResolvedImage, StoreError> {
+        let descriptor = self.descriptor_of(digest)?;
+        kiln_oci::resolve_image(self, &descriptor, platform).map_err(|e| StoreError::Image {
+            digest: digest.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A descriptor for a stored manifest or index, its media type read from the blob.
+    pub fn descriptor_of(&self, digest: &Digest) -> Result<kiln_oci::Descriptor, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Peek {
+            #[serde(rename = "mediaType", default)]
+            media_type: Option<kiln_oci::MediaType>,
+            #[serde(default)]
+            manifests: Option<serde_json::Value>,
+        }
+        let bytes = self.read_blob(digest)?;
+        let peek: Peek = serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+            path: self.blob_path(digest),
+            what: "manifest or index JSON",
+            source,
+        })?;
+        let media_type = peek.media_type.unwrap_or(if peek.manifests.is_some() {
+            kiln_oci::MediaType::OciIndex
+        } else {
+            kiln_oci::MediaType::OciManifest
+        });
+        Ok(kiln_oci::Descriptor::new(
+            media_type,
+            digest.clone(),
+            bytes.len() as u64,
+        ))
+    }
+
+    /// Applies `layers` (blob digests, base first) one after the other into `dir` (created
+    /// when missing), whiteouts applied: the image's root filesystem, for `type=local`
+    /// outputs and the copy-based sandbox fallback.
+    pub fn flatten_to(&self, dir: &Path, layers: &[Digest]) -> Result<(), StoreError> {
+        fs::create_dir_all(dir).at("creating", dir)?;
+        for blob in layers {
+            let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
+            let options = ExtractOptions::new().layer_name(blob.to_string());
+            extract_layer(reader, dir, &options).map_err(|e| StoreError::Snapshot {
+                chain: ChainId(blob.clone()),
+                layer: blob.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Second pass over a layer: turns its whiteout entries into overlay whiteouts in `dir`.
+    fn convert_whiteouts(&self, reader: impl Read + Send, dir: &Path) -> Result<(), String> {
+        let (_, decoded) =
+            kiln_oci::decompress(reader).map_err(|e| format!("decompressing: {e}"))?;
+        let mut archive = tar::Archive::new(decoded);
+        let entries = archive.entries().map_err(|e| format!("reading tar: {e}"))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("reading tar: {e}"))?;
+            let raw = entry.path_bytes();
+            let Some(rel) = clean(Path::new(std::ffi::OsStr::from_bytes(&raw))) else {
+                continue;
+            };
+            let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            if !is_real_dir_chain(dir, parent) {
+                tracing::warn!(path = %rel.display(), "whiteout below a non-directory skipped");
+                continue;
+            }
+            if name == OPAQUE_MARKER {
+                self.mark_opaque(&dir.join(parent))?;
+            } else if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
+                if target.is_empty() || target.starts_with(WHITEOUT_PREFIX) || target == ".." {
+                    continue;
+                }
+                Self::make_whiteout(&dir.join(parent).join(target))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_whiteout(path: &Path) -> Result<(), String> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+            Ok(_) => fs::remove_file(path),
+            Err(_) => Ok(()),
+        }
+        .map_err(|e| format!("clearing {}: {e}", path.display()))?;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )
+        .map_err(|e| {
+            format!(
+                "creating the overlay whiteout {} (a 0/0 character device; needs root or a user namespace): {e}",
+                path.display()
+            )
+        })
+    }
+
+    fn mark_opaque(&self, dir: &Path) -> Result<(), String> {
+        let name = if self.is_privileged() {
+            "trusted.overlay.opaque"
+        } else {
+            "user.overlay.opaque"
+        };
+        rustix::fs::lsetxattr(dir, name, b"y", rustix::fs::XattrFlags::empty())
+            .map_err(|e| format!("setting {name} on {}: {e}", dir.display()))
+    }
+}
+
+/// The relative, `..`-free form of an entry name.
+fn clean(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            Component::ParentDir => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Whether every component of `rel` under `root` is a real directory (no symlink to follow).
+fn is_real_dir_chain(root: &Path, rel: &Path) -> bool {
+    let mut path = root.to_owned();
+    for component in rel.components() {
+        path.push(component);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Makes a freshly unpacked tree durable before it is renamed into place: one `syncfs` of the
+/// store's filesystem instead of an fsync per file. Best effort: a snapshot that lost data in
+/// a crash anyway is what `verify --repair` and re-unpacking are for.
+fn sync_tree(dir: &Path) {
+    if let Ok(file) = fs::File::open(dir) {
+        let _ = rustix::fs::syncfs(&file);
+    }
+}
