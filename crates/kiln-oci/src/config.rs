@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::null_as_default;
-use crate::{DiffId, Platform};
+use crate::{DiffId, ModelError, Platform};
 
 /// The JSON configuration of an image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,6 +327,24 @@ impl ImageConfiguration {
         }
     }
 
+    /// Checks the spec's REQUIRED fields: `architecture`, `os`, and `rootfs.type` =
+    /// `layers` ("Implementations MUST generate an error if they encounter a unknown value
+    /// while verifying or unpacking an image").
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.architecture.is_empty() {
+            return Err(ModelError::MissingConfigField {
+                field: "architecture",
+            });
+        }
+        if self.os.is_empty() {
+            return Err(ModelError::MissingConfigField { field: "os" });
+        }
+        if self.rootfs.kind != ROOTFS_TYPE_LAYERS {
+            return Err(ModelError::UnknownRootfsType(self.rootfs.kind.clone()));
+        }
+        Ok(())
+    }
+
     /// Number of history entries that produced a layer (`empty_layer` false); when the
     /// history is complete this equals `rootfs.diff_ids.len()`.
     pub fn non_empty_history_len(&self) -> usize {
@@ -460,6 +478,26 @@ mod tests {
         assert!(value["config"]["Healthcheck"].get("Timeout").is_none());
         let back: ImageConfiguration = serde_json::from_value(value).unwrap();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn validate_checks_required_fields() {
+        let mut config = ImageConfiguration::new(&"linux/amd64".parse().unwrap());
+        config.validate().unwrap();
+        config.rootfs.kind = "snapshot".into();
+        assert_eq!(
+            config.validate(),
+            Err(ModelError::UnknownRootfsType("snapshot".into()))
+        );
+        let missing: ImageConfiguration =
+            serde_json::from_str(r#"{"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#)
+                .unwrap();
+        assert_eq!(
+            missing.validate(),
+            Err(ModelError::MissingConfigField {
+                field: "architecture"
+            })
+        );
     }
 
     #[test]

@@ -233,7 +233,15 @@ pub fn resolve_image(
                 expected: "an image config",
             });
         }
-        let config = read_json_blob(source, config_descriptor)?;
+        let config: JsonBlob<ImageConfiguration> = read_json_blob(source, config_descriptor)?;
+        config.value().validate()?;
+        let (diff_ids, layers) = (
+            config.value().rootfs.diff_ids.len(),
+            manifest.value().layers.len(),
+        );
+        if diff_ids != layers {
+            return Err(ModelError::LayerCountMismatch { diff_ids, layers }.into());
+        }
         return Ok(ResolvedImage {
             descriptor: current,
             manifest,

@@ -134,6 +134,15 @@ pub enum ModelError {
         "manifest uses the empty config descriptor but has no artifactType (the OCI spec requires one)"
     )]
     MissingArtifactType,
+    /// A REQUIRED field of an image config is empty or missing.
+    #[error("image config has no `{field}`; the OCI spec requires it")]
+    MissingConfigField {
+        /// The JSON field name.
+        field: &'static str,
+    },
+    /// `rootfs.type` is not `layers`.
+    #[error("image config has rootfs type `{0}`; the OCI spec defines only `layers`")]
+    UnknownRootfsType(String),
     /// The config's `rootfs.diff_ids` and the manifest's layers differ in number.
     #[error(
         "image config lists {diff_ids} diff_ids but the manifest has {layers} layers; they must correspond one to one"
