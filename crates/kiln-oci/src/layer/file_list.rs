@@ -1,0 +1,372 @@
+//! The tar of an explicit file list (what COPY and ADD produce): each entry names its path
+//! in the layer and where its content comes from, with optional metadata overrides. Missing
+//! parent directories are added with the metadata given by [`FileListTar::parent_dirs`].
+//! Entries are written in the same order as a directory diff (depth-first, names sorted by
+//! bytes), whatever order they were given in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::diff::{append, open_nofollow};
+use super::source::{device_numbers, is_layer_xattr, read_xattrs};
+use super::tar_encode::{EntryHeader, EntryKind, TarEncoder, TarSummary};
+use super::{LayerError, clamp_mtime};
+
+/// Where the content of a [`LayerEntry`] comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntrySource {
+    /// Whatever is at this path on disk, not following a final symlink: a file's content,
+    /// a symlink's target, a directory (without its children), a device or fifo. Mode,
+    /// owner, mtime and xattrs default to the file's own.
+    Disk(PathBuf),
+    /// A regular file with these bytes.
+    Bytes(Vec<u8>),
+    /// A symbolic link to this target.
+    Symlink(PathBuf),
+    /// An empty directory.
+    Directory,
+    /// A hard link to another entry of the same layer (by layer path).
+    Hardlink(String),
+}
+
+/// One entry of a file-list layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// Path in the layer, `/`-separated; a leading `/` is ignored. `..` is refused.
+    pub path: String,
+    /// Content.
+    pub source: EntrySource,
+    /// Permission bits (`0o7777`); default: the disk file's, else 0o644 (files), 0o755
+    /// (directories), 0o777 (symlinks).
+    pub mode: Option<u32>,
+    /// Owner; default: the disk file's, else 0.
+    pub uid: Option<u64>,
+    /// Group; default: the disk file's, else 0.
+    pub gid: Option<u64>,
+    /// Modification time (seconds since the epoch); default: the disk file's, else 0.
+    pub mtime: Option<i64>,
+}
+
+impl LayerEntry {
+    /// An entry with no metadata overrides.
+    pub fn new(path: impl Into<String>, source: EntrySource) -> Self {
+        Self {
+            path: path.into(),
+            source,
+            mode: None,
+            uid: None,
+            gid: None,
+            mtime: None,
+        }
+    }
+}
+
+/// Builds the layer tar of a file list.
+///
+/// ```
+/// use kiln_oci::{EntrySource, FileListTar, LayerEntry};
+/// let mut tar = Vec::new();
+/// FileListTar::new()
+///     .entry(LayerEntry::new("app/config.json", EntrySource::Bytes(b"{}".to_vec())))
+///     .write_to(&mut tar)?;
+/// assert_eq!(&tar[..4], b"app/"); // the parent directory comes first
+/// # Ok::<(), kiln_oci::LayerError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct FileListTar {
+    entries: Vec<LayerEntry>,
+    parent_dirs: Option<LayerEntry>,
+    source_date_epoch: Option<i64>,
+}
+
+impl FileListTar {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an entry.
+    #[must_use]
+    pub fn entry(mut self, entry: LayerEntry) -> Self {
+        self.entries.push(entry);
+        self
+    }
+
+    /// Adds entries.
+    #[must_use]
+    pub fn entries(mut self, entries: impl IntoIterator<Item = LayerEntry>) -> Self {
+        self.entries.extend(entries);
+        self
+    }
+
+    /// Metadata for directories added because an entry needs a parent (default: 0o755,
+    /// root, mtime 0 or SOURCE_DATE_EPOCH).
+    #[must_use]
+    pub fn parent_dirs(mut self, mode: u32, uid: u64, gid: u64, mtime: Option<i64>) -> Self {
+        self.parent_dirs = Some(LayerEntry {
+            path: String::new(),
+            source: EntrySource::Directory,
+            mode: Some(mode),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime,
+        });
+        self
+    }
+
+    /// Clamps every mtime to `epoch`; also the default mtime of entries without one.
+    #[must_use]
+    pub fn source_date_epoch(mut self, epoch: i64) -> Self {
+        self.source_date_epoch = Some(epoch);
+        self
+    }
+
+    /// Writes the tar (end-of-archive included) into `out`.
+    pub fn write_to<W: Write>(&self, out: W) -> Result<TarSummary, LayerError> {
+        // Component vectors sort depth-first with each directory's names in byte order.
+        let mut ordered: BTreeMap<Vec<&[u8]>, Option<&LayerEntry>> = BTreeMap::new();
+        for entry in &self.entries {
+            let components = clean_components(&entry.path)?;
+            for depth in 1..components.len() {
+                ordered.entry(components[..depth].to_vec()).or_insert(None);
+            }
+            match ordered.get_mut(&components) {
+                Some(slot @ None) => *slot = Some(entry),
+                Some(Some(_)) => {
+                    return Err(LayerError::DuplicateEntry {
+                        path: entry.path.clone(),
+                    });
+                }
+                None => {
+                    ordered.insert(components, Some(entry));
+                }
+            }
+        }
+        let default_parent = LayerEntry {
+            path: String::new(),
+            source: EntrySource::Directory,
+            mode: Some(0o755),
+            uid: Some(0),
+            gid: Some(0),
+            mtime: None,
+        };
+        let parent = self.parent_dirs.as_ref().unwrap_or(&default_parent);
+        let mut encoder = TarEncoder::new(out);
+        let mut first_links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        for (components, entry) in &ordered {
+            let path = components.join(&b'/');
+            self.append_entry(
+                &mut encoder,
+                &path,
+                entry.unwrap_or(parent),
+                &mut first_links,
+            )?;
+        }
+        let (_, summary) = encoder.finish().map_err(|source| LayerError::Output {
+            entry: "end of archive".to_owned(),
+            source,
+        })?;
+        Ok(summary)
+    }
+
+    fn append_entry<W: Write>(
+        &self,
+        encoder: &mut TarEncoder<W>,
+        path: &[u8],
+        entry: &LayerEntry,
+        first_links: &mut HashMap<(u64, u64), Vec<u8>>,
+    ) -> Result<(), LayerError> {
+        let defaults = Defaults {
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: self.source_date_epoch.unwrap_or(0),
+        };
+        let source_path = PathBuf::from(&entry.path);
+        let (kind, content, mode): (EntryKind<'_>, Option<&[u8]>, u32) = match &entry.source {
+            EntrySource::Bytes(bytes) => (
+                EntryKind::File {
+                    size: bytes.len() as u64,
+                },
+                Some(bytes),
+                0o644,
+            ),
+            EntrySource::Directory => (EntryKind::Dir, None, 0o755),
+            EntrySource::Symlink(target) => (
+                EntryKind::Symlink {
+                    target: target.as_os_str().as_bytes(),
+                },
+                None,
+                0o777,
+            ),
+            EntrySource::Hardlink(target) => {
+                let target = clean_components(target)?.join(&b'/');
+                let h = self.header(
+                    entry,
+                    path,
+                    EntryKind::Hardlink { target: &target },
+                    Defaults {
+                        mode: 0o644,
+                        ..defaults
+                    },
+                    &[],
+                );
+                return append(encoder, &source_path, path, &h, None);
+            }
+            EntrySource::Disk(disk) => {
+                return self.append_disk(encoder, disk, path, entry, first_links);
+            }
+        };
+        let h = self.header(entry, path, kind, Defaults { mode, ..defaults }, &[]);
+        let mut reader = content.unwrap_or(b"");
+        append(encoder, &source_path, path, &h, Some(&mut reader))
+    }
+
+    fn header<'h>(
+        &self,
+        entry: &LayerEntry,
+        path: &'h [u8],
+        kind: EntryKind<'h>,
+        defaults: Defaults,
+        xattrs: &'h [(Vec<u8>, Vec<u8>)],
+    ) -> EntryHeader<'h> {
+        EntryHeader {
+            path,
+            kind,
+            mode: entry.mode.unwrap_or(defaults.mode),
+            uid: entry.uid.unwrap_or(defaults.uid),
+            gid: entry.gid.unwrap_or(defaults.gid),
+            mtime: clamp_mtime(
+                entry.mtime.unwrap_or(defaults.mtime),
+                self.source_date_epoch,
+            ),
+            xattrs,
+        }
+    }
+
+    fn append_disk<W: Write>(
+        &self,
+        encoder: &mut TarEncoder<W>,
+        disk: &Path,
+        path: &[u8],
+        entry: &LayerEntry,
+        first_links: &mut HashMap<(u64, u64), Vec<u8>>,
+    ) -> Result<(), LayerError> {
+        let source_error = |action, source| LayerError::Source {
+            action,
+            path: disk.to_path_buf(),
+            source,
+        };
+        let meta =
+            std::fs::symlink_metadata(disk).map_err(|e| source_error("reading metadata of", e))?;
+        let xattrs: Vec<_> = read_xattrs(disk)
+            .map_err(|e| source_error("reading xattrs of", e))?
+            .into_iter()
+            .filter(|(n, _)| is_layer_xattr(n))
+            .collect();
+        let defaults = Defaults {
+            mode: meta.mode(),
+            uid: u64::from(meta.uid()),
+            gid: u64::from(meta.gid()),
+            mtime: meta.mtime(),
+        };
+        let ft = meta.file_type();
+        let mut file = None;
+        let link_target;
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            link_target =
+                std::fs::read_link(disk).map_err(|e| source_error("reading symlink", e))?;
+            EntryKind::Symlink {
+                target: link_target.as_os_str().as_bytes(),
+            }
+        } else if ft.is_file() {
+            let key = (meta.dev(), meta.ino());
+            if meta.nlink() > 1
+                && let Some(first) = first_links.get(&key)
+            {
+                let first = first.clone();
+                let h = self.header(
+                    entry,
+                    path,
+                    EntryKind::Hardlink { target: &first },
+                    defaults,
+                    &xattrs,
+                );
+                return append(encoder, disk, path, &h, None);
+            }
+            if meta.nlink() > 1 {
+                first_links.insert(key, path.to_vec());
+            }
+            file = Some(open_nofollow(disk)?);
+            EntryKind::File { size: meta.len() }
+        } else if ft.is_char_device() {
+            let (major, minor) = device_numbers(meta.rdev());
+            EntryKind::CharDevice { major, minor }
+        } else if ft.is_block_device() {
+            let (major, minor) = device_numbers(meta.rdev());
+            EntryKind::BlockDevice { major, minor }
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else {
+            return Err(source_error(
+                "archiving",
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "sockets cannot be put in a layer",
+                ),
+            ));
+        };
+        let h = self.header(entry, path, kind, defaults, &xattrs);
+        append(
+            encoder,
+            disk,
+            path,
+            &h,
+            file.as_mut().map(|f| f as &mut dyn std::io::Read),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Defaults {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+}
+
+/// Splits a layer path into its components: leading `/`, empty and `.` components dropped,
+/// `..` refused.
+fn clean_components(path: &str) -> Result<Vec<&[u8]>, LayerError> {
+    let mut out = Vec::new();
+    for component in path.as_bytes().split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                return Err(LayerError::InvalidEntryPath {
+                    path: path.to_owned(),
+                    reason: "`..` components are not allowed",
+                });
+            }
+            c if c.contains(&0) => {
+                return Err(LayerError::InvalidEntryPath {
+                    path: path.to_owned(),
+                    reason: "NUL bytes are not allowed",
+                });
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return Err(LayerError::InvalidEntryPath {
+            path: path.to_owned(),
+            reason: "the path names the layer root",
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,818 @@
+//! The malicious-tar corpus: hostile archives generated here, each extracted into
+//! `<sentinel>/root` with both path resolvers (kernel `openat2` and the userspace walk).
+//! Every case asserts that nothing outside the root changed (the sentinel's listing, contents
+//! and link counts are compared before and after) and that the archive was refused or
+//! neutralized the way the case expects.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use kiln_oci::{DevicePolicy, ExtractError, ExtractErrorKind, ExtractOptions, extract_layer};
+
+/// Builds raw tar streams, including ones no honest writer would produce.
+#[derive(Default)]
+struct RawTar {
+    buf: Vec<u8>,
+}
+
+fn octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    field[..digits].copy_from_slice(&text.as_bytes()[text.len() - digits..]);
+}
+
+impl RawTar {
+    fn header_with_size_field(
+        &mut self,
+        name: &[u8],
+        typeflag: u8,
+        size_field: &[u8; 12],
+        link: &[u8],
+        mode: u32,
+        dev: (u64, u64),
+    ) {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name);
+        octal(&mut h[100..108], u64::from(mode));
+        octal(&mut h[108..116], 0);
+        octal(&mut h[116..124], 0);
+        h[124..136].copy_from_slice(size_field);
+        octal(&mut h[136..148], 1_600_000_000);
+        h[156] = typeflag;
+        h[157..157 + link.len()].copy_from_slice(link);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        octal(&mut h[329..337], dev.0);
+        octal(&mut h[337..345], dev.1);
+        h[148..156].fill(b' ');
+        let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
+        octal(&mut h[148..155], sum);
+        h[155] = b' ';
+        self.buf.extend_from_slice(&h);
+    }
+
+    fn header(&mut self, name: &[u8], typeflag: u8, size: u64, link: &[u8], mode: u32) {
+        let mut field = [0u8; 12];
+        octal(&mut field, size);
+        self.header_with_size_field(name, typeflag, &field, link, mode, (0, 0));
+    }
+
+    fn data(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.buf.extend(std::iter::repeat_n(0, pad));
+    }
+
+    fn file(self, name: &str, data: &[u8]) -> Self {
+        self.file_mode(name, data, 0o644)
+    }
+
+    fn file_mode(mut self, name: &str, data: &[u8], mode: u32) -> Self {
+        self.header(name.as_bytes(), b'0', data.len() as u64, b"", mode);
+        self.data(data);
+        self
+    }
+
+    fn dir(mut self, name: &str) -> Self {
+        self.header(name.as_bytes(), b'5', 0, b"", 0o755);
+        self
+    }
+
+    fn symlink(mut self, name: &str, target: &str) -> Self {
+        self.header(name.as_bytes(), b'2', 0, target.as_bytes(), 0o777);
+        self
+    }
+
+    fn hardlink(mut self, name: &str, target: &str) -> Self {
+        self.header(name.as_bytes(), b'1', 0, target.as_bytes(), 0o644);
+        self
+    }
+
+    fn device(mut self, name: &str, major: u64, minor: u64) -> Self {
+        let mut field = [0u8; 12];
+        octal(&mut field, 0);
+        self.header_with_size_field(name.as_bytes(), b'3', &field, b"", 0o666, (major, minor));
+        self
+    }
+
+    fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            let base = key.len() + value.len() + 3;
+            let mut len = base + 1;
+            while len != base + len.to_string().len() {
+                len += 1;
+            }
+            data.extend_from_slice(format!("{len} {key}=").as_bytes());
+            data.extend_from_slice(value);
+            data.push(b'\n');
+        }
+        self.header(b"PaxHeaders/x", b'x', data.len() as u64, b"", 0o644);
+        self.data(&data);
+        self
+    }
+
+    fn gnu_longname(mut self, name: &[u8]) -> Self {
+        let mut data = name.to_vec();
+        data.push(0);
+        self.header(b"././@LongLink", b'L', data.len() as u64, b"", 0o644);
+        self.data(&data);
+        self
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&[0u8; 1024]);
+        self.buf
+    }
+}
+
+/// `<tmp>/root` is the extraction target; `<tmp>/outside` holds a secret; the listing of
+/// `<tmp>` without `root` must not change.
+struct Sentinel {
+    dir: tempfile::TempDir,
+}
+
+type Listing = BTreeMap<PathBuf, (u32, u64, u64, Vec<u8>, Option<PathBuf>)>;
+
+impl Sentinel {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("root")).unwrap();
+        fs::create_dir(dir.path().join("outside")).unwrap();
+        fs::write(dir.path().join("outside/secret"), b"do not touch").unwrap();
+        fs::write(dir.path().join("beside-root"), b"sibling").unwrap();
+        Self { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn outside(&self) -> PathBuf {
+        self.dir.path().join("outside")
+    }
+
+    fn listing(&self) -> Listing {
+        let mut out = Listing::new();
+        let base = self.dir.path().to_path_buf();
+        let walker = walkdir::WalkDir::new(&base)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| e.path() != base.join("root"));
+        for entry in walker {
+            let entry = entry.unwrap();
+            let rel = entry
+                .path()
+                .strip_prefix(self.dir.path())
+                .unwrap()
+                .to_path_buf();
+            if rel.starts_with("root") {
+                continue;
+            }
+            let meta = entry.path().symlink_metadata().unwrap();
+            let content = if meta.is_file() {
+                fs::read(entry.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            let link = fs::read_link(entry.path()).ok();
+            out.insert(rel, (meta.mode(), meta.nlink(), meta.len(), content, link));
+        }
+        out
+    }
+}
+
+/// Extracts `tar` with both resolvers (each into a fresh sentinel) and checks containment;
+/// `check` sees the result and the root of each run.
+fn run_case(
+    name: &str,
+    tar: &[u8],
+    options: &ExtractOptions,
+    check: impl Fn(&Result<kiln_oci::ExtractStats, ExtractError>, &Sentinel),
+) {
+    for userspace in [false, true] {
+        let sentinel = Sentinel::new();
+        let before = sentinel.listing();
+        let etc_before = fs::read_dir("/etc").unwrap().count();
+        let options = options
+            .clone()
+            .force_userspace_resolver(userspace)
+            .layer_name(name);
+        let result = extract_layer(tar, &sentinel.root(), &options);
+        assert_eq!(
+            sentinel.listing(),
+            before,
+            "case {name} (userspace resolver: {userspace}) wrote outside the root: {result:?}"
+        );
+        assert_eq!(
+            fs::read_dir("/etc").unwrap().count(),
+            etc_before,
+            "case {name} touched /etc"
+        );
+        check(&result, &sentinel);
+    }
+}
+
+fn opts() -> ExtractOptions {
+    ExtractOptions::new().chown(false)
+}
+
+fn expect_kind(
+    result: &Result<kiln_oci::ExtractStats, ExtractError>,
+    pred: impl Fn(&ExtractErrorKind) -> bool,
+    what: &str,
+) {
+    match result {
+        Err(e) => assert!(pred(&e.kind), "expected {what}, got {e}"),
+        Ok(stats) => panic!("expected {what}, extraction succeeded: {stats:?}"),
+    }
+}
+
+#[test]
+fn dotdot_escape_is_refused() {
+    let tar = RawTar::default().file("../escaped", b"x").finish();
+    run_case("dotdot", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::PathEscapes),
+            "PathEscapes",
+        );
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.entry.as_deref(), Some("../escaped"));
+        assert!(
+            e.to_string().contains("dotdot"),
+            "error names the layer: {e}"
+        );
+    });
+}
+
+#[test]
+fn nested_dotdot_escape_is_refused() {
+    let tar = RawTar::default()
+        .file("a/b/../../../escaped", b"x")
+        .finish();
+    run_case("nested-dotdot", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::PathEscapes),
+            "PathEscapes",
+        );
+    });
+}
+
+#[test]
+fn absolute_path_is_neutralized_into_the_root() {
+    let tar = RawTar::default().file("/abs/file", b"x").finish();
+    run_case("absolute", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        assert_eq!(fs::read(s.root().join("abs/file")).unwrap(), b"x");
+    });
+}
+
+#[test]
+fn symlink_to_etc_then_write_through_it_stays_inside() {
+    // Inside the root, `/etc` is the symlink itself: resolving `etc/x` loops, nothing is
+    // written anywhere. With a real `etc/` below the link target, the write lands there.
+    let name = format!("kiln-pwned-{}", std::process::id());
+    let tar = RawTar::default()
+        .symlink("etc", "/etc")
+        .file(&format!("etc/{name}"), b"pwned")
+        .finish();
+    run_case("symlink-etc", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::BadParent(_)),
+            "BadParent (symlink loop)",
+        );
+        assert!(!Path::new("/etc").join(&name).exists());
+    });
+    let tar = RawTar::default()
+        .dir("real-etc")
+        .symlink("etc", "/real-etc")
+        .file(&format!("etc/{name}"), b"pwned")
+        .finish();
+    run_case("symlink-etc-2", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        assert!(!Path::new("/etc").join(&name).exists());
+        assert_eq!(
+            fs::read(s.root().join("real-etc").join(&name)).unwrap(),
+            b"pwned"
+        );
+    });
+}
+
+#[test]
+fn absolute_symlink_to_the_sentinel_resolves_inside_the_root() {
+    let sentinel_probe = Sentinel::new();
+    let outside = sentinel_probe.outside();
+    drop(sentinel_probe);
+    // The host path of *a* sentinel; each run's own outside dir has the same shape.
+    let tar_for = |outside: &Path| {
+        RawTar::default()
+            .symlink("out", outside.to_str().unwrap())
+            .file("out/pwned", b"pwned")
+            .finish()
+    };
+    for userspace in [false, true] {
+        let sentinel = Sentinel::new();
+        let before = sentinel.listing();
+        let tar = tar_for(&sentinel.outside());
+        extract_layer(
+            &tar[..],
+            &sentinel.root(),
+            &opts().force_userspace_resolver(userspace),
+        )
+        .unwrap();
+        assert_eq!(sentinel.listing(), before);
+        let inside = sentinel
+            .root()
+            .join(sentinel.outside().strip_prefix("/").unwrap())
+            .join("pwned");
+        assert_eq!(fs::read(inside).unwrap(), b"pwned");
+    }
+    let _ = outside;
+}
+
+#[test]
+fn relative_symlink_climbing_out_is_clamped_at_the_root() {
+    let tar = RawTar::default()
+        .symlink("up", "../../../..")
+        .file("up/pwned", b"x")
+        .finish();
+    run_case("symlink-up", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        assert_eq!(fs::read(s.root().join("pwned")).unwrap(), b"x");
+    });
+}
+
+#[test]
+fn symlink_chain_escape_stays_inside() {
+    let tar = RawTar::default()
+        .dir("d")
+        .symlink("d/a", "../b")
+        .symlink("b", "c/../../..")
+        .dir("c")
+        .symlink("c/x", "/../../outside")
+        .file("d/a/chained", b"1")
+        .file("c/x/chained2", b"2")
+        .finish();
+    run_case("symlink-chain", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        assert_eq!(fs::read(s.root().join("chained")).unwrap(), b"1");
+        assert_eq!(fs::read(s.root().join("outside/chained2")).unwrap(), b"2");
+    });
+}
+
+#[test]
+fn symlink_loop_is_an_error_not_a_hang() {
+    let tar = RawTar::default()
+        .symlink("l1", "l2")
+        .symlink("l2", "l1")
+        .file("l1/x", b"x")
+        .finish();
+    run_case("symlink-loop", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::BadParent(_)),
+            "BadParent",
+        );
+    });
+}
+
+#[test]
+fn hardlink_to_etc_passwd_is_refused() {
+    let nlink = fs::metadata("/etc/passwd").map(|m| m.nlink()).ok();
+    let tar = RawTar::default().hardlink("passwd", "/etc/passwd").finish();
+    run_case("hardlink-passwd", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::HardlinkTargetMissing { .. }),
+            "HardlinkTargetMissing",
+        );
+    });
+    assert_eq!(fs::metadata("/etc/passwd").map(|m| m.nlink()).ok(), nlink);
+}
+
+#[test]
+fn hardlink_with_dotdot_is_refused() {
+    let tar = RawTar::default()
+        .hardlink("h", "../outside/secret")
+        .finish();
+    run_case("hardlink-dotdot", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::HardlinkEscapes { .. }),
+            "HardlinkEscapes",
+        );
+    });
+}
+
+#[test]
+fn hardlink_through_a_symlinked_dir_cannot_reach_outside() {
+    for userspace in [false, true] {
+        let sentinel = Sentinel::new();
+        let before = sentinel.listing();
+        let tar = RawTar::default()
+            .symlink("sd", sentinel.outside().to_str().unwrap())
+            .hardlink("h", "sd/secret")
+            .finish();
+        let r = extract_layer(
+            &tar[..],
+            &sentinel.root(),
+            &opts().force_userspace_resolver(userspace),
+        );
+        expect_kind(
+            &r,
+            |k| matches!(k, ExtractErrorKind::HardlinkTargetMissing { .. }),
+            "HardlinkTargetMissing",
+        );
+        assert_eq!(sentinel.listing(), before);
+        assert_eq!(
+            fs::metadata(sentinel.outside().join("secret"))
+                .unwrap()
+                .nlink(),
+            1
+        );
+    }
+}
+
+#[test]
+fn hardlink_pax_linkpath_escape_is_refused() {
+    let tar = RawTar::default()
+        .pax(&[("linkpath", b"x/../../../outside/secret")])
+        .hardlink("h", "innocent")
+        .finish();
+    run_case("pax-linkpath", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::HardlinkEscapes { .. }),
+            "HardlinkEscapes",
+        );
+    });
+}
+
+#[test]
+fn hardlink_to_a_directory_is_refused() {
+    let tar = RawTar::default().dir("d").hardlink("h", "d").finish();
+    run_case("hardlink-dir", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::HardlinkTargetMissing { .. }),
+            "HardlinkTargetMissing",
+        );
+    });
+}
+
+#[test]
+fn whiteout_with_dotdot_is_contained() {
+    // `.wh.../../x` cleans to `x`: an ordinary file inside the root, nothing deleted.
+    let tar = RawTar::default().file(".wh.../../x", b"x").finish();
+    run_case("whiteout-dotdot", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        assert!(s.root().join("x").exists());
+    });
+    let tar = RawTar::default().file("../.wh.secret", b"").finish();
+    run_case("whiteout-escape", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::PathEscapes),
+            "PathEscapes",
+        );
+    });
+}
+
+#[test]
+fn whiteout_of_dot_is_refused() {
+    let tar = RawTar::default()
+        .dir("d")
+        .file("d/keep", b"k")
+        .file("d/.wh..", b"")
+        .finish();
+    run_case("whiteout-dot", &tar, &opts(), |r, s| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::InvalidName(_)),
+            "InvalidName",
+        );
+        assert!(s.root().join("d/keep").exists());
+    });
+}
+
+#[test]
+fn whiteout_through_a_symlink_cannot_delete_outside() {
+    for userspace in [false, true] {
+        let sentinel = Sentinel::new();
+        let before = sentinel.listing();
+        let tar = RawTar::default()
+            .symlink("l", sentinel.outside().to_str().unwrap())
+            .file("l/.wh.secret", b"")
+            .symlink("up", "../outside")
+            .file("up/.wh.secret", b"")
+            .finish();
+        extract_layer(
+            &tar[..],
+            &sentinel.root(),
+            &opts().force_userspace_resolver(userspace),
+        )
+        .unwrap();
+        assert_eq!(sentinel.listing(), before);
+    }
+}
+
+#[test]
+fn opaque_marker_through_a_symlink_cannot_clear_outside() {
+    for userspace in [false, true] {
+        let sentinel = Sentinel::new();
+        let before = sentinel.listing();
+        let tar = RawTar::default()
+            .symlink("l", sentinel.outside().to_str().unwrap())
+            .file("l/.wh..wh..opq", b"")
+            .symlink("rel", "../..")
+            .file("rel/.wh..wh..opq", b"")
+            .finish();
+        let r = extract_layer(
+            &tar[..],
+            &sentinel.root(),
+            &opts().force_userspace_resolver(userspace),
+        );
+        assert_eq!(sentinel.listing(), before, "{r:?}");
+        assert!(sentinel.outside().join("secret").exists());
+    }
+}
+
+#[test]
+fn huge_size_header_is_refused_before_reading() {
+    // base-256 size field: 2^62 bytes.
+    let mut field = [0u8; 12];
+    field[0] = 0x80;
+    field[4] = 0x40;
+    let mut tar = RawTar::default();
+    tar.header_with_size_field(b"huge", b'0', &field, b"", 0o644, (0, 0));
+    let tar = tar.finish();
+    run_case("huge-size", &tar, &opts(), |r, s| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::TooLarge { .. }),
+            "TooLarge",
+        );
+        assert!(!s.root().join("huge").exists());
+    });
+    let tar = RawTar::default().file("big", &vec![7u8; 4096]).finish();
+    run_case("entry-limit", &tar, &opts().max_entry_size(1024), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::TooLarge { .. }),
+            "TooLarge",
+        );
+    });
+}
+
+#[test]
+fn huge_pax_header_is_refused() {
+    let tar = RawTar::default()
+        .pax(&[("comment", &vec![b'a'; 2 << 20])])
+        .file("f", b"x")
+        .finish();
+    run_case("huge-pax", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::TooLarge { .. }),
+            "TooLarge",
+        );
+    });
+}
+
+#[test]
+fn device_nodes_follow_the_policy() {
+    let tar = RawTar::default().device("dev/mem", 1, 1).finish();
+    run_case(
+        "device-refused",
+        &tar,
+        &opts().devices(DevicePolicy::Refuse),
+        |r, s| {
+            expect_kind(
+                r,
+                |k| matches!(k, ExtractErrorKind::DeviceRefused),
+                "DeviceRefused",
+            );
+            assert!(!s.root().join("dev/mem").exists());
+        },
+    );
+    run_case(
+        "device-skipped",
+        &tar,
+        &opts().devices(DevicePolicy::Skip),
+        |r, s| {
+            assert_eq!(r.as_ref().unwrap().devices_skipped, 1);
+            assert!(!s.root().join("dev/mem").exists());
+        },
+    );
+}
+
+#[test]
+fn setuid_bits_are_stripped_when_asked() {
+    let tar = RawTar::default()
+        .file_mode("bin/su", b"#!", 0o6755)
+        .finish();
+    run_case(
+        "setuid-stripped",
+        &tar,
+        &opts().strip_setid(true),
+        |r, s| {
+            r.as_ref().unwrap();
+            let mode = fs::metadata(s.root().join("bin/su"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o7777, 0o755);
+        },
+    );
+    run_case("setuid-kept", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        let mode = fs::metadata(s.root().join("bin/su"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o6755);
+    });
+}
+
+#[test]
+fn nul_in_a_pax_path_is_refused() {
+    let tar = RawTar::default()
+        .pax(&[("path", b"a\0/../../escape")])
+        .file("innocent", b"x")
+        .finish();
+    run_case("nul-name", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::InvalidName(_)),
+            "InvalidName",
+        );
+    });
+}
+
+#[test]
+fn very_long_names_are_contained() {
+    // 120 nested 48-byte directories: ~5.8 kB, beyond PATH_MAX; walked component by component.
+    let components: Vec<String> = (0..120)
+        .map(|i| format!("dir{i:03}-{}", "x".repeat(40)))
+        .collect();
+    let deep = format!("{}/file", components.join("/"));
+    let tar = RawTar::default()
+        .pax(&[("path", deep.as_bytes())])
+        .file("innocent", b"x")
+        .finish();
+    run_case("deep-name", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        let mut dir = rustix::fs::open(
+            s.root(),
+            rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        for c in &components {
+            dir = rustix::fs::openat(
+                &dir,
+                c.as_str(),
+                rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+        }
+        rustix::fs::statat(&dir, "file", rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    });
+    // A 300-byte component cannot exist on Linux: an error naming the entry.
+    let long = "n".repeat(300);
+    let tar = RawTar::default()
+        .pax(&[("path", long.as_bytes())])
+        .file("innocent", b"y")
+        .finish();
+    run_case("long-component", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::Io { .. }),
+            "Io (name too long)",
+        );
+        assert_eq!(
+            r.as_ref().unwrap_err().entry.as_deref(),
+            Some(long.as_str())
+        );
+    });
+}
+
+#[test]
+fn duplicate_entries_last_one_wins() {
+    let tar = RawTar::default()
+        .file("f", b"one")
+        .file("f", b"two")
+        .dir("d")
+        .file("d/child", b"c")
+        .file("d", b"now a file")
+        .finish();
+    run_case("duplicates", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        assert_eq!(fs::read(s.root().join("f")).unwrap(), b"two");
+        assert_eq!(fs::read(s.root().join("d")).unwrap(), b"now a file");
+    });
+}
+
+#[test]
+fn dir_replaced_by_symlink_then_file_under_it_stays_inside() {
+    for userspace in [false, true] {
+        let sentinel = Sentinel::new();
+        let before = sentinel.listing();
+        let tar = RawTar::default()
+            .dir("d")
+            .file("d/a", b"a")
+            .symlink("d", sentinel.outside().to_str().unwrap())
+            .file("d/pwned", b"p")
+            .finish();
+        extract_layer(
+            &tar[..],
+            &sentinel.root(),
+            &opts().force_userspace_resolver(userspace),
+        )
+        .unwrap();
+        assert_eq!(sentinel.listing(), before);
+        let inside = sentinel
+            .root()
+            .join(sentinel.outside().strip_prefix("/").unwrap());
+        assert_eq!(fs::read(inside.join("pwned")).unwrap(), b"p");
+    }
+}
+
+#[test]
+fn pax_path_override_escape_is_refused() {
+    let tar = RawTar::default()
+        .pax(&[("path", b"../pax-escape")])
+        .file("innocent", b"x")
+        .finish();
+    run_case("pax-path", &tar, &opts(), |r, s| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::PathEscapes),
+            "PathEscapes",
+        );
+        assert!(!s.root().join("innocent").exists());
+    });
+}
+
+#[test]
+fn gnu_longname_escape_is_refused() {
+    let tar = RawTar::default()
+        .gnu_longname(b"../../gnu-escape")
+        .file("innocent", b"x")
+        .finish();
+    run_case("gnu-longname", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::PathEscapes),
+            "PathEscapes",
+        );
+    });
+}
+
+#[test]
+fn file_under_a_file_is_refused() {
+    let tar = RawTar::default()
+        .file("f", b"x")
+        .file("f/child", b"y")
+        .finish();
+    run_case("file-under-file", &tar, &opts(), |r, _| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::BadParent(_)),
+            "BadParent",
+        );
+    });
+}
+
+#[test]
+fn truncated_archive_is_corrupt() {
+    let mut tar = RawTar::default().file("f", &[1u8; 2000]).finish();
+    tar.truncate(1024);
+    run_case("truncated", &tar, &opts(), |r, _| {
+        assert!(r.is_err());
+    });
+}
+
+#[test]
+fn debian_var_run_symlink_resolves_inside_the_root() {
+    let tar = RawTar::default()
+        .dir("run")
+        .dir("var")
+        .symlink("var/run", "/run")
+        .file("var/run/utmp", b"u")
+        .finish();
+    run_case("var-run", &tar, &opts(), |r, s| {
+        r.as_ref().unwrap();
+        assert_eq!(fs::read(s.root().join("run/utmp")).unwrap(), b"u");
+        assert_eq!(
+            fs::read_link(s.root().join("var/run")).unwrap(),
+            Path::new("/run")
+        );
+    });
+}
