@@ -147,13 +147,12 @@ fn glob(p: &[char], n: &[char]) -> bool {
                         return false;
                     }
                 }
-                '\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == n[ni] {
-                        pi += 2;
-                        ni += 1;
-                        continue;
-                    }
+                '\\' if pi + 1 < p.len() && p[pi + 1] == n[ni] => {
+                    pi += 2;
+                    ni += 1;
+                    continue;
                 }
+                '\\' if pi + 1 < p.len() => {}
                 c if c == n[ni] => {
                     pi += 1;
                     ni += 1;

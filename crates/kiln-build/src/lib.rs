@@ -2,14 +2,18 @@
 #![forbid(unsafe_code)]
 
 mod copy;
+mod event;
 mod hash;
+mod output;
 mod scheduler;
 mod tree;
 
 pub use copy::{
     CopyAttrs, CopyError, CopyItem, CopyPlan, CopyRequest, has_wildcard, match_component, plan_copy,
 };
+pub use event::{Event, EventSink, LogStream};
 pub use hash::{HashMemo, copy_plan_digest};
+pub use output::{Output, OutputSpecError};
 pub use scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 pub use tree::{
     ContextFilter, ContextTree, Entry, EntryKind, IncludeAll, LayeredTree, SourceTree, clean_rel,

@@ -374,7 +374,6 @@ impl SourceTree for LayeredTree {
                     if Self::opaque_on_path(layer, &path) {
                         break;
                     }
-                    continue;
                 }
                 LayerView::Present(meta, host) => {
                     if !meta.is_dir() {
