@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::null_as_default;
-use crate::{Descriptor, MediaType};
+use crate::{Descriptor, Digest, ImageIndex, JsonBlob, JsonError, MediaType};
 
 /// The `schemaVersion` every supported manifest and index carries.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -109,6 +109,133 @@ impl ImageManifest {
     }
 }
 
+/// A pulled manifest of either kind, with its original bytes.
+#[derive(Debug, Clone)]
+pub enum AnyManifest {
+    /// A single-platform image manifest.
+    Image(Box<JsonBlob<ImageManifest>>),
+    /// A multi-platform index or manifest list.
+    Index(Box<JsonBlob<ImageIndex>>),
+}
+
+impl AnyManifest {
+    /// Parses `bytes` as whichever kind they are: by `content_type` (a registry's
+    /// `Content-Type`) when it names a manifest or index type, else by the document's own
+    /// `mediaType`, else by shape (`manifests` → index, `config` → manifest). Docker schema 1
+    /// manifests are refused.
+    pub fn parse(
+        bytes: Vec<u8>,
+        content_type: Option<&MediaType>,
+    ) -> Result<Self, AnyManifestError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(rename = "schemaVersion", default)]
+            schema_version: Option<u32>,
+            #[serde(rename = "mediaType", default)]
+            media_type: Option<MediaType>,
+            #[serde(default)]
+            manifests: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            config: Option<serde::de::IgnoredAny>,
+        }
+        let digest = Digest::sha256_of(&bytes);
+        let probe: Probe = serde_json::from_slice(&bytes).map_err(|source| {
+            AnyManifestError::Json(JsonError::Parse {
+                what: "manifest",
+                digest: digest.clone(),
+                source,
+            })
+        })?;
+        if probe.schema_version == Some(1) {
+            return Err(AnyManifestError::SchemaV1 { digest });
+        }
+        let declared = content_type
+            .filter(|t| t.is_manifest() || t.is_index())
+            .or(probe.media_type.as_ref());
+        let is_index = match declared {
+            Some(t) if t.is_index() => true,
+            Some(t) if t.is_manifest() => false,
+            Some(other) => {
+                return Err(AnyManifestError::NotAManifest {
+                    digest,
+                    media_type: other.clone(),
+                });
+            }
+            None => probe.manifests.is_some() && probe.config.is_none(),
+        };
+        Ok(if is_index {
+            let index = JsonBlob::<ImageIndex>::parse(bytes)?;
+            index.value().validate()?;
+            Self::Index(Box::new(index))
+        } else {
+            let manifest = JsonBlob::<ImageManifest>::parse(bytes)?;
+            manifest.value().validate()?;
+            Self::Image(Box::new(manifest))
+        })
+    }
+
+    /// The digest of the original bytes.
+    pub fn digest(&self) -> &Digest {
+        match self {
+            Self::Image(m) => m.digest(),
+            Self::Index(i) => i.digest(),
+        }
+    }
+
+    /// The original bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Image(m) => m.bytes(),
+            Self::Index(i) => i.bytes(),
+        }
+    }
+
+    /// The effective media type (declared, or inferred for documents that omit it).
+    pub fn media_type(&self) -> MediaType {
+        match self {
+            Self::Image(m) => m.value().effective_media_type(),
+            Self::Index(i) => i.value().media_type.clone().unwrap_or(MediaType::OciIndex),
+        }
+    }
+
+    /// A descriptor of the original bytes.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(
+            self.media_type(),
+            self.digest().clone(),
+            self.bytes().len() as u64,
+        )
+    }
+}
+
+/// Why bytes are not a usable manifest or index.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnyManifestError {
+    /// Not JSON of the expected shape.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// Breaks a spec MUST.
+    #[error("manifest is invalid: {0}")]
+    Model(#[from] ModelError),
+    /// Docker image manifest schema 1 (deprecated, signed, unsupported).
+    #[error(
+        "manifest {digest} uses Docker schema 1, which is deprecated and not supported; rebuild or re-push the image with a current tool"
+    )]
+    SchemaV1 {
+        /// The manifest.
+        digest: Digest,
+    },
+    /// The declared media type is not a manifest or index type.
+    #[error("{digest} has media type `{media_type}`, which is not an image manifest or index")]
+    NotAManifest {
+        /// The document.
+        digest: Digest,
+        /// Its declared media type.
+        media_type: MediaType,
+    },
+}
+
 /// A manifest or index that breaks one of the spec's MUSTs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -158,7 +285,6 @@ pub enum ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Digest, JsonBlob};
 
     #[test]
     fn docker_schema2_manifest_parses_and_keeps_bytes() {
@@ -193,6 +319,41 @@ mod tests {
         );
         assert_eq!(json["layers"], serde_json::json!([]));
         assert!(json.get("annotations").is_none() && json.get("subject").is_none());
+    }
+
+    #[test]
+    fn any_manifest_detects_the_kind() {
+        let manifest = ImageManifest::new(
+            Descriptor::of_bytes(MediaType::OciConfig, b"{}"),
+            Vec::new(),
+        );
+        let bytes = crate::to_canonical_json(&manifest).unwrap();
+        let parsed = AnyManifest::parse(bytes.clone(), None).unwrap();
+        assert!(matches!(parsed, AnyManifest::Image(_)));
+        assert_eq!(parsed.bytes(), bytes.as_slice());
+        assert_eq!(parsed.descriptor().digest, Digest::sha256_of(&bytes));
+
+        let index = ImageIndex::new(Vec::new());
+        let mut untyped = serde_json::to_value(&index).unwrap();
+        untyped.as_object_mut().unwrap().remove("mediaType");
+        let bytes = serde_json::to_vec(&untyped).unwrap();
+        assert!(matches!(
+            AnyManifest::parse(bytes.clone(), None).unwrap(),
+            AnyManifest::Index(_)
+        ));
+        let hinted = AnyManifest::parse(bytes, Some(&MediaType::DockerManifestList)).unwrap();
+        assert_eq!(hinted.media_type(), MediaType::OciIndex);
+
+        let v1 = br#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#.to_vec();
+        assert!(matches!(
+            AnyManifest::parse(v1, None),
+            Err(AnyManifestError::SchemaV1 { .. })
+        ));
+        let other = br#"{"schemaVersion":2,"mediaType":"text/plain"}"#.to_vec();
+        assert!(matches!(
+            AnyManifest::parse(other, None),
+            Err(AnyManifestError::NotAManifest { .. })
+        ));
     }
 
     #[test]
