@@ -1,0 +1,318 @@
+//! `.dockerignore` files and Docker's context exclusion rules (moby `patternmatcher` and
+//! `patternmatcher/ignorefile`).
+//!
+//! [`read_ignore_file`] turns the file's text into patterns; [`PatternMatcher`] decides
+//! whether a context path is excluded: patterns are evaluated in order, the last one that
+//! matches wins, `!pattern` re-includes, and a pattern that matches a parent directory
+//! matches everything under it. This is not gitignore: `*.md` matches only at the top level,
+//! `**` is needed to cross directories.
+//!
+//! For a context walker, [`PatternMatcher::exclusion_state`] tells whether an excluded
+//! directory can be skipped entirely or must still be descended because a `!` pattern may
+//! re-include something inside it.
+
+mod glob;
+
+use glob::MatchKind;
+
+/// Why a pattern list was rejected or a pattern could not be matched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternError {
+    /// A pattern that is only `!` (number `index`, counted from 1).
+    #[error(
+        "illegal exclusion pattern \"!\" (pattern {index}): an exclusion needs a path after the \
+         `!`"
+    )]
+    LoneExclamation { index: usize },
+    /// The pattern is not valid `filepath.Match` syntax.
+    #[error("syntax error in ignore pattern {pattern:?} (pattern {index}): {reason}")]
+    Syntax {
+        pattern: String,
+        index: usize,
+        reason: String,
+    },
+    /// The pattern passed the syntax check but cannot be matched (Docker fails the same way,
+    /// on every match).
+    #[error("ignore pattern {pattern:?} cannot be matched: {reason}")]
+    Unmatchable { pattern: String, reason: String },
+}
+
+/// Reads the text of a `.dockerignore` file into patterns (moby `ignorefile.ReadAll`).
+///
+/// A BOM is stripped; a line is a comment only when its first character is `#`; lines are
+/// trimmed and empty ones skipped; for `!` lines the rest is trimmed again; the path is
+/// cleaned (`filepath.Clean`) and one leading `/` removed, then the `!` is put back. A lone
+/// `!` is kept here and rejected by [`PatternMatcher::new`].
+///
+/// ```
+/// use kiln_dockerfile::read_ignore_file;
+///
+/// let text = "\u{feff}# comment\n/target/\n  ./docs//api  \n! /docs/api/README.md\n #x\n";
+/// assert_eq!(read_ignore_file(text), ["target", "docs/api", "!docs/api/README.md", "#x"]);
+/// ```
+pub fn read_ignore_file(text: &str) -> Vec<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut patterns = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut pattern = line.trim();
+        if pattern.is_empty() {
+            continue;
+        }
+        let is_exclusion = pattern.starts_with('!');
+        if is_exclusion {
+            pattern = pattern[1..].trim();
+        }
+        let mut cleaned = String::new();
+        if !pattern.is_empty() {
+            cleaned = clean_path(pattern);
+            if cleaned.len() > 1 && cleaned.starts_with('/') {
+                cleaned.remove(0);
+            }
+        }
+        if is_exclusion {
+            cleaned.insert(0, '!');
+        }
+        patterns.push(cleaned);
+    }
+    patterns
+}
+
+/// One compiled pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    cleaned: String,
+    is_exclusion: bool,
+    kind: MatchKind,
+}
+
+impl Pattern {
+    /// The cleaned pattern, without its `!`.
+    pub fn as_str(&self) -> &str {
+        &self.cleaned
+    }
+
+    /// Whether this is a `!` pattern that re-includes paths.
+    pub fn is_exclusion(&self) -> bool {
+        self.is_exclusion
+    }
+
+    /// Whether the pattern matches exactly this path (no parent matching).
+    pub fn matches(&self, path: &str) -> Result<bool, PatternError> {
+        Ok(match &self.kind {
+            MatchKind::Exact => path == self.cleaned,
+            MatchKind::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            MatchKind::Suffix(suffix) => {
+                // `**/foo` also matches `foo` itself.
+                path.ends_with(suffix.as_str()) || suffix.strip_prefix('/') == Some(path)
+            }
+            MatchKind::Automaton(automaton) => automaton.is_match(path),
+            MatchKind::Unmatchable(reason) => {
+                return Err(PatternError::Unmatchable {
+                    pattern: self.cleaned.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        })
+    }
+
+    /// Whether some path strictly inside `dir` could match. Conservative: it may say yes when
+    /// nothing can match, never no when something can.
+    fn may_match_inside(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        match &self.kind {
+            MatchKind::Exact => self.cleaned.starts_with(&prefix),
+            MatchKind::Prefix(pattern_prefix) => {
+                pattern_prefix.starts_with(&prefix) || prefix.starts_with(pattern_prefix.as_str())
+            }
+            MatchKind::Suffix(_) | MatchKind::Unmatchable(_) => true,
+            MatchKind::Automaton(automaton) => automaton.may_match_with_prefix(&prefix),
+        }
+    }
+}
+
+/// What a context walker may do with a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirDecision {
+    /// The directory is in the context; its entries must still be checked one by one.
+    Included,
+    /// The directory is excluded. When `may_reinclude_children` is false nothing below it can
+    /// be re-included and the walker can skip it; when true a `!` pattern may re-include
+    /// something inside, so the walker must descend and check each entry.
+    Excluded { may_reinclude_children: bool },
+}
+
+/// An ordered list of `.dockerignore` patterns (moby `patternmatcher.PatternMatcher`).
+///
+/// ```
+/// use kiln_dockerfile::{DirDecision, PatternMatcher};
+///
+/// let matcher = PatternMatcher::new(["docs", "!docs/README.md", "**/*.pyc"]).unwrap();
+/// assert!(matcher.matches_or_parent_matches("docs/api/index.md").unwrap());
+/// assert!(!matcher.matches_or_parent_matches("docs/README.md").unwrap());
+/// assert!(matcher.matches_or_parent_matches("app/x/mod.pyc").unwrap());
+/// assert!(!matcher.matches_or_parent_matches("app/main.py").unwrap());
+/// assert_eq!(
+///     matcher.exclusion_state("docs").unwrap(),
+///     DirDecision::Excluded { may_reinclude_children: true }
+/// );
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PatternMatcher {
+    patterns: Vec<Pattern>,
+    has_exclusions: bool,
+}
+
+impl PatternMatcher {
+    /// Compiles the patterns in order. Each is trimmed (empty ones are skipped), cleaned like
+    /// a path, split from its leading `!`, and checked against `filepath.Match` syntax.
+    pub fn new<I, S>(patterns: I) -> Result<Self, PatternError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut matcher = Self::default();
+        for (offset, pattern) in patterns.into_iter().enumerate() {
+            let index = offset + 1;
+            let pattern = pattern.as_ref().trim();
+            if pattern.is_empty() {
+                continue;
+            }
+            // moby cleans before looking at the `!`, so `!./x` keeps its `./`.
+            let mut cleaned = clean_path(pattern);
+            let is_exclusion = cleaned.starts_with('!');
+            if is_exclusion {
+                if cleaned.len() == 1 {
+                    return Err(PatternError::LoneExclamation { index });
+                }
+                cleaned.remove(0);
+                matcher.has_exclusions = true;
+            }
+            glob::check_syntax(&cleaned).map_err(|reason| PatternError::Syntax {
+                pattern: pattern.to_owned(),
+                index,
+                reason,
+            })?;
+            let kind = glob::compile(&cleaned);
+            matcher.patterns.push(Pattern {
+                cleaned,
+                is_exclusion,
+                kind,
+            });
+        }
+        Ok(matcher)
+    }
+
+    /// Whether any pattern is a `!` exclusion.
+    pub fn has_exclusions(&self) -> bool {
+        self.has_exclusions
+    }
+
+    /// The compiled patterns, in order.
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
+    /// Whether there are no patterns at all (nothing is ever excluded).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether `path` (slash-separated, relative to the context root) is excluded: the last
+    /// pattern that matches the path or one of its parent directories decides
+    /// (moby `MatchesOrParentMatches`). The context root `.` is never excluded, as in moby's
+    /// package-level function.
+    pub fn matches_or_parent_matches(&self, path: &str) -> Result<bool, PatternError> {
+        if path == "." {
+            return Ok(false);
+        }
+        let parent = parent_dir(path);
+        let mut is_matched = false;
+        for pattern in &self.patterns {
+            // An include pattern cannot change an excluded result and an exclusion cannot
+            // change an included one; moby skips them, which also decides which broken
+            // patterns get to report their error.
+            if pattern.is_exclusion != is_matched {
+                continue;
+            }
+            let mut is_match = pattern.matches(path)?;
+            if !is_match && parent != "." {
+                is_match =
+                    ancestors(&parent).any(|ancestor| pattern.matches(ancestor).unwrap_or(false));
+            }
+            if is_match {
+                is_matched = !pattern.is_exclusion;
+            }
+        }
+        Ok(is_matched)
+    }
+
+    /// What a walker may do with the directory `dir` (slash-separated, relative to the
+    /// context root): see [`DirDecision`]. Never prunes a directory that holds a path a `!`
+    /// pattern re-includes.
+    pub fn exclusion_state(&self, dir: &str) -> Result<DirDecision, PatternError> {
+        if !self.matches_or_parent_matches(dir)? {
+            return Ok(DirDecision::Included);
+        }
+        let dir = dir.trim_end_matches('/');
+        let may_reinclude_children = self
+            .patterns
+            .iter()
+            .any(|pattern| pattern.is_exclusion && pattern.may_match_inside(dir));
+        Ok(DirDecision::Excluded {
+            may_reinclude_children,
+        })
+    }
+}
+
+/// The ancestors of a cleaned directory path, shortest first: `a/b/c` gives `a`, `a/b`,
+/// `a/b/c` (moby joins the first 1..=n components).
+fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
+    dir.match_indices('/')
+        .map(move |(index, _)| &dir[..index])
+        .chain(std::iter::once(dir))
+}
+
+/// Go `filepath.Dir`: everything before the last `/`, cleaned.
+fn parent_dir(path: &str) -> String {
+    match path.rfind('/') {
+        Some(index) => clean_path(&path[..=index]),
+        None => ".".to_owned(),
+    }
+}
+
+/// Go `filepath.Clean` on Unix: collapse `//`, drop `.` segments, resolve `..` lexically,
+/// drop a trailing `/`; the empty path becomes `.`.
+pub(crate) fn clean_path(path: &str) -> String {
+    let is_rooted = path.starts_with('/');
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => match segments.last() {
+                Some(&last) if last != ".." => {
+                    segments.pop();
+                }
+                _ => {
+                    if !is_rooted {
+                        segments.push("..");
+                    }
+                }
+            },
+            other => segments.push(other),
+        }
+    }
+    let joined = segments.join("/");
+    match (is_rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+#[cfg(test)]
+mod tests;

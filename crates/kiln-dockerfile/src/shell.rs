@@ -1,0 +1,886 @@
+//! BuildKit's shell-word expansion (`frontend/dockerfile/shell/lex.go`).
+//!
+//! Dockerfile instructions such as `COPY`, `ENV` or `WORKDIR` expand `$VAR` and `${VAR…}`
+//! themselves, without a shell. [`ShellLexer`] reproduces BuildKit's lexer: quote removal,
+//! escapes (`\` or a backtick after `# escape=`), `$v`, `${v}`, the `-` `+` `?` modifiers with
+//! and without `:`, the `#` `##` `%` `%%` `/` `//` pattern forms, special and positional
+//! parameters, and the options BuildKit's dispatcher uses ([`ShellLexer::raw_quotes`],
+//! [`ShellLexer::raw_escapes`], [`ShellLexer::skip_unset_env`],
+//! [`ShellLexer::skip_process_quotes`]).
+//!
+//! Variables are looked up through the [`Env`] trait, which distinguishes an unset variable
+//! (`None`) from one set to the empty string (`Some("")`).
+//! [`ShellLexer::process_word_with_matches`] also reports which names were found and which were
+//! not, for "unused build arg" warnings and cache keys. [`instruction_expands`] says which
+//! instructions go through this expansion at all.
+//!
+//! Known differences from BuildKit, all deliberate:
+//! - BuildKit's `ProcessWords` shares one word buffer between nested `${v:-…}` scans, so a word
+//!   prefix before such a substitution is lost (`8${X:-0}` splits to `["0"]`). We keep it
+//!   (`["80"]`), which is what BuildKit intends and what its tests assume.
+//! - Names use Unicode letters and digits; we classify them with Rust's `is_alphabetic` and
+//!   `is_numeric`, which differ from Go's `IsLetter`/`IsDigit` only for rare characters
+//!   (combining vowel signs, superscript digits).
+
+mod pattern;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
+
+/// A lookup of variables for expansion.
+///
+/// `None` means unset, `Some("")` means set to the empty string; `${v-x}` and `${v:-x}` tell
+/// them apart.
+pub trait Env {
+    /// The value of `name`, or `None` when it is unset.
+    fn get(&self, name: &str) -> Option<&str>;
+}
+
+impl<E: Env + ?Sized> Env for &E {
+    fn get(&self, name: &str) -> Option<&str> {
+        (**self).get(name)
+    }
+}
+
+impl<S: BuildHasher> Env for HashMap<String, String, S> {
+    fn get(&self, name: &str) -> Option<&str> {
+        HashMap::get(self, name).map(String::as_str)
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<&str> {
+        BTreeMap::get(self, name).map(String::as_str)
+    }
+}
+
+/// A list of `(name, value)` pairs; a later definition of a name wins, as in BuildKit's
+/// `EnvsFromSlice`.
+impl Env for [(String, String)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A list of `(name, value)` pairs; a later definition of a name wins.
+impl Env for [(&str, &str)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .rev()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+/// An environment where every variable is unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmptyEnv;
+
+impl Env for EmptyEnv {
+    fn get(&self, _name: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// Why a word could not be expanded. Positions are byte offsets into `word`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpandError {
+    /// A `'` or `"` opened at `position` is never closed.
+    #[error(
+        "failed to process {word:?}: unexpected end of statement while looking for the quote \
+         {quote:?} opened at byte {position}; close the quote or escape it"
+    )]
+    UnterminatedQuote {
+        word: String,
+        position: usize,
+        quote: char,
+    },
+    /// A `${` opened at `position` has no closing `}`.
+    #[error(
+        "failed to process {word:?}: syntax error: missing '}}' for the `${{` at byte {position}"
+    )]
+    MissingBrace { word: String, position: usize },
+    /// A `${name/pattern…` opened at `position` has no `/` before the replacement.
+    #[error(
+        "failed to process {word:?}: syntax error: missing '/' in the `${{` at byte {position}; \
+         the form is ${{name/pattern/replacement}}"
+    )]
+    MissingSlash { word: String, position: usize },
+    /// `${}`, `${:…}`, `${{…}` and the like.
+    #[error(
+        "failed to process {word:?}: syntax error: bad substitution at byte {position}; \
+         a variable name must follow `${{`"
+    )]
+    BadSubstitution { word: String, position: usize },
+    /// A modifier BuildKit does not support, such as `${v:=x}` or `${v:#x}`.
+    #[error(
+        "failed to process {word:?}: unsupported modifier ({modifier}) in substitution at byte \
+         {position}; supported are - + ? :- :+ :? # ## % %% / //"
+    )]
+    UnsupportedModifier {
+        word: String,
+        position: usize,
+        modifier: String,
+    },
+    /// `${name?message}` with `name` unset, or `${name:?message}` with `name` unset or empty.
+    #[error("failed to process {word:?}: {name}: {message}")]
+    RequiredVariable {
+        word: String,
+        position: usize,
+        name: String,
+        message: String,
+    },
+    /// The pattern of a `#`, `%` or `/` substitution is not valid.
+    #[error(
+        "failed to process {word:?}: invalid pattern ({pattern}) in substitution at byte \
+         {position}: {reason}"
+    )]
+    InvalidPattern {
+        word: String,
+        position: usize,
+        pattern: String,
+        reason: String,
+    },
+}
+
+impl ExpandError {
+    /// The byte offset in the word where the offending construct starts.
+    pub fn position(&self) -> usize {
+        match self {
+            Self::UnterminatedQuote { position, .. }
+            | Self::MissingBrace { position, .. }
+            | Self::MissingSlash { position, .. }
+            | Self::BadSubstitution { position, .. }
+            | Self::UnsupportedModifier { position, .. }
+            | Self::RequiredVariable { position, .. }
+            | Self::InvalidPattern { position, .. } => *position,
+        }
+    }
+
+    /// The word that failed to expand.
+    pub fn word(&self) -> &str {
+        match self {
+            Self::UnterminatedQuote { word, .. }
+            | Self::MissingBrace { word, .. }
+            | Self::MissingSlash { word, .. }
+            | Self::BadSubstitution { word, .. }
+            | Self::UnsupportedModifier { word, .. }
+            | Self::RequiredVariable { word, .. }
+            | Self::InvalidPattern { word, .. } => word,
+        }
+    }
+}
+
+/// The result of [`ShellLexer::process_word_with_matches`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WordExpansion {
+    /// The expanded word.
+    pub value: String,
+    /// Names that were looked up and set (possibly to the empty string).
+    pub matched: BTreeSet<String>,
+    /// Names that were looked up and unset.
+    pub unmatched: BTreeSet<String>,
+}
+
+/// BuildKit's shell-word lexer (`shell.Lex`).
+///
+/// ```
+/// use kiln_dockerfile::ShellLexer;
+///
+/// let env = [("NAME", "world"), ("EMPTY", "")];
+/// let lexer = ShellLexer::new('\\');
+/// assert_eq!(lexer.process_word("'hi' \"${NAME}\"!", &env[..]).unwrap(), "hi world!");
+/// assert_eq!(lexer.process_word("${EMPTY:-dflt} ${EMPTY-dflt}.", &env[..]).unwrap(), "dflt .");
+/// assert_eq!(lexer.process_words("a ${NAME}  b", &env[..]).unwrap(), ["a", "world", "b"]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "mirrors BuildKit's four independent Lex options"
+)]
+pub struct ShellLexer {
+    escape_token: char,
+    is_raw_quotes: bool,
+    is_raw_escapes: bool,
+    is_skip_unset_env: bool,
+    is_skip_process_quotes: bool,
+}
+
+impl Default for ShellLexer {
+    fn default() -> Self {
+        Self::new('\\')
+    }
+}
+
+impl ShellLexer {
+    /// A lexer with the given escape token (`\` by default, or `` ` `` after
+    /// `# escape=``) and all options off.
+    pub const fn new(escape_token: char) -> Self {
+        Self {
+            escape_token,
+            is_raw_quotes: false,
+            is_raw_escapes: false,
+            is_skip_unset_env: false,
+            is_skip_process_quotes: false,
+        }
+    }
+
+    /// Keep the quote characters in the output (`RawQuotes`).
+    #[must_use]
+    pub const fn raw_quotes(mut self, yes: bool) -> Self {
+        self.is_raw_quotes = yes;
+        self
+    }
+
+    /// Keep escape tokens in the output (`RawEscapes`).
+    #[must_use]
+    pub const fn raw_escapes(mut self, yes: bool) -> Self {
+        self.is_raw_escapes = yes;
+        self
+    }
+
+    /// Leave references to unset variables as written, e.g. `$FOO` or `${FOO:-x}`
+    /// (`SkipUnsetEnv`).
+    #[must_use]
+    pub const fn skip_unset_env(mut self, yes: bool) -> Self {
+        self.is_skip_unset_env = yes;
+        self
+    }
+
+    /// Treat quotes as ordinary characters (`SkipProcessQuotes`; BuildKit uses it to expand
+    /// heredoc bodies).
+    #[must_use]
+    pub const fn skip_process_quotes(mut self, yes: bool) -> Self {
+        self.is_skip_process_quotes = yes;
+        self
+    }
+
+    /// The escape token.
+    pub const fn escape_token(&self) -> char {
+        self.escape_token
+    }
+
+    /// Expands one word: quotes removed, escapes processed, variables replaced, no splitting
+    /// (BuildKit `ProcessWord`).
+    pub fn process_word<E: Env + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<String, ExpandError> {
+        let mut expander = Expander::new(self, word, env, false);
+        expander.process_stop_on(None, self.is_raw_escapes, 0, None)
+    }
+
+    /// Expands a word and then splits it at whitespace that is neither quoted, escaped nor
+    /// inside a quoted expansion; empty words are dropped (BuildKit `ProcessWords`).
+    pub fn process_words<E: Env + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<Vec<String>, ExpandError> {
+        let mut expander = Expander::new(self, word, env, false);
+        let mut words = Words::default();
+        expander.process_stop_on(None, self.is_raw_escapes, 0, Some(&mut words))?;
+        Ok(words.finish())
+    }
+
+    /// Like [`ShellLexer::process_word`], and also reports the names that were looked up
+    /// (BuildKit `ProcessWordWithMatches`).
+    pub fn process_word_with_matches<E: Env + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<WordExpansion, ExpandError> {
+        let mut expander = Expander::new(self, word, env, true);
+        let value = expander.process_stop_on(None, self.is_raw_escapes, 0, None)?;
+        let capture = expander.capture.unwrap_or_default();
+        Ok(WordExpansion {
+            value,
+            matched: capture.matched,
+            unmatched: capture.unmatched,
+        })
+    }
+}
+
+/// The instructions (lowercase keywords) whose arguments BuildKit expands with the build's
+/// variables, as listed in the Dockerfile reference: `ADD COPY ENV EXPOSE FROM LABEL
+/// STOPSIGNAL USER VOLUME WORKDIR ONBUILD`, plus `ARG` (its default value).
+///
+/// `RUN`, `CMD`, `ENTRYPOINT`, `SHELL`, `HEALTHCHECK` and `MAINTAINER` are not expanded: the
+/// container's shell does it at run time. (BuildKit does expand the values of `RUN --mount`
+/// flags; that is flag handling, not argument expansion, and is not covered here.) `ONBUILD`
+/// is listed because its trigger is expanded when it runs, as the instruction it wraps.
+pub const EXPANDING_INSTRUCTIONS: [&str; 12] = [
+    "add",
+    "arg",
+    "copy",
+    "env",
+    "expose",
+    "from",
+    "label",
+    "onbuild",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+];
+
+/// Whether the instruction with this lowercase keyword expands variables in its arguments
+/// (see [`EXPANDING_INSTRUCTIONS`]).
+pub fn instruction_expands(keyword_lowercase: &str) -> bool {
+    EXPANDING_INSTRUCTIONS.contains(&keyword_lowercase)
+}
+
+/// Names seen during [`ShellLexer::process_word_with_matches`].
+#[derive(Debug, Default)]
+struct Capture {
+    matched: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
+}
+
+/// Word splitting state (BuildKit `wordsStruct`).
+#[derive(Debug, Default)]
+struct Words {
+    finished: Vec<String>,
+    buffer: String,
+    is_in_word: bool,
+}
+
+impl Words {
+    /// An unquoted character: whitespace ends the current word.
+    fn add_char(&mut self, ch: char) {
+        if ch.is_whitespace() {
+            if self.is_in_word && !self.buffer.is_empty() {
+                self.finished.push(std::mem::take(&mut self.buffer));
+                self.is_in_word = false;
+            }
+        } else {
+            self.add_raw_char(ch);
+        }
+    }
+
+    /// A quoted or escaped character: never splits.
+    fn add_raw_char(&mut self, ch: char) {
+        self.buffer.push(ch);
+        self.is_in_word = true;
+    }
+
+    fn add_str(&mut self, text: &str) {
+        for ch in text.chars() {
+            self.add_char(ch);
+        }
+    }
+
+    fn add_raw_str(&mut self, text: &str) {
+        self.buffer.push_str(text);
+        self.is_in_word = true;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.buffer.is_empty() {
+            self.finished.push(self.buffer);
+        }
+        self.finished
+    }
+}
+
+/// Go's `text/scanner` over one word, plus the expansion state (BuildKit `shellWord`).
+struct Expander<'lexer, 'word, 'env, E: ?Sized> {
+    lexer: &'lexer ShellLexer,
+    word: &'word str,
+    position: usize,
+    env: &'env E,
+    is_raw_escapes: bool,
+    capture: Option<Capture>,
+}
+
+impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
+    fn new(lexer: &'lexer ShellLexer, word: &'word str, env: &'env E, is_capturing: bool) -> Self {
+        // Go's text/scanner skips a byte order mark at the very start of its input.
+        let position = if word.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        };
+        Self {
+            lexer,
+            word,
+            position,
+            env,
+            is_raw_escapes: lexer.is_raw_escapes,
+            capture: is_capturing.then(Capture::default),
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.word[self.position..].chars().next()
+    }
+
+    fn next_char(&mut self) -> Option<char> {
+        let ch = self.peek()?;
+        self.position += ch.len_utf8();
+        Some(ch)
+    }
+
+    fn is_at_end(&self) -> bool {
+        self.position >= self.word.len()
+    }
+
+    fn error_word(&self) -> String {
+        self.word.to_owned()
+    }
+
+    /// Processes characters until `stop` (consumed) or the end of the word. `open_position`
+    /// is where the enclosing `${` starts, for the error when `stop` never comes.
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        is_raw_escapes: bool,
+        open_position: usize,
+        mut words: Option<&mut Words>,
+    ) -> Result<String, ExpandError> {
+        let saved_raw_escapes = std::mem::replace(&mut self.is_raw_escapes, is_raw_escapes);
+        let result = self.process_stop_on_inner(stop, open_position, &mut words);
+        self.is_raw_escapes = saved_raw_escapes;
+        result
+    }
+
+    fn process_stop_on_inner(
+        &mut self,
+        stop: Option<char>,
+        open_position: usize,
+        words: &mut Option<&mut Words>,
+    ) -> Result<String, ExpandError> {
+        let mut result = String::new();
+        let process_quotes = !self.lexer.is_skip_process_quotes;
+        while let Some(ch) = self.peek() {
+            if stop == Some(ch) {
+                self.next_char();
+                return Ok(result);
+            }
+            match ch {
+                '$' => {
+                    let value = self.process_dollar()?;
+                    if let Some(words) = words.as_deref_mut() {
+                        words.add_str(&value);
+                    }
+                    result.push_str(&value);
+                }
+                '<' => {
+                    let value = self.process_possible_heredoc();
+                    if let Some(words) = words.as_deref_mut() {
+                        words.add_raw_str(&value);
+                    }
+                    result.push_str(&value);
+                }
+                '\'' | '"' if process_quotes => {
+                    let value = if ch == '\'' {
+                        self.process_single_quote()?
+                    } else {
+                        self.process_double_quote()?
+                    };
+                    if let Some(words) = words.as_deref_mut() {
+                        words.add_raw_str(&value);
+                    }
+                    result.push_str(&value);
+                }
+                _ => {
+                    self.next_char();
+                    if ch == self.lexer.escape_token {
+                        if self.is_raw_escapes {
+                            if let Some(words) = words.as_deref_mut() {
+                                words.add_raw_char(ch);
+                            }
+                            result.push(ch);
+                        }
+                        // The escape token makes the next character literal; a trailing one
+                        // is dropped.
+                        let Some(escaped) = self.next_char() else {
+                            break;
+                        };
+                        if let Some(words) = words.as_deref_mut() {
+                            words.add_raw_char(escaped);
+                        }
+                        result.push(escaped);
+                    } else {
+                        if let Some(words) = words.as_deref_mut() {
+                            words.add_char(ch);
+                        }
+                        result.push(ch);
+                    }
+                }
+            }
+        }
+        match stop {
+            None => Ok(result),
+            Some('/') => Err(ExpandError::MissingSlash {
+                word: self.error_word(),
+                position: open_position,
+            }),
+            Some(_) => Err(ExpandError::MissingBrace {
+                word: self.error_word(),
+                position: open_position,
+            }),
+        }
+    }
+
+    /// `'…'`: everything literal up to the next `'`.
+    fn process_single_quote(&mut self) -> Result<String, ExpandError> {
+        let open_position = self.position;
+        let mut result = String::new();
+        let quote = self.next_char();
+        if self.lexer.is_raw_quotes {
+            result.extend(quote);
+        }
+        loop {
+            match self.next_char() {
+                None => {
+                    return Err(ExpandError::UnterminatedQuote {
+                        word: self.error_word(),
+                        position: open_position,
+                        quote: '\'',
+                    });
+                }
+                Some('\'') => {
+                    if self.lexer.is_raw_quotes {
+                        result.push('\'');
+                    }
+                    return Ok(result);
+                }
+                Some(ch) => result.push(ch),
+            }
+        }
+    }
+
+    /// `"…"`: literal except `$` expansions; the escape token escapes only `"`, `$` and
+    /// itself and stays literal before anything else.
+    fn process_double_quote(&mut self) -> Result<String, ExpandError> {
+        let open_position = self.position;
+        let mut result = String::new();
+        let quote = self.next_char();
+        if self.lexer.is_raw_quotes {
+            result.extend(quote);
+        }
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(ExpandError::UnterminatedQuote {
+                        word: self.error_word(),
+                        position: open_position,
+                        quote: '"',
+                    });
+                }
+                Some('"') => {
+                    self.next_char();
+                    if self.lexer.is_raw_quotes {
+                        result.push('"');
+                    }
+                    return Ok(result);
+                }
+                Some('$') => {
+                    let value = self.process_dollar()?;
+                    result.push_str(&value);
+                }
+                Some(mut ch) => {
+                    self.next_char();
+                    if ch == self.lexer.escape_token {
+                        if self.is_raw_escapes {
+                            result.push(ch);
+                        }
+                        match self.peek() {
+                            // An escape at the very end: dropped, and the quote is unterminated.
+                            None => continue,
+                            Some(next)
+                                if next == '"'
+                                    || next == '$'
+                                    || next == self.lexer.escape_token =>
+                            {
+                                self.next_char();
+                                ch = next;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    result.push(ch);
+                }
+            }
+        }
+    }
+
+    /// `<<` followed by blanks stays one unsplittable piece, so a heredoc marker written as
+    /// `<< EOF` is not split (BuildKit `processPossibleHeredoc`).
+    fn process_possible_heredoc(&mut self) -> String {
+        self.next_char();
+        if self.peek() != Some('<') {
+            return "<".to_owned();
+        }
+        self.next_char();
+        let mut result = "<<".to_owned();
+        while let Some(ch @ ('\t' | '\r' | ' ')) = self.peek() {
+            self.next_char();
+            result.push(ch);
+        }
+        result
+    }
+
+    /// A variable name: a run of digits (positional), one special parameter character, or
+    /// letters, digits and `_`.
+    fn process_name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(ch) = self.peek() {
+            if name.is_empty() && is_digit(ch) {
+                while let Some(digit) = self.peek().filter(|&digit| is_digit(digit)) {
+                    self.next_char();
+                    name.push(digit);
+                }
+                return name;
+            }
+            if name.is_empty() && is_special_parameter(ch) {
+                self.next_char();
+                name.push(ch);
+                return name;
+            }
+            if !(ch.is_alphabetic() || is_digit(ch) || ch == '_') {
+                break;
+            }
+            self.next_char();
+            name.push(ch);
+        }
+        name
+    }
+
+    fn get_env(&mut self, name: &str) -> Option<&'env str> {
+        let env: &'env E = self.env;
+        let value = env.get(name);
+        if let Some(capture) = &mut self.capture {
+            let set = if value.is_some() {
+                &mut capture.matched
+            } else {
+                &mut capture.unmatched
+            };
+            if !set.contains(name) {
+                set.insert(name.to_owned());
+            }
+        }
+        value
+    }
+
+    /// `$name` or `${…}`, starting at the `$`.
+    fn process_dollar(&mut self) -> Result<String, ExpandError> {
+        let open_position = self.position;
+        self.next_char();
+        if self.peek() != Some('{') {
+            let name = self.process_name();
+            if name.is_empty() {
+                return Ok("$".to_owned());
+            }
+            return Ok(match self.get_env(&name) {
+                Some(value) => value.to_owned(),
+                None if self.lexer.is_skip_unset_env => format!("${name}"),
+                None => String::new(),
+            });
+        }
+        self.next_char();
+        match self.peek() {
+            None => {
+                return Err(ExpandError::MissingBrace {
+                    word: self.error_word(),
+                    position: open_position,
+                });
+            }
+            Some('{' | '}' | ':') => {
+                return Err(ExpandError::BadSubstitution {
+                    word: self.error_word(),
+                    position: open_position,
+                });
+            }
+            Some(_) => {}
+        }
+        let name = self.process_name();
+        let modifier_position = self.position;
+        let first = self.next_char();
+        match first {
+            Some('}') => Ok(match self.get_env(&name) {
+                Some(value) => value.to_owned(),
+                None if self.lexer.is_skip_unset_env => format!("${{{name}}}"),
+                None => String::new(),
+            }),
+            Some(':' | '+' | '-' | '?' | '#' | '%') => {
+                self.process_modifier(&name, first, open_position, modifier_position)
+            }
+            Some('/') => self.process_replacement(&name, open_position),
+            _ => Err(self.unsupported_modifier(&modifier_text(&[first]), modifier_position)),
+        }
+    }
+
+    fn unsupported_modifier(&self, modifier: &str, position: usize) -> ExpandError {
+        ExpandError::UnsupportedModifier {
+            word: self.error_word(),
+            position,
+            modifier: modifier.to_owned(),
+        }
+    }
+
+    /// `${name:-word}` and friends; `first` is the character after the name.
+    fn process_modifier(
+        &mut self,
+        name: &str,
+        first: Option<char>,
+        open_position: usize,
+        modifier_position: usize,
+    ) -> Result<String, ExpandError> {
+        let is_null_unset = first == Some(':');
+        let operator = if is_null_unset {
+            self.next_char()
+        } else {
+            first
+        };
+        let modifier = if is_null_unset {
+            modifier_text(&[first, operator])
+        } else {
+            modifier_text(&[first])
+        };
+        // BuildKit keeps escapes in `#`/`%` patterns so `\*` reaches the pattern compiler.
+        let is_pattern = matches!(operator, Some('#' | '%'));
+        if is_null_unset && is_pattern {
+            return Err(self.unsupported_modifier(&modifier, modifier_position));
+        }
+        let word = self.process_inner('}', is_pattern, open_position)?;
+        let value = self.get_env(name);
+        if value.is_none() && self.lexer.is_skip_unset_env {
+            return Ok(format!("${{{name}{modifier}{word}}}"));
+        }
+        let is_unset_or_null = value.is_none_or(|value| is_null_unset && value.is_empty());
+        match operator {
+            Some('-') => Ok(match value {
+                Some(value) if !is_unset_or_null => value.to_owned(),
+                _ => word,
+            }),
+            Some('+') => Ok(if is_unset_or_null {
+                String::new()
+            } else {
+                word
+            }),
+            Some('?') => {
+                if let Some(value) = value.filter(|_| !is_unset_or_null) {
+                    return Ok(value.to_owned());
+                }
+                let message = if !word.is_empty() {
+                    word
+                } else if value.is_none() {
+                    "is not allowed to be unset".to_owned()
+                } else {
+                    "is not allowed to be empty".to_owned()
+                };
+                Err(ExpandError::RequiredVariable {
+                    word: self.error_word(),
+                    position: open_position,
+                    name: name.to_owned(),
+                    message,
+                })
+            }
+            Some(operator @ ('#' | '%')) => {
+                // `##` and `%%` remove the longest match, `#` and `%` the shortest.
+                let (pattern, is_greedy) = match word.strip_prefix(operator) {
+                    Some(rest) => (rest, true),
+                    None => (word.as_str(), false),
+                };
+                let value = value.unwrap_or_default();
+                let trimmed = if operator == '%' {
+                    pattern::trim_suffix(pattern, value, is_greedy)
+                } else {
+                    pattern::trim_prefix(pattern, value, is_greedy)
+                };
+                trimmed.map_err(|invalid| ExpandError::InvalidPattern {
+                    word: self.error_word(),
+                    position: open_position,
+                    pattern: pattern.to_owned(),
+                    reason: invalid.reason,
+                })
+            }
+            _ => Err(self.unsupported_modifier(&modifier, modifier_position)),
+        }
+    }
+
+    /// `${name/pattern/replacement}` and `${name//pattern/replacement}`, after the first `/`.
+    fn process_replacement(
+        &mut self,
+        name: &str,
+        open_position: usize,
+    ) -> Result<String, ExpandError> {
+        let is_replace_all = self.peek() == Some('/');
+        if is_replace_all {
+            self.next_char();
+        }
+        let pattern = self.process_inner('/', true, open_position)?;
+        let replacement = self.process_inner('}', true, open_position)?;
+        let Some(value) = self
+            .get_env(name)
+            .map(str::to_owned)
+            .or_else(|| (!self.lexer.is_skip_unset_env).then(String::new))
+        else {
+            // BuildKit writes a single `/` here even for `//`.
+            return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
+        };
+        pattern::replace(&pattern, &value, &replacement, is_replace_all).map_err(|invalid| {
+            ExpandError::InvalidPattern {
+                word: self.error_word(),
+                position: open_position,
+                pattern: pattern.clone(),
+                reason: invalid.reason,
+            }
+        })
+    }
+
+    /// The text of a `${…}` part up to `stop`; any failure at the end of the word is reported
+    /// as the missing `stop` of the `${` at `open_position`.
+    fn process_inner(
+        &mut self,
+        stop: char,
+        is_raw_escapes: bool,
+        open_position: usize,
+    ) -> Result<String, ExpandError> {
+        self.process_stop_on(Some(stop), is_raw_escapes, open_position, None)
+            .map_err(|error| {
+                if !self.is_at_end() {
+                    return error;
+                }
+                if stop == '/' {
+                    ExpandError::MissingSlash {
+                        word: self.error_word(),
+                        position: open_position,
+                    }
+                } else {
+                    ExpandError::MissingBrace {
+                        word: self.error_word(),
+                        position: open_position,
+                    }
+                }
+            })
+    }
+}
+
+/// How a modifier is shown in errors; the end of the word shows as `end of word`.
+fn modifier_text(parts: &[Option<char>]) -> String {
+    parts
+        .iter()
+        .map(|part| part.map_or_else(|| "end of word".to_owned(), String::from))
+        .collect()
+}
+
+/// Go `unicode.IsDigit`, approximated.
+fn is_digit(ch: char) -> bool {
+    ch.is_ascii_digit() || (!ch.is_ascii() && ch.is_numeric())
+}
+
+/// POSIX special parameters, one character each.
+fn is_special_parameter(ch: char) -> bool {
+    matches!(ch, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0')
+}
+
+#[cfg(test)]
+mod tests;
