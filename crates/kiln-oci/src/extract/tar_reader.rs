@@ -192,9 +192,7 @@ impl<R: Read> TarReader<R> {
             };
             let header = tar::Header::from_byte_slice(&block);
             verify_checksum(&block, header).map_err(corrupt)?;
-            let size = header
-                .entry_size()
-                .map_err(|e| corrupt(format!("bad size field: {e}")))?;
+            let size = numeric(header, 124..136, header.entry_size(), "size").map_err(corrupt)?;
             match block[156] {
                 b'x' => {
                     let data = self.read_extension(size, "PAX extended header")?;
@@ -264,36 +262,26 @@ impl<R: Read> TarReader<R> {
                 limit: self.limits.max_entry_size,
             });
         }
-        let mode = header
-            .mode()
-            .map_err(|e| corrupt(format!("bad mode field: {e}")))?;
+        let mode = numeric(header, 100..108, header.mode(), "mode").map_err(corrupt)?;
         let uid = match ext.pax_uid {
             Some(v) => v,
-            None => header
-                .uid()
-                .map_err(|e| corrupt(format!("bad uid field: {e}")))?,
+            None => numeric(header, 108..116, header.uid(), "uid").map_err(corrupt)?,
         };
         let gid = match ext.pax_gid {
             Some(v) => v,
-            None => header
-                .gid()
-                .map_err(|e| corrupt(format!("bad gid field: {e}")))?,
+            None => numeric(header, 116..124, header.gid(), "gid").map_err(corrupt)?,
         };
         let mtime = if let Some(v) = ext.pax_mtime {
             v
         } else {
-            let t = header
-                .mtime()
-                .map_err(|e| corrupt(format!("bad mtime field: {e}")))?;
+            let t = numeric(header, 136..148, header.mtime(), "mtime").map_err(corrupt)?;
             i64::try_from(t).unwrap_or(i64::MAX)
         };
         let (major, minor) = if matches!(kind, RawKind::CharDevice | RawKind::BlockDevice) {
-            let major = header
-                .device_major()
-                .map_err(|e| corrupt(format!("bad devmajor field: {e}")))?;
-            let minor = header
-                .device_minor()
-                .map_err(|e| corrupt(format!("bad devminor field: {e}")))?;
+            let major =
+                numeric(header, 329..337, header.device_major(), "devmajor").map_err(corrupt)?;
+            let minor =
+                numeric(header, 337..345, header.device_minor(), "devminor").map_err(corrupt)?;
             (major.unwrap_or(0), minor.unwrap_or(0))
         } else {
             (0, 0)
@@ -433,4 +421,21 @@ fn parse_pax(data: &[u8], ext: &mut Extensions) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A numeric header field; an empty one (all NUL or spaces) reads as 0, as Go's
+/// `archive/tar` reads it (some writers leave unused fields empty).
+fn numeric<T: Default>(
+    header: &tar::Header,
+    field: std::ops::Range<usize>,
+    parsed: io::Result<T>,
+    name: &str,
+) -> Result<T, String> {
+    if header.as_bytes()[field]
+        .iter()
+        .all(|&b| b == 0 || b == b' ')
+    {
+        return Ok(T::default());
+    }
+    parsed.map_err(|e| format!("bad {name} field: {e}"))
 }

@@ -4,7 +4,7 @@
 //! Entries are written in the same order as a directory diff (depth-first, names sorted by
 //! bytes), whatever order they were given in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -156,14 +156,25 @@ impl FileListTar {
         let parent = self.parent_dirs.as_ref().unwrap_or(&default_parent);
         let mut encoder = TarEncoder::new(out);
         let mut first_links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        let mut emitted_files: HashSet<Vec<u8>> = HashSet::new();
         for (components, entry) in &ordered {
             let path = components.join(&b'/');
-            self.append_entry(
-                &mut encoder,
-                &path,
-                entry.unwrap_or(parent),
-                &mut first_links,
-            )?;
+            let entry = entry.unwrap_or(parent);
+            match &entry.source {
+                EntrySource::Hardlink(target) => {
+                    if !emitted_files.contains(&clean_components(target)?.join(&b'/')) {
+                        return Err(LayerError::HardlinkTarget {
+                            path: entry.path.clone(),
+                            target: target.clone(),
+                        });
+                    }
+                }
+                EntrySource::Directory => {}
+                _ => {
+                    emitted_files.insert(path.clone());
+                }
+            }
+            self.append_entry(&mut encoder, &path, entry, &mut first_links)?;
         }
         let (_, summary) = encoder.finish().map_err(|source| LayerError::Output {
             entry: "end of archive".to_owned(),

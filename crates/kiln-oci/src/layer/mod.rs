@@ -84,6 +84,17 @@ pub enum LayerError {
         /// The path.
         path: String,
     },
+    /// A hard link of a file list whose target is not an earlier non-directory entry (a tar
+    /// hard link can only point back to an entry already written).
+    #[error(
+        "hard link `{path}` points to `{target}`, which is not a file listed before it in layer order (depth-first, names sorted by bytes)"
+    )]
+    HardlinkTarget {
+        /// The link's layer path.
+        path: String,
+        /// The target as given.
+        target: String,
+    },
     /// A value that no tar format can carry (a device number above 2^21).
     #[error("cannot encode `{entry}` in a tar header: {reason}")]
     Unencodable {
