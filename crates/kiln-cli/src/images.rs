@@ -1,0 +1,236 @@
+//! `kiln images`: the local store's tagged images, as `docker images` lists them
+//! (REPOSITORY TAG IMAGE ID CREATED SIZE), or one JSON object per line with `--format json`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::json;
+
+/// Arguments of `kiln images`.
+#[derive(Debug, Args)]
+pub(crate) struct ImagesArgs {
+    /// `table` (default) or `json` (one object per line, like `docker images --format json`).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// One listed image.
+struct Row {
+    repository: String,
+    tag: String,
+    id: String,
+    digest: String,
+    created: Option<String>,
+    size: u64,
+}
+
+/// Runs `kiln images`.
+pub(crate) fn run(args: &ImagesArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let store = crate::root::open_store(root)?;
+    let mut rows = Vec::new();
+    for entry in store.list_refs()? {
+        let (id, created, size) = match store.resolve_image(&entry.digest, None) {
+            Ok(image) => {
+                let size = image.config.size()
+                    + image.manifest.size()
+                    + image
+                        .manifest
+                        .value()
+                        .layers
+                        .iter()
+                        .map(|l| l.size)
+                        .sum::<u64>();
+                (
+                    image.config.digest().to_string(),
+                    image.config.value().created.clone(),
+                    size,
+                )
+            }
+            Err(err) => {
+                eprintln!("warning: {}: {err}", entry.name);
+                (entry.digest.to_string(), None, 0)
+            }
+        };
+        let familiar = entry.name.familiar();
+        let without_digest = familiar.split('@').next().unwrap_or(&familiar);
+        let (repository, tag) = match entry.name.tag() {
+            Some(tag) => (
+                without_digest
+                    .strip_suffix(&format!(":{tag}"))
+                    .unwrap_or(without_digest)
+                    .to_owned(),
+                tag.to_owned(),
+            ),
+            None => (without_digest.to_owned(), "<none>".to_owned()),
+        };
+        rows.push(Row {
+            repository,
+            tag,
+            id,
+            digest: entry.digest.to_string(),
+            created,
+            size,
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    let now = std::time::SystemTime::now();
+    if args.quiet {
+        for row in &rows {
+            writeln!(out, "{}", short_id(&row.id)).context("writing to stdout")?;
+        }
+    } else if args.format == "json" {
+        for row in &rows {
+            let line = json!({
+                "Repository": row.repository,
+                "Tag": row.tag,
+                "ID": short_id(&row.id),
+                "Digest": row.digest,
+                "CreatedAt": row.created,
+                "CreatedSince": row.created.as_deref().map(|c| since(c, now)),
+                "Size": human_size(row.size),
+                "VirtualSize": row.size,
+            });
+            writeln!(out, "{line}").context("writing to stdout")?;
+        }
+    } else {
+        let table: Vec<[String; 5]> = rows
+            .iter()
+            .map(|r| {
+                [
+                    r.repository.clone(),
+                    r.tag.clone(),
+                    short_id(&r.id).to_owned(),
+                    r.created
+                        .as_deref()
+                        .map_or_else(|| "N/A".to_owned(), |c| since(c, now)),
+                    human_size(r.size),
+                ]
+            })
+            .collect();
+        let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(str::to_owned);
+        let mut widths = header.clone().map(|h| h.len());
+        for row in &table {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&table) {
+            let mut line = String::new();
+            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<w$}   ");
+                }
+            }
+            writeln!(out, "{}", line.trim_end()).context("writing to stdout")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The 12-hex-character image ID docker shows.
+fn short_id(digest: &str) -> &str {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    &hex[..hex.len().min(12)]
+}
+
+/// docker's `units.HumanSize`: decimal units, 3 significant digits.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    #[expect(clippy::cast_precision_loss, reason = "display only")]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let rounded = format!("{value:.digits$}");
+    let trimmed = if rounded.contains('.') {
+        rounded
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    } else {
+        rounded
+    };
+    format!("{trimmed}{}", UNITS[unit])
+}
+
+/// `3 days ago`, from an RFC 3339 UTC timestamp (`2024-01-02T03:04:05Z`).
+fn since(created: &str, now: std::time::SystemTime) -> String {
+    let Some(then) = parse_rfc3339(created) else {
+        return created.to_owned();
+    };
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let secs = (now - then).max(0);
+    let (n, unit) = match secs {
+        s if s < 60 => return format!("{s} seconds ago"),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s if s < 86_400 * 14 => (s / 86_400, "day"),
+        s if s < 86_400 * 60 => (s / (86_400 * 7), "week"),
+        s if s < 86_400 * 730 => (s / (86_400 * 30), "month"),
+        s => (s / (86_400 * 365), "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    format!("{n} {unit}{plural} ago")
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn parse_rfc3339(text: &str) -> Option<i64> {
+    let num = |s: &str| s.parse::<i64>().ok();
+    let (date, time) = text.split_once('T')?;
+    let mut date_parts = date.split('-');
+    let year = num(date_parts.next()?)?;
+    let month = num(date_parts.next()?)?;
+    let day = num(date_parts.next()?)?;
+    let mut time_parts = time[..8.min(time.len())].split(':');
+    let hour = num(time_parts.next()?)?;
+    let minute = num(time_parts.next()?)?;
+    let second = num(time_parts.next()?)?;
+    // Howard Hinnant's days_from_civil.
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let march_month = (month + 9) % 12;
+    let day_of_year = (153 * march_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_read_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_234_567), "1.23MB");
+        assert_eq!(human_size(4_260_000), "4.26MB");
+        assert_eq!(human_size(123_456_789), "123MB");
+        assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86_401));
+        assert_eq!(parse_rfc3339("2024-03-01T00:00:00Z"), Some(1_709_251_200));
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_hours(72);
+        assert_eq!(since("1970-01-01T00:00:00Z", now), "3 days ago");
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+    }
+}

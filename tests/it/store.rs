@@ -1,0 +1,147 @@
+//! The store through the CLI: `kiln store verify` after a `kill -9` in the middle of an
+//! import, corruption found and repaired, `kiln prune` after `kiln rmi`.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
+
+fn blob_count(store: &Path) -> usize {
+    std::fs::read_dir(store.join("blobs/sha256")).map_or(0, Iterator::count)
+}
+
+#[test]
+fn kill_9_during_import_leaves_a_store_verify_finds_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("big");
+    std::fs::create_dir_all(&tree).unwrap();
+    // Incompressible content so the single-threaded gzip takes a while.
+    let mut file = std::fs::File::create(tree.join("random.bin")).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..96 {
+        for byte in &mut chunk {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state.to_le_bytes()[0];
+        }
+        file.write_all(&chunk).unwrap();
+    }
+    drop(file);
+    let store = tmp.path().join("store");
+    run_ok(kiln_in(&store).arg("images")); // creates the store
+    let before = blob_count(&store);
+
+    let mut child = kiln_in(&store)
+        .arg("import")
+        .arg(&tree)
+        .args(["-t", "half:done", "--compression-threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let is_writing = |store: &Path| {
+        std::fs::read_dir(store.join("tmp"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with("ingest-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+    };
+    while !is_writing(&store) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import finished before it could be killed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the import never started writing its layer"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(blob_count(&store), before, "no partial blob is visible");
+    let images = run_ok(kiln_in(&store).arg("images"));
+    assert!(!images.contains("half"), "{images}");
+    let verify = run_ok(kiln_in(&store).args(["store", "verify"]));
+    assert!(verify.contains("store is consistent"), "{verify}");
+    assert!(verify.contains("leftover temp file"), "{verify}");
+    let repaired = run_ok(kiln_in(&store).args(["store", "verify", "--repair"]));
+    assert!(
+        repaired.contains("removed: leftover temp file"),
+        "{repaired}"
+    );
+    let clean = run_ok(kiln_in(&store).args(["store", "verify"]));
+    assert!(!clean.contains("leftover"), "{clean}");
+}
+
+#[test]
+fn verify_reports_corruption_and_prune_collects_removed_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
+        return;
+    };
+    let store = tmp.path().join("store");
+    run_ok(
+        kiln_in(&store)
+            .arg("import")
+            .arg(&rootfs)
+            .args(["-t", "keep"]),
+    );
+    std::fs::write(rootfs.join("etc/extra"), "changed").unwrap();
+    run_ok(
+        kiln_in(&store)
+            .arg("import")
+            .arg(&rootfs)
+            .args(["-t", "drop"]),
+    );
+    assert_eq!(blob_count(&store), 6);
+
+    run_ok(kiln_in(&store).args(["rmi", "drop"]));
+    let dry = run_ok(kiln_in(&store).args(["prune", "--dry-run"]));
+    assert!(dry.contains("Would remove 3 blobs"), "{dry}");
+    assert_eq!(blob_count(&store), 6);
+    let pruned = run_ok(kiln_in(&store).arg("prune"));
+    assert!(pruned.contains("Removed 3 blobs"), "{pruned}");
+    assert_eq!(blob_count(&store), 3);
+    run_ok(kiln_in(&store).args(["inspect", "keep"]));
+
+    // Flip a byte of the layer: verify fails (exit 1) naming it; repair removes it.
+    let info: serde_json::Value =
+        serde_json::from_str(&run_ok(kiln_in(&store).args(["inspect", "keep"]))).unwrap();
+    let layer = info["Manifest"]["layers"][0]["digest"].as_str().unwrap();
+    let path = store.join("blobs/sha256").join(&layer[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    let out = run_fails(kiln_in(&store).args(["store", "verify"]), 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("corrupt blob") && stdout.contains(&layer[7..]),
+        "{stdout}"
+    );
+    let repaired = run_ok(kiln_in(&store).args(["store", "verify", "--repair"]));
+    assert!(repaired.contains("repaired"), "{repaired}");
+    let clean = run_ok(kiln_in(&store).args(["store", "verify"]));
+    assert!(clean.contains("store is consistent"), "{clean}");
+    // The broken image's name went with its layer.
+    run_fails(kiln_in(&store).args(["inspect", "keep"]), 1);
+}
+
+#[test]
+fn a_store_of_another_layout_version_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("layout-version"), "7\n").unwrap();
+    let out = run_fails(kiln_in(&store).arg("images"), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("layout version 7"), "{stderr}");
+}
