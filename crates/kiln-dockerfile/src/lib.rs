@@ -1,0 +1,36 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod command;
+mod diagnostic;
+mod directive;
+mod dockerignore;
+mod dump;
+mod duration;
+mod flags;
+mod heredoc;
+mod instruction;
+mod json_form;
+mod line_parsers;
+mod mount;
+mod shell;
+mod span;
+mod syntax;
+
+pub use command::{
+    Add, ArgDecl, Command, Copy, From, Healthcheck, HealthcheckCmd, HeredocSource, KeyValue,
+    NetworkMode, Onbuild, Run, SecurityMode, ShellOrExec,
+};
+pub use diagnostic::{ParseError, ParseErrorKind};
+pub use directive::{Directive, detect_syntax};
+pub use dockerignore::{DirDecision, Pattern, PatternError, PatternMatcher, read_ignore_file};
+pub use dump::{dump_buildkit_ast, go_quote};
+pub use heredoc::Heredoc;
+pub use instruction::{Dockerfile, Instruction, lower, parse};
+pub use mount::{CacheSharing, Device, Expander, Mount, MountType};
+pub use shell::{
+    EXPANDING_INSTRUCTIONS, EmptyEnv, Env, ExpandError, ShellLexer, WordExpansion,
+    instruction_expands,
+};
+pub use span::Span;
+pub use syntax::{Arg, Flag, MAX_LINE_LENGTH, Node, SyntaxTree, Warning, parse_syntax};
