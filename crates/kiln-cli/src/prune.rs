@@ -32,6 +32,9 @@ pub(crate) struct PruneArgs {
 /// Runs `kiln prune`.
 pub(crate) fn run(args: &PruneArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store = crate::root::open_store(root)?;
+    if store.try_lock(kiln_store::LockMode::Exclusive)?.is_none() {
+        eprintln!("waiting for running kiln builds and imports to release the store…");
+    }
     let report = store.gc(&GcOptions {
         all: args.all,
         older_than: args.older_than,

@@ -2,11 +2,13 @@
 //! instructions CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL,
 //! applied in order to an image config.
 //!
-//! Forms follow the Dockerfile reference: CMD/ENTRYPOINT/VOLUME take a JSON array or, when the
-//! text is not a JSON string array (BuildKit's fallback), the shell form; ENV and LABEL take
-//! `key=value` pairs with quotes, or ENV's legacy `KEY value with spaces`; EXPOSE adds `/tcp`
-//! when no protocol is given and expands ranges.
+//! Each value is parsed by `kiln_dockerfile::parse` as the instruction of a one-stage
+//! Dockerfile, so quoting, JSON-vs-shell form and the legacy `ENV KEY value` form are exactly
+//! BuildKit's; arguments of the expanding instructions (ENV, LABEL, EXPOSE, USER, WORKDIR,
+//! VOLUME, STOPSIGNAL) are expanded with the config's environment so far, as `docker commit
+//! --change` does. EXPOSE adds `/tcp` when no protocol is given and expands ranges.
 
+use kiln_dockerfile::{Command, ShellLexer, ShellOrExec};
 use kiln_oci::ContainerConfig;
 
 /// Why a `--change` value was refused.
@@ -17,12 +19,6 @@ pub(crate) enum ChangeError {
          ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)"
     )]
     Unsupported { text: String, instruction: String },
-    #[error("--change `{text}`: {instruction} needs {what}")]
-    Missing {
-        text: String,
-        instruction: &'static str,
-        what: &'static str,
-    },
     #[error("--change `{text}`: {reason}")]
     Invalid { text: String, reason: String },
 }
@@ -36,6 +32,9 @@ pub(crate) struct Changes {
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
+/// What `--change` text is parsed after, so it is the first instruction of a stage.
+const STAGE_PREFIX: &str = "FROM scratch\n";
+
 impl Changes {
     /// Applies one instruction to `config`.
     pub(crate) fn apply(
@@ -43,93 +42,94 @@ impl Changes {
         text: &str,
         config: &mut ContainerConfig,
     ) -> Result<(), ChangeError> {
-        let trimmed = text.trim();
-        let (keyword, rest) = match trimmed.split_once(char::is_whitespace) {
-            Some((k, r)) => (k, r.trim()),
-            None => (trimmed, ""),
-        };
-        let missing = |instruction, what| ChangeError::Missing {
-            text: text.to_owned(),
-            instruction,
-            what,
-        };
         let invalid = |reason: String| ChangeError::Invalid {
             text: text.to_owned(),
             reason,
         };
-        match keyword.to_ascii_uppercase().as_str() {
-            "CMD" => {
-                config.cmd = command_form(rest, &config.shell);
+        if text.contains('\n') {
+            return Err(invalid(
+                "one instruction per --change, without newlines".to_owned(),
+            ));
+        }
+        let dockerfile = kiln_dockerfile::parse(&format!("{STAGE_PREFIX}{text}\n"))
+            .map_err(|e| invalid(parse_message(&e.to_string())))?;
+        let [_, instruction] = dockerfile.instructions.as_slice() else {
+            return Err(invalid("expected exactly one instruction".to_owned()));
+        };
+        let lexer = ShellLexer::new(dockerfile.escape);
+        let env: Vec<(String, String)> = config
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (e.clone(), String::new()),
+            })
+            .collect();
+        let expand = |word: &str| {
+            lexer
+                .process_word(word, env.as_slice())
+                .map_err(|e| invalid(format!("expanding `{word}`: {e}")))
+        };
+        match &instruction.command {
+            Command::Cmd(form) => {
+                config.cmd = command_form(form, &config.shell);
                 self.is_cmd_set = true;
             }
-            "ENTRYPOINT" => {
-                config.entrypoint = command_form(rest, &config.shell);
+            Command::Entrypoint(form) => {
+                config.entrypoint = command_form(form, &config.shell);
                 if !self.is_cmd_set {
                     config.cmd.clear();
                 }
             }
-            "ENV" => {
-                if rest.is_empty() {
-                    return Err(missing("ENV", "at least one `KEY=value`"));
+            Command::Env(pairs) => {
+                // BuildKit expands every pair of one ENV with the environment before it.
+                let mut expanded = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    expanded.push((expand(&pair.key)?, expand(&pair.value)?));
                 }
-                for (key, value) in key_values(rest, true).map_err(invalid)? {
+                for (key, value) in expanded {
                     set_env(&mut config.env, &key, &value);
                 }
             }
-            "LABEL" => {
-                if rest.is_empty() {
-                    return Err(missing("LABEL", "at least one `key=value`"));
-                }
-                for (key, value) in key_values(rest, false).map_err(invalid)? {
-                    config.labels.insert(key, value);
+            Command::Label(pairs) => {
+                for pair in pairs {
+                    let key = expand(&pair.key)?;
+                    if key.is_empty() {
+                        return Err(invalid("a label needs a non-empty key".to_owned()));
+                    }
+                    config.labels.insert(key, expand(&pair.value)?);
                 }
             }
-            "EXPOSE" => {
-                let ports = words(rest).map_err(invalid)?;
-                if ports.is_empty() {
-                    return Err(missing("EXPOSE", "at least one port"));
-                }
+            Command::Expose(ports) => {
                 for port in ports {
-                    for p in expand_port(&port).map_err(invalid)? {
-                        config.exposed_ports.insert(p);
+                    for word in lexer
+                        .process_words(port, env.as_slice())
+                        .map_err(|e| invalid(format!("expanding `{port}`: {e}")))?
+                    {
+                        for spec in expand_port(&word).map_err(invalid)? {
+                            config.exposed_ports.insert(spec);
+                        }
                     }
                 }
             }
-            "USER" => {
-                let words = words(rest).map_err(invalid)?;
-                let [user] = words.as_slice() else {
-                    return Err(missing("USER", "exactly one user[:group]"));
-                };
-                config.user.clone_from(user);
+            Command::User(user) => config.user = expand(user)?,
+            Command::Workdir(dir) => {
+                config.working_dir = join_workdir(&config.working_dir, &expand(dir)?);
             }
-            "WORKDIR" => {
-                let words = words(rest).map_err(invalid)?;
-                let [dir] = words.as_slice() else {
-                    return Err(missing("WORKDIR", "exactly one path"));
-                };
-                config.working_dir = join_workdir(&config.working_dir, dir);
-            }
-            "VOLUME" => {
-                let volumes = match json_array(rest) {
-                    Some(list) => list,
-                    None => words(rest).map_err(invalid)?,
-                };
-                if volumes.is_empty() || volumes.iter().any(String::is_empty) {
-                    return Err(missing("VOLUME", "at least one non-empty path"));
+            Command::Volume(volumes) => {
+                for volume in volumes {
+                    let volume = expand(volume)?;
+                    if volume.is_empty() {
+                        return Err(invalid("VOLUME needs non-empty paths".to_owned()));
+                    }
+                    config.volumes.insert(volume);
                 }
-                config.volumes.extend(volumes);
             }
-            "STOPSIGNAL" => {
-                let words = words(rest).map_err(invalid)?;
-                let [signal] = words.as_slice() else {
-                    return Err(missing("STOPSIGNAL", "exactly one signal"));
-                };
-                config.stop_signal.clone_from(signal);
-            }
+            Command::StopSignal(signal) => config.stop_signal = expand(signal)?,
             _ => {
                 return Err(ChangeError::Unsupported {
                     text: text.to_owned(),
-                    instruction: keyword.to_owned(),
+                    instruction: instruction.keyword(),
                 });
             }
         }
@@ -137,28 +137,25 @@ impl Changes {
     }
 }
 
-/// Exec form when the text is a JSON array of strings, else the shell form.
-fn command_form(rest: &str, shell: &[String]) -> Vec<String> {
-    if let Some(list) = json_array(rest) {
-        return list;
-    }
-    if rest.is_empty() {
-        return Vec::new();
-    }
-    let mut out: Vec<String> = if shell.is_empty() {
-        DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect()
-    } else {
-        shell.to_vec()
-    };
-    out.push(rest.to_owned());
-    out
+/// The first line of a parse error, without the `Dockerfile:2:1` position of the wrapper.
+fn parse_message(error: &str) -> String {
+    error.lines().next().unwrap_or(error).trim().to_owned()
 }
 
-fn json_array(text: &str) -> Option<Vec<String>> {
-    if !text.starts_with('[') {
-        return None;
+/// Exec form as written; shell form wrapped in the config's SHELL (default `/bin/sh -c`).
+fn command_form(form: &ShellOrExec, shell: &[String]) -> Vec<String> {
+    match form {
+        ShellOrExec::Exec(args) => args.clone(),
+        ShellOrExec::Shell(command) => {
+            let mut out: Vec<String> = if shell.is_empty() {
+                DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                shell.to_vec()
+            };
+            out.push(command.clone());
+            out
+        }
     }
-    serde_json::from_str::<Vec<String>>(text).ok()
 }
 
 fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
@@ -170,76 +167,6 @@ fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
         Some(existing) => *existing = entry,
         None => env.push(entry),
     }
-}
-
-/// `k=v k2="v 2"` pairs; with `allow_legacy`, `KEY value words` when the first word has no `=`.
-fn key_values(rest: &str, allow_legacy: bool) -> Result<Vec<(String, String)>, String> {
-    let first = rest.split_whitespace().next().unwrap_or_default();
-    if allow_legacy && !first.contains('=') {
-        let (key, value) = rest
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| format!("`{rest}` has no value (use KEY=value)"))?;
-        return Ok(vec![(key.to_owned(), unquote_all(value.trim())?)]);
-    }
-    let mut out = Vec::new();
-    for word in words(rest)? {
-        let (key, value) = word
-            .split_once('=')
-            .ok_or_else(|| format!("`{word}` is not a key=value pair"))?;
-        if key.is_empty() {
-            return Err(format!("`{word}` has an empty key"));
-        }
-        out.push((key.to_owned(), value.to_owned()));
-    }
-    Ok(out)
-}
-
-fn unquote_all(text: &str) -> Result<String, String> {
-    Ok(words(text)?.join(" "))
-}
-
-/// Splits on unquoted whitespace, removing quotes; `\` escapes the next character outside
-/// single quotes.
-fn words(text: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
-            (Some('"') | None, '\\') => {
-                let next = chars
-                    .next()
-                    .ok_or_else(|| "trailing backslash".to_owned())?;
-                current.push(next);
-                in_word = true;
-            }
-            (Some(_), c) => current.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if let Some(q) = quote {
-        return Err(format!("unterminated {q} quote"));
-    }
-    if in_word {
-        out.push(current);
-    }
-    Ok(out)
 }
 
 const MAX_PORT_RANGE: u32 = 65_535;
@@ -308,6 +235,7 @@ mod tests {
             r#"ENTRYPOINT ["/bin/tini", "--"]"#,
             r#"ENV A=1 B="two words""#,
             "ENV LEGACY some value",
+            "ENV C=${A}0",
             "ENV A=3",
             r#"LABEL org.x="y z" k=v"#,
             "EXPOSE 80 53/udp 8000-8001",
@@ -321,7 +249,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.cmd, ["sh"], "CMD set before ENTRYPOINT is kept");
         assert_eq!(c.entrypoint, ["/bin/tini", "--"]);
-        assert_eq!(c.env, ["A=3", "B=two words", "LEGACY=some value"]);
+        assert_eq!(c.env, ["A=3", "B=two words", "LEGACY=some value", "C=10"]);
         assert_eq!(c.labels["org.x"], "y z");
         assert_eq!(
             c.exposed_ports.iter().collect::<Vec<_>>(),
@@ -354,8 +282,8 @@ mod tests {
         assert!(apply(&["EXPOSE 80/xyz"]).is_err());
         assert!(apply(&["ENV"]).is_err());
         assert!(apply(&["LABEL novalue"]).is_err());
-        assert!(apply(&[r#"ENV A="unterminated"#]).is_err());
-        assert!(apply(&["USER a b"]).is_err());
+        assert!(apply(&["USER"]).is_err());
+        assert!(apply(&["CMD x\nRUN y"]).is_err());
         assert!(apply(&[""]).is_err());
     }
 }
