@@ -157,4 +157,34 @@ mod tests {
         }
         assert!(store.cache_mount_dir("").is_err());
     }
+
+    #[test]
+    fn locked_mounts_exclude_each_other_and_survive_prune_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let held = store.lock_cache_mount("apt").unwrap();
+        let lock = store.root().join("mounts/.locks/apt");
+        let try_flock = || {
+            std::process::Command::new("flock")
+                .args(["-n", "-x"])
+                .arg(&lock)
+                .arg("true")
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(!try_flock(), "a second holder must wait");
+        store.cache_mount_dir("unused").unwrap();
+        let report = store
+            .gc(&crate::GcOptions {
+                all: true,
+                ..crate::GcOptions::default()
+            })
+            .unwrap();
+        assert_eq!(report.removed_mounts, 1, "only the unlocked mount goes");
+        assert!(store.root().join("mounts/apt").is_dir());
+        assert!(!store.root().join("mounts/unused").exists());
+        drop(held);
+        assert!(try_flock());
+    }
 }

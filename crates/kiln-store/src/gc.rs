@@ -201,10 +201,12 @@ impl Store {
             for entry in fs::read_dir(&dir).at("listing cache mounts in", &dir)? {
                 let entry = entry.at("listing cache mounts in", &dir)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if leases
-                    .mounts
-                    .iter()
-                    .any(|id| Store::mount_dir_name(id) == name)
+                if name.starts_with('.')
+                    || leases
+                        .mounts
+                        .iter()
+                        .any(|id| Store::mount_dir_name(id) == name)
+                    || self.is_mount_locked(&name)
                 {
                     continue;
                 }
@@ -315,6 +317,15 @@ impl Store {
         Ok(removed)
     }
 
+    /// Whether a process holds the `sharing=locked` lock of the mount directory `name`.
+    fn is_mount_locked(&self, name: &str) -> bool {
+        let path = self.dir("mounts/.locks").join(name);
+        let Ok(file) = fs::File::open(&path) else {
+            return false;
+        };
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+    }
+
     /// Removes a directory by first renaming it into `tmp/trash/` (atomic disappearance).
     pub(crate) fn remove_dir_via_trash(&self, dir: &Path) -> Result<(), StoreError> {
         let trash = crate::layout::create_temp_dir(&self.dir("tmp/trash"), "trash")?;
@@ -328,7 +339,7 @@ impl Store {
     }
 }
 
-fn remove_any(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn remove_any(path: &Path) -> Result<(), StoreError> {
     let meta = fs::symlink_metadata(path).at("reading metadata of", path)?;
     if meta.is_dir() {
         make_writable(path);

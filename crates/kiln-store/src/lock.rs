@@ -66,6 +66,29 @@ impl Store {
         }
     }
 
+    /// Holds cache mount `id` exclusively (`--mount=type=cache,sharing=locked`): waits until
+    /// no other process holds it; released on drop. The lock file is `mounts/.locks/<id>`
+    /// (mount directory names never start with `.`).
+    pub fn lock_cache_mount(&self, id: &str) -> Result<StoreLock, StoreError> {
+        let dir = self.cache_mount_dir(id)?;
+        let locks = self.dir("mounts/.locks");
+        fs::create_dir_all(&locks).at("creating", &locks)?;
+        let path = locks.join(dir.file_name().unwrap_or_default());
+        let file = File::options()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .at("opening cache mount lock", &path)?;
+        flock(&file, FlockOperation::LockExclusive)
+            .map_err(std::io::Error::from)
+            .at("locking", path)?;
+        Ok(StoreLock {
+            _file: file,
+            mode: LockMode::Exclusive,
+        })
+    }
+
     fn open_lock_file(&self) -> Result<(File, PathBuf), StoreError> {
         let path = self.root().join("lock");
         let file = File::options()

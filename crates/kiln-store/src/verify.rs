@@ -130,16 +130,8 @@ impl Store {
         self.verify_records(&mut report, repair)?;
         if repair {
             for path in &report.leftover_temp {
-                let meta = fs::symlink_metadata(path);
-                let result = match meta {
-                    Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-                    Ok(_) => fs::remove_file(path),
-                    Err(err) => Err(err),
-                };
-                match result {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(StoreError::io("removing leftover", path, err)),
+                if path.exists() || fs::symlink_metadata(path).is_ok() {
+                    crate::gc::remove_any(path)?;
                 }
             }
             report.repaired = true;

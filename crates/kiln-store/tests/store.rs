@@ -413,3 +413,36 @@ fn refs_of_missing_images_are_refused_and_paths_are_stable() {
     );
     assert!(Path::new(&store.blob_path(&missing)).ends_with(missing.hex()));
 }
+
+#[test]
+fn concurrent_unpacks_of_one_layer_end_with_one_snapshot() {
+    let (_d, store) = store();
+    let entries = (0..200)
+        .map(|i| file(&format!("d{}/f{i}", i % 7), &"x".repeat(i)))
+        .collect();
+    let layer = put_layer(&store, entries);
+    let chains: Vec<ChainId> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                let layer = layer.clone();
+                s.spawn(move || store.ensure_snapshot(None, &layer.1, &layer.0).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(chains.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(store.list_snapshots().unwrap().len(), 1);
+    let snapshot = store.snapshot_path(&chains[0]);
+    assert_eq!(
+        fs::read_to_string(snapshot.join("d3/f10")).unwrap(),
+        "x".repeat(10)
+    );
+    assert!(store.verify(true).unwrap().is_consistent());
+    let leftovers: Vec<_> = fs::read_dir(store.root().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "leases" && n != "trash")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
