@@ -30,7 +30,7 @@ pub use descriptor::{
     ANNOTATION_REF_NAME, Descriptor,
 };
 pub use index::{ANNOTATION_DOCKER_REFERENCE_TYPE, ImageIndex};
-pub use manifest::{ImageManifest, ModelError, SCHEMA_VERSION};
+pub use manifest::{AnyManifest, AnyManifestError, ImageManifest, ModelError, SCHEMA_VERSION};
 pub use media_type::{LayerCompression, MediaType};
 pub use platform::{Platform, PlatformError};
 pub use compress::{

@@ -1,0 +1,147 @@
+//! Layout writers checked by independent tools: `skopeo inspect` of `oci:`, `oci-archive:`
+//! and `docker-archive:` outputs, and `umoci unpack` of the layout giving back the layer's
+//! tree. Each test prints a SKIPPED line and returns when its tool is missing.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::support::{HELLO, have_tool, run, skopeo_inspect, skopeo_raw, test_image};
+use kiln_oci::{
+    ArchiveOptions, ExportImage, ManifestFormat, write_docker_archive, write_oci_archive,
+    write_oci_layout_dir,
+};
+
+const NAME: &str = "docker.io/library/kiln-test:1.0";
+
+#[test]
+fn skopeo_reads_the_oci_layout_dir() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let img = test_image(ManifestFormat::Oci);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    let export = ExportImage::new(img.image.manifest_descriptor()).named(NAME);
+    write_oci_layout_dir(&dir, &img.blobs(), &[export]).unwrap();
+
+    let reference = format!("oci:{}:1.0", dir.display());
+    let info = skopeo_inspect(&reference, &[]);
+    assert_eq!(info["Digest"], img.image.manifest_digest().to_string());
+    assert_eq!(info["Architecture"], "amd64");
+    assert_eq!(info["Os"], "linux");
+    assert_eq!(info["Layers"][0], img.layer.digest.to_string());
+    assert_eq!(info["Env"][1], "APP=kiln");
+    assert_eq!(info["Labels"]["org.example.test"], "yes");
+    assert_eq!(
+        skopeo_raw(&reference, &[]),
+        img.image.manifest.bytes(),
+        "manifest bytes as written"
+    );
+    assert_eq!(
+        skopeo_raw(&reference, &["--config"]),
+        img.image.config.bytes()
+    );
+}
+
+#[test]
+fn umoci_unpacks_the_layout_to_the_layer_tree() {
+    if !have_tool("umoci") {
+        return;
+    }
+    let img = test_image(ManifestFormat::Oci);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    let export = ExportImage::new(img.image.manifest_descriptor()).named(NAME);
+    write_oci_layout_dir(&dir, &img.blobs(), &[export]).unwrap();
+
+    let bundle = tmp.path().join("bundle");
+    let image_arg = format!("{}:1.0", dir.display());
+    let mut args = vec!["unpack", "--image", image_arg.as_str()];
+    let is_root = run("id", &["-u"]) == b"0\n";
+    if !is_root {
+        args.push("--rootless");
+    }
+    let bundle_arg = bundle.display().to_string();
+    args.push(&bundle_arg);
+    run("umoci", &args);
+
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(std::fs::read(rootfs.join("app/hello.txt")).unwrap(), HELLO);
+    let mode = |p: &str| {
+        std::fs::symlink_metadata(rootfs.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("app/hello.txt"), 0o644);
+    assert_eq!(mode("app/run.sh"), 0o755);
+    assert_eq!(mode("app"), 0o755);
+    assert_eq!(
+        std::fs::read_link(rootfs.join("app/link"))
+            .unwrap()
+            .to_str(),
+        Some("hello.txt")
+    );
+    if is_root {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(rootfs.join("app/run.sh")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    }
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(runtime["process"]["cwd"], "/app");
+    assert_eq!(runtime["process"]["args"][0], "/app/run.sh");
+}
+
+#[test]
+fn skopeo_reads_the_oci_archive() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let img = test_image(ManifestFormat::Oci);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.tar");
+    let export = ExportImage::new(img.image.manifest_descriptor()).named(NAME);
+    write_oci_archive(&out, &img.blobs(), &[export], &ArchiveOptions::default()).unwrap();
+
+    let info = skopeo_inspect(&format!("oci-archive:{}", out.display()), &[]);
+    assert_eq!(info["Digest"], img.image.manifest_digest().to_string());
+    assert_eq!(info["Layers"][0], img.layer.digest.to_string());
+    let tagged = skopeo_inspect(&format!("oci-archive:{}:1.0", out.display()), &[]);
+    assert_eq!(tagged["Digest"], info["Digest"]);
+}
+
+#[test]
+fn skopeo_reads_the_docker_archive_in_both_formats() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    for format in [ManifestFormat::Oci, ManifestFormat::Docker] {
+        let img = test_image(format);
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("docker.tar");
+        let export = ExportImage::new(img.image.manifest_descriptor()).named("kiln-test:1.0");
+        write_docker_archive(&out, &img.blobs(), &[export], &ArchiveOptions::default()).unwrap();
+
+        let reference = format!("docker-archive:{}", out.display());
+        let info = skopeo_inspect(&reference, &[]);
+        assert_eq!(info["Architecture"], "amd64", "{format:?}");
+        assert_eq!(info["Env"][1], "APP=kiln");
+        assert_eq!(info["Layers"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            info["RepoTags"],
+            serde_json::json!([]),
+            "skopeo lists registry tags only"
+        );
+        // skopeo hands out the archive's config unchanged.
+        assert_eq!(
+            skopeo_raw(&reference, &["--config"]),
+            img.image.config.bytes()
+        );
+        let named = skopeo_inspect(
+            &format!("docker-archive:{}:kiln-test:1.0", out.display()),
+            &[],
+        );
+        assert_eq!(named["Architecture"], "amd64");
+    }
+}
