@@ -258,10 +258,23 @@ fn import_of_a_tarball_keeps_its_entries() {
         &["-o", &format!("type=local,dest={}", local.display())],
     );
     assert_eq!(tree(&local), tree(&rootfs));
-    // Same tarball twice: same digest.
+    // Same tarball twice: same digest; and the same again from standard input.
     let first = inspect(&store, "from-tar")["Digest"].clone();
     let again = import(&tmp.path().join("store2"), &archive, "from-tar", &[]);
     assert_eq!(first, again.as_str());
+    let stdin_store = tmp.path().join("store3");
+    run_ok(
+        kiln_in(&stdin_store)
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .args(["import", "-", "-t", "from-stdin"])
+            .stdin(std::fs::File::open(&archive).unwrap()),
+    );
+    let from_stdin = inspect(&stdin_store, "from-stdin");
+    assert_eq!(
+        from_stdin["Config"]["rootfs"],
+        inspect(&store, "from-tar")["Config"]["rootfs"],
+        "the layer from stdin is the same"
+    );
 }
 
 #[test]

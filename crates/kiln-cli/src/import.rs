@@ -21,7 +21,8 @@ use kiln_store::{LockMode, Store};
 /// Arguments of `kiln import`.
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// A root filesystem: a directory, or a tar archive (plain, gzip or zstd).
+    /// A root filesystem: a directory, or a tar archive (plain, gzip or zstd); `-` reads the
+    /// archive from standard input.
     #[arg(value_name = "ROOTFS_DIR|ROOTFS.tar")]
     source: PathBuf,
     /// Name (and tag) to store the image under, e.g. `busybox:latest`.
@@ -118,8 +119,11 @@ pub(crate) fn source_date_epoch() -> anyhow::Result<Option<i64>> {
 /// Runs `kiln import`.
 pub(crate) fn run(args: &ImportArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     // Validate everything before touching the store.
-    let meta = std::fs::metadata(&args.source)
-        .with_context(|| format!("cannot import {}", args.source.display()))?;
+    let is_stdin = args.source.as_os_str() == "-";
+    let is_dir = !is_stdin
+        && std::fs::metadata(&args.source)
+            .with_context(|| format!("cannot import {}", args.source.display()))?
+            .is_dir();
     let names = args
         .tags
         .iter()
@@ -153,14 +157,7 @@ pub(crate) fn run(args: &ImportArgs, root: Option<&Path>) -> anyhow::Result<Exit
     let threads = args
         .compression_threads
         .unwrap_or_else(kiln_oci::default_threads);
-    let (layer, diff_id) = write_layer(
-        &store,
-        &args.source,
-        meta.is_dir(),
-        compression,
-        threads,
-        epoch,
-    )?;
+    let (layer, diff_id) = write_layer(&store, &args.source, is_dir, compression, threads, epoch)?;
 
     let created = rfc3339_utc(epoch.unwrap_or_else(now_seconds));
     config.created = Some(created.clone());
@@ -233,8 +230,12 @@ fn write_layer(
         tar.write_to(&mut layer)
             .with_context(|| format!("archiving {}", source.display()))?;
     } else {
-        let file = File::open(source).with_context(|| format!("opening {}", source.display()))?;
-        let (_, decoded) = kiln_oci::decompress(BufReader::with_capacity(1 << 20, file))
+        let input: Box<dyn std::io::Read + Send> = if source.as_os_str() == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(File::open(source).with_context(|| format!("opening {}", source.display()))?)
+        };
+        let (_, decoded) = kiln_oci::decompress(BufReader::with_capacity(1 << 20, input))
             .with_context(|| format!("reading {}", source.display()))?;
         tar_source::reencode_tar(decoded, &mut layer, epoch, source)?;
     }
