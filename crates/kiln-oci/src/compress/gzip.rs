@@ -176,11 +176,55 @@ fn run_worker(
         let Ok(job) = job else { return };
         // A fresh compressor per block: a reset zlib-rs stream does not reproduce a fresh one's
         // bytes, and block output must not depend on what the worker compressed before.
-        let out = deflate_block(&mut Compress::new(level, false), &job);
+        let block_level = if level.level() > 0 && looks_incompressible(&job.data) {
+            flate2::Compression::none()
+        } else {
+            level
+        };
+        let out = deflate_block(&mut Compress::new(block_level, false), &job);
         if results.send((job.seq, out)).is_err() {
             return;
         }
     }
+}
+
+/// Samples probed by [`looks_incompressible`], and their size.
+const PROBES: usize = 3;
+const PROBE_SIZE: usize = 8 * 1024;
+/// A probe compressing to more than this fraction (in 1/1000) counts as incompressible.
+const INCOMPRESSIBLE_PER_MILLE: usize = 985;
+
+/// Whether a block is already-compressed data (archives, images, random bytes), judged from
+/// the block alone so the decision is the same on every run: a byte histogram first (text
+/// and code use few distinct bytes), then three 8 KiB probes deflated at level 1. Such
+/// blocks are stored instead of searched for matches at the chosen level, which costs the
+/// most time and saves nothing (pigz and zstd skip incompressible input the same way).
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < PROBES * PROBE_SIZE {
+        return false;
+    }
+    let mut seen = [false; 256];
+    for &b in &data[..PROBE_SIZE] {
+        seen[usize::from(b)] = true;
+    }
+    if seen.iter().filter(|&&s| s).count() < 200 {
+        return false;
+    }
+    let step = (data.len() - PROBE_SIZE) / (PROBES - 1);
+    let mut packed = 0;
+    let mut out = Vec::with_capacity(PROBE_SIZE + 1024);
+    for i in 0..PROBES {
+        let probe = &data[i * step..i * step + PROBE_SIZE];
+        let mut c = Compress::new(flate2::Compression::fast(), false);
+        out.clear();
+        if c.compress_vec(probe, &mut out, FlushCompress::Finish)
+            .is_err()
+        {
+            return false;
+        }
+        packed += out.len();
+    }
+    packed * 1000 > PROBES * PROBE_SIZE * INCOMPRESSIBLE_PER_MILLE
 }
 
 fn deflate_block(c: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {

@@ -146,12 +146,17 @@ impl<'a> Extractor<'a> {
             RawKind::Symlink => {
                 rustix::fs::symlinkat(name_of(&entry.link), &parent_fd, name_os)
                     .map_err(io_err("creating symlink"))?;
+                self.refuse_symlink_xattrs(entry)?;
                 self.chown_at(&parent_fd, name_os, entry)?;
                 set_mtime_at(&parent_fd, name_os, entry.mtime)?;
                 self.stats.symlinks += 1;
             }
             RawKind::Hardlink => {
-                let (target_dir, target_name) = link_target.expect("resolved above");
+                let Some((target_dir, target_name)) = link_target else {
+                    return Err(ExtractErrorKind::HardlinkTargetMissing {
+                        target: String::from_utf8_lossy(&entry.link).into_owned(),
+                    });
+                };
                 rustix::fs::linkat(
                     &target_dir,
                     name_of(&target_name),
@@ -333,6 +338,27 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
+    /// Linux keeps only `trusted.*`/`security.*` xattrs on symlinks and setting them needs a
+    /// path; kiln does not set them: they count as failed (or fail under `Strict`).
+    fn refuse_symlink_xattrs(&mut self, entry: &RawEntry) -> Result<()> {
+        if self.options.xattrs == XattrPolicy::Skip {
+            return Ok(());
+        }
+        if let Some((name, _)) = entry.xattrs.first() {
+            if self.options.xattrs == XattrPolicy::Strict {
+                return Err(ExtractErrorKind::Xattr {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    source: io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "xattrs on symlinks are not extracted",
+                    ),
+                });
+            }
+            self.stats.xattrs_failed += entry.xattrs.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Opens (creating as needed, mode 0755) the directory `components`, inside the root.
     fn ensure_dir(&self, components: &[&[u8]]) -> Result<OwnedFd> {
         match self.root.open_dir(components) {
@@ -393,8 +419,7 @@ impl<'a> Extractor<'a> {
             path.push(b'/');
         }
         path.extend_from_slice(target);
-        self.layer_paths
-            .retain(|p| !(p == &path || p.starts_with(&path) && p.get(path.len()) == Some(&b'/')));
+        self.layer_paths.remove(&path);
         remove_all_at(&dir, target)
     }
 

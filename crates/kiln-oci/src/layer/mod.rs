@@ -125,12 +125,18 @@ pub struct LayerDigests {
 struct DigestingWriter<W> {
     inner: W,
     hasher: Sha256Hasher,
+    /// Off for uncompressed layers, whose blob digest is the diffID: one hash pass, not two.
+    is_hashing: bool,
+    written: u64,
 }
 
 impl<W: Write> Write for DigestingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.is_hashing {
+            self.hasher.update(&buf[..n]);
+        }
+        self.written += n as u64;
         Ok(n)
     }
 
@@ -174,6 +180,8 @@ impl<W: Write> LayerWriter<W> {
         let sink = DigestingWriter {
             inner: out,
             hasher: Sha256Hasher::new(),
+            is_hashing: compression != Compression::None,
+            written: 0,
         };
         Ok(Self {
             encoder: CompressWriter::new(sink, compression, threads)?,
@@ -186,11 +194,16 @@ impl<W: Write> LayerWriter<W> {
     pub fn finish(self) -> io::Result<(W, LayerDigests)> {
         let sink = self.encoder.finish()?;
         let uncompressed_size = self.diff.len();
-        let size = sink.hasher.len();
+        let diff_id = DiffId(self.diff.finish());
+        let digest = if sink.is_hashing {
+            sink.hasher.finish()
+        } else {
+            diff_id.0.clone()
+        };
         let digests = LayerDigests {
-            diff_id: DiffId(self.diff.finish()),
-            digest: sink.hasher.finish(),
-            size,
+            diff_id,
+            digest,
+            size: sink.written,
             uncompressed_size,
             compression: self.compression,
         };
