@@ -1,0 +1,536 @@
+//! Phase 2: [`StageState`], the pure state machine the executor drives through one stage once
+//! the base's config is known. It keeps what BuildKit's dispatcher keeps per stage — the
+//! expansion environment (base env, ARGs in scope, ENV), the image config being built,
+//! WORKDIR, USER, SHELL — and turns each instruction into an expanded [`Step`].
+
+use std::collections::{BTreeSet, VecDeque};
+
+use kiln_dockerfile::{Command, Instruction, ShellLexer, ShellOrExec, Span};
+use kiln_oci::{ImageConfiguration, Platform};
+
+use crate::args::{BuildArgs, EnvList, is_proxy_arg};
+use crate::config_edit::apply_config_edit;
+use crate::error::PlanError;
+use crate::graph::{BuildGraph, PlannedStage, SourceRef, StageId, StageNames, progress_label};
+use crate::planner::{counts_as_step, instruction_sources};
+use crate::step::{Action, Step, key_material};
+
+/// BuildKit's default `PATH` for Linux images (`system.DefaultPathEnvUnix`), added when the
+/// base config has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What a stage starts from, known once the executor has resolved the base.
+#[derive(Debug, Clone, Copy)]
+pub enum StageBase<'a> {
+    /// `FROM scratch`.
+    Scratch,
+    /// A pulled image or a named context's image config (its `OnBuild` triggers run first).
+    Image(&'a ImageConfiguration),
+    /// The finished state of the base stage (its env and ARGs carry over, as in BuildKit).
+    Stage(&'a StageOutput),
+}
+
+/// The result of a finished stage: its image config and the expansion state a stage built
+/// `FROM` it inherits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageOutput {
+    /// The image config (history and rootfs as the executor filled them in).
+    pub image: ImageConfiguration,
+    /// The platform the stage was built for.
+    pub platform: Platform,
+    env: EnvList,
+    build_args: Vec<(String, Option<String>)>,
+}
+
+/// The expansion state of one stage; see the crate docs for the driving loop.
+#[derive(Debug, Clone)]
+pub struct StageState {
+    stage: StageId,
+    progress_name: String,
+    platform: Platform,
+    image: ImageConfiguration,
+    /// The state env: base env, ARG values, ENV (BuildKit `d.state` env).
+    env: EnvList,
+    /// ARGs declared in this stage (and the base stage), in order (BuildKit `d.buildArgs`).
+    build_args: Vec<(String, Option<String>)>,
+    global_args: EnvList,
+    build_arg_values: BuildArgs,
+    escape: char,
+    names: StageNames,
+    planned: BTreeSet<StageId>,
+    queue: VecDeque<(Instruction, bool)>,
+    step_index: usize,
+    step_total: usize,
+    cmd_set: bool,
+    from_span: Span,
+}
+
+impl StageState {
+    /// Starts a stage of `graph` on its resolved base.
+    ///
+    /// For an image base the config's `OnBuild` triggers are parsed and queued before the
+    /// stage's instructions (and `OnBuild` is cleared in the new config); for a stage base
+    /// the planner already put the base stage's `ONBUILD` instructions in
+    /// [`PlannedStage::triggers`].
+    pub fn new(
+        graph: &BuildGraph,
+        stage: &PlannedStage,
+        base: StageBase<'_>,
+    ) -> Result<Self, PlanError> {
+        let (mut image, mut env, build_args, platform) = match base {
+            StageBase::Scratch => {
+                let mut image = ImageConfiguration::new(&stage.platform);
+                "/".clone_into(&mut image.config.working_dir);
+                (
+                    image,
+                    EnvList::default(),
+                    Vec::new(),
+                    stage.platform.clone(),
+                )
+            }
+            StageBase::Image(config) => {
+                let mut image = config.clone();
+                image.created = None;
+                (
+                    image,
+                    EnvList::default(),
+                    Vec::new(),
+                    stage.platform.clone(),
+                )
+            }
+            StageBase::Stage(output) => (
+                output.image.clone(),
+                output.env.clone(),
+                output.build_args.clone(),
+                output.platform.clone(),
+            ),
+        };
+        if image.os.is_empty() {
+            image.os.clone_from(&platform.os);
+            image.architecture.clone_from(&platform.architecture);
+            image.variant.clone_from(&platform.variant);
+        }
+        // dispatchStages: make sure PATH is set (not on Windows).
+        let has_path = image
+            .config
+            .env
+            .iter()
+            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == "PATH");
+        if !has_path && platform.os != "windows" {
+            image.config.env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        for entry in &image.config.env {
+            let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+            env.set(k, v);
+        }
+        let image_triggers = std::mem::take(&mut image.config.on_build);
+        let mut queue = VecDeque::new();
+        for trigger in &image_triggers {
+            queue.push_back((parse_trigger(trigger, stage)?, true));
+        }
+        let image_trigger_count = queue.len();
+        for trigger in &stage.triggers {
+            queue.push_back((trigger.clone(), true));
+        }
+        for instruction in &stage.instructions {
+            queue.push_back((instruction.clone(), false));
+        }
+        let step_index = usize::from(stage.from_progress().is_some());
+        Ok(Self {
+            stage: stage.id,
+            progress_name: stage.progress_name.clone(),
+            platform,
+            image,
+            env,
+            build_args,
+            global_args: graph.global_args.clone(),
+            build_arg_values: graph.build_args.clone(),
+            escape: graph.escape,
+            names: graph.names.clone(),
+            planned: graph.stages.iter().map(|s| s.id).collect(),
+            queue,
+            step_index,
+            step_total: stage.step_total + image_trigger_count,
+            cmd_set: false,
+            from_span: stage.from.span(),
+        })
+    }
+
+    /// Expands the next instruction (ONBUILD triggers first), applies its config edit to the
+    /// state's image config and returns the step; `Ok(None)` when the stage is done.
+    pub fn next_step(&mut self) -> Result<Option<Step>, PlanError> {
+        let Some((instruction, is_onbuild)) = self.queue.pop_front() else {
+            return Ok(None);
+        };
+        let span = if is_onbuild && instruction.span().is_empty() {
+            self.from_span
+        } else {
+            instruction.span()
+        };
+        let mut step = self.dispatch(&instruction, span, is_onbuild)?;
+        if let Some(edit) = &step.config_edit {
+            apply_config_edit(&mut self.image, edit);
+        }
+        if counts_as_step(&instruction) || is_onbuild {
+            self.step_index += 1;
+            let text = self.progress_text(&instruction, &step);
+            let text = if is_onbuild {
+                format!("ONBUILD {text}")
+            } else {
+                text
+            };
+            step.progress = Some(progress_label(
+                &self.progress_name,
+                self.step_index,
+                self.step_total,
+                &text,
+            ));
+        }
+        Ok(Some(step))
+    }
+
+    /// Instructions left, triggers included.
+    pub fn remaining(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The stage being expanded.
+    pub fn stage(&self) -> StageId {
+        self.stage
+    }
+
+    /// The image config as built so far.
+    pub fn image(&self) -> &ImageConfiguration {
+        &self.image
+    }
+
+    /// The image config, for the executor to append history entries and `rootfs.diff_ids`
+    /// (the state itself only edits `config` and `author`).
+    pub fn image_mut(&mut self) -> &mut ImageConfiguration {
+        &mut self.image
+    }
+
+    /// The expansion environment now (`K=V`: base env, ARGs in scope, ENV).
+    pub fn env(&self) -> Vec<String> {
+        self.env.to_env_strings()
+    }
+
+    /// The current working directory (absolute).
+    pub fn workdir(&self) -> &str {
+        self.current_dir()
+    }
+
+    /// Ends the stage; the output is what a stage built `FROM` this one starts with.
+    pub fn finish(self) -> StageOutput {
+        StageOutput {
+            image: self.image,
+            platform: self.platform,
+            env: self.env,
+            build_args: self.build_args,
+        }
+    }
+
+    pub(crate) fn lexer(&self) -> ShellLexer {
+        ShellLexer::new(self.escape)
+    }
+
+    pub(crate) fn current_dir(&self) -> &str {
+        if self.image.config.working_dir.is_empty() {
+            "/"
+        } else {
+            &self.image.config.working_dir
+        }
+    }
+
+    pub(crate) fn expand(
+        &self,
+        word: &str,
+        instruction: &str,
+        span: Span,
+    ) -> Result<String, PlanError> {
+        self.lexer()
+            .process_word(word, &self.env)
+            .map_err(|source| PlanError::Expand {
+                instruction: instruction.to_owned(),
+                word: word.to_owned(),
+                span,
+                source: Box::new(source),
+            })
+    }
+
+    pub(crate) fn expand_opt(
+        &self,
+        word: Option<&String>,
+        instruction: &str,
+        span: Span,
+    ) -> Result<Option<String>, PlanError> {
+        word.map(|w| self.expand(w, instruction, span)).transpose()
+    }
+
+    /// The shell-form wrapper: SHELL, else `/bin/sh -c` (`cmd /S /C` on Windows).
+    pub(crate) fn with_shell(&self, command: &str) -> Vec<String> {
+        let mut argv = if self.image.config.shell.is_empty() {
+            if self.image.os == "windows" {
+                vec!["cmd".to_owned(), "/S".to_owned(), "/C".to_owned()]
+            } else {
+                vec!["/bin/sh".to_owned(), "-c".to_owned()]
+            }
+        } else {
+            self.image.config.shell.clone()
+        };
+        argv.push(command.to_owned());
+        argv
+    }
+
+    pub(crate) fn argv_of(&self, cmd: &ShellOrExec) -> Vec<String> {
+        match cmd {
+            ShellOrExec::Shell(text) => self.with_shell(text),
+            ShellOrExec::Exec(argv) => argv.clone(),
+        }
+    }
+
+    /// ARGs in scope for a RUN: each declared name once (first position, last value), its
+    /// value from the state env (so an ENV of the same name shows), proxies excluded
+    /// (BuildKit `runCommandString`).
+    pub(crate) fn args_in_scope(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (name, value) in &self.build_args {
+            if is_proxy_arg(name) {
+                continue;
+            }
+            let v = self
+                .env
+                .get(name)
+                .map(str::to_owned)
+                .or_else(|| value.clone())
+                .unwrap_or_default();
+            match out.iter_mut().find(|(k, _)| k == name) {
+                Some(slot) => slot.1 = v,
+                None => out.push((name.clone(), v)),
+            }
+        }
+        out
+    }
+
+    /// The process env of a RUN: the state env plus proxy build args not set otherwise.
+    pub(crate) fn run_env(&self) -> Vec<String> {
+        let mut env = self.env.to_env_strings();
+        for (name, value) in &self.build_arg_values {
+            if is_proxy_arg(name) && !self.env.contains(name) {
+                env.push(format!("{name}={value}"));
+            }
+        }
+        env
+    }
+
+    /// The state env without proxy args, as a canonical key setting.
+    pub(crate) fn key_env(&self) -> String {
+        let entries: Vec<(&str, &str)> =
+            self.env.iter().filter(|(k, _)| !is_proxy_arg(k)).collect();
+        serde_json::to_string(&entries).unwrap_or_default()
+    }
+
+    pub(crate) fn key_settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("env", self.key_env()),
+            ("user", self.image.config.user.clone()),
+            ("workdir", self.current_dir().to_owned()),
+            (
+                "shell",
+                serde_json::to_string(&self.image.config.shell).unwrap_or_default(),
+            ),
+        ]
+    }
+
+    pub(crate) fn resolve_source(
+        &self,
+        value: &str,
+        allow_index: bool,
+        span: Span,
+    ) -> Result<SourceRef, PlanError> {
+        let source = self
+            .names
+            .resolve_source(value, self.stage, allow_index, span)?;
+        if let SourceRef::Stage(id) = source
+            && !self.planned.contains(&id)
+        {
+            return Err(PlanError::TriggerStageNotPlanned {
+                trigger: value.to_owned(),
+                stage: self.names.display(self.stage),
+                name: self.names.display(id),
+            });
+        }
+        Ok(source)
+    }
+
+    /// Sets an ARG (BuildKit `dispatchArg`) and returns its `(name, value)` for history.
+    pub(crate) fn declare_arg(
+        &mut self,
+        name: &str,
+        default: Option<&String>,
+        span: Span,
+    ) -> Result<(String, Option<String>), PlanError> {
+        let value = if let Some(v) = self.build_arg_values.get(name) {
+            Some(v.clone())
+        } else if let Some(default) = default {
+            Some(self.expand(default, "ARG", span)?)
+        } else {
+            self.global_args.get(name).map(str::to_owned)
+        };
+        if let Some(v) = &value {
+            self.env.set(name, v.clone());
+        }
+        self.build_args.push((name.to_owned(), value.clone()));
+        Ok((name.to_owned(), value))
+    }
+
+    pub(crate) fn set_env(&mut self, name: &str, value: &str) {
+        self.env.set(name, value);
+    }
+
+    pub(crate) fn mark_cmd_set(&mut self) -> bool {
+        let was_set = self.cmd_set;
+        self.cmd_set = true;
+        was_set
+    }
+
+    pub(crate) fn cmd_is_set(&self) -> bool {
+        self.cmd_set
+    }
+
+    /// The platform the stage builds for.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    pub(crate) fn env_list(&self) -> &EnvList {
+        &self.env
+    }
+
+    /// The progress text of a counted step: the instruction as written, variables in scope
+    /// expanded (BuildKit `processCmdEnv`), keyword uppercased.
+    fn progress_text(&self, instruction: &Instruction, step: &Step) -> String {
+        let original = instruction.syntax.original.trim();
+        let lexer = match instruction.command {
+            Command::Run(_) => self.lexer().raw_quotes(true).skip_unset_env(true),
+            _ => self.lexer(),
+        };
+        let expanded = lexer
+            .process_word(original, &self.env)
+            .unwrap_or_else(|_| original.to_owned());
+        let mut text = uppercase_keyword(&expanded);
+        if let Command::Run(run) = &instruction.command
+            && let Action::Run(_) = &step.action
+            && run.heredocs.len() == 1
+            && let ShellOrExec::Shell(cmd) = &run.cmd
+            && is_single_heredoc(cmd)
+        {
+            text = format!("{text} ({})", summarize_heredoc(&run.heredocs[0].content));
+        }
+        text
+    }
+
+    pub(crate) fn key_for(&self, cache_text: &str, args: &[(String, String)]) -> crate::KeyInputs {
+        key_material(cache_text, &self.platform, args, &self.key_settings())
+    }
+}
+
+/// Whether a shell command line is just one heredoc opener (`<<EOF`, `<<-"EOF"`), BuildKit
+/// `MustParseHeredoc`: `^(\d*)<<(-?)\s*([^<]*)$`.
+pub(crate) fn is_single_heredoc(cmd: &str) -> bool {
+    let digits = cmd.trim_start_matches(|c: char| c.is_ascii_digit());
+    digits
+        .strip_prefix("<<")
+        .is_some_and(|rest| !rest.contains('<') && !rest.trim_start_matches('-').trim().is_empty())
+}
+
+/// BuildKit `summarizeHeredoc`: the first line of the trimmed body, `...` when there are more.
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim();
+    let mut lines = doc.split('\n');
+    let first = lines
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r')
+        .to_owned();
+    if lines.next().is_some() {
+        format!("{first}...")
+    } else {
+        first
+    }
+}
+
+/// BuildKit `uppercaseCmd`: the first word uppercased.
+fn uppercase_keyword(text: &str) -> String {
+    match text.split_once(' ') {
+        Some((kw, rest)) => format!("{} {rest}", kw.to_uppercase()),
+        None => text.to_uppercase(),
+    }
+}
+
+/// Parses one `OnBuild` trigger of a base image (BuildKit `initOnBuildTriggers`).
+fn parse_trigger(trigger: &str, stage: &PlannedStage) -> Result<Instruction, PlanError> {
+    let invalid = |reason: String| PlanError::InvalidTrigger {
+        trigger: trigger.to_owned(),
+        stage: stage
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", stage.id)),
+        reason,
+    };
+    let text = format!("FROM scratch\n{trigger}\n");
+    let parsed = kiln_dockerfile::parse(&text).map_err(|e| invalid(e.to_string()))?;
+    match parsed.instructions.as_slice() {
+        [_, one]
+            if !matches!(
+                one.command,
+                Command::From(_) | Command::Onbuild(_) | Command::Maintainer(_)
+            ) =>
+        {
+            let mut one = one.clone();
+            // The trigger's text is not in the Dockerfile: point at the stage's FROM.
+            one.syntax.span = Span::default();
+            Ok(one)
+        }
+        [_, _] => Err(invalid(
+            "FROM, MAINTAINER and ONBUILD are not allowed as triggers".into(),
+        )),
+        _ => Err(invalid("a trigger must be a single instruction".into())),
+    }
+}
+
+/// Check the sources of a trigger or instruction resolve (used by dispatch).
+pub(crate) fn sources_of(
+    state: &StageState,
+    instruction: &Instruction,
+) -> Result<Vec<SourceRef>, PlanError> {
+    let sources = instruction_sources(instruction, state.stage, &state.names)?;
+    for source in &sources {
+        if let SourceRef::Stage(id) = source
+            && !state.planned.contains(id)
+        {
+            return Err(PlanError::TriggerStageNotPlanned {
+                trigger: instruction.syntax.original.clone(),
+                stage: state.names.display(state.stage),
+                name: state.names.display(*id),
+            });
+        }
+    }
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_detection_and_summary() {
+        assert!(is_single_heredoc("<<EOF"));
+        assert!(is_single_heredoc("<<-\"EOF\""));
+        assert!(!is_single_heredoc("python3 <<EOF"));
+        assert!(!is_single_heredoc("<<EOF <<EOT"));
+        assert_eq!(summarize_heredoc("\n  echo a\necho b\n"), "echo a...");
+        assert_eq!(summarize_heredoc("echo a\n"), "echo a");
+        assert_eq!(uppercase_keyword("run echo"), "RUN echo");
+    }
+}
