@@ -17,9 +17,11 @@ mod layer;
 mod manifest;
 mod media_type;
 mod platform;
+mod reference;
 
 pub use blob::{BlobError, BlobIngest, BlobSink, BlobSource};
 pub use digest::{Algorithm, ChainId, DiffId, Digest, DigestError, Sha256Hasher};
+pub use reference::{DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API_HOST, ImageRef, ReferenceError};
 pub use canonical::{JsonBlob, JsonError, to_canonical_json};
 pub use config::{
     ContainerConfig, Healthcheck, History, ImageConfiguration, ROOTFS_TYPE_LAYERS, RootFs,
@@ -49,7 +51,7 @@ pub use layout::{
 };
 pub use layout_write::{
     ArchiveOptions, DOCKER_MANIFEST_FILE, DOCKER_REPOSITORIES_FILE, DockerArchiveEntry,
-    ExportImage, collect_blobs, ref_name_of, write_docker_archive, write_docker_archive_to,
+    ExportImage, collect_blobs, normalize_image_name, ref_name_of, write_docker_archive, write_docker_archive_to,
     write_oci_archive, write_oci_archive_to, write_oci_layout_dir,
 };
 pub use extract::{
