@@ -35,9 +35,11 @@ pub const DOCKER_REPOSITORIES_FILE: &str = "repositories";
 pub struct ExportImage {
     /// The manifest or index descriptor; its blobs must all be in the source.
     pub descriptor: Descriptor,
-    /// Full names (`docker.io/library/app:1.0`). In an OCI `index.json` each becomes an entry
-    /// with `io.containerd.image.name` and `org.opencontainers.image.ref.name` (the tag); in
-    /// a docker-archive they are the `RepoTags`.
+    /// Image names (`app:1.0` or `docker.io/library/app:1.0`). In an OCI `index.json` each
+    /// becomes an entry with `io.containerd.image.name` (normalized, see
+    /// [`normalize_image_name`]) and `org.opencontainers.image.ref.name` (the tag); in a
+    /// docker-archive they are also the `RepoTags`, as given (`docker save` writes the
+    /// familiar form, `app:1.0`).
     pub names: Vec<String>,
 }
 
@@ -86,16 +88,51 @@ fn index_entries(images: &[ExportImage]) -> Vec<Descriptor> {
             entries.push(image.descriptor.clone());
         }
         for name in &image.names {
+            let full = normalize_image_name(name);
             entries.push(
                 image
                     .descriptor
                     .clone()
-                    .with_annotation(ANNOTATION_IMAGE_NAME, name)
-                    .with_annotation(ANNOTATION_REF_NAME, ref_name_of(name)),
+                    .with_annotation(ANNOTATION_REF_NAME, ref_name_of(&full))
+                    .with_annotation(ANNOTATION_IMAGE_NAME, &full),
             );
         }
     }
     entries
+}
+
+/// The fully qualified form containerd and BuildKit record in `io.containerd.image.name`
+/// (`app:1` → `docker.io/library/app:1`, `ghcr.io/o/app` → `ghcr.io/o/app:latest`), as
+/// Docker's `ParseNormalizedNamed` + `TagNameOnly` give. Names that already carry a
+/// registry, a tag or a digest keep them.
+pub fn normalize_image_name(name: &str) -> String {
+    const DOCKER_HUB: &str = "docker.io";
+    let (repo_and_tag, digest) = match name.split_once('@') {
+        Some((before, digest)) => (before, Some(digest)),
+        None => (name, None),
+    };
+    let has_domain = repo_and_tag.split_once('/').is_some_and(|(first, _)| {
+        first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || first.chars().any(|c| c.is_ascii_uppercase())
+    });
+    let mut full = if has_domain {
+        repo_and_tag.to_owned()
+    } else if repo_and_tag.contains('/') {
+        format!("{DOCKER_HUB}/{repo_and_tag}")
+    } else {
+        format!("{DOCKER_HUB}/library/{repo_and_tag}")
+    };
+    let last = full.rfind('/').map_or(0, |i| i + 1);
+    if digest.is_none() && !full[last..].contains(':') {
+        full.push_str(":latest");
+    }
+    if let Some(digest) = digest {
+        full.push('@');
+        full.push_str(digest);
+    }
+    full
 }
 
 fn layout_header() -> Vec<u8> {
@@ -283,6 +320,7 @@ pub fn write_oci_layout_dir(
         Err(e) => return Err(io_error("inspecting", dest)(e)),
     };
     let parent = parent_dir(dest);
+    fs::create_dir_all(parent).map_err(io_error("creating directory", parent))?;
     let staging = tempfile::Builder::new()
         .prefix(".kiln-layout-")
         .tempdir_in(parent)
@@ -592,6 +630,7 @@ fn write_file_atomically(
         });
     }
     let parent = parent_dir(dest);
+    fs::create_dir_all(parent).map_err(io_error("creating directory", parent))?;
     let temp = tempfile::Builder::new()
         .prefix(".kiln-archive-")
         .tempfile_in(parent)
@@ -611,6 +650,31 @@ fn write_file_atomically(
 mod tests {
     use super::*;
     use crate::MediaType;
+
+    #[test]
+    fn names_are_normalized_like_docker() {
+        assert_eq!(normalize_image_name("app"), "docker.io/library/app:latest");
+        assert_eq!(normalize_image_name("app:1"), "docker.io/library/app:1");
+        assert_eq!(normalize_image_name("me/app:1"), "docker.io/me/app:1");
+        assert_eq!(
+            normalize_image_name("ghcr.io/o/app"),
+            "ghcr.io/o/app:latest"
+        );
+        assert_eq!(
+            normalize_image_name("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
+        assert_eq!(normalize_image_name("localhost/app:2"), "localhost/app:2");
+        let digest = format!("{}", crate::Digest::sha256_of(b"x"));
+        assert_eq!(
+            normalize_image_name(&format!("app@{digest}")),
+            format!("docker.io/library/app@{digest}")
+        );
+        assert_eq!(
+            normalize_image_name("docker.io/library/app:1"),
+            "docker.io/library/app:1"
+        );
+    }
 
     #[test]
     fn ref_names_are_tags() {

@@ -87,7 +87,7 @@ fn a_layout_is_a_blob_source_for_another_export() {
     let first = tmp.path().join("first");
     write_oci_layout_dir(&first, &img.blobs(), &export(&img)).unwrap();
     let layout = OciLayout::open(&first).unwrap();
-    let second = tmp.path().join("second.tar");
+    let second = tmp.path().join("nested/dirs/second.tar");
     let entry = ExportImage::new(layout.find(Some("1.0")).unwrap().clone());
     write_oci_archive(&second, &layout, &[entry], &ArchiveOptions::default()).unwrap();
     let archive = OciArchive::open(&second).unwrap();
