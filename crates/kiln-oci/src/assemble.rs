@@ -3,6 +3,30 @@
 //! descriptor, as every exporter and `kiln import` needs. Also [`MemoryBlobs`], a small
 //! in-memory [`BlobSource`] for those JSON blobs that falls back to another source (the
 //! store) for layers.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use kiln_oci::{
+//!     ExportImage, ImageConfiguration, ManifestFormat, MemoryBlobs, OciLayout, assemble_image,
+//!     write_oci_layout_dir,
+//! };
+//!
+//! let mut config = ImageConfiguration::new(&"linux/amd64".parse()?);
+//! config.config.cmd = vec!["sh".into()];
+//! let image = assemble_image(config, Vec::new(), ManifestFormat::Oci, BTreeMap::new())?;
+//! let layers = MemoryBlobs::new(); // normally the store
+//! let blobs = image.blobs(&layers);
+//!
+//! let dir = tempfile::tempdir()?;
+//! let dest = dir.path().join("layout");
+//! let export = ExportImage::new(image.manifest_descriptor()).named("scratch-sh:1");
+//! write_oci_layout_dir(&dest, &blobs, &[export])?;
+//!
+//! let resolved = OciLayout::open(&dest)?.resolve(Some("1"), None)?;
+//! assert_eq!(resolved.manifest.digest(), image.manifest_digest());
+//! assert_eq!(resolved.config.value().config.cmd, ["sh"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
