@@ -13,6 +13,8 @@
 
 mod glob;
 
+use std::borrow::Cow;
+
 use glob::MatchKind;
 
 /// Why a pattern list was rejected or a pattern could not be matched.
@@ -231,6 +233,7 @@ impl PatternMatcher {
             return Ok(false);
         }
         let parent = parent_dir(path);
+        let parent = parent.as_ref();
         let mut is_matched = false;
         for pattern in &self.patterns {
             // An include pattern cannot change an excluded result and an exclusion cannot
@@ -242,7 +245,7 @@ impl PatternMatcher {
             let mut is_match = pattern.matches(path)?;
             if !is_match && parent != "." {
                 is_match =
-                    ancestors(&parent).any(|ancestor| pattern.matches(ancestor).unwrap_or(false));
+                    ancestors(parent).any(|ancestor| pattern.matches(ancestor).unwrap_or(false));
             }
             if is_match {
                 is_matched = !pattern.is_exclusion;
@@ -278,11 +281,27 @@ fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Go `filepath.Dir`: everything before the last `/`, cleaned.
-fn parent_dir(path: &str) -> String {
+fn parent_dir(path: &str) -> Cow<'_, str> {
     match path.rfind('/') {
-        Some(index) => clean_path(&path[..=index]),
-        None => ".".to_owned(),
+        // Walkers pass clean paths; skip the allocation then.
+        Some(index) if index > 0 && is_clean(&path[..index]) => Cow::Borrowed(&path[..index]),
+        Some(index) => Cow::Owned(clean_path(&path[..=index])),
+        None => Cow::Borrowed("."),
     }
+}
+
+/// Whether `clean_path(path) == path` for a non-empty path without a trailing `/`.
+fn is_clean(path: &str) -> bool {
+    !path.is_empty()
+        && !path.ends_with('/')
+        && path
+            .split('/')
+            .enumerate()
+            .all(|(index, segment)| match segment {
+                "" => index == 0,
+                "." | ".." => false,
+                _ => true,
+            })
 }
 
 /// Go `filepath.Clean` on Unix: collapse `//`, drop `.` segments, resolve `..` lexically,

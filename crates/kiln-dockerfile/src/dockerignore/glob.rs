@@ -231,6 +231,10 @@ enum Step {
 #[derive(Debug, Clone)]
 pub(crate) struct Automaton {
     steps: Vec<Step>,
+    /// Text every match starts with (the leading literal steps): a cheap early rejection.
+    literal_prefix: String,
+    /// Text every match ends with (the trailing literal steps).
+    literal_suffix: String,
 }
 
 /// A set of NFA states.
@@ -239,6 +243,8 @@ trait StateSet: Clone {
     fn insert(&mut self, index: usize);
     fn contains(&self, index: usize) -> bool;
     fn is_empty(&self) -> bool;
+    /// The smallest member that is at least `from`.
+    fn next_from(&self, from: usize) -> Option<usize>;
 }
 
 impl StateSet for u128 {
@@ -253,6 +259,10 @@ impl StateSet for u128 {
     }
     fn is_empty(&self) -> bool {
         *self == 0
+    }
+    fn next_from(&self, from: usize) -> Option<usize> {
+        let rest = self.checked_shr(u32::try_from(from).ok()?)?;
+        (rest != 0).then(|| from + rest.trailing_zeros() as usize)
     }
 }
 
@@ -269,11 +279,35 @@ impl StateSet for Vec<bool> {
     fn is_empty(&self) -> bool {
         !self.iter().any(|&is_set| is_set)
     }
+    fn next_from(&self, from: usize) -> Option<usize> {
+        self.get(from..)?
+            .iter()
+            .position(|&is_set| is_set)
+            .map(|offset| from + offset)
+    }
 }
 
 impl Automaton {
+    fn new(steps: Vec<Step>) -> Self {
+        let literal = |step: &Step| match step {
+            Step::One(CharTest::Literal(ch)) => Some(*ch),
+            _ => None,
+        };
+        let literal_prefix = steps.iter().map_while(literal).collect();
+        let mut literal_suffix: Vec<char> = steps.iter().rev().map_while(literal).collect();
+        literal_suffix.reverse();
+        Self {
+            steps,
+            literal_prefix,
+            literal_suffix: literal_suffix.into_iter().collect(),
+        }
+    }
+
     /// Whether the whole of `path` matches.
     pub(crate) fn is_match(&self, path: &str) -> bool {
+        if !path.starts_with(&self.literal_prefix) || !path.ends_with(&self.literal_suffix) {
+            return false;
+        }
         let accept = self.steps.len();
         if accept < 128 {
             self.run::<u128>(path)
@@ -302,10 +336,12 @@ impl Automaton {
         self.close(&mut current, true);
         for ch in text.chars() {
             let mut next = S::empty(size);
-            for (index, step) in self.steps.iter().enumerate() {
-                if !current.contains(index) {
-                    continue;
-                }
+            let mut cursor = current.next_from(0);
+            while let Some(index) = cursor {
+                cursor = current.next_from(index + 1);
+                let Some(step) = self.steps.get(index) else {
+                    break;
+                };
                 match step {
                     Step::One(test) if test.matches(ch) => next.insert(index + 1),
                     Step::Repeat(test) if test.matches(ch) => next.insert(index),
@@ -332,10 +368,11 @@ impl Automaton {
     /// Adds the states reachable without consuming input. Every such move goes forward, so
     /// one pass in order is enough.
     fn close<S: StateSet>(&self, set: &mut S, is_at_start: bool) {
-        for (index, step) in self.steps.iter().enumerate() {
-            if !set.contains(index) {
-                continue;
-            }
+        let mut cursor = set.next_from(0);
+        while let Some(index) = cursor {
+            let Some(step) = self.steps.get(index) else {
+                break;
+            };
             match step {
                 Step::Repeat(_) => set.insert(index + 1),
                 Step::OptionalDirsEntry => {
@@ -345,6 +382,8 @@ impl Automaton {
                 Step::Begin if is_at_start => set.insert(index + 1),
                 _ => {}
             }
+            // After the inserts above, which are all further on, so they are visited too.
+            cursor = set.next_from(index + 1);
         }
     }
 }
@@ -428,7 +467,7 @@ pub(crate) fn compile(pattern: &str) -> MatchKind {
             MatchKind::Prefix(pattern.strip_suffix("**").unwrap_or(pattern).to_owned())
         }
         Detected::Suffix => MatchKind::Suffix(pattern.get(2..).unwrap_or_default().to_owned()),
-        Detected::Regex => MatchKind::Automaton(Automaton { steps }),
+        Detected::Regex => MatchKind::Automaton(Automaton::new(steps)),
     }
 }
 
@@ -635,6 +674,34 @@ mod tests {
         assert!(!pattern.may_match_with_prefix("other/"));
         assert!(!pattern.may_match_with_prefix("dir/sub/x/"));
         assert!(automaton("**/*.go").may_match_with_prefix("any/where/"));
+    }
+
+    #[test]
+    fn literal_ends_are_required() {
+        let pattern = automaton("src/*.md");
+        assert_eq!(pattern.literal_prefix, "src/");
+        assert_eq!(pattern.literal_suffix, ".md");
+        assert!(pattern.is_match("src/a.md") && !pattern.is_match("src/a.mdx"));
+        let anchored = automaton("^a*b");
+        assert!(anchored.literal_prefix.is_empty() && anchored.is_match("axb"));
+    }
+
+    #[test]
+    fn state_sets_iterate_members_in_order() {
+        let mut small = <u128 as StateSet>::empty(128);
+        let mut large = <Vec<bool> as StateSet>::empty(200);
+        for index in [0, 5, 127] {
+            small.insert(index);
+        }
+        for index in [0, 5, 199] {
+            StateSet::insert(&mut large, index);
+        }
+        assert_eq!(small.next_from(0), Some(0));
+        assert_eq!(small.next_from(1), Some(5));
+        assert_eq!(small.next_from(6), Some(127));
+        assert_eq!(small.next_from(128), None);
+        assert_eq!(large.next_from(6), Some(199));
+        assert_eq!(large.next_from(200), None);
     }
 
     #[test]

@@ -197,3 +197,22 @@ fn pattern_accessors() {
             .is_empty()
     );
 }
+
+#[test]
+fn parent_dir_follows_go_dir() {
+    for (input, expected) in [
+        ("a", "."),
+        ("a/b", "a"),
+        ("a/b/c", "a/b"),
+        ("/a", "/"),
+        ("/a/b", "/a"),
+        ("a//b", "a"),
+        ("a/./b", "a"),
+        ("a/../b", "."),
+        ("a/b/", "a/b"),
+        ("../a", ".."),
+        ("./a", "."),
+    ] {
+        assert_eq!(parent_dir(input), expected, "{input:?}");
+    }
+}

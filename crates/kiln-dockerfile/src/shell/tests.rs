@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::{BTreeMap, HashMap};
 
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![
