@@ -11,18 +11,22 @@ mod descriptor;
 mod digest;
 mod extract;
 mod index;
+mod layer;
 mod layout;
 mod layout_write;
-mod layer;
 mod manifest;
 mod media_type;
 mod platform;
 mod reference;
 
+pub use archive_read::{DockerArchive, DockerArchiveImage, OciArchive, TarArchive};
+pub use assemble::{AssembleError, AssembledImage, ManifestFormat, MemoryBlobs, assemble_image};
 pub use blob::{BlobError, BlobIngest, BlobSink, BlobSource};
-pub use digest::{Algorithm, ChainId, DiffId, Digest, DigestError, Sha256Hasher};
-pub use reference::{DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API_HOST, ImageRef, ReferenceError};
 pub use canonical::{JsonBlob, JsonError, to_canonical_json};
+pub use compress::{
+    CompressWriter, Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, ParallelGzipWriter,
+    decompress, default_threads, detect_compression,
+};
 pub use config::{
     ContainerConfig, Healthcheck, History, ImageConfiguration, ROOTFS_TYPE_LAYERS, RootFs,
     rfc3339_utc,
@@ -31,30 +35,26 @@ pub use descriptor::{
     ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME, ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME, Descriptor,
 };
-pub use index::{ANNOTATION_DOCKER_REFERENCE_TYPE, ImageIndex};
-pub use manifest::{AnyManifest, AnyManifestError, ImageManifest, ModelError, SCHEMA_VERSION};
-pub use media_type::{LayerCompression, MediaType};
-pub use platform::{Platform, PlatformError};
-pub use compress::{
-    CompressWriter, Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, ParallelGzipWriter,
-    decompress, default_threads, detect_compression,
+pub use digest::{Algorithm, ChainId, DiffId, Digest, DigestError, Sha256Hasher};
+pub use extract::{
+    DEFAULT_MAX_ENTRY_SIZE, DevicePolicy, ExtractError, ExtractErrorKind, ExtractOptions,
+    ExtractStats, MAX_EXTENSION_HEADER_SIZE, XattrPolicy, extract_layer,
 };
+pub use index::{ANNOTATION_DOCKER_REFERENCE_TYPE, ImageIndex};
 pub use layer::{
     DiffTar, EntrySource, FileListTar, LayerDigests, LayerEntry, LayerError, LayerWriter,
     OPAQUE_MARKER, TarSummary, WHITEOUT_PREFIX,
 };
-pub use archive_read::{DockerArchive, DockerArchiveImage, OciArchive, TarArchive};
-pub use assemble::{AssembleError, AssembledImage, ManifestFormat, MemoryBlobs, assemble_image};
 pub use layout::{
     IMAGE_LAYOUT_VERSION, INDEX_JSON_FILE, LayoutError, MAX_JSON_BLOB_SIZE, OCI_LAYOUT_FILE,
     OciLayout, ResolvedImage, blob_path, find_in_index, read_json_blob, resolve_image,
 };
 pub use layout_write::{
     ArchiveOptions, DOCKER_MANIFEST_FILE, DOCKER_REPOSITORIES_FILE, DockerArchiveEntry,
-    ExportImage, collect_blobs, normalize_image_name, ref_name_of, write_docker_archive, write_docker_archive_to,
-    write_oci_archive, write_oci_archive_to, write_oci_layout_dir,
+    ExportImage, collect_blobs, normalize_image_name, ref_name_of, write_docker_archive,
+    write_docker_archive_to, write_oci_archive, write_oci_archive_to, write_oci_layout_dir,
 };
-pub use extract::{
-    DEFAULT_MAX_ENTRY_SIZE, DevicePolicy, ExtractError, ExtractErrorKind, ExtractOptions,
-    ExtractStats, MAX_EXTENSION_HEADER_SIZE, XattrPolicy, extract_layer,
-};
+pub use manifest::{AnyManifest, AnyManifestError, ImageManifest, ModelError, SCHEMA_VERSION};
+pub use media_type::{LayerCompression, MediaType};
+pub use platform::{Platform, PlatformError};
+pub use reference::{DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API_HOST, ImageRef, ReferenceError};
