@@ -118,8 +118,13 @@ pub(crate) fn test_image(format: ManifestFormat) -> TestImage {
 
 /// Whether an external tool is on PATH; prints the loud skip message when not.
 pub(crate) fn have_tool(name: &str) -> bool {
+    have_tool_with(name, "--version")
+}
+
+/// Whether `name probe_arg` runs successfully; prints the loud skip message when not.
+pub(crate) fn have_tool_with(name: &str, probe_arg: &str) -> bool {
     let found = Command::new(name)
-        .arg("--version")
+        .arg(probe_arg)
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {

@@ -4,7 +4,9 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use crate::support::{HELLO, have_tool, run, skopeo_inspect, skopeo_raw, test_image};
+use crate::support::{
+    HELLO, have_tool, have_tool_with, run, skopeo_inspect, skopeo_raw, test_image,
+};
 use kiln_oci::{
     ArchiveOptions, ExportImage, ManifestFormat, write_docker_archive, write_oci_archive,
     write_oci_layout_dir,
@@ -143,5 +145,31 @@ fn skopeo_reads_the_docker_archive_in_both_formats() {
             &[],
         );
         assert_eq!(named["Architecture"], "amd64");
+    }
+}
+
+#[test]
+fn oci_image_tool_validates_the_layout_and_every_json_blob() {
+    if !have_tool_with("oci-image-tool", "--version") {
+        return;
+    }
+    let img = test_image(ManifestFormat::Oci);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    let export = ExportImage::new(img.image.manifest_descriptor()).named(NAME);
+    write_oci_layout_dir(&dir, &img.blobs(), &[export]).unwrap();
+    let dir_arg = dir.display().to_string();
+    let out = run(
+        "oci-image-tool",
+        &["validate", "--type", "image", "--ref", "name=1.0", &dir_arg],
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out));
+    let blob = |d: &kiln_oci::Digest| dir.join("blobs/sha256").join(d.hex()).display().to_string();
+    for (kind, path) in [
+        ("imageIndex", dir.join("index.json").display().to_string()),
+        ("manifest", blob(img.image.manifest_digest())),
+        ("config", blob(img.image.config_digest())),
+    ] {
+        run("oci-image-tool", &["validate", "--type", kind, &path]);
     }
 }
