@@ -197,7 +197,8 @@ pub struct ContainerConfig {
 }
 
 /// Docker's health check (moby `HealthcheckConfig`). Durations are nanoseconds, as Go's
-/// `time.Duration` marshals; zero means "inherit / default" and is omitted.
+/// `time.Duration` marshals; zero means "inherit / default" and is omitted. A closed set of
+/// fields (moby has had no others); a pulled config's original bytes keep anything else.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Healthcheck {
     /// `[]`: inherit; `["NONE"]`: disabled; `["CMD", args…]`: exec; `["CMD-SHELL", cmd]`:

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 /// Spec: `architecture` "REQUIRED … Image indexes SHOULD use, and implementations SHOULD
 /// understand, values listed in the Go Language document for `GOARCH`"; `os` "REQUIRED …
 /// values listed for `GOOS`"; `os.version`, `os.features` and `variant` are OPTIONAL.
+///
+/// Unlike the document types, `Platform` is a closed identity type (it is compared, hashed
+/// and used as a map key), so unknown properties such as the deprecated `features` are not
+/// kept here. Pulled indexes still keep them: their original bytes are what kiln stores and
+/// pushes ([`crate::JsonBlob`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Platform {
     /// CPU architecture (`amd64`, `arm64`, …).
