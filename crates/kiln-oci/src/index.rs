@@ -64,12 +64,12 @@ impl ImageIndex {
 
     /// The image manifest for `platform`: an exact match (after normalization) first, then
     /// the most compatible one (containerd `platforms.Only` order); entries without a
-    /// platform, attestation manifests (`vnd.docker.reference.type`) and nested indexes are
-    /// not candidates. Among equally good entries the first wins.
+    /// platform, attestation manifests (`vnd.docker.reference.type`), nested indexes and
+    /// unknown media types (artifacts) are not candidates. Among equally good entries the first wins.
     pub fn select_platform(&self, platform: &Platform) -> Option<&Descriptor> {
         self.manifests
             .iter()
-            .filter(|d| d.media_type.is_manifest() || matches!(d.media_type, MediaType::Other(_)))
+            .filter(|d| d.media_type.is_manifest())
             .filter(|d| !d.annotations.contains_key(ANNOTATION_DOCKER_REFERENCE_TYPE))
             .filter_map(|d| Some((platform.compatibility_rank(d.platform.as_ref()?)?, d)))
             .min_by_key(|(rank, _)| *rank)
@@ -136,6 +136,17 @@ mod tests {
                 .select_platform(&"linux/amd64".parse().unwrap())
                 .is_some()
         );
+    }
+
+    #[test]
+    fn artifacts_are_never_selected() {
+        let artifact = Descriptor::of_bytes(MediaType::from("application/vnd.example+json"), b"a")
+            .with_platform("linux/amd64".parse().unwrap());
+        let index = ImageIndex::new(vec![artifact, entry("linux/386", b"386")]);
+        let picked = index
+            .select_platform(&"linux/amd64".parse().unwrap())
+            .unwrap();
+        assert_eq!(picked.digest, Digest::sha256_of(b"386"));
     }
 
     #[test]
