@@ -173,3 +173,66 @@ fn oci_image_tool_validates_the_layout_and_every_json_blob() {
         run("oci-image-tool", &["validate", "--type", kind, &path]);
     }
 }
+
+/// buildah (containers/image + containers/storage, as podman uses) pulls the archives into
+/// a throwaway vfs store and sees the same config. Root only: buildah's store needs it.
+#[test]
+fn buildah_pulls_both_archives_needs_root() {
+    if !have_tool("buildah") {
+        return;
+    }
+    if run("id", &["-u"]) != b"0\n" {
+        eprintln!("SKIPPED: buildah_pulls_both_archives_needs_root needs root");
+        return;
+    }
+    let img = test_image(ManifestFormat::Oci);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("storage");
+    let runroot = tmp.path().join("run");
+    let (root, runroot) = (root.display().to_string(), runroot.display().to_string());
+    let buildah = |args: &[&str]| {
+        let mut all = vec![
+            "--root",
+            root.as_str(),
+            "--runroot",
+            runroot.as_str(),
+            "--storage-driver",
+            "vfs",
+        ];
+        all.extend_from_slice(args);
+        run("buildah", &all)
+    };
+    let export = ExportImage::new(img.image.manifest_descriptor()).named("kiln-test:1.0");
+    let oci = tmp.path().join("oci.tar");
+    write_oci_archive(
+        &oci,
+        &img.blobs(),
+        &[export.clone()],
+        &ArchiveOptions::default(),
+    )
+    .unwrap();
+    let docker = tmp.path().join("docker.tar");
+    write_docker_archive(&docker, &img.blobs(), &[export], &ArchiveOptions::default()).unwrap();
+
+    for (transport, path) in [("oci-archive", &oci), ("docker-archive", &docker)] {
+        let id = buildah(&[
+            "pull",
+            "--quiet",
+            &format!("{transport}:{}", path.display()),
+        ]);
+        let id = String::from_utf8(id).unwrap().trim().to_owned();
+        let info: serde_json::Value =
+            serde_json::from_slice(&buildah(&["inspect", "--type", "image", &id])).unwrap();
+        assert_eq!(
+            info["OCIv1"]["config"]["Cmd"][0], "/app/run.sh",
+            "{transport}"
+        );
+        assert_eq!(info["OCIv1"]["config"]["WorkingDir"], "/app", "{transport}");
+        assert_eq!(
+            info["OCIv1"]["rootfs"]["diff_ids"][0],
+            img.image.config.value().rootfs.diff_ids[0].to_string(),
+            "{transport}"
+        );
+        buildah(&["rmi", "--force", &id]);
+    }
+}
