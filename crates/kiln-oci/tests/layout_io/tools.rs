@@ -207,7 +207,7 @@ fn buildah_pulls_both_archives_needs_root() {
     write_oci_archive(
         &oci,
         &img.blobs(),
-        &[export.clone()],
+        std::slice::from_ref(&export),
         &ArchiveOptions::default(),
     )
     .unwrap();
