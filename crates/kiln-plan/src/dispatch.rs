@@ -382,7 +382,7 @@ impl StageState {
                 read_write: !mount.read_only,
             },
             MountType::Cache => RunMount::Cache {
-                id: mount.id.clone().unwrap_or_else(|| clean(&target)),
+                id: mount.id.clone().unwrap_or_else(|| go_clean(&target)),
                 target: absolute_target(&target)?,
                 sharing: mount
                     .sharing
@@ -695,6 +695,28 @@ fn validate_chmod(mode: &str) -> Result<(), String> {
     }
 }
 
+/// Go `path.Clean`: relative paths stay relative (`.cache`), empty becomes `.`.
+fn go_clean(path: &str) -> String {
+    if path.starts_with('/') {
+        return clean(path);
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    }
+}
+
 /// `path.Clean` of an absolute path.
 pub(crate) fn clean(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -798,6 +820,9 @@ mod tests {
         assert_eq!(path_relative_to_workdir("/", "x/."), "/x/.");
         assert_eq!(clean("/a//b/../c/."), "/a/c");
         assert_eq!(clean("/.."), "/");
+        assert_eq!(go_clean(".cache/"), ".cache");
+        assert_eq!(go_clean("a/../../b"), "../b");
+        assert_eq!(go_clean(""), ".");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the stages the target reaches are resolved, so a broken unrelated stage (a garbage base
 //! reference, a bad `--from`) never fails the plan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use kiln_dockerfile::{ArgDecl, Command, Dockerfile, Instruction, MountType, ShellLexer};
 use kiln_oci::{ImageRef, Platform};
@@ -58,12 +58,12 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions) -> Result<BuildGraph
 
     // Discover the needed stages from the target (or all of them).
     let mut resolved: Vec<Option<Resolved>> = (0..stages.len()).map(|_| None).collect();
-    let mut queue: Vec<usize> = if options.all_stages {
+    let mut queue: VecDeque<usize> = if options.all_stages {
         (0..stages.len()).collect()
     } else {
-        vec![target.0]
+        VecDeque::from([target.0])
     };
-    while let Some(index) = queue.pop() {
+    while let Some(index) = queue.pop_front() {
         if resolved[index].is_some() {
             continue;
         }

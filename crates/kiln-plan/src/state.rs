@@ -123,7 +123,14 @@ impl StageState {
             let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
             env.set(k, v);
         }
+        // BuildKit `init`: a base stage's OnBuild does not carry over (its ONBUILD
+        // instructions are the planner's `triggers`); an image's OnBuild runs first.
         let image_triggers = std::mem::take(&mut image.config.on_build);
+        let image_triggers = if matches!(base, StageBase::Stage(_)) {
+            Vec::new()
+        } else {
+            image_triggers
+        };
         let mut queue = VecDeque::new();
         for trigger in &image_triggers {
             queue.push_back((parse_trigger(trigger, stage)?, true));
