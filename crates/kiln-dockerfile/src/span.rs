@@ -38,6 +38,8 @@ impl Span {
 #[derive(Debug, Clone)]
 pub(crate) struct LineIndex {
     starts: Vec<usize>,
+    /// The line of the last lookup: spans come in source order, mostly on the same line.
+    last: std::cell::Cell<usize>,
 }
 
 impl LineIndex {
@@ -50,15 +52,32 @@ impl LineIndex {
                 .filter(|&(_, b)| b == b'\n')
                 .map(|(i, _)| i + 1),
         );
-        Self { starts }
+        Self {
+            starts,
+            last: std::cell::Cell::new(0),
+        }
     }
 
     /// 0-based index of the line holding `offset`.
     pub(crate) fn line_of(&self, offset: usize) -> usize {
-        match self.starts.binary_search(&offset) {
+        let last = self.last.get();
+        let in_line = |i: usize| {
+            self.starts.get(i).is_some_and(|&s| s <= offset)
+                && self.starts.get(i + 1).is_none_or(|&next| offset < next)
+        };
+        if in_line(last) {
+            return last;
+        }
+        if in_line(last + 1) {
+            self.last.set(last + 1);
+            return last + 1;
+        }
+        let line = match self.starts.binary_search(&offset) {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
-        }
+        };
+        self.last.set(line);
+        line
     }
 
     /// Byte offset where the 0-based line `line` starts.
@@ -72,7 +91,12 @@ impl LineIndex {
         let end = floor_boundary(src, end.clamp(start, src.len()));
         let line = self.line_of(start);
         let line_start = self.line_start(line);
-        let column = src[line_start..start].chars().count() + 1;
+        let prefix = &src[line_start.min(start)..start];
+        let column = if prefix.is_ascii() {
+            prefix.len()
+        } else {
+            prefix.chars().count()
+        } + 1;
         Span {
             start,
             end,

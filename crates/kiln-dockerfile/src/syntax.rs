@@ -108,6 +108,9 @@ pub struct Arg {
 
 /// Go's `strings.ToLower` for keywords (one character in, one out).
 pub(crate) fn go_lower(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     s.chars()
         .map(|c| {
             if c == '\u{130}' {
@@ -303,7 +306,7 @@ impl<'a> Parser<'a> {
                 });
             }
             let mut node = self.build_node(&logical, 0, logical.text.len(), instruction_start)?;
-            if node_accepts_heredoc(&node) && logical.text.contains("<<") {
+            if logical.text.contains("<<") && node_accepts_heredoc(&node) {
                 let docs = heredocs_from_line(&logical.text).map_err(|(word, reason)| {
                     ParseError::new(ParseErrorKind::MalformedHeredoc { word, reason }, node.span)
                 })?;

@@ -1,0 +1,22 @@
+//! Fuzzes the Dockerfile parser: no input may panic the syntax parser, the typed view, the
+//! BuildKit dump or the error renderer, and reported spans must lie inside the input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let src = String::from_utf8_lossy(data);
+    match kiln_dockerfile::parse_syntax(&src) {
+        Ok(tree) => {
+            let _ = tree.dump_buildkit_ast();
+        }
+        Err(err) => {
+            assert!(err.span.end <= src.len());
+            let _ = err.render("Dockerfile", &src);
+        }
+    }
+    if let Err(err) = kiln_dockerfile::parse(&src) {
+        assert!(err.span.end <= src.len());
+        let _ = err.render("Dockerfile", &src);
+    }
+});
