@@ -55,7 +55,9 @@ impl TarArchive {
         let mut archive = tar::Archive::new(io::BufReader::new(file));
         let mut files = BTreeMap::new();
         let mut links = BTreeMap::new();
-        let entries = archive.entries().map_err(io_error("reading tar", &path))?;
+        let entries = archive
+            .entries_with_seek()
+            .map_err(io_error("reading tar", &path))?;
         for entry in entries {
             let entry = entry.map_err(io_error("reading tar entry in", &path))?;
             let name = entry
