@@ -176,12 +176,16 @@ fn run_worker(
         let Ok(job) = job else { return };
         // A fresh compressor per block: a reset zlib-rs stream does not reproduce a fresh one's
         // bytes, and block output must not depend on what the worker compressed before.
-        let block_level = if level.level() > 0 && looks_incompressible(&job.data) {
-            flate2::Compression::none()
-        } else {
-            level
-        };
-        let out = deflate_block(&mut Compress::new(block_level, false), &job);
+        // A panic must still answer for its block, or the writer would wait for it forever.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let block_level = if level.level() > 0 && looks_incompressible(&job.data) {
+                flate2::Compression::none()
+            } else {
+                level
+            };
+            deflate_block(&mut Compress::new(block_level, false), &job)
+        }))
+        .unwrap_or_else(|_| Err(io::Error::other("a gzip worker thread panicked")));
         if results.send((job.seq, out)).is_err() {
             return;
         }
