@@ -1,0 +1,278 @@
+//! `kiln pull REF [--platform P]`: fetches an image from a registry into the local store and
+//! names it REF, like `docker pull`. Also home of the transfer progress view shared with
+//! `kiln push`: indicatif bars on a TTY, one plain line per blob otherwise.
+
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use clap::Args;
+use kiln_oci::{Digest, ImageRef, Platform};
+use kiln_registry::{BlobOutcome, Client, ClientConfig, Direction, Progress, ProgressEvent};
+use kiln_store::LockMode;
+
+/// Registry connection flags shared by `pull`, `push` and `login`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RegistryArgs {
+    /// Allow plain HTTP (or HTTPS without certificate checks) to this registry
+    /// (`host` or `host:port`; repeatable). Loopback registries never need it.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// How many blobs to transfer at once.
+    #[arg(long, default_value_t = kiln_registry::DEFAULT_DOWNLOAD_CONCURRENCY, value_name = "N")]
+    max_concurrent: usize,
+}
+
+impl RegistryArgs {
+    /// The client options these flags ask for.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new()
+            .download_concurrency(self.max_concurrent)
+            .upload_concurrency(self.max_concurrent);
+        for host in &self.insecure_registries {
+            config = config.insecure_registry(host.clone());
+        }
+        config
+    }
+}
+
+/// Arguments of `kiln pull`.
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    /// The image to pull (`busybox`, `ghcr.io/owner/app:1`, `localhost:5000/x@sha256:…`).
+    reference: String,
+    /// The platform to pull from a multi-platform image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Print only the pulled reference, no progress.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Runs `kiln pull`.
+pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let reference = ImageRef::parse(&args.reference)?;
+    let platform = match &args.platform {
+        Some(text) => text.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let store = crate::root::open_store(root)?;
+    let _lock = store.lock(LockMode::Shared)?;
+    let view = TransferView::new(args.quiet);
+    let config = args
+        .registry
+        .client_config()
+        .progress(Arc::new(view.clone()));
+    let client = Client::new(config)?;
+    let runtime = runtime()?;
+    let pulled = runtime
+        .block_on(client.pull_image(&reference, &platform, &store))
+        .with_context(|| format!("pulling {reference}"))?;
+    view.finish();
+    let digest = pulled.resolved.digest().clone();
+    // A digest-only reference names no tag to point at the image: the digest is the name.
+    if reference.tag().is_some() {
+        let name = ImageRef::parse(&format!(
+            "{}:{}",
+            reference.name(),
+            reference.tag().unwrap_or_default()
+        ))?;
+        store.set_ref(&name, &digest)?;
+    }
+    if !args.quiet {
+        eprintln!(
+            "Digest: {digest} ({} downloaded, {} already present, {})",
+            pulled.blobs_downloaded,
+            pulled.blobs_present,
+            human_bytes(pulled.bytes_downloaded)
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    std::io::Write::write_all(
+        &mut stdout,
+        format!("{}\n", reference.with_digest(digest)).as_bytes(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tokio runtime the registry client runs on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `1.5 MB`-style sizes (decimal units, as docker prints).
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    #[expect(clippy::cast_precision_loss, reason = "display only")]
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Renders [`ProgressEvent`]s: one indicatif bar per blob on a TTY, plain lines otherwise.
+#[derive(Debug, Clone)]
+pub(crate) struct TransferView {
+    inner: Arc<ViewInner>,
+}
+
+#[derive(Debug)]
+struct ViewInner {
+    bars: Option<indicatif::MultiProgress>,
+    quiet: bool,
+    blobs: Mutex<HashMap<Digest, indicatif::ProgressBar>>,
+}
+
+impl TransferView {
+    pub(crate) fn new(quiet: bool) -> Self {
+        let is_tty = std::io::stderr().is_terminal();
+        let bars = (!quiet && is_tty).then(|| {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+        });
+        Self {
+            inner: Arc::new(ViewInner {
+                bars,
+                quiet,
+                blobs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Clears the live view.
+    pub(crate) fn finish(&self) {
+        if let Some(bars) = &self.inner.bars {
+            let _ = bars.clear();
+        }
+    }
+
+    fn bar(
+        &self,
+        digest: &Digest,
+        size: u64,
+        direction: Direction,
+    ) -> Option<indicatif::ProgressBar> {
+        let bars = self.inner.bars.as_ref()?;
+        let mut blobs = self
+            .inner
+            .blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bar = blobs.entry(digest.clone()).or_insert_with(|| {
+            let bar = bars.add(indicatif::ProgressBar::new(size));
+            let verb = match direction {
+                Direction::Download => "pull",
+                Direction::Upload => "push",
+            };
+            let template = format!(
+                "{{prefix}} {verb} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(digest.short().to_owned());
+            bar
+        });
+        Some(bar.clone())
+    }
+}
+
+impl Progress for TransferView {
+    fn on_event(&self, event: &ProgressEvent) {
+        if self.inner.quiet {
+            return;
+        }
+        match event {
+            ProgressEvent::BlobStarted {
+                digest,
+                size,
+                direction,
+            } => {
+                if self.bar(digest, *size, *direction).is_none() {
+                    let verb = match direction {
+                        Direction::Download => "Pulling",
+                        Direction::Upload => "Pushing",
+                    };
+                    eprintln!("{}: {verb} {}", digest.short(), human_bytes(*size));
+                }
+            }
+            ProgressEvent::BlobProgress { digest, done, .. } => {
+                if let Some(bar) = self
+                    .inner
+                    .blobs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(digest)
+                {
+                    bar.set_position(*done);
+                }
+            }
+            ProgressEvent::BlobFinished {
+                digest,
+                size,
+                outcome,
+            } => {
+                let text = match outcome {
+                    BlobOutcome::Transferred => "Done".to_owned(),
+                    BlobOutcome::AlreadyPresent => "Already exists".to_owned(),
+                    BlobOutcome::Mounted { from } => format!("Mounted from {from}"),
+                    _ => "Finished".to_owned(),
+                };
+                let bar = self
+                    .inner
+                    .blobs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(digest);
+                match (bar, &self.inner.bars) {
+                    (Some(bar), Some(bars)) => {
+                        bar.finish_and_clear();
+                        bars.remove(&bar);
+                        let _ = bars.println(format!(
+                            "{}: {text} ({})",
+                            digest.short(),
+                            human_bytes(*size)
+                        ));
+                    }
+                    (None, Some(bars)) => {
+                        let _ = bars.println(format!("{}: {text}", digest.short()));
+                    }
+                    _ => eprintln!("{}: {text}", digest.short()),
+                }
+            }
+            ProgressEvent::Retrying {
+                operation,
+                attempt,
+                delay,
+                reason,
+            } => {
+                let line =
+                    format!("retrying {operation} (attempt {attempt} in {delay:?}): {reason}");
+                match &self.inner.bars {
+                    Some(bars) => {
+                        let _ = bars.println(line);
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+            ProgressEvent::ManifestPushed { reference, digest } => {
+                eprintln!("{reference}: digest: {digest}");
+            }
+            ProgressEvent::Resolved { .. } | _ => {}
+        }
+    }
+}
