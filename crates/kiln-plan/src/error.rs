@@ -181,6 +181,13 @@ fn list(names: &[String]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub enum PlanWarning {
+    /// A parser finding (empty continuation line, deprecated MAINTAINER, ignored flag).
+    Syntax {
+        /// What was found.
+        message: String,
+        /// Where.
+        span: Span,
+    },
     /// `--build-arg` names that no `ARG` of the planned stages (or the global scope) declares.
     UnusedBuildArgs {
         /// The names, sorted.
@@ -217,6 +224,7 @@ pub enum PlanWarning {
 impl std::fmt::Display for PlanWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Syntax { message, span } => write!(f, "line {}: {message}", span.line),
             Self::UnusedBuildArgs { names } => write!(
                 f,
                 "one or more build args were not consumed: [{}]",

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use kiln_dockerfile::{Instruction, Span};
-use kiln_oci::{ImageRef, Platform};
+use kiln_oci::{Digest, ImageRef, Platform};
 use serde::Serialize;
 
 use crate::args::{BuildArgs, EnvList};
+use crate::cache_key::KeyInputs;
 use crate::error::{PlanError, PlanWarning};
 
 /// A stage's position among the Dockerfile's `FROM`s (0-based), stable across pruning.
@@ -45,7 +46,8 @@ pub enum SourceRef {
     Scratch,
     /// An earlier stage's result.
     Stage(StageId),
-    /// An image to pull for the stage's platform.
+    /// An image to pull for the build's target platform (BuildKit resolves a `--from` image
+    /// like a `FROM` without `--platform`).
     Image(ImageRef),
     /// A named build context.
     NamedContext(String),
@@ -84,6 +86,23 @@ pub struct PlannedStage {
 }
 
 impl PlannedStage {
+    /// The key inputs of the stage's `FROM`: the base as written after expansion, the stage's
+    /// platform and, for an image or named context, the resolved manifest (or config) digest.
+    /// For a stage base set the base stage's last key as parent.
+    pub fn base_key_inputs(&self, base_digest: Option<Digest>) -> KeyInputs {
+        let base = match &self.base {
+            BaseSource::Scratch => "scratch".to_owned(),
+            BaseSource::Stage(id) => format!("stage {id}"),
+            BaseSource::Image(reference) => reference.to_string(),
+            BaseSource::NamedContext(name) => format!("context {name}"),
+        };
+        let mut inputs = KeyInputs::new(format!("FROM {base}"), &self.platform);
+        if let Some(digest) = base_digest {
+            inputs.set_base_image(digest);
+        }
+        inputs
+    }
+
     /// Whether a named build context replaces the whole stage (its instructions never run).
     pub fn is_replaced_by_context(&self) -> bool {
         matches!(&self.base, BaseSource::NamedContext(name) if self.name.as_deref() == Some(name.as_str()))

@@ -30,7 +30,14 @@ struct RawStage<'a> {
 pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions) -> Result<BuildGraph, PlanError> {
     let (global_arg_instructions, stages) = split_stages(dockerfile)?;
     let lexer = ShellLexer::new(dockerfile.escape);
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<PlanWarning> = dockerfile
+        .warnings
+        .iter()
+        .map(|w| PlanWarning::Syntax {
+            message: w.message.clone(),
+            span: w.span,
+        })
+        .collect();
 
     let names = stage_names(&stages, options, &mut warnings);
     let target = resolve_target(&names, options)?;
@@ -235,7 +242,7 @@ fn stage_names(
                     span,
                 });
             }
-            if options.named_contexts.contains(name) {
+            if names.contexts.contains(&normalize_context_name(name)) {
                 names.replaced.insert(index);
             }
         }

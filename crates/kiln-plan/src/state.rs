@@ -196,6 +196,29 @@ impl StageState {
         Ok(Some(step))
     }
 
+    /// Stages that queued `ONBUILD` triggers of a base *image* read (`COPY --from`,
+    /// `RUN --mount=from`) besides [`PlannedStage::deps`]: the executor must wait for their
+    /// outputs before driving this state (the plan could not know them before the base was
+    /// pulled). References that do not resolve are reported by [`StageState::next_step`].
+    pub fn trigger_stage_refs(&self) -> Vec<StageId> {
+        let mut out = Vec::new();
+        for (instruction, is_onbuild) in &self.queue {
+            if !is_onbuild {
+                continue;
+            }
+            if let Ok(sources) = instruction_sources(instruction, self.stage, &self.names) {
+                for source in sources {
+                    if let SourceRef::Stage(id) = source
+                        && !out.contains(&id)
+                    {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Instructions left, triggers included.
     pub fn remaining(&self) -> usize {
         self.queue.len()

@@ -297,3 +297,47 @@ fn invalid_values_found_during_expansion_are_errors() {
         assert!(err.starts_with("line 2:"), "{src:?}: {err}");
     }
 }
+
+#[test]
+fn image_triggers_report_the_stages_they_read() {
+    let graph = plan_src(
+        "FROM busybox AS assets\nRUN touch /a\nFROM base-with-triggers\nCOPY --from=assets /a /a\n",
+        &options(),
+    )
+    .unwrap();
+    let stage = graph.target_stage();
+    let mut base = ImageConfiguration::new(&common::amd64());
+    base.config.on_build = vec!["COPY --from=assets /a /b".into()];
+    let state = StageState::new(&graph, stage, StageBase::Image(&base)).unwrap();
+    assert_eq!(state.trigger_stage_refs(), [StageId(0)]);
+    // Without triggers there is nothing beyond the planned deps.
+    let plain = ImageConfiguration::new(&common::amd64());
+    let state = StageState::new(&graph, stage, StageBase::Image(&plain)).unwrap();
+    assert!(state.trigger_stage_refs().is_empty());
+}
+
+#[test]
+fn from_key_inputs_follow_the_base_digest() {
+    let graph = plan_src("FROM busybox\n", &options()).unwrap();
+    let stage = &graph.stages[0];
+    let v1 = stage.base_key_inputs(Some(kiln_oci::Digest::sha256_of(b"v1")));
+    let v2 = stage.base_key_inputs(Some(kiln_oci::Digest::sha256_of(b"v2")));
+    assert_eq!(v1.instruction, "FROM docker.io/library/busybox:latest");
+    assert_ne!(v1.key(), v2.key());
+    assert_eq!(
+        kiln_plan::explain_miss(Some(&v1), &v2).to_string(),
+        "base image updated"
+    );
+}
+
+#[test]
+fn parser_warnings_are_passed_on() {
+    let graph = plan_src("FROM busybox\nMAINTAINER me\n", &options()).unwrap();
+    assert!(
+        graph.warnings.iter().any(
+            |w| matches!(w, PlanWarning::Syntax { message, .. } if message.contains("MAINTAINER"))
+        ),
+        "{:?}",
+        graph.warnings
+    );
+}
