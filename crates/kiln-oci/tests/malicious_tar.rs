@@ -542,11 +542,43 @@ fn duplicate_entries_last_one_wins() {
         .dir("d")
         .file("d/child", b"c")
         .file("d", b"now a file")
+        .file("e", b"a file first")
+        .dir("e")
+        .file("e/x", b"x")
         .finish();
     run_case("duplicates", &tar, &opts(), |r, s| {
         r.as_ref().unwrap();
         assert_eq!(fs::read(s.root().join("f")).unwrap(), b"two");
         assert_eq!(fs::read(s.root().join("d")).unwrap(), b"now a file");
+        assert_eq!(fs::read(s.root().join("e/x")).unwrap(), b"x");
+    });
+}
+
+#[test]
+fn bad_checksum_and_bad_pax_records_are_corrupt() {
+    let mut tar = RawTar::default().file("f", b"x").finish();
+    tar[0] = b'g'; // name changed, checksum not updated
+    run_case("bad-checksum", &tar, &opts(), |r, s| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::Corrupt { .. }),
+            "Corrupt",
+        );
+        assert!(!s.root().join("g").exists());
+    });
+    // A record claiming more bytes than the header holds.
+    let mut tar = RawTar::default();
+    let records = b"999 path=../escape\n";
+    tar.header(b"PaxHeaders/x", b'x', records.len() as u64, b"", 0o644);
+    tar.data(records);
+    let tar = tar.file("innocent", b"x").finish();
+    run_case("bad-pax-length", &tar, &opts(), |r, s| {
+        expect_kind(
+            r,
+            |k| matches!(k, ExtractErrorKind::Corrupt { .. }),
+            "Corrupt",
+        );
+        assert!(!s.root().join("innocent").exists());
     });
 }
 
