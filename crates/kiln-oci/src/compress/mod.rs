@@ -250,6 +250,24 @@ mod tests {
     }
 
     #[test]
+    fn every_level_round_trips_deterministically() {
+        let data = sample(600 * 1024);
+        for level in [0, 1, 6, 9] {
+            let c = Compression::Gzip { level };
+            let z = compress(&data, c, 1);
+            assert!(roundtrip(&z).1 == data, "gzip level {level}");
+            assert!(
+                compress(&data, c, 3) == z,
+                "gzip level {level} with 3 threads"
+            );
+        }
+        for level in [1, 3, 19] {
+            let z = compress(&data, Compression::Zstd { level }, 1);
+            assert!(roundtrip(&z).1 == data, "zstd level {level}");
+        }
+    }
+
+    #[test]
     fn empty_input_round_trips() {
         for c in [Compression::gzip(), Compression::zstd(), Compression::None] {
             let z = compress(b"", c, 1);

@@ -4,7 +4,7 @@
 //! Safety rules, each covered by the malicious-tar corpus (`tests/malicious_tar.rs`):
 //! - entry names are cleaned: a leading `/` is dropped, `..` that would climb above the root
 //!   is refused, NUL bytes are refused;
-//! - parent directories are resolved inside the root ([`resolve`]): symlinks, absolute or
+//! - parent directories are resolved inside the root (`resolve.rs`): symlinks, absolute or
 //!   relative, cannot lead outside; the final component is never followed;
 //! - hard links must point at an existing non-directory inside the root;
 //! - device nodes obey [`DevicePolicy`]; setuid/setgid bits can be stripped;
