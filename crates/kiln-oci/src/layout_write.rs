@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -24,6 +24,9 @@ use crate::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, BlobError, BlobSource, Descriptor, ImageIndex,
     ImageManifest, Platform, Sha256Hasher, to_canonical_json,
 };
+
+/// Read size when streaming blobs (few syscalls, still a small fixed footprint).
+const COPY_BUFFER: usize = 1 << 20;
 
 /// docker-archive's list of images.
 pub const DOCKER_MANIFEST_FILE: &str = "manifest.json";
@@ -180,7 +183,8 @@ fn copy_verified(
     out: &mut dyn Write,
 ) -> Result<(), LayoutError> {
     let mut reader = VerifyingReader::new(source.open_blob(&descriptor.digest)?, descriptor);
-    match io::copy(&mut reader, out) {
+    let result = io::copy(&mut BufReader::with_capacity(COPY_BUFFER, &mut reader), out);
+    match result {
         Ok(_) => Ok(()),
         Err(source) => Err(reader.failure.take().map_or_else(
             || {
@@ -443,7 +447,10 @@ impl<W: Write> ArchiveTar<W> {
         let path = blob_path(&descriptor.digest);
         let header = self.header(&path, tar::EntryType::Regular, 0o644, descriptor.size)?;
         let mut reader = VerifyingReader::new(source.open_blob(&descriptor.digest)?, descriptor);
-        match self.builder.append(&header, &mut reader) {
+        let result = self
+            .builder
+            .append(&header, BufReader::with_capacity(COPY_BUFFER, &mut reader));
+        match result {
             Ok(()) => Ok(()),
             Err(e) => Err(reader.failure.take().map_or_else(
                 || io_error("writing tar entry", Path::new(&path))(e),
