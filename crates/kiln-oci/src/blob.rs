@@ -20,7 +20,9 @@ pub enum BlobError {
         digest: Digest,
     },
     /// The content hashed to something else than announced; nothing was stored.
-    #[error("blob content does not match its digest: expected {expected}, got {actual}; nothing was stored")]
+    #[error(
+        "blob content does not match its digest: expected {expected}, got {actual}; nothing was stored"
+    )]
     DigestMismatch {
         /// The announced digest.
         expected: Digest,

@@ -49,13 +49,17 @@ pub struct Digest {
 #[non_exhaustive]
 pub enum DigestError {
     /// No `algorithm:` prefix.
-    #[error("invalid digest `{0}`: expected `algorithm:hex`, e.g. `sha256:` followed by 64 hex characters")]
+    #[error(
+        "invalid digest `{0}`: expected `algorithm:hex`, e.g. `sha256:` followed by 64 hex characters"
+    )]
     MissingAlgorithm(String),
     /// An algorithm the spec does not register.
     #[error("invalid digest `{0}`: unsupported algorithm (only sha256 and sha512 are supported)")]
     UnsupportedAlgorithm(String),
     /// Wrong length or non-lowercase-hex characters.
-    #[error("invalid digest `{digest}`: {algorithm} needs exactly {expected} lowercase hex characters")]
+    #[error(
+        "invalid digest `{digest}`: {algorithm} needs exactly {expected} lowercase hex characters"
+    )]
     BadEncoding {
         /// The offending text.
         digest: String,
@@ -203,9 +207,18 @@ mod tests {
         let d: Digest = EMPTY.parse().unwrap();
         assert_eq!(d.to_string(), EMPTY);
         assert_eq!(d.short(), "e3b0c44298fc");
-        assert!(matches!("e3b0".parse::<Digest>(), Err(DigestError::MissingAlgorithm(_))));
-        assert!(matches!("md5:abcd".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm(_))));
-        assert!(matches!("sha256:ABC".parse::<Digest>(), Err(DigestError::BadEncoding { .. })));
+        assert!(matches!(
+            "e3b0".parse::<Digest>(),
+            Err(DigestError::MissingAlgorithm(_))
+        ));
+        assert!(matches!(
+            "md5:abcd".parse::<Digest>(),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(
+            "sha256:ABC".parse::<Digest>(),
+            Err(DigestError::BadEncoding { .. })
+        ));
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
         assert!(upper.parse::<Digest>().is_err());
     }
