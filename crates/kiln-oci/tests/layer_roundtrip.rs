@@ -596,6 +596,8 @@ fn whiteouts_and_opaque_dirs_apply_in_any_order() {
         ("d/x", Some(b"x")),
         ("d/sub/", None),
         ("d/sub/deep", Some(b"deep")),
+        ("d/other/", None),
+        ("d/other/lower", Some(b"lower")),
         ("f", Some(b"f")),
         ("g", Some(b"g")),
     ]);
@@ -606,6 +608,8 @@ fn whiteouts_and_opaque_dirs_apply_in_any_order() {
         ("d/new", Some(b"new")),
         ("d/sub/", None),
         ("d/sub/fresh", Some(b"fresh")),
+        // No `d/other/` entry: its parent is implied and must survive the opaque marker.
+        ("d/other/new", Some(b"new")),
         ("d/.wh..wh..opq", Some(b"")),
         (".wh.f", Some(b"")),
     ]);
@@ -625,7 +629,18 @@ fn whiteouts_and_opaque_dirs_apply_in_any_order() {
         })
         .collect();
     names.sort();
-    assert_eq!(names, ["d", "d/new", "d/sub", "d/sub/fresh", "g"]);
+    assert_eq!(
+        names,
+        [
+            "d",
+            "d/new",
+            "d/other",
+            "d/other/new",
+            "d/sub",
+            "d/sub/fresh",
+            "g"
+        ]
+    );
 }
 
 /// Unmounts and removes the overlay on drop, even when the test fails.

@@ -115,7 +115,7 @@ impl<'a> Extractor<'a> {
             None
         };
         let parent_fd = self.ensure_dir(parent)?;
-        self.layer_paths.insert(components.join(&b'/'));
+        self.record_layer_path(&components);
         let is_dir = entry.kind == RawKind::Dir;
         let kept_dir = prepare_slot(&parent_fd, name, is_dir)?;
         let name_os = name_of(name);
@@ -338,6 +338,18 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
+    /// Records that this layer wrote `components`, and so its ancestors: an opaque marker
+    /// that comes later must keep them (`d/sub/new` written without a `d/sub/` entry keeps
+    /// `d/sub` when `d` turns out opaque). The set stays closed under ancestors, so the walk
+    /// up stops at the first ancestor already there.
+    fn record_layer_path(&mut self, components: &[&[u8]]) {
+        for depth in (1..=components.len()).rev() {
+            if !self.layer_paths.insert(components[..depth].join(&b'/')) {
+                break;
+            }
+        }
+    }
+
     /// Linux keeps only `trusted.*`/`security.*` xattrs on symlinks and setting them needs a
     /// path; kiln does not set them: they count as failed (or fail under `Strict`).
     fn refuse_symlink_xattrs(&mut self, entry: &RawEntry) -> Result<()> {
@@ -431,7 +443,7 @@ impl<'a> Extractor<'a> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.ensure_dir(dir)?,
             Err(e) => return Err(ExtractErrorKind::BadParent(e)),
         };
-        self.layer_paths.insert(dir.join(&b'/'));
+        self.record_layer_path(dir);
         clear_lower(&fd, &dir.join(&b'/'), &self.layer_paths)
     }
 
