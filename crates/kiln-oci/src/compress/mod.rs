@@ -191,10 +191,13 @@ impl<W: Write> Write for CompressWriter<W> {
         }
     }
 
+    /// Flushes what is already compressed to the inner writer, without cutting the stream:
+    /// a zstd flush would end the current block early and a gzip one would need a flush
+    /// marker, so the bytes (and digest) would depend on when callers flush.
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Gzip(w) => w.flush(),
-            Self::Zstd(w) => w.flush(),
+            Self::Zstd(w) => w.get_mut().flush(),
             Self::None(w) => w.flush(),
         }
     }
@@ -264,6 +267,20 @@ mod tests {
         for level in [1, 3, 19] {
             let z = compress(&data, Compression::Zstd { level }, 1);
             assert!(roundtrip(&z).1 == data, "zstd level {level}");
+        }
+    }
+
+    #[test]
+    fn flushing_never_changes_the_bytes() {
+        let data = sample(3 * 1024 * 1024);
+        for c in [Compression::gzip(), Compression::zstd()] {
+            let plain = compress(&data, c, 2);
+            let mut w = CompressWriter::new(Vec::new(), c, NonZeroUsize::new(2).unwrap()).unwrap();
+            for chunk in data.chunks(100_003) {
+                w.write_all(chunk).unwrap();
+                w.flush().unwrap();
+            }
+            assert!(w.finish().unwrap() == plain, "{c:?}");
         }
     }
 
