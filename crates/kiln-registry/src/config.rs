@@ -159,6 +159,7 @@ impl ClientConfig {
     #[must_use]
     pub fn docker_config(mut self, path: impl Into<PathBuf>) -> Self {
         self.docker_config = Some(path.into());
+        self.use_docker_config = true;
         self
     }
 

@@ -6,7 +6,7 @@
 //! and nothing of it is stored.
 
 use bytes::Bytes;
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use kiln_oci::{
     BlobError, BlobIngest, BlobSink, Descriptor, Digest, ImageIndex, ImageManifest, ImageRef,
     MediaType, Platform,
@@ -231,19 +231,23 @@ impl Transport {
                 blobs.push(layer);
             }
         }
-        let outcomes: Vec<(BlobOutcome, u64)> = futures_util::stream::iter(blobs)
-            .map(|descriptor| {
-                self.download_blob(
-                    &endpoint,
-                    repository,
-                    &descriptor.digest,
-                    descriptor.size,
-                    sink,
-                )
-            })
-            .buffer_unordered(self.config.download_concurrency)
-            .try_collect()
-            .await?;
+        // Every started download runs to its end (commit or discard) before an error is
+        // returned, so the sink holds no half-written blob once the pull has failed.
+        let results: Vec<Result<(BlobOutcome, u64), RegistryError>> =
+            futures_util::stream::iter(blobs)
+                .map(|descriptor| {
+                    self.download_blob(
+                        &endpoint,
+                        repository,
+                        &descriptor.digest,
+                        descriptor.size,
+                        sink,
+                    )
+                })
+                .buffer_unordered(self.config.download_concurrency)
+                .collect()
+                .await;
+        let outcomes = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         let mut pulled = PulledImage {
             blobs_downloaded: 0,
             blobs_present: 0,
@@ -306,15 +310,50 @@ impl Transport {
             size,
             direction: Direction::Download,
         });
-        let scopes = Scopes::pull(repository);
-        let url = endpoint.url(&format!("v2/{repository}/blobs/{digest}"))?;
-        let operation = format!("GET blob {repository}@{digest}");
-        let policy = &self.config.retry;
         let begin = || {
             sink.begin_ingest(digest, Some(size))
                 .map_err(|source| blob_error(digest, source))
         };
         let mut writer = spawn_writer(begin()?);
+        let received = match self
+            .stream_blob(endpoint, repository, digest, size, &begin, &mut writer)
+            .await
+        {
+            Ok(received) => received,
+            Err(err) => {
+                // Wait for the writer to drop its ingest, so no temp file outlives the error.
+                writer.discard().await;
+                return Err(err);
+            }
+        };
+        writer
+            .commit()
+            .await
+            .map_err(|source| Self::map_commit_error(endpoint, repository, digest, source))?;
+        progress.on_event(&ProgressEvent::BlobFinished {
+            digest: digest.clone(),
+            size,
+            outcome: BlobOutcome::Transferred,
+        });
+        Ok((BlobOutcome::Transferred, received))
+    }
+
+    /// Feeds the blob's bytes to `writer`, resuming or restarting (with a fresh ingest from
+    /// `begin`) after broken downloads; returns the bytes received.
+    async fn stream_blob(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        begin: &dyn Fn() -> Result<Box<dyn BlobIngest>, RegistryError>,
+        writer: &mut Writer,
+    ) -> Result<u64, RegistryError> {
+        let progress = &self.config.progress;
+        let scopes = Scopes::pull(repository);
+        let url = endpoint.url(&format!("v2/{repository}/blobs/{digest}"))?;
+        let operation = format!("GET blob {repository}@{digest}");
+        let policy = &self.config.retry;
         let mut written: u64 = 0;
         let mut received: u64 = 0;
         let mut attempt = 1;
@@ -338,8 +377,9 @@ impl Transport {
             {
                 // The server ignored the Range (or answered another one): start over.
                 tracing::debug!("{operation}: server did not resume at {offset}; restarting");
-                drop(writer);
-                writer = spawn_writer(begin()?);
+                std::mem::replace(writer, spawn_writer(begin()?))
+                    .discard()
+                    .await;
                 written = 0;
                 if status == StatusCode::PARTIAL_CONTENT {
                     continue;
@@ -361,7 +401,6 @@ impl Transport {
                         let len = chunk.len() as u64;
                         if written + len > size {
                             // More bytes than the descriptor announced: not this blob.
-                            drop(writer);
                             return Err(RegistryError::Blob {
                                 digest: digest.clone(),
                                 source: BlobError::SizeMismatch {
@@ -407,16 +446,7 @@ impl Transport {
             self.retrying(&operation, attempt, policy.backoff(attempt), reason)
                 .await;
         }
-        writer
-            .commit()
-            .await
-            .map_err(|source| Self::map_commit_error(endpoint, repository, digest, source))?;
-        progress.on_event(&ProgressEvent::BlobFinished {
-            digest: digest.clone(),
-            size,
-            outcome: BlobOutcome::Transferred,
-        });
-        Ok((BlobOutcome::Transferred, received))
+        Ok(received)
     }
 
     fn map_commit_error(
@@ -555,6 +585,12 @@ impl Writer {
         self.sender
             .as_ref()
             .is_none_or(tokio::sync::mpsc::Sender::is_closed)
+    }
+
+    /// Stops writing and waits until the ingest is dropped (its temp data discarded).
+    pub(crate) async fn discard(mut self) {
+        drop(self.sender.take());
+        let _ = (&mut self.handle).await;
     }
 
     /// Waits for the queued chunks, then verifies and commits the blob.
