@@ -272,6 +272,13 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
             }
         }
     }
+    if m.needs_expansion {
+        // Cross-field checks need the deferred values; the planner re-parses after expansion.
+        if ro_auto {
+            m.read_only = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
+        }
+        return Ok(m);
+    }
     let file_info_allowed = matches!(
         m.kind,
         MountType::Secret | MountType::Ssh | MountType::Cache
@@ -513,6 +520,8 @@ mod tests {
         let mut expand = |v: &str| Ok::<_, String>(v.replace("${UID}", "1000"));
         let y = Mount::parse(&x.spec, &mut expand).unwrap();
         assert_eq!(y.uid, Some(1000));
+        let z = m("type=$KIND,target=/x,mode=0755").unwrap();
+        assert!(z.needs_expansion && z.mode.is_some());
     }
 
     #[test]
