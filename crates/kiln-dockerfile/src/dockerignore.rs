@@ -12,6 +12,7 @@
 //! re-include something inside it.
 
 mod glob;
+mod regex;
 
 use std::borrow::Cow;
 
@@ -112,7 +113,7 @@ impl Pattern {
                 // `**/foo` also matches `foo` itself.
                 path.ends_with(suffix.as_str()) || suffix.strip_prefix('/') == Some(path)
             }
-            MatchKind::Automaton(automaton) => automaton.is_match(path),
+            MatchKind::Regex(regex) => regex.is_match(path),
             MatchKind::Unmatchable(reason) => {
                 return Err(PatternError::Unmatchable {
                     pattern: self.cleaned.clone(),
@@ -132,7 +133,7 @@ impl Pattern {
                 pattern_prefix.starts_with(&prefix) || prefix.starts_with(pattern_prefix.as_str())
             }
             MatchKind::Suffix(_) | MatchKind::Unmatchable(_) => true,
-            MatchKind::Automaton(automaton) => automaton.may_match_with_prefix(&prefix),
+            MatchKind::Regex(regex) => regex.may_match_with_prefix(&prefix),
         }
     }
 }
