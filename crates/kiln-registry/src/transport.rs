@@ -196,7 +196,16 @@ impl Transport {
             }
             let challenges = challenges_of(response.headers());
             let mut state = endpoint.auth.lock().await;
-            let changed = state.learn(&challenges, scopes);
+            let learned = state.learn(&challenges, scopes);
+            // A concurrent request may have learned the scheme while this one was in flight
+            // (parallel blob HEADs on a Basic registry): then the state already answers with
+            // a different header than the one sent, and a retry can succeed.
+            let stale = match state.authorization(scopes) {
+                Ok(now) => now != authorization,
+                // A token is now obtainable and none was sent.
+                Err(_) => authorization.is_none(),
+            };
+            let changed = learned || stale;
             let has_credentials = state.has_credentials();
             drop(state);
             if reauthenticated || !changed {
