@@ -1,0 +1,44 @@
+#![doc = include_str!("../README.md")]
+//! `kiln-sandbox` — the RUN executor.
+//!
+//! Main types: [`Sandbox`] (runs a [`RunSpec`], streams output, returns a [`RunOutcome`]),
+//! [`Syscalls`] (the seam every mount and namespace operation goes through, with
+//! [`RecordingSyscalls`] for tests), [`run_helper_if_requested`] (the helper entry point every
+//! helper executable calls first thing in `main`). Neighbours: the build engine (`kiln-build`)
+//! calls it for each RUN and hands the upperdir to `kiln-oci`'s layer writer; `kiln run` uses
+//! it directly.
+#![expect(
+    unsafe_code,
+    reason = "the sandbox is kiln's one place for raw syscalls: fork, execve, signal handlers, \
+              mount_setattr and interface ioctls have no safe wrapper; each block says why it is sound"
+)]
+
+mod cancel;
+mod copyup;
+mod error;
+mod fsmeta;
+mod helper;
+mod init;
+mod namespaces;
+mod overlay;
+mod protocol;
+mod rootfs;
+mod sandbox;
+mod spec;
+mod syscalls;
+mod upper;
+mod user;
+
+pub use cancel::CancelToken;
+pub use error::{SandboxError, UserError};
+pub use helper::{FORCE_COPY_ENV, run_helper_if_requested};
+pub use overlay::{OPAQUE_XATTR_TRUSTED, OPAQUE_XATTR_USER};
+pub use protocol::HELPER_MARKER;
+pub use rootfs::{RootSource, RootfsPlan, Stub, setup_rootfs};
+pub use sandbox::{Sandbox, SandboxConfig};
+pub use spec::{
+    DEFAULT_HOSTNAME, DEFAULT_PATH, ExitStatus, ExtraMount, Network, RootfsMode, RunOutcome,
+    RunSpec, Stream,
+};
+pub use syscalls::{FileKind, MountOptions, Op, RealSyscalls, RecordingSyscalls, Syscalls};
+pub use user::{ExecUser, resolve_user};

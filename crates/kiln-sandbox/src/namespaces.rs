@@ -1,0 +1,250 @@
+//! Namespace creation: the holder process unshares the user, pid, uts, ipc (and net)
+//! namespaces; the helper, still outside with its host credentials, writes the holder's id
+//! maps (as root: the identity over its own range, so uid 0 stays uid 0 in the layer;
+//! unprivileged: `newuidmap`/`newgidmap` with the `/etc/subuid` and `/etc/subgid` ranges); then
+//! the holder forks PID 1 of the new pid namespace.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustix::process::Pid;
+use rustix::thread::UnshareFlags;
+
+use crate::helper::{self, HelperFailure, WorkPaths};
+use crate::protocol::{self, Event};
+use crate::rootfs::RootSource;
+use crate::spec::{Network, RunSpec};
+
+/// Runs the holder and, below it, PID 1 and the command; returns the holder's exit code.
+pub(crate) fn run_in_namespaces(
+    spec: &RunSpec,
+    paths: &WorkPaths,
+    source: RootSource,
+    overlay_fd: Option<OwnedFd>,
+    socket: &UnixStream,
+    is_root: bool,
+) -> Result<i32, HelperFailure> {
+    let (ready_read, ready_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| setup("pipe", e))?;
+    let (go_read, go_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| setup("pipe", e))?;
+    let helper_pid = rustix::process::getpid();
+    let holder = helper::fork().map_err(|e| setup("fork", e))?;
+    let Some(holder) = holder else {
+        drop((ready_read, go_write));
+        let code = holder_main(
+            spec,
+            paths,
+            source,
+            overlay_fd,
+            socket,
+            helper_pid,
+            &ready_write,
+            &go_read,
+        );
+        std::process::exit(code);
+    };
+    drop((ready_write, go_read, overlay_fd));
+    // The holder signals once it has unshared; EOF means it failed and reported why.
+    if !helper::await_pipe(&ready_read).unwrap_or(false) {
+        helper::wait_code(holder);
+        return Err(HelperFailure::Reported);
+    }
+    if let Err(message) = write_id_maps(holder, is_root) {
+        let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
+        helper::wait_code(holder);
+        return Err(HelperFailure::Setup(message));
+    }
+    helper::signal_pipe(&go_write).map_err(|e| setup("releasing the namespace holder", e))?;
+    drop(go_write);
+    Ok(helper::wait_code(holder))
+}
+
+fn setup(what: &str, err: impl std::fmt::Display) -> HelperFailure {
+    HelperFailure::Setup(format!("{what}: {err}"))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the holder's whole context, passed once"
+)]
+fn holder_main(
+    spec: &RunSpec,
+    paths: &WorkPaths,
+    source: RootSource,
+    overlay_fd: Option<OwnedFd>,
+    socket: &UnixStream,
+    helper_pid: Pid,
+    ready: &OwnedFd,
+    go: &OwnedFd,
+) -> i32 {
+    let report = |message: String| {
+        protocol::send_event(socket, &Event::Setup(message));
+        1
+    };
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .is_err()
+        || rustix::process::getppid() != Some(helper_pid)
+    {
+        return 1;
+    }
+    let mut flags =
+        UnshareFlags::NEWUSER | UnshareFlags::NEWPID | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC;
+    if spec.network == Network::None {
+        flags |= UnshareFlags::NEWNET;
+    }
+    // SAFETY: only namespaces are unshared (not the file table or fs state), in a
+    // single-threaded process.
+    if let Err(err) = unsafe { rustix::thread::unshare_unsafe(flags) } {
+        return report(format!(
+            "cannot create user/pid/uts/ipc namespaces: {err}; user namespaces may be disabled \
+             (check `sysctl kernel.unprivileged_userns_clone` and `user.max_user_namespaces`, \
+             or the container's seccomp profile)"
+        ));
+    }
+    if helper::signal_pipe(ready).is_err() || !helper::await_pipe(go).unwrap_or(false) {
+        return 1;
+    }
+    // Become root of the new user namespace (the mapped id of the caller).
+    let root_uid = rustix::process::Uid::ROOT;
+    let root_gid = rustix::process::Gid::ROOT;
+    if let Err(err) = rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
+        .and_then(|()| rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid))
+    {
+        return report(format!("cannot become root in the user namespace: {err}"));
+    }
+    // Denied when setgroups is disabled for a rootless map; the groups then stay empty anyway.
+    let _ = rustix::thread::set_thread_groups(&[]);
+    match helper::fork() {
+        Err(err) => report(format!("cannot fork PID 1 of the sandbox: {err}")),
+        Ok(None) => {
+            let code = crate::init::init_main(spec, paths, source, overlay_fd, socket);
+            std::process::exit(code);
+        }
+        Ok(Some(init)) => {
+            drop(overlay_fd);
+            let status = wait_status(init);
+            if !spec.init {
+                // PID 1 was the command itself (or failed and reported why first).
+                protocol::send_event(socket, &Event::Exit(status));
+            }
+            status.code()
+        }
+    }
+}
+
+/// Writes `/proc/<pid>/{uid,gid}_map` for the holder.
+fn write_id_maps(pid: Pid, is_root: bool) -> Result<(), String> {
+    if is_root {
+        // Identity over the ranges we own ("0 0 4294967295" on a host): root stays root.
+        for kind in ["uid_map", "gid_map"] {
+            let own =
+                fs_err::read_to_string(format!("/proc/self/{kind}")).map_err(|e| e.to_string())?;
+            let map: String = own
+                .lines()
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    (fields.len() == 3)
+                        .then(|| format!("{} {} {}\n", fields[0], fields[0], fields[2]))
+                })
+                .collect();
+            let target = format!("/proc/{}/{kind}", pid.as_raw_nonzero());
+            fs_err::write(&target, map.as_bytes()).map_err(|e| format!("writing {target}: {e}"))?;
+        }
+        return Ok(());
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let name = user_name(uid);
+    let (uid_start, uid_count) = subordinate_range(Path::new("/etc/subuid"), uid, name.as_deref())?;
+    let (gid_start, gid_count) = subordinate_range(Path::new("/etc/subgid"), uid, name.as_deref())?;
+    let pid_text = pid.as_raw_nonzero().to_string();
+    for (tool, id, start, count) in [
+        ("newuidmap", uid, uid_start, uid_count),
+        ("newgidmap", gid, gid_start, gid_count),
+    ] {
+        let program = find_in_path(tool).ok_or_else(|| {
+            format!(
+                "rootless sandboxes need {tool}: install the `uidmap` package (Debian/Ubuntu) \
+                 or `shadow-utils` (Fedora), or run as root"
+            )
+        })?;
+        let status = Command::new(&program)
+            .args([
+                pid_text.as_str(),
+                "0",
+                &id.to_string(),
+                "1",
+                "1",
+                &start.to_string(),
+                &count.to_string(),
+            ])
+            .status()
+            .map_err(|e| format!("running {}: {e}", program.display()))?;
+        if !status.success() {
+            return Err(format!(
+                "{} {pid_text} 0 {id} 1 1 {start} {count} failed ({status}); check that it is \
+                 setuid root and that the range is yours in /etc/subuid and /etc/subgid",
+                program.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = fs_err::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
+    })
+}
+
+fn subordinate_range(file: &Path, uid: u32, name: Option<&str>) -> Result<(u32, u32), String> {
+    let text = fs_err::read_to_string(file).unwrap_or_default();
+    let uid_text = uid.to_string();
+    text.lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.trim().split(':').collect();
+            let owner = *fields.first()?;
+            if owner != uid_text && Some(owner) != name {
+                return None;
+            }
+            Some((fields.get(1)?.parse().ok()?, fields.get(2)?.parse().ok()?))
+        })
+        .ok_or_else(|| {
+            let who = name.map_or_else(|| uid_text.clone(), ToOwned::to_owned);
+            format!(
+                "no subordinate id range for user {who} in {}: rootless sandboxes need one, \
+                 e.g. `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}`",
+                file.display()
+            )
+        })
+}
+
+fn find_in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
+fn wait_status(pid: Pid) -> crate::spec::ExitStatus {
+    use crate::spec::ExitStatus;
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(signal) = status.terminating_signal() {
+                    return ExitStatus::Signaled(signal);
+                }
+                if let Some(code) = status.exit_status() {
+                    return ExitStatus::Exited(code);
+                }
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return ExitStatus::Exited(1),
+        }
+    }
+}

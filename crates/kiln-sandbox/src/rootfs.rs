@@ -1,0 +1,370 @@
+//! The rootfs setup sequence run by PID 1 inside the namespaces, expressed over [`Syscalls`]:
+//! a private mount namespace, the overlay (or the copied rootfs) at the merged mountpoint,
+//! `/proc`, a minimal `/dev`, read-only `/sys`, a tmpfs `/tmp` when the image has none, the
+//! generated `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` bound from files outside the
+//! upperdir, the caller's extra mounts, then `pivot_root` and the hostname.
+//!
+//! Mountpoints are created in the merged view; every path created only to be mounted over is
+//! returned as a [`Stub`] so the helper can remove it from the upperdir after the run.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{ExtraMount, Network};
+use crate::syscalls::{FileKind, MountOptions, Op, Syscalls};
+
+/// How the merged rootfs is obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    /// The helper prepared a detached overlay mount (root): attach it.
+    PreparedOverlay,
+    /// Mount the overlay from inside the user namespace (rootless, `userxattr`).
+    Overlay {
+        /// Lowers, top-most first.
+        lowers: Vec<PathBuf>,
+        /// Upper directory.
+        upper: PathBuf,
+        /// Overlay work directory.
+        work: PathBuf,
+    },
+    /// Bind the copy-fallback rootfs directory.
+    CopiedRootfs(PathBuf),
+}
+
+/// Everything the setup sequence needs.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// Where the rootfs is assembled (a directory outside the upperdir).
+    pub merged: PathBuf,
+    /// Overlay or copy.
+    pub source: RootSource,
+    /// Generated `/etc/hosts` (host path).
+    pub hosts_file: PathBuf,
+    /// Generated `/etc/hostname` (host path).
+    pub hostname_file: PathBuf,
+    /// Copied or generated `/etc/resolv.conf` (host path).
+    pub resolv_file: PathBuf,
+    /// Hostname to set.
+    pub hostname: String,
+    /// Network choice (sysfs and loopback for `None`).
+    pub network: Network,
+    /// The caller's extra mounts.
+    pub mounts: Vec<ExtraMount>,
+}
+
+/// A path created in the merged view only to serve as a mountpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stub {
+    /// Path relative to the rootfs.
+    pub path: PathBuf,
+    /// Directory (otherwise an empty regular file).
+    pub is_dir: bool,
+}
+
+/// Host device nodes bound into the sandbox's `/dev` (no `mknod` in a user namespace).
+const DEVICE_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Symlinks every `/dev` has (runc's default set).
+const DEVICE_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
+const DEV_TMPFS_DATA: &str = "mode=755,size=65536k";
+const SHM_TMPFS_DATA: &str = "mode=1777,size=65536k";
+const TMP_TMPFS_DATA: &str = "mode=1777";
+const DEVPTS_DATA: &str = "newinstance,ptmxmode=0666,mode=0620";
+
+struct Setup<'a, S: Syscalls + ?Sized> {
+    sys: &'a mut S,
+    merged: &'a Path,
+    stubs: Vec<Stub>,
+}
+
+enum Ensured {
+    Ready,
+    /// The path is a symlink in the image: mounting over it would follow it on the host.
+    IsSymlink,
+}
+
+impl<S: Syscalls + ?Sized> Setup<'_, S> {
+    fn op(&mut self, op: &Op) -> io::Result<()> {
+        let context = format!("{op:?}");
+        self.sys
+            .apply(op)
+            .map_err(|err| io::Error::new(err.kind(), format!("{context}: {err}")))
+    }
+
+    /// Makes sure `rel` exists in the merged view with the given type, creating it (and its
+    /// missing parents) as recorded stubs.
+    fn ensure(&mut self, rel: &Path, is_dir: bool, mode: u32) -> io::Result<Ensured> {
+        let path = self.merged.join(rel);
+        match self.sys.file_kind(&path)? {
+            Some(FileKind::Symlink) => return Ok(Ensured::IsSymlink),
+            Some(_) => return Ok(Ensured::Ready),
+            None => {}
+        }
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Ensured::IsSymlink = self.ensure(parent, true, 0o755)? {
+                return Ok(Ensured::IsSymlink);
+            }
+        if is_dir {
+            self.op(&Op::Mkdir { path, mode })?;
+        } else {
+            self.op(&Op::CreateFile { path, mode })?;
+        }
+        self.stubs.push(Stub {
+            path: rel.to_path_buf(),
+            is_dir,
+        });
+        Ok(Ensured::Ready)
+    }
+
+    fn mount_dev(&mut self) -> io::Result<()> {
+        let dev = self.merged.join("dev");
+        self.ensure(Path::new("dev"), true, 0o755)?;
+        self.op(&Op::MountFs {
+            fstype: "tmpfs".into(),
+            target: dev.clone(),
+            options: MountOptions {
+                is_nosuid: true,
+                is_nodev: false,
+                is_noexec: true,
+            },
+            data: DEV_TMPFS_DATA.into(),
+        })?;
+        for node in DEVICE_NODES {
+            let source = Path::new("/dev").join(node);
+            if self.sys.file_kind(&source)?.is_none() {
+                tracing::debug!(device = %source.display(), "host has no such device; skipped");
+                continue;
+            }
+            let target = dev.join(node);
+            self.op(&Op::CreateFile {
+                path: target.clone(),
+                mode: 0o666,
+            })?;
+            self.op(&Op::Bind {
+                source,
+                target,
+                is_recursive: false,
+            })?;
+        }
+        let pts = dev.join("pts");
+        self.op(&Op::Mkdir {
+            path: pts.clone(),
+            mode: 0o755,
+        })?;
+        self.op(&Op::MountFs {
+            fstype: "devpts".into(),
+            target: pts,
+            options: MountOptions {
+                is_nosuid: true,
+                is_nodev: false,
+                is_noexec: true,
+            },
+            data: DEVPTS_DATA.into(),
+        })?;
+        let shm = dev.join("shm");
+        self.op(&Op::Mkdir {
+            path: shm.clone(),
+            mode: 0o1777,
+        })?;
+        self.op(&Op::MountFs {
+            fstype: "tmpfs".into(),
+            target: shm,
+            options: MountOptions::STRICT,
+            data: SHM_TMPFS_DATA.into(),
+        })?;
+        for (name, target) in DEVICE_LINKS {
+            self.op(&Op::Symlink {
+                target: target.into(),
+                link: dev.join(name),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn bind_file(&mut self, source: &Path, rel: &str) -> io::Result<()> {
+        match self.ensure(Path::new(rel), false, 0o644)? {
+            Ensured::Ready => self.op(&Op::Bind {
+                source: source.to_path_buf(),
+                target: self.merged.join(rel),
+                is_recursive: false,
+            }),
+            Ensured::IsSymlink => {
+                tracing::warn!(
+                    path = rel,
+                    "is a symlink in the image; not providing the sandbox's own file there"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn extra_mount(&mut self, mount: &ExtraMount) -> io::Result<()> {
+        let rel = mount
+            .target()
+            .strip_prefix("/")
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("mount target {} is not absolute", mount.target().display()),
+                )
+            })?
+            .to_path_buf();
+        let target = self.merged.join(&rel);
+        match mount {
+            ExtraMount::Bind {
+                source,
+                is_readonly,
+                ..
+            } => {
+                let is_dir = source.is_dir();
+                if let Ensured::IsSymlink = self.ensure(&rel, is_dir, 0o755)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("mount target {} is a symlink in the image", rel.display()),
+                    ));
+                }
+                self.op(&Op::Bind {
+                    source: source.clone(),
+                    target: target.clone(),
+                    is_recursive: true,
+                })?;
+                if *is_readonly {
+                    self.op(&Op::MakeReadonly {
+                        target,
+                        is_recursive: true,
+                    })?;
+                }
+            }
+            ExtraMount::Tmpfs { .. } => {
+                if let Ensured::IsSymlink = self.ensure(&rel, true, 0o755)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("mount target {} is a symlink in the image", rel.display()),
+                    ));
+                }
+                self.op(&Op::MountFs {
+                    fstype: "tmpfs".into(),
+                    target,
+                    options: MountOptions::SAFE,
+                    data: TMP_TMPFS_DATA.into(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the setup sequence (before the command is started), appending the stubs it creates
+/// to `stubs` (also when it fails half-way, so they can still be cleaned up). The process must
+/// already be PID 1 of the new pid namespace (for `/proc`) and inside the new user, uts, ipc
+/// (and net) namespaces.
+pub fn setup_rootfs<S: Syscalls + ?Sized>(
+    sys: &mut S,
+    plan: &RootfsPlan,
+    stubs: &mut Vec<Stub>,
+) -> io::Result<()> {
+    let mut setup = Setup {
+        sys,
+        merged: &plan.merged,
+        stubs: Vec::new(),
+    };
+    let result = run_sequence(&mut setup, plan);
+    stubs.append(&mut setup.stubs);
+    result
+}
+
+fn run_sequence<S: Syscalls + ?Sized>(
+    setup: &mut Setup<'_, S>,
+    plan: &RootfsPlan,
+) -> io::Result<()> {
+    setup.op(&Op::UnshareMountNamespace)?;
+    setup.op(&Op::MakeRootPrivate)?;
+    match &plan.source {
+        RootSource::PreparedOverlay => setup.op(&Op::AttachPreparedOverlay {
+            target: plan.merged.clone(),
+        })?,
+        RootSource::Overlay {
+            lowers,
+            upper,
+            work,
+        } => setup.op(&Op::MountOverlay {
+            lowers: lowers.clone(),
+            upper: upper.clone(),
+            work: work.clone(),
+            target: plan.merged.clone(),
+        })?,
+        RootSource::CopiedRootfs(dir) => setup.op(&Op::Bind {
+            source: dir.clone(),
+            target: plan.merged.clone(),
+            is_recursive: true,
+        })?,
+    }
+    if plan.network == Network::None {
+        setup.op(&Op::LoopbackUp)?;
+    }
+    setup.ensure(Path::new("proc"), true, 0o555)?;
+    setup.op(&Op::MountFs {
+        fstype: "proc".into(),
+        target: plan.merged.join("proc"),
+        options: MountOptions::STRICT,
+        data: String::new(),
+    })?;
+    setup.mount_dev()?;
+    setup.ensure(Path::new("sys"), true, 0o555)?;
+    let sys_target = plan.merged.join("sys");
+    if plan.network == Network::None {
+        // sysfs shows the network namespace of its mounter: ours, with only `lo`.
+        setup.op(&Op::MountFs {
+            fstype: "sysfs".into(),
+            target: sys_target.clone(),
+            options: MountOptions::STRICT,
+            data: String::new(),
+        })?;
+        setup.op(&Op::MakeReadonly {
+            target: sys_target,
+            is_recursive: false,
+        })?;
+    } else {
+        setup.op(&Op::Bind {
+            source: PathBuf::from("/sys"),
+            target: sys_target.clone(),
+            is_recursive: true,
+        })?;
+        setup.op(&Op::MakeReadonly {
+            target: sys_target,
+            is_recursive: true,
+        })?;
+    }
+    if setup.sys.file_kind(&plan.merged.join("tmp"))?.is_none() {
+        setup.ensure(Path::new("tmp"), true, 0o1777)?;
+        setup.op(&Op::MountFs {
+            fstype: "tmpfs".into(),
+            target: plan.merged.join("tmp"),
+            options: MountOptions::SAFE,
+            data: TMP_TMPFS_DATA.into(),
+        })?;
+    }
+    setup.bind_file(&plan.hosts_file, "etc/hosts")?;
+    setup.bind_file(&plan.resolv_file, "etc/resolv.conf")?;
+    setup.bind_file(&plan.hostname_file, "etc/hostname")?;
+    for mount in &plan.mounts {
+        setup.extra_mount(mount)?;
+    }
+    setup.op(&Op::PivotRoot {
+        new_root: plan.merged.clone(),
+    })?;
+    setup.op(&Op::SetHostname(plan.hostname.clone()))
+}
+
+#[cfg(test)]
+#[path = "rootfs_tests.rs"]
+mod tests;

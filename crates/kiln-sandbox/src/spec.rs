@@ -1,0 +1,187 @@
+//! What to run: [`RunSpec`] (rootfs layers, command, user, environment, mounts, limits) and
+//! what came out of it: [`RunOutcome`]. The spec crosses the process boundary to the helper as
+//! JSON, so everything here is plain serde data except the cancellation token.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cancel::CancelToken;
+
+/// The network a sandboxed command sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Network {
+    /// The host's network namespace, like `docker build`'s default.
+    #[default]
+    Host,
+    /// A fresh network namespace with only the loopback interface (up).
+    None,
+}
+
+/// An extra mount for the sandboxed command (`RUN --mount=…`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ExtraMount {
+    /// Bind-mounts a host path (file or directory) at `target` inside the sandbox.
+    Bind {
+        /// Host path.
+        source: PathBuf,
+        /// Absolute path inside the sandbox.
+        target: PathBuf,
+        /// Mount read-only (recursively).
+        is_readonly: bool,
+    },
+    /// A fresh tmpfs at `target`.
+    Tmpfs {
+        /// Absolute path inside the sandbox.
+        target: PathBuf,
+    },
+}
+
+impl ExtraMount {
+    /// The absolute path inside the sandbox.
+    pub fn target(&self) -> &std::path::Path {
+        match self {
+            Self::Bind { target, .. } | Self::Tmpfs { target } => target,
+        }
+    }
+}
+
+/// Everything needed to run one command in a sandbox.
+///
+/// `lowers` are read-only snapshot directories, **top-most first** (overlayfs order); they
+/// may contain overlay whiteouts (0/0 character devices) and opaque directories. `upper` must
+/// be an empty directory: after the run it holds the diff in overlay form. `work` is a scratch
+/// directory on the same filesystem as `upper`, owned by the sandbox for the run (it holds the
+/// overlay workdir, the merged mountpoint, generated `/etc/hosts` etc.); the caller removes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Read-only layer directories, top-most first. Empty means an empty rootfs.
+    pub lowers: Vec<PathBuf>,
+    /// Fresh, empty upper directory; receives the diff.
+    pub upper: PathBuf,
+    /// Scratch directory on the same filesystem as `upper`.
+    pub work: PathBuf,
+    /// The command; `argv[0]` is looked up in the sandbox's `PATH` unless it contains a `/`.
+    /// Shell form is the caller's job (`["/bin/sh", "-c", "…"]`).
+    pub argv: Vec<String>,
+    /// Environment as `KEY=VALUE` strings. `PATH` defaults to the usual list, `HOME` to the
+    /// user's home directory from `/etc/passwd`.
+    pub env: Vec<String>,
+    /// `USER`: `name`, `uid`, `name:group` or `uid:gid`; empty means root.
+    pub user: String,
+    /// Working directory inside the sandbox; created (mode 0755) if missing. Empty means `/`.
+    pub workdir: String,
+    /// Hostname inside the sandbox (also written to `/etc/hostname` and `/etc/hosts`).
+    pub hostname: String,
+    /// Network namespace choice.
+    pub network: Network,
+    /// Extra bind/tmpfs mounts.
+    pub mounts: Vec<ExtraMount>,
+    /// Run kiln's init as PID 1 (like `docker run --init`): it reaps orphans while the
+    /// command runs and forwards signals; the command is then PID 2. Without it the command
+    /// itself is PID 1 (`echo $$` prints 1, as under BuildKit) and leftover processes are
+    /// killed and reaped by the kernel when it exits.
+    pub init: bool,
+    /// Kill the command after this long.
+    #[serde(skip)]
+    pub timeout: Option<Duration>,
+    /// Cancels the run from another thread.
+    #[serde(skip)]
+    pub cancel: Option<CancelToken>,
+}
+
+/// Default hostname of a sandbox, like BuildKit's `buildkitsandbox`.
+pub const DEFAULT_HOSTNAME: &str = "kiln-sandbox";
+
+/// `PATH` when the image sets none (BuildKit's default for Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl RunSpec {
+    /// A spec with defaults: root user, `/` as working directory, host network, no mounts.
+    pub fn new(
+        lowers: Vec<PathBuf>,
+        upper: impl Into<PathBuf>,
+        work: impl Into<PathBuf>,
+        argv: Vec<String>,
+    ) -> Self {
+        Self {
+            lowers,
+            upper: upper.into(),
+            work: work.into(),
+            argv,
+            env: Vec::new(),
+            user: String::new(),
+            workdir: String::new(),
+            hostname: DEFAULT_HOSTNAME.to_owned(),
+            network: Network::Host,
+            mounts: Vec::new(),
+            init: false,
+            timeout: None,
+            cancel: None,
+        }
+    }
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    /// The command's standard output.
+    Stdout,
+    /// The command's standard error.
+    Stderr,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal number.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// True for `Exited(0)`.
+    pub fn is_success(self) -> bool {
+        self == Self::Exited(0)
+    }
+
+    /// The shell convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Exited(code) => code,
+            Self::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited(code) => write!(f, "exit code {code}"),
+            Self::Signaled(signal) => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
+/// How the root filesystem was provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootfsMode {
+    /// Kernel overlayfs over the lowers; the upperdir is the diff as written by the kernel.
+    Overlay,
+    /// Overlayfs was unavailable (or `KILN_SANDBOX_FORCE_COPY=1`): the lowers were copied into
+    /// a private rootfs and a metadata differ wrote the diff into the upperdir afterwards.
+    CopyFallback,
+}
+
+/// The result of a run that started the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// The command's exit status.
+    pub status: ExitStatus,
+    /// How the rootfs was provided.
+    pub mode: RootfsMode,
+}

@@ -1,0 +1,469 @@
+//! End-to-end runs of the sandbox on a busybox rootfs (needs root: the tests say so in their
+//! names and skip with a message otherwise).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kiln_sandbox::{
+    CancelToken, ExitStatus, Network, RootfsMode, RunSpec, Sandbox, SandboxConfig, SandboxError,
+    Stream,
+};
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("SKIPPED: {} needs root", module_path!());
+            return;
+        }
+    };
+}
+
+/// A busybox rootfs: `bin/busybox` plus applet links, `/etc/passwd` with root and `app`.
+fn busybox_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    fs_err::create_dir_all(&bin).unwrap();
+    fs_err::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    for applet in [
+        "sh", "id", "echo", "ls", "cat", "hostname", "sleep", "rm", "mkdir", "chmod", "touch",
+        "true", "false", "kill", "whoami", "pwd", "env", "wc", "seq", "grep",
+    ] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let etc = dir.join("etc");
+    fs_err::create_dir_all(&etc).unwrap();
+    fs_err::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    fs_err::write(
+        etc.join("group"),
+        "root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
+    )
+    .unwrap();
+    fs_err::create_dir_all(dir.join("data/sub")).unwrap();
+    fs_err::write(dir.join("data/file"), "lower").unwrap();
+    fs_err::write(dir.join("data/sub/inner"), "inner").unwrap();
+    fs_err::create_dir_all(dir.join("replace/child")).unwrap();
+    fs_err::write(dir.join("chmod-me"), "x").unwrap();
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    lower: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = tmp.path().join("lower");
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    for dir in [&lower, &upper, &work] {
+        fs_err::create_dir_all(dir).unwrap();
+    }
+    busybox_rootfs(&lower);
+    Fixture {
+        _tmp: tmp,
+        lower,
+        upper,
+        work,
+    }
+}
+
+fn sandbox() -> Sandbox {
+    sandbox_with(false)
+}
+
+fn sandbox_with(force_copy: bool) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        helper_exe: Some(env!("CARGO_BIN_EXE_kiln-sandbox-init").into()),
+        force_copy,
+    })
+    .unwrap()
+}
+
+fn spec(fx: &Fixture, script: &str) -> RunSpec {
+    RunSpec::new(
+        vec![fx.lower.clone()],
+        &fx.upper,
+        &fx.work,
+        vec!["/bin/sh".into(), "-c".into(), script.into()],
+    )
+}
+
+struct Output {
+    stdout: String,
+    stderr: String,
+}
+
+fn run(spec: &RunSpec) -> (Result<kiln_sandbox::RunOutcome, SandboxError>, Output) {
+    run_on(&sandbox(), spec)
+}
+
+fn run_on(
+    sandbox: &Sandbox,
+    spec: &RunSpec,
+) -> (Result<kiln_sandbox::RunOutcome, SandboxError>, Output) {
+    let mut out = Output {
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+    let result = sandbox.run(spec, &mut |stream, line| {
+        let text = String::from_utf8_lossy(line);
+        match stream {
+            Stream::Stdout => out.stdout.push_str(&text),
+            Stream::Stderr => out.stderr.push_str(&text),
+        }
+    });
+    (result, out)
+}
+
+fn mountinfo() -> String {
+    fs_err::read_to_string("/proc/self/mountinfo").unwrap()
+}
+
+/// Relative path → (kind, mode, uid, content) for every entry under `root`.
+fn tree(root: &Path) -> BTreeMap<String, (char, u32, u32, String)> {
+    let mut map = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs_err::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let (kind, content) = if meta.is_dir() {
+                stack.push(path.clone());
+                ('d', String::new())
+            } else if meta.file_type().is_symlink() {
+                ('l', fs_err::read_link(&path).unwrap().display().to_string())
+            } else if meta.is_file() {
+                ('f', fs_err::read_to_string(&path).unwrap_or_default())
+            } else {
+                ('c', format!("{}", meta.rdev()))
+            };
+            map.insert(
+                rel,
+                (
+                    kind,
+                    meta.permissions().mode() & 0o7777,
+                    meta.uid(),
+                    content,
+                ),
+            );
+        }
+    }
+    map
+}
+
+#[test]
+fn identity_and_isolation_needs_root() {
+    require_root!();
+    let fx = fixture();
+    let before = mountinfo();
+    let (result, out) = run(&spec(
+        &fx,
+        "id -u; echo pid=$$; hostname; ls /work/main 2>&1 || echo hidden; echo x > /written",
+    ));
+    let outcome = result.unwrap();
+    assert_eq!(outcome.status, ExitStatus::Exited(0), "{}", out.stderr);
+    assert_eq!(outcome.mode, RootfsMode::Overlay);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(lines[1], "pid=1");
+    assert_eq!(lines[2], kiln_sandbox::DEFAULT_HOSTNAME);
+    assert!(out.stdout.contains("hidden"), "{}", out.stdout);
+    assert_eq!(
+        fs_err::read_to_string(fx.upper.join("written")).unwrap(),
+        "x\n"
+    );
+    assert!(
+        !fx.lower.join("written").exists(),
+        "writes must land only in the upperdir"
+    );
+    assert_eq!(before, mountinfo(), "mounts leaked into the host");
+    let upper: Vec<String> = tree(&fx.upper).into_keys().collect();
+    assert_eq!(upper, ["written"], "mountpoint stubs leaked into the layer");
+}
+
+#[test]
+fn users_by_id_and_name_needs_root() {
+    require_root!();
+    for (user, expected) in [
+        ("1000:1000", "1000 1000 1000"),
+        ("app", "1000 1000 1000 2000"),
+        ("", "0 0 0"),
+    ] {
+        let fx = fixture();
+        let mut spec = spec(&fx, "echo $(id -u) $(id -g) $(id -G)");
+        spec.user = user.into();
+        let (result, out) = run(&spec);
+        assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+        assert_eq!(out.stdout.trim(), expected, "USER {user:?}");
+    }
+    let fx = fixture();
+    let mut spec = spec(&fx, "true");
+    spec.user = "nobody".into();
+    let err = run(&spec).0.unwrap_err();
+    assert!(err.to_string().contains("nobody"), "{err}");
+}
+
+#[test]
+fn workdir_env_and_network_none_needs_root() {
+    require_root!();
+    let fx = fixture();
+    let mut spec = spec(
+        &fx,
+        "pwd; echo $GREETING; ls /sys/class/net; cat /etc/hostname",
+    );
+    spec.workdir = "/new/dir".into();
+    spec.env = vec!["GREETING=hi there".into()];
+    spec.network = Network::None;
+    spec.hostname = "boxy".into();
+    let (result, out) = run(&spec);
+    assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "/new/dir\nhi there\nlo\nboxy\n");
+    assert!(
+        fx.upper.join("new/dir").is_dir(),
+        "WORKDIR is created and kept"
+    );
+}
+
+#[test]
+fn failures_are_clear_needs_root() {
+    require_root!();
+    let fx = fixture();
+    let before = mountinfo();
+    let missing = RunSpec::new(
+        vec![fx.lower.clone()],
+        &fx.upper,
+        &fx.work,
+        vec!["no-such-cmd".into()],
+    );
+    match run(&missing).0 {
+        Err(SandboxError::Exec { code, message, .. }) => {
+            assert_eq!(code, 127);
+            assert!(message.contains("not found"), "{message}");
+        }
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+    let (result, _) = run(&spec(&fx, "echo out; echo err >&2; exit 3"));
+    assert_eq!(result.unwrap().status, ExitStatus::Exited(3));
+    // PID 1 ignores signals from inside its namespace, so the signal test runs under init.
+    let mut killed = spec(&fx, "kill -9 $$");
+    killed.init = true;
+    let (result, _) = run(&killed);
+    assert_eq!(result.unwrap().status, ExitStatus::Signaled(9));
+    assert_eq!(before, mountinfo());
+}
+
+fn sandbox_sleepers(seconds: u32) -> usize {
+    // Each test's sleepers use their own odd duration, which nothing else on the machine uses.
+    let wanted = format!("sleep\0{seconds}\0").into_bytes();
+    fs_err::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs_err::read(e.unwrap().path().join("cmdline")).ok())
+        .filter(|cmdline| *cmdline == wanted)
+        .count()
+}
+
+#[test]
+fn timeout_and_cancel_kill_the_tree_needs_root() {
+    require_root!();
+    let fx = fixture();
+    let before = mountinfo();
+    let mut timed = spec(&fx, "sleep 1234 & sleep 1234");
+    timed.timeout = Some(Duration::from_millis(300));
+    let err = run(&timed).0.unwrap_err();
+    assert!(matches!(err, SandboxError::TimedOut { .. }), "{err}");
+
+    let fx = fixture();
+    let token = CancelToken::new();
+    let mut cancelled = spec(&fx, "echo started; sleep 1235 & sleep 1235");
+    cancelled.cancel = Some(token.clone());
+    let mut seen_start = false;
+    let result = sandbox().run(&cancelled, &mut |_, line| {
+        if line == b"started\n" {
+            seen_start = true;
+            token.cancel();
+        }
+    });
+    assert!(seen_start);
+    assert!(
+        matches!(result, Err(SandboxError::Cancelled { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        sandbox_sleepers(1234) + sandbox_sleepers(1235),
+        0,
+        "processes leaked"
+    );
+    assert_eq!(before, mountinfo(), "mounts leaked");
+}
+
+#[test]
+fn orphans_are_reaped_needs_root() {
+    require_root!();
+    let fx = fixture();
+    // Double-forked background jobs outlive their shell: with `init`, PID 1 reaps the ones
+    // that exit (no zombie is left while the command runs) and the run ends when the command
+    // does, killing the daemon.
+    let mut with_init = spec(
+        &fx,
+        "echo $$; (sleep 1236 &) ; (true &) ; (true &); \
+         for i in $(seq 1 200); do z=$(cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z '); \
+         [ \"$z\" = 0 ] && break; sleep 0.05; done; echo zombies=$z",
+    );
+    with_init.init = true;
+    let (result, out) = run(&with_init);
+    assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "2\nzombies=0\n");
+    assert_eq!(sandbox_sleepers(1236), 0);
+    // Without init the command is PID 1; leftovers still end with it.
+    let fx = fixture();
+    let (result, out) = run(&spec(&fx, "(sleep 1237 &) ; echo done"));
+    assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "done\n");
+    assert_eq!(sandbox_sleepers(1237), 0);
+}
+
+const MUTATIONS: &str = "rm /data/file && rm -r /data/sub && rm -r /replace && echo f > /replace \
+                         && chmod 700 /chmod-me && mkdir /data/sub && echo new > /data/sub/n";
+
+/// Applies an overlay-form diff onto a copy of the lower (what a layer application does).
+fn apply_diff(lower: &Path, upper: &Path, into: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(lower)
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    apply_dir(upper, into);
+}
+
+fn apply_dir(from: &Path, to: &Path) {
+    for entry in fs_err::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let source = entry.path();
+        let dest = to.join(entry.file_name());
+        let meta = fs_err::symlink_metadata(&source).unwrap();
+        let is_whiteout =
+            std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()) && meta.rdev() == 0;
+        if is_whiteout || !meta.is_dir() || is_opaque(&source) {
+            let _ = std::process::Command::new("rm")
+                .arg("-rf")
+                .arg(&dest)
+                .status();
+        }
+        if is_whiteout {
+            continue;
+        }
+        if meta.is_dir() {
+            if !dest.is_dir() {
+                let _ = std::fs::remove_file(&dest);
+                fs_err::create_dir(&dest).unwrap();
+            }
+            fs_err::set_permissions(&dest, meta.permissions()).unwrap();
+            apply_dir(&source, &dest);
+        } else {
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&source)
+                .arg(&dest)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+}
+
+fn is_opaque(path: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut value = [0u8; 1];
+            matches!(rustix::fs::lgetxattr(path, *name, &mut value[..]), Ok(1) if value[0] == b'y')
+        })
+}
+
+fn diff_roundtrip(force_copy: bool) {
+    let fx = fixture();
+    let mut expected_root = fx.lower.parent().unwrap().join("expected");
+    fs_err::create_dir_all(&expected_root).unwrap();
+    expected_root = expected_root.join("lower");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&fx.lower)
+        .arg(&expected_root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The expected tree: the same mutations done directly.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(MUTATIONS.replace(" /", &format!(" {}/", expected_root.display())))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let mut command = spec(&fx, MUTATIONS);
+    command.hostname = "differ".into();
+    let (result, out) = run_on(&sandbox_with(force_copy), &command);
+    let outcome = result.unwrap();
+    assert!(outcome.status.is_success(), "{}", out.stderr);
+    assert_eq!(
+        outcome.mode,
+        if force_copy {
+            RootfsMode::CopyFallback
+        } else {
+            RootfsMode::Overlay
+        }
+    );
+    let applied = fx.lower.parent().unwrap().join("applied");
+    apply_diff(&fx.lower, &fx.upper, &applied);
+    let mut want = tree(&expected_root);
+    let mut got = tree(&applied);
+    // The layer must not carry the sandbox's mountpoints.
+    for name in [
+        "proc",
+        "dev",
+        "sys",
+        "tmp",
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/hostname",
+    ] {
+        assert!(!got.contains_key(name), "{name} leaked into the layer");
+    }
+    want.retain(|k, _| !k.is_empty());
+    got.retain(|k, _| !k.is_empty());
+    assert_eq!(got, want);
+    let upper = tree(&fx.upper);
+    assert!(
+        upper.get("data/file").is_some_and(|e| e.0 == 'c'),
+        "whiteout for a deleted file: {upper:?}"
+    );
+    if !force_copy {
+        // The copy differ may see the recreated directory under a reused inode number and
+        // write whiteouts for its old entries instead — the applied tree is the same.
+        assert!(
+            is_opaque(&fx.upper.join("data/sub")),
+            "recreated dir must be opaque"
+        );
+    }
+}
+
+#[test]
+fn layer_diff_roundtrip_needs_root() {
+    require_root!();
+    diff_roundtrip(false);
+    diff_roundtrip(true);
+}
