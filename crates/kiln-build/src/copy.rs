@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, split};
+use crate::users::Chmod;
 
 /// Why a COPY cannot be planned.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +59,12 @@ pub enum CopyError {
 }
 
 /// Owner and mode overrides of a COPY.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyAttrs {
     /// `--chown` resolved to numbers.
     pub chown: Option<(u32, u32)>,
-    /// `--chmod` as octal permission bits.
-    pub chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    pub chmod: Option<Chmod>,
     /// Keep source owners when no `--chown` (true for `--from` sources, false for the context).
     pub keep_owners: bool,
 }
@@ -378,9 +379,9 @@ pub fn plan_copy(
         None if req.attrs.keep_owners => (e.uid, e.gid),
         None => (0, 0),
     };
-    let mode_of = |e: &Entry| match (req.attrs.chmod, &e.kind) {
+    let mode_of = |e: &Entry| match (&req.attrs.chmod, &e.kind) {
         (_, EntryKind::Symlink(_)) => 0o777,
-        (Some(m), _) => m,
+        (Some(m), _) => m.apply(e.mode, e.is_dir()),
         (None, _) => e.mode,
     };
     let mut add = |dest: String, entry: Entry| {

@@ -5,29 +5,11 @@
 //! Generic over [`StageRunner`] so it is tested with in-memory fakes (DESIGN.md §3).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// A shared cancellation flag.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A token that is not cancelled.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Requests cancellation.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether cancellation was requested.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// A shared cancellation flag: the sandbox's token, so cancelling a build also kills the
+/// process trees of running RUN steps at once.
+pub use kiln_sandbox::CancelToken;
 
 /// One node of the DAG: an id and the ids it needs.
 #[derive(Debug, Clone)]

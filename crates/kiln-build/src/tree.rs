@@ -211,6 +211,11 @@ impl<F: ContextFilter> ContextTree<F> {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The exclusion filter.
+    pub fn filter(&self) -> &F {
+        &self.filter
+    }
 }
 
 impl<F: ContextFilter> SourceTree for ContextTree<F> {

@@ -5,7 +5,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use kiln_build::{
-    ContextFilter, ContextTree, CopyAttrs, CopyError, CopyRequest, EntryKind, IncludeAll,
+    Chmod, ContextFilter, ContextTree, CopyAttrs, CopyError, CopyRequest, EntryKind, IncludeAll,
     LayeredTree, SourceTree, plan_copy,
 };
 
@@ -156,7 +156,7 @@ fn chown_chmod_and_owner_rules() {
         exclude: &["__pycache__".to_owned()],
         attrs: CopyAttrs {
             chown: Some((1000, 1000)),
-            chmod: Some(0o640),
+            chmod: Some(Chmod::Octal(0o640)),
             keep_owners: false,
         },
     };

@@ -1,0 +1,250 @@
+//! Base images and named build contexts: resolved in the local store first, pulled from
+//! their registry when missing (or always with `--pull`), unpacked as snapshots.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use kiln_oci::{BlobSource, ChainId, Digest, ImageConfiguration, ImageRef, OciLayout, Platform};
+use kiln_store::Store;
+
+use super::Builder;
+use super::stage::{Engine, LayerInfo};
+
+/// A resolved image: its manifest digest, config and unpacked layers.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseImage {
+    pub(crate) manifest_digest: Digest,
+    pub(crate) config: ImageConfiguration,
+    pub(crate) layers: Vec<LayerInfo>,
+    /// Whether it came from the local store without a pull.
+    pub(crate) was_local: bool,
+}
+
+/// What a `--build-context NAME=…` is.
+pub(crate) enum NamedSource {
+    /// `docker-image://` or `oci-layout://`.
+    Image(Arc<BaseImage>),
+    /// A local directory.
+    Dir(PathBuf),
+}
+
+/// Resolves and caches images for one build.
+pub(crate) struct Resolver<'a> {
+    builder: &'a Builder,
+    store: &'a Store,
+    images: Mutex<HashMap<String, Arc<BaseImage>>>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl<'a> Resolver<'a> {
+    pub(crate) fn new(builder: &'a Builder, store: &'a Store) -> Self {
+        Self {
+            builder,
+            store,
+            images: Mutex::new(HashMap::new()),
+            runtime: Mutex::new(None),
+        }
+    }
+
+    /// The image `reference` for `platform`; pulled at most once per build.
+    pub(crate) fn image(
+        &self,
+        reference: &ImageRef,
+        platform: &Platform,
+        engine: &Engine<'_>,
+    ) -> Result<Arc<BaseImage>, String> {
+        let cache_key = format!("{reference}|{platform}");
+        // One lock for the whole resolution: two stages FROM the same image pull it once.
+        let mut images = self
+            .images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(image) = images.get(&cache_key) {
+            return Ok(Arc::clone(image));
+        }
+        let local = if self.builder.pull {
+            None
+        } else {
+            self.store
+                .resolve_ref(reference)
+                .map_err(|e| e.to_string())?
+        };
+        let (digest, was_local) = match local {
+            Some(d) => (d, true),
+            None => (self.pull(reference, platform, engine)?, false),
+        };
+        let image = Arc::new(self.unpack(&digest, platform, was_local)?);
+        images.insert(cache_key, Arc::clone(&image));
+        Ok(image)
+    }
+
+    fn pull(
+        &self,
+        reference: &ImageRef,
+        platform: &Platform,
+        _engine: &Engine<'_>,
+    ) -> Result<Digest, String> {
+        let mut config = kiln_registry::ClientConfig::new();
+        for host in &self.builder.insecure_registries {
+            config = config.insecure_registry(host.clone());
+        }
+        let client = kiln_registry::Client::new(config).map_err(|e| e.to_string())?;
+        let mut runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if runtime.is_none() {
+            *runtime = Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("starting the network runtime: {e}"))?,
+            );
+        }
+        let rt = runtime.as_ref().expect("runtime was just created");
+        let pulled = rt
+            .block_on(client.pull_image(reference, platform, self.store))
+            .map_err(|e| format!("pulling {reference}: {e}"))?;
+        let top = pulled.resolved.index.as_ref().map_or_else(
+            || pulled.resolved.manifest.digest.clone(),
+            |i| i.digest.clone(),
+        );
+        self.store
+            .set_ref(reference, &top)
+            .map_err(|e| e.to_string())?;
+        Ok(pulled.resolved.manifest.digest.clone())
+    }
+
+    fn unpack(
+        &self,
+        digest: &Digest,
+        platform: &Platform,
+        was_local: bool,
+    ) -> Result<BaseImage, String> {
+        let resolved = self
+            .store
+            .resolve_image(digest, Some(platform))
+            .map_err(|e| e.to_string())?;
+        let chains = self
+            .store
+            .unpack_image(&resolved)
+            .map_err(|e| e.to_string())?;
+        let config = resolved.config.value().clone();
+        let layers = resolved
+            .manifest
+            .value()
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .zip(chains)
+            .map(|((desc, diff_id), chain)| LayerInfo {
+                diff_id: diff_id.clone(),
+                blob: desc.digest.clone(),
+                size: desc.size,
+                media_type: desc.media_type.clone(),
+                chain,
+            })
+            .collect();
+        Ok(BaseImage {
+            manifest_digest: resolved.manifest.digest().clone(),
+            config,
+            layers,
+            was_local,
+        })
+    }
+
+    /// The named build context `name`.
+    pub(crate) fn named_context(
+        &self,
+        name: &str,
+        platform: &Platform,
+        engine: &Engine<'_>,
+    ) -> Result<NamedSource, String> {
+        let spec = self
+            .builder
+            .build_contexts
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| format!("no --build-context named `{name}`"))?;
+        if let Some(reference) = spec.strip_prefix("docker-image://") {
+            let reference =
+                ImageRef::parse(reference).map_err(|e| format!("--build-context {name}: {e}"))?;
+            return self
+                .image(&reference, platform, engine)
+                .map(NamedSource::Image);
+        }
+        if let Some(layout) = spec.strip_prefix("oci-layout://") {
+            return self
+                .oci_layout(name, layout, platform)
+                .map(NamedSource::Image);
+        }
+        let dir = PathBuf::from(spec.strip_prefix("local://").unwrap_or(&spec));
+        if !dir.is_dir() {
+            return Err(format!(
+                "--build-context {name}={spec}: not a directory; use a directory, docker-image://REF or oci-layout://PATH[:TAG|@DIGEST]"
+            ));
+        }
+        Ok(NamedSource::Dir(dir))
+    }
+
+    /// `oci-layout://PATH[:TAG|@DIGEST]`: copies the image's blobs into the store.
+    fn oci_layout(
+        &self,
+        name: &str,
+        spec: &str,
+        platform: &Platform,
+    ) -> Result<Arc<BaseImage>, String> {
+        let cache_key = format!("oci-layout://{spec}|{platform}");
+        let mut images = self
+            .images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(image) = images.get(&cache_key) {
+            return Ok(Arc::clone(image));
+        }
+        let (path, selector) = match spec.split_once('@') {
+            Some((p, d)) => (p, Some(d.to_owned())),
+            None => match spec.rsplit_once(':') {
+                Some((p, tag)) if !tag.contains('/') => (p, Some(tag.to_owned())),
+                _ => (spec, None),
+            },
+        };
+        let layout = OciLayout::open(path).map_err(|e| format!("--build-context {name}: {e}"))?;
+        let resolved = layout
+            .resolve(selector.as_deref(), Some(platform))
+            .map_err(|e| format!("--build-context {name}: {e}"))?;
+        let manifest = resolved.manifest.value();
+        let mut blobs: Vec<(Digest, u64)> =
+            vec![(manifest.config.digest.clone(), manifest.config.size)];
+        blobs.extend(manifest.layers.iter().map(|l| (l.digest.clone(), l.size)));
+        for (digest, _) in &blobs {
+            if self.store.has_blob(digest) {
+                continue;
+            }
+            let mut reader = layout
+                .open_blob(digest)
+                .map_err(|e| format!("--build-context {name}: {e}"))?;
+            self.store
+                .put_reader(&mut reader, Some(digest))
+                .map_err(|e| e.to_string())?;
+        }
+        let manifest_digest = self
+            .store
+            .put_bytes(resolved.manifest.bytes())
+            .map_err(|e| e.to_string())?;
+        let image = Arc::new(self.unpack(&manifest_digest, platform, true)?);
+        images.insert(cache_key, Arc::clone(&image));
+        Ok(image)
+    }
+}
+
+/// The chain id of `parent` + `diff_id`.
+pub(crate) fn chain_of(parent: Option<&ChainId>, diff_id: &kiln_oci::DiffId) -> ChainId {
+    match parent {
+        None => ChainId(diff_id.0.clone()),
+        Some(p) => ChainId(Digest::sha256_of(format!("{p} {diff_id}").as_bytes())),
+    }
+}

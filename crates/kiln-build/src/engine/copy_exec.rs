@@ -1,0 +1,472 @@
+//! COPY/ADD and WORKDIR: plan the entries (kiln-build's `copy` rules), digest them for the
+//! cache key, and materialize them into a staging directory that becomes the layer.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
+use kiln_plan::{CopyAction, KeyInputs, SourceRef, StageId, StageState};
+
+use super::stage::{Engine, LayerInfo, StageResult};
+use crate::copy::{CopyAttrs, CopyItem, CopyPlan, CopyRequest, plan_copy};
+use crate::hash::copy_plan_digest;
+use crate::tree::{Entry, EntryKind, SourceTree, clean_rel};
+use crate::users::{parse_chmod, resolve_chown};
+
+/// Per-file digests are kept for miss explanations up to this many files; larger copies
+/// are keyed by their aggregate digest only.
+const MAX_LISTED_INPUTS: usize = 2000;
+
+/// A planned COPY, ready to be keyed and executed.
+pub(crate) struct PreparedCopy {
+    plan: CopyPlan,
+    aggregate: Digest,
+    files: Vec<(String, Digest)>,
+    inline: Vec<(String, String, u32, (u32, u32))>,
+    archives: Vec<(PathBuf, String, (u32, u32))>,
+    dest_dirs: BTreeMap<String, Entry>,
+    label: String,
+}
+
+impl PreparedCopy {
+    pub(crate) fn add_key_inputs(&self, inputs: &mut KeyInputs) {
+        inputs.add_input(
+            format!("{} (all files)", self.label),
+            self.aggregate.clone(),
+        );
+        if self.files.len() <= MAX_LISTED_INPUTS {
+            for (path, digest) in &self.files {
+                inputs.add_input(
+                    format!("file {}", path.trim_start_matches('/')),
+                    digest.clone(),
+                );
+            }
+        }
+        for (name, content, mode, owner) in &self.inline {
+            inputs.add_input(
+                format!("heredoc {name} mode {mode:o} owner {}:{}", owner.0, owner.1),
+                Digest::sha256_of(content.as_bytes()),
+            );
+        }
+    }
+
+    /// Writes the planned entries into a fresh staging directory.
+    pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, String> {
+        let staging = staging_dir(engine, "copy")?;
+        let result = (|| -> io::Result<()> {
+            // Directories that exist in the destination and lie on the way get their current
+            // metadata, so the layer does not change them.
+            for (path, entry) in &self.dest_dirs {
+                let host = staging.join(path.trim_start_matches('/'));
+                fs::create_dir_all(&host)?;
+                apply_meta(
+                    &host,
+                    entry.mode,
+                    entry.uid,
+                    entry.gid,
+                    Some((entry.mtime, entry.mtime_nsec)),
+                    false,
+                )?;
+            }
+            for item in self.plan.items.values() {
+                write_item(&staging, item)?;
+            }
+            for (dest, content, mode, (uid, gid)) in &self.inline {
+                let host = staging.join(dest.trim_start_matches('/'));
+                if let Some(parent) = host.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&host, content)?;
+                apply_meta(&host, *mode, *uid, *gid, None, false)?;
+            }
+            for (archive, dest, _owner) in &self.archives {
+                let host = staging.join(dest.trim_start_matches('/'));
+                fs::create_dir_all(&host)?;
+                let reader = BufReader::new(fs::File::open(archive)?);
+                let options = ExtractOptions::new().layer_name(archive.display().to_string());
+                extract_layer(reader, &host, &options)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+            }
+            // Directory mtimes last: writing children changed them.
+            for item in self.plan.items.values().rev() {
+                if item.source.kind == EntryKind::Dir && !item.is_created_parent {
+                    let host = staging.join(item.dest.trim_start_matches('/'));
+                    set_mtime(&host, item.source.mtime, item.source.mtime_nsec, false)?;
+                }
+            }
+            Ok(())
+        })();
+        result.map_err(|e| {
+            let _ = fs::remove_dir_all(&staging);
+            format!("copying files into the layer: {e}")
+        })?;
+        Ok(staging)
+    }
+}
+
+/// A fresh directory under the store's `tmp/` (same filesystem as snapshots).
+pub(crate) fn staging_dir(engine: &Engine<'_>, what: &str) -> Result<PathBuf, String> {
+    let tmp = engine.store.root().join("tmp");
+    fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{what}-"))
+        .tempdir_in(&tmp)
+        .map_err(|e| format!("creating a staging directory in {}: {e}", tmp.display()))?;
+    let path = dir.keep();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
+    let host = staging.join(item.dest.trim_start_matches('/'));
+    if let Some(parent) = host.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match &item.source.kind {
+        EntryKind::Dir => {
+            match fs::symlink_metadata(&host) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    fs::remove_file(&host)?;
+                    fs::create_dir(&host)?;
+                }
+                Err(_) => fs::create_dir(&host)?,
+            }
+            apply_meta(&host, item.mode, item.uid, item.gid, None, false)?;
+        }
+        EntryKind::File => {
+            if fs::symlink_metadata(&host).is_ok() {
+                let _ = fs::remove_file(&host);
+            }
+            fs::copy(&item.source.host_path, &host)?;
+            apply_meta(
+                &host,
+                item.mode,
+                item.uid,
+                item.gid,
+                Some((item.source.mtime, item.source.mtime_nsec)),
+                false,
+            )?;
+        }
+        EntryKind::Symlink(target) => {
+            if fs::symlink_metadata(&host).is_ok() {
+                let _ = fs::remove_file(&host);
+            }
+            symlink(target, &host)?;
+            rustix::fs::chownat(
+                rustix::fs::CWD,
+                &host,
+                Some(rustix::process::Uid::from_raw(item.uid)),
+                Some(rustix::process::Gid::from_raw(item.gid)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io::Error::from)?;
+            set_mtime(&host, item.source.mtime, item.source.mtime_nsec, true)?;
+        }
+        EntryKind::Special => {
+            // Device nodes and fifos are not copied by COPY (BuildKit copies regular content).
+            tracing::warn!(path = %item.dest, "special file skipped by COPY");
+        }
+    }
+    Ok(())
+}
+
+fn apply_meta(
+    host: &Path,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: Option<(i64, i64)>,
+    nofollow: bool,
+) -> io::Result<()> {
+    rustix::fs::chown(
+        host,
+        Some(rustix::process::Uid::from_raw(uid)),
+        Some(rustix::process::Gid::from_raw(gid)),
+    )
+    .map_err(io::Error::from)?;
+    // chown clears setuid bits: set the mode afterwards.
+    fs::set_permissions(host, fs::Permissions::from_mode(mode))?;
+    if let Some((s, ns)) = mtime {
+        set_mtime(host, s, ns, nofollow)?;
+    }
+    Ok(())
+}
+
+fn set_mtime(host: &Path, secs: i64, nsecs: i64, nofollow: bool) -> io::Result<()> {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nsecs,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    let flags = if nofollow {
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        rustix::fs::AtFlags::empty()
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, host, &times, flags).map_err(io::Error::from)
+}
+
+/// Plans a COPY/ADD and digests its inputs.
+pub(crate) fn prepare(
+    engine: &Engine<'_>,
+    copy: &CopyAction,
+    layers: &[LayerInfo],
+    deps: &BTreeMap<StageId, Arc<StageResult>>,
+    platform: &Platform,
+    _state: &StageState,
+) -> Result<PreparedCopy, String> {
+    if copy.sources.iter().any(|s| is_url(s)) {
+        return Err("ADD from a URL is not supported by kiln yet; download the file in a RUN step (e.g. with curl) or add it to the build context".to_owned());
+    }
+    let dest_tree = engine.layered(layers, "destination stage".to_owned());
+    let chown = match &copy.chown {
+        Some(spec) => Some(resolve_chown(spec, &dest_tree).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let chmod = match &copy.chmod {
+        Some(spec) => Some(parse_chmod(spec)?),
+        None => None,
+    };
+    let (tree, keep_owners) = engine.source_tree(&copy.from, deps, platform)?;
+    let dest_is_dir = |p: &str| {
+        dest_tree
+            .resolve(&clean_rel(p))
+            .ok()
+            .flatten()
+            .is_some_and(|(_, e)| e.is_dir())
+    };
+    // ADD auto-extracts local tar archives (from the context, not from other stages'
+    // files? BuildKit extracts for every local source) into the destination directory.
+    let mut archives = Vec::new();
+    let mut plain_sources = Vec::new();
+    if copy.is_add && copy.unpack != Some(false) {
+        for source in &copy.sources {
+            let cleaned = clean_rel(source);
+            let resolved = if crate::copy::has_wildcard(&cleaned) {
+                None
+            } else {
+                tree.resolve(&cleaned).ok().flatten()
+            };
+            match resolved {
+                Some((_, entry))
+                    if entry.kind == EntryKind::File && is_archive(&entry.host_path) =>
+                {
+                    archives.push((entry, source.clone()));
+                }
+                _ => plain_sources.push(source.clone()),
+            }
+        }
+    } else {
+        plain_sources.clone_from(&copy.sources);
+    }
+    let request = CopyRequest {
+        sources: &plain_sources,
+        dest: &copy.dest,
+        parents: copy.parents,
+        exclude: &copy.exclude,
+        attrs: CopyAttrs {
+            chown,
+            chmod: chmod.clone(),
+            keep_owners,
+        },
+    };
+    let plan = if plain_sources.is_empty() {
+        CopyPlan::default()
+    } else {
+        plan_copy(tree.as_ref(), &request, &dest_is_dir).map_err(|e| e.to_string())?
+    };
+    let (mut aggregate, mut files) =
+        copy_plan_digest(&plan, engine.memo).map_err(|e| format!("hashing COPY sources: {e}"))?;
+    let dest_dir = copy.dest.trim_end_matches('/');
+    let dest_dir = if dest_dir.is_empty() { "/" } else { dest_dir };
+    let mut archive_list = Vec::new();
+    for (entry, source) in archives {
+        let d = engine
+            .memo
+            .file_digest(&entry)
+            .map_err(|e| format!("hashing {source}: {e}"))?;
+        files.push((format!("archive {source}"), d.clone()));
+        aggregate = Digest::sha256_of(format!("{aggregate} {d} {dest_dir}").as_bytes());
+        archive_list.push((
+            entry.host_path.clone(),
+            dest_dir.to_owned(),
+            chown.unwrap_or((0, 0)),
+        ));
+    }
+    let owner = chown.unwrap_or((0, 0));
+    let inline: Vec<_> = copy
+        .inline_sources
+        .iter()
+        .map(|f| {
+            let dest = if copy.dest.ends_with('/')
+                || copy.inline_sources.len() > 1
+                || dest_is_dir(dest_dir)
+            {
+                format!(
+                    "{}/{}",
+                    dest_dir.trim_end_matches('/'),
+                    f.path.trim_start_matches('/')
+                )
+            } else {
+                dest_dir.to_owned()
+            };
+            let mode = chmod.as_ref().map_or(f.mode, |c| c.apply(f.mode, false));
+            (dest, f.content.clone(), mode, owner)
+        })
+        .collect();
+    // Existing destination directories on the way to every written path.
+    let mut dest_dirs = BTreeMap::new();
+    let mut written: Vec<String> = plan.items.keys().cloned().collect();
+    written.extend(inline.iter().map(|(d, ..)| d.clone()));
+    written.extend(archive_list.iter().map(|(_, d, _)| format!("{d}/.")));
+    for path in &written {
+        let mut p = path.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if parent.is_empty() {
+                break;
+            }
+            if !plan.items.contains_key(parent) && !dest_dirs.contains_key(parent)
+                && let Some(entry) = dest_tree
+                    .lookup(&clean_rel(parent))
+                    .ok()
+                    .flatten()
+                    .filter(Entry::is_dir)
+                {
+                    dest_dirs.insert(parent.to_owned(), entry);
+                }
+            p = parent;
+        }
+    }
+    for (_, dir, _) in &archive_list {
+        if !dest_dirs.contains_key(dir) && dir != "/"
+            && let Some(entry) = dest_tree
+                .lookup(&clean_rel(dir))
+                .ok()
+                .flatten()
+                .filter(Entry::is_dir)
+            {
+                dest_dirs.insert(dir.clone(), entry);
+            }
+    }
+    let label = format!(
+        "{} {}",
+        if copy.is_add { "ADD" } else { "COPY" },
+        match &copy.from {
+            SourceRef::Context => "context".to_owned(),
+            other => format!("{other:?}"),
+        }
+    );
+    Ok(PreparedCopy {
+        plan,
+        aggregate,
+        files,
+        inline,
+        archives: archive_list,
+        dest_dirs,
+        label,
+    })
+}
+
+fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://") || source.starts_with("git@")
+}
+
+/// Whether a file is a tar archive ADD extracts (plain, gzip or zstd; BuildKit also knows
+/// bzip2 and xz).
+fn is_archive(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(mut file) = fs::File::open(path) else {
+        return false;
+    };
+    let Ok(n) = read_full(&mut file, &mut head) else {
+        return false;
+    };
+    let head = &head[..n];
+    if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        // Compressed: check the decompressed start is a tar header.
+        let Ok(file) = fs::File::open(path) else {
+            return false;
+        };
+        let Ok((_, mut decoded)) = kiln_oci::decompress(BufReader::new(file)) else {
+            return false;
+        };
+        let mut inner = [0u8; 512];
+        return read_full(&mut decoded, &mut inner)
+            .is_ok_and(|n| n == 512 && is_tar_header(&inner));
+    }
+    n == 512 && is_tar_header(head)
+}
+
+fn is_tar_header(block: &[u8]) -> bool {
+    &block[257..262] == b"ustar"
+}
+
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// WORKDIR: creates `path` (and missing parents, owned by `user`) when it does not exist.
+pub(crate) fn make_dir(
+    engine: &Engine<'_>,
+    path: &str,
+    user: &str,
+    layers: &[LayerInfo],
+    parent: Option<&ChainId>,
+) -> Result<Option<LayerInfo>, String> {
+    let tree = engine.layered(layers, "stage".to_owned());
+    let rel = clean_rel(path);
+    if rel.is_empty() || tree.resolve(&rel).map_err(|e| e.to_string())?.is_some() {
+        return Ok(None);
+    }
+    let owner = if user.is_empty() {
+        (0, 0)
+    } else {
+        let spec = user.split_once(':').map_or(user, |(u, _)| u);
+        resolve_chown(spec, &tree).unwrap_or((0, 0))
+    };
+    let staging = staging_dir(engine, "workdir")?;
+    let mut current = String::new();
+    for component in rel.split('/') {
+        current = if current.is_empty() {
+            component.to_owned()
+        } else {
+            format!("{current}/{component}")
+        };
+        let host = staging.join(&current);
+        match tree.lookup(&current).map_err(|e| e.to_string())? {
+            Some(entry) if entry.is_dir() => {
+                fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+                apply_meta(
+                    &host,
+                    entry.mode,
+                    entry.uid,
+                    entry.gid,
+                    Some((entry.mtime, entry.mtime_nsec)),
+                    false,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            _ => {
+                fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+                apply_meta(&host, 0o755, owner.0, owner.1, None, false)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    super::commit::commit_dir(engine, &staging, parent)
+}

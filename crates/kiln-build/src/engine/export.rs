@@ -1,0 +1,187 @@
+//! The final image: config + manifest assembled and stored, then written to every output
+//! (local store names, OCI layout dir/tar, docker-archive, rootfs directory, registry push).
+//! File outputs are written to a temporary path and renamed: never half-written.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use kiln_oci::{
+    ArchiveOptions, AssembledImage, Descriptor, ExportImage, ImageRef, ManifestFormat,
+    assemble_image, write_docker_archive, write_oci_archive, write_oci_layout_dir,
+};
+use kiln_store::Store;
+
+use super::stage::StageResult;
+use super::{BuildError, Builder};
+use crate::event::{Event, EventSink};
+use crate::output::Output;
+
+/// Assembles the target stage's image and stores its config and manifest.
+pub(crate) fn assemble(
+    store: &Store,
+    target: &StageResult,
+    epoch: Option<i64>,
+) -> Result<AssembledImage, BuildError> {
+    let mut config = target.output.image.clone();
+    if let Some(epoch) = epoch {
+        config.created = Some(kiln_oci::rfc3339_utc(epoch));
+    }
+    let layers: Vec<Descriptor> = target
+        .layers
+        .iter()
+        .map(|l| Descriptor::new(l.media_type.clone(), l.blob.clone(), l.size))
+        .collect();
+    let image = assemble_image(config, layers, ManifestFormat::Oci, BTreeMap::new())
+        .map_err(|e| BuildError::Other(format!("assembling the image: {e}")))?;
+    store
+        .put_bytes(image.config.bytes())
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+    store
+        .put_bytes(image.manifest.bytes())
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+    Ok(image)
+}
+
+/// Writes every output; returns the names stored locally.
+pub(crate) fn export(
+    builder: &Builder,
+    store: &Store,
+    image: &AssembledImage,
+    target: &StageResult,
+    events: &dyn EventSink,
+) -> Result<Vec<String>, BuildError> {
+    let other = |e: String| BuildError::Other(e);
+    let descriptor = image.manifest_descriptor();
+    let mut names: Vec<String> = builder.tags.clone();
+    let mut push_names: Vec<String> = if builder.push {
+        builder.tags.clone()
+    } else {
+        Vec::new()
+    };
+    for output in &builder.outputs {
+        if let Output::Image { names: n, push } = output {
+            names.extend(n.iter().cloned());
+            if *push {
+                push_names.extend(n.iter().cloned());
+            }
+        }
+    }
+    let mut refs = Vec::new();
+    for name in &names {
+        let reference = ImageRef::parse(name)
+            .map_err(|e| other(format!("invalid image name `{name}`: {e}")))?;
+        store
+            .set_ref(&reference, image.manifest_digest())
+            .map_err(|e| other(e.to_string()))?;
+        refs.push(reference);
+    }
+    let export_image = names
+        .iter()
+        .fold(ExportImage::new(descriptor.clone()), |img, n| img.named(n));
+    let blobs = image.blobs(store);
+    let options = ArchiveOptions {
+        mtime: builder
+            .source_date_epoch
+            .and_then(|e| u64::try_from(e).ok())
+            .unwrap_or(0),
+        platform: None,
+    };
+    for output in &builder.outputs {
+        match output {
+            Output::OciTar(dest) => {
+                write_oci_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
+                    .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
+            }
+            Output::OciDir(dest) => {
+                write_oci_layout_dir(dest, &blobs, std::slice::from_ref(&export_image))
+                    .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
+            }
+            Output::DockerTar(dest) => {
+                write_docker_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
+                    .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
+            }
+            Output::Local(dest) => write_local(store, target, dest)?,
+            Output::Image { .. } => {}
+        }
+    }
+    if !push_names.is_empty() {
+        push(builder, store, image, &push_names, events)?;
+    }
+    Ok(names)
+}
+
+fn write_local(store: &Store, target: &StageResult, dest: &Path) -> Result<(), BuildError> {
+    let other = |e: String| BuildError::Other(e);
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| other(format!("creating {}: {e}", parent.display())))?;
+    let temp = tempfile::Builder::new()
+        .prefix(".kiln-local-")
+        .tempdir_in(parent)
+        .map_err(|e| {
+            other(format!(
+                "creating a temporary directory in {}: {e}",
+                parent.display()
+            ))
+        })?;
+    let blobs: Vec<_> = target.layers.iter().map(|l| l.blob.clone()).collect();
+    store
+        .flatten_to(temp.path(), &blobs)
+        .map_err(|e| other(e.to_string()))?;
+    if dest.exists() {
+        let is_empty = fs::read_dir(dest)
+            .is_ok_and(|mut d| d.next().is_none());
+        if !is_empty {
+            return Err(other(format!(
+                "type=local destination {} exists and is not empty; choose a new or empty directory",
+                dest.display()
+            )));
+        }
+        fs::remove_dir(dest).map_err(|e| other(format!("replacing {}: {e}", dest.display())))?;
+    }
+    let kept = temp.keep();
+    fs::rename(&kept, dest).map_err(|e| {
+        let _ = fs::remove_dir_all(&kept);
+        other(format!(
+            "moving the root filesystem to {}: {e}",
+            dest.display()
+        ))
+    })?;
+    Ok(())
+}
+
+fn push(
+    builder: &Builder,
+    store: &Store,
+    image: &AssembledImage,
+    names: &[String],
+    events: &dyn EventSink,
+) -> Result<(), BuildError> {
+    let other = |e: String| BuildError::Other(e);
+    let targets = names
+        .iter()
+        .map(|n| ImageRef::parse(n).map_err(|e| other(format!("invalid image name `{n}`: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut config = kiln_registry::ClientConfig::new();
+    for host in &builder.insecure_registries {
+        config = config.insecure_registry(host.clone());
+    }
+    let client = kiln_registry::Client::new(config).map_err(|e| other(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| other(format!("starting the network runtime: {e}")))?;
+    runtime
+        .block_on(client.push_image(store, image.manifest_digest(), &targets))
+        .map_err(|e| other(format!("pushing {}: {e}", names.join(", "))))?;
+    for name in names {
+        events.emit(Event::Warning {
+            message: format!("pushed {name}"),
+        });
+    }
+    Ok(())
+}

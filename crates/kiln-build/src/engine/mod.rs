@@ -1,0 +1,525 @@
+//! The build itself: parse → plan → run the stage DAG (base resolution, RUN in the sandbox,
+//! COPY/ADD, WORKDIR, config edits, cache lookups) → assemble the image → export.
+
+mod base;
+mod commit;
+mod copy_exec;
+mod export;
+mod run_exec;
+mod stage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kiln_dockerfile::{PatternMatcher, read_ignore_file};
+use kiln_oci::{Compression, Digest, Platform};
+use kiln_plan::{PlanOptions, StageId};
+use kiln_store::Store;
+
+use crate::event::{Event, EventSink};
+use crate::hash::HashMemo;
+use crate::output::Output;
+use crate::scheduler::{CancelToken, Node, ScheduleError, run_dag};
+use crate::tree::ContextFilter;
+
+pub use self::stage::StageResult;
+
+/// A `--secret id=…,src=…` (or `env=…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    /// The id RUN `--mount=type=secret,id=…` refers to.
+    pub id: String,
+    /// A file with the secret's value.
+    pub src: Option<PathBuf>,
+    /// Or an environment variable of the kiln process.
+    pub env: Option<String>,
+}
+
+impl std::str::FromStr for SecretSource {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        for part in spec.split(',') {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("invalid --secret `{spec}`: `{part}` is not key=value"))?;
+            match k.trim() {
+                "id" => id = Some(v.to_owned()),
+                "src" | "source" => src = Some(PathBuf::from(v)),
+                "env" => env = Some(v.to_owned()),
+                "type" if v == "file" || v == "env" => {}
+                other => return Err(format!("invalid --secret `{spec}`: unknown key `{other}`")),
+            }
+        }
+        let id = id
+            .or_else(|| env.clone())
+            .ok_or_else(|| format!("invalid --secret `{spec}`: id=… is required"))?;
+        if src.is_none() && env.is_none() {
+            // buildx: `--secret id=X` alone reads the env var X.
+            env = Some(id.clone());
+        }
+        Ok(Self { id, src, env })
+    }
+}
+
+/// RUN's default network (`--network` of the build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkDefault {
+    /// The host's network (docker build's default).
+    #[default]
+    Host,
+    /// No network: only `lo`.
+    None,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The Dockerfile does not parse (rendered with file:line:col and a caret).
+    #[error("{rendered}")]
+    Parse {
+        /// The rendered diagnostic.
+        rendered: String,
+    },
+    /// Planning failed (unknown target, bad stage reference, …).
+    #[error("{message}")]
+    Plan {
+        /// The message with file:line:col when known.
+        message: String,
+    },
+    /// A RUN exited non-zero.
+    #[error("{step}: process \"{command}\" did not complete successfully: {status}\n{tail}")]
+    RunFailed {
+        /// The step (`[test 5/5] RUN pytest`).
+        step: String,
+        /// The command line.
+        command: String,
+        /// `exit code 1`, `killed by signal 9`.
+        status: String,
+        /// The last lines of its output.
+        tail: String,
+    },
+    /// A step failed for another reason.
+    #[error("{step}: {message}")]
+    Step {
+        /// The step.
+        step: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// Something outside a step failed (store, context, export).
+    #[error("{0}")]
+    Other(String),
+    /// The build was cancelled.
+    #[error("build cancelled")]
+    Cancelled,
+}
+
+/// The result of a successful build.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The manifest digest of the image.
+    pub manifest_digest: Digest,
+    /// The config digest (image ID).
+    pub config_digest: Digest,
+    /// Names stored in the local store.
+    pub tagged: Vec<String>,
+    /// Warnings emitted.
+    pub warnings: Vec<String>,
+}
+
+/// Builds images from Dockerfiles: the embedding API behind `kiln build`.
+///
+/// ```no_run
+/// use kiln_build::{Builder, Event};
+/// let outcome = Builder::new("./app")
+///     .target("production")
+///     .build_arg("PYTHON_VERSION", "3.11")
+///     .tag("app:dev")
+///     .build(&|event: Event| eprintln!("{event:?}"))
+///     .expect("build failed");
+/// println!("{}", outcome.manifest_digest);
+/// ```
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, one per buildx flag"
+)]
+pub struct Builder {
+    pub(crate) context: PathBuf,
+    pub(crate) dockerfile: Option<PathBuf>,
+    pub(crate) dockerfile_text: Option<String>,
+    pub(crate) target: Option<String>,
+    pub(crate) build_args: BTreeMap<String, String>,
+    pub(crate) build_contexts: BTreeMap<String, String>,
+    pub(crate) platform: Option<Platform>,
+    pub(crate) no_cache: bool,
+    pub(crate) pull: bool,
+    pub(crate) network: NetworkDefault,
+    pub(crate) secrets: Vec<SecretSource>,
+    pub(crate) outputs: Vec<Output>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) push: bool,
+    pub(crate) store_root: Option<PathBuf>,
+    pub(crate) jobs: usize,
+    pub(crate) all_stages: bool,
+    pub(crate) compression: Compression,
+    pub(crate) source_date_epoch: Option<i64>,
+    pub(crate) insecure_registries: Vec<String>,
+    pub(crate) sandbox_helper: Option<PathBuf>,
+    pub(crate) cancel: CancelToken,
+}
+
+impl Builder {
+    /// A build of the context directory `context` with its `Dockerfile`.
+    pub fn new(context: impl Into<PathBuf>) -> Self {
+        Self {
+            context: context.into(),
+            dockerfile: None,
+            dockerfile_text: None,
+            target: None,
+            build_args: BTreeMap::new(),
+            build_contexts: BTreeMap::new(),
+            platform: None,
+            no_cache: false,
+            pull: false,
+            network: NetworkDefault::Host,
+            secrets: Vec::new(),
+            outputs: Vec::new(),
+            tags: Vec::new(),
+            push: false,
+            store_root: None,
+            jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            all_stages: false,
+            compression: Compression::Gzip { level: 6 },
+            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            insecure_registries: Vec::new(),
+            sandbox_helper: None,
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// `-f`: the Dockerfile path (default `<context>/Dockerfile`).
+    #[must_use]
+    pub fn dockerfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dockerfile = Some(path.into());
+        self
+    }
+
+    /// The Dockerfile's text (`-f -`); `.dockerignore` is then read from the context.
+    #[must_use]
+    pub fn dockerfile_text(mut self, text: impl Into<String>) -> Self {
+        self.dockerfile_text = Some(text.into());
+        self
+    }
+
+    /// `--target`.
+    #[must_use]
+    pub fn target(mut self, stage: impl Into<String>) -> Self {
+        self.target = Some(stage.into());
+        self
+    }
+
+    /// `--build-arg K=V`.
+    #[must_use]
+    pub fn build_arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.build_args.insert(name.into(), value.into());
+        self
+    }
+
+    /// `--build-context NAME=SRC` (a directory, `docker-image://REF`,
+    /// `oci-layout://PATH[:TAG|@DIGEST]`).
+    #[must_use]
+    pub fn build_context(mut self, name: impl Into<String>, source: impl Into<String>) -> Self {
+        self.build_contexts.insert(name.into(), source.into());
+        self
+    }
+
+    /// `--platform`.
+    #[must_use]
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = Some(platform);
+        self
+    }
+
+    /// `--no-cache`.
+    #[must_use]
+    pub fn no_cache(mut self, yes: bool) -> Self {
+        self.no_cache = yes;
+        self
+    }
+
+    /// `--pull`: re-resolve base image tags against their registries.
+    #[must_use]
+    pub fn pull(mut self, yes: bool) -> Self {
+        self.pull = yes;
+        self
+    }
+
+    /// `--network` default for RUN.
+    #[must_use]
+    pub fn network(mut self, network: NetworkDefault) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// `--secret`.
+    #[must_use]
+    pub fn secret(mut self, secret: SecretSource) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
+    /// `--output`.
+    #[must_use]
+    pub fn output(mut self, output: Output) -> Self {
+        self.outputs.push(output);
+        self
+    }
+
+    /// `-t NAME`: store the result in the local store under this name.
+    #[must_use]
+    pub fn tag(mut self, name: impl Into<String>) -> Self {
+        self.tags.push(name.into());
+        self
+    }
+
+    /// `--push`: push the `-t` names to their registries.
+    #[must_use]
+    pub fn push(mut self, yes: bool) -> Self {
+        self.push = yes;
+        self
+    }
+
+    /// The store directory (default `$KILN_ROOT` resolution is the caller's business).
+    #[must_use]
+    pub fn store_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.store_root = Some(root.into());
+        self
+    }
+
+    /// `--jobs`: stages run at once.
+    #[must_use]
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// Build every stage, not just what the target needs.
+    #[must_use]
+    pub fn all_stages(mut self, yes: bool) -> Self {
+        self.all_stages = yes;
+        self
+    }
+
+    /// Layer compression.
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// `SOURCE_DATE_EPOCH` (default: the environment variable).
+    #[must_use]
+    pub fn source_date_epoch(mut self, epoch: Option<i64>) -> Self {
+        self.source_date_epoch = epoch;
+        self
+    }
+
+    /// `--insecure-registry HOST`.
+    #[must_use]
+    pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
+        self.insecure_registries.push(host.into());
+        self
+    }
+
+    /// The executable re-run as the sandbox helper (default: the current executable, which
+    /// must call `kiln_sandbox::run_helper_if_requested` first thing in `main`).
+    #[must_use]
+    pub fn sandbox_helper(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.sandbox_helper = Some(exe.into());
+        self
+    }
+
+    /// A token that cancels the build when triggered (e.g. on Ctrl-C).
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Runs the build, sending progress to `events`.
+    pub fn build(&self, events: &dyn EventSink) -> Result<BuildOutcome, BuildError> {
+        let started = Instant::now();
+        let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))
+            .map_err(|e| BuildError::Other(e.to_string()))?;
+        let (dockerfile_name, text) = self.read_dockerfile()?;
+        let dockerfile = kiln_dockerfile::parse(&text).map_err(|e| BuildError::Parse {
+            rendered: e.render(&dockerfile_name, &text),
+        })?;
+        let platform = self.platform.clone().unwrap_or_else(Platform::host);
+        let mut options = PlanOptions::new(platform.clone());
+        options.build_args = self.build_args.clone().into_iter().collect();
+        options.target.clone_from(&self.target);
+        options.all_stages = self.all_stages;
+        options.named_contexts = self.build_contexts.keys().cloned().collect();
+        let graph = kiln_plan::plan(&dockerfile, &options).map_err(|e| BuildError::Plan {
+            message: format!("{dockerfile_name}: {e}"),
+        })?;
+        let mut warnings = Vec::new();
+        for w in &graph.warnings {
+            let message = w.to_string();
+            events.emit(Event::Warning {
+                message: message.clone(),
+            });
+            warnings.push(message);
+        }
+
+        let filter = self.context_filter(&dockerfile_name)?;
+        let memo = HashMemo::load(store.root().join("cache").join("filehash").join(format!(
+            "{}.json",
+            Digest::sha256_of(self.context.to_string_lossy().as_bytes()).hex()
+        )));
+        let engine = stage::Engine::new(
+            self,
+            &store,
+            &graph,
+            events,
+            filter,
+            &memo,
+            &dockerfile_name,
+        )?;
+        let nodes: Vec<Node<StageId>> = graph
+            .stages
+            .iter()
+            .map(|s| Node {
+                id: s.id,
+                deps: s.deps.clone(),
+            })
+            .collect();
+        let results = run_dag(&nodes, self.jobs, &engine, &self.cancel);
+        if let Err(e) = memo.save() {
+            tracing::warn!("could not save the context hash memo: {e}");
+        }
+        engine.save_history();
+        let results = match results {
+            Ok(r) => r,
+            Err(ScheduleError::Failed { error, .. }) => return Err(error),
+            Err(ScheduleError::Cancelled) => return Err(BuildError::Cancelled),
+        };
+        let target = results
+            .get(&graph.target)
+            .ok_or_else(|| BuildError::Other("the target stage produced no result".into()))?;
+        let image = export::assemble(&store, target, self.source_date_epoch)?;
+        let tagged = export::export(self, &store, &image, target, events)?;
+        events.emit(Event::Finished {
+            manifest_digest: image.manifest_digest().to_string(),
+            config_digest: image.config_digest().to_string(),
+            duration: started.elapsed(),
+        });
+        Ok(BuildOutcome {
+            manifest_digest: image.manifest_digest().clone(),
+            config_digest: image.config_digest().clone(),
+            tagged,
+            warnings,
+        })
+    }
+
+    fn dockerfile_path(&self) -> PathBuf {
+        self.dockerfile
+            .clone()
+            .unwrap_or_else(|| self.context.join("Dockerfile"))
+    }
+
+    fn read_dockerfile(&self) -> Result<(String, String), BuildError> {
+        if let Some(text) = &self.dockerfile_text {
+            return Ok(("Dockerfile".to_owned(), text.clone()));
+        }
+        let path = self.dockerfile_path();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            BuildError::Other(format!(
+                "failed to read the Dockerfile {}: {e}; pass -f FILE or put a Dockerfile in the context",
+                path.display()
+            ))
+        })?;
+        Ok((path.display().to_string(), text))
+    }
+
+    /// `.dockerignore` of the context, or `<Dockerfile>.dockerignore` next to the
+    /// Dockerfile, which wins (BuildKit).
+    fn context_filter(&self, _dockerfile_name: &str) -> Result<Arc<IgnoreFilter>, BuildError> {
+        let mut candidates = Vec::new();
+        if self.dockerfile_text.is_none() {
+            let df = self.dockerfile_path();
+            if let Some(name) = df.file_name() {
+                let mut n = name.to_os_string();
+                n.push(".dockerignore");
+                candidates.push(df.with_file_name(n));
+            }
+        }
+        candidates.push(self.context.join(".dockerignore"));
+        for path in candidates {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let patterns = read_ignore_file(&text);
+                    let matcher = PatternMatcher::new(&patterns).map_err(|e| {
+                        BuildError::Other(format!("invalid pattern in {}: {e}", path.display()))
+                    })?;
+                    return Ok(Arc::new(IgnoreFilter {
+                        matcher: Some(matcher),
+                    }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(BuildError::Other(format!(
+                        "reading {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(Arc::new(IgnoreFilter { matcher: None }))
+    }
+}
+
+/// The context's `.dockerignore` as a [`ContextFilter`].
+#[derive(Debug)]
+pub struct IgnoreFilter {
+    matcher: Option<PatternMatcher>,
+}
+
+impl ContextFilter for IgnoreFilter {
+    fn is_excluded(&self, path: &str) -> bool {
+        self.matcher
+            .as_ref()
+            .is_some_and(|m| m.matches_or_parent_matches(path).unwrap_or(false))
+    }
+}
+
+impl ContextFilter for Arc<IgnoreFilter> {
+    fn is_excluded(&self, path: &str) -> bool {
+        (**self).is_excluded(path)
+    }
+}
+
+/// `$KILN_ROOT`, else `$XDG_DATA_HOME/kiln`, else `/var/lib/kiln` for root, else
+/// `~/.local/share/kiln`.
+pub fn default_store_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("KILN_ROOT").filter(|v| !v.is_empty()) {
+        return PathBuf::from(root);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Path::new(&xdg).join("kiln");
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/kiln");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/kiln")
+}

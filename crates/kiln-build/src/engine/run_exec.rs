@@ -1,0 +1,382 @@
+//! RUN: the step's process in kiln-sandbox on an overlay of the stage's snapshots, its
+//! `--mount`s provided, its output streamed as events, its upperdir committed as the layer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kiln_dockerfile::NetworkMode;
+use kiln_oci::{ChainId, Platform};
+use kiln_plan::{KeyInputs, RunAction, RunMount, SourceRef, StageId};
+use kiln_sandbox::{ExtraMount, Network, RunSpec, Stream};
+
+use super::copy_exec::staging_dir;
+use super::stage::{Engine, LayerInfo, StageResult};
+use super::{BuildError, NetworkDefault};
+use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
+use crate::event::{Event, LogStream};
+use crate::hash::copy_plan_digest;
+use crate::scheduler::CancelToken;
+
+/// Lines of output kept for the error message of a failing RUN.
+const TAIL_LINES: usize = 30;
+
+/// Adds the content digests of bind-mounted sources to the key (cache mounts, tmpfs and
+/// secrets never enter a key).
+pub(crate) fn add_key_inputs(
+    engine: &Engine<'_>,
+    run: &RunAction,
+    deps: &BTreeMap<StageId, Arc<StageResult>>,
+    platform: &Platform,
+    inputs: &mut KeyInputs,
+) -> Result<(), String> {
+    for mount in &run.mounts {
+        if let RunMount::Bind {
+            target,
+            from,
+            source,
+            ..
+        } = mount
+        {
+            let (tree, keep) = engine.source_tree(from, deps, platform)?;
+            let sources = vec![source.clone()];
+            let request = CopyRequest {
+                sources: &sources,
+                dest: "/",
+                parents: false,
+                exclude: &[],
+                attrs: CopyAttrs {
+                    keep_owners: keep,
+                    ..CopyAttrs::default()
+                },
+            };
+            let plan = plan_copy(tree.as_ref(), &request, &|_| true)
+                .map_err(|e| format!("--mount=type=bind,source={source}: {e}"))?;
+            let (digest, _) = copy_plan_digest(&plan, engine.memo).map_err(|e| e.to_string())?;
+            inputs.add_input(format!("bind mount {target}"), digest);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the step; returns its layer (`None` when it changed nothing).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the step's whole context, passed once"
+)]
+pub(crate) fn run(
+    engine: &Engine<'_>,
+    run: &RunAction,
+    layers: &[LayerInfo],
+    deps: &BTreeMap<StageId, Arc<StageResult>>,
+    platform: &Platform,
+    step: usize,
+    label: &str,
+    cancel: &CancelToken,
+    parent: Option<&ChainId>,
+) -> Result<Option<LayerInfo>, BuildError> {
+    let fail = |message: String| BuildError::Step {
+        step: label.to_owned(),
+        message,
+    };
+    let sandbox = engine.sandbox().map_err(fail)?;
+    let scratch = staging_dir(engine, "run").map_err(fail)?;
+    let cleanup = Cleanup(scratch.clone());
+    let upper = scratch.join("upper");
+    let work = scratch.join("work");
+    let extras = scratch.join("extras");
+    for d in [&upper, &work, &extras] {
+        fs::create_dir(d).map_err(|e| fail(format!("creating {}: {e}", d.display())))?;
+    }
+    fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut lowers = engine.snapshot_dirs(layers);
+    if lowers.is_empty() {
+        let empty = scratch.join("empty");
+        fs::create_dir(&empty).map_err(|e| fail(e.to_string()))?;
+        lowers.push(empty);
+    }
+    let mut spec = RunSpec::new(lowers, &upper, &work, run.argv.clone());
+    spec.env.clone_from(&run.env);
+    spec.user.clone_from(&run.user);
+    spec.workdir.clone_from(&run.workdir);
+    spec.network = match (run.network, engine.builder.network) {
+        (NetworkMode::None, _) | (NetworkMode::Default, NetworkDefault::None) => Network::None,
+        _ => Network::Host,
+    };
+    spec.cancel = Some(cancel.clone());
+    let mut counter = 0usize;
+    for mount in &run.mounts {
+        counter += 1;
+        let extra = extras.join(counter.to_string());
+        if let Some(m) =
+            provide_mount(engine, mount, deps, platform, &extra, &mut spec.env).map_err(fail)?
+        {
+            spec.mounts.push(m);
+        }
+    }
+    for file in &run.inline_files {
+        counter += 1;
+        let host = extras.join(counter.to_string());
+        fs::write(&host, &file.content).map_err(|e| fail(e.to_string()))?;
+        fs::set_permissions(&host, fs::Permissions::from_mode(file.mode))
+            .map_err(|e| fail(e.to_string()))?;
+        spec.mounts.push(ExtraMount::Bind {
+            source: host,
+            target: PathBuf::from(&file.path),
+            is_readonly: true,
+        });
+    }
+
+    let started = Instant::now();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut on_output = |stream: Stream, bytes: &[u8]| {
+        let line = String::from_utf8_lossy(bytes)
+            .trim_end_matches(['\n', '\r'])
+            .to_owned();
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.clone());
+        engine.events.emit(Event::Log {
+            step,
+            elapsed: started.elapsed().as_secs_f64(),
+            stream: match stream {
+                Stream::Stdout => LogStream::Stdout,
+                Stream::Stderr => LogStream::Stderr,
+            },
+            line,
+        });
+    };
+    let outcome = sandbox.run(&spec, &mut on_output);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(kiln_sandbox::SandboxError::Cancelled { .. }) => return Err(BuildError::Cancelled),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    if !outcome.status.is_success() {
+        return Err(BuildError::RunFailed {
+            step: label.to_owned(),
+            command: run.argv.join(" "),
+            status: outcome.status.to_string(),
+            tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    if outcome.mode == kiln_sandbox::RootfsMode::CopyFallback {
+        engine.events.emit(Event::Warning {
+            message: "overlayfs is unavailable: RUN used the copy-based fallback (slower)"
+                .to_owned(),
+        });
+    }
+    let layer = super::commit::commit_dir(engine, &upper, parent).map_err(fail)?;
+    drop(cleanup);
+    Ok(layer)
+}
+
+/// Removes a scratch directory on every exit path.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn provide_mount(
+    engine: &Engine<'_>,
+    mount: &RunMount,
+    deps: &BTreeMap<StageId, Arc<StageResult>>,
+    platform: &Platform,
+    extra: &std::path::Path,
+    env: &mut Vec<String>,
+) -> Result<Option<ExtraMount>, String> {
+    Ok(match mount {
+        RunMount::Bind {
+            target,
+            from,
+            source,
+            read_write,
+        } => {
+            let dir = materialize(engine, from, source, deps, platform, extra)?;
+            Some(ExtraMount::Bind {
+                source: dir,
+                target: PathBuf::from(target),
+                is_readonly: !read_write,
+            })
+        }
+        RunMount::Cache {
+            target,
+            id,
+            from,
+            source,
+            read_only,
+            mode,
+            uid,
+            gid,
+            ..
+        } => {
+            let dir = engine
+                .store
+                .cache_mount_dir(&Digest::sha256_of(id.as_bytes()).hex()[..32])
+                .map_err(|e| e.to_string())?;
+            let is_new = fs::read_dir(&dir)
+                .map_or(true, |mut d| d.next().is_none());
+            if is_new {
+                if !matches!(from, SourceRef::Scratch) {
+                    let seed = materialize(engine, from, source, deps, platform, extra)?;
+                    copy_tree(&seed, &dir)?;
+                }
+                fs::set_permissions(&dir, fs::Permissions::from_mode(mode.unwrap_or(0o755)))
+                    .map_err(|e| e.to_string())?;
+                rustix::fs::chown(
+                    &dir,
+                    Some(rustix::process::Uid::from_raw(uid.unwrap_or(0))),
+                    Some(rustix::process::Gid::from_raw(gid.unwrap_or(0))),
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            Some(ExtraMount::Bind {
+                source: dir,
+                target: PathBuf::from(target),
+                is_readonly: *read_only,
+            })
+        }
+        RunMount::Tmpfs { target, .. } => Some(ExtraMount::Tmpfs {
+            target: PathBuf::from(target),
+        }),
+        RunMount::Secret {
+            id,
+            target,
+            env: as_env,
+            required,
+            mode,
+            uid,
+            gid,
+        } => {
+            let Some(secret) = engine.builder.secrets.iter().find(|s| &s.id == id) else {
+                if *required {
+                    return Err(format!(
+                        "secret `{id}` is required: pass --secret id={id},src=FILE"
+                    ));
+                }
+                return Ok(None);
+            };
+            let value = match (&secret.src, &secret.env) {
+                (Some(src), _) => fs::read(src)
+                    .map_err(|e| format!("reading secret `{id}` from {}: {e}", src.display()))?,
+                (None, Some(var)) => std::env::var(var)
+                    .map_err(|_| format!("secret `{id}`: environment variable {var} is not set"))?
+                    .into_bytes(),
+                (None, None) => return Err(format!("secret `{id}` has no source")),
+            };
+            if let Some(var) = as_env {
+                env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
+            }
+            match target {
+                Some(target) => {
+                    fs::write(extra, &value).map_err(|e| e.to_string())?;
+                    rustix::fs::chown(
+                        extra,
+                        Some(rustix::process::Uid::from_raw(*uid)),
+                        Some(rustix::process::Gid::from_raw(*gid)),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    fs::set_permissions(extra, fs::Permissions::from_mode(*mode))
+                        .map_err(|e| e.to_string())?;
+                    Some(ExtraMount::Bind {
+                        source: extra.to_path_buf(),
+                        target: PathBuf::from(target),
+                        is_readonly: true,
+                    })
+                }
+                None => None,
+            }
+        }
+        RunMount::Ssh { id, required, .. } => {
+            if *required {
+                return Err(format!(
+                    "--mount=type=ssh (id `{id}`) is not supported by kiln; remove `required` or fetch sources in the context"
+                ));
+            }
+            None
+        }
+        other => return Err(format!("unsupported mount {other:?}")),
+    })
+}
+
+use kiln_oci::Digest;
+
+/// Copies `source` of `from` into a fresh directory (a read-only view for a bind mount).
+fn materialize(
+    engine: &Engine<'_>,
+    from: &SourceRef,
+    source: &str,
+    deps: &BTreeMap<StageId, Arc<StageResult>>,
+    platform: &Platform,
+    extra: &std::path::Path,
+) -> Result<PathBuf, String> {
+    let (tree, keep) = engine.source_tree(from, deps, platform)?;
+    let sources = vec![source.to_owned()];
+    let request = CopyRequest {
+        sources: &sources,
+        dest: "/",
+        parents: false,
+        exclude: &[],
+        attrs: CopyAttrs {
+            keep_owners: keep,
+            ..CopyAttrs::default()
+        },
+    };
+    let plan = plan_copy(tree.as_ref(), &request, &|_| true)
+        .map_err(|e| format!("mount source {source}: {e}"))?;
+    fs::create_dir_all(extra).map_err(|e| e.to_string())?;
+    // A single file source mounts as a file.
+    if plan.items.len() == 1
+        && plan
+            .items
+            .values()
+            .all(|i| i.source.kind == crate::tree::EntryKind::File)
+    {
+        let item = plan.items.values().next().expect("one item");
+        let file = extra.with_extension("file");
+        fs::copy(&item.source.host_path, &file).map_err(|e| e.to_string())?;
+        return Ok(file);
+    }
+    for item in plan.items.values() {
+        let host = extra.join(item.dest.trim_start_matches('/'));
+        match &item.source.kind {
+            crate::tree::EntryKind::Dir => fs::create_dir_all(&host).map_err(|e| e.to_string())?,
+            crate::tree::EntryKind::File => {
+                if let Some(p) = host.parent() {
+                    fs::create_dir_all(p).map_err(|e| e.to_string())?;
+                }
+                fs::copy(&item.source.host_path, &host).map_err(|e| e.to_string())?;
+            }
+            crate::tree::EntryKind::Symlink(t) => {
+                let _ = std::os::unix::fs::symlink(t, &host);
+            }
+            crate::tree::EntryKind::Special => {}
+        }
+    }
+    Ok(extra.to_path_buf())
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    for entry in walkdir::WalkDir::new(from).min_depth(1) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let rel = entry.path().strip_prefix(from).map_err(|e| e.to_string())?;
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
+        } else if entry.file_type().is_symlink() {
+            let target = fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+            let _ = std::os::unix::fs::symlink(target, &dest);
+        } else {
+            fs::copy(entry.path(), &dest).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,650 @@
+//! Running one stage: resolve its base, then drive kiln-plan's `StageState` step by step,
+//! answering each filesystem step from the cache or executing it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use kiln_oci::{ChainId, DiffId, Digest, History, MediaType};
+use kiln_plan::{
+    Action, BaseSource, BuildGraph, CacheKey, KeyInputs, SourceRef, StageBase, StageId,
+    StageOutput, StageState, Step, explain_miss,
+};
+use kiln_sandbox::Sandbox;
+use kiln_store::Store;
+use serde::{Deserialize, Serialize};
+
+use super::base::{BaseImage, Resolver};
+use super::{BuildError, Builder, IgnoreFilter};
+use crate::event::{Event, EventSink};
+use crate::hash::HashMemo;
+use crate::scheduler::{CancelToken, StageRunner};
+use crate::tree::{ContextTree, LayeredTree, SourceTree};
+
+/// One layer of a stage's filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Digest of the uncompressed tar.
+    pub diff_id: DiffId,
+    /// Digest of the blob in the store.
+    pub blob: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// Blob media type.
+    pub media_type: MediaType,
+    /// Chain id of the stack up to this layer (its snapshot).
+    pub chain: ChainId,
+}
+
+/// A finished stage.
+#[derive(Debug, Clone)]
+pub struct StageResult {
+    /// Config and expansion state for stages built `FROM` it.
+    pub output: StageOutput,
+    /// The layers, base first.
+    pub layers: Vec<LayerInfo>,
+    /// The key of the last filesystem step (parent of a child stage's first step).
+    pub key: Option<CacheKey>,
+}
+
+/// What a cache record holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheRecord {
+    /// The layer, `None` when the step changed nothing.
+    layer: Option<RecordLayer>,
+    /// When the step originally ran (history `created`).
+    created: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecordLayer {
+    diff_id: DiffId,
+    blob: Digest,
+    size: u64,
+    media_type: MediaType,
+}
+
+/// Shared state of one build.
+pub(crate) struct Engine<'a> {
+    pub(crate) builder: &'a Builder,
+    pub(crate) store: &'a Store,
+    pub(crate) graph: &'a BuildGraph,
+    pub(crate) events: &'a dyn EventSink,
+    pub(crate) context: ContextTree<Arc<IgnoreFilter>>,
+    pub(crate) memo: &'a HashMemo,
+    pub(crate) resolver: Resolver<'a>,
+    sandbox: OnceLock<Result<Sandbox, String>>,
+    step_counter: AtomicUsize,
+    previous: BTreeMap<String, KeyInputs>,
+    current: Mutex<BTreeMap<String, KeyInputs>>,
+    history_record: String,
+    pub(crate) started: String,
+}
+
+impl std::fmt::Debug for Engine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Engine<'a> {
+    pub(crate) fn new(
+        builder: &'a Builder,
+        store: &'a Store,
+        graph: &'a BuildGraph,
+        events: &'a dyn EventSink,
+        filter: Arc<IgnoreFilter>,
+        memo: &'a HashMemo,
+        dockerfile_name: &str,
+    ) -> Result<Self, BuildError> {
+        let context_root = std::fs::canonicalize(&builder.context).map_err(|e| {
+            BuildError::Other(format!(
+                "the build context {} is not a readable directory: {e}",
+                builder.context.display()
+            ))
+        })?;
+        if !context_root.is_dir() {
+            return Err(BuildError::Other(format!(
+                "the build context {} is not a directory",
+                builder.context.display()
+            )));
+        }
+        // The last build of this (context, Dockerfile, target) explains cache misses.
+        let history_record = format!(
+            "last-{}",
+            Digest::sha256_of(
+                format!(
+                    "{}\0{}\0{}",
+                    context_root.display(),
+                    dockerfile_name,
+                    builder.target.as_deref().unwrap_or("")
+                )
+                .as_bytes()
+            )
+            .hex()
+        );
+        let previous = store
+            .get_cache_record(&history_record)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let started = match builder.source_date_epoch {
+            Some(epoch) => kiln_oci::rfc3339_utc(epoch),
+            None => now_rfc3339(),
+        };
+        Ok(Self {
+            builder,
+            store,
+            graph,
+            events,
+            context: ContextTree::new(context_root, filter),
+            memo,
+            resolver: Resolver::new(builder, store),
+            sandbox: OnceLock::new(),
+            step_counter: AtomicUsize::new(0),
+            previous,
+            current: Mutex::new(BTreeMap::new()),
+            history_record,
+            started,
+        })
+    }
+
+    pub(crate) fn next_step_number(&self) -> usize {
+        self.step_counter.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub(crate) fn sandbox(&self) -> Result<&Sandbox, String> {
+        self.sandbox
+            .get_or_init(|| {
+                let config = kiln_sandbox::SandboxConfig {
+                    helper_exe: self.builder.sandbox_helper.clone(),
+                    ..kiln_sandbox::SandboxConfig::default()
+                };
+                Sandbox::new(config).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Saves this build's key inputs for the next build's miss explanations.
+    pub(crate) fn save_history(&self) {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.is_empty() {
+            return;
+        }
+        let mut merged = self.previous.clone();
+        merged.extend(current.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Ok(value) = serde_json::to_value(&merged)
+            && let Err(e) = self.store.put_cache_record(&self.history_record, &value) {
+                tracing::warn!("could not save build history for cache-miss explanations: {e}");
+            }
+    }
+
+    /// The tree a `--from` (or bind mount `from=`) refers to.
+    pub(crate) fn source_tree(
+        &self,
+        from: &SourceRef,
+        deps: &BTreeMap<StageId, Arc<StageResult>>,
+        platform: &kiln_oci::Platform,
+    ) -> Result<(Box<dyn SourceTree + '_>, bool), String> {
+        Ok(match from {
+            SourceRef::Context => (Box::new(self.context_ref()), false),
+            SourceRef::Scratch => (Box::new(LayeredTree::new(Vec::new(), "scratch")), true),
+            SourceRef::Stage(id) => {
+                let result = deps
+                    .get(id)
+                    .ok_or_else(|| format!("stage {id} has no result (internal planning error)"))?;
+                let name = self.graph.stage(*id).map_or_else(
+                    || format!("stage {id}"),
+                    |s| format!("stage {}", s.name.clone().unwrap_or_else(|| id.to_string())),
+                );
+                (Box::new(self.layered(&result.layers, name)), true)
+            }
+            SourceRef::Image(reference) => {
+                let image = self.resolver.image(reference, platform, self)?;
+                (
+                    Box::new(self.layered(&image.layers, format!("image {reference}"))),
+                    true,
+                )
+            }
+            SourceRef::NamedContext(name) => {
+                match self.resolver.named_context(name, platform, self)? {
+                    super::base::NamedSource::Image(image) => (
+                        Box::new(self.layered(&image.layers, format!("build context {name}"))),
+                        true,
+                    ),
+                    super::base::NamedSource::Dir(dir) => (
+                        Box::new(ContextTree::new(
+                            dir,
+                            Arc::new(IgnoreFilter { matcher: None }),
+                        )),
+                        false,
+                    ),
+                }
+            }
+        })
+    }
+
+    fn context_ref(&self) -> ContextTree<Arc<IgnoreFilter>> {
+        ContextTree::new(
+            self.context.root().to_path_buf(),
+            Arc::clone(self.context_filter()),
+        )
+    }
+
+    fn context_filter(&self) -> &Arc<IgnoreFilter> {
+        self.context.filter()
+    }
+
+    /// A read-only view of `layers` (base first).
+    pub(crate) fn layered(&self, layers: &[LayerInfo], name: String) -> LayeredTree {
+        LayeredTree::new(
+            layers
+                .iter()
+                .rev()
+                .map(|l| self.store.snapshot_path(&l.chain))
+                .collect(),
+            name,
+        )
+    }
+
+    pub(crate) fn snapshot_dirs(&self, layers: &[LayerInfo]) -> Vec<PathBuf> {
+        layers
+            .iter()
+            .rev()
+            .map(|l| self.store.snapshot_path(&l.chain))
+            .collect()
+    }
+
+    fn lookup_record(&self, key: &CacheKey) -> Option<CacheRecord> {
+        if self.builder.no_cache {
+            return None;
+        }
+        let value = self.store.get_cache_record(&key.to_hex()).ok()??;
+        let record: CacheRecord = serde_json::from_value(value).ok()?;
+        // A hit needs every referenced blob.
+        if let Some(layer) = &record.layer
+            && !self.store.has_blob(&layer.blob) {
+                return None;
+            }
+        Some(record)
+    }
+
+    fn run_stage(
+        &self,
+        id: StageId,
+        deps: &BTreeMap<StageId, Arc<StageResult>>,
+        cancel: &CancelToken,
+    ) -> Result<StageResult, BuildError> {
+        let planned = self
+            .graph
+            .stage(id)
+            .ok_or_else(|| BuildError::Other(format!("stage {id} is not in the plan")))?;
+        let from_label = planned.from_progress();
+        let base_step = |label: &str,
+                         f: &dyn Fn() -> Result<BaseImage, String>|
+         -> Result<BaseImage, BuildError> {
+            let n = self.next_step_number();
+            let t = Instant::now();
+            self.events.emit(Event::StepStarted {
+                step: n,
+                name: label.to_owned(),
+            });
+            match f() {
+                Ok(image) => {
+                    if image.was_local {
+                        self.events.emit(Event::StepCached {
+                            step: n,
+                            name: label.to_owned(),
+                        });
+                    } else {
+                        self.events.emit(Event::StepDone {
+                            step: n,
+                            duration: t.elapsed(),
+                        });
+                    }
+                    Ok(image)
+                }
+                Err(message) => {
+                    self.events.emit(Event::StepFailed {
+                        step: n,
+                        error: message.clone(),
+                    });
+                    Err(BuildError::Step {
+                        step: label.to_owned(),
+                        message,
+                    })
+                }
+            }
+        };
+        let label = from_label
+            .clone()
+            .unwrap_or_else(|| format!("FROM {}", planned.base_name));
+        let (base_image, base_layers, mut parent_key, base_digest): (
+            Option<BaseImage>,
+            Vec<LayerInfo>,
+            Option<CacheKey>,
+            Option<Digest>,
+        ) = match &planned.base {
+            BaseSource::Scratch => (None, Vec::new(), None, None),
+            BaseSource::Stage(base) => {
+                let r = deps
+                    .get(base)
+                    .ok_or_else(|| BuildError::Other(format!("base stage {base} has no result")))?;
+                (None, r.layers.clone(), r.key, None)
+            }
+            BaseSource::Image(reference) => {
+                let image = base_step(&label, &|| {
+                    self.resolver
+                        .image(reference, &planned.platform, self)
+                        .map(|i| (*i).clone())
+                })?;
+                let layers = image.layers.clone();
+                let digest = image.manifest_digest.clone();
+                (Some(image), layers, None, Some(digest))
+            }
+            BaseSource::NamedContext(name) => {
+                let image = base_step(&label, &|| match self.resolver.named_context(
+                    name,
+                    &planned.platform,
+                    self,
+                )? {
+                    super::base::NamedSource::Image(i) => Ok((*i).clone()),
+                    super::base::NamedSource::Dir(dir) => Err(format!(
+                        "build context `{name}` is the local directory {}, which cannot be used as a base image; use docker-image:// or oci-layout://",
+                        dir.display()
+                    )),
+                })?;
+                let layers = image.layers.clone();
+                let digest = image.manifest_digest.clone();
+                (Some(image), layers, None, Some(digest))
+            }
+        };
+        let base = match (&planned.base, &base_image) {
+            (_, Some(image)) => StageBase::Image(&image.config),
+            (BaseSource::Stage(b), None) => StageBase::Stage(&deps[b].output),
+            _ => StageBase::Scratch,
+        };
+        let mut state =
+            StageState::new(self.graph, planned, base).map_err(|e| BuildError::Plan {
+                message: e.to_string(),
+            })?;
+        let mut layers = base_layers;
+        let mut last_created = base_image
+            .as_ref()
+            .and_then(|i| i.config.created.clone())
+            .or_else(|| {
+                if let BaseSource::Stage(b) = &planned.base {
+                    deps[b].output.image.created.clone()
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_else(|| self.started.clone());
+        if self.builder.source_date_epoch.is_some() {
+            last_created.clone_from(&self.started);
+        }
+        let mut base_digest = base_digest;
+        let mut position = 0usize;
+        while let Some(step) = state.next_step().map_err(|e| BuildError::Plan {
+            message: e.to_string(),
+        })? {
+            if cancel.is_cancelled() {
+                return Err(BuildError::Cancelled);
+            }
+            position += 1;
+            if !step.has_layer() {
+                if let Some(created_by) = &step.created_by {
+                    state
+                        .image_mut()
+                        .history
+                        .push(history(created_by, &last_created, true));
+                }
+                continue;
+            }
+            let label = step
+                .progress
+                .clone()
+                .unwrap_or_else(|| step.source_text.clone());
+            let n = self.next_step_number();
+            let started = Instant::now();
+            let mut inputs = step.key_inputs(parent_key);
+            if let Some(d) = base_digest.take() {
+                inputs.set_base_image(d);
+            }
+            let outcome = self
+                .execute_step(
+                    &step,
+                    &mut inputs,
+                    &layers,
+                    deps,
+                    &state,
+                    n,
+                    &label,
+                    &planned.platform,
+                    cancel,
+                    position,
+                    id,
+                )
+                .inspect_err(|e| {
+                    self.events.emit(Event::StepFailed {
+                        step: n,
+                        error: e.to_string(),
+                    });
+                });
+            let (layer, created) = outcome?;
+            let key = inputs.key();
+            parent_key = Some(key);
+            if let Some(layer) = layer {
+                state
+                    .image_mut()
+                    .rootfs
+                    .diff_ids
+                    .push(layer.diff_id.clone());
+                layers.push(layer);
+                if let Some(created_by) = &step.created_by {
+                    state
+                        .image_mut()
+                        .history
+                        .push(history(created_by, &created, step.empty_layer));
+                }
+            } else if let Some(created_by) = &step.created_by {
+                state
+                    .image_mut()
+                    .history
+                    .push(history(created_by, &created, true));
+            }
+            last_created = created;
+            let _ = started;
+        }
+        let mut output = state.finish();
+        output.image.created = Some(last_created);
+        Ok(StageResult {
+            output,
+            layers,
+            key: parent_key,
+        })
+    }
+
+    /// Answers one filesystem step from the cache or runs it; returns its layer and the
+    /// history time.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the step's whole context, passed once"
+    )]
+    fn execute_step(
+        &self,
+        step: &Step,
+        inputs: &mut KeyInputs,
+        layers: &[LayerInfo],
+        deps: &BTreeMap<StageId, Arc<StageResult>>,
+        state: &StageState,
+        n: usize,
+        label: &str,
+        platform: &kiln_oci::Platform,
+        cancel: &CancelToken,
+        position: usize,
+        stage: StageId,
+    ) -> Result<(Option<LayerInfo>, String), BuildError> {
+        let fail = |message: String| BuildError::Step {
+            step: label.to_owned(),
+            message,
+        };
+        let started = Instant::now();
+        // Gather the content digests of the step's inputs.
+        let prepared = match &step.action {
+            Action::Copy(copy) => {
+                let prepared =
+                    super::copy_exec::prepare(self, copy, layers, deps, platform, state)
+                        .map_err(fail)?;
+                prepared.add_key_inputs(inputs);
+                Some(prepared)
+            }
+            Action::Run(run) => {
+                super::run_exec::add_key_inputs(self, run, deps, platform, inputs)
+                    .map_err(fail)?;
+                None
+            }
+            _ => None,
+        };
+        let key = inputs.key();
+        let history_key = format!("{}:{position}", stage.0);
+        let chain_parent = layers.last().map(|l| l.chain.clone());
+        self.events.emit(Event::StepStarted {
+            step: n,
+            name: label.to_owned(),
+        });
+        if let Some(record) = self.lookup_record(&key) {
+            let layer = match record.layer {
+                Some(l) => Some(self.adopt_cached(l, chain_parent.as_ref()).map_err(fail)?),
+                None => None,
+            };
+            self.events.emit(Event::StepCached {
+                step: n,
+                name: label.to_owned(),
+            });
+            self.current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(history_key, inputs.clone());
+            return Ok((layer, record.created));
+        }
+        let reason = if self.builder.no_cache {
+            "--no-cache".to_owned()
+        } else {
+            explain_miss(self.previous.get(&history_key), inputs).to_string()
+        };
+        self.events.emit(Event::CacheMiss { step: n, reason });
+        let created = match self.builder.source_date_epoch {
+            Some(_) => self.started.clone(),
+            None => now_rfc3339(),
+        };
+        let layer = match &step.action {
+            Action::Copy(_) => {
+                let prepared = prepared.expect("prepared above");
+                let dir = prepared.materialize(self).map_err(fail)?;
+                super::commit::commit_dir(self, &dir, chain_parent.as_ref()).map_err(fail)?
+            }
+            Action::MakeDir { path, user } => {
+                super::copy_exec::make_dir(self, path, user, layers, chain_parent.as_ref())
+                    .map_err(fail)?
+            }
+            Action::Run(run) => super::run_exec::run(
+                self,
+                run,
+                layers,
+                deps,
+                platform,
+                n,
+                label,
+                cancel,
+                chain_parent.as_ref(),
+            )?,
+            Action::None => None,
+            other => return Err(fail(format!("unsupported step {other:?}"))),
+        };
+        let record = CacheRecord {
+            layer: layer.as_ref().map(|l| RecordLayer {
+                diff_id: l.diff_id.clone(),
+                blob: l.blob.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            }),
+            created: created.clone(),
+        };
+        if let Ok(value) = serde_json::to_value(&record)
+            && let Err(e) = self.store.put_cache_record(&key.to_hex(), &value) {
+                tracing::warn!("could not write the cache record of {label}: {e}");
+            }
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(history_key, inputs.clone());
+        self.events.emit(Event::StepDone {
+            step: n,
+            duration: started.elapsed(),
+        });
+        Ok((layer, created))
+    }
+
+    fn adopt_cached(
+        &self,
+        layer: RecordLayer,
+        parent: Option<&ChainId>,
+    ) -> Result<LayerInfo, String> {
+        let chain = self
+            .store
+            .ensure_snapshot(parent, &layer.diff_id, &layer.blob)
+            .map_err(|e| e.to_string())?;
+        Ok(LayerInfo {
+            diff_id: layer.diff_id,
+            blob: layer.blob,
+            size: layer.size,
+            media_type: layer.media_type,
+            chain,
+        })
+    }
+}
+
+fn history(created_by: &str, created: &str, empty_layer: bool) -> History {
+    History {
+        created: Some(created.to_owned()),
+        created_by: created_by.to_owned(),
+        comment: "buildkit.dockerfile.v0".to_owned(),
+        empty_layer,
+        ..History::default()
+    }
+}
+
+/// The current time as RFC 3339 UTC with nanoseconds, like BuildKit writes it.
+pub(crate) fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let base = kiln_oci::rfc3339_utc(secs);
+    // `…Z` → `….nnnnnnnnnZ`
+    match base.strip_suffix('Z') {
+        Some(stem) => format!("{stem}.{:09}Z", now.subsec_nanos()),
+        None => base,
+    }
+}
+
+impl StageRunner<StageId, StageResult> for Engine<'_> {
+    type Error = BuildError;
+
+    fn run(
+        &self,
+        id: &StageId,
+        deps: &BTreeMap<StageId, Arc<StageResult>>,
+        cancel: &CancelToken,
+    ) -> Result<StageResult, BuildError> {
+        self.run_stage(*id, deps, cancel)
+    }
+}
