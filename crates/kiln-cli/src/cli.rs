@@ -8,21 +8,58 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, propagate_version = true)]
 pub struct Cli {
+    /// The local store's directory (default: $KILN_ROOT, else $XDG_DATA_HOME/kiln, else
+    /// /var/lib/kiln as root, else ~/.local/share/kiln).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile (flags follow `docker buildx build`).
+    Build(crate::build::BuildArgs),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(crate::parse::ParseArgs),
+    /// Create a one-layer image from a root filesystem directory or tarball.
+    Import(crate::import::ImportArgs),
+    /// List the images in the local store.
+    Images(crate::images::ImagesArgs),
+    /// Show an image's manifest and config as JSON.
+    Inspect(crate::inspect::InspectArgs),
+    /// Remove image names from the local store.
+    Rmi(crate::rmi::RmiArgs),
+    /// Remove unused data from the local store.
+    Prune(crate::prune::PruneArgs),
+    /// Manage the local store.
+    Store(crate::store_cmd::StoreArgs),
+    /// Download an image from a registry into the local store.
+    Pull(crate::pull::PullArgs),
+    /// Upload a local image to a registry.
+    Push(crate::push::PushArgs),
+    /// Save registry credentials (in docker's config.json).
+    Login(crate::login::LoginArgs),
+    /// Remove saved registry credentials.
+    Logout(crate::login::LogoutArgs),
 }
 
 impl Cli {
     /// Runs the selected subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Build(args) => crate::build::run(&args, self.root.as_deref()),
             Command::Parse(args) => crate::parse::run(&args),
+            Command::Import(args) => crate::import::run(&args, self.root.as_deref()),
+            Command::Images(args) => crate::images::run(&args, self.root.as_deref()),
+            Command::Inspect(args) => crate::inspect::run(&args, self.root.as_deref()),
+            Command::Rmi(args) => crate::rmi::run(&args, self.root.as_deref()),
+            Command::Prune(args) => crate::prune::run(&args, self.root.as_deref()),
+            Command::Store(args) => crate::store_cmd::run(&args, self.root.as_deref()),
+            Command::Pull(args) => crate::pull::run(&args, self.root.as_deref()),
+            Command::Push(args) => crate::push::run(&args, self.root.as_deref()),
+            Command::Login(args) => crate::login::run_login(&args),
+            Command::Logout(args) => crate::login::run_logout(&args),
         }
     }
 }

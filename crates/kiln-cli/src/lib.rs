@@ -4,8 +4,20 @@
 //! Each subcommand lives in its own module and exposes `run(args) -> anyhow::Result<ExitCode>`.
 #![forbid(unsafe_code)]
 
+mod build;
 mod cli;
+mod images;
+mod import;
+mod inspect;
+mod login;
 mod parse;
+mod progress;
+mod prune;
+mod pull;
+mod push;
+mod rmi;
+mod root;
+mod store_cmd;
 
 use std::process::ExitCode;
 
@@ -18,6 +30,11 @@ pub const EXIT_FAILURE: u8 = 1;
 
 /// Runs the `kiln` command line with the process arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    // The sandbox re-executes this binary as its namespace helper: that must be dispatched
+    // before clap and before any thread starts (kiln-sandbox crate docs).
+    if let Some(code) = kiln_sandbox::run_helper_if_requested() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -99,3 +99,42 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
 fn print_stdout(text: &str) {
     print!("{text}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(file: &std::path::Path, format: Format) -> ParseArgs {
+        ParseArgs {
+            file: Some(file.to_path_buf()),
+            format,
+            context: PathBuf::from("."),
+        }
+    }
+
+    #[test]
+    fn parse_exit_codes_follow_the_parse_result() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let good = dir.path().join("Dockerfile");
+        std::fs::write(&good, "FROM alpine\nCMD [\"true\"]\n").expect("write Dockerfile");
+        assert_eq!(run(&args(&good, Format::Json)).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(
+            run(&args(&good, Format::BuildkitAst)).unwrap(),
+            ExitCode::SUCCESS
+        );
+        let bad = dir.path().join("Bad.Dockerfile");
+        std::fs::write(&bad, "FROM alpine\nCOPPY a b\n").expect("write Dockerfile");
+        assert_eq!(
+            run(&args(&bad, Format::Json)).unwrap(),
+            ExitCode::from(crate::EXIT_FAILURE)
+        );
+        // The BuildKit dump needs only BuildKit's parser, which accepts unknown keywords.
+        assert_eq!(
+            run(&args(&bad, Format::BuildkitAst)).unwrap(),
+            ExitCode::SUCCESS
+        );
+        let missing = dir.path().join("missing");
+        let err = run(&args(&missing, Format::Json)).unwrap_err();
+        assert!(format!("{err:#}").contains("missing"), "{err:#}");
+    }
+}

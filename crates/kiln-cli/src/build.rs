@@ -1,0 +1,204 @@
+//! `kiln build`: the flags of `docker buildx build`, rendered progress, exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use kiln_build::{BuildError, Builder, NetworkDefault, Output, SecretSource};
+use kiln_oci::{Compression, Platform};
+
+use crate::progress::{ProgressMode, Renderer};
+
+/// `kiln build` options (a subset of `docker buildx build`, same spelling).
+#[derive(Debug, Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, one per buildx flag"
+)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "`build_args` mirrors --build-arg"
+)]
+pub(crate) struct BuildArgs {
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Name (and optionally tag) for the image, stored in the local store; repeatable.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    tags: Vec<String>,
+    /// Build only this stage and what it needs.
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Set a build-time variable (K=V, or K to take it from the environment).
+    #[arg(long = "build-arg", value_name = "K=V")]
+    build_args: Vec<String>,
+    /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
+    #[arg(long = "build-context", value_name = "NAME=SRC")]
+    build_contexts: Vec<String>,
+    /// Target platform (os/arch[/variant]); only the host's platform can run RUN steps.
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
+    /// Do not use the cache when building.
+    #[arg(long)]
+    no_cache: bool,
+    /// Always re-resolve base images against their registries.
+    #[arg(long)]
+    pull: bool,
+    /// Progress output: auto, tty, plain, rawjson or quiet.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// Only print the image ID on success (same as --progress quiet).
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Default network for RUN: host or none.
+    #[arg(long, value_enum, default_value = "host")]
+    network: NetworkArg,
+    /// Secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
+    #[arg(long = "secret", value_name = "id=…,src=…")]
+    secrets: Vec<String>,
+    /// Output destination (type=oci|docker|local|image,…).
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Push the `-t` names to their registries (same as --output type=image,push=true).
+    #[arg(long)]
+    push: bool,
+    /// Stages run at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Build every stage, not only those the target needs (buildx: BUILDKIT_SKIP_UNUSED_STAGES=false).
+    #[arg(long)]
+    all_stages: bool,
+    /// Layer compression: gzip, zstd or uncompressed.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: CompressionArg,
+    /// Registry reachable over plain HTTP (loopback registries always are); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT")]
+    context: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NetworkArg {
+    Host,
+    None,
+    Default,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+/// Runs `kiln build`.
+pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let mut builder = Builder::new(&args.context).store_root(crate::root::resolve_root(root)?);
+    match args.file.as_deref() {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading the Dockerfile from stdin")?;
+            builder = builder.dockerfile_text(text);
+        }
+        Some(p) => builder = builder.dockerfile(p),
+        None => {}
+    }
+    for tag in &args.tags {
+        builder = builder.tag(tag);
+    }
+    if let Some(target) = &args.target {
+        builder = builder.target(target);
+    }
+    for arg in &args.build_args {
+        let (k, v) = match arg.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            // buildx: `--build-arg NAME` takes the value from the environment (skipped when unset).
+            None => match std::env::var(arg) {
+                Ok(v) => (arg.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        builder = builder.build_arg(k, v);
+    }
+    for ctx in &args.build_contexts {
+        let (name, source) = ctx
+            .split_once('=')
+            .with_context(|| format!("invalid --build-context `{ctx}`: expected NAME=SOURCE"))?;
+        builder = builder.build_context(name, source);
+    }
+    if let Some(p) = &args.platform {
+        let platform: Platform = p
+            .parse()
+            .with_context(|| format!("invalid --platform `{p}`"))?;
+        builder = builder.platform(platform);
+    }
+    for secret in &args.secrets {
+        let secret: SecretSource = secret.parse().map_err(anyhow::Error::msg)?;
+        builder = builder.secret(secret);
+    }
+    for output in &args.outputs {
+        let output: Output = output.parse()?;
+        builder = builder.output(output);
+    }
+    for host in &args.insecure_registries {
+        builder = builder.insecure_registry(host);
+    }
+    if let Some(jobs) = args.jobs {
+        builder = builder.jobs(jobs);
+    }
+    builder = builder
+        .no_cache(args.no_cache)
+        .pull(args.pull)
+        .push(args.push)
+        .all_stages(args.all_stages)
+        .network(match args.network {
+            NetworkArg::None => NetworkDefault::None,
+            NetworkArg::Host | NetworkArg::Default => NetworkDefault::Host,
+        })
+        .compression(match args.compression {
+            CompressionArg::Gzip => Compression::Gzip { level: 6 },
+            CompressionArg::Zstd => Compression::Zstd { level: 3 },
+            CompressionArg::Uncompressed => Compression::None,
+        });
+    let mode = if args.quiet {
+        ProgressMode::Quiet
+    } else {
+        args.progress
+    };
+    let renderer = Renderer::new(mode);
+    let result = builder.build(&|event| renderer.render(&event));
+    renderer.finish();
+    match result {
+        Ok(outcome) => {
+            if let Some(path) = &args.iidfile {
+                std::fs::write(path, outcome.config_digest.to_string())
+                    .with_context(|| format!("writing --iidfile {}", path.display()))?;
+            }
+            if mode == ProgressMode::Quiet {
+                #[expect(
+                    clippy::print_stdout,
+                    reason = "the image ID is the command's output with --quiet"
+                )]
+                {
+                    println!("{}", outcome.config_digest);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(BuildError::Cancelled) => {
+            eprintln!("error: build cancelled");
+            Ok(ExitCode::from(crate::EXIT_FAILURE))
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(ExitCode::from(crate::EXIT_FAILURE))
+        }
+    }
+}

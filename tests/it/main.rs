@@ -1,0 +1,6 @@
+//! Integration tests of the real `kiln` binary, one module per feature.
+
+mod common;
+mod import;
+mod registry;
+mod store;

@@ -1,0 +1,218 @@
+//! `kiln push`, `kiln pull`, `kiln login` and `kiln logout` against a real loopback registry
+//! (`docker-registry serve`), cross-checked with skopeo. The registry fixture is shared with
+//! kiln-registry's own tests.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
+
+#[path = "../../crates/kiln-registry/tests/support/registry.rs"]
+#[expect(
+    dead_code,
+    reason = "the fixture has helpers only kiln-registry's tests use"
+)]
+mod fixture;
+
+use fixture::{Registry, tools_available};
+
+/// The manifest digest skopeo computes for `reference` (`--creds` when given).
+fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--tls-verify=false"]);
+    if let Some(creds) = creds {
+        cmd.args(["--creds", creds]);
+    }
+    let out = cmd
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("running skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("skopeo JSON");
+    json["Digest"].as_str().expect("Digest").to_owned()
+}
+
+fn inspect_digest(store: &Path, name: &str) -> String {
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(kiln_in(store).args(["inspect", name]))).unwrap();
+    json["Digest"].as_str().unwrap().to_owned()
+}
+
+/// `kiln` with the store at `store` and docker's config dir at `docker`.
+fn kiln_with(store: &Path, docker: &Path) -> Command {
+    let mut cmd = kiln_in(store);
+    cmd.env("DOCKER_CONFIG", docker);
+    cmd
+}
+
+#[test]
+fn registry_push_then_pull_round_trip_keeps_the_digest() {
+    if !tools_available("registry_push_then_pull_round_trip_keeps_the_digest") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
+        eprintln!("SKIPPED registry_push_then_pull_round_trip_keeps_the_digest: no static busybox");
+        return;
+    };
+    let registry = Registry::start();
+    let host = &registry.host;
+    let docker = tmp.path().join("docker");
+    let (store_a, store_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let name = format!("{host}/kiln/busybox:1");
+    run_ok(
+        kiln_with(&store_a, &docker)
+            .arg("import")
+            .arg(&rootfs)
+            .args(["-t", &name]),
+    );
+    let local = inspect_digest(&store_a, &name);
+
+    let out = run_ok(kiln_with(&store_a, &docker).args([
+        "push",
+        &name,
+        &name,
+        &format!("{host}/kiln/busybox:2"),
+    ]));
+    assert_eq!(out.trim(), local, "push prints the manifest digest");
+    assert_eq!(skopeo_digest(&name, None), local);
+    assert_eq!(
+        skopeo_digest(&format!("{host}/kiln/busybox:2"), None),
+        local
+    );
+
+    let out =
+        run_ok(kiln_with(&store_b, &docker).args(["pull", &format!("{host}/kiln/busybox:2")]));
+    assert_eq!(out.trim(), format!("{host}/kiln/busybox:2@{local}"));
+    assert_eq!(
+        inspect_digest(&store_b, &format!("{host}/kiln/busybox:2")),
+        local
+    );
+    let images = run_ok(kiln_with(&store_b, &docker).args(["images", "--format", "json"]));
+    assert!(images.contains(&format!("{host}/kiln/busybox")), "{images}");
+
+    // Pushed again from the pulled copy to another repository: same digest, blobs mounted.
+    let copy = format!("{host}/copy/busybox:1");
+    let output = kiln_with(&store_b, &docker)
+        .args(["push", &format!("{host}/kiln/busybox:2"), &copy])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Mounted from kiln/busybox"), "{stderr}");
+    assert_eq!(skopeo_digest(&copy, None), local);
+
+    // Errors name what is wrong and never panic.
+    let out = run_fails(
+        kiln_with(&store_b, &docker).args(["pull", &format!("{host}/kiln/nope:1")]),
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not found") && stderr.contains(host.as_str()),
+        "{stderr}"
+    );
+    let out = run_fails(
+        kiln_with(&store_b, &docker).args(["push", "never/pulled:1"]),
+        1,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("never/pulled"),
+        "{out:?}"
+    );
+}
+
+fn login(store: &Path, docker: &Path, host: &str, password: &str) -> std::process::Output {
+    let mut child = kiln_with(store, docker)
+        .args(["login", "-u", "kiln", "--password-stdin", host])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn registry_login_logout_with_htpasswd() {
+    if !tools_available("registry_login_logout_with_htpasswd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
+        eprintln!("SKIPPED registry_login_logout_with_htpasswd: no static busybox");
+        return;
+    };
+    let registry = Registry::start_with_auth("kiln", "s3cret");
+    let host = &registry.host;
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(docker.join("config.json"), r#"{"psFormat": "table"}"#).unwrap();
+    let store = tmp.path().join("store");
+    let name = format!("{host}/private/busybox:1");
+    run_ok(
+        kiln_with(&store, &docker)
+            .arg("import")
+            .arg(&rootfs)
+            .args(["-t", &name]),
+    );
+
+    let out = run_fails(kiln_with(&store, &docker).args(["push", &name]), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("kiln login {host}")),
+        "no credentials: {stderr}"
+    );
+
+    let out = login(&store, &docker, host, "wrong");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let config = std::fs::read_to_string(docker.join("config.json")).unwrap();
+    assert!(
+        !config.contains(host.as_str()),
+        "a refused login is not saved: {config}"
+    );
+
+    let out = login(&store, &docker, host, "s3cret");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(docker.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["psFormat"], "table", "other keys are kept");
+    assert!(
+        config["auths"][host.as_str()]["auth"].is_string(),
+        "{config}"
+    );
+
+    run_ok(kiln_with(&store, &docker).args(["push", &name]));
+    assert_eq!(
+        skopeo_digest(&name, Some("kiln:s3cret")),
+        inspect_digest(&store, &name)
+    );
+
+    let out = run_ok(kiln_with(&store, &docker).args(["logout", host]));
+    assert!(out.is_empty());
+    let config = std::fs::read_to_string(docker.join("config.json")).unwrap();
+    assert!(!config.contains(host.as_str()), "{config}");
+    let out = run_fails(
+        kiln_with(&tmp.path().join("other"), &docker).args(["pull", &name]),
+        1,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kiln login"),
+        "{out:?}"
+    );
+}
