@@ -5,7 +5,8 @@
 # uncompressed tar) and peak RSS (`/usr/bin/time -v`).
 #
 # Usage: bench/layer-export.sh [WORKDIR]   (default: a temp dir, removed at the end)
-# Env:   KILN_BENCH_TREE_MB (default 200), KILN_LAYER_EXPORT_THREADS (default: all cores)
+# Env:   KILN_BENCH_TREE_MB (default 200), KILN_BENCH_RUNS (best of, default 3),
+#        KILN_LAYER_EXPORT_THREADS (default: all cores)
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,6 +17,7 @@ if [[ -z "$work" ]]; then
 fi
 tree="$work/tree"
 size_mb="${KILN_BENCH_TREE_MB:-200}"
+runs="${KILN_BENCH_RUNS:-3}"
 
 if [[ ! -x /usr/bin/time ]]; then
     echo "installing GNU time for peak RSS" >&2
@@ -98,30 +100,39 @@ for l in sys.stdin:
 [[ -x "$bin" ]] || { echo "benchmark binary not found" >&2; exit 1; }
 
 # Warm the page cache so every contender reads from memory.
-tar -C "$tree" -cf - . >/dev/null
+tar -C "$tree" -cf - . | cat >/dev/null
 tar_mb="$(tar -C "$tree" --sort=name -cf - . | wc -c | awk '{printf "%.1f", $1/1e6}')"
 
 measure() { # label, command... (MB/s relative to $mb, the uncompressed tar size)
+    # Best of $runs runs: on a shared machine the fastest run is the least disturbed one.
     local label="$1"; shift
+    local best_secs="" best_cpu="" max_rss=0
     local log; log="$(mktemp)"
-    local start end
-    start="$(date +%s.%N)"
-    /usr/bin/time -v "$@" 2>"$log" >/dev/null
-    end="$(date +%s.%N)"
-    local rss; rss="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")"
-    local user; user="$(awk -F': ' '/User time/ {print $2}' "$log")"
-    local sys; sys="$(awk -F': ' '/System time/ {print $2}' "$log")"
-    local secs; secs="$(echo "$end - $start" | bc -l)"
+    for _ in $(seq "$runs"); do
+        local start end
+        start="$(date +%s.%N)"
+        /usr/bin/time -v "$@" 2>"$log" >/dev/null
+        end="$(date +%s.%N)"
+        local rss user sys secs
+        rss="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")"
+        user="$(awk -F': ' '/User time/ {print $2}' "$log")"
+        sys="$(awk -F': ' '/System time/ {print $2}' "$log")"
+        secs="$(echo "$end - $start" | bc -l)"
+        if [[ -z "$best_secs" ]] || (( $(echo "$secs < $best_secs" | bc -l) )); then
+            best_secs="$secs"; best_cpu="$(echo "$user + $sys" | bc -l)"
+        fi
+        if (( rss > max_rss )); then max_rss="$rss"; fi
+    done
     grep '^kiln ' "$log" >&2 || true
-    # CPU seconds are reported too: on a shared machine wall time includes other load.
-    printf '%-24s %6.2f s wall %7.1f MB/s | %6.2f s CPU %7.1f MB/CPU-s | peak RSS %6.1f MB\n' "$label" "$secs" \
-        "$(echo "$mb / $secs" | bc -l)" "$(echo "$user + $sys" | bc -l)" \
-        "$(echo "$mb / ($user + $sys)" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
     rm -f "$log"
+    # CPU seconds are reported too: on a shared machine wall time includes other load.
+    printf '%-28s %6.2f s wall %7.1f MB/s | %6.2f s CPU %7.1f MB/CPU-s | peak RSS %6.1f MB\n' "$label" \
+        "$best_secs" "$(echo "$mb / $best_secs" | bc -l)" "$best_cpu" "$(echo "$mb / $best_cpu" | bc -l)" \
+        "$(echo "$max_rss / 1024" | bc -l)"
 }
 
 mb="$tar_mb"
-echo "== layer export of $tar_mb MB of tar, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) =="
+echo "== layer export of $tar_mb MB of tar, best of $runs runs, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) =="
 export KILN_LAYER_EXPORT_DIR="$tree"
 KILN_LAYER_EXPORT_COMPRESSION=gzip measure "kiln gzip-6 (parallel)" "$bin"
 KILN_LAYER_EXPORT_COMPRESSION=zstd measure "kiln zstd-3 (zstdmt)" "$bin"
