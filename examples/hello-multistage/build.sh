@@ -1,0 +1,14 @@
+#!/bin/sh
+# Renders site/*.html.in into $1, substituting @TITLE@; leaves a build cache in /src/.cache
+# (a stand-in for compilers and wheel caches that multi-stage builds keep out of the runtime).
+set -eu
+out=$1
+title=$2
+mkdir -p "$out" /src/.cache
+dd if=/dev/zero of=/src/.cache/toolchain.bin bs=1024 count=4096 2>/dev/null
+for page in site/*.html.in; do
+  name=$(basename "$page" .in)
+  sed "s|@TITLE@|$title|g" "$page" >"$out/$name"
+done
+cp site/style.css "$out/"
+echo "rendered $(ls "$out" | wc -l) files into $out"
