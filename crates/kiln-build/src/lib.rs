@@ -6,6 +6,7 @@ mod engine;
 mod event;
 mod hash;
 mod output;
+mod run_image;
 mod scheduler;
 mod tree;
 mod users;
@@ -20,6 +21,7 @@ pub use engine::{
 pub use event::{Event, EventSink, LogStream};
 pub use hash::{HashMemo, copy_plan_digest};
 pub use output::{Output, OutputSpecError};
+pub use run_image::{ContainerRun, RunImageError};
 pub use scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 pub use tree::{
     ContextFilter, ContextTree, Entry, EntryKind, IncludeAll, LayeredTree, SourceTree, clean_rel,

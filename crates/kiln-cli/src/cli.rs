@@ -26,6 +26,10 @@ enum Command {
     Import(crate::import::ImportArgs),
     /// List the images in the local store.
     Images(crate::images::ImagesArgs),
+    /// Run a command in an image (flags follow `docker run`).
+    Run(crate::run::RunArgs),
+    /// Show the history of an image's layers.
+    History(crate::history::HistoryArgs),
     /// Show an image's manifest and config as JSON.
     Inspect(crate::inspect::InspectArgs),
     /// Remove image names from the local store.
@@ -52,6 +56,8 @@ impl Cli {
             Command::Parse(args) => crate::parse::run(&args),
             Command::Import(args) => crate::import::run(&args, self.root.as_deref()),
             Command::Images(args) => crate::images::run(&args, self.root.as_deref()),
+            Command::Run(args) => Ok(crate::run::run(&args, self.root.as_deref())),
+            Command::History(args) => crate::history::run(&args, self.root.as_deref()),
             Command::Inspect(args) => crate::inspect::run(&args, self.root.as_deref()),
             Command::Rmi(args) => crate::rmi::run(&args, self.root.as_deref()),
             Command::Prune(args) => crate::prune::run(&args, self.root.as_deref()),

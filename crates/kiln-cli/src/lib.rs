@@ -6,6 +6,7 @@
 
 mod build;
 mod cli;
+mod history;
 mod images;
 mod import;
 mod inspect;
@@ -17,6 +18,7 @@ mod pull;
 mod push;
 mod rmi;
 mod root;
+mod run;
 mod store_cmd;
 
 use std::process::ExitCode;

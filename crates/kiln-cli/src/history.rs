@@ -1,0 +1,393 @@
+//! `kiln history IMAGE`: the image's history entries newest first, as `docker history` shows
+//! them (IMAGE CREATED CREATED-BY SIZE COMMENT), or one JSON object per line with
+//! `--format json`.
+//!
+//! SIZE is the layer's uncompressed size as docker's graph drivers count it (moby
+//! `directory.Size`): the bytes of every non-directory entry, hard links once, whiteouts 0. It
+//! is read from the layer's unpacked snapshot when the store has one (a stat walk), else by
+//! streaming the blob through the decompressor and summing tar headers; nothing is written.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::{BufReader, Write as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use kiln_oci::{ChainId, Digest, ImageRef, WHITEOUT_PREFIX};
+use kiln_store::Store;
+use serde_json::json;
+
+/// docker's width of a truncated CREATED BY cell.
+const CREATED_BY_WIDTH: usize = 45;
+/// Hex characters of a short image ID.
+const SHORT_ID_LEN: usize = 12;
+/// The IMAGE cell of entries that have no image of their own (docker's wording).
+const MISSING_ID: &str = "<missing>";
+
+/// Arguments of `kiln history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// The image (a name in the local store).
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Don't truncate CREATED BY and image IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Print sizes and dates in human-readable form (`-H=false` for bytes and RFC 3339).
+    #[arg(
+        short = 'H',
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    human: bool,
+    /// `table` (default) or `json` (one object per line, like `docker history --format json`).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+}
+
+/// One history entry, ready to print.
+#[derive(Debug)]
+struct Row {
+    id: String,
+    created: Option<String>,
+    created_by: String,
+    size: u64,
+    comment: String,
+}
+
+/// Runs `kiln history`.
+pub(crate) fn run(args: &HistoryArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let name =
+        ImageRef::parse(&args.image).with_context(|| format!("image name `{}`", args.image))?;
+    let store = crate::root::open_store(root)?;
+    let digest = store.require_ref(&name)?;
+    let image = store.resolve_image(&digest, None)?;
+    let config = image.config.value();
+    let layers = &image.manifest.value().layers;
+    let diff_ids = &config.rootfs.diff_ids;
+    let mut layer_sizes = Vec::with_capacity(layers.len());
+    for (index, layer) in layers.iter().enumerate() {
+        let chain = diff_ids.get(..=index).and_then(ChainId::of);
+        let size = layer_size(&store, chain.as_ref(), &layer.digest)
+            .with_context(|| format!("measuring layer {} of {name}", layer.digest))?;
+        layer_sizes.push(size);
+    }
+    let mut rows = Vec::new();
+    if config.history.is_empty() {
+        // No history recorded: one anonymous row per layer, as docker shows it.
+        rows.extend(layer_sizes.iter().map(|&size| Row {
+            id: MISSING_ID.to_owned(),
+            created: None,
+            created_by: String::new(),
+            size,
+            comment: String::new(),
+        }));
+    } else {
+        let mut sizes = layer_sizes.iter();
+        for entry in &config.history {
+            let size = if entry.empty_layer {
+                0
+            } else {
+                sizes.next().copied().unwrap_or(0)
+            };
+            rows.push(Row {
+                id: MISSING_ID.to_owned(),
+                created: entry.created.clone(),
+                created_by: entry.created_by.clone(),
+                size,
+                comment: entry.comment.clone(),
+            });
+        }
+    }
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        let id = image.config.digest().to_string();
+        top.id = if args.no_trunc {
+            id
+        } else {
+            short_id(&id).to_owned()
+        };
+    }
+    print_rows(&rows, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_rows(rows: &[Row], args: &HistoryArgs) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now();
+    let created = |row: &Row| match (&row.created, args.human) {
+        (None, _) => "N/A".to_owned(),
+        (Some(text), true) => created_since(text, now),
+        (Some(text), false) => text.clone(),
+    };
+    let created_by = |row: &Row| {
+        let text = row.created_by.replace('\t', " ");
+        if args.no_trunc {
+            text
+        } else {
+            ellipsis(&text, CREATED_BY_WIDTH)
+        }
+    };
+    let size = |row: &Row| {
+        if args.human {
+            crate::images::human_size(row.size)
+        } else {
+            row.size.to_string()
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.format == "json" {
+        for row in rows {
+            let line = json!({
+                "Comment": row.comment,
+                "CreatedAt": row.created,
+                "CreatedBy": created_by(row),
+                "CreatedSince": row.created.as_deref().map(|c| created_since(c, now)),
+                "ID": row.id,
+                "Size": size(row),
+            });
+            writeln!(out, "{line}").context("writing to stdout")?;
+        }
+        return Ok(());
+    }
+    let header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(str::to_owned);
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|row| {
+            [
+                row.id.clone(),
+                created(row),
+                created_by(row),
+                size(row),
+                row.comment.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &table {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&table) {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}   ");
+            }
+        }
+        writeln!(out, "{}", line.trim_end()).context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// The uncompressed size of a layer: from its snapshot when unpacked, else from the blob.
+fn layer_size(store: &Store, chain: Option<&ChainId>, blob: &Digest) -> anyhow::Result<u64> {
+    if let Some(chain) = chain
+        && store.has_snapshot(chain)
+    {
+        return snapshot_size(&store.snapshot_path(chain));
+    }
+    blob_size(store, blob)
+}
+
+/// moby's `directory.Size` over an unpacked layer: non-directory sizes, each inode once.
+fn snapshot_size(root: &Path) -> anyhow::Result<u64> {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let meta = entry
+                .metadata()
+                .with_context(|| format!("reading {}", entry.path().display()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.len() > 0 && seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The same count from the layer's tar stream: file sizes and symlink target lengths; hard
+/// links (the second name of an inode) and whiteout markers count 0.
+fn blob_size(store: &Store, blob: &Digest) -> anyhow::Result<u64> {
+    let reader = BufReader::with_capacity(1 << 20, store.open_blob(blob)?);
+    let (_, tar_stream) =
+        kiln_oci::decompress(reader).with_context(|| format!("decompressing {blob}"))?;
+    let mut archive = tar::Archive::new(tar_stream);
+    let mut total = 0;
+    for entry in archive
+        .entries()
+        .with_context(|| format!("reading layer {blob}"))?
+    {
+        let entry = entry.with_context(|| format!("reading layer {blob}"))?;
+        let path = entry.path_bytes();
+        let name = path.rsplit(|b| *b == b'/').find(|part| !part.is_empty());
+        if name.is_some_and(|n| n.starts_with(WHITEOUT_PREFIX.as_bytes())) {
+            continue;
+        }
+        let header = entry.header();
+        total += match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => entry.size(),
+            tar::EntryType::Symlink => entry
+                .link_name_bytes()
+                .map_or(0, |target| target.len() as u64),
+            _ => 0,
+        };
+    }
+    Ok(total)
+}
+
+/// docker's `formatter.Ellipsis`: at most `width` characters, the last one `…` when cut.
+fn ellipsis(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The 12-hex-character image ID docker shows.
+fn short_id(digest: &str) -> &str {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    &hex[..hex.len().min(SHORT_ID_LEN)]
+}
+
+/// `5 minutes ago` from an RFC 3339 timestamp, with docker's `units.HumanDuration` wording.
+fn created_since(created: &str, now: std::time::SystemTime) -> String {
+    let Some(then) = epoch_seconds(created) else {
+        return created.to_owned();
+    };
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    format!("{} ago", human_duration((now - then).max(0)))
+}
+
+/// docker's `units.HumanDuration` for whole seconds.
+fn human_duration(seconds: i64) -> String {
+    const MINUTE: i64 = 60;
+    const HOUR: i64 = 60 * MINUTE;
+    const DAY: i64 = 24 * HOUR;
+    let minutes = seconds / MINUTE;
+    // Go rounds hours to the nearest one.
+    let hours = (seconds + HOUR / 2) / HOUR;
+    match seconds {
+        s if s < 1 => "Less than a second".to_owned(),
+        1 => "1 second".to_owned(),
+        s if s < MINUTE => format!("{s} seconds"),
+        _ if minutes == 1 => "About a minute".to_owned(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".to_owned(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        s => format!("{} years", s / (DAY * 365)),
+    }
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn epoch_seconds(text: &str) -> Option<i64> {
+    let num = |s: &str| s.parse::<i64>().ok();
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut date_parts = date.split('-');
+    let (year, month, day) = (
+        num(date_parts.next()?)?,
+        num(date_parts.next()?)?,
+        num(date_parts.next()?)?,
+    );
+    let clock = time.get(..8)?;
+    let mut clock_parts = clock.split(':');
+    let (hour, minute, second) = (
+        num(clock_parts.next()?)?,
+        num(clock_parts.next()?)?,
+        num(clock_parts.next()?)?,
+    );
+    let zone = time[8..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match zone.as_bytes().first() {
+        None | Some(b'Z' | b'z') => 0,
+        Some(sign @ (b'+' | b'-')) => {
+            let (h, m) = zone[1..].split_once(':')?;
+            let seconds = num(h)? * 3600 + num(m)? * 60;
+            if *sign == b'+' { seconds } else { -seconds }
+        }
+        Some(_) => return None,
+    };
+    // Howard Hinnant's days_from_civil.
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_by_is_cut_like_docker() {
+        let long = "/bin/sh -c #(nop) ADD file:0123456789abcdef0123456789 in /";
+        let cut = ellipsis(long, CREATED_BY_WIDTH);
+        assert_eq!(cut.chars().count(), CREATED_BY_WIDTH);
+        assert!(cut.ends_with('…'));
+        assert_eq!(ellipsis("short", CREATED_BY_WIDTH), "short");
+    }
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(30), "30 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(5 * 60), "5 minutes");
+        assert_eq!(human_duration(3600), "About an hour");
+        assert_eq!(human_duration(5 * 3600), "5 hours");
+        assert_eq!(human_duration(3 * 86_400), "3 days");
+        assert_eq!(human_duration(20 * 86_400), "2 weeks");
+        assert_eq!(human_duration(90 * 86_400), "3 months");
+        assert_eq!(human_duration(3 * 365 * 86_400), "3 years");
+    }
+
+    #[test]
+    fn timestamps_with_fractions_and_offsets() {
+        assert_eq!(epoch_seconds("1970-01-02T00:00:01Z"), Some(86_401));
+        assert_eq!(
+            epoch_seconds("2024-03-01T00:00:00.123456789Z"),
+            Some(1_709_251_200)
+        );
+        assert_eq!(
+            epoch_seconds("2024-03-01T01:00:00+01:00"),
+            Some(1_709_251_200)
+        );
+        assert_eq!(epoch_seconds("yesterday"), None);
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_mins(10);
+        assert_eq!(created_since("1970-01-01T00:05:00Z", now), "5 minutes ago");
+    }
+
+    #[test]
+    fn snapshot_size_counts_files_and_links_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a"), b"12345").unwrap();
+        std::fs::hard_link(dir.path().join("sub/a"), dir.path().join("b")).unwrap();
+        std::os::unix::fs::symlink("sub/a", dir.path().join("c")).unwrap();
+        assert_eq!(snapshot_size(dir.path()).unwrap(), 5 + 5);
+    }
+}

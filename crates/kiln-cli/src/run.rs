@@ -1,0 +1,339 @@
+//! `kiln run [OPTIONS] IMAGE [CMD...]`: runs a command in an image from the local store (pulled
+//! when missing), like `docker run --rm` for smoke tests. The sandbox and the config rules are
+//! `kiln_build::ContainerRun`'s; this module parses the flags, resolves the image, streams the
+//! output to kiln's stdout/stderr, cancels on SIGINT/SIGTERM/SIGHUP and maps the outcome to
+//! docker's exit codes.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use kiln_build::{CancelToken, ContainerRun, RunImageError};
+use kiln_oci::{Digest, ImageRef, Platform, ResolvedImage};
+use kiln_registry::Client;
+use kiln_sandbox::{Network, SandboxError, Stream};
+use kiln_store::Store;
+
+/// docker's exit code when the container could not be created or started.
+const EXIT_CANNOT_START: u8 = 125;
+/// `timeout(1)`'s exit code for a command killed at its deadline (docker has no timeout).
+const EXIT_TIMED_OUT: u8 = 124;
+/// The shell's offset for "killed by signal N".
+const SIGNAL_EXIT_BASE: i32 = 128;
+
+/// Arguments of `kiln run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Remove the container afterwards (always done; accepted for docker compatibility).
+    #[arg(long)]
+    rm: bool,
+    /// User to run as: `name`, `uid`, `name:group` or `uid:gid` (default: the image's User).
+    #[arg(short, long, value_name = "USER")]
+    user: Option<String>,
+    /// Working directory inside the container (default: the image's WorkingDir).
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// Set an environment variable; `-e KEY` takes its value from kiln's environment.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Read environment variables from a file (`KEY=VALUE` lines, `#` comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<PathBuf>,
+    /// The network: the host's, or a private one with only loopback.
+    #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
+    network: NetworkArg,
+    /// Hostname inside the container (default: a random 12-hex-digit container ID).
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Replace the image's Entrypoint (and drop its Cmd); `""` clears it.
+    #[arg(long, value_name = "COMMAND")]
+    entrypoint: Option<String>,
+    /// Kill the command after this many seconds (exit code 124).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// The image (a name in the local store, else pulled from its registry).
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// The command and its arguments (default: the image's Cmd).
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NetworkArg {
+    Host,
+    None,
+}
+
+/// Runs `kiln run`.
+pub(crate) fn run(args: &RunArgs, root: Option<&Path>) -> ExitCode {
+    let mut container = match container_of(args) {
+        Ok(container) => container,
+        Err(err) => return cannot_start(&err),
+    };
+    let (store, image) = match open_image(&args.image, root) {
+        Ok(found) => found,
+        Err(err) => return cannot_start(&err),
+    };
+    let cancel = CancelToken::new();
+    let caught = match cancel_on_signals(cancel.clone()) {
+        Ok(caught) => caught,
+        Err(err) => return cannot_start(&err),
+    };
+    container = container.cancel_token(cancel);
+    let mut output = Output::default();
+    let result = container.run(&store, &image, &mut |stream, line| {
+        output.write(stream, line);
+    });
+    if let Some(err) = output.error {
+        eprintln!("warning: cannot forward the command's output: {err}");
+    }
+    match result {
+        Ok(outcome) => exit_code(outcome.status.code()),
+        Err(RunImageError::Sandbox(SandboxError::Cancelled { .. })) => {
+            exit_code(SIGNAL_EXIT_BASE + caught.load(Ordering::SeqCst))
+        }
+        Err(err @ RunImageError::Sandbox(SandboxError::TimedOut { .. })) => {
+            eprintln!("error: {err}");
+            ExitCode::from(EXIT_TIMED_OUT)
+        }
+        Err(RunImageError::Sandbox(err @ SandboxError::Exec { code, .. })) => {
+            eprintln!("error: {err}");
+            exit_code(code)
+        }
+        Err(err) => cannot_start(&anyhow::Error::new(err)),
+    }
+}
+
+/// The container the flags describe (environment resolved from kiln's own).
+fn container_of(args: &RunArgs) -> anyhow::Result<ContainerRun> {
+    let _ = args.rm;
+    let lookup = |key: &str| std::env::var(key).ok();
+    let mut container = ContainerRun::new().cmd(args.command.iter().cloned());
+    for file in &args.env_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading --env-file {}", file.display()))?;
+        for entry in parse_env_file(&text, lookup)
+            .with_context(|| format!("--env-file {}", file.display()))?
+        {
+            container = container.env(entry);
+        }
+    }
+    for entry in &args.env {
+        if let Some(entry) = env_entry(entry, lookup)? {
+            container = container.env(entry);
+        }
+    }
+    if let Some(user) = &args.user {
+        container = container.user(user);
+    }
+    if let Some(dir) = &args.workdir {
+        if !dir.starts_with('/') {
+            bail!("the working directory `{dir}` is invalid: it needs to be an absolute path");
+        }
+        container = container.workdir(dir);
+    }
+    if let Some(hostname) = &args.hostname {
+        container = container.hostname(hostname);
+    }
+    if let Some(entrypoint) = &args.entrypoint {
+        container = container.entrypoint(entrypoint);
+    }
+    if let Some(secs) = args.timeout {
+        container = container.timeout(Duration::from_secs(secs));
+    }
+    Ok(container.network(match args.network {
+        NetworkArg::Host => Network::Host,
+        NetworkArg::None => Network::None,
+    }))
+}
+
+/// One `-e` value: `KEY=VALUE` as is; a bare `KEY` from kiln's environment, or nothing when
+/// unset (docker's `opts.ValidateEnv`).
+fn env_entry(
+    entry: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let key = entry.split_once('=').map_or(entry, |(k, _)| k);
+    if key.is_empty() {
+        bail!("invalid environment variable `{entry}`: the name is empty");
+    }
+    if key.contains(char::is_whitespace) {
+        bail!("invalid environment variable `{key}`: it contains whitespace");
+    }
+    if entry.contains('=') {
+        return Ok(Some(entry.to_owned()));
+    }
+    Ok(lookup(key).map(|value| format!("{key}={value}")))
+}
+
+/// docker's `--env-file` format: one `KEY=VALUE` or `KEY` per line, leading whitespace
+/// ignored, empty lines and `#` comments skipped, values taken literally (no quotes removed).
+fn parse_env_file(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(entry) =
+            env_entry(line, &lookup).with_context(|| format!("line {}", number + 1))?
+        {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+/// The image `text` names, from the local store, pulled (and named) first when missing.
+fn open_image(text: &str, root: Option<&Path>) -> anyhow::Result<(Store, ResolvedImage)> {
+    let reference = ImageRef::parse(text).with_context(|| format!("image name `{text}`"))?;
+    let store = crate::root::open_store(root)?;
+    let digest = if let Some(digest) = store.resolve_ref(&reference)? {
+        digest
+    } else {
+        eprintln!("Unable to find image '{reference}' locally");
+        pull(&store, &reference)?
+    };
+    let image = store
+        .resolve_image(&digest, None)
+        .with_context(|| format!("reading image {reference}"))?;
+    Ok((store, image))
+}
+
+/// Pulls `reference` for this host like `kiln pull`, names it, returns its digest.
+fn pull(store: &Store, reference: &ImageRef) -> anyhow::Result<Digest> {
+    let view = crate::pull::TransferView::new(false);
+    let client = Client::new(kiln_registry::ClientConfig::new().progress(Arc::new(view.clone())))?;
+    let pulled = crate::pull::runtime()?
+        .block_on(client.pull_image(reference, &Platform::host(), store))
+        .with_context(|| format!("pulling {reference}"))?;
+    view.finish();
+    let digest = pulled.resolved.digest().clone();
+    store.set_ref(reference, &digest)?;
+    eprintln!("Digest: {digest}");
+    Ok(digest)
+}
+
+/// Cancels `token` on SIGINT, SIGTERM or SIGHUP; the returned cell then holds the signal.
+fn cancel_on_signals(token: CancelToken) -> anyhow::Result<Arc<AtomicI32>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting the signal handler")?;
+    let (mut int, mut term, mut hup) = {
+        let _context = runtime.enter();
+        let install = |kind| signal(kind).context("installing the signal handlers");
+        (
+            install(SignalKind::interrupt())?,
+            install(SignalKind::terminate())?,
+            install(SignalKind::hangup())?,
+        )
+    };
+    let caught = Arc::new(AtomicI32::new(0));
+    let cell = Arc::clone(&caught);
+    std::thread::Builder::new()
+        .name("kiln-run-signals".into())
+        .spawn(move || {
+            let kind = runtime.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => SignalKind::interrupt(),
+                    _ = term.recv() => SignalKind::terminate(),
+                    _ = hup.recv() => SignalKind::hangup(),
+                }
+            });
+            cell.store(kind.as_raw_value(), Ordering::SeqCst);
+            token.cancel();
+        })
+        .context("starting the signal handler thread")?;
+    Ok(caught)
+}
+
+/// Forwards the command's lines to kiln's stdout and stderr as they come.
+#[derive(Debug, Default)]
+struct Output {
+    error: Option<std::io::Error>,
+}
+
+impl Output {
+    fn write(&mut self, stream: Stream, line: &[u8]) {
+        let result = match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(line).and_then(|()| out.flush())
+            }
+            Stream::Stderr => std::io::stderr().lock().write_all(line),
+        };
+        if let Err(err) = result
+            && self.error.is_none()
+        {
+            self.error = Some(err);
+        }
+    }
+}
+
+/// Reports a failure to start the container; docker's exit code 125.
+fn cannot_start(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    ExitCode::from(EXIT_CANNOT_START)
+}
+
+/// A process exit code from a status code.
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(low_byte(code))
+}
+
+/// The low 8 bits of a status code, as the kernel keeps them.
+fn low_byte(code: i32) -> u8 {
+    u8::try_from(code & 0xff).unwrap_or(EXIT_CANNOT_START)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(key: &str) -> Option<String> {
+        (key == "SET").then(|| "from-env".to_owned())
+    }
+
+    #[test]
+    fn env_flags_follow_docker() {
+        assert_eq!(env_entry("A=1=2", env).unwrap().unwrap(), "A=1=2");
+        assert_eq!(env_entry("A=", env).unwrap().unwrap(), "A=");
+        assert_eq!(env_entry("SET", env).unwrap().unwrap(), "SET=from-env");
+        assert_eq!(env_entry("UNSET", env).unwrap(), None);
+        assert!(env_entry("=x", env).is_err());
+        assert!(env_entry("A B=x", env).is_err());
+    }
+
+    #[test]
+    fn env_files_skip_comments_and_keep_values_literal() {
+        let text = "# comment\n\n  A=\"quoted\" \nSET\nUNSET\nB=x#y\n";
+        assert_eq!(
+            parse_env_file(text, env).unwrap(),
+            ["A=\"quoted\" ", "SET=from-env", "B=x#y"]
+        );
+        let err = parse_env_file("A=1\nBAD KEY\n", env).unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+
+    #[test]
+    fn exit_codes_keep_the_low_byte() {
+        assert_eq!(low_byte(3), 3);
+        assert_eq!(low_byte(137), 137);
+        assert_eq!(low_byte(256 + 1), 1);
+    }
+}
