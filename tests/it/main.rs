@@ -1,6 +1,8 @@
 //! Integration tests of the real `kiln` binary, one module per feature.
 
+mod builds;
 mod common;
 mod import;
 mod registry;
+mod run;
 mod store;

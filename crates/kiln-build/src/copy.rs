@@ -91,6 +91,9 @@ pub struct CopyItem {
     pub dest: String,
     /// The source entry (kind, host path, mtime); for created parents, synthesized.
     pub source: Entry,
+    /// The entry's path relative to the source tree's root (`app/main.py`); empty for
+    /// created parents. Miss explanations name files by it.
+    pub source_path: String,
     /// Final mode bits.
     pub mode: u32,
     /// Final owner.
@@ -384,7 +387,7 @@ pub fn plan_copy(
         (Some(m), _) => m.apply(e.mode, e.is_dir()),
         (None, _) => e.mode,
     };
-    let mut add = |dest: String, entry: Entry| {
+    let mut add = |dest: String, source_path: String, entry: Entry| {
         let (uid, gid) = owner(&entry);
         let mode = mode_of(&entry);
         plan.items.insert(
@@ -392,6 +395,7 @@ pub fn plan_copy(
             CopyItem {
                 dest,
                 source: entry,
+                source_path,
                 mode,
                 uid,
                 gid,
@@ -416,13 +420,18 @@ pub fn plan_copy(
         };
         if entry.is_dir() {
             if !req.parents || !excludes.excludes("") {
-                add(base_dest.clone(), entry.clone());
+                add(base_dest.clone(), resolved.clone(), entry.clone());
             }
             walk_dir(tree, &resolved, "", &excludes, &mut |rel, e| {
-                add(join_abs(&base_dest, rel), e);
+                let source_path = if resolved.is_empty() {
+                    rel.to_owned()
+                } else {
+                    format!("{resolved}/{rel}")
+                };
+                add(join_abs(&base_dest, rel), source_path, e);
             })?;
         } else if !excludes.excludes(resolved.rsplit('/').next().unwrap_or(&resolved)) {
-            add(base_dest, entry);
+            add(base_dest, resolved, entry);
         }
     }
 
@@ -448,6 +457,7 @@ pub fn plan_copy(
             .or_insert_with(|| CopyItem {
                 dest: parent,
                 source: synthetic_dir(),
+                source_path: String::new(),
                 mode: 0o755,
                 uid: puid,
                 gid: pgid,

@@ -157,7 +157,7 @@ fn hash_file(path: &Path) -> io::Result<Digest> {
 
 /// The digest of exactly what a COPY writes: for each destination path (sorted) its type,
 /// mode, owner, and link target or content digest. Also returns per-file digests keyed by
-/// destination, which explain cache misses (`file app/main.py changed`).
+/// source path, which explain cache misses (`file app/main.py changed`).
 pub fn copy_plan_digest(
     plan: &CopyPlan,
     memo: &HashMemo,
@@ -177,7 +177,7 @@ pub fn copy_plan_digest(
             EntryKind::File => {
                 let d = memo.file_digest(&item.source)?;
                 let bytes = d.to_string().into_bytes();
-                files.push((dest.clone(), d));
+                files.push((item.source_path.clone(), d));
                 (b'f', bytes)
             }
         };

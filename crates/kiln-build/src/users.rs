@@ -85,15 +85,19 @@ pub fn resolve_chown(spec: &str, tree: &dyn SourceTree) -> Result<(u32, u32), Ow
     };
     let gid = match group {
         None => uid,
-        Some(g) => if let Ok(n) = g.parse::<u32>() { n } else {
-            let groups = read_tree_file(tree, "etc/group");
-            lookup(groups.as_deref(), g)
-                .map(|(gid, _)| gid)
-                .ok_or_else(|| OwnerError::NoSuchGroup {
-                    name: g.to_owned(),
-                    spec: spec.to_owned(),
-                })?
-        },
+        Some(g) => {
+            if let Ok(n) = g.parse::<u32>() {
+                n
+            } else {
+                let groups = read_tree_file(tree, "etc/group");
+                lookup(groups.as_deref(), g)
+                    .map(|(gid, _)| gid)
+                    .ok_or_else(|| OwnerError::NoSuchGroup {
+                        name: g.to_owned(),
+                        spec: spec.to_owned(),
+                    })?
+            }
+        }
     };
     Ok((uid, gid))
 }

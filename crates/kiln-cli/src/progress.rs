@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::ValueEnum;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -30,6 +31,8 @@ pub(crate) struct Renderer {
     mode: ProgressMode,
     live: Option<Live>,
     names: Mutex<BTreeMap<usize, String>>,
+    /// The highest `#N` seen: the final "writing image" line is numbered after it.
+    last_step: AtomicUsize,
 }
 
 struct Live {
@@ -56,10 +59,14 @@ impl Renderer {
             mode,
             live,
             names: Mutex::new(BTreeMap::new()),
+            last_step: AtomicUsize::new(0),
         }
     }
 
     pub(crate) fn render(&self, event: &Event) {
+        if let Some(step) = step_of(event) {
+            self.last_step.fetch_max(step, Ordering::SeqCst);
+        }
         match self.mode {
             ProgressMode::Quiet => {}
             ProgressMode::Rawjson => {
@@ -127,7 +134,7 @@ impl Renderer {
                 duration,
             } => format!(
                 "#{} writing image {config_digest} (manifest {manifest_digest}) DONE {:.1}s",
-                names.len() + 1,
+                self.last_step.load(Ordering::SeqCst) + 1,
                 duration.as_secs_f64()
             ),
             _ => return None,
@@ -214,5 +221,44 @@ impl Renderer {
                 bar.finish_and_clear();
             }
         }
+    }
+}
+
+/// The `#N` an event belongs to, if any.
+fn step_of(event: &Event) -> Option<usize> {
+    match event {
+        Event::StepStarted { step, .. }
+        | Event::StepCached { step, .. }
+        | Event::CacheMiss { step, .. }
+        | Event::Log { step, .. }
+        | Event::StepDone { step, .. }
+        | Event::StepFailed { step, .. } => Some(*step),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writing_image_is_numbered_after_the_last_step() {
+        let renderer = Renderer::new(ProgressMode::Plain);
+        for step in 1..=3 {
+            let name = format!("[{step}/3] RUN true");
+            renderer.render(&Event::StepStarted {
+                step,
+                name: name.clone(),
+            });
+            renderer.render(&Event::StepCached { step, name });
+        }
+        let line = renderer
+            .plain_line(&Event::Finished {
+                manifest_digest: "sha256:m".into(),
+                config_digest: "sha256:c".into(),
+                duration: std::time::Duration::from_millis(5),
+            })
+            .unwrap();
+        assert!(line.starts_with("#4 writing image sha256:c"), "{line}");
     }
 }

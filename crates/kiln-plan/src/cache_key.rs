@@ -224,6 +224,9 @@ impl KeyInputs {
 
     /// Records the content digest of an input under a label that reads well in
     /// `cache miss: <label> changed` (`file app/main.py`, `stage builder:/opt/venv`).
+    ///
+    /// A label ending in [`AGGREGATE_INPUT_SUFFIX`] is a digest over inputs that may also be
+    /// listed one by one; [`explain_miss`] names a specific input before it.
     pub fn add_input(&mut self, label: impl Into<String>, digest: Digest) -> &mut Self {
         self.inputs.insert(label.into(), digest);
         self
@@ -351,6 +354,9 @@ impl fmt::Display for MissReason {
     }
 }
 
+/// The label suffix of an aggregate input ([`KeyInputs::add_input`]).
+pub const AGGREGATE_INPUT_SUFFIX: &str = " (all files)";
+
 /// Explains why `current` missed the cache given the last build's record of the same step.
 ///
 /// The most specific cause wins: the step's own instruction, args, inputs and settings come
@@ -388,11 +394,21 @@ pub fn explain_miss(previous: Option<&KeyInputs>, current: &KeyInputs) -> MissRe
             input_changes.push((label.clone(), InputChange::Removed));
         }
     }
-    if let Some((label, change)) = input_changes.first().cloned() {
+    // An aggregate (`COPY context (all files)`) changes whenever one of the files listed
+    // beside it does: name the file, and count only the specific inputs as "others".
+    let (aggregates, specific): (Vec<_>, Vec<_>) = input_changes
+        .into_iter()
+        .partition(|(label, _)| label.ends_with(AGGREGATE_INPUT_SUFFIX));
+    let changes = if specific.is_empty() {
+        aggregates
+    } else {
+        specific
+    };
+    if let Some((label, change)) = changes.first().cloned() {
         return MissReason::InputChanged {
             label,
             change,
-            others: input_changes.len() - 1,
+            others: changes.len() - 1,
         };
     }
     if let Some(name) = first_difference(&previous.settings, &current.settings) {
@@ -431,6 +447,29 @@ mod tests {
             .add_input("file app/main.py", Digest::sha256_of(b"print(1)"))
             .add_input("file app/util.py", Digest::sha256_of(b"x = 1"));
         inputs
+    }
+
+    #[test]
+    fn miss_names_the_file_not_the_aggregate() {
+        let mut old = KeyInputs::new("COPY . /app/", &platform());
+        old.add_input("COPY context (all files)", Digest::sha256_of(b"1"))
+            .add_input("file a.txt", Digest::sha256_of(b"a"))
+            .add_input("file b.txt", Digest::sha256_of(b"b"));
+        let mut new = KeyInputs::new("COPY . /app/", &platform());
+        new.add_input("COPY context (all files)", Digest::sha256_of(b"2"))
+            .add_input("file a.txt", Digest::sha256_of(b"a2"))
+            .add_input("file b.txt", Digest::sha256_of(b"b"));
+        assert_eq!(
+            explain_miss(Some(&old), &new).to_string(),
+            "file a.txt changed"
+        );
+        // Only the aggregate differs (a mode change, say): it is named.
+        let mut meta = old.clone();
+        meta.add_input("COPY context (all files)", Digest::sha256_of(b"3"));
+        assert_eq!(
+            explain_miss(Some(&old), &meta).to_string(),
+            "COPY context (all files) changed"
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ mod step;
 
 pub use args::{BuildArgs, EnvList, PLATFORM_ARGS, is_predefined_arg, is_proxy_arg};
 pub use cache_key::{
-    CACHE_KEY_SCHEMA, CacheKey, CacheKeyBuilder, CacheKeyError, InputChange, KeyInputs, MissReason,
-    explain_miss,
+    AGGREGATE_INPUT_SUFFIX, CACHE_KEY_SCHEMA, CacheKey, CacheKeyBuilder, CacheKeyError,
+    InputChange, KeyInputs, MissReason, explain_miss,
 };
 pub use config_edit::{ConfigEdit, apply_config_edit};
 pub use error::{PlanError, PlanWarning};

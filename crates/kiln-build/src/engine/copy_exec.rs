@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
-use kiln_plan::{CopyAction, KeyInputs, SourceRef, StageId, StageState};
+use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId, StageState};
 
 use super::stage::{Engine, LayerInfo, StageResult};
 use crate::copy::{CopyAttrs, CopyItem, CopyPlan, CopyRequest, plan_copy};
@@ -30,18 +30,21 @@ pub(crate) struct PreparedCopy {
     archives: Vec<(PathBuf, String, (u32, u32))>,
     dest_dirs: BTreeMap<String, Entry>,
     label: String,
+    /// How a copied file is named in miss explanations: `file ` + `app/main.py` for the
+    /// context, `stage builder:/` + `opt/venv/x` otherwise (DESIGN.md §6).
+    file_prefix: String,
 }
 
 impl PreparedCopy {
     pub(crate) fn add_key_inputs(&self, inputs: &mut KeyInputs) {
         inputs.add_input(
-            format!("{} (all files)", self.label),
+            format!("{}{AGGREGATE_INPUT_SUFFIX}", self.label),
             self.aggregate.clone(),
         );
         if self.files.len() <= MAX_LISTED_INPUTS {
             for (path, digest) in &self.files {
                 inputs.add_input(
-                    format!("file {}", path.trim_start_matches('/')),
+                    format!("{}{}", self.file_prefix, path.trim_start_matches('/')),
                     digest.clone(),
                 );
             }
@@ -333,37 +336,37 @@ pub(crate) fn prepare(
             if parent.is_empty() {
                 break;
             }
-            if !plan.items.contains_key(parent) && !dest_dirs.contains_key(parent)
+            if !plan.items.contains_key(parent)
+                && !dest_dirs.contains_key(parent)
                 && let Some(entry) = dest_tree
                     .lookup(&clean_rel(parent))
                     .ok()
                     .flatten()
                     .filter(Entry::is_dir)
-                {
-                    dest_dirs.insert(parent.to_owned(), entry);
-                }
+            {
+                dest_dirs.insert(parent.to_owned(), entry);
+            }
             p = parent;
         }
     }
     for (_, dir, _) in &archive_list {
-        if !dest_dirs.contains_key(dir) && dir != "/"
+        if !dest_dirs.contains_key(dir)
+            && dir != "/"
             && let Some(entry) = dest_tree
                 .lookup(&clean_rel(dir))
                 .ok()
                 .flatten()
                 .filter(Entry::is_dir)
-            {
-                dest_dirs.insert(dir.clone(), entry);
-            }
-    }
-    let label = format!(
-        "{} {}",
-        if copy.is_add { "ADD" } else { "COPY" },
-        match &copy.from {
-            SourceRef::Context => "context".to_owned(),
-            other => format!("{other:?}"),
+        {
+            dest_dirs.insert(dir.clone(), entry);
         }
-    );
+    }
+    let source = source_label(engine, &copy.from);
+    let file_prefix = match &copy.from {
+        SourceRef::Context => "file ".to_owned(),
+        _ => format!("{source}:/"),
+    };
+    let label = format!("{} {source}", if copy.is_add { "ADD" } else { "COPY" });
     Ok(PreparedCopy {
         plan,
         aggregate,
@@ -372,7 +375,22 @@ pub(crate) fn prepare(
         archives: archive_list,
         dest_dirs,
         label,
+        file_prefix,
     })
+}
+
+/// How miss explanations name a COPY source: `context`, `stage builder`, `image alpine:3`.
+fn source_label(engine: &Engine<'_>, from: &SourceRef) -> String {
+    match from {
+        SourceRef::Context => "context".to_owned(),
+        SourceRef::Scratch => "scratch".to_owned(),
+        SourceRef::Stage(id) => match engine.graph.stage(*id).and_then(|s| s.name.clone()) {
+            Some(name) => format!("stage {name}"),
+            None => format!("stage {id}"),
+        },
+        SourceRef::Image(reference) => format!("image {reference}"),
+        SourceRef::NamedContext(name) => format!("build context {name}"),
+    }
 }
 
 fn is_url(source: &str) -> bool {

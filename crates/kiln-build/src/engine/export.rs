@@ -132,8 +132,7 @@ fn write_local(store: &Store, target: &StageResult, dest: &Path) -> Result<(), B
         .flatten_to(temp.path(), &blobs)
         .map_err(|e| other(e.to_string()))?;
     if dest.exists() {
-        let is_empty = fs::read_dir(dest)
-            .is_ok_and(|mut d| d.next().is_none());
+        let is_empty = fs::read_dir(dest).is_ok_and(|mut d| d.next().is_none());
         if !is_empty {
             return Err(other(format!(
                 "type=local destination {} exists and is not empty; choose a new or empty directory",

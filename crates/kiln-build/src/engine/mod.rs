@@ -100,7 +100,7 @@ pub enum BuildError {
         step: String,
         /// The command line.
         command: String,
-        /// `exit code 1`, `killed by signal 9`.
+        /// `exit code: 1` (BuildKit's wording), `killed by signal 9`.
         status: String,
         /// The last lines of its output.
         tail: String,

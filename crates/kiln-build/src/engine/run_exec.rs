@@ -161,7 +161,7 @@ pub(crate) fn run(
         return Err(BuildError::RunFailed {
             step: label.to_owned(),
             command: run.argv.join(" "),
-            status: outcome.status.to_string(),
+            status: buildkit_status(outcome.status),
             tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
         });
     }
@@ -222,8 +222,7 @@ fn provide_mount(
                 .store
                 .cache_mount_dir(&Digest::sha256_of(id.as_bytes()).hex()[..32])
                 .map_err(|e| e.to_string())?;
-            let is_new = fs::read_dir(&dir)
-                .map_or(true, |mut d| d.next().is_none());
+            let is_new = fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
             if is_new {
                 if !matches!(from, SourceRef::Scratch) {
                     let seed = materialize(engine, from, source, deps, platform, extra)?;
@@ -379,4 +378,13 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// BuildKit's wording of a failed process: `exit code: 3` (moby's `ExitError`), so CI logs
+/// that grep for it keep working.
+fn buildkit_status(status: kiln_sandbox::ExitStatus) -> String {
+    match status {
+        kiln_sandbox::ExitStatus::Exited(code) => format!("exit code: {code}"),
+        kiln_sandbox::ExitStatus::Signaled(signal) => format!("killed by signal {signal}"),
+    }
 }

@@ -112,25 +112,30 @@ impl<'a> Engine<'a> {
             )));
         }
         // The last build of this (context, Dockerfile, target) explains cache misses.
-        let history_record = format!(
-            "last-{}",
-            Digest::sha256_of(
-                format!(
-                    "{}\0{}\0{}",
-                    context_root.display(),
-                    dockerfile_name,
-                    builder.target.as_deref().unwrap_or("")
-                )
-                .as_bytes()
+        // The store names cache records by hex only, so the record's name is a digest
+        // (domain-separated from step keys, which are digests of a different encoding).
+        let history_record = Digest::sha256_of(
+            format!(
+                "kiln build history v1\0{}\0{}\0{}",
+                context_root.display(),
+                dockerfile_name,
+                builder.target.as_deref().unwrap_or("")
             )
-            .hex()
-        );
-        let previous = store
-            .get_cache_record(&history_record)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
+            .as_bytes(),
+        )
+        .hex()
+        .to_owned();
+        let previous = match store.get_cache_record(&history_record) {
+            Ok(Some(value)) => serde_json::from_value(value).unwrap_or_else(|e| {
+                tracing::warn!("ignoring the unreadable build history {history_record}: {e}");
+                BTreeMap::new()
+            }),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!("could not read the build history for cache-miss explanations: {e}");
+                BTreeMap::new()
+            }
+        };
         let started = match builder.source_date_epoch {
             Some(epoch) => kiln_oci::rfc3339_utc(epoch),
             None => now_rfc3339(),
@@ -181,9 +186,10 @@ impl<'a> Engine<'a> {
         let mut merged = self.previous.clone();
         merged.extend(current.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Ok(value) = serde_json::to_value(&merged)
-            && let Err(e) = self.store.put_cache_record(&self.history_record, &value) {
-                tracing::warn!("could not save build history for cache-miss explanations: {e}");
-            }
+            && let Err(e) = self.store.put_cache_record(&self.history_record, &value)
+        {
+            tracing::warn!("could not save build history for cache-miss explanations: {e}");
+        }
     }
 
     /// The tree a `--from` (or bind mount `from=`) refers to.
@@ -270,9 +276,10 @@ impl<'a> Engine<'a> {
         let record: CacheRecord = serde_json::from_value(value).ok()?;
         // A hit needs every referenced blob.
         if let Some(layer) = &record.layer
-            && !self.store.has_blob(&layer.blob) {
-                return None;
-            }
+            && !self.store.has_blob(&layer.blob)
+        {
+            return None;
+        }
         Some(record)
     }
 
@@ -500,15 +507,13 @@ impl<'a> Engine<'a> {
         // Gather the content digests of the step's inputs.
         let prepared = match &step.action {
             Action::Copy(copy) => {
-                let prepared =
-                    super::copy_exec::prepare(self, copy, layers, deps, platform, state)
-                        .map_err(fail)?;
+                let prepared = super::copy_exec::prepare(self, copy, layers, deps, platform, state)
+                    .map_err(fail)?;
                 prepared.add_key_inputs(inputs);
                 Some(prepared)
             }
             Action::Run(run) => {
-                super::run_exec::add_key_inputs(self, run, deps, platform, inputs)
-                    .map_err(fail)?;
+                super::run_exec::add_key_inputs(self, run, deps, platform, inputs).map_err(fail)?;
                 None
             }
             _ => None,
@@ -579,9 +584,10 @@ impl<'a> Engine<'a> {
             created: created.clone(),
         };
         if let Ok(value) = serde_json::to_value(&record)
-            && let Err(e) = self.store.put_cache_record(&key.to_hex(), &value) {
-                tracing::warn!("could not write the cache record of {label}: {e}");
-            }
+            && let Err(e) = self.store.put_cache_record(&key.to_hex(), &value)
+        {
+            tracing::warn!("could not write the cache record of {label}: {e}");
+        }
         self.current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
