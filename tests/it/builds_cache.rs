@@ -1,0 +1,229 @@
+//! `kiln build` scheduling and caching: `--target` pruning, parallel stages, warm rebuilds
+//! that print CACHED on every step, and cache misses that name the file that changed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::builds::{require_root, store_with_busybox};
+use crate::common::{kiln_in, run_fails, run_ok};
+
+/// Runs `kiln build --progress plain` of `context` (with its Dockerfile); returns stderr.
+fn build(store: &Path, context: &Path, extra: &[&str]) -> String {
+    let out = kiln_in(store)
+        .args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg(context)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "kiln build failed:\n{stderr}");
+    stderr
+}
+
+/// The `#N NAME` header lines of a plain progress log (one per step).
+fn step_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.starts_with('#') && l.contains(" [") && !l.contains(" cache miss: "))
+        .collect()
+}
+
+/// The miss reason printed for the step whose header contains `name`, if it missed.
+fn miss_reason<'a>(log: &'a str, name: &str) -> Option<&'a str> {
+    let header = log
+        .lines()
+        .find(|l| l.contains(name) && !l.ends_with(" CACHED"))?;
+    let number = header.split_whitespace().next()?;
+    log.lines()
+        .find_map(|l| l.strip_prefix(&format!("{number} cache miss: ")))
+}
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+#[test]
+fn target_prunes_a_failing_unrelated_stage_root() {
+    if !require_root("target_prunes_a_failing_unrelated_stage_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS broken\n\
+         RUN echo broken-stage-ran && exit 1\n\
+         FROM busybox AS base\n\
+         RUN echo base > /base\n\
+         FROM base AS wanted\n\
+         RUN cat /base > /wanted\n\
+         FROM busybox\n\
+         COPY --from=broken / /\n",
+    );
+    let log = build(&store, &ctx, &["--target", "wanted"]);
+    assert!(!log.contains("broken"), "the broken stage ran:\n{log}");
+    assert!(
+        log.contains("[wanted 1/1] RUN cat /base > /wanted"),
+        "{log}"
+    );
+    // Without --target the last stage needs `broken`, which fails the build with exit 1.
+    let out = run_fails(
+        kiln_in(&store)
+            .args(["build", "--progress", "plain"])
+            .arg(&ctx),
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken-stage-ran"), "{stderr}");
+    assert!(stderr.contains("exit code: 1"), "{stderr}");
+}
+
+#[test]
+fn independent_stages_run_in_parallel_root() {
+    if !require_root("independent_stages_run_in_parallel_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS a\n\
+         RUN sleep 2 && echo a > /a\n\
+         FROM busybox AS b\n\
+         RUN sleep 2 && echo b > /b\n\
+         FROM busybox\n\
+         COPY --from=a /a /a\n\
+         COPY --from=b /b /b\n",
+    );
+    let started = Instant::now();
+    build(&store, &ctx, &["--jobs", "2"]);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(3500),
+        "two independent `sleep 2` stages took {elapsed:?}: they did not run in parallel"
+    );
+}
+
+#[test]
+fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
+    if !require_root("warm_rebuild_is_cached_and_misses_name_the_changed_file_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "app/main.txt", "main v1\n");
+    write(&ctx, "app/util.txt", "util v1\n");
+    write(&ctx, "other.txt", "other\n");
+    write(&ctx, "notes.log", "ignored\n");
+    write(&ctx, ".dockerignore", "*.log\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS one\n\
+         COPY app/main.txt /main.txt\n\
+         RUN cat /main.txt > /one\n\
+         FROM busybox AS two\n\
+         COPY other.txt /other.txt\n\
+         RUN cat /other.txt > /two\n\
+         FROM busybox\n\
+         ENV K=V\n\
+         COPY --from=two /two /two\n\
+         COPY --from=one /one /one\n\
+         COPY . /ctx/\n\
+         RUN ls /ctx > /listing\n",
+    );
+    let cold = build(&store, &ctx, &[]);
+    let steps = step_lines(&cold).len();
+    assert_eq!(steps, 11, "{cold}");
+    // The final line is numbered after the last step (it used to say #1).
+    assert!(
+        cold.contains(&format!("#{} writing image sha256:", steps + 1)),
+        "{cold}"
+    );
+
+    // A warm rebuild: every step CACHED.
+    let warm = build(&store, &ctx, &[]);
+    let lines = step_lines(&warm);
+    assert_eq!(lines.len(), steps, "{warm}");
+    for line in &lines {
+        assert!(line.ends_with(" CACHED"), "not cached: {line}\n{warm}");
+    }
+    assert!(!warm.contains("cache miss"), "{warm}");
+
+    // A .dockerignore'd file never invalidates anything.
+    write(&ctx, "notes.log", "changed, but ignored\n");
+    write(&ctx, "more.log", "new, but ignored\n");
+    let ignored = build(&store, &ctx, &[]);
+    assert!(!ignored.contains("cache miss"), "{ignored}");
+
+    // One changed file invalidates exactly the steps that depend on it, with the reason.
+    write(&ctx, "app/main.txt", "main v2\n");
+    let changed = build(&store, &ctx, &[]);
+    assert_eq!(
+        miss_reason(&changed, "[one 2/3] COPY app/main.txt /main.txt"),
+        Some("file app/main.txt changed"),
+        "{changed}"
+    );
+    assert_eq!(
+        miss_reason(&changed, "[one 3/3] RUN"),
+        Some("parent changed"),
+        "{changed}"
+    );
+    assert_eq!(
+        miss_reason(&changed, "COPY --from=one /one /one"),
+        Some("stage one:/one changed"),
+        "{changed}"
+    );
+    // The step's own inputs outrank `parent changed`: COPY . copies app/main.txt too.
+    assert_eq!(
+        miss_reason(&changed, "COPY . /ctx/"),
+        Some("file app/main.txt changed"),
+        "{changed}"
+    );
+    assert_eq!(
+        miss_reason(&changed, "RUN ls /ctx"),
+        Some("parent changed"),
+        "{changed}"
+    );
+    for unaffected in [
+        "[one 1/3] FROM",
+        "[two 2/3] COPY other.txt",
+        "[two 3/3] RUN",
+        "COPY --from=two /two /two",
+    ] {
+        assert_eq!(
+            miss_reason(&changed, unaffected),
+            None,
+            "{unaffected} should be cached:\n{changed}"
+        );
+    }
+    let misses = changed.matches("cache miss: ").count();
+    assert_eq!(misses, 5, "{changed}");
+
+    // A change seen only by the last COPY: the file is named there.
+    write(&ctx, "app/util.txt", "util v2\n");
+    let util = build(&store, &ctx, &[]);
+    assert_eq!(
+        miss_reason(&util, "COPY . /ctx/"),
+        Some("file app/util.txt changed"),
+        "{util}"
+    );
+    assert_eq!(util.matches("cache miss: ").count(), 2, "{util}");
+
+    // A build arg nothing in the stage consumes changes nothing; one RUN sees does.
+    let args = build(&store, &ctx, &["--build-arg", "UNUSED=1"]);
+    assert!(!args.contains("cache miss"), "{args}");
+    let _ = run_ok(kiln_in(&store).args(["inspect", "busybox"]));
+}
