@@ -435,5 +435,11 @@ fn history_lists_entries_newest_first_with_layer_sizes() {
         };
         assert_eq!(sizes(&again), sizes(&json_lines));
     }
+    // The image ID (or a 12+ digit prefix) names the image too, as in docker.
+    let by_id = run_ok(kiln_in(&fx.store).args(["history", short_id]));
+    assert_eq!(by_id.lines().count(), table.lines().count(), "{by_id}");
+    if is_root() {
+        assert_eq!(run_ok(fx.run().args([id, "echo", "by-id"])), "by-id\n");
+    }
     run_fails(kiln_in(&fx.store).args(["history", "not-here:1"]), 1);
 }

@@ -14,7 +14,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use kiln_oci::{ChainId, Digest, ImageRef, WHITEOUT_PREFIX};
 use kiln_store::Store;
@@ -63,10 +63,12 @@ struct Row {
 
 /// Runs `kiln history`.
 pub(crate) fn run(args: &HistoryArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let name =
-        ImageRef::parse(&args.image).with_context(|| format!("image name `{}`", args.image))?;
+    let name = &args.image;
     let store = crate::root::open_store(root)?;
-    let digest = store.require_ref(&name)?;
+    let Some(digest) = crate::run::find_local_image(&store, name)? else {
+        let reference = ImageRef::parse(name).with_context(|| format!("image name `{name}`"))?;
+        bail!("no such image: {reference} is not in the local store");
+    };
     let image = store.resolve_image(&digest, None)?;
     let config = image.config.value();
     let layers = &image.manifest.value().layers;

@@ -199,18 +199,57 @@ fn parse_env_file(
 
 /// The image `text` names, from the local store, pulled (and named) first when missing.
 fn open_image(text: &str, root: Option<&Path>) -> anyhow::Result<(Store, ResolvedImage)> {
-    let reference = ImageRef::parse(text).with_context(|| format!("image name `{text}`"))?;
     let store = crate::root::open_store(root)?;
-    let digest = if let Some(digest) = store.resolve_ref(&reference)? {
+    let digest = if let Some(digest) = find_local_image(&store, text)? {
         digest
     } else {
+        let reference = ImageRef::parse(text).with_context(|| format!("image name `{text}`"))?;
         eprintln!("Unable to find image '{reference}' locally");
         pull(&store, &reference)?
     };
     let image = store
         .resolve_image(&digest, None)
-        .with_context(|| format!("reading image {reference}"))?;
+        .with_context(|| format!("reading image {text}"))?;
     Ok((store, image))
+}
+
+/// The manifest (or index) digest of a local image named `text`, or whose image ID (config
+/// digest) starts with `text` (`sha256:` optional, at least 12 hex digits), as docker looks
+/// images up: the name first, then the ID.
+pub(crate) fn find_local_image(store: &Store, text: &str) -> anyhow::Result<Option<Digest>> {
+    /// The shortest ID prefix accepted (docker's short ID).
+    const MIN_ID_PREFIX: usize = 12;
+    if let Ok(reference) = ImageRef::parse(text)
+        && let Some(digest) = store.resolve_ref(&reference)?
+    {
+        return Ok(Some(digest));
+    }
+    let prefix = text.strip_prefix("sha256:").unwrap_or(text);
+    let is_id = (MIN_ID_PREFIX..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !is_id {
+        return Ok(None);
+    }
+    let mut found: Option<(Digest, Digest)> = None;
+    for entry in store.list_refs()? {
+        let Ok(image) = store.resolve_image(&entry.digest, None) else {
+            continue;
+        };
+        let id = image.config.digest();
+        if !id.hex().starts_with(prefix) {
+            continue;
+        }
+        match &found {
+            Some((other, _)) if other != id => {
+                bail!("image ID prefix `{text}` is ambiguous: it matches {other} and {id}")
+            }
+            Some(_) => {}
+            None => found = Some((id.clone(), entry.digest)),
+        }
+    }
+    Ok(found.map(|(_, digest)| digest))
 }
 
 /// Pulls `reference` for this host like `kiln pull`, names it, returns its digest.
