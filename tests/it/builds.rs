@@ -52,9 +52,19 @@ pub(crate) fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
             .args(["-t", "busybox:latest"])
             .args(["--change", r#"CMD ["sh"]"#])
             .args(["--change", &format!("ENV {BASE_PATH}")])
-            .args(["--change", "LABEL base=busybox"]),
+            .args(["--change", "LABEL base=busybox"])
+            .arg("-o")
+            .arg(format!(
+                "type=oci,dest={},tar=false",
+                busybox_layout(dir).display()
+            )),
     );
     Some(store)
+}
+
+/// The OCI layout of the busybox base written by [`store_with_busybox`] (tag `latest`).
+pub(crate) fn busybox_layout(dir: &Path) -> PathBuf {
+    dir.join("busybox-oci")
 }
 
 /// Root-only: prints SKIPPED and returns false otherwise.
