@@ -27,3 +27,10 @@ pub use tree::{
     ContextFilter, ContextTree, Entry, EntryKind, IncludeAll, LayeredTree, SourceTree, clean_rel,
 };
 pub use users::{Chmod, OwnerError, parse_chmod, resolve_chown};
+
+/// Runs the RUN sandbox helper when this process was started as one, returning its exit
+/// code; `None` otherwise. Executables that build with [`Builder`] (the default helper is
+/// the current executable) call it first thing in `main`, before starting threads.
+pub fn run_sandbox_helper_if_requested() -> Option<std::process::ExitCode> {
+    kiln_sandbox::run_helper_if_requested()
+}
