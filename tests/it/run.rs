@@ -6,6 +6,7 @@
 //! Everything but `history_*` needs root (the CI runs as root); those tests print SKIPPED
 //! otherwise.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -333,16 +334,31 @@ fn run_as_root_sigterm_and_sigint_cancel_cleanly() {
         return;
     };
     let mounts = mount_count();
-    for (signal, code, marker) in [("-TERM", 143, "4245"), ("-INT", 130, "4246")] {
+    // (signal, expected exit code, sleep marker, whether the whole process group gets it as
+    // from a terminal's Ctrl-C, which also reaches kiln's sandbox helper).
+    for (signal, code, marker, is_group) in [
+        ("-TERM", 143, "4245", false),
+        ("-INT", 130, "4246", false),
+        ("-INT", 130, "4247", true),
+    ] {
         let mut child = fx
             .run()
             .args([&fx.image, "sleep", marker])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .unwrap();
         wait_for_process(&["sleep", marker]);
-        send_signal(child.id(), signal);
+        if is_group {
+            let status = Command::new("kill")
+                .args([signal, "--", &format!("-{}", child.id())])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        } else {
+            send_signal(child.id(), signal);
+        }
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(code), "{signal}: {status}");
         let started = Instant::now();

@@ -97,11 +97,13 @@ pub(crate) fn run(args: &RunArgs, root: Option<&Path>) -> ExitCode {
     if let Some(err) = output.error {
         eprintln!("warning: cannot forward the command's output: {err}");
     }
+    let signal = caught.load(Ordering::SeqCst);
     match result {
         Ok(outcome) => exit_code(outcome.status.code()),
-        Err(RunImageError::Sandbox(SandboxError::Cancelled { .. })) => {
-            exit_code(SIGNAL_EXIT_BASE + caught.load(Ordering::SeqCst))
-        }
+        // A terminal's Ctrl-C also reaches the sandbox helper (same process group), which may
+        // die before the cancellation is seen: any failure after a signal is the signal's (the
+        // token is only cancelled by a signal).
+        Err(_) if signal != 0 => exit_code(SIGNAL_EXIT_BASE + signal),
         Err(err @ RunImageError::Sandbox(SandboxError::TimedOut { .. })) => {
             eprintln!("error: {err}");
             ExitCode::from(EXIT_TIMED_OUT)
@@ -116,7 +118,6 @@ pub(crate) fn run(args: &RunArgs, root: Option<&Path>) -> ExitCode {
 
 /// The container the flags describe (environment resolved from kiln's own).
 fn container_of(args: &RunArgs) -> anyhow::Result<ContainerRun> {
-    let _ = args.rm;
     let lookup = |key: &str| std::env::var(key).ok();
     let mut container = ContainerRun::new().cmd(args.command.iter().cloned());
     for file in &args.env_files {
