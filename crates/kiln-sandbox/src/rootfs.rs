@@ -110,9 +110,10 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
             None => {}
         }
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Ensured::IsSymlink = self.ensure(parent, true, 0o755)? {
-                return Ok(Ensured::IsSymlink);
-            }
+            && let Ensured::IsSymlink = self.ensure(parent, true, 0o755)?
+        {
+            return Ok(Ensured::IsSymlink);
+        }
         if is_dir {
             self.op(&Op::Mkdir { path, mode })?;
         } else {

@@ -395,30 +395,32 @@ impl Parser<'_> {
                 _ => {}
             }
             is_first = false;
-            if self.rest.len() > 2 && self.rest.starts_with("[:")
-                && let Some(end) = self.rest[2..].find(":]") {
-                    let body = &self.rest[2..2 + end];
-                    let (name, is_negated) = match body.strip_prefix('^') {
-                        Some(name) => (name, true),
-                        None => (body, false),
-                    };
-                    let Some(named) = NamedClass::from_posix_name(name) else {
-                        return Err(format!("invalid character class range `[:{body}:]`"));
-                    };
-                    class.named.push((named, is_negated));
-                    self.rest = &self.rest[end + 4..];
-                    continue;
-                }
+            if self.rest.len() > 2
+                && self.rest.starts_with("[:")
+                && let Some(end) = self.rest[2..].find(":]")
+            {
+                let body = &self.rest[2..2 + end];
+                let (name, is_negated) = match body.strip_prefix('^') {
+                    Some(name) => (name, true),
+                    None => (body, false),
+                };
+                let Some(named) = NamedClass::from_posix_name(name) else {
+                    return Err(format!("invalid character class range `[:{body}:]`"));
+                };
+                class.named.push((named, is_negated));
+                self.rest = &self.rest[end + 4..];
+                continue;
+            }
             if let Some(escaped) = self.rest.strip_prefix('\\')
                 && let Some(perl) = escaped
                     .chars()
                     .next()
                     .and_then(NamedClass::from_perl_escape)
-                {
-                    self.rest = &escaped[1..];
-                    class.named.push(perl);
-                    continue;
-                }
+            {
+                self.rest = &escaped[1..];
+                class.named.push(perl);
+                continue;
+            }
             let lo = self.class_char()?;
             let mut hi = lo;
             let mut lookahead = self.rest.chars();
@@ -526,9 +528,10 @@ impl Regex {
     /// Conservative: may say yes when nothing matches, never no when something does.
     pub(crate) fn may_match_with_prefix(&self, prefix: &str) -> bool {
         if let Some(anchored) = &self.anchored_prefix
-            && !(prefix.starts_with(anchored.as_str()) || anchored.starts_with(prefix)) {
-                return false;
-            }
+            && !(prefix.starts_with(anchored.as_str()) || anchored.starts_with(prefix))
+        {
+            return false;
+        }
         self.search(prefix, false)
     }
 
@@ -561,9 +564,10 @@ impl Regex {
             let context = context_at(position + 1);
             for &index in &current.dense {
                 if let Inst::Char(test, target) = &self.insts[index]
-                    && test.matches(ch) {
-                        self.add(&mut next, *target, &context, &mut stack);
-                    }
+                    && test.matches(ch)
+                {
+                    self.add(&mut next, *target, &context, &mut stack);
+                }
             }
             std::mem::swap(&mut current, &mut next);
         }
