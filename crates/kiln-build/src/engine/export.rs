@@ -71,9 +71,15 @@ pub(crate) fn export(
     for name in &names {
         let reference = ImageRef::parse(name)
             .map_err(|e| other(format!("invalid image name `{name}`: {e}")))?;
-        store
-            .set_ref(&reference, image.manifest_digest())
+        // Re-tagging the same image is a no-op: skip the atomic write and its fsyncs.
+        let current = store
+            .resolve_ref(&reference)
             .map_err(|e| other(e.to_string()))?;
+        if current.as_ref() != Some(image.manifest_digest()) {
+            store
+                .set_ref(&reference, image.manifest_digest())
+                .map_err(|e| other(e.to_string()))?;
+        }
         refs.push(reference);
     }
     let export_image = names

@@ -185,6 +185,10 @@ impl<'a> Engine<'a> {
         }
         let mut merged = self.previous.clone();
         merged.extend(current.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // A no-op rebuild has nothing new to say: skip the write (and its two fsyncs).
+        if merged == self.previous {
+            return;
+        }
         if let Ok(value) = serde_json::to_value(&merged)
             && let Err(e) = self.store.put_cache_record(&self.history_record, &value)
         {
