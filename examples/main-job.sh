@@ -64,10 +64,12 @@ step "kiln history hello-multistage:latest"
 kiln history hello-multistage:latest
 
 step "sizes: multi-stage runtime vs the builder stage"
+printf '%-28s %6s %14s %14s\n' IMAGE LAYERS UNCOMPRESSED COMPRESSED
 for name in hello-multistage:latest hello-multistage:builder; do
   layers=$(kiln inspect "$name" | jq '.Manifest.layers | length')
-  bytes=$(kiln inspect "$name" | jq '[.Manifest.layers[].size] | add')
-  printf '%-28s %2s layers %10s bytes compressed\n' "$name" "$layers" "$bytes"
+  compressed=$(kiln inspect "$name" | jq '[.Manifest.layers[].size] | add')
+  uncompressed=$(kiln history -H=false --format json "$name" | jq -s 'map(.Size | tonumber) | add')
+  printf '%-28s %6s %14s %14s\n' "$name" "$layers" "$uncompressed" "$compressed"
 done
 
 echo
