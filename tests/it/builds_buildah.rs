@@ -18,8 +18,8 @@
 //! - Per-case differences where buildah departs from BuildKit are listed in [`KNOWN`] with
 //!   the BuildKit behaviour kiln follows; cases buildah cannot build at all
 //!   (`COPY --from=BUILDER` matching `AS Builder`: buildah's stage lookup is case-sensitive,
-//!   BuildKit's is not; heredoc COPY sources: buildah 1.28 predates them) are marked
-//!   `"buildah": false` in their `expect.json`.
+//!   BuildKit's is not; heredoc COPY sources and `${VAR%%pattern}`: buildah 1.28 predates
+//!   them) are marked `"buildah": false` in their `expect.json`.
 
 /// Known differences: (case, start of the difference, why kiln is right).
 const KNOWN: &[(&str, &str, &str)] = &[

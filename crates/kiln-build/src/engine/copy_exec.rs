@@ -238,6 +238,13 @@ pub(crate) fn prepare(
         Some(spec) => Some(parse_chmod(spec)?),
         None => None,
     };
+    // BuildKit resolves the destination inside the stage's root (`fs.RootPath`): a symlink
+    // on the way (`/var/run -> /run`, `/link -> /real`) is followed, never replaced by a
+    // directory in the layer.
+    let resolved_dest = resolve_dest(&dest_tree, &copy.dest).map_err(|e| {
+        format!("resolving the destination {} in the stage: {e}", copy.dest)
+    })?;
+    let copy_dest = &resolved_dest;
     let (tree, keep_owners) = engine.source_tree(&copy.from, deps, platform)?;
     let dest_is_dir = |p: &str| {
         dest_tree
@@ -272,7 +279,7 @@ pub(crate) fn prepare(
     }
     let request = CopyRequest {
         sources: &plain_sources,
-        dest: &copy.dest,
+        dest: copy_dest,
         parents: copy.parents,
         exclude: &copy.exclude,
         attrs: CopyAttrs {
@@ -288,7 +295,7 @@ pub(crate) fn prepare(
     };
     let (mut aggregate, mut files) =
         copy_plan_digest(&plan, engine.memo).map_err(|e| format!("hashing COPY sources: {e}"))?;
-    let dest_dir = copy.dest.trim_end_matches('/');
+    let dest_dir = copy_dest.trim_end_matches('/');
     let dest_dir = if dest_dir.is_empty() { "/" } else { dest_dir };
     let mut archive_list = Vec::new();
     for (entry, source) in archives {
@@ -309,7 +316,7 @@ pub(crate) fn prepare(
         .inline_sources
         .iter()
         .map(|f| {
-            let dest = if copy.dest.ends_with('/')
+            let dest = if copy_dest.ends_with('/')
                 || copy.inline_sources.len() > 1
                 || dest_is_dir(dest_dir)
             {
@@ -377,6 +384,41 @@ pub(crate) fn prepare(
         label,
         file_prefix,
     })
+}
+
+/// `dest` (absolute, trailing `/` kept) with the symlinks of its existing components
+/// resolved inside `tree`; components past the first missing one are kept as written.
+fn resolve_dest(tree: &dyn SourceTree, dest: &str) -> io::Result<String> {
+    let has_slash = dest.ends_with('/');
+    let mut current = String::new();
+    let mut components = clean_rel(dest)
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+        .into_iter();
+    for component in components.by_ref() {
+        let candidate = if current.is_empty() {
+            component.clone()
+        } else {
+            format!("{current}/{component}")
+        };
+        match tree.resolve(&candidate)? {
+            Some((resolved, _)) => current = clean_rel(&resolved),
+            None => {
+                current = candidate;
+                break;
+            }
+        }
+    }
+    for component in components {
+        current = format!("{current}/{component}");
+    }
+    let mut out = format!("/{current}");
+    if has_slash && out != "/" {
+        out.push('/');
+    }
+    Ok(out)
 }
 
 /// How miss explanations name a COPY source: `context`, `stage builder`, `image alpine:3`.
