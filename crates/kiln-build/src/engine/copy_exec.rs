@@ -403,12 +403,11 @@ fn resolve_dest(tree: &dyn SourceTree, dest: &str) -> io::Result<String> {
         } else {
             format!("{current}/{component}")
         };
-        match tree.resolve(&candidate)? {
-            Some((resolved, _)) => current = clean_rel(&resolved),
-            None => {
-                current = candidate;
-                break;
-            }
+        if let Some((resolved, _)) = tree.resolve(&candidate)? {
+            current = clean_rel(&resolved);
+        } else {
+            current = candidate;
+            break;
         }
     }
     for component in components {
