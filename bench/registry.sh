@@ -103,8 +103,8 @@ measure() { # name, command...
 
 for rep in $(seq "$reps"); do
     for tool in kiln skopeo; do
-        port=$((port_base + rep * 2 + (tool == skopeo)))
-        [[ $tool == skopeo ]] && port=$((port + 1000))
+        port=$((port_base + rep * 2))
+        [[ $tool == skopeo ]] && port=$((port + 1))
         rm -rf "$work/regdata"
         start_registry "$work/regdata" "$port"
         ref="127.0.0.1:$port/bench/big:1"
