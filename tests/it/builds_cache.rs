@@ -266,3 +266,44 @@ fn same_inputs_give_the_same_digest_across_stores_and_jobs_root() {
     }
     assert_eq!(digests[0], digests[1], "SOURCE_DATE_EPOCH builds differ");
 }
+
+#[test]
+fn onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root() {
+    if !require_root("onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let parent = tmp.path().join("parent");
+    write(
+        &parent,
+        "Dockerfile",
+        "FROM busybox\nONBUILD RUN echo triggered > /triggered\n",
+    );
+    build(&store, &parent, &["-t", "with-onbuild:1"]);
+    let child = tmp.path().join("child");
+    write(
+        &child,
+        "Dockerfile",
+        "FROM with-onbuild:1\nRUN cat /triggered > /seen\n",
+    );
+    let out = tmp.path().join("rootfs");
+    let log = build(
+        &store,
+        &child,
+        &["-o", &format!("type=local,dest={}", out.display())],
+    );
+    // One FROM, one trigger, one RUN: every label says /3 (the FROM used to say 1/2).
+    assert!(log.contains("[1/3] FROM with-onbuild:1"), "{log}");
+    assert!(
+        log.contains("[2/3] ONBUILD RUN echo triggered > /triggered"),
+        "{log}"
+    );
+    assert!(log.contains("[3/3] RUN cat /triggered > /seen"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).unwrap(),
+        "triggered\n"
+    );
+}

@@ -111,11 +111,18 @@ impl PlannedStage {
     /// The progress label of the stage's `FROM` (`[builder 1/7] FROM python:3.12`), when the
     /// base is an image or named context (a stage or scratch base shows no `FROM` step).
     pub fn from_progress(&self) -> Option<String> {
+        self.from_progress_with_triggers(0)
+    }
+
+    /// [`Self::from_progress`] once the base image is known to carry `image_triggers`
+    /// `ONBUILD` triggers: they run as steps of this stage, so the total counts them (as
+    /// [`crate::StageState`]'s labels do).
+    pub fn from_progress_with_triggers(&self, image_triggers: usize) -> Option<String> {
         match self.base {
             BaseSource::Image(_) | BaseSource::NamedContext(_) => Some(progress_label(
                 &self.progress_name,
                 1,
-                self.step_total,
+                self.step_total + image_triggers,
                 &format!("FROM {}", self.base_name),
             )),
             BaseSource::Scratch | BaseSource::Stage(_) => None,

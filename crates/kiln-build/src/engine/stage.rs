@@ -334,9 +334,22 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        let label = from_label
+        let mut label = from_label
             .clone()
             .unwrap_or_else(|| format!("FROM {}", planned.base_name));
+        // A base image already in the store is resolved before its step is announced, so
+        // the `[i/n]` total can count the image's ONBUILD triggers like the later steps do.
+        // (A pulled image is announced first; its total is known only after the pull.)
+        if let BaseSource::Image(reference) = &planned.base
+            && !self.builder.pull
+            && self.store.resolve_ref(reference).ok().flatten().is_some()
+            && let Ok(image) = self.resolver.image(reference, &planned.platform, self)
+            && !image.config.config.on_build.is_empty()
+            && let Some(with_triggers) =
+                planned.from_progress_with_triggers(image.config.config.on_build.len())
+        {
+            label = with_triggers;
+        }
         let (base_image, base_layers, mut parent_key, base_digest): (
             Option<BaseImage>,
             Vec<LayerInfo>,
