@@ -307,3 +307,88 @@ fn onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root() {
         "triggered\n"
     );
 }
+
+#[test]
+fn copy_from_a_stage_is_keyed_by_the_copied_subtree_only_root() {
+    if !require_root("copy_from_a_stage_is_keyed_by_the_copied_subtree_only_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "app.txt", "app\n");
+    write(&ctx, "README.md", "v1\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS builder\n\
+         COPY . /src/\n\
+         RUN mkdir /out && cp /src/app.txt /out/app.txt && cat /src/README.md > /notes\n\
+         FROM busybox\n\
+         COPY --from=builder /out /app\n\
+         RUN ls /app > /listing\n",
+    );
+    build(&store, &ctx, &[]);
+    // README.md reaches the builder but not /out: the builder re-runs, the runtime stage
+    // stays cached (DESIGN.md §6).
+    write(&ctx, "README.md", "v2\n");
+    let log = build(&store, &ctx, &[]);
+    assert_eq!(
+        miss_reason(&log, "[builder 2/3] COPY . /src/"),
+        Some("file README.md changed"),
+        "{log}"
+    );
+    assert_eq!(
+        miss_reason(&log, "[builder 3/3] RUN"),
+        Some("parent changed"),
+        "{log}"
+    );
+    assert_eq!(
+        miss_reason(&log, "COPY --from=builder /out /app"),
+        None,
+        "{log}"
+    );
+    assert_eq!(miss_reason(&log, "RUN ls /app"), None, "{log}");
+    // app.txt reaches /out: the runtime COPY misses and names the file in the stage.
+    write(&ctx, "app.txt", "app v2\n");
+    let log = build(&store, &ctx, &[]);
+    assert_eq!(
+        miss_reason(&log, "COPY --from=builder /out /app"),
+        Some("stage builder:/out/app.txt changed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn dockerfile_specific_dockerignore_wins_root() {
+    if !require_root("dockerfile_specific_dockerignore_wins_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "a.txt", "a\n");
+    write(&ctx, "b.txt", "b\n");
+    write(&ctx, ".dockerignore", "a.txt\n");
+    write(&ctx, "build/app.Dockerfile", "FROM busybox\nCOPY . /ctx/\n");
+    // BuildKit: <Dockerfile>.dockerignore next to the Dockerfile replaces .dockerignore.
+    write(&ctx, "build/app.Dockerfile.dockerignore", "b.txt\nbuild\n");
+    let out = tmp.path().join("rootfs");
+    build(
+        &store,
+        &ctx,
+        &[
+            "-f",
+            ctx.join("build/app.Dockerfile").to_str().unwrap(),
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    assert!(out.join("ctx/a.txt").is_file());
+    assert!(!out.join("ctx/b.txt").exists());
+    assert!(!out.join("ctx/build").exists());
+}
