@@ -237,12 +237,23 @@ pub(crate) struct Built {
 
 /// Builds `case` into `work/<case>/` with the store `store`.
 pub(crate) fn build_case(store: &Path, case: &Case, work: &Path) -> Built {
+    build_case_with_env(store, case, work, &[])
+}
+
+/// [`build_case`] with extra environment variables for kiln.
+pub(crate) fn build_case_with_env(
+    store: &Path,
+    case: &Case,
+    work: &Path,
+    env: &[(&str, &str)],
+) -> Built {
     let out_dir = work.join(&case.name);
     std::fs::create_dir_all(&out_dir).unwrap();
     let layout = out_dir.join("layout");
     let local = out_dir.join("local");
     let use_umoci = has_tool("umoci");
     let mut cmd = kiln_in(store);
+    cmd.envs(env.iter().copied());
     cmd.args(["build", "--progress", "plain", "-t"])
         .arg(format!("corpus-{}:latest", case.name))
         .arg("-f")
@@ -406,6 +417,27 @@ fn corpus_builds_match_expectations_root() {
     if !require_root("corpus_builds_match_expectations_root") {
         return;
     }
+    run_corpus(&[], |_| true);
+}
+
+/// The RUN cases again with the sandbox's copy-based rootfs (what kiln uses where
+/// overlayfs is unavailable): its metadata differ must produce the same layers.
+#[test]
+fn corpus_runs_match_expectations_in_copy_fallback_mode_root() {
+    if !require_root("corpus_runs_match_expectations_in_copy_fallback_mode_root") {
+        return;
+    }
+    run_corpus(&[("KILN_SANDBOX_FORCE_COPY", "1")], |case| {
+        std::fs::read_to_string(case.dir.join("Dockerfile"))
+            .unwrap()
+            .lines()
+            .any(|l| l.trim_start().starts_with("RUN"))
+    });
+}
+
+/// Builds the selected cases (all, or `KILN_CORPUS_CASE=name`) with `env` and asserts
+/// their expectations.
+fn run_corpus(env: &[(&str, &str)], select: impl Fn(&Case) -> bool) {
     let tmp = tempfile::tempdir().unwrap();
     let Some(store) = store_with_busybox(tmp.path()) else {
         return;
@@ -414,11 +446,11 @@ fn corpus_builds_match_expectations_root() {
     let only = std::env::var("KILN_CORPUS_CASE").ok();
     let selected: Vec<&Case> = cases
         .iter()
-        .filter(|c| only.as_deref().is_none_or(|o| o == c.name))
+        .filter(|c| only.as_deref().is_none_or(|o| o == c.name) && select(c))
         .collect();
     let work = tmp.path().join("work");
     let reports = parallel(&selected, |case| {
-        let built = build_case(&store, case, &work);
+        let built = build_case_with_env(&store, case, &work, env);
         let problems = check_case(case, &built);
         (case.name.clone(), problems, built.stderr)
     });
