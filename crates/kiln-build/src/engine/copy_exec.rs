@@ -241,9 +241,8 @@ pub(crate) fn prepare(
     // BuildKit resolves the destination inside the stage's root (`fs.RootPath`): a symlink
     // on the way (`/var/run -> /run`, `/link -> /real`) is followed, never replaced by a
     // directory in the layer.
-    let resolved_dest = resolve_dest(&dest_tree, &copy.dest).map_err(|e| {
-        format!("resolving the destination {} in the stage: {e}", copy.dest)
-    })?;
+    let resolved_dest = resolve_dest(&dest_tree, &copy.dest)
+        .map_err(|e| format!("resolving the destination {} in the stage: {e}", copy.dest))?;
     let copy_dest = &resolved_dest;
     let (tree, keep_owners) = engine.source_tree(&copy.from, deps, platform)?;
     let dest_is_dir = |p: &str| {
