@@ -172,6 +172,14 @@ pub fn clean_rel(path: &str) -> String {
 pub trait ContextFilter: Send + Sync {
     /// Whether `path` (relative, slash-separated) is excluded.
     fn is_excluded(&self, path: &str) -> bool;
+
+    /// Whether the excluded directory `dir` may hold entries a `!` pattern re-includes
+    /// (`build` then `!build/keep.txt`): the tree then still shows the directory as far as
+    /// it leads to included entries (moby's walker descends into it).
+    fn may_reinclude_below(&self, dir: &str) -> bool {
+        let _ = dir;
+        false
+    }
 }
 
 /// No filter: everything is included.
@@ -218,31 +226,47 @@ impl<F: ContextFilter> ContextTree<F> {
     }
 }
 
+impl<F: ContextFilter> ContextTree<F> {
+    /// Whether `rel` is in the filtered context: not excluded, or an excluded directory on
+    /// the way to a re-included entry.
+    fn is_visible(&self, rel: &str, is_dir: bool) -> io::Result<bool> {
+        if rel.is_empty() || !self.filter.is_excluded(rel) {
+            return Ok(true);
+        }
+        if !is_dir || !self.filter.may_reinclude_below(rel) {
+            return Ok(false);
+        }
+        Ok(!self.read_dir(rel)?.is_empty())
+    }
+}
+
 impl<F: ContextFilter> SourceTree for ContextTree<F> {
     fn lookup(&self, path: &str) -> io::Result<Option<Entry>> {
         let path = clean_rel(path);
-        if !path.is_empty() && self.filter.is_excluded(&path) {
+        let host = self.root.join(&path);
+        let meta = match fs::symlink_metadata(&host) {
+            Ok(meta) => meta,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !self.is_visible(&path, meta.is_dir())? {
             return Ok(None);
         }
-        let host = self.root.join(&path);
-        match fs::symlink_metadata(&host) {
-            Ok(meta) => Entry::from_metadata(host, &meta).map(Some),
-            Err(e) if is_absent(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Entry::from_metadata(host, &meta).map(Some)
     }
 
     fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
         let path = clean_rel(path);
         let mut names = Vec::new();
         for item in fs::read_dir(self.root.join(&path))? {
-            let name = item?.file_name().to_string_lossy().into_owned();
+            let item = item?;
+            let name = item.file_name().to_string_lossy().into_owned();
             let rel = if path.is_empty() {
                 name.clone()
             } else {
                 format!("{path}/{name}")
             };
-            if !self.filter.is_excluded(&rel) {
+            if self.is_visible(&rel, item.file_type()?.is_dir())? {
                 names.push(name);
             }
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kiln_dockerfile::{PatternMatcher, read_ignore_file};
+use kiln_dockerfile::{DirDecision, PatternMatcher, read_ignore_file};
 use kiln_oci::{Compression, Digest, Platform};
 use kiln_plan::{PlanOptions, StageId};
 use kiln_store::Store;
@@ -500,11 +500,26 @@ impl ContextFilter for IgnoreFilter {
             .as_ref()
             .is_some_and(|m| m.matches_or_parent_matches(path).unwrap_or(false))
     }
+
+    fn may_reinclude_below(&self, dir: &str) -> bool {
+        self.matcher.as_ref().is_some_and(|m| {
+            matches!(
+                m.exclusion_state(dir),
+                Ok(DirDecision::Excluded {
+                    may_reinclude_children: true
+                })
+            )
+        })
+    }
 }
 
 impl ContextFilter for Arc<IgnoreFilter> {
     fn is_excluded(&self, path: &str) -> bool {
         (**self).is_excluded(path)
+    }
+
+    fn may_reinclude_below(&self, dir: &str) -> bool {
+        (**self).may_reinclude_below(dir)
     }
 }
 
