@@ -243,9 +243,19 @@ fn provide_mount(
                 is_readonly: *read_only,
             })
         }
-        RunMount::Tmpfs { target, .. } => Some(ExtraMount::Tmpfs {
-            target: PathBuf::from(target),
-        }),
+        RunMount::Tmpfs { target, size } => {
+            if let Some(size) = size {
+                // Not silently: the sandbox mounts tmpfs with the kernel's default limit.
+                engine.events.emit(Event::Warning {
+                    message: format!(
+                        "--mount=type=tmpfs,target={target},size={size}: kiln does not limit tmpfs sizes yet; the mount uses the kernel default (half of RAM)"
+                    ),
+                });
+            }
+            Some(ExtraMount::Tmpfs {
+                target: PathBuf::from(target),
+            })
+        }
         RunMount::Secret {
             id,
             target,
