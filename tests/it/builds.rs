@@ -15,8 +15,9 @@
 //!   "buildah": true                          // also in the buildah differential
 //! }
 //! ```
-//! The image is exported with `-o type=oci,dest=DIR,tar=false`, its config read from the
-//! layout and its filesystem unpacked by `umoci` (kiln's `type=local` when umoci is missing).
+//! The image is exported with `-o type=oci,dest=DIR,tar=false`, validated by
+//! `oci-image-tool` when installed, its config read from the layout and its filesystem
+//! unpacked by `umoci` (kiln's `type=local` when umoci is missing).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
@@ -312,6 +313,20 @@ fn check_case(case: &Case, built: &Built) -> Vec<String> {
     if built.code != Some(0) {
         problems.push(format!("build failed ({:?})", built.code));
         return problems;
+    }
+    if has_tool("oci-image-tool") {
+        let out = Command::new("oci-image-tool")
+            .args(["validate", "--type", "image", "--ref", "name=latest"])
+            .arg(&built.layout)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            problems.push(format!(
+                "oci-image-tool rejects the layout: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
     let config = layout_config(&built.layout);
     for (field, want) in expect["config"].as_object().into_iter().flatten() {
