@@ -1,0 +1,1 @@
+"""A tiny FastAPI service: the application of kiln's python-fastapi example."""
