@@ -324,10 +324,15 @@ pub fn plan_copy(
     req: &CopyRequest<'_>,
     dest_is_dir: &dyn Fn(&str) -> bool,
 ) -> Result<CopyPlan, CopyError> {
-    let mut matches: Vec<(String, String, Entry)> = Vec::new(); // (as written, resolved, entry)
+    // (cleaned path as matched, resolved, entry, `--parents` pivot prefix)
+    let mut matches: Vec<(String, String, Entry, Option<String>)> = Vec::new();
     let mut any_wildcard = false;
     for source in req.sources {
         let cleaned = clean_rel(source);
+        // Cleaning drops a `/./` pivot, so it is taken from the source as written.
+        let pivot = source
+            .split_once("/./")
+            .map(|(before, _)| clean_rel(before));
         if has_wildcard(&cleaned) {
             any_wildcard = true;
             let found = expand_wildcard(tree, &cleaned)?;
@@ -345,7 +350,7 @@ pub fn plan_copy(
                         source_path: path.clone(),
                         tree: tree.describe(),
                     })?;
-                matches.push((path.clone(), path, entry));
+                matches.push((path.clone(), path, entry, pivot.clone()));
             }
         } else {
             let (resolved, entry) = tree
@@ -355,7 +360,7 @@ pub fn plan_copy(
                     source_path: source.clone(),
                     tree: tree.describe(),
                 })?;
-            matches.push((cleaned, resolved, entry));
+            matches.push((cleaned, resolved, entry, pivot));
         }
     }
 
@@ -404,11 +409,10 @@ pub fn plan_copy(
         );
     };
 
-    for (written, resolved, entry) in matches {
+    for (written, resolved, entry, pivot) in matches {
         let base_dest = if req.parents {
-            // --parents keeps the source path (from the first wildcard-free prefix, like
-            // BuildKit's `--parents` without a `./` pivot).
-            let rel = pivot_rel(&written);
+            // --parents keeps the source path, or its part after a `/./` pivot.
+            let rel = pivot_rel(&written, pivot.as_deref());
             join_abs(&dest, &rel)
         } else if entry.is_dir() {
             dest.clone()
@@ -467,12 +471,18 @@ pub fn plan_copy(
     Ok(plan)
 }
 
-/// The part of a `--parents` source that is kept: everything after a `/./` pivot if any,
-/// else the whole cleaned path.
-fn pivot_rel(written: &str) -> String {
-    written
-        .split_once("/./")
-        .map_or_else(|| clean_rel(written), |(_, after)| clean_rel(after))
+/// The part of a `--parents` match that is kept: what follows the pivot prefix (the cleaned
+/// source before its `/./`, BuildKit's pivot) if any, else the whole cleaned path.
+fn pivot_rel(matched: &str, pivot: Option<&str>) -> String {
+    let matched = clean_rel(matched);
+    match pivot {
+        Some("") => matched,
+        Some(prefix) => matched
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map_or_else(|| matched.clone(), str::to_owned),
+        None => matched,
+    }
 }
 
 fn synthetic_dir() -> Entry {
