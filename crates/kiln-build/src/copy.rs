@@ -476,12 +476,11 @@ pub fn plan_copy(
 fn pivot_rel(matched: &str, pivot: Option<&str>) -> String {
     let matched = clean_rel(matched);
     match pivot {
-        Some("") => matched,
-        Some(prefix) => matched
+        Some(prefix) if !prefix.is_empty() => matched
             .strip_prefix(prefix)
             .and_then(|rest| rest.strip_prefix('/'))
             .map_or_else(|| matched.clone(), str::to_owned),
-        None => matched,
+        _ => matched,
     }
 }
 
