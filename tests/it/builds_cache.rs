@@ -2,6 +2,7 @@
 //! that print CACHED on every step, and cache misses that name the file that changed.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::builds::{require_root, store_with_busybox};
@@ -391,4 +392,64 @@ fn dockerfile_specific_dockerignore_wins_root() {
     assert!(out.join("ctx/a.txt").is_file());
     assert!(!out.join("ctx/b.txt").exists());
     assert!(!out.join("ctx/build").exists());
+}
+
+#[test]
+fn sigint_cancels_a_running_build_and_cleans_up_root() {
+    use std::io::{BufRead as _, BufReader};
+    if !require_root("sigint_cancels_a_running_build_and_cleans_up_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nRUN echo started && sleep 30 && echo done > /done\n",
+    );
+    let out_tar = tmp.path().join("out.tar");
+    let started = Instant::now();
+    let mut child = kiln_in(&store)
+        .args(["build", "--progress", "plain", "-o"])
+        .arg(format!("type=oci,dest={}", out_tar.display()))
+        .arg(&ctx)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    // Wait until the RUN is running (its first output line), then interrupt.
+    while !log.contains(" started") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "kiln exited early:\n{log}"
+        );
+        log.push_str(&line);
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    log.push_str(&rest);
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("error: build cancelled"), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the RUN was not stopped"
+    );
+    assert!(!out_tar.exists(), "a cancelled build wrote its output");
+    let leftovers: Vec<_> = std::fs::read_dir(store.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("run-") || n.starts_with("copy-"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }
