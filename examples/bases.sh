@@ -130,8 +130,18 @@ debian_rootfs() {
     echo "$tarball"
     return 0
   fi
-  command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
   mkdir -p "$CACHE"
+  # One bootstrap at a time per image (tests run bases.sh concurrently): wait for the lock,
+  # then look again — another process may have made the tarball meanwhile.
+  local lock_fd
+  exec {lock_fd}>"$CACHE/$name.lock"
+  flock "$lock_fd"
+  if [ -s "$tarball" ]; then
+    exec {lock_fd}>&-
+    echo "$tarball"
+    return 0
+  fi
+  command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
   # merged-usr via debootstrap's symlinks (the hook), not the usrmerge package (pulls perl).
   local args=(--variant=minbase --format=tar --skip=output/dev
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --aptopt='Acquire::Retries "3"')
@@ -139,6 +149,8 @@ debian_rootfs() {
   for opt in "${SLIM_DPKG_OPTS[@]}"; do args+=(--dpkgopt="$opt"); done
   [ -z "$includes" ] || args+=(--include="$includes")
   # The apt configuration of the official images: no cached .debs, no translations.
+  # The hooks are shell snippets mmdebstrap runs with the root as $1: single quotes on purpose.
+  # shellcheck disable=SC2016
   args+=(--customize-hook='printf "%s\n" "DPkg::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };" "APT::Update::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };" "Dir::Cache::pkgcache \"\";" "Dir::Cache::srcpkgcache \"\";" > "$1/etc/apt/apt.conf.d/docker-clean"'
     --customize-hook='echo "Acquire::Languages \"none\";" > "$1/etc/apt/apt.conf.d/docker-no-languages"'
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/apt/* "$1"/var/log/dpkg.log "$1"/etc/machine-id "$1"/etc/hostname "$1"/etc/resolv.conf'
@@ -156,6 +168,7 @@ debian_rootfs() {
     die "mmdebstrap failed (full log: $log)"
   fi
   mv "$tarball.tmp" "$tarball"
+  exec {lock_fd}>&-
   echo "$tarball"
 }
 

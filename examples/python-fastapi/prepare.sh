@@ -19,6 +19,9 @@ else
 fi
 
 mkdir -p wheelhouse
+# Several builds (or tests) may prepare at once: one download at a time.
+exec {lock_fd}>.prepare.lock
+flock "$lock_fd"
 "${pip[@]}" download --quiet --disable-pip-version-check \
   -d wheelhouse -r requirements-dev.txt \
   --only-binary=:all: --implementation cp --python-version "$PYTHON_VERSION" --abi "$abi" \

@@ -4,6 +4,7 @@ mod builds;
 mod builds_buildah;
 mod builds_cache;
 mod common;
+mod examples;
 mod import;
 mod registry;
 mod run;
