@@ -292,6 +292,29 @@ pub(crate) fn prepare(
     } else {
         plan_copy(tree.as_ref(), &request, &dest_is_dir).map_err(|e| e.to_string())?
     };
+    // BuildKit (fsutil copyDirectory): a directory is never merged onto a file or a symlink
+    // of the destination stage below the (resolved) destination; the copy fails.
+    for item in plan.items.values() {
+        if item.source.kind != EntryKind::Dir {
+            continue;
+        }
+        let existing = dest_tree
+            .lookup(&clean_rel(&item.dest))
+            .map_err(|e| format!("reading {} in the stage: {e}", item.dest))?;
+        if let Some(entry) = existing
+            && !entry.is_dir()
+        {
+            return Err(format!(
+                "cannot copy to non-directory: {} is a {} in the stage; remove it first or copy to another path",
+                item.dest,
+                if matches!(entry.kind, EntryKind::Symlink(_)) {
+                    "symlink"
+                } else {
+                    "file"
+                }
+            ));
+        }
+    }
     let (mut aggregate, mut files) =
         copy_plan_digest(&plan, engine.memo).map_err(|e| format!("hashing COPY sources: {e}"))?;
     let dest_dir = copy_dest.trim_end_matches('/');
