@@ -294,16 +294,22 @@ pub(crate) fn prepare(
     };
     // BuildKit (fsutil copyDirectory): a directory is never merged onto a file or a symlink
     // of the destination stage below the (resolved) destination; the copy fails.
+    // Nor is a file put where the stage has a directory (fsutil ensureEmptyFileTarget).
     for item in plan.items.values() {
-        if item.source.kind != EntryKind::Dir {
-            continue;
-        }
         let existing = dest_tree
             .lookup(&clean_rel(&item.dest))
             .map_err(|e| format!("reading {} in the stage: {e}", item.dest))?;
-        if let Some(entry) = existing
-            && !entry.is_dir()
-        {
+        let Some(entry) = existing else { continue };
+        if item.source.kind != EntryKind::Dir {
+            if entry.is_dir() {
+                return Err(format!(
+                    "cannot replace to directory {} with file; remove the directory first or copy to another path",
+                    item.dest
+                ));
+            }
+            continue;
+        }
+        if !entry.is_dir() {
             return Err(format!(
                 "cannot copy to non-directory: {} is a {} in the stage; remove it first or copy to another path",
                 item.dest,
