@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Tutorial build benchmark (issue 9): kiln vs `buildah bud --layers` (and `--layers --jobs 4`)
+# on the examples and two synthetic cases, cold / warm / edit, same machine, same run.
+#
+#   cases      python-fastapi (default target = production), python-fastapi --target test,
+#              static-binary, many-files (20,000 small files + ~90 MB of blobs; a RUN edits
+#              2,000 files, deletes 1,000, chmods 1,000 and grows a 24 MB file), parallel
+#              (4 independent stages, each `sleep 2` + CPU work, joined by a final stage)
+#   phases     cold: empty build cache, the bases already present (kiln: a fresh store with
+#              examples/bases.sh's images imported; buildah: a fresh storage with the same
+#              images pulled from the OCI archives kiln exported); warm: the same build again,
+#              nothing changed; edit: one context file changed, then the build
+#   statistic  median (min–max) over REPS repetitions, seconds of wall time
+#
+# Usage: bench/tutorials.sh [WORKDIR]      (default: a temp dir, removed at the end)
+# Env:   REPS (default 3), CASES (default: all, space-separated), TOOLS (default:
+#        "kiln kiln-j4 buildah buildah-j4"; kiln-j4 = `--jobs 4`, only measured on the parallel
+#        case since kiln's default is one job per core and the other cases have no parallel
+#        stages), KILN (default: target/release/kiln), BUILDAH_DRIVER
+#        (overlay or vfs; default overlay, falling back to vfs), BUILDAH_ISOLATION (default
+#        chroot). Needs root, buildah, mmdebstrap (via bases.sh), jq, pip (prepare.sh) and the
+#        Debian mirror (static-binary's apt-get). Progress goes to stderr, the table to stdout.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+REPS=${REPS:-3}
+CASES=${CASES:-"fastapi fastapi-test static-binary many-files parallel"}
+TOOLS=${TOOLS:-"kiln kiln-j4 buildah buildah-j4"}
+KILN=${KILN:-$repo/target/release/kiln}
+export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
+[ -x "$KILN" ] || { echo "tutorials.sh: no kiln at $KILN (cargo build --release)" >&2; exit 1; }
+KILN=$(cd "$(dirname "$KILN")" && pwd)/$(basename "$KILN")
+export KILN
+for tool in buildah jq; do
+  command -v "$tool" >/dev/null || { echo "tutorials.sh: needs $tool" >&2; exit 1; }
+done
+
+work=${1:-}
+if [ -z "$work" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+log() { echo "tutorials.sh: $*" >&2; }
+
+# ---- bases: made once, exported as OCI archives for buildah ------------------------------
+bases_store=$work/bases-store
+KILN_ROOT=$bases_store bash "$repo/examples/bases.sh" busybox debian python >&2
+bash "$repo/examples/python-fastapi/prepare.sh" >&2
+mkdir -p "$work/bases" "$work/empty"
+declare -A base_archive=(
+  [docker.io/library/busybox:latest]=$work/bases/busybox.tar
+  [docker.io/library/debian:bookworm-slim]=$work/bases/debian.tar
+  [docker.io/library/python:3.11-slim]=$work/bases/python.tar
+)
+for ref in "${!base_archive[@]}"; do
+  [ -s "${base_archive[$ref]}" ] && continue
+  printf 'FROM %s\n' "$ref" | KILN_ROOT=$bases_store "$KILN" build -q -f - \
+    -o "type=oci,dest=${base_archive[$ref]}" "$work/empty" >/dev/null
+done
+
+# ---- contexts ------------------------------------------------------------------------------
+ctx=$work/contexts
+rm -rf "$ctx"
+mkdir -p "$ctx"
+cp -a "$repo/examples/python-fastapi" "$ctx/fastapi"
+rm -rf "$ctx/fastapi/.prepare.lock"
+cp -a "$repo/examples/static-binary" "$ctx/static-binary"
+
+log "generating the many-files context (20,000 files + ~90 MB)"
+python3 - "$ctx/many-files" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(9)
+for d in range(200):
+    dd = os.path.join(root, "small", f"d{d:03}")
+    os.makedirs(dd)
+    for f in range(100):
+        with open(os.path.join(dd, f"f{f:03}.txt"), "w") as fh:
+            fh.write(f"file {d}/{f}\n" + "x" * rng.randint(64, 2048) + "\n")
+os.makedirs(os.path.join(root, "blobs"))
+for i, mb in enumerate([24, 24, 24, 9, 9]):
+    with open(os.path.join(root, "blobs", f"blob{i}.bin"), "wb") as fh:
+        fh.write(rng.randbytes(mb * 1_000_000))
+PY
+cat >"$ctx/many-files/Dockerfile" <<'EOF'
+FROM debian:bookworm-slim
+COPY . /data/
+RUN cd /data/small \
+    && find d00* d01* -type f -exec sh -c 'for f; do echo edited >> "$f"; done' sh {} + \
+    && find d02* -type f -delete \
+    && find d03* -type f -exec chmod 600 {} + \
+    && head -c 8000000 /dev/urandom >> /data/blobs/blob0.bin \
+    && find /data -type f | wc -l
+EOF
+
+mkdir -p "$ctx/parallel"
+echo "input 0" >"$ctx/parallel/input.txt"
+{
+  for s in a b c d; do
+    printf 'FROM busybox:latest AS %s\n' "$s"
+    printf 'RUN sleep 2 && head -c 150000000 /dev/zero | sha256sum > /%s && md5sum /bin/busybox >> /%s\n\n' "$s" "$s"
+  done
+  printf 'FROM busybox:latest\n'
+  for s in a b c d; do printf 'COPY --from=%s /%s /%s\n' "$s" "$s" "$s"; done
+  printf 'COPY input.txt /\n'
+} >"$ctx/parallel/Dockerfile"
+
+# case_args CASE: the context and extra build flags; case_edit CASE: the file an edit changes.
+case_context() {
+  case $1 in
+    fastapi | fastapi-test) echo "$ctx/fastapi" ;;
+    *) echo "$ctx/$1" ;;
+  esac
+}
+case_flags() {
+  case $1 in
+    fastapi-test) echo "--target test" ;;
+    *) echo "" ;;
+  esac
+}
+case_edit_file() {
+  case $1 in
+    fastapi | fastapi-test) echo "$ctx/fastapi/app/main.py" ;;
+    static-binary) echo "$ctx/static-binary/hello.c" ;;
+    many-files) echo "$ctx/many-files/small/d150/f050.txt" ;;
+    parallel) echo "$ctx/parallel/input.txt" ;;
+  esac
+}
+
+# ---- tools ---------------------------------------------------------------------------------
+BUILDAH_DRIVER=${BUILDAH_DRIVER:-overlay}
+buildah_root=$work/buildah
+buildah_cmd() {
+  buildah --root "$buildah_root/root" --runroot "$buildah_root/run" \
+    --storage-driver "$BUILDAH_DRIVER" "$@"
+}
+buildah_fresh() {
+  if [ -d "$buildah_root" ]; then
+    buildah_cmd rm --all >/dev/null 2>&1 || true
+    # overlay leaves mounts behind only on crashes; unmount whatever is left, then delete.
+    { grep -o " $buildah_root/[^ ]*" /proc/mounts || true; } | sort -r |
+      while read -r m; do umount -l "$m" || true; done
+    rm -rf "$buildah_root"
+  fi
+  local ref id
+  for ref in "${!base_archive[@]}"; do
+    id=$(buildah_cmd pull -q "oci-archive:${base_archive[$ref]}" | tail -n1)
+    buildah_cmd tag "$id" "$ref"
+  done
+}
+# Probe the driver once: overlay needs a kernel and filesystem that allow it here.
+if ! (buildah_fresh >/dev/null 2>&1); then
+  log "buildah storage driver $BUILDAH_DRIVER does not work here; using vfs"
+  BUILDAH_DRIVER=vfs
+fi
+
+kiln_store=$work/kiln-store
+kiln_fresh() {
+  rm -rf "$kiln_store"
+  KILN_ROOT=$kiln_store bash "$repo/examples/bases.sh" busybox debian python >/dev/null 2>&1
+}
+
+# build TOOL CASE: one build; prints its wall time in seconds, its output to $work/last.log.
+build() {
+  local tool=$1 case=$2 context flags start end
+  context=$(case_context "$case")
+  read -r -a flags <<<"$(case_flags "$case")"
+  start=$(date +%s.%N)
+  case $tool in
+    kiln) KILN_ROOT=$kiln_store "$KILN" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+    kiln-j4) KILN_ROOT=$kiln_store "$KILN" build --progress plain --jobs 4 ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+    buildah) buildah_cmd bud --layers --pull-never ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+    buildah-j4) buildah_cmd bud --layers --jobs 4 --pull-never ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+  esac >"$work/last.log" 2>&1 || {
+    log "$tool $case failed:"
+    tail -n 20 "$work/last.log" >&2
+    exit 1
+  }
+  end=$(date +%s.%N)
+  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }'
+}
+
+fresh() {
+  case $1 in
+    kiln | kiln-j4) kiln_fresh ;;
+    buildah | buildah-j4) buildah_fresh >/dev/null ;;
+  esac
+}
+
+# ---- measure -------------------------------------------------------------------------------
+results=$work/results.tsv
+: >"$results"
+edit_counter=0
+for case in $CASES; do
+  for rep in $(seq 1 "$REPS"); do
+    for tool in $TOOLS; do
+      [ "$tool" != kiln-j4 ] || [ "$case" = parallel ] || continue
+      fresh "$tool"
+      # Every rep starts from the same context content (the edits of the last rep undone).
+      # The original is kept outside the context, so it is not part of what is built.
+      edit_file=$(case_edit_file "$case")
+      orig=$work/orig/${edit_file//\//_}
+      if [ -f "$orig" ]; then
+        cp -p "$orig" "$edit_file"
+      else
+        mkdir -p "$work/orig"
+        cp -p "$edit_file" "$orig"
+      fi
+      cold=$(build "$tool" "$case")
+      warm=$(build "$tool" "$case")
+      edit_counter=$((edit_counter + 1))
+      case $edit_file in
+        *.py) echo "# edit $edit_counter" >>"$edit_file" ;;
+        *.c) echo "/* edit $edit_counter */" >>"$edit_file" ;;
+        *) echo "edit $edit_counter" >>"$edit_file" ;;
+      esac
+      edit=$(build "$tool" "$case")
+      cp -p "$orig" "$edit_file"
+      printf '%s\t%s\t%s\t%s\t%s\n' "$case" "$tool" "$cold" "$warm" "$edit" >>"$results"
+      log "$case rep $rep $tool: cold ${cold}s warm ${warm}s edit ${edit}s"
+    done
+  done
+done
+
+# ---- table ---------------------------------------------------------------------------------
+stat() { # stat CASE TOOL COLUMN -> "median (min–max)"
+  awk -F'\t' -v c="$1" -v t="$2" -v k="$3" '$1 == c && $2 == t { print $k }' "$results" | sort -g |
+    awk '{ v[NR] = $1 } END {
+      if (NR == 0) { print "–"; exit }
+      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "%.2f (%.2f–%.2f)", m, v[1], v[NR] }'
+}
+median() {
+  awk -F'\t' -v c="$1" -v t="$2" -v k="$3" '$1 == c && $2 == t { print $k }' "$results" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+echo
+echo "$(nproc) cores, REPS=$REPS, kiln $("$KILN" --version | cut -d' ' -f2) ($(basename "$(dirname "$KILN")")), $(buildah --version | cut -d' ' -f1-3) (--storage-driver $BUILDAH_DRIVER, isolation $BUILDAH_ISOLATION); seconds, median (min–max)"
+echo
+header="| case | phase |"
+rule="|---|---|"
+for tool in $TOOLS; do header+=" $tool |"; rule+="---|"; done
+for tool in $TOOLS; do
+  case $tool in kiln | kiln-j4) ;; *) header+=" $tool/kiln |"; rule+="---:|" ;; esac
+done
+echo "$header"
+echo "$rule"
+for case in $CASES; do
+  for phase in cold warm edit; do
+    case $phase in
+      cold) col=3 ;;
+      warm) col=4 ;;
+      *) col=5 ;;
+    esac
+    line="| $case | $phase |"
+    for tool in $TOOLS; do line+=" $(stat "$case" "$tool" "$col") |"; done
+    k=$(median "$case" kiln "$col")
+    for tool in $TOOLS; do
+      case $tool in kiln | kiln-j4) continue ;; esac
+      o=$(median "$case" "$tool" "$col")
+      line+=" $(awk -v o="$o" -v k="$k" 'BEGIN { if (k > 0 && o != "") printf "%.1f×", o / k; else print "–" }') |"
+    done
+    echo "$line"
+  done
+done
