@@ -16,12 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{busybox_binary, has_tool, is_root, kiln_in, run_fails, run_ok};
 
-#[path = "../../crates/kiln-registry/tests/support/registry.rs"]
-#[expect(
-    dead_code,
-    reason = "the fixture has helpers only kiln-registry's tests use"
-)]
-mod fixture;
+use crate::registry::fixture;
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")

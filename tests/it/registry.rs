@@ -13,7 +13,7 @@ use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
     dead_code,
     reason = "the fixture has helpers only kiln-registry's tests use"
 )]
-mod fixture;
+pub(crate) mod fixture;
 
 use fixture::{Registry, tools_available};
 
