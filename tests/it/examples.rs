@@ -342,8 +342,15 @@ fn python_fastapi_production_image() {
     }
     let out = server.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kiln run exited with {}:\n{log}", out.status);
-    assert!(log.contains("Uvicorn running on http://127.0.0.1:"), "{log}");
+    assert!(
+        out.status.success(),
+        "kiln run exited with {}:\n{log}",
+        out.status
+    );
+    assert!(
+        log.contains("Uvicorn running on http://127.0.0.1:"),
+        "{log}"
+    );
 }
 
 #[test]
