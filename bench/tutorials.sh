@@ -238,7 +238,7 @@ median() {
 }
 
 echo
-echo "$(nproc) cores, REPS=$REPS, kiln $("$KILN" --version | cut -d' ' -f2) ($(basename "$(dirname "$KILN")")), $(buildah --version | cut -d' ' -f1-3) (--storage-driver $BUILDAH_DRIVER, isolation $BUILDAH_ISOLATION); seconds, median (min–max)"
+echo "$(nproc) cores, REPS=$REPS, kiln $("$KILN" --version | cut -d' ' -f2) ($KILN), $(buildah --version | cut -d' ' -f1-3) (--storage-driver $BUILDAH_DRIVER, isolation $BUILDAH_ISOLATION); seconds, median (min–max)"
 echo
 header="| case | phase |"
 rule="|---|---|"
