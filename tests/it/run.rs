@@ -18,7 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A store holding one busybox image.
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     rootfs: PathBuf,
     store: PathBuf,
     image: String,
@@ -82,17 +82,26 @@ fn fixture(name: &str, changes: &[&str], needs_root: bool) -> Option<Fixture> {
     }
     run_ok(&mut import);
     Some(Fixture {
-        _dir: dir,
+        dir,
         rootfs,
         store,
         image: name.to_owned(),
     })
 }
 
-fn mount_count() -> usize {
+/// The host's mounts at or below the fixture's directory, where a leaked sandbox mount would
+/// be. (Tests running at the same time may mount elsewhere — buildah, mmdebstrap — so the
+/// whole table is not compared.)
+fn mount_count(fx: &Fixture) -> usize {
+    let dir = fx.dir.path().to_string_lossy().into_owned();
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|point| point.starts_with(&dir))
+        })
         .count()
 }
 
@@ -277,7 +286,7 @@ fn run_as_root_exit_codes_and_failures_leave_nothing_behind() {
     let Some(fx) = fixture("fail:1", &[], true) else {
         return;
     };
-    let mounts = mount_count();
+    let mounts = mount_count(&fx);
     run_fails(fx.run().args([&fx.image, "sh", "-c", "exit 3"]), 3);
     // A process killed by a signal: 128 + 9, through the shell and as the command itself.
     run_fails(
@@ -324,7 +333,7 @@ fn run_as_root_exit_codes_and_failures_leave_nothing_behind() {
     assert!(started.elapsed() < DEADLINE);
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
     assert!(pids_with_argv(&["sleep", "4244"]).is_empty());
-    assert_eq!(mount_count(), mounts, "mounts leaked into the host");
+    assert_eq!(mount_count(&fx), mounts, "mounts leaked into the host");
     assert_eq!(fx.leftovers(), Vec::<String>::new());
 }
 
@@ -333,7 +342,7 @@ fn run_as_root_sigterm_and_sigint_cancel_cleanly() {
     let Some(fx) = fixture("cancel:1", &[], true) else {
         return;
     };
-    let mounts = mount_count();
+    let mounts = mount_count(&fx);
     // (signal, expected exit code, sleep marker, whether the whole process group gets it as
     // from a terminal's Ctrl-C, which also reaches kiln's sandbox helper).
     for (signal, code, marker, is_group) in [
@@ -370,7 +379,7 @@ fn run_as_root_sigterm_and_sigint_cancel_cleanly() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    assert_eq!(mount_count(), mounts, "mounts leaked into the host");
+    assert_eq!(mount_count(&fx), mounts, "mounts leaked into the host");
     assert_eq!(fx.leftovers(), Vec::<String>::new());
 }
 

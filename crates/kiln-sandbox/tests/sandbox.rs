@@ -55,7 +55,7 @@ fn busybox_rootfs(dir: &Path) {
 }
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     lower: PathBuf,
     upper: PathBuf,
     work: PathBuf,
@@ -71,7 +71,7 @@ fn fixture() -> Fixture {
     }
     busybox_rootfs(&lower);
     Fixture {
-        _tmp: tmp,
+        tmp,
         lower,
         upper,
         work,
@@ -126,8 +126,21 @@ fn run_on(
     (result, out)
 }
 
-fn mountinfo() -> String {
-    fs_err::read_to_string("/proc/self/mountinfo").unwrap()
+/// The host's mounts at or below the fixture's directory: where a leaked sandbox mount would
+/// be. (Other tests running at the same time may mount elsewhere — buildah, mmdebstrap —
+/// so the whole table is not compared.)
+fn mountinfo(fx: &Fixture) -> Vec<String> {
+    let dir = fx.tmp.path().to_string_lossy().into_owned();
+    fs_err::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|point| point.starts_with(&dir))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Relative path → (kind, mode, uid, content) for every entry under `root`.
@@ -167,7 +180,7 @@ fn tree(root: &Path) -> BTreeMap<String, (char, u32, u32, String)> {
 fn identity_and_isolation_needs_root() {
     require_root!();
     let fx = fixture();
-    let before = mountinfo();
+    let before = mountinfo(&fx);
     let (result, out) = run(&spec(
         &fx,
         "id -u; echo pid=$$; hostname; ls /work/main 2>&1 || echo hidden; echo x > /written",
@@ -188,7 +201,7 @@ fn identity_and_isolation_needs_root() {
         !fx.lower.join("written").exists(),
         "writes must land only in the upperdir"
     );
-    assert_eq!(before, mountinfo(), "mounts leaked into the host");
+    assert_eq!(before, mountinfo(&fx), "mounts leaked into the host");
     let upper: Vec<String> = tree(&fx.upper).into_keys().collect();
     assert_eq!(upper, ["written"], "mountpoint stubs leaked into the layer");
 }
@@ -240,7 +253,7 @@ fn workdir_env_and_network_none_needs_root() {
 fn failures_are_clear_needs_root() {
     require_root!();
     let fx = fixture();
-    let before = mountinfo();
+    let before = mountinfo(&fx);
     let missing = RunSpec::new(
         vec![fx.lower.clone()],
         &fx.upper,
@@ -261,7 +274,7 @@ fn failures_are_clear_needs_root() {
     killed.init = true;
     let (result, _) = run(&killed);
     assert_eq!(result.unwrap().status, ExitStatus::Signaled(9));
-    assert_eq!(before, mountinfo());
+    assert_eq!(before, mountinfo(&fx));
 }
 
 fn sandbox_sleepers(seconds: u32) -> usize {
@@ -278,7 +291,7 @@ fn sandbox_sleepers(seconds: u32) -> usize {
 fn timeout_and_cancel_kill_the_tree_needs_root() {
     require_root!();
     let fx = fixture();
-    let before = mountinfo();
+    let before = mountinfo(&fx);
     let mut timed = spec(&fx, "sleep 1234 & sleep 1234");
     timed.timeout = Some(Duration::from_millis(300));
     let err = run(&timed).0.unwrap_err();
@@ -305,7 +318,7 @@ fn timeout_and_cancel_kill_the_tree_needs_root() {
         0,
         "processes leaked"
     );
-    assert_eq!(before, mountinfo(), "mounts leaked");
+    assert_eq!(before, mountinfo(&fx), "mounts leaked");
 }
 
 #[test]
