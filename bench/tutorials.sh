@@ -47,7 +47,7 @@ log() { echo "tutorials.sh: $*" >&2; }
 # ---- bases: made once, exported as OCI archives for buildah ------------------------------
 bases_store=$work/bases-store
 KILN_ROOT=$bases_store bash "$repo/examples/bases.sh" busybox debian python >&2
-bash "$repo/examples/python-fastapi/prepare.sh" >&2
+KILN_ROOT=$bases_store bash "$repo/examples/python-fastapi/prepare.sh" >&2
 mkdir -p "$work/bases" "$work/empty"
 declare -A base_archive=(
   [docker.io/library/busybox:latest]=$work/bases/busybox.tar

@@ -48,10 +48,16 @@ fn make_bases(store: &Path, bases: &[&str]) {
     );
 }
 
-/// Fills examples/python-fastapi/wheelhouse (idempotent, locked against concurrent tests).
-fn prepare_fastapi() -> PathBuf {
+/// Fills examples/python-fastapi/wheelhouse (idempotent, locked against concurrent tests);
+/// without pip on the host, prepare.sh downloads in `store`'s python base through kiln.
+fn prepare_fastapi(store: &Path) -> PathBuf {
     let dir = examples_dir().join("python-fastapi");
-    run_ok(Command::new("bash").arg(dir.join("prepare.sh")));
+    run_ok(
+        Command::new("bash")
+            .arg(dir.join("prepare.sh"))
+            .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", store),
+    );
     dir
 }
 
@@ -163,7 +169,7 @@ fn python_fastapi_production_image() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["python"]);
-    let context = prepare_fastapi();
+    let context = prepare_fastapi(&store);
     let layout = tmp.path().join("layout");
     let archive = tmp.path().join("image.tar");
     let progress = build_plain(
@@ -363,7 +369,7 @@ fn python_fastapi_targets_build_only_what_they_need() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["python"]);
-    let context = prepare_fastapi();
+    let context = prepare_fastapi(&store);
     let set = |names: &[&str]| {
         names
             .iter()
@@ -414,7 +420,7 @@ fn python_fastapi_failing_test_fails_the_build() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["python"]);
-    let source = prepare_fastapi();
+    let source = prepare_fastapi(&store);
     let context = tmp.path().join("context");
     run_ok(Command::new("cp").arg("-a").arg(&source).arg(&context));
     std::fs::write(
