@@ -185,10 +185,14 @@ make_python() {
   local version
   version=$(tar -tf "$tarball" | sed -nE 's|^(\./)?usr/bin/python(3\.[0-9]+)$|\2|p' | head -n1)
   [ -n "$version" ] || die "no usr/bin/python3.X in $tarball"
+  # The full upstream version (ENV PYTHON_VERSION=3.11.2, like the official image's), from dpkg.
+  local full
+  full=$(tar -xOf "$tarball" ./var/lib/dpkg/status 2>/dev/null |
+    awk -v p="python$version" '$1 == "Package:" { pkg = $2 } pkg == p && $1 == "Version:" { sub(/-.*/, "", $2); print $2; exit }')
   "$KILN" import "$tarball" -t "python:$version-slim" \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
-    --change "ENV PYTHON_VERSION=$version" \
+    --change "ENV PYTHON_VERSION=${full:-$version}" \
     --change 'CMD ["python3"]' >/dev/null
   echo "bases.sh: python:$version-slim ($("$KILN" inspect "python:$version-slim" | jq -r .Id))"
 }
