@@ -272,6 +272,24 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
+    /// The key inputs a COPY from an earlier stage had when it was last planned on the same
+    /// destination chain (see [`copy_inputs_memo_key`]).
+    fn recall_copy_inputs(&self, memo: &str) -> Option<BTreeMap<String, Digest>> {
+        if self.builder.no_cache {
+            return None;
+        }
+        let value = self.store.get_cache_record(memo).ok()??;
+        serde_json::from_value(value.get("inputs")?.clone()).ok()
+    }
+
+    /// Best effort: a memo that cannot be written is planned again next time.
+    fn remember_copy_inputs(&self, memo: &str, inputs: &BTreeMap<String, Digest>) {
+        let value = serde_json::json!({ "kind": "copy-inputs", "inputs": inputs });
+        if let Err(err) = self.store.put_cache_record(memo, &value) {
+            tracing::debug!("not remembering COPY inputs: {err}");
+        }
+    }
+
     fn lookup_record(&self, key: &CacheKey) -> Option<CacheRecord> {
         if self.builder.no_cache {
             return None;
@@ -524,10 +542,32 @@ impl<'a> Engine<'a> {
         // Gather the content digests of the step's inputs.
         let prepared = match &step.action {
             Action::Copy(copy) => {
-                let prepared = super::copy_exec::prepare(self, copy, layers, deps, platform, state)
-                    .map_err(fail)?;
-                prepared.add_key_inputs(inputs);
-                Some(prepared)
+                let memo = copy_inputs_memo_key(copy, layers, deps);
+                if let Some(remembered) = memo.as_deref().and_then(|m| self.recall_copy_inputs(m)) {
+                    // The source stage and the destination are immutable layer chains: the
+                    // inputs are what they were when this COPY was last planned, and the plan
+                    // (a walk of both trees) is only made again if the step has to run.
+                    for (label, digest) in remembered {
+                        inputs.add_input(label, digest);
+                    }
+                    None
+                } else {
+                    let prepared =
+                        super::copy_exec::prepare(self, copy, layers, deps, platform, state)
+                            .map_err(fail)?;
+                    let before = inputs.inputs.clone();
+                    prepared.add_key_inputs(inputs);
+                    if let Some(memo) = &memo {
+                        let added: BTreeMap<String, Digest> = inputs
+                            .inputs
+                            .iter()
+                            .filter(|(label, _)| !before.contains_key(*label))
+                            .map(|(l, d)| (l.clone(), d.clone()))
+                            .collect();
+                        self.remember_copy_inputs(memo, &added);
+                    }
+                    Some(prepared)
+                }
             }
             Action::Run(run) => {
                 super::run_exec::add_key_inputs(self, run, deps, platform, inputs).map_err(fail)?;
@@ -568,8 +608,12 @@ impl<'a> Engine<'a> {
             None => now_rfc3339(),
         };
         let layer = match &step.action {
-            Action::Copy(_) => {
-                let prepared = prepared.expect("prepared above");
+            Action::Copy(copy) => {
+                let prepared = match prepared {
+                    Some(prepared) => prepared,
+                    None => super::copy_exec::prepare(self, copy, layers, deps, platform, state)
+                        .map_err(fail)?,
+                };
                 let dir = prepared.materialize(self).map_err(fail)?;
                 super::commit::commit_dir(self, &dir, chain_parent.as_ref()).map_err(fail)?
             }
@@ -670,4 +714,39 @@ impl StageRunner<StageId, StageResult> for Engine<'_> {
     ) -> Result<StageResult, BuildError> {
         self.run_stage(*id, deps, cancel)
     }
+}
+
+/// The memo key of a `COPY --from=<stage>`'s key inputs: the copy as planned, the chain of the
+/// destination stage so far and the chain of the source stage. Both chains name immutable
+/// snapshots, so the same key always yields the same inputs (names, modes, owners, contents of
+/// the copied subtree) and the walk of both trees can be skipped on a warm rebuild. `None` for
+/// sources that can change under the same name (the context, named contexts, images).
+pub(crate) fn copy_inputs_memo_key(
+    copy: &kiln_plan::CopyAction,
+    layers: &[LayerInfo],
+    deps: &BTreeMap<StageId, Arc<StageResult>>,
+) -> Option<String> {
+    let kiln_plan::SourceRef::Stage(source) = &copy.from else {
+        return None;
+    };
+    let source = deps.get(source)?;
+    let chain = |layers: &[LayerInfo]| {
+        layers
+            .last()
+            .map(|l| l.chain.to_string())
+            .unwrap_or_default()
+    };
+    let material = serde_json::json!({
+        "memo": "copy-inputs",
+        "version": 1,
+        "schema": kiln_plan::CACHE_KEY_SCHEMA,
+        "copy": copy,
+        "destination": chain(layers),
+        "source": chain(&source.layers),
+    });
+    Some(
+        Digest::sha256_of(material.to_string().as_bytes())
+            .hex()
+            .to_owned(),
+    )
 }
