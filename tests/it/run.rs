@@ -333,8 +333,49 @@ fn run_as_root_exit_codes_and_failures_leave_nothing_behind() {
     assert!(started.elapsed() < DEADLINE);
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
     assert!(pids_with_argv(&["sleep", "4244"]).is_empty());
+    // Also when the command runs as another user: changing the uid clears the parent-death
+    // signal, and a non-root PID 1 must still die with the sandbox.
+    let started = Instant::now();
+    run_fails(
+        fx.run().args([
+            "--timeout",
+            "1",
+            "-u",
+            "1000:1000",
+            &fx.image,
+            "sleep",
+            "4245",
+        ]),
+        124,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(pids_with_argv(&["sleep", "4245"]).is_empty());
     assert_eq!(mount_count(&fx), mounts, "mounts leaked into the host");
     assert_eq!(fx.leftovers(), Vec::<String>::new());
+    // A SIGKILLed kiln takes its sandbox with it (its scratch directory stays for the
+    // store's GC: nothing can clean up after SIGKILL).
+    let mut child = fx
+        .run()
+        .args(["-u", "1000:1000", &fx.image, "sleep", "4246"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_process(&["sleep", "4246"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = Instant::now();
+    while !pids_with_argv(&["sleep", "4246"]).is_empty() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(3),
+            "the sandbox outlived a SIGKILLed kiln"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

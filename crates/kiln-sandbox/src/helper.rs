@@ -69,7 +69,29 @@ impl WorkPaths {
     }
 }
 
+/// The caller's pid, so the helper can tell it was not orphaned before arming its
+/// parent-death signal.
+pub(crate) const PARENT_PID_ENV: &str = "KILN_SANDBOX_PARENT_PID";
+
 fn helper_main() -> ExitCode {
+    // Die with the caller: a SIGKILLed kiln must not leave a sandbox running. The signal is
+    // tied to the thread that spawned us, and that thread waits for us for our whole life
+    // (`Sandbox::run`), so it fires exactly when the caller goes away.
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .is_err()
+    {
+        eprintln!("kiln sandbox helper: cannot set the parent-death signal");
+        return ExitCode::from(1);
+    }
+    let expected_parent = std::env::var(PARENT_PID_ENV)
+        .ok()
+        .and_then(|pid| pid.parse::<i32>().ok());
+    if let Some(expected) = expected_parent
+        && rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get()) != Some(expected)
+    {
+        // The caller died before the signal was armed.
+        return ExitCode::from(1);
+    }
     // The caller's socket arrives as stdin; keep it on a close-on-exec descriptor and give
     // the sandbox /dev/null as stdin instead.
     let socket = match take_socket() {

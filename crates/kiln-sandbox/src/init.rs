@@ -204,6 +204,14 @@ fn exec_command(argv: &[String], env: &[String], user: &ExecUser, workdir: &str)
             126,
         );
     }
+    // Changing the uid cleared the parent-death signal (prctl(2)); set it again, or a
+    // non-root command that is PID 1 outlives a killed helper (timeouts, cancellation, a
+    // SIGKILLed kiln). A normal execve keeps it.
+    if let Err(err) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        return (format!("cannot set the parent-death signal: {err}"), 126);
+    }
     if let Err(err) = rustix::process::chdir(workdir) {
         return (
             format!("cannot enter working directory {workdir}: {err}"),

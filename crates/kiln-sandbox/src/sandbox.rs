@@ -121,6 +121,10 @@ impl Sandbox {
             command_line.env(crate::FORCE_COPY_ENV, "1");
         }
         let mut child = command_line
+            .env(
+                crate::helper::PARENT_PID_ENV,
+                std::process::id().to_string(),
+            )
             .arg(HELPER_MARKER)
             .stdin(Stdio::from(OwnedFd::from(child_socket)))
             .stdout(Stdio::piped())
