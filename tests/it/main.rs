@@ -1,6 +1,7 @@
 //! Integration tests of the real `kiln` binary, one module per feature.
 
 mod builds;
+mod builds_add_url;
 mod builds_buildah;
 mod builds_cache;
 mod common;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
 use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId, StageState};
 
+use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
 use super::stage::{Engine, LayerInfo, StageResult};
 use crate::copy::{CopyAttrs, CopyItem, CopyPlan, CopyRequest, plan_copy};
 use crate::hash::copy_plan_digest;
@@ -28,11 +29,26 @@ pub(crate) struct PreparedCopy {
     files: Vec<(String, Digest)>,
     inline: Vec<(String, String, u32, (u32, u32))>,
     archives: Vec<(PathBuf, String, (u32, u32))>,
+    downloads: Vec<Download>,
+    /// Holds the bodies fetched while keying (removed with the plan).
+    _download_dir: Option<tempfile::TempDir>,
     dest_dirs: BTreeMap<String, Entry>,
     label: String,
     /// How a copied file is named in miss explanations: `file ` + `app/main.py` for the
     /// context, `stage builder:/` + `opt/venv/x` otherwise (DESIGN.md §6).
     file_prefix: String,
+}
+
+/// An `ADD <url>` source: where it lands and, once fetched, its body.
+struct Download {
+    url: String,
+    dest: String,
+    mode: u32,
+    owner: (u32, u32),
+    /// `--checksum`: keys the step without a download, and is verified when it runs.
+    checksum: Option<Digest>,
+    /// Fetched while keying (no `--checksum`: the key is the content's digest).
+    fetched: Option<Fetched>,
 }
 
 impl PreparedCopy {
@@ -55,10 +71,37 @@ impl PreparedCopy {
                 Digest::sha256_of(content.as_bytes()),
             );
         }
+        for download in &self.downloads {
+            let digest = download
+                .fetched
+                .as_ref()
+                .map(|f| &f.digest)
+                .or(download.checksum.as_ref());
+            if let Some(digest) = digest {
+                inputs.add_input(format!("url {}", download.url), digest.clone());
+            }
+        }
     }
 
     /// Writes the planned entries into a fresh staging directory.
     pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, String> {
+        // Sources keyed by `--checksum` are fetched (and verified) now that the step runs.
+        let fetch_dir = if self.downloads.iter().any(|d| d.fetched.is_none()) {
+            Some(download_dir(engine)?)
+        } else {
+            None
+        };
+        let mut fetched_now = Vec::new();
+        for download in &self.downloads {
+            fetched_now.push(match (&download.fetched, &fetch_dir) {
+                (None, Some(dir)) => Some(fetch(
+                    &download.url,
+                    dir.path(),
+                    download.checksum.as_ref(),
+                )?),
+                _ => None,
+            });
+        }
         let staging = staging_dir(engine, "copy")?;
         let result = (|| -> io::Result<()> {
             // Directories that exist in the destination and lie on the way get their current
@@ -94,6 +137,25 @@ impl PreparedCopy {
                 extract_layer(reader, &host, &options)
                     .map_err(|e| io::Error::other(e.to_string()))?;
             }
+            for (download, now) in self.downloads.iter().zip(&fetched_now) {
+                let Some(body) = download.fetched.as_ref().or(now.as_ref()) else {
+                    continue;
+                };
+                let host = staging.join(download.dest.trim_start_matches('/'));
+                if let Some(parent) = host.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::copy(&body.path, &host)?;
+                let (uid, gid) = download.owner;
+                apply_meta(
+                    &host,
+                    download.mode,
+                    uid,
+                    gid,
+                    body.last_modified.map(|s| (s, 0)),
+                    false,
+                )?;
+            }
             // Directory mtimes last: writing children changed them.
             for item in self.plan.items.values().rev() {
                 if item.source.kind == EntryKind::Dir && !item.is_created_parent {
@@ -109,6 +171,16 @@ impl PreparedCopy {
         })?;
         Ok(staging)
     }
+}
+
+/// A temp directory under the store's `tmp/` for downloaded bodies, removed on drop.
+fn download_dir(engine: &Engine<'_>) -> Result<tempfile::TempDir, String> {
+    let tmp = engine.store.root().join("tmp");
+    fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    tempfile::Builder::new()
+        .prefix("download-")
+        .tempdir_in(&tmp)
+        .map_err(|e| format!("creating a download directory in {}: {e}", tmp.display()))
 }
 
 /// A fresh directory under the store's `tmp/` (same filesystem as snapshots).
@@ -226,8 +298,15 @@ pub(crate) fn prepare(
     platform: &Platform,
     _state: &StageState,
 ) -> Result<PreparedCopy, String> {
-    if copy.sources.iter().any(|s| is_url(s)) {
-        return Err("ADD from a URL is not supported by kiln yet; download the file in a RUN step (e.g. with curl) or add it to the build context".to_owned());
+    if let Some(source) = copy.sources.iter().find(|s| is_git_source(s)) {
+        return Err(format!(
+            "ADD from a git repository ({source}) is not supported by kiln yet; clone it in a RUN step or add it to the build context"
+        ));
+    }
+    if !copy.is_add
+        && let Some(source) = copy.sources.iter().find(|s| is_http_url(s))
+    {
+        return Err(format!("COPY does not download URLs ({source}); use ADD"));
     }
     let dest_tree = engine.layered(layers, "destination stage".to_owned());
     let chown = match &copy.chown {
@@ -256,8 +335,10 @@ pub(crate) fn prepare(
     // files? BuildKit extracts for every local source) into the destination directory.
     let mut archives = Vec::new();
     let mut plain_sources = Vec::new();
+    let (urls, local_sources): (Vec<String>, Vec<String>) =
+        copy.sources.iter().cloned().partition(|s| is_http_url(s));
     if copy.is_add && copy.unpack != Some(false) {
-        for source in &copy.sources {
+        for source in &local_sources {
             let cleaned = clean_rel(source);
             let resolved = if crate::copy::has_wildcard(&cleaned) {
                 None
@@ -274,7 +355,7 @@ pub(crate) fn prepare(
             }
         }
     } else {
-        plain_sources.clone_from(&copy.sources);
+        plain_sources = local_sources;
     }
     let request = CopyRequest {
         sources: &plain_sources,
@@ -360,11 +441,24 @@ pub(crate) fn prepare(
             (dest, f.content.clone(), mode, owner)
         })
         .collect();
+    let downloads = plan_downloads(copy, &urls, copy_dest, &dest_tree, chmod.as_ref(), owner)?;
+    let download_dir = if downloads.iter().any(|d| d.checksum.is_none()) {
+        Some(download_dir(engine)?)
+    } else {
+        None
+    };
+    let mut downloads = downloads;
+    if let Some(dir) = &download_dir {
+        for download in downloads.iter_mut().filter(|d| d.checksum.is_none()) {
+            download.fetched = Some(fetch(&download.url, dir.path(), None)?);
+        }
+    }
     // Existing destination directories on the way to every written path.
     let mut dest_dirs = BTreeMap::new();
     let mut written: Vec<String> = plan.items.keys().cloned().collect();
     written.extend(inline.iter().map(|(d, ..)| d.clone()));
     written.extend(archive_list.iter().map(|(_, d, _)| format!("{d}/.")));
+    written.extend(downloads.iter().map(|d| d.dest.clone()));
     for path in &written {
         let mut p = path.as_str();
         while let Some((parent, _)) = p.rsplit_once('/') {
@@ -408,6 +502,8 @@ pub(crate) fn prepare(
         files,
         inline,
         archives: archive_list,
+        downloads,
+        _download_dir: download_dir,
         dest_dirs,
         label,
         file_prefix,
@@ -462,8 +558,68 @@ fn source_label(engine: &Engine<'_>, from: &SourceRef) -> String {
     }
 }
 
-fn is_url(source: &str) -> bool {
-    source.starts_with("http://") || source.starts_with("https://") || source.starts_with("git@")
+fn is_git_source(source: &str) -> bool {
+    source.starts_with("git@") || source.starts_with("git://")
+}
+
+/// Where each `ADD <url>` lands: `<dest>/<file name from the URL>` when the destination ends
+/// in `/` or is a directory of the stage (or there are several sources), the destination
+/// itself otherwise. Mode 0600 unless `--chmod` (BuildKit), owner from `--chown` or 0:0.
+fn plan_downloads(
+    copy: &CopyAction,
+    urls: &[String],
+    copy_dest: &str,
+    dest_tree: &dyn SourceTree,
+    chmod: Option<&crate::users::Chmod>,
+    owner: (u32, u32),
+) -> Result<Vec<Download>, String> {
+    if urls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dest_dir = copy_dest.trim_end_matches('/');
+    let is_dir = |p: &str| {
+        dest_tree
+            .resolve(&clean_rel(p))
+            .ok()
+            .flatten()
+            .is_some_and(|(_, e)| e.is_dir())
+    };
+    let is_several = copy.sources.len() + copy.inline_sources.len() > 1;
+    let into_dir = copy_dest.ends_with('/') || dest_dir.is_empty() || is_dir(dest_dir);
+    if is_several && !into_dir {
+        return Err(format!(
+            "When using ADD with more than one source file, the destination must be a directory and end with a / (got {})",
+            copy.dest
+        ));
+    }
+    let mode = chmod.map_or(0o600, |c| c.apply(0o600, false));
+    let checksum = copy
+        .checksum
+        .as_deref()
+        .map(|c| parse_checksum(&urls[0], c))
+        .transpose()?;
+    urls.iter()
+        .map(|url| {
+            let dest = if into_dir {
+                format!("{dest_dir}/{}", file_name(url)?)
+            } else {
+                dest_dir.to_owned()
+            };
+            if is_dir(&dest) {
+                return Err(format!(
+                    "cannot replace to directory {dest} with file (downloading {url}); remove the directory first or add to another path"
+                ));
+            }
+            Ok(Download {
+                url: url.clone(),
+                dest,
+                mode,
+                owner,
+                checksum: checksum.clone(),
+                fetched: None,
+            })
+        })
+        .collect()
 }
 
 /// Whether a file is a tar archive ADD extracts (plain, gzip or zstd; BuildKit also knows

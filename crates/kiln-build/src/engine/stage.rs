@@ -729,6 +729,10 @@ pub(crate) fn copy_inputs_memo_key(
     let kiln_plan::SourceRef::Stage(source) = &copy.from else {
         return None;
     };
+    if copy.sources.iter().any(|s| super::download::is_http_url(s)) {
+        // A URL's content is not part of either chain.
+        return None;
+    }
     let source = deps.get(source)?;
     let chain = |layers: &[LayerInfo]| {
         layers

@@ -1,0 +1,181 @@
+//! `ADD <http(s) URL>`: fetches the URL into the store's staging area, hashing the body while
+//! it streams to a temp file (never held in memory), and verifies `--checksum`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use kiln_oci::{Algorithm, Digest, Sha256Hasher};
+
+/// A downloaded URL body on the host.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// The temp file holding the body.
+    pub(crate) path: PathBuf,
+    /// SHA-256 of the body.
+    pub(crate) digest: Digest,
+    /// `Last-Modified`, in seconds since the epoch, when the server sent one.
+    pub(crate) last_modified: Option<i64>,
+}
+
+/// Whether an ADD source is an HTTP(S) URL.
+pub(crate) fn is_http_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+/// Parses `--checksum` (`sha256:<hex>`).
+pub(crate) fn parse_checksum(url: &str, checksum: &str) -> Result<Digest, String> {
+    let digest: Digest = checksum
+        .parse()
+        .map_err(|e| format!("invalid --checksum {checksum:?} for {url}: {e}"))?;
+    if digest.algorithm() != Algorithm::Sha256 {
+        return Err(format!(
+            "unsupported --checksum algorithm {} for {url}: kiln verifies sha256",
+            digest.algorithm().as_str()
+        ));
+    }
+    Ok(digest)
+}
+
+/// The file name BuildKit's Dockerfile frontend gives a downloaded URL: the last segment of
+/// the URL's path (percent-decoded), `__unnamed__` when the path has none.
+pub(crate) fn file_name(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
+    let name = parsed
+        .path_segments()
+        .and_then(|mut segments| segments.rfind(|s| !s.is_empty()))
+        .map(percent_decode)
+        .filter(|n| !n.is_empty() && n != "." && n != ".." && !n.contains('/'));
+    Ok(name.unwrap_or_else(|| "__unnamed__".to_owned()))
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = segment.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Downloads `url` into a new temp file in `dir`; with `expected`, a body with another digest
+/// is an error naming the URL and both digests.
+pub(crate) fn fetch(url: &str, dir: &Path, expected: Option<&Digest>) -> Result<Fetched, String> {
+    let client = kiln_registry::http_client(&kiln_registry::ClientConfig::new())
+        .map_err(|e| format!("downloading {url}: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("downloading {url}: starting the network runtime: {e}"))?;
+    let (file, path) = tempfile::Builder::new()
+        .prefix("download-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            format!(
+                "downloading {url}: creating a temp file in {}: {e}",
+                dir.display()
+            )
+        })?
+        .keep()
+        .map_err(|e| format!("downloading {url}: keeping the temp file: {e}"))?;
+    let result = runtime.block_on(stream_to(&client, url, file));
+    let (digest, last_modified) = match result {
+        Ok(done) => done,
+        Err(message) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(format!("downloading {url}: {message}"));
+        }
+    };
+    if let Some(expected) = expected
+        && *expected != digest
+    {
+        let _ = std::fs::remove_file(&path);
+        return Err(format!(
+            "checksum mismatch for {url}: expected {expected}, got {digest}"
+        ));
+    }
+    Ok(Fetched {
+        path,
+        digest,
+        last_modified,
+    })
+}
+
+async fn stream_to(
+    client: &reqwest::Client,
+    url: &str,
+    file: std::fs::File,
+) -> Result<(Digest, Option<i64>), String> {
+    let mut response = client.get(url).send().await.map_err(|e| error_chain(&e))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the server answered HTTP {status}"));
+    }
+    let last_modified = response
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok());
+    let mut writer = std::io::BufWriter::new(file);
+    let mut hasher = Sha256Hasher::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+        hasher.update(&chunk);
+        writer
+            .write_all(&chunk)
+            .map_err(|e| format!("writing the body: {e}"))?;
+    }
+    writer
+        .flush()
+        .map_err(|e| format!("writing the body: {e}"))?;
+    Ok((hasher.finish(), last_modified))
+}
+
+/// An error with its sources (`error sending request: … Connection refused`).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_is_the_last_path_segment() {
+        assert_eq!(
+            file_name("https://example.com/a/b/file.tar.gz?x=1").unwrap(),
+            "file.tar.gz"
+        );
+        assert_eq!(file_name("http://example.com/dir/").unwrap(), "dir");
+        assert_eq!(file_name("http://example.com/a%20b").unwrap(), "a b");
+        assert_eq!(file_name("http://example.com").unwrap(), "__unnamed__");
+    }
+
+    #[test]
+    fn checksum_must_be_sha256() {
+        let hex = "a".repeat(64);
+        assert!(parse_checksum("u", &format!("sha256:{hex}")).is_ok());
+        assert!(parse_checksum("u", "md5:abc").is_err());
+    }
+}
