@@ -183,12 +183,14 @@ make_python() {
   local tarball
   tarball=$(debian_rootfs python python3 python3-venv python3-pip)
   local version
-  version=$(tar -tf "$tarball" | sed -nE 's|^(\./)?usr/bin/python(3\.[0-9]+)$|\2|p' | head -n1)
+  # (Every reader consumes its whole input: an early exit would SIGPIPE tar, and pipefail
+  # would turn that into exit 141.)
+  version=$(tar -tf "$tarball" | sed -nE 's|^(\./)?usr/bin/python(3\.[0-9]+)$|\2|p' | sort -V | tail -n1)
   [ -n "$version" ] || die "no usr/bin/python3.X in $tarball"
   # The full upstream version (ENV PYTHON_VERSION=3.11.2, like the official image's), from dpkg.
   local full
   full=$(tar -xOf "$tarball" ./var/lib/dpkg/status 2>/dev/null |
-    awk -v p="python$version" '$1 == "Package:" { pkg = $2 } pkg == p && $1 == "Version:" { sub(/-.*/, "", $2); print $2; exit }')
+    awk -v p="python$version" '$1 == "Package:" { pkg = $2 } !done && pkg == p && $1 == "Version:" { sub(/-.*/, "", $2); print $2; done = 1 }')
   "$KILN" import "$tarball" -t "python:$version-slim" \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
