@@ -4,6 +4,7 @@ mod builds;
 mod builds_add_url;
 mod builds_buildah;
 mod builds_cache;
+mod builds_outputs;
 mod common;
 mod examples;
 mod import;

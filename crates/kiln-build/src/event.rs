@@ -72,6 +72,11 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// The image was pushed to a registry (`--push`, `type=image,push=true`).
+    Pushed {
+        /// The reference pushed to.
+        reference: String,
+    },
     /// The build finished: the image written.
     Finished {
         /// Manifest digest of the result.

@@ -128,6 +128,7 @@ impl Renderer {
                 format!("{header}#{step} ERROR: {first}")
             }
             Event::Warning { message } => format!("WARNING: {message}"),
+            Event::Pushed { reference } => format!("pushed {reference}"),
             Event::Finished {
                 manifest_digest,
                 config_digest,
@@ -196,6 +197,9 @@ impl Renderer {
             }
             Event::Warning { message } => {
                 let _ = live.multi.println(format!("WARNING: {message}"));
+            }
+            Event::Pushed { reference } => {
+                let _ = live.multi.println(format!("pushed {reference}"));
             }
             Event::Finished {
                 config_digest,

@@ -184,8 +184,8 @@ fn push(
         .block_on(client.push_image(store, image.manifest_digest(), &targets))
         .map_err(|e| other(format!("pushing {}: {e}", names.join(", "))))?;
     for name in names {
-        events.emit(Event::Warning {
-            message: format!("pushed {name}"),
+        events.emit(Event::Pushed {
+            reference: name.clone(),
         });
     }
     Ok(())
