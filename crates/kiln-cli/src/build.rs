@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use kiln_build::{BuildError, Builder, CancelToken, NetworkDefault, Output, SecretSource};
+use kiln_build::{BuildError, Builder, NetworkDefault, Output, SecretSource};
 use kiln_oci::{Compression, Platform};
 
 use crate::progress::{ProgressMode, Renderer};
@@ -175,7 +174,7 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         args.progress
     };
     let renderer = Renderer::new(mode);
-    let caught = cancel_on_signals(builder.cancel_token())?;
+    let caught = crate::signals::cancel_on_signals(builder.cancel_token(), "kiln-build-signals")?;
     let result = builder.build(&|event| renderer.render(&event));
     renderer.finish();
     // A terminal's Ctrl-C also reaches the RUN's processes (same process group), which may
@@ -211,41 +210,4 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
     }
-}
-
-/// Cancels `token` on SIGINT, SIGTERM or SIGHUP, so a build stops between steps, kills its
-/// RUN and removes its staging directories instead of dying mid-write; the returned cell
-/// then holds the signal number.
-fn cancel_on_signals(token: CancelToken) -> anyhow::Result<Arc<AtomicI32>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("starting the signal handler")?;
-    let (mut int, mut term, mut hup) = {
-        let _context = runtime.enter();
-        let install = |kind| signal(kind).context("installing the signal handlers");
-        (
-            install(SignalKind::interrupt())?,
-            install(SignalKind::terminate())?,
-            install(SignalKind::hangup())?,
-        )
-    };
-    let caught = Arc::new(AtomicI32::new(0));
-    let cell = Arc::clone(&caught);
-    std::thread::Builder::new()
-        .name("kiln-build-signals".into())
-        .spawn(move || {
-            let kind = runtime.block_on(async {
-                tokio::select! {
-                    _ = int.recv() => SignalKind::interrupt(),
-                    _ = term.recv() => SignalKind::terminate(),
-                    _ = hup.recv() => SignalKind::hangup(),
-                }
-            });
-            cell.store(kind.as_raw_value(), Ordering::SeqCst);
-            token.cancel();
-        })
-        .context("starting the signal handler thread")?;
-    Ok(caught)
 }

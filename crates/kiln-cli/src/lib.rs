@@ -19,6 +19,7 @@ mod push;
 mod rmi;
 mod root;
 mod run;
+mod signals;
 mod store_cmd;
 
 use std::process::ExitCode;

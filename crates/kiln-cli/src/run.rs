@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -85,7 +85,7 @@ pub(crate) fn run(args: &RunArgs, root: Option<&Path>) -> ExitCode {
         Err(err) => return cannot_start(&err),
     };
     let cancel = CancelToken::new();
-    let caught = match cancel_on_signals(cancel.clone()) {
+    let caught = match crate::signals::cancel_on_signals(cancel.clone(), "kiln-run-signals") {
         Ok(caught) => caught,
         Err(err) => return cannot_start(&err),
     };
@@ -265,41 +265,6 @@ fn pull(store: &Store, reference: &ImageRef) -> anyhow::Result<Digest> {
     store.set_ref(reference, &digest)?;
     eprintln!("Digest: {digest}");
     Ok(digest)
-}
-
-/// Cancels `token` on SIGINT, SIGTERM or SIGHUP; the returned cell then holds the signal.
-fn cancel_on_signals(token: CancelToken) -> anyhow::Result<Arc<AtomicI32>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("starting the signal handler")?;
-    let (mut int, mut term, mut hup) = {
-        let _context = runtime.enter();
-        let install = |kind| signal(kind).context("installing the signal handlers");
-        (
-            install(SignalKind::interrupt())?,
-            install(SignalKind::terminate())?,
-            install(SignalKind::hangup())?,
-        )
-    };
-    let caught = Arc::new(AtomicI32::new(0));
-    let cell = Arc::clone(&caught);
-    std::thread::Builder::new()
-        .name("kiln-run-signals".into())
-        .spawn(move || {
-            let kind = runtime.block_on(async {
-                tokio::select! {
-                    _ = int.recv() => SignalKind::interrupt(),
-                    _ = term.recv() => SignalKind::terminate(),
-                    _ = hup.recv() => SignalKind::hangup(),
-                }
-            });
-            cell.store(kind.as_raw_value(), Ordering::SeqCst);
-            token.cancel();
-        })
-        .context("starting the signal handler thread")?;
-    Ok(caught)
 }
 
 /// Forwards the command's lines to kiln's stdout and stderr as they come.
