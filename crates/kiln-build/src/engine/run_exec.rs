@@ -41,19 +41,7 @@ pub(crate) fn add_key_inputs(
             ..
         } = mount
         {
-            let (tree, keep) = engine.source_tree(from, deps, platform)?;
-            let sources = vec![source.clone()];
-            let request = CopyRequest {
-                sources: &sources,
-                dest: "/",
-                parents: false,
-                exclude: &[],
-                attrs: CopyAttrs {
-                    keep_owners: keep,
-                    ..CopyAttrs::default()
-                },
-            };
-            let plan = plan_copy(tree.as_ref(), &request, &|_| true)
+            let plan = plan_mount_source(engine, from, source, deps, platform)
                 .map_err(|e| format!("--mount=type=bind,source={source}: {e}"))?;
             let (digest, _) = copy_plan_digest(&plan, engine.memo).map_err(|e| e.to_string())?;
             inputs.add_input(format!("bind mount {target}"), digest);
@@ -318,15 +306,15 @@ fn provide_mount(
 
 use kiln_oci::Digest;
 
-/// Copies `source` of `from` into a fresh directory (a read-only view for a bind mount).
-fn materialize(
+/// What a mount of `source` from `from` holds, planned like `COPY source /` (owners kept
+/// for stage and image sources): the same plan keys the step and provides the mount.
+fn plan_mount_source(
     engine: &Engine<'_>,
     from: &SourceRef,
     source: &str,
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     platform: &Platform,
-    extra: &std::path::Path,
-) -> Result<PathBuf, String> {
+) -> Result<crate::copy::CopyPlan, String> {
     let (tree, keep) = engine.source_tree(from, deps, platform)?;
     let sources = vec![source.to_owned()];
     let request = CopyRequest {
@@ -339,7 +327,19 @@ fn materialize(
             ..CopyAttrs::default()
         },
     };
-    let plan = plan_copy(tree.as_ref(), &request, &|_| true)
+    plan_copy(tree.as_ref(), &request, &|_| true).map_err(|e| e.to_string())
+}
+
+/// Copies `source` of `from` into a fresh directory (a read-only view for a bind mount).
+fn materialize(
+    engine: &Engine<'_>,
+    from: &SourceRef,
+    source: &str,
+    deps: &BTreeMap<StageId, Arc<StageResult>>,
+    platform: &Platform,
+    extra: &std::path::Path,
+) -> Result<PathBuf, String> {
+    let plan = plan_mount_source(engine, from, source, deps, platform)
         .map_err(|e| format!("mount source {source}: {e}"))?;
     fs::create_dir_all(extra).map_err(|e| e.to_string())?;
     // A single file source mounts as a file.
