@@ -73,6 +73,7 @@ impl HashMemo {
     /// warning, since it only costs re-hashing).
     pub fn load(file: impl Into<PathBuf>) -> Self {
         let file = file.into();
+        let _span = tracing::debug_span!("hash_memo_load").entered();
         let digests = match fs::read(&file) {
             Ok(bytes) => match serde_json::from_slice::<MemoFile>(&bytes) {
                 Ok(m) if m.version == MEMO_VERSION => m.entries.into_iter().collect(),
@@ -118,6 +119,7 @@ impl HashMemo {
         if !state.dirty {
             return Ok(());
         }
+        let _span = tracing::debug_span!("hash_memo_save", entries = state.digests.len()).entered();
         let memo = MemoFile {
             version: MEMO_VERSION,
             entries: state.digests.iter().map(|(s, d)| (*s, d.clone())).collect(),

@@ -31,6 +31,34 @@ pub use cli::Cli;
 /// Exit code of a failed build or command (usage errors exit with 2, through clap).
 pub const EXIT_FAILURE: u8 = 1;
 
+/// Diagnostics on stderr: warnings by default; `KILN_LOG` takes a `tracing` filter
+/// (`KILN_LOG=debug`, `KILN_LOG=kiln_build=debug`) and then also prints how long each
+/// timed phase of a step took (its span's busy and idle time when it closes).
+fn init_logging() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let (filter, spans) = match std::env::var("KILN_LOG") {
+        Ok(spec) if !spec.is_empty() => (spec, FmtSpan::CLOSE),
+        _ => ("warn".to_owned(), FmtSpan::NONE),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: KILN_LOG={filter:?} is not a valid filter ({e}); using `warn`");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(spans)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false);
+    // Timestamps (and with them the spans' timings) only when asked for with KILN_LOG.
+    let _ = if std::env::var_os("KILN_LOG").is_some() {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
+}
+
 /// Runs the `kiln` command line with the process arguments and returns its exit code.
 pub fn main() -> ExitCode {
     // The sandbox re-executes this binary as its namespace helper: that must be dispatched
@@ -38,6 +66,7 @@ pub fn main() -> ExitCode {
     if let Some(code) = kiln_sandbox::run_helper_if_requested() {
         return code;
     }
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

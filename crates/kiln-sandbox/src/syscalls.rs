@@ -255,15 +255,25 @@ fn mount_overlay_legacy(
         crate::overlay::escape_option(upper)?,
         crate::overlay::escape_option(work)?
     );
-    let data = CString::new(data).map_err(io::Error::other)?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        MountFlags::empty(),
-        Some(data.as_c_str()),
-    )
-    .map_err(io::Error::from)
+    // `volatile` (Linux 5.10) spares the unmount a `syncfs` of the store's filesystem (see
+    // `overlay::prepare_overlay`); a kernel without it refuses the option, so retry bare.
+    let volatile = CString::new(format!("{data},volatile")).map_err(io::Error::other)?;
+    let mount = |data: &CString| {
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            MountFlags::empty(),
+            Some(data.as_c_str()),
+        )
+    };
+    match mount(&volatile) {
+        Err(rustix::io::Errno::INVAL) => {
+            let data = CString::new(data).map_err(io::Error::other)?;
+            mount(&data).map_err(io::Error::from)
+        }
+        other => other.map_err(io::Error::from),
+    }
 }
 
 impl Syscalls for RealSyscalls {

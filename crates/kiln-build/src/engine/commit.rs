@@ -25,6 +25,7 @@ pub(crate) fn commit_dir(
         let _ = fs::remove_dir_all(dir);
         return Ok(None);
     }
+    let _span = tracing::debug_span!("commit_layer", dir = %dir.display()).entered();
     let store = engine.store;
     let compression = engine.builder.compression;
     let blob = store.begin_blob(None, None).map_err(|e| e.to_string())?;

@@ -85,6 +85,8 @@ impl PreparedCopy {
 
     /// Writes the planned entries into a fresh staging directory.
     pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, String> {
+        let _span =
+            tracing::debug_span!("copy_materialize", entries = self.plan.items.len()).entered();
         // Sources keyed by `--checksum` are fetched (and verified) now that the step runs.
         let fetch_dir = if self.downloads.iter().any(|d| d.fetched.is_none()) {
             Some(download_dir(engine)?)
@@ -118,9 +120,7 @@ impl PreparedCopy {
                     false,
                 )?;
             }
-            for item in self.plan.items.values() {
-                write_item(&staging, item)?;
-            }
+            write_items(&staging, &self.plan)?;
             for (dest, content, mode, (uid, gid)) in &self.inline {
                 let host = staging.join(dest.trim_start_matches('/'));
                 if let Some(parent) = host.parent() {
@@ -194,6 +194,94 @@ pub(crate) fn staging_dir(engine: &Engine<'_>, what: &str) -> Result<PathBuf, St
     let path = dir.keep();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     Ok(path)
+}
+
+/// Writes the plan's entries: directories first, in path order (each before what it holds),
+/// then regular files on a few threads at once — a large COPY is thousands of small,
+/// independent create-copy-chown-chmod-utime sequences that one thread runs back to back.
+fn write_items(staging: &Path, plan: &CopyPlan) -> io::Result<()> {
+    let mut files = Vec::new();
+    for item in plan.items.values() {
+        if item.source.kind == EntryKind::File {
+            files.push(item);
+        } else {
+            write_item(staging, item)?;
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4);
+    if threads == 1 || files.len() < 256 {
+        return files.iter().try_for_each(|item| write_file(staging, item));
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().try_for_each(|item| write_file(staging, item)))
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("a COPY writer thread panicked")))
+        })
+    })
+}
+
+/// One regular file: created exclusively (the staging tree is new), filled with
+/// `copy_file_range`, then owner, mode (after the owner: chown clears setuid bits) and mtime
+/// set on the open descriptor — no path walks beyond the create.
+fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let host = staging.join(item.dest.trim_start_matches('/'));
+    let with_path =
+        |e: io::Error, path: &Path| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let create = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&host)
+    };
+    let mut dst = match create() {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = host.parent() {
+                fs::create_dir_all(parent).map_err(|e| with_path(e, parent))?;
+            }
+            create().map_err(|e| with_path(e, &host))?
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Written earlier in this layer (an inline file, an archive): the copy replaces it.
+            fs::remove_file(&host).map_err(|e| with_path(e, &host))?;
+            create().map_err(|e| with_path(e, &host))?
+        }
+        Err(e) => return Err(with_path(e, &host)),
+    };
+    let mut src =
+        fs::File::open(&item.source.host_path).map_err(|e| with_path(e, &item.source.host_path))?;
+    io::copy(&mut src, &mut dst).map_err(|e| with_path(e, &item.source.host_path))?;
+    rustix::fs::fchown(
+        &dst,
+        Some(rustix::process::Uid::from_raw(item.uid)),
+        Some(rustix::process::Gid::from_raw(item.gid)),
+    )
+    .map_err(|e| with_path(e.into(), &host))?;
+    rustix::fs::fchmod(&dst, rustix::fs::Mode::from_raw_mode(item.mode & 0o7777))
+        .map_err(|e| with_path(e.into(), &host))?;
+    let t = rustix::fs::Timespec {
+        tv_sec: item.source.mtime,
+        tv_nsec: item.source.mtime_nsec,
+    };
+    rustix::fs::futimens(
+        &dst,
+        &rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    )
+    .map_err(|e| with_path(e.into(), &host))
 }
 
 fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
@@ -298,6 +386,7 @@ pub(crate) fn prepare(
     platform: &Platform,
     _state: &StageState,
 ) -> Result<PreparedCopy, String> {
+    let _span = tracing::debug_span!("copy_prepare").entered();
     if let Some(source) = copy.sources.iter().find(|s| is_git_source(s)) {
         return Err(format!(
             "ADD from a git repository ({source}) is not supported by kiln yet; clone it in a RUN step or add it to the build context"
@@ -371,16 +460,32 @@ pub(crate) fn prepare(
     let plan = if plain_sources.is_empty() {
         CopyPlan::default()
     } else {
-        plan_copy(tree.as_ref(), &request, &dest_is_dir).map_err(|e| e.to_string())?
+        tracing::debug_span!("copy_plan")
+            .in_scope(|| plan_copy(tree.as_ref(), &request, &dest_is_dir))
+            .map_err(|e| e.to_string())?
     };
     // BuildKit (fsutil copyDirectory): a directory is never merged onto a file or a symlink
     // of the destination stage below the (resolved) destination; the copy fails.
     // Nor is a file put where the stage has a directory (fsutil ensureEmptyFileTarget).
+    // Items come in path order, a directory before what it holds: below a directory the stage
+    // does not have, nothing exists to conflict with (a 20k-file COPY into a new directory
+    // looks up one path, not 20k).
+    let mut absent_dirs = std::collections::HashSet::new();
     for item in plan.items.values() {
-        let existing = dest_tree
-            .lookup(&clean_rel(&item.dest))
-            .map_err(|e| format!("reading {} in the stage: {e}", item.dest))?;
-        let Some(entry) = existing else { continue };
+        let parent = item.dest.rsplit_once('/').map_or("", |(p, _)| p);
+        let existing = if absent_dirs.contains(parent) {
+            None
+        } else {
+            dest_tree
+                .lookup(&clean_rel(&item.dest))
+                .map_err(|e| format!("reading {} in the stage: {e}", item.dest))?
+        };
+        let Some(entry) = existing else {
+            if item.source.kind == EntryKind::Dir {
+                absent_dirs.insert(item.dest.trim_end_matches('/'));
+            }
+            continue;
+        };
         if item.source.kind != EntryKind::Dir {
             if entry.is_dir() {
                 return Err(format!(
@@ -402,8 +507,9 @@ pub(crate) fn prepare(
             ));
         }
     }
-    let (mut aggregate, mut files) =
-        copy_plan_digest(&plan, engine.memo).map_err(|e| format!("hashing COPY sources: {e}"))?;
+    let (mut aggregate, mut files) = tracing::debug_span!("copy_digest")
+        .in_scope(|| copy_plan_digest(&plan, engine.memo))
+        .map_err(|e| format!("hashing COPY sources: {e}"))?;
     let dest_dir = copy_dest.trim_end_matches('/');
     let dest_dir = if dest_dir.is_empty() { "/" } else { dest_dir };
     let mut archive_list = Vec::new();

@@ -139,7 +139,8 @@ pub(crate) fn run(
             line,
         });
     };
-    let outcome = sandbox.run(&spec, &mut on_output);
+    let outcome =
+        tracing::debug_span!("run_sandbox").in_scope(|| sandbox.run(&spec, &mut on_output));
     let outcome = match outcome {
         Ok(o) => o,
         Err(kiln_sandbox::SandboxError::Cancelled { .. }) => return Err(BuildError::Cancelled),
@@ -160,7 +161,7 @@ pub(crate) fn run(
         });
     }
     let layer = super::commit::commit_dir(engine, &upper, parent).map_err(fail)?;
-    drop(cleanup);
+    tracing::debug_span!("run_cleanup").in_scope(|| drop(cleanup));
     Ok(layer)
 }
 
