@@ -206,6 +206,32 @@ fn identity_and_isolation_needs_root() {
     assert_eq!(upper, ["written"], "mountpoint stubs leaked into the layer");
 }
 
+/// The root overlay is `volatile`: its unmount must not `syncfs` the store's filesystem
+/// (seconds per RUN after a large COPY). Kernels before 5.10 lack the option.
+#[test]
+fn root_overlay_is_volatile_needs_root() {
+    require_root!();
+    let fx = fixture();
+    let (result, out) = run(&spec(&fx, "grep ' / / ' /proc/self/mountinfo"));
+    let outcome = result.unwrap();
+    assert_eq!(outcome.status, ExitStatus::Exited(0), "{}", out.stderr);
+    assert_eq!(outcome.mode, RootfsMode::Overlay);
+    let release = fs_err::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if version < (5, 10) {
+        eprintln!("SKIPPED the volatile check: kernel {release} has no `volatile` overlay option");
+        return;
+    }
+    assert!(
+        out.stdout.contains("overlay") && out.stdout.contains("volatile"),
+        "the root mount is not a volatile overlay: {}",
+        out.stdout
+    );
+}
+
 #[test]
 fn users_by_id_and_name_needs_root() {
     require_root!();
