@@ -5,7 +5,9 @@
 #   cases      python-fastapi (default target = production), python-fastapi --target test,
 #              static-binary, many-files (20,000 small files + ~90 MB of blobs; a RUN edits
 #              2,000 files, deletes 1,000, chmods 1,000 and grows a 24 MB file), parallel
-#              (4 independent stages, each `sleep 2` + CPU work, joined by a final stage)
+#              (4 independent stages, each `sleep 2` + CPU work, joined by a final stage),
+#              parallel-light (the same with a tenth of the CPU work: 2 cores cannot overlap
+#              four stages' worth of hashing, so only this one can approach the longest stage)
 #   phases     cold: empty build cache, the bases already present (kiln: a fresh store with
 #              examples/bases.sh's images imported; buildah: a fresh storage with the same
 #              images pulled from the OCI archives kiln exported); warm: the same build again,
@@ -24,7 +26,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 REPS=${REPS:-3}
-CASES=${CASES:-"fastapi fastapi-test static-binary many-files parallel"}
+CASES=${CASES:-"fastapi fastapi-test static-binary many-files parallel parallel-light"}
 TOOLS=${TOOLS:-"kiln kiln-j4 buildah buildah-j4"}
 KILN=${KILN:-$repo/target/release/kiln}
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
@@ -95,17 +97,22 @@ RUN cd /data/small \
     && find /data -type f | wc -l
 EOF
 
-mkdir -p "$ctx/parallel"
-echo "input 0" >"$ctx/parallel/input.txt"
-{
-  for s in a b c d; do
-    printf 'FROM busybox:latest AS %s\n' "$s"
-    printf 'RUN sleep 2 && head -c 150000000 /dev/zero | sha256sum > /%s && md5sum /bin/busybox >> /%s\n\n' "$s" "$s"
-  done
-  printf 'FROM busybox:latest\n'
-  for s in a b c d; do printf 'COPY --from=%s /%s /%s\n' "$s" "$s" "$s"; done
-  printf 'COPY input.txt /\n'
-} >"$ctx/parallel/Dockerfile"
+# parallel_context DIR BYTES: 4 stages of `sleep 2` + hashing BYTES of zeros, and a join.
+parallel_context() {
+  mkdir -p "$1"
+  echo "input 0" >"$1/input.txt"
+  {
+    for s in a b c d; do
+      printf 'FROM busybox:latest AS %s\n' "$s"
+      printf 'RUN sleep 2 && head -c %s /dev/zero | sha256sum > /%s && md5sum /bin/busybox >> /%s\n\n' "$2" "$s" "$s"
+    done
+    printf 'FROM busybox:latest\n'
+    for s in a b c d; do printf 'COPY --from=%s /%s /%s\n' "$s" "$s" "$s"; done
+    printf 'COPY input.txt /\n'
+  } >"$1/Dockerfile"
+}
+parallel_context "$ctx/parallel" 150000000
+parallel_context "$ctx/parallel-light" 15000000
 
 # case_args CASE: the context and extra build flags; case_edit CASE: the file an edit changes.
 case_context() {
@@ -125,7 +132,7 @@ case_edit_file() {
     fastapi | fastapi-test) echo "$ctx/fastapi/app/main.py" ;;
     static-binary) echo "$ctx/static-binary/hello.c" ;;
     many-files) echo "$ctx/many-files/small/d150/f050.txt" ;;
-    parallel) echo "$ctx/parallel/input.txt" ;;
+    parallel | parallel-light) echo "$ctx/$1/input.txt" ;;
   esac
 }
 
@@ -196,7 +203,7 @@ edit_counter=0
 for case in $CASES; do
   for rep in $(seq 1 "$REPS"); do
     for tool in $TOOLS; do
-      [ "$tool" != kiln-j4 ] || [ "$case" = parallel ] || continue
+      [ "$tool" != kiln-j4 ] || [ "${case#parallel}" != "$case" ] || continue
       fresh "$tool"
       # Every rep starts from the same context content (the edits of the last rep undone).
       # The original is kept outside the context, so it is not part of what is built.
@@ -221,6 +228,21 @@ for case in $CASES; do
       printf '%s\t%s\t%s\t%s\t%s\n' "$case" "$tool" "$cold" "$warm" "$edit" >>"$results"
       log "$case rep $rep $tool: cold ${cold}s warm ${warm}s edit ${edit}s"
     done
+  done
+done
+
+# The parallel cases' reference: one of their stages alone (`--target a`), cold, kiln.
+for case in $CASES; do
+  [ "${case#parallel}" != "$case" ] || continue
+  for rep in $(seq 1 "$REPS"); do
+    kiln_fresh
+    start=$(date +%s.%N)
+    KILN_ROOT=$kiln_store "$KILN" build --progress quiet --target a -t "bench-$case-a" \
+      "$(case_context "$case")" >"$work/last.log" 2>&1
+    end=$(date +%s.%N)
+    one=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }')
+    printf '%s\t%s\t%s\t-\t-\n' "$case" kiln-one-stage "$one" >>"$results"
+    log "$case rep $rep one stage alone: ${one}s"
   done
 done
 
@@ -265,4 +287,10 @@ for case in $CASES; do
     done
     echo "$line"
   done
+done
+for case in $CASES; do
+  [ "${case#parallel}" != "$case" ] || continue
+  echo
+  echo "$case: one stage alone (kiln --target a, cold) $(stat "$case" kiln-one-stage 3) s;" \
+    "4 stages with kiln-j4 $(stat "$case" kiln-j4 3) s"
 done

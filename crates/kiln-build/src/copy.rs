@@ -9,8 +9,9 @@
 //!   `--chown`; `--chmod` sets the mode of every copied file and directory; missing parents of
 //!   the destination are created (owned by the `--chown` user, like BuildKit's MkdirAll).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, split};
 use crate::users::Chmod;
@@ -508,23 +509,119 @@ fn walk_dir(
     excludes: &Excludes,
     visit: &mut dyn FnMut(&str, Entry),
 ) -> Result<(), CopyError> {
-    let dir = join(root, rel);
-    for name in tree.read_dir(&dir).map_err(|e| io_err(tree, &dir, e))? {
-        let child_rel = join(rel, &name);
-        if excludes.excludes(&child_rel) {
-            continue;
-        }
-        let path = join(root, &child_rel);
-        let Some(entry) = tree.lookup(&path).map_err(|e| io_err(tree, &path, e))? else {
-            continue;
-        };
+    let mut listings = list_dirs(tree, root, rel, excludes)?;
+    emit(&mut listings, rel, visit);
+    Ok(())
+}
+
+/// Visits the listing of `rel` depth first, each directory before what it holds.
+fn emit(
+    listings: &mut HashMap<String, Vec<(String, Entry)>>,
+    rel: &str,
+    visit: &mut dyn FnMut(&str, Entry),
+) {
+    let Some(children) = listings.remove(rel) else {
+        return;
+    };
+    for (child_rel, entry) in children {
         let is_dir = entry.is_dir();
         visit(&child_rel, entry);
         if is_dir {
-            walk_dir(tree, root, &child_rel, excludes, visit)?;
+            emit(listings, &child_rel, visit);
         }
     }
-    Ok(())
+}
+
+/// The visible children (relative path, entry) of `rel` and of every directory below it,
+/// keyed by directory. Directories are listed by a few threads at once: a COPY of a large
+/// context stats every entry on every build, cache hit or not.
+fn list_dirs(
+    tree: &dyn SourceTree,
+    root: &str,
+    rel: &str,
+    excludes: &Excludes,
+) -> Result<HashMap<String, Vec<(String, Entry)>>, CopyError> {
+    struct Work {
+        pending: Vec<String>,
+        busy: usize,
+        listings: HashMap<String, Vec<(String, Entry)>>,
+        error: Option<CopyError>,
+    }
+    let list_one = |dir_rel: &str| -> Result<Vec<(String, Entry)>, CopyError> {
+        let dir = join(root, dir_rel);
+        let mut children = Vec::new();
+        for (name, entry) in tree
+            .read_dir_entries(&dir)
+            .map_err(|e| io_err(tree, &dir, e))?
+        {
+            let child_rel = join(dir_rel, &name);
+            if !excludes.excludes(&child_rel) {
+                children.push((child_rel, entry));
+            }
+        }
+        Ok(children)
+    };
+    let work = Mutex::new(Work {
+        pending: vec![rel.to_owned()],
+        busy: 0,
+        listings: HashMap::new(),
+        error: None,
+    });
+    let wake = Condvar::new();
+    let worker = || {
+        let mut guard = work.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if guard.error.is_some() {
+                return;
+            }
+            let Some(dir_rel) = guard.pending.pop() else {
+                if guard.busy == 0 {
+                    wake.notify_all();
+                    return;
+                }
+                guard = wake.wait(guard).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            guard.busy += 1;
+            drop(guard);
+            let listed = list_one(&dir_rel);
+            guard = work.lock().unwrap_or_else(PoisonError::into_inner);
+            guard.busy -= 1;
+            match listed {
+                Ok(children) => {
+                    let before = guard.pending.len();
+                    guard.pending.extend(
+                        children
+                            .iter()
+                            .filter(|(_, e)| e.is_dir())
+                            .map(|(r, _)| r.clone()),
+                    );
+                    guard.listings.insert(dir_rel, children);
+                    if guard.pending.len() > before || guard.pending.is_empty() {
+                        wake.notify_all();
+                    }
+                }
+                Err(e) => {
+                    guard.error.get_or_insert(e);
+                    wake.notify_all();
+                }
+            }
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4);
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(worker);
+        }
+        worker();
+    });
+    let work = work.into_inner().unwrap_or_else(PoisonError::into_inner);
+    match work.error {
+        Some(e) => Err(e),
+        None => Ok(work.listings),
+    }
 }
 
 #[cfg(test)]

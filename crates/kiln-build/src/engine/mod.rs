@@ -384,7 +384,7 @@ impl Builder {
 
         let filter = self.context_filter(&dockerfile_name)?;
         let memo = HashMemo::load(store.root().join("cache").join("filehash").join(format!(
-            "{}.json",
+            "{}.bin",
             Digest::sha256_of(self.context.to_string_lossy().as_bytes()).hex()
         )));
         let engine = stage::Engine::new(
