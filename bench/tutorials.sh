@@ -137,6 +137,24 @@ case_edit_file() {
 }
 
 # ---- tools ---------------------------------------------------------------------------------
+# Stores are not deleted between repetitions but moved aside, and deleted once per case with
+# a pause after it: on an ext4 without a journal (this machine's root filesystem) the inode
+# allocator skips inodes freed in the last 60 s (300 s while their table block is dirty),
+# scanning past every one of them for each new file, so a build right after deleting a
+# store of 100k files measures that scan (seconds), not the tools.
+trash=$work/trash
+discard() {
+  [ -e "$1" ] || return 0
+  mkdir -p "$trash"
+  mv "$1" "$(mktemp -d "$trash/old-XXXXXX")/"
+}
+empty_trash() {
+  [ -d "$trash" ] || return 0
+  log "deleting old stores, then waiting for ext4 to reuse their inodes"
+  rm -rf "$trash"
+  sync
+  sleep "${TRASH_PAUSE:-65}"
+}
 BUILDAH_DRIVER=${BUILDAH_DRIVER:-overlay}
 buildah_root=$work/buildah
 buildah_cmd() {
@@ -149,7 +167,7 @@ buildah_fresh() {
     # overlay leaves mounts behind only on crashes; unmount whatever is left, then delete.
     { grep -o " $buildah_root/[^ ]*" /proc/mounts || true; } | sort -r |
       while read -r m; do umount -l "$m" || true; done
-    rm -rf "$buildah_root"
+    discard "$buildah_root"
   fi
   local ref id
   for ref in "${!base_archive[@]}"; do
@@ -165,8 +183,14 @@ fi
 
 kiln_store=$work/kiln-store
 kiln_fresh() {
-  rm -rf "$kiln_store"
+  discard "$kiln_store"
   KILN_ROOT=$kiln_store bash "$repo/examples/bases.sh" busybox debian python >/dev/null 2>&1
+  # "Bases present" as for buildah, whose `pull` above stores them unpacked: kiln unpacks an
+  # image's layers on first use, so run each base once.
+  local ref
+  for ref in "${!base_archive[@]}"; do
+    KILN_ROOT=$kiln_store "$KILN" run "$ref" true >/dev/null
+  done
 }
 
 # build TOOL CASE: one build; prints its wall time in seconds, its output to $work/last.log.
@@ -201,6 +225,7 @@ results=$work/results.tsv
 : >"$results"
 edit_counter=0
 for case in $CASES; do
+  empty_trash
   for rep in $(seq 1 "$REPS"); do
     for tool in $TOOLS; do
       [ "$tool" != kiln-j4 ] || [ "${case#parallel}" != "$case" ] || continue
@@ -234,6 +259,7 @@ done
 # The parallel cases' reference: one of their stages alone (`--target a`), cold, kiln.
 for case in $CASES; do
   [ "${case#parallel}" != "$case" ] || continue
+  empty_trash
   for rep in $(seq 1 "$REPS"); do
     kiln_fresh
     start=$(date +%s.%N)

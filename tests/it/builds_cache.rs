@@ -453,3 +453,111 @@ fn sigint_cancels_a_running_build_and_cleans_up_root() {
         .collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }
+
+/// Blobs in the store (`blobs/sha256/*`).
+fn blob_count(store: &Path) -> usize {
+    std::fs::read_dir(store.join("blobs/sha256")).map_or(0, Iterator::count)
+}
+
+/// A stage outside the image (a builder reached through `COPY --from`) is kept as snapshots
+/// without compressing its layers; `--target builder` later compresses them from the
+/// snapshots, all steps still cached, into an image that independent tools read; and a record
+/// whose snapshot is gone (and that has no blob) is a miss that rebuilds, not an error.
+#[test]
+fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() {
+    if !require_root("layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "input.txt", "payload\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS builder\n\
+         RUN mkdir /out && head -c 300000 /dev/urandom > /out/big && echo built > /out/small\n\
+         COPY input.txt /out/\n\
+         FROM busybox\n\
+         COPY --from=builder /out/small /small\n",
+    );
+    let before = blob_count(&store);
+    build(&store, &ctx, &["-t", "lazy:final"]);
+    // The final image's own layer, its config and manifest: 3 blobs; none for the builder's
+    // RUN and COPY layers.
+    assert_eq!(
+        blob_count(&store) - before,
+        3,
+        "the builder's layers were compressed"
+    );
+
+    let layout = tmp.path().join("builder-layout");
+    let log = build(
+        &store,
+        &ctx,
+        &[
+            "--target",
+            "builder",
+            "-t",
+            "lazy-builder",
+            "-o",
+            &format!("type=oci,dest={},tar=false", layout.display()),
+        ],
+    );
+    let steps = step_lines(&log);
+    assert!(
+        steps.iter().all(|l| l.ends_with(" CACHED")),
+        "--target builder rebuilt steps:\n{log}"
+    );
+    let config = crate::builds::layout_config(&layout);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    if crate::common::has_tool("umoci") {
+        let rootfs = crate::builds::umoci_unpack(&layout, "latest", &tmp.path().join("bundle"));
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("out/small")).unwrap(),
+            "built\n"
+        );
+        assert_eq!(
+            std::fs::metadata(rootfs.join("out/big")).unwrap().len(),
+            300_000
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("out/input.txt")).unwrap(),
+            "payload\n"
+        );
+    }
+    // The blobs compressed for --target builder are remembered: a second export compresses
+    // nothing new.
+    let after_export = blob_count(&store);
+    build(&store, &ctx, &["--target", "builder", "-t", "lazy:builder"]);
+    assert_eq!(blob_count(&store), after_export);
+
+    // A builder layer that is only a snapshot, with the snapshot gone: the step runs again.
+    let ctx2 = tmp.path().join("ctx2");
+    write(
+        &ctx2,
+        "Dockerfile",
+        "FROM busybox AS builder\n\
+         RUN echo second > /second\n\
+         FROM busybox\n\
+         COPY --from=builder /second /second\n",
+    );
+    build(&store, &ctx2, &[]);
+    let snapshots: Vec<_> = std::fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let victim = snapshots
+        .iter()
+        .find(|p| p.join("second").is_file())
+        .expect("the builder's RUN snapshot");
+    std::fs::remove_dir_all(victim).unwrap();
+    let log = build(&store, &ctx2, &[]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("RUN echo second") && !l.ends_with(" CACHED")),
+        "the step whose snapshot was removed did not run again:\n{log}"
+    );
+}

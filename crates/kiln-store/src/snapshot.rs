@@ -55,6 +55,7 @@ impl Store {
             layer: blob.clone(),
             reason,
         };
+        let _span = tracing::debug_span!("unpack_snapshot", layer = %blob).entered();
         let staging = create_temp_dir(&self.tmp_dir(), "snapshot")?;
         let result = (|| {
             let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
@@ -77,7 +78,7 @@ impl Store {
             let _ = fs::remove_dir_all(&staging);
             return Err(err);
         }
-        sync_tree(&staging);
+        tracing::debug_span!("sync_snapshot").in_scope(|| sync_tree(&staging));
         let dest = self.snapshot_path(&chain);
         if let Err(err) = fs::rename(&staging, &dest) {
             let _ = self.remove_dir_via_trash(&staging);

@@ -9,7 +9,7 @@ use kiln_oci::{BlobSource, ChainId, Digest, ImageConfiguration, ImageRef, OciLay
 use kiln_store::Store;
 
 use super::Builder;
-use super::stage::{Engine, LayerInfo};
+use super::stage::{Engine, LayerBlob, LayerInfo};
 
 /// A resolved image: its manifest digest, config and unpacked layers.
 #[derive(Debug, Clone)]
@@ -141,9 +141,11 @@ impl<'a> Resolver<'a> {
             .zip(chains)
             .map(|((desc, diff_id), chain)| LayerInfo {
                 diff_id: diff_id.clone(),
-                blob: desc.digest.clone(),
-                size: desc.size,
-                media_type: desc.media_type.clone(),
+                blob: Some(LayerBlob {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    media_type: desc.media_type.clone(),
+                }),
                 chain,
             })
             .collect();

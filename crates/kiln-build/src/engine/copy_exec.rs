@@ -776,6 +776,7 @@ pub(crate) fn make_dir(
     user: &str,
     layers: &[LayerInfo],
     parent: Option<&ChainId>,
+    compress: bool,
 ) -> Result<Option<LayerInfo>, String> {
     let tree = engine.layered(layers, "stage".to_owned());
     let rel = clean_rel(path);
@@ -817,5 +818,5 @@ pub(crate) fn make_dir(
             }
         }
     }
-    super::commit::commit_dir(engine, &staging, parent)
+    super::commit::commit_dir(engine, &staging, parent, compress)
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use kiln_oci::{
-    ArchiveOptions, AssembledImage, Descriptor, ExportImage, ImageRef, ManifestFormat,
+    ArchiveOptions, AssembledImage, Compression, Descriptor, ExportImage, ImageRef, ManifestFormat,
     assemble_image, write_docker_archive, write_oci_archive, write_oci_layout_dir,
 };
 use kiln_store::Store;
@@ -17,11 +17,13 @@ use super::{BuildError, Builder};
 use crate::event::{Event, EventSink};
 use crate::output::Output;
 
-/// Assembles the target stage's image and stores its config and manifest.
+/// Assembles the target stage's image and stores its config and manifest (compressing the
+/// layers that are snapshots only so far).
 pub(crate) fn assemble(
     store: &Store,
     target: &StageResult,
     epoch: Option<i64>,
+    compression: Compression,
 ) -> Result<AssembledImage, BuildError> {
     let mut config = target.output.image.clone();
     if let Some(epoch) = epoch {
@@ -30,8 +32,12 @@ pub(crate) fn assemble(
     let layers: Vec<Descriptor> = target
         .layers
         .iter()
-        .map(|l| Descriptor::new(l.media_type.clone(), l.blob.clone(), l.size))
-        .collect();
+        .map(|l| {
+            super::commit::ensure_blob(store, compression, epoch, l)
+                .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
+                .map_err(BuildError::Other)
+        })
+        .collect::<Result<_, _>>()?;
     let image = assemble_image(config, layers, ManifestFormat::Oci, BTreeMap::new())
         .map_err(|e| BuildError::Other(format!("assembling the image: {e}")))?;
     store
@@ -48,7 +54,6 @@ pub(crate) fn export(
     builder: &Builder,
     store: &Store,
     image: &AssembledImage,
-    target: &StageResult,
     events: &dyn EventSink,
 ) -> Result<Vec<String>, BuildError> {
     let other = |e: String| BuildError::Other(e);
@@ -107,7 +112,7 @@ pub(crate) fn export(
                 write_docker_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
                     .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
             }
-            Output::Local(dest) => write_local(store, target, dest)?,
+            Output::Local(dest) => write_local(store, image, dest)?,
             Output::Image { .. } => {}
         }
     }
@@ -117,7 +122,7 @@ pub(crate) fn export(
     Ok(names)
 }
 
-fn write_local(store: &Store, target: &StageResult, dest: &Path) -> Result<(), BuildError> {
+fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(), BuildError> {
     let other = |e: String| BuildError::Other(e);
     let parent = dest
         .parent()
@@ -133,7 +138,13 @@ fn write_local(store: &Store, target: &StageResult, dest: &Path) -> Result<(), B
                 parent.display()
             ))
         })?;
-    let blobs: Vec<_> = target.layers.iter().map(|l| l.blob.clone()).collect();
+    let blobs: Vec<_> = image
+        .manifest
+        .value()
+        .layers
+        .iter()
+        .map(|d| d.digest.clone())
+        .collect();
     store
         .flatten_to(temp.path(), &blobs)
         .map_err(|e| other(e.to_string()))?;

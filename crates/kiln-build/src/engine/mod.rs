@@ -417,8 +417,8 @@ impl Builder {
         let target = results
             .get(&graph.target)
             .ok_or_else(|| BuildError::Other("the target stage produced no result".into()))?;
-        let image = export::assemble(&store, target, self.source_date_epoch)?;
-        let tagged = export::export(self, &store, &image, target, events)?;
+        let image = export::assemble(&store, target, self.source_date_epoch, self.compression)?;
+        let tagged = export::export(self, &store, &image, events)?;
         events.emit(Event::Finished {
             manifest_digest: image.manifest_digest().to_string(),
             config_digest: image.config_digest().to_string(),

@@ -65,6 +65,7 @@ pub(crate) fn run(
     label: &str,
     cancel: &CancelToken,
     parent: Option<&ChainId>,
+    compress: bool,
 ) -> Result<Option<LayerInfo>, BuildError> {
     let fail = |message: String| BuildError::Step {
         step: label.to_owned(),
@@ -160,7 +161,7 @@ pub(crate) fn run(
                 .to_owned(),
         });
     }
-    let layer = super::commit::commit_dir(engine, &upper, parent).map_err(fail)?;
+    let layer = super::commit::commit_dir(engine, &upper, parent, compress).map_err(fail)?;
     tracing::debug_span!("run_cleanup").in_scope(|| drop(cleanup));
     Ok(layer)
 }

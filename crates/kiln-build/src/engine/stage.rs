@@ -28,14 +28,23 @@ use crate::tree::{ContextTree, LayeredTree, SourceTree};
 pub struct LayerInfo {
     /// Digest of the uncompressed tar.
     pub diff_id: DiffId,
+    /// The compressed blob in the store; `None` for a layer this build made for a stage
+    /// outside its image, which exists as its snapshot only until an image needs it
+    /// (`commit::ensure_blob`).
+    pub blob: Option<LayerBlob>,
+    /// Chain id of the stack up to this layer (its snapshot).
+    pub chain: ChainId,
+}
+
+/// A layer's compressed blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerBlob {
     /// Digest of the blob in the store.
-    pub blob: Digest,
+    pub digest: Digest,
     /// Blob size.
     pub size: u64,
     /// Blob media type.
     pub media_type: MediaType,
-    /// Chain id of the stack up to this layer (its snapshot).
-    pub chain: ChainId,
 }
 
 /// A finished stage.
@@ -61,9 +70,16 @@ struct CacheRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RecordLayer {
     diff_id: DiffId,
-    blob: Digest,
+    /// `None` for a layer kept as its snapshot only (see `LayerInfo::blob`).
+    #[serde(default)]
+    blob: Option<Digest>,
+    #[serde(default)]
     size: u64,
-    media_type: MediaType,
+    #[serde(default)]
+    media_type: Option<MediaType>,
+    /// The layer's snapshot: naming it keeps it from `kiln prune` while the record lives.
+    #[serde(default)]
+    chain: Option<ChainId>,
 }
 
 /// Shared state of one build.
@@ -81,6 +97,9 @@ pub(crate) struct Engine<'a> {
     current: Mutex<BTreeMap<String, KeyInputs>>,
     history_record: String,
     pub(crate) started: String,
+    /// The target and the stages it is built `FROM`: their layers are in the image, so they
+    /// are compressed as they are made; other stages' layers stay snapshots until needed.
+    exported: std::collections::BTreeSet<StageId>,
 }
 
 impl std::fmt::Debug for Engine<'_> {
@@ -140,7 +159,20 @@ impl<'a> Engine<'a> {
             Some(epoch) => kiln_oci::rfc3339_utc(epoch),
             None => now_rfc3339(),
         };
+        let mut exported = std::collections::BTreeSet::new();
+        let mut next = Some(graph.target);
+        while let Some(id) = next.filter(|id| exported.insert(*id)) {
+            next = graph
+                .stages
+                .iter()
+                .find(|s| s.id == id)
+                .and_then(|s| match s.base {
+                    BaseSource::Stage(base) => Some(base),
+                    _ => None,
+                });
+        }
         Ok(Self {
+            exported,
             builder,
             store,
             graph,
@@ -295,14 +327,7 @@ impl<'a> Engine<'a> {
             return None;
         }
         let value = self.store.get_cache_record(&key.to_hex()).ok()??;
-        let record: CacheRecord = serde_json::from_value(value).ok()?;
-        // A hit needs every referenced blob.
-        if let Some(layer) = &record.layer
-            && !self.store.has_blob(&layer.blob)
-        {
-            return None;
-        }
-        Some(record)
+        serde_json::from_value(value).ok()
     }
 
     fn run_stage(
@@ -460,6 +485,14 @@ impl<'a> Engine<'a> {
             if let Some(d) = base_digest.take() {
                 inputs.set_base_image(d);
             }
+            if let Some(epoch) = self.builder.source_date_epoch {
+                // Layers are written with their times clamped to the epoch: the same step
+                // without it (or with another) makes a different layer and history.
+                inputs.add_input(
+                    "SOURCE_DATE_EPOCH".to_owned(),
+                    Digest::sha256_of(epoch.to_string().as_bytes()),
+                );
+            }
             let outcome = self
                 .execute_step(
                     &step,
@@ -539,6 +572,7 @@ impl<'a> Engine<'a> {
             message,
         };
         let started = Instant::now();
+        let compress = self.exported.contains(&stage);
         // Gather the content digests of the step's inputs.
         let prepared = match &step.action {
             Action::Copy(copy) => {
@@ -582,11 +616,22 @@ impl<'a> Engine<'a> {
             step: n,
             name: label.to_owned(),
         });
-        if let Some(record) = self.lookup_record(&key) {
-            let layer = match record.layer {
-                Some(l) => Some(self.adopt_cached(l, chain_parent.as_ref()).map_err(fail)?),
-                None => None,
-            };
+        // A hit needs the layer's snapshot or blob (a record whose layer was pruned is a miss).
+        let hit = match self.lookup_record(&key) {
+            Some(CacheRecord {
+                layer: Some(l),
+                created,
+            }) => self
+                .adopt_cached(l, chain_parent.as_ref())
+                .map_err(fail)?
+                .map(|layer| (Some(layer), created)),
+            Some(CacheRecord {
+                layer: None,
+                created,
+            }) => Some((None, created)),
+            None => None,
+        };
+        if let Some((layer, created)) = hit {
             self.events.emit(Event::StepCached {
                 step: n,
                 name: label.to_owned(),
@@ -595,7 +640,7 @@ impl<'a> Engine<'a> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(history_key, inputs.clone());
-            return Ok((layer, record.created));
+            return Ok((layer, created));
         }
         let reason = if self.builder.no_cache {
             "--no-cache".to_owned()
@@ -615,12 +660,18 @@ impl<'a> Engine<'a> {
                         .map_err(fail)?,
                 };
                 let dir = prepared.materialize(self).map_err(fail)?;
-                super::commit::commit_dir(self, &dir, chain_parent.as_ref()).map_err(fail)?
-            }
-            Action::MakeDir { path, user } => {
-                super::copy_exec::make_dir(self, path, user, layers, chain_parent.as_ref())
+                super::commit::commit_dir(self, &dir, chain_parent.as_ref(), compress)
                     .map_err(fail)?
             }
+            Action::MakeDir { path, user } => super::copy_exec::make_dir(
+                self,
+                path,
+                user,
+                layers,
+                chain_parent.as_ref(),
+                compress,
+            )
+            .map_err(fail)?,
             Action::Run(run) => super::run_exec::run(
                 self,
                 run,
@@ -631,6 +682,7 @@ impl<'a> Engine<'a> {
                 label,
                 cancel,
                 chain_parent.as_ref(),
+                compress,
             )?,
             Action::None => None,
             other => return Err(fail(format!("unsupported step {other:?}"))),
@@ -638,9 +690,10 @@ impl<'a> Engine<'a> {
         let record = CacheRecord {
             layer: layer.as_ref().map(|l| RecordLayer {
                 diff_id: l.diff_id.clone(),
-                blob: l.blob.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
+                blob: l.blob.as_ref().map(|b| b.digest.clone()),
+                size: l.blob.as_ref().map_or(0, |b| b.size),
+                media_type: l.blob.as_ref().map(|b| b.media_type.clone()),
+                chain: Some(l.chain.clone()),
             }),
             created: created.clone(),
         };
@@ -660,22 +713,35 @@ impl<'a> Engine<'a> {
         Ok((layer, created))
     }
 
+    /// The recorded layer on top of `parent`: its snapshot, unpacked from its blob if it was
+    /// pruned; `None` when neither is left.
     fn adopt_cached(
         &self,
         layer: RecordLayer,
         parent: Option<&ChainId>,
-    ) -> Result<LayerInfo, String> {
-        let chain = self
-            .store
-            .ensure_snapshot(parent, &layer.diff_id, &layer.blob)
-            .map_err(|e| e.to_string())?;
-        Ok(LayerInfo {
+    ) -> Result<Option<LayerInfo>, String> {
+        let blob = match (layer.blob, layer.media_type) {
+            (Some(digest), Some(media_type)) if self.store.has_blob(&digest) => Some(LayerBlob {
+                digest,
+                size: layer.size,
+                media_type,
+            }),
+            _ => None,
+        };
+        let chain = super::base::chain_of(parent, &layer.diff_id);
+        if !self.store.has_snapshot(&chain) {
+            let Some(blob) = &blob else {
+                return Ok(None);
+            };
+            self.store
+                .ensure_snapshot(parent, &layer.diff_id, &blob.digest)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Some(LayerInfo {
             diff_id: layer.diff_id,
-            blob: layer.blob,
-            size: layer.size,
-            media_type: layer.media_type,
+            blob,
             chain,
-        })
+        }))
     }
 }
 
