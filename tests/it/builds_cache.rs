@@ -261,6 +261,27 @@ fn same_inputs_give_the_same_digest_across_stores_and_jobs_root() {
                 .arg(&ctx),
         );
         digests.push(out.trim().to_owned());
+        // A cache made without the epoch must not serve an epoch build (its layers' times
+        // are not clamped): store `a` built once without it first.
+        if name == "a" {
+            let plain = run_ok(
+                kiln_in(&store)
+                    .args(["build", "--progress", "quiet", "--no-cache"])
+                    .arg(&ctx),
+            );
+            assert_ne!(plain.trim(), digests[0], "the epoch changed nothing");
+            let again = run_ok(
+                kiln_in(&store)
+                    .env("SOURCE_DATE_EPOCH", "1700000000")
+                    .args(["build", "--progress", "quiet"])
+                    .arg(&ctx),
+            );
+            assert_eq!(
+                again.trim(),
+                digests[0],
+                "an unclamped cached layer was used"
+            );
+        }
         // Not a readiness wait: the second build must run in a later second, so any
         // timestamp SOURCE_DATE_EPOCH failed to clamp would change the digest.
         std::thread::sleep(Duration::from_millis(1100));
