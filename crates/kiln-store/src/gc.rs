@@ -192,7 +192,9 @@ impl Store {
             report.removed_snapshots += 1;
             report.freed_bytes += size;
             if !options.dry_run {
-                self.remove_dir_via_trash(&self.snapshot_path(chain))?;
+                let path = self.snapshot_path(chain);
+                self.remove_dir_via_trash(&path)?;
+                let _ = fs::remove_file(crate::snapshot::unsynced_marker(&path));
             }
         }
 

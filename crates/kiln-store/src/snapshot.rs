@@ -11,6 +11,14 @@
 //! into `snapshots/<chain-hex>/`: it appears complete or not at all, and is never modified
 //! afterwards. Two processes unpacking the same layer race harmlessly: the loser discards
 //! its copy.
+//!
+//! A build's own layers (a RUN's upperdir, a COPY's staging tree) are adopted as snapshots
+//! without syncing them: a `syncfs` per step costs seconds after a large COPY. Such a
+//! snapshot is durable only once the kernel has written it back, so it is adopted with a
+//! marker `snapshots/<chain-hex>.unsynced` naming the boot it was made in, written durably
+//! before the rename. A snapshot whose marker names another boot may have lost data in a
+//! crash: it is removed when next looked up, and re-unpacked from its blob (or its step
+//! rebuilt when it has none).
 
 use std::fs;
 use std::io::{BufReader, Read};
@@ -29,9 +37,61 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 impl Store {
-    /// Whether the snapshot of `chain` exists (it is then complete).
+    /// Whether the snapshot of `chain` exists (it is then complete). An unsynced snapshot
+    /// of an earlier boot is removed instead (see the module docs).
     pub fn has_snapshot(&self, chain: &ChainId) -> bool {
-        self.snapshot_path(chain).is_dir()
+        let path = self.snapshot_path(chain);
+        if !path.is_dir() {
+            return false;
+        }
+        let marker = unsynced_marker(&path);
+        match fs::read_to_string(&marker) {
+            Ok(boot) if boot.trim() != boot_id() => {
+                self.discard_unsynced(&path, &marker);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Adopts `dir` — complete, on the store's filesystem, not synced — as the snapshot of
+    /// `chain` (or removes it when that snapshot exists already).
+    pub fn adopt_snapshot(&self, dir: &Path, chain: &ChainId) -> Result<(), StoreError> {
+        let dest = self.snapshot_path(chain);
+        if self.has_snapshot(chain) {
+            let _ = fs::remove_dir_all(dir);
+            return Ok(());
+        }
+        crate::layout::write_atomic(
+            &self.tmp_dir(),
+            &unsynced_marker(&dest),
+            boot_id().as_bytes(),
+        )?;
+        if let Err(err) = fs::rename(dir, &dest) {
+            let _ = fs::remove_dir_all(dir);
+            if dest.is_dir() {
+                // Another build adopted the same layer first.
+                return Ok(());
+            }
+            return Err(StoreError::io("adopting snapshot", dest, err));
+        }
+        Ok(())
+    }
+
+    /// Removes an unsynced snapshot of an earlier boot, once: whoever moves its marker away
+    /// removes it; the others find it gone.
+    fn discard_unsynced(&self, path: &Path, marker: &Path) {
+        let Ok((_, claim)) = crate::layout::create_temp(&self.tmp_dir(), "unsynced") else {
+            return;
+        };
+        if fs::rename(marker, &claim).is_ok() {
+            tracing::warn!(
+                snapshot = %path.display(),
+                "removing a snapshot made before the last reboot and perhaps never written to disk; it is unpacked or rebuilt again"
+            );
+            let _ = self.remove_dir_via_trash(path);
+        }
+        let _ = fs::remove_file(&claim);
     }
 
     /// Makes sure the layer `blob` (whose uncompressed digest is `diff_id`) is unpacked as the
@@ -263,6 +323,24 @@ fn is_real_dir_chain(root: &Path, rel: &Path) -> bool {
         }
     }
     true
+}
+
+/// `snapshots/<chain-hex>.unsynced` for the snapshot at `path`.
+pub(crate) fn unsynced_marker(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".unsynced");
+    PathBuf::from(name)
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`); empty where there is none, which
+/// then trusts every snapshot.
+fn boot_id() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
 }
 
 /// Makes a freshly unpacked tree durable before it is renamed into place: one `syncfs` of the

@@ -446,3 +446,54 @@ fn concurrent_unpacks_of_one_layer_end_with_one_snapshot() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A build's own layer is adopted as a snapshot without a sync, marked with the boot it was
+/// made in: it is trusted in that boot, and removed (to be unpacked or rebuilt again) when a
+/// later boot finds it, since a crash may have lost its data; GC removes markers with their
+/// snapshots.
+#[test]
+fn unsynced_snapshots_of_an_earlier_boot_are_not_trusted() {
+    let (dir, store) = store();
+    let chain = ChainId(Digest::sha256_of(b"a layer"));
+    let staged = dir.path().join("store/tmp/staged");
+    fs::create_dir_all(&staged).unwrap();
+    fs::write(staged.join("f"), "content").unwrap();
+    store.adopt_snapshot(&staged, &chain).unwrap();
+    assert!(!staged.exists());
+    let snapshot = store.snapshot_path(&chain);
+    assert_eq!(fs::read_to_string(snapshot.join("f")).unwrap(), "content");
+    assert!(
+        store.has_snapshot(&chain),
+        "trusted in the boot that made it"
+    );
+    let marker = snapshot.with_extension("unsynced");
+    let boot = fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        boot.trim(),
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap_or_default()
+            .trim()
+    );
+    // Adopting the same layer again keeps the first snapshot and drops the new tree.
+    let again = dir.path().join("store/tmp/again");
+    fs::create_dir_all(&again).unwrap();
+    store.adopt_snapshot(&again, &chain).unwrap();
+    assert!(!again.exists() && snapshot.is_dir());
+    // The snapshot is listed as one (the marker is not a snapshot).
+    assert_eq!(store.list_snapshots().unwrap().len(), 1);
+
+    // After a reboot.
+    fs::write(&marker, "00000000-0000-0000-0000-000000000000\n").unwrap();
+    assert!(
+        !store.has_snapshot(&chain),
+        "an unsynced snapshot of another boot was trusted"
+    );
+    assert!(!snapshot.exists() && !marker.exists());
+
+    // GC removes a marker with its snapshot.
+    let staged = dir.path().join("store/tmp/staged2");
+    fs::create_dir_all(&staged).unwrap();
+    store.adopt_snapshot(&staged, &chain).unwrap();
+    store.gc(&GcOptions::default()).unwrap();
+    assert!(!snapshot.exists() && !marker.exists());
+}

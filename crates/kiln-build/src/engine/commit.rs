@@ -46,19 +46,10 @@ pub(crate) fn commit_dir(
         (diff_id_of(dir, epoch)?, None)
     };
     let chain = chain_of(parent, &diff_id);
-    let snapshot = engine.store.snapshot_path(&chain);
-    if snapshot.exists() {
-        let _ = fs::remove_dir_all(dir);
-    } else if let Err(e) = fs::rename(dir, &snapshot) {
-        if !snapshot.exists() {
-            return Err(format!(
-                "moving {} to {}: {e}",
-                dir.display(),
-                snapshot.display()
-            ));
-        }
-        let _ = fs::remove_dir_all(dir);
-    }
+    engine
+        .store
+        .adopt_snapshot(dir, &chain)
+        .map_err(|e| e.to_string())?;
     Ok(Some(LayerInfo {
         diff_id,
         blob,
@@ -90,7 +81,7 @@ pub(crate) fn ensure_blob(
         return Ok(remembered.blob);
     }
     let snapshot = store.snapshot_path(&layer.chain);
-    if !snapshot.is_dir() {
+    if !store.has_snapshot(&layer.chain) {
         return Err(format!(
             "layer {} has neither a blob nor its snapshot {}; rebuild with --no-cache",
             layer.diff_id,
