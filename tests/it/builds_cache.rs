@@ -582,3 +582,82 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
         "the step whose snapshot was removed did not run again:\n{log}"
     );
 }
+
+/// A COPY of more files than one thread writes (the files are written, and the context is
+/// listed, by several threads): every file arrives with its content, mode, owner and mtime,
+/// and a second build is cached.
+#[test]
+fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    if !require_root("a_large_copy_keeps_every_file_mode_owner_and_mtime_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    let modes = [0o644, 0o755, 0o600, 0o4755];
+    let mut expected = Vec::new();
+    for d in 0..12 {
+        for f in 0..60 {
+            let rel = format!("tree/d{d:02}/s{}/f{f:03}", f % 3);
+            write(&ctx, &rel, &format!("{rel}\n{}", "x".repeat(f * 7)));
+            let mode = modes[(d + f) % modes.len()];
+            let path = ctx.join(&rel);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let mtime = 1_600_000_000 + i64::try_from(d * 100 + f).unwrap();
+            let when = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap());
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_times(std::fs::FileTimes::new().set_modified(when))
+                .unwrap();
+            expected.push((rel, mode, mtime));
+        }
+    }
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nCOPY --chown=123:456 tree /data/\n",
+    );
+    let out = tmp.path().join("out");
+    build(
+        &store,
+        &ctx,
+        &["-o", &format!("type=local,dest={}", out.display())],
+    );
+    for (rel, mode, mtime) in &expected {
+        let got = out.join("data").join(rel.strip_prefix("tree/").unwrap());
+        let meta =
+            std::fs::symlink_metadata(&got).unwrap_or_else(|e| panic!("{}: {e}", got.display()));
+        assert_eq!(meta.mode() & 0o7777, *mode, "{rel}");
+        assert_eq!((meta.uid(), meta.gid()), (123, 456), "{rel}");
+        assert_eq!(meta.mtime(), *mtime, "{rel}");
+        assert_eq!(
+            std::fs::read_to_string(&got).unwrap(),
+            std::fs::read_to_string(ctx.join(rel)).unwrap()
+        );
+    }
+    let files = walkdir_count(&out.join("data"));
+    assert_eq!(files, expected.len(), "extra or missing files");
+    let log = build(&store, &ctx, &[]);
+    assert!(
+        step_lines(&log).iter().all(|l| l.ends_with(" CACHED")),
+        "{log}"
+    );
+}
+
+fn walkdir_count(dir: &Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            count += walkdir_count(&entry.path());
+        } else {
+            count += 1;
+        }
+    }
+    count
+}

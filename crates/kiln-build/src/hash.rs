@@ -118,16 +118,22 @@ impl HashMemo {
 
     /// The SHA-256 of a regular file's content, from the memo when its stamp is unchanged.
     pub fn file_digest(&self, entry: &Entry) -> io::Result<Digest> {
+        self.file_sha256(entry)
+            .map(|h| Digest::from_sha256_bytes(&h))
+    }
+
+    /// [`HashMemo::file_digest`] as the raw 32 bytes.
+    fn file_sha256(&self, entry: &Entry) -> io::Result<[u8; 32]> {
         let stamp = FileStamp::of(entry);
         if let Some((hash, used)) = self.lock().digests.get_mut(&stamp) {
             *used = true;
-            return Ok(Digest::from_sha256_bytes(hash));
+            return Ok(*hash);
         }
-        let (digest, hash) = hash_file(&entry.host_path)?;
+        let (_, hash) = hash_file(&entry.host_path)?;
         let mut state = self.lock();
         state.digests.insert(stamp, (hash, true));
         state.dirty = true;
-        Ok(digest)
+        Ok(hash)
     }
 
     /// Writes the memo back if it gained entries (atomically: temp file + rename).
@@ -221,30 +227,59 @@ pub fn copy_plan_digest(
     plan: &CopyPlan,
     memo: &HashMemo,
 ) -> io::Result<(Digest, Vec<(String, Digest)>)> {
+    let (digest, files) = copy_plan_digest_listing(plan, memo, usize::MAX)?;
+    Ok((digest, files.unwrap_or_default()))
+}
+
+/// Per-file content digests by source path.
+pub(crate) type FileDigests = Vec<(String, Digest)>;
+
+/// [`copy_plan_digest`], listing the per-file digests only while there are at most
+/// `max_listed` files (`None` past that: a large COPY is keyed by its aggregate alone, and
+/// its 20k file digests are not worth allocating on every build).
+pub(crate) fn copy_plan_digest_listing(
+    plan: &CopyPlan,
+    memo: &HashMemo,
+    max_listed: usize,
+) -> io::Result<(Digest, Option<FileDigests>)> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256Hasher::new();
-    let mut files = Vec::new();
+    let mut files = Some(Vec::new());
+    let mut file_count = 0usize;
+    // `sha256:<hex>`, the digest's text, which the key has always hashed.
+    let mut text = [0u8; 7 + 64];
+    text[..7].copy_from_slice(b"sha256:");
     let field = |h: &mut Sha256Hasher, bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
     for (dest, item) in &plan.items {
         field(&mut hasher, dest.as_bytes());
-        let (tag, payload) = match &item.source.kind {
-            EntryKind::Dir => (b'd', Vec::new()),
-            EntryKind::Symlink(target) => (b'l', target.as_os_str().as_encoded_bytes().to_vec()),
-            EntryKind::Special => (b's', Vec::new()),
+        let (tag, payload): (u8, &[u8]) = match &item.source.kind {
+            EntryKind::Dir => (b'd', &[]),
+            EntryKind::Symlink(target) => (b'l', target.as_os_str().as_encoded_bytes()),
+            EntryKind::Special => (b's', &[]),
             EntryKind::File => {
-                let d = memo.file_digest(&item.source)?;
-                let bytes = d.to_string().into_bytes();
-                files.push((item.source_path.clone(), d));
-                (b'f', bytes)
+                let hash = memo.file_sha256(&item.source)?;
+                for (i, byte) in hash.iter().enumerate() {
+                    text[7 + 2 * i] = HEX[usize::from(byte >> 4)];
+                    text[8 + 2 * i] = HEX[usize::from(byte & 0xf)];
+                }
+                file_count += 1;
+                if file_count > max_listed {
+                    files = None;
+                }
+                if let Some(files) = &mut files {
+                    files.push((item.source_path.clone(), Digest::from_sha256_bytes(&hash)));
+                }
+                (b'f', &text)
             }
         };
         field(&mut hasher, &[tag]);
         field(&mut hasher, &item.mode.to_le_bytes());
         field(&mut hasher, &item.uid.to_le_bytes());
         field(&mut hasher, &item.gid.to_le_bytes());
-        field(&mut hasher, &payload);
+        field(&mut hasher, payload);
     }
     Ok((hasher.finish(), files))
 }

@@ -14,7 +14,7 @@ use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageI
 use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
 use super::stage::{Engine, LayerInfo, StageResult};
 use crate::copy::{CopyAttrs, CopyItem, CopyPlan, CopyRequest, plan_copy};
-use crate::hash::copy_plan_digest;
+use crate::hash::copy_plan_digest_listing;
 use crate::tree::{Entry, EntryKind, SourceTree, clean_rel};
 use crate::users::{parse_chmod, resolve_chown};
 
@@ -27,6 +27,8 @@ pub(crate) struct PreparedCopy {
     plan: CopyPlan,
     aggregate: Digest,
     files: Vec<(String, Digest)>,
+    /// More files than `MAX_LISTED_INPUTS`: `files` holds only those not from the plan.
+    files_overflow: bool,
     inline: Vec<(String, String, u32, (u32, u32))>,
     archives: Vec<(PathBuf, String, (u32, u32))>,
     downloads: Vec<Download>,
@@ -57,7 +59,7 @@ impl PreparedCopy {
             format!("{}{AGGREGATE_INPUT_SUFFIX}", self.label),
             self.aggregate.clone(),
         );
-        if self.files.len() <= MAX_LISTED_INPUTS {
+        if !self.files_overflow && self.files.len() <= MAX_LISTED_INPUTS {
             for (path, digest) in &self.files {
                 inputs.add_input(
                     format!("{}{}", self.file_prefix, path.trim_start_matches('/')),
@@ -253,7 +255,7 @@ fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
             create().map_err(|e| with_path(e, &host))?
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Written earlier in this layer (an inline file, an archive): the copy replaces it.
+            // Not expected in a new tree; COPY replaces what is there.
             fs::remove_file(&host).map_err(|e| with_path(e, &host))?;
             create().map_err(|e| with_path(e, &host))?
         }
@@ -301,20 +303,7 @@ fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
             }
             apply_meta(&host, item.mode, item.uid, item.gid, None, false)?;
         }
-        EntryKind::File => {
-            if fs::symlink_metadata(&host).is_ok() {
-                let _ = fs::remove_file(&host);
-            }
-            fs::copy(&item.source.host_path, &host)?;
-            apply_meta(
-                &host,
-                item.mode,
-                item.uid,
-                item.gid,
-                Some((item.source.mtime, item.source.mtime_nsec)),
-                false,
-            )?;
-        }
+        EntryKind::File => write_file(staging, item)?,
         EntryKind::Symlink(target) => {
             if fs::symlink_metadata(&host).is_ok() {
                 let _ = fs::remove_file(&host);
@@ -507,9 +496,11 @@ pub(crate) fn prepare(
             ));
         }
     }
-    let (mut aggregate, mut files) = tracing::debug_span!("copy_digest")
-        .in_scope(|| copy_plan_digest(&plan, engine.memo))
+    let (mut aggregate, listed) = tracing::debug_span!("copy_digest")
+        .in_scope(|| copy_plan_digest_listing(&plan, engine.memo, MAX_LISTED_INPUTS))
         .map_err(|e| format!("hashing COPY sources: {e}"))?;
+    let files_overflow = listed.is_none();
+    let mut files = listed.unwrap_or_default();
     let dest_dir = copy_dest.trim_end_matches('/');
     let dest_dir = if dest_dir.is_empty() { "/" } else { dest_dir };
     let mut archive_list = Vec::new();
@@ -606,6 +597,7 @@ pub(crate) fn prepare(
         plan,
         aggregate,
         files,
+        files_overflow,
         inline,
         archives: archive_list,
         downloads,
