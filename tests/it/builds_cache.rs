@@ -647,6 +647,44 @@ fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
         step_lines(&log).iter().all(|l| l.ends_with(" CACHED")),
         "{log}"
     );
+
+    // After an edit, the unchanged files are hard links to the last COPY's snapshot — and the
+    // image is the one a store that never saw the first build makes.
+    write(&ctx, "tree/d03/s1/f001", "edited\n");
+    let epoch_build = |store: &Path| {
+        run_ok(
+            kiln_in(store)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .args(["build", "--progress", "quiet"])
+                .arg(&ctx),
+        )
+        .trim()
+        .to_owned()
+    };
+    let linked = epoch_build(&store);
+    assert!(
+        max_nlink(&store.join("snapshots")) >= 2,
+        "no file of the second COPY was linked"
+    );
+    let Some(fresh) = store_with_busybox(&tmp.path().join("fresh")) else {
+        return;
+    };
+    assert_eq!(linked, epoch_build(&fresh), "linking changed the image");
+}
+
+fn max_nlink(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut max = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            max = max.max(max_nlink(&entry.path()));
+        } else {
+            max = max.max(meta.nlink());
+        }
+    }
+    max
 }
 
 fn walkdir_count(dir: &Path) -> usize {

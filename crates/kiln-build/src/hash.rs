@@ -74,17 +74,28 @@ pub struct HashMemo {
 
 #[derive(Debug, Default)]
 struct MemoState {
-    /// Stamp → (SHA-256, whether this build used or added it).
-    digests: HashMap<FileStamp, ([u8; 32], bool)>,
+    /// Stamp → what is known of that file.
+    digests: HashMap<FileStamp, Known>,
     dirty: bool,
 }
 
-/// The memo file: `MEMO_MAGIC`, then records of a stamp (seven little-endian 64-bit words)
-/// and a raw SHA-256. Binary because a warm build of a large context loads it whole: 20k
-/// entries parse in about a millisecond, where JSON took 30-40 ms.
-const MEMO_MAGIC: &[u8; 8] = b"kilnmem2";
+#[derive(Debug, Clone, Default)]
+struct Known {
+    sha256: [u8; 32],
+    /// Whether this build used or added it.
+    used: bool,
+    /// Where a COPY last wrote this file's content into a snapshot (`<snapshot>/<path>`,
+    /// relative to the store's `snapshots/`): the next COPY of the unchanged file may link it.
+    copy: Option<String>,
+}
+
+/// The memo file: `MEMO_MAGIC`, then records of a stamp (seven little-endian 64-bit words),
+/// a raw SHA-256, and the length (16 bits) and UTF-8 text of the copy location. Binary
+/// because a warm build of a large context loads it whole: 20k entries parse in a few
+/// milliseconds, where JSON took 30-40 ms.
+const MEMO_MAGIC: &[u8; 8] = b"kilnmem3";
 const STAMP_LEN: usize = 7 * 8;
-const RECORD_LEN: usize = STAMP_LEN + 32;
+const RECORD_LEN: usize = STAMP_LEN + 32 + 2;
 /// Entries kept at most: the ones this build used, then others up to the limit (a cache; an
 /// evicted entry only costs re-hashing that file).
 const MEMO_MAX_ENTRIES: usize = 200_000;
@@ -101,6 +112,10 @@ impl HashMemo {
         let file = file.into();
         let _span = tracing::debug_span!("hash_memo_load").entered();
         let digests = match fs::read(&file) {
+            // An older kiln's memo: re-hashing once replaces it.
+            Ok(bytes) if bytes.starts_with(b"kilnmem") && !bytes.starts_with(MEMO_MAGIC) => {
+                HashMap::new()
+            }
             Ok(bytes) => decode_memo(&bytes).unwrap_or_else(|| {
                 tracing::warn!(path = %file.display(), "ignoring a damaged hash memo (it only costs re-hashing)");
                 HashMap::new()
@@ -125,15 +140,42 @@ impl HashMemo {
     /// [`HashMemo::file_digest`] as the raw 32 bytes.
     fn file_sha256(&self, entry: &Entry) -> io::Result<[u8; 32]> {
         let stamp = FileStamp::of(entry);
-        if let Some((hash, used)) = self.lock().digests.get_mut(&stamp) {
-            *used = true;
-            return Ok(*hash);
+        if let Some(known) = self.lock().digests.get_mut(&stamp) {
+            known.used = true;
+            return Ok(known.sha256);
         }
         let (_, hash) = hash_file(&entry.host_path)?;
         let mut state = self.lock();
-        state.digests.insert(stamp, (hash, true));
+        state.digests.insert(
+            stamp,
+            Known {
+                sha256: hash,
+                used: true,
+                copy: None,
+            },
+        );
         state.dirty = true;
         Ok(hash)
+    }
+
+    /// Where a COPY last wrote the content of `entry` (relative to the store's
+    /// `snapshots/`), if the file is unchanged since.
+    pub fn copy_location(&self, entry: &Entry) -> Option<String> {
+        self.lock()
+            .digests
+            .get(&FileStamp::of(entry))
+            .and_then(|k| k.copy.clone())
+    }
+
+    /// Remembers where a COPY wrote `entry` (see [`HashMemo::copy_location`]).
+    pub fn set_copy_location(&self, entry: &Entry, location: String) {
+        let mut state = self.lock();
+        if let Some(known) = state.digests.get_mut(&FileStamp::of(entry))
+            && known.copy.as_deref() != Some(location.as_str())
+        {
+            known.copy = Some(location);
+            state.dirty = true;
+        }
     }
 
     /// Writes the memo back if it gained entries (atomically: temp file + rename).
@@ -147,13 +189,19 @@ impl HashMemo {
         }
         let _span = tracing::debug_span!("hash_memo_save", entries = state.digests.len()).entered();
         // What this build used first, then the rest while there is room.
-        let used = state.digests.iter().filter(|(_, (_, u))| *u);
-        let unused = state.digests.iter().filter(|(_, (_, u))| !*u);
-        let mut bytes = Vec::with_capacity(MEMO_MAGIC.len() + state.digests.len() * RECORD_LEN);
+        let used = state.digests.iter().filter(|(_, k)| k.used);
+        let unused = state.digests.iter().filter(|(_, k)| !k.used);
+        let mut bytes =
+            Vec::with_capacity(MEMO_MAGIC.len() + state.digests.len() * (RECORD_LEN + 40));
         bytes.extend_from_slice(MEMO_MAGIC);
-        for (stamp, (hash, _)) in used.chain(unused).take(MEMO_MAX_ENTRIES) {
+        for (stamp, known) in used.chain(unused).take(MEMO_MAX_ENTRIES) {
             stamp.encode(&mut bytes);
-            bytes.extend_from_slice(hash);
+            bytes.extend_from_slice(&known.sha256);
+            // A location too long to record is dropped (the file is copied next time).
+            let copy = known.copy.as_deref().unwrap_or("");
+            let (len, copy) = u16::try_from(copy.len()).map_or((0, ""), |len| (len, copy));
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(copy.as_bytes());
         }
         if let Some(dir) = file.parent() {
             fs::create_dir_all(dir)?;
@@ -175,16 +223,28 @@ impl HashMemo {
 }
 
 /// The entries of a memo file; `None` when it is not one.
-fn decode_memo(bytes: &[u8]) -> Option<HashMap<FileStamp, ([u8; 32], bool)>> {
-    let records = bytes.strip_prefix(MEMO_MAGIC.as_slice())?;
-    if records.len() % RECORD_LEN != 0 {
-        return None;
-    }
-    let mut map = HashMap::with_capacity(records.len() / RECORD_LEN);
-    for record in records.chunks_exact(RECORD_LEN) {
-        let (stamp, hash) = record.split_at(STAMP_LEN);
-        let stamp = FileStamp::decode(stamp.try_into().ok()?);
-        map.insert(stamp, (hash.try_into().ok()?, false));
+fn decode_memo(bytes: &[u8]) -> Option<HashMap<FileStamp, Known>> {
+    let mut rest = bytes.strip_prefix(MEMO_MAGIC.as_slice())?;
+    let mut map = HashMap::with_capacity(rest.len() / (RECORD_LEN + 40));
+    while !rest.is_empty() {
+        let (record, tail) = rest.split_at_checked(RECORD_LEN)?;
+        let (stamp, record) = record.split_at(STAMP_LEN);
+        let (hash, len) = record.split_at(32);
+        let len = usize::from(u16::from_le_bytes(len.try_into().ok()?));
+        let (copy, tail) = tail.split_at_checked(len)?;
+        let copy = (len > 0)
+            .then(|| String::from_utf8(copy.to_vec()))
+            .transpose()
+            .ok()?;
+        map.insert(
+            FileStamp::decode(stamp.try_into().ok()?),
+            Known {
+                sha256: hash.try_into().ok()?,
+                used: false,
+                copy,
+            },
+        );
+        rest = tail;
     }
     Some(map)
 }
@@ -310,8 +370,17 @@ mod tests {
         // Loaded again: the digest comes from the file, not from the content.
         let reloaded = HashMemo::load(&memo_file);
         assert_eq!(reloaded.lock().digests.len(), 1);
-        let (hash, _) = *reloaded.lock().digests.values().next().unwrap();
+        let hash = reloaded.lock().digests.values().next().unwrap().sha256;
         assert_eq!(Digest::from_sha256_bytes(&hash), first);
+        // A copy location survives a save and load too.
+        reloaded.set_copy_location(&entry_of(&file), "abc/data/a.txt".to_owned());
+        reloaded.save().unwrap();
+        assert_eq!(
+            HashMemo::load(&memo_file)
+                .copy_location(&entry_of(&file))
+                .as_deref(),
+            Some("abc/data/a.txt")
+        );
         assert_eq!(reloaded.file_digest(&entry_of(&file)).unwrap(), first);
 
         // A changed file has a new stamp, so it is hashed again.
@@ -326,7 +395,7 @@ mod tests {
     fn a_damaged_memo_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let memo_file = dir.path().join("memo.bin");
-        fs::write(&memo_file, b"kilnmem2 and then garbage").unwrap();
+        fs::write(&memo_file, b"kilnmem3 and then garbage").unwrap();
         assert!(HashMemo::load(&memo_file).lock().digests.is_empty());
         fs::write(&memo_file, br#"{"version":1,"entries":[]}"#).unwrap();
         assert!(HashMemo::load(&memo_file).lock().digests.is_empty());

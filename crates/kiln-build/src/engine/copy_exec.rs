@@ -85,6 +85,21 @@ impl PreparedCopy {
         }
     }
 
+    /// Remembers where the context's files now are in the layer's snapshot, for the next
+    /// COPY of them to link (see `Linker`).
+    pub(crate) fn remember_copies(&self, engine: &Engine<'_>, chain: &ChainId) {
+        let snapshots = engine.store.root().join("snapshots");
+        for item in self.plan.items.values() {
+            if item.source.kind == EntryKind::File && !item.source.host_path.starts_with(&snapshots)
+            {
+                engine.memo.set_copy_location(
+                    &item.source,
+                    format!("{}/{}", chain.0.hex(), item.dest.trim_start_matches('/')),
+                );
+            }
+        }
+    }
+
     /// Writes the planned entries into a fresh staging directory.
     pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, String> {
         let _span =
@@ -122,7 +137,8 @@ impl PreparedCopy {
                     false,
                 )?;
             }
-            write_items(&staging, &self.plan)?;
+            let linker = Linker::new(engine);
+            write_items(&staging, &self.plan, &linker)?;
             for (dest, content, mode, (uid, gid)) in &self.inline {
                 let host = staging.join(dest.trim_start_matches('/'));
                 if let Some(parent) = host.parent() {
@@ -201,7 +217,7 @@ pub(crate) fn staging_dir(engine: &Engine<'_>, what: &str) -> Result<PathBuf, St
 /// Writes the plan's entries: directories first, in path order (each before what it holds),
 /// then regular files on a few threads at once — a large COPY is thousands of small,
 /// independent create-copy-chown-chmod-utime sequences that one thread runs back to back.
-fn write_items(staging: &Path, plan: &CopyPlan) -> io::Result<()> {
+fn write_items(staging: &Path, plan: &CopyPlan, linker: &Linker<'_>) -> io::Result<()> {
     let mut files = Vec::new();
     for item in plan.items.values() {
         if item.source.kind == EntryKind::File {
@@ -210,25 +226,107 @@ fn write_items(staging: &Path, plan: &CopyPlan) -> io::Result<()> {
             write_item(staging, item)?;
         }
     }
+    let write = |item: &CopyItem| {
+        let host = staging.join(item.dest.trim_start_matches('/'));
+        if linker.link(item, &host) {
+            Ok(())
+        } else {
+            write_file(staging, item)
+        }
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 4);
     if threads == 1 || files.len() < 256 {
-        return files.iter().try_for_each(|item| write_file(staging, item));
+        return files.iter().try_for_each(|item| write(item));
     }
     let chunk = files.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let workers: Vec<_> = files
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().try_for_each(|item| write_file(staging, item)))
-            })
+            .map(|part| scope.spawn(move || part.iter().try_for_each(|item| write(item))))
             .collect();
         workers.into_iter().try_for_each(|w| {
             w.join()
                 .unwrap_or_else(|_| Err(io::Error::other("a COPY writer thread panicked")))
         })
     })
+}
+
+/// Hard links instead of copies, where a file with the same content and metadata is already
+/// in an immutable snapshot: the source itself for a `COPY --from` of a stage or image, or
+/// where the last COPY of an unchanged context file wrote it (the memo remembers). A COPY of
+/// a 20k-file context after a one-file edit then creates one inode, not 20,000 (and copies no
+/// data for the rest). Snapshots are never written after they are made, so sharing inodes
+/// between them is safe; each inode is linked once per layer, so the layer's tar has no
+/// hard links a copy would not have.
+struct Linker<'a> {
+    snapshots: PathBuf,
+    store: &'a kiln_store::Store,
+    memo: &'a crate::hash::HashMemo,
+    /// Inodes (device, number) linked into this layer already.
+    used: std::sync::Mutex<std::collections::HashSet<(u64, u64)>>,
+    /// Whether a snapshot (by directory name) may be linked from (not an unsynced one of an
+    /// earlier boot).
+    trusted: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl<'a> Linker<'a> {
+    fn new(engine: &Engine<'a>) -> Self {
+        Self {
+            snapshots: engine.store.root().join("snapshots"),
+            store: engine.store,
+            memo: engine.memo,
+            used: std::sync::Mutex::default(),
+            trusted: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Links `item` at `host` if it can; `false` means copy it.
+    fn link(&self, item: &CopyItem, host: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let candidate = if item.source.host_path.starts_with(&self.snapshots) {
+            item.source.host_path.clone()
+        } else {
+            let Some(location) = self.memo.copy_location(&item.source) else {
+                return false;
+            };
+            let snapshot = location.split('/').next().unwrap_or_default().to_owned();
+            let trusted = *self
+                .trusted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(snapshot.clone())
+                .or_insert_with(|| {
+                    format!("sha256:{snapshot}")
+                        .parse::<Digest>()
+                        .is_ok_and(|d| self.store.has_snapshot(&ChainId(d)))
+                });
+            if !trusted {
+                return false;
+            }
+            self.snapshots.join(location)
+        };
+        let Ok(meta) = fs::symlink_metadata(&candidate) else {
+            return false;
+        };
+        let same = meta.is_file()
+            && meta.len() == item.source.size
+            && meta.mode() & 0o7777 == item.mode
+            && (meta.uid(), meta.gid()) == (item.uid, item.gid)
+            && (meta.mtime(), meta.mtime_nsec()) == (item.source.mtime, item.source.mtime_nsec)
+            && meta.nlink() < 60_000;
+        if !same
+            || !self
+                .used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((meta.dev(), meta.ino()))
+        {
+            return false;
+        }
+        fs::hard_link(&candidate, host).is_ok()
+    }
 }
 
 /// One regular file: created exclusively (the staging tree is new), filled with

@@ -660,8 +660,12 @@ impl<'a> Engine<'a> {
                         .map_err(fail)?,
                 };
                 let dir = prepared.materialize(self).map_err(fail)?;
-                super::commit::commit_dir(self, &dir, chain_parent.as_ref(), compress)
-                    .map_err(fail)?
+                let layer = super::commit::commit_dir(self, &dir, chain_parent.as_ref(), compress)
+                    .map_err(fail)?;
+                if let Some(layer) = &layer {
+                    prepared.remember_copies(self, &layer.chain);
+                }
+                layer
             }
             Action::MakeDir { path, user } => super::copy_exec::make_dir(
                 self,
