@@ -699,3 +699,70 @@ fn walkdir_count(dir: &Path) -> usize {
     }
     count
 }
+
+/// The first file named `name` under `dir`.
+fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let path = entry.path();
+        if entry.file_type().ok()?.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// `COPY --from` links a stage's file into the new layer when its metadata matches, but not a
+/// file with extended attributes: a copy would drop them, and the layer must not depend on
+/// which of the two happened.
+#[test]
+fn copy_from_links_files_but_not_files_with_xattrs_root() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !require_root("copy_from_links_files_but_not_files_with_xattrs_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    let stage = "FROM busybox AS b\nRUN echo plain > /plain-src && echo tagged > /tagged-src\n";
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("{stage}FROM busybox\nCOPY --from=b /plain-src /plain\n"),
+    );
+    build(&store, &ctx, &[]);
+    let snapshots = store.join("snapshots");
+    let plain = find_file(&snapshots, "plain").expect("the COPY's snapshot");
+    assert_eq!(std::fs::metadata(&plain).unwrap().nlink(), 2, "not linked");
+    let tagged_src = find_file(&snapshots, "tagged-src").expect("the RUN's snapshot");
+    if rustix::fs::lsetxattr(
+        &tagged_src,
+        "user.kiln-test",
+        b"1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_err()
+    {
+        eprintln!("SKIPPED the xattr half: the store's filesystem has no user xattrs");
+        return;
+    }
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("{stage}FROM busybox\nCOPY --from=b /tagged-src /tagged\n"),
+    );
+    build(&store, &ctx, &[]);
+    let tagged = find_file(&snapshots, "tagged").expect("the second COPY's snapshot");
+    assert_eq!(
+        std::fs::metadata(&tagged).unwrap().nlink(),
+        1,
+        "a file with xattrs was linked"
+    );
+    assert_eq!(std::fs::read_to_string(&tagged).unwrap(), "tagged\n");
+}

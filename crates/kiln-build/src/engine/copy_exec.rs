@@ -315,7 +315,10 @@ impl<'a> Linker<'a> {
             && meta.mode() & 0o7777 == item.mode
             && (meta.uid(), meta.gid()) == (item.uid, item.gid)
             && (meta.mtime(), meta.mtime_nsec()) == (item.source.mtime, item.source.mtime_nsec)
-            && meta.nlink() < 60_000;
+            && meta.nlink() < 60_000
+            // A copy carries no extended attributes (a capability, a label): a link must not
+            // either, or the layer would depend on which of the two happened.
+            && rustix::fs::llistxattr_query(&candidate).is_ok_and(|len| len == 0);
         if !same
             || !self
                 .used
