@@ -499,6 +499,7 @@ fn synthetic_dir() -> Entry {
         dev: 0,
         ino: 0,
         host_path: std::path::PathBuf::new(),
+        xattrs: Vec::new(),
     }
 }
 

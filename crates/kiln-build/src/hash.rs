@@ -340,6 +340,14 @@ pub(crate) fn copy_plan_digest_listing(
         field(&mut hasher, &item.uid.to_le_bytes());
         field(&mut hasher, &item.gid.to_le_bytes());
         field(&mut hasher, payload);
+        // Only files that have them add this, so keys of files without stay as they were.
+        if !item.source.xattrs.is_empty() {
+            field(&mut hasher, b"x");
+            for (name, value) in &item.source.xattrs {
+                field(&mut hasher, name.as_bytes());
+                field(&mut hasher, value);
+            }
+        }
     }
     Ok((hasher.finish(), files))
 }

@@ -53,6 +53,10 @@ pub struct Entry {
     pub ino: u64,
     /// The host path holding this entry.
     pub host_path: PathBuf,
+    /// Extended attributes a COPY carries over, by name (a capability set in a builder
+    /// stage, `user.*`): read for the files of stages and images, never for the context;
+    /// overlayfs' own `*.overlay.*` attributes are left out.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl Entry {
@@ -80,6 +84,7 @@ impl Entry {
             dev: meta.dev(),
             ino: meta.ino(),
             host_path,
+            xattrs: Vec::new(),
         })
     }
 
@@ -106,6 +111,7 @@ impl Entry {
             dev,
             ino: stat.stx_ino,
             host_path,
+            xattrs: Vec::new(),
         })
     }
 
@@ -471,6 +477,39 @@ fn is_opaque(dir: &Path) -> bool {
         .any(|name| matches!(xattr_get(dir, name), Some(v) if v == b"y"))
 }
 
+/// The extended attributes of a snapshot file that a COPY of it keeps, sorted by name.
+fn carried_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(len) = rustix::fs::llistxattr_query(path) else {
+        return Vec::new();
+    };
+    if len == 0 {
+        return Vec::new();
+    }
+    let mut names = vec![0u8; len];
+    let Ok(len) = rustix::fs::llistxattr(path, &mut names) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if name.contains(".overlay.") {
+            continue;
+        }
+        let Ok(size) = rustix::fs::lgetxattr_query(path, name) else {
+            continue;
+        };
+        let mut value = vec![0u8; size.max(1)];
+        if let Ok(n) = rustix::fs::lgetxattr(path, name, &mut value) {
+            value.truncate(n);
+            out.push((name.to_owned(), value));
+        }
+    }
+    out.sort();
+    out
+}
+
 fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = [0u8; 8];
     let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
@@ -484,7 +523,11 @@ impl SourceTree for LayeredTree {
         for layer in &self.layers {
             match Self::view(layer, &path)? {
                 LayerView::Present(meta, host) => {
-                    return Entry::from_metadata(host, &meta).map(Some);
+                    let mut entry = Entry::from_metadata(host, &meta)?;
+                    if entry.kind == EntryKind::File {
+                        entry.xattrs = carried_xattrs(&entry.host_path);
+                    }
+                    return Ok(Some(entry));
                 }
                 LayerView::Hidden => return Ok(None),
                 LayerView::Absent => {

@@ -316,8 +316,8 @@ impl<'a> Linker<'a> {
             && (meta.uid(), meta.gid()) == (item.uid, item.gid)
             && (meta.mtime(), meta.mtime_nsec()) == (item.source.mtime, item.source.mtime_nsec)
             && meta.nlink() < 60_000
-            // A copy carries no extended attributes (a capability, a label): a link must not
-            // either, or the layer would depend on which of the two happened.
+            // Files with extended attributes are copied (which writes them best effort), so
+            // the layer does not depend on whether the store could have linked them.
             && rustix::fs::llistxattr_query(&candidate).is_ok_and(|len| len == 0);
         if !same
             || !self
@@ -373,6 +373,13 @@ fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
     .map_err(|e| with_path(e.into(), &host))?;
     rustix::fs::fchmod(&dst, rustix::fs::Mode::from_raw_mode(item.mode & 0o7777))
         .map_err(|e| with_path(e.into(), &host))?;
+    // After the owner: chown clears a file capability.
+    for (name, value) in &item.source.xattrs {
+        if let Err(e) = rustix::fs::fsetxattr(&dst, name, value, rustix::fs::XattrFlags::empty()) {
+            // Best effort, like BuildKit: the store's filesystem may refuse a namespace.
+            tracing::debug!(path = %host.display(), name, %e, "extended attribute not copied");
+        }
+    }
     let t = rustix::fs::Timespec {
         tv_sec: item.source.mtime,
         tv_nsec: item.source.mtime_nsec,
