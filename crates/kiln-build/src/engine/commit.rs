@@ -135,12 +135,7 @@ fn write_blob(
     let blob = store.begin_blob(None, None).map_err(|e| e.to_string())?;
     let mut layer = LayerWriter::new(BufWriter::with_capacity(1 << 20, blob), compression)
         .map_err(|e| format!("starting the layer compressor: {e}"))?;
-    let mut tar = DiffTar::new(dir);
-    if let Some(epoch) = epoch {
-        tar = tar.source_date_epoch(epoch);
-    }
-    tar.write_to(&mut layer)
-        .map_err(|e| format!("writing the layer of {}: {e}", dir.display()))?;
+    write_tar(dir, epoch, &mut layer)?;
     let (writer, digests) = layer
         .finish()
         .map_err(|e| format!("finishing the layer: {e}"))?;
@@ -163,16 +158,22 @@ fn write_blob(
 fn diff_id_of(dir: &Path, epoch: Option<i64>) -> Result<DiffId, String> {
     let mut layer = LayerWriter::new(std::io::sink(), Compression::None)
         .map_err(|e| format!("starting the layer digest: {e}"))?;
-    let mut tar = DiffTar::new(dir);
-    if let Some(epoch) = epoch {
-        tar = tar.source_date_epoch(epoch);
-    }
-    tar.write_to(&mut layer)
-        .map_err(|e| format!("reading the layer of {}: {e}", dir.display()))?;
+    write_tar(dir, epoch, &mut layer)?;
     let (_, digests) = layer
         .finish()
         .map_err(|e| format!("finishing the layer digest: {e}"))?;
     Ok(digests.diff_id)
+}
+
+/// The layer tar of `dir` (its times clamped to `epoch`) into `out`.
+fn write_tar(dir: &Path, epoch: Option<i64>, out: impl std::io::Write) -> Result<(), String> {
+    let mut tar = DiffTar::new(dir);
+    if let Some(epoch) = epoch {
+        tar = tar.source_date_epoch(epoch);
+    }
+    tar.write_to(out)
+        .map(|_| ())
+        .map_err(|e| format!("writing the layer of {}: {e}", dir.display()))
 }
 
 fn media_type_of(compression: Compression) -> MediaType {
