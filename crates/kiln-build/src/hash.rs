@@ -144,7 +144,7 @@ impl HashMemo {
             known.used = true;
             return Ok(known.sha256);
         }
-        let (_, hash) = hash_file(&entry.host_path)?;
+        let hash = hash_file(&entry.host_path)?;
         let mut state = self.lock();
         state.digests.insert(
             stamp,
@@ -249,7 +249,8 @@ fn decode_memo(bytes: &[u8]) -> Option<HashMap<FileStamp, Known>> {
     Some(map)
 }
 
-fn hash_file(path: &Path) -> io::Result<(Digest, [u8; 32])> {
+/// The SHA-256 of the file's content, as raw bytes.
+fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     let mut file = fs::File::open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))?;
     let mut hasher = Sha256Hasher::new();
@@ -261,23 +262,7 @@ fn hash_file(path: &Path) -> io::Result<(Digest, [u8; 32])> {
         }
         hasher.update(&buf[..n]);
     }
-    let digest = hasher.finish();
-    let hash = raw_sha256(&digest);
-    Ok((digest, hash))
-}
-
-/// The 32 bytes a SHA-256 digest's hex spells.
-fn raw_sha256(digest: &Digest) -> [u8; 32] {
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => c - b'0',
-        _ => c - b'a' + 10,
-    };
-    let hex = digest.hex().as_bytes();
-    let mut hash = [0u8; 32];
-    for (i, byte) in hash.iter_mut().enumerate() {
-        *byte = (nibble(hex[2 * i]) << 4) | nibble(hex[2 * i + 1]);
-    }
-    hash
+    Ok(hasher.finish_bytes())
 }
 
 /// The digest of exactly what a COPY writes: for each destination path (sorted) its type,

@@ -184,7 +184,12 @@ impl Sha256Hasher {
 
     /// The digest of everything fed.
     pub fn finish(self) -> Digest {
-        Digest::from_sha256_bytes(&self.inner.finalize())
+        Digest::from_sha256_bytes(&self.finish_bytes())
+    }
+
+    /// The raw 32-byte hash of everything fed.
+    pub fn finish_bytes(self) -> [u8; 32] {
+        self.inner.finalize().into()
     }
 }
 
