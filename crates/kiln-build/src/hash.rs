@@ -329,7 +329,7 @@ pub(crate) fn copy_plan_digest_listing(
         if !item.source.xattrs.is_empty() {
             field(&mut hasher, b"x");
             for (name, value) in &item.source.xattrs {
-                field(&mut hasher, name.as_bytes());
+                field(&mut hasher, name);
                 field(&mut hasher, value);
             }
         }

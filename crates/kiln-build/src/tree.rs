@@ -55,8 +55,8 @@ pub struct Entry {
     pub host_path: PathBuf,
     /// Extended attributes a COPY carries over, by name (a capability set in a builder
     /// stage, `user.*`): read for the files of stages and images, never for the context;
-    /// overlayfs' own `*.overlay.*` attributes are left out.
-    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// those a layer leaves out (overlayfs' own, SELinux labels) are left out here too.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Entry {
@@ -477,39 +477,6 @@ fn is_opaque(dir: &Path) -> bool {
         .any(|name| matches!(xattr_get(dir, name), Some(v) if v == b"y"))
 }
 
-/// The extended attributes of a snapshot file that a COPY of it keeps, sorted by name.
-fn carried_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(len) = rustix::fs::llistxattr_query(path) else {
-        return Vec::new();
-    };
-    if len == 0 {
-        return Vec::new();
-    }
-    let mut names = vec![0u8; len];
-    let Ok(len) = rustix::fs::llistxattr(path, &mut names) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
-        if name.contains(".overlay.") {
-            continue;
-        }
-        let Ok(size) = rustix::fs::lgetxattr_query(path, name) else {
-            continue;
-        };
-        let mut value = vec![0u8; size.max(1)];
-        if let Ok(n) = rustix::fs::lgetxattr(path, name, &mut value) {
-            value.truncate(n);
-            out.push((name.to_owned(), value));
-        }
-    }
-    out.sort();
-    out
-}
-
 fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = [0u8; 8];
     let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
@@ -525,7 +492,8 @@ impl SourceTree for LayeredTree {
                 LayerView::Present(meta, host) => {
                     let mut entry = Entry::from_metadata(host, &meta)?;
                     if entry.kind == EntryKind::File {
-                        entry.xattrs = carried_xattrs(&entry.host_path);
+                        // Unreadable attributes are not carried (like an xattr-less filesystem).
+                        entry.xattrs = kiln_oci::layer_xattrs(&entry.host_path).unwrap_or_default();
                     }
                     return Ok(Some(entry));
                 }

@@ -43,7 +43,7 @@ pub use extract::{
 pub use index::{ANNOTATION_DOCKER_REFERENCE_TYPE, ImageIndex};
 pub use layer::{
     DiffTar, EntrySource, FileListTar, LayerDigests, LayerEntry, LayerError, LayerWriter,
-    OPAQUE_MARKER, TarSummary, WHITEOUT_PREFIX,
+    OPAQUE_MARKER, TarSummary, WHITEOUT_PREFIX, layer_xattrs,
 };
 pub use layout::{
     IMAGE_LAYOUT_VERSION, INDEX_JSON_FILE, LayoutError, MAX_JSON_BLOB_SIZE, OCI_LAYOUT_FILE,

@@ -375,9 +375,10 @@ fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
         .map_err(|e| with_path(e.into(), &host))?;
     // After the owner: chown clears a file capability.
     for (name, value) in &item.source.xattrs {
+        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name);
         if let Err(e) = rustix::fs::fsetxattr(&dst, name, value, rustix::fs::XattrFlags::empty()) {
             // Best effort, like BuildKit: the store's filesystem may refuse a namespace.
-            tracing::debug!(path = %host.display(), name, %e, "extended attribute not copied");
+            tracing::debug!(path = %host.display(), name = %name.display(), %e, "extended attribute not copied");
         }
     }
     let t = rustix::fs::Timespec {

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 pub use diff::DiffTar;
 pub use file_list::{EntrySource, FileListTar, LayerEntry};
+pub use source::layer_xattrs;
 pub use tar_encode::TarSummary;
 pub use whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 

@@ -14,6 +14,14 @@ pub(super) fn is_layer_xattr(name: &[u8]) -> bool {
 
 const XATTR_BUF: usize = 4096;
 
+/// The extended attributes a layer records for `path` (sorted by name): all of them but
+/// overlayfs' own and SELinux labels. What a COPY of a layer's file carries over.
+pub fn layer_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut xattrs = read_xattrs(path)?;
+    xattrs.retain(|(name, _)| is_layer_xattr(name));
+    Ok(xattrs)
+}
+
 /// All xattrs of `path` (not following a final symlink), sorted by name. A filesystem
 /// without xattr support yields none.
 pub(super) fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
