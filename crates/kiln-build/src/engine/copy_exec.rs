@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
 use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId, StageState};
 
+use super::copy_write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
 use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
 use super::stage::{Engine, LayerInfo, StageResult};
-use crate::copy::{CopyAttrs, CopyItem, CopyPlan, CopyRequest, plan_copy};
+use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, plan_copy};
 use crate::hash::copy_plan_digest_listing;
 use crate::tree::{Entry, EntryKind, SourceTree, clean_rel};
 use crate::users::{parse_chmod, resolve_chown};
@@ -88,7 +89,7 @@ impl PreparedCopy {
     /// Remembers where the context's files now are in the layer's snapshot, for the next
     /// COPY of them to link (see `Linker`).
     pub(crate) fn remember_copies(&self, engine: &Engine<'_>, chain: &ChainId) {
-        let snapshots = engine.store.root().join("snapshots");
+        let snapshots = snapshots_dir(engine);
         for item in self.plan.items.values() {
             if item.source.kind == EntryKind::File && !item.source.host_path.starts_with(&snapshots)
             {
@@ -212,267 +213,6 @@ pub(crate) fn staging_dir(engine: &Engine<'_>, what: &str) -> Result<PathBuf, St
     let path = dir.keep();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     Ok(path)
-}
-
-/// Writes the plan's entries: directories first, in path order (each before what it holds),
-/// then regular files on a few threads at once — a large COPY is thousands of small,
-/// independent create-copy-chown-chmod-utime sequences that one thread runs back to back.
-fn write_items(staging: &Path, plan: &CopyPlan, linker: &Linker<'_>) -> io::Result<()> {
-    let mut files = Vec::new();
-    for item in plan.items.values() {
-        if item.source.kind == EntryKind::File {
-            files.push(item);
-        } else {
-            write_item(staging, item)?;
-        }
-    }
-    let write = |item: &CopyItem| {
-        let host = staging.join(item.dest.trim_start_matches('/'));
-        if linker.link(item, &host) {
-            Ok(())
-        } else {
-            write_file(staging, item)
-        }
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 4);
-    if threads == 1 || files.len() < 256 {
-        return files.iter().try_for_each(|item| write(item));
-    }
-    let chunk = files.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().try_for_each(|item| write(item))))
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| Err(io::Error::other("a COPY writer thread panicked")))
-        })
-    })
-}
-
-/// Hard links instead of copies, where a file with the same content and metadata is already
-/// in an immutable snapshot: the source itself for a `COPY --from` of a stage or image, or
-/// where the last COPY of an unchanged context file wrote it (the memo remembers). A COPY of
-/// a 20k-file context after a one-file edit then creates one inode, not 20,000 (and copies no
-/// data for the rest). Snapshots are never written after they are made, so sharing inodes
-/// between them is safe; each inode is linked once per layer, so the layer's tar has no
-/// hard links a copy would not have.
-struct Linker<'a> {
-    snapshots: PathBuf,
-    store: &'a kiln_store::Store,
-    memo: &'a crate::hash::HashMemo,
-    /// Inodes (device, number) linked into this layer already.
-    used: std::sync::Mutex<std::collections::HashSet<(u64, u64)>>,
-    /// Whether a snapshot (by directory name) may be linked from (not an unsynced one of an
-    /// earlier boot).
-    trusted: std::sync::Mutex<std::collections::HashMap<String, bool>>,
-}
-
-impl<'a> Linker<'a> {
-    fn new(engine: &Engine<'a>) -> Self {
-        Self {
-            snapshots: engine.store.root().join("snapshots"),
-            store: engine.store,
-            memo: engine.memo,
-            used: std::sync::Mutex::default(),
-            trusted: std::sync::Mutex::default(),
-        }
-    }
-
-    /// Links `item` at `host` if it can; `false` means copy it.
-    fn link(&self, item: &CopyItem, host: &Path) -> bool {
-        use std::os::unix::fs::MetadataExt as _;
-        let candidate = if item.source.host_path.starts_with(&self.snapshots) {
-            item.source.host_path.clone()
-        } else {
-            let Some(location) = self.memo.copy_location(&item.source) else {
-                return false;
-            };
-            let snapshot = location.split('/').next().unwrap_or_default().to_owned();
-            let trusted = *self
-                .trusted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(snapshot.clone())
-                .or_insert_with(|| {
-                    format!("sha256:{snapshot}")
-                        .parse::<Digest>()
-                        .is_ok_and(|d| self.store.has_snapshot(&ChainId(d)))
-                });
-            if !trusted {
-                return false;
-            }
-            self.snapshots.join(location)
-        };
-        let Ok(meta) = fs::symlink_metadata(&candidate) else {
-            return false;
-        };
-        let same = meta.is_file()
-            && meta.len() == item.source.size
-            && meta.mode() & 0o7777 == item.mode
-            && (meta.uid(), meta.gid()) == (item.uid, item.gid)
-            && (meta.mtime(), meta.mtime_nsec()) == (item.source.mtime, item.source.mtime_nsec)
-            && meta.nlink() < 60_000
-            // Files with extended attributes are copied (which writes them best effort), so
-            // the layer does not depend on whether the store could have linked them.
-            && rustix::fs::llistxattr_query(&candidate).is_ok_and(|len| len == 0);
-        if !same
-            || !self
-                .used
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert((meta.dev(), meta.ino()))
-        {
-            return false;
-        }
-        fs::hard_link(&candidate, host).is_ok()
-    }
-}
-
-/// One regular file: created exclusively (the staging tree is new), filled with
-/// `copy_file_range`, then owner, mode (after the owner: chown clears setuid bits) and mtime
-/// set on the open descriptor — no path walks beyond the create.
-fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let host = staging.join(item.dest.trim_start_matches('/'));
-    let with_path =
-        |e: io::Error, path: &Path| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let create = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&host)
-    };
-    let mut dst = match create() {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = host.parent() {
-                fs::create_dir_all(parent).map_err(|e| with_path(e, parent))?;
-            }
-            create().map_err(|e| with_path(e, &host))?
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Not expected in a new tree; COPY replaces what is there.
-            fs::remove_file(&host).map_err(|e| with_path(e, &host))?;
-            create().map_err(|e| with_path(e, &host))?
-        }
-        Err(e) => return Err(with_path(e, &host)),
-    };
-    let mut src =
-        fs::File::open(&item.source.host_path).map_err(|e| with_path(e, &item.source.host_path))?;
-    io::copy(&mut src, &mut dst).map_err(|e| with_path(e, &item.source.host_path))?;
-    rustix::fs::fchown(
-        &dst,
-        Some(rustix::process::Uid::from_raw(item.uid)),
-        Some(rustix::process::Gid::from_raw(item.gid)),
-    )
-    .map_err(|e| with_path(e.into(), &host))?;
-    rustix::fs::fchmod(&dst, rustix::fs::Mode::from_raw_mode(item.mode & 0o7777))
-        .map_err(|e| with_path(e.into(), &host))?;
-    // After the owner: chown clears a file capability.
-    for (name, value) in &item.source.xattrs {
-        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name);
-        if let Err(e) = rustix::fs::fsetxattr(&dst, name, value, rustix::fs::XattrFlags::empty()) {
-            // Best effort, like BuildKit: the store's filesystem may refuse a namespace.
-            tracing::debug!(path = %host.display(), name = %name.display(), %e, "extended attribute not copied");
-        }
-    }
-    let t = rustix::fs::Timespec {
-        tv_sec: item.source.mtime,
-        tv_nsec: item.source.mtime_nsec,
-    };
-    rustix::fs::futimens(
-        &dst,
-        &rustix::fs::Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-    )
-    .map_err(|e| with_path(e.into(), &host))
-}
-
-fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
-    let host = staging.join(item.dest.trim_start_matches('/'));
-    if let Some(parent) = host.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    match &item.source.kind {
-        EntryKind::Dir => {
-            match fs::symlink_metadata(&host) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    fs::remove_file(&host)?;
-                    fs::create_dir(&host)?;
-                }
-                Err(_) => fs::create_dir(&host)?,
-            }
-            apply_meta(&host, item.mode, item.uid, item.gid, None, false)?;
-        }
-        EntryKind::File => write_file(staging, item)?,
-        EntryKind::Symlink(target) => {
-            if fs::symlink_metadata(&host).is_ok() {
-                let _ = fs::remove_file(&host);
-            }
-            symlink(target, &host)?;
-            rustix::fs::chownat(
-                rustix::fs::CWD,
-                &host,
-                Some(rustix::process::Uid::from_raw(item.uid)),
-                Some(rustix::process::Gid::from_raw(item.gid)),
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(io::Error::from)?;
-            set_mtime(&host, item.source.mtime, item.source.mtime_nsec, true)?;
-        }
-        EntryKind::Special => {
-            // Device nodes and fifos are not copied by COPY (BuildKit copies regular content).
-            tracing::warn!(path = %item.dest, "special file skipped by COPY");
-        }
-    }
-    Ok(())
-}
-
-fn apply_meta(
-    host: &Path,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: Option<(i64, i64)>,
-    nofollow: bool,
-) -> io::Result<()> {
-    rustix::fs::chown(
-        host,
-        Some(rustix::process::Uid::from_raw(uid)),
-        Some(rustix::process::Gid::from_raw(gid)),
-    )
-    .map_err(io::Error::from)?;
-    // chown clears setuid bits: set the mode afterwards.
-    fs::set_permissions(host, fs::Permissions::from_mode(mode))?;
-    if let Some((s, ns)) = mtime {
-        set_mtime(host, s, ns, nofollow)?;
-    }
-    Ok(())
-}
-
-fn set_mtime(host: &Path, secs: i64, nsecs: i64, nofollow: bool) -> io::Result<()> {
-    let t = rustix::fs::Timespec {
-        tv_sec: secs,
-        tv_nsec: nsecs,
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    let flags = if nofollow {
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW
-    } else {
-        rustix::fs::AtFlags::empty()
-    };
-    rustix::fs::utimensat(rustix::fs::CWD, host, &times, flags).map_err(io::Error::from)
 }
 
 /// Plans a COPY/ADD and digests its inputs.

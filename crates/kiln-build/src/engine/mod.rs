@@ -4,6 +4,7 @@
 mod base;
 mod commit;
 mod copy_exec;
+mod copy_write;
 mod download;
 mod export;
 mod run_exec;
