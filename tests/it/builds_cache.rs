@@ -115,6 +115,39 @@ fn independent_stages_run_in_parallel_root() {
 }
 
 #[test]
+fn by_default_every_ready_stage_runs_even_beyond_the_cores_root() {
+    if !require_root("by_default_every_ready_stage_runs_even_beyond_the_cores_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    // Two more sleeping stages than cores: a bound of one stage per core would take two
+    // waves (≥ 4 s); BuildKit, and kiln without --jobs, run them all at once.
+    let stages = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) + 2;
+    let mut dockerfile = String::new();
+    for i in 0..stages {
+        dockerfile.push_str(&format!(
+            "FROM busybox AS s{i}\nRUN sleep 2 && echo {i} > /{i}\n"
+        ));
+    }
+    dockerfile.push_str("FROM busybox\n");
+    for i in 0..stages {
+        dockerfile.push_str(&format!("COPY --from=s{i} /{i} /{i}\n"));
+    }
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "Dockerfile", &dockerfile);
+    let started = Instant::now();
+    build(&store, &ctx, &[]);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(3800),
+        "{stages} independent `sleep 2` stages took {elapsed:?} without --jobs: they ran in waves"
+    );
+}
+
+#[test]
 fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
     if !require_root("warm_rebuild_is_cached_and_misses_name_the_changed_file_root") {
         return;

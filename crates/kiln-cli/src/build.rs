@@ -64,7 +64,7 @@ pub(crate) struct BuildArgs {
     /// Push the `-t` names to their registries (same as --output type=image,push=true).
     #[arg(long)]
     push: bool,
-    /// Stages run at once (default: the number of cores).
+    /// At most N stages run at once (default: every stage whose inputs are ready, as BuildKit).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     /// Build every stage, not only those the target needs (buildx: BUILDKIT_SKIP_UNUSED_STAGES=false).

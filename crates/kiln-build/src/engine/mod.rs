@@ -197,7 +197,10 @@ impl Builder {
             tags: Vec::new(),
             push: false,
             store_root: None,
-            jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            // As BuildKit: every stage whose inputs are ready runs. A RUN mostly waits (on
+            // sleep, the network, a child's I/O); a bound of one stage per core made four
+            // `sleep 2` stages take two waves on 2 cores (bench/README.md, parallel cases).
+            jobs: usize::MAX,
             all_stages: false,
             compression: Compression::Gzip { level: 6 },
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
@@ -308,7 +311,7 @@ impl Builder {
         self
     }
 
-    /// `--jobs`: stages run at once.
+    /// `--jobs`: at most this many stages run at once (default: every ready stage).
     #[must_use]
     pub fn jobs(mut self, jobs: usize) -> Self {
         self.jobs = jobs.max(1);
