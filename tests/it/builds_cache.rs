@@ -116,6 +116,7 @@ fn independent_stages_run_in_parallel_root() {
 
 #[test]
 fn by_default_every_ready_stage_runs_even_beyond_the_cores_root() {
+    use std::fmt::Write as _;
     if !require_root("by_default_every_ready_stage_runs_even_beyond_the_cores_root") {
         return;
     }
@@ -128,13 +129,15 @@ fn by_default_every_ready_stage_runs_even_beyond_the_cores_root() {
     let stages = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) + 2;
     let mut dockerfile = String::new();
     for i in 0..stages {
-        dockerfile.push_str(&format!(
-            "FROM busybox AS s{i}\nRUN sleep 2 && echo {i} > /{i}\n"
-        ));
+        writeln!(
+            dockerfile,
+            "FROM busybox AS s{i}\nRUN sleep 2 && echo {i} > /{i}"
+        )
+        .unwrap();
     }
     dockerfile.push_str("FROM busybox\n");
     for i in 0..stages {
-        dockerfile.push_str(&format!("COPY --from=s{i} /{i} /{i}\n"));
+        writeln!(dockerfile, "COPY --from=s{i} /{i} /{i}").unwrap();
     }
     let ctx = tmp.path().join("ctx");
     write(&ctx, "Dockerfile", &dockerfile);

@@ -65,6 +65,41 @@ impl FileStamp {
     }
 }
 
+/// The memo's map: stamps are already well-mixed numbers from the kernel and not chosen by
+/// an attacker, so a multiply-rotate hash (FxHash's) replaces SipHash, which was a tenth of
+/// keying a 20k-file COPY.
+type StampMap = HashMap<FileStamp, Known, std::hash::BuildHasherDefault<StampHasher>>;
+
+/// FxHash over the stamp's words.
+#[derive(Debug, Default, Clone, Copy)]
+struct StampHasher(u64);
+
+impl std::hash::Hasher for StampHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_i64(&mut self, word: i64) {
+        self.write_u64(word.cast_unsigned());
+    }
+}
+
+/// What a loaded memo file holds: its entries, and its bytes, which the entries' copy
+/// locations point into (decoded when a COPY asks, not for 20k files on every load).
+type Loaded = (StampMap, Vec<u8>);
+
 /// A persistent memo of file content digests.
 #[derive(Debug, Default)]
 pub struct HashMemo {
@@ -75,8 +110,13 @@ pub struct HashMemo {
 #[derive(Debug, Default)]
 struct MemoState {
     /// Stamp → what is known of that file.
-    digests: HashMap<FileStamp, Known>,
+    digests: StampMap,
+    /// The loaded memo file's bytes ([`CopyLocation::InFile`] points into them).
+    raw: Vec<u8>,
     dirty: bool,
+    /// The memo file being read on a thread of its own (see [`HashMemo::load`]); taken
+    /// into `digests` by the first use.
+    loading: Option<std::thread::JoinHandle<Loaded>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -86,7 +126,32 @@ struct Known {
     used: bool,
     /// Where a COPY last wrote this file's content into a snapshot (`<snapshot>/<path>`,
     /// relative to the store's `snapshots/`): the next COPY of the unchanged file may link it.
-    copy: Option<String>,
+    copy: CopyLocation,
+}
+
+/// A [`Known::copy`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum CopyLocation {
+    /// None known.
+    #[default]
+    None,
+    /// The UTF-8 text at `start..start + len` of the loaded file ([`MemoState::raw`]).
+    InFile { start: usize, len: usize },
+    /// Set by this build.
+    Set(String),
+}
+
+impl CopyLocation {
+    /// The location's text (`None` for none, or bytes that are not UTF-8).
+    fn text<'a>(&'a self, raw: &'a [u8]) -> Option<&'a str> {
+        match self {
+            Self::None => None,
+            Self::InFile { start, len } => raw
+                .get(*start..start + len)
+                .and_then(|b| std::str::from_utf8(b).ok()),
+            Self::Set(text) => Some(text),
+        }
+    }
 }
 
 /// The memo file: `MEMO_MAGIC`, then records of a stamp (seven little-endian 64-bit words),
@@ -106,27 +171,28 @@ impl HashMemo {
         Self::default()
     }
 
-    /// A memo persisted at `file` (loaded now if present; a damaged file is ignored with a
-    /// warning, since it only costs re-hashing).
+    /// A memo persisted at `file`, read on a thread of its own while the build plans and
+    /// lists its context (a large context's memo takes milliseconds to decode); the first
+    /// use waits for it. A damaged file is ignored with a warning, since it only costs
+    /// re-hashing.
     pub fn load(file: impl Into<PathBuf>) -> Self {
         let file = file.into();
-        let _span = tracing::debug_span!("hash_memo_load").entered();
-        let digests = match fs::read(&file) {
-            // An older kiln's memo: re-hashing once replaces it.
-            Ok(bytes) if bytes.starts_with(b"kilnmem") && !bytes.starts_with(MEMO_MAGIC) => {
-                HashMap::new()
-            }
-            Ok(bytes) => decode_memo(&bytes).unwrap_or_else(|| {
-                tracing::warn!(path = %file.display(), "ignoring a damaged hash memo (it only costs re-hashing)");
-                HashMap::new()
-            }),
-            Err(_) => HashMap::new(),
+        let path = file.clone();
+        let read = move || read_memo(&path);
+        let ((digests, raw), loading) = match std::thread::Builder::new()
+            .name("kiln-memo".into())
+            .spawn(read.clone())
+        {
+            Ok(handle) => (Loaded::default(), Some(handle)),
+            Err(_) => (read(), None),
         };
         Self {
             file: Some(file),
             map: Mutex::new(MemoState {
                 digests,
+                raw,
                 dirty: false,
+                loading,
             }),
         }
     }
@@ -151,29 +217,76 @@ impl HashMemo {
             Known {
                 sha256: hash,
                 used: true,
-                copy: None,
+                copy: CopyLocation::None,
             },
         );
         state.dirty = true;
         Ok(hash)
     }
 
+    /// [`HashMemo::file_sha256`] of every entry, in order, under one lock for all the
+    /// known ones; the others are read and hashed without holding it.
+    fn files_sha256<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a Entry>,
+    ) -> io::Result<Vec<[u8; 32]>> {
+        let mut hashes = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let mut state = self.lock();
+            for entry in entries {
+                if let Some(known) = state.digests.get_mut(&FileStamp::of(entry)) {
+                    known.used = true;
+                    hashes.push(known.sha256);
+                } else {
+                    missing.push((hashes.len(), entry));
+                    hashes.push([0; 32]);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(hashes);
+        }
+        let mut found = Vec::with_capacity(missing.len());
+        for &(index, entry) in &missing {
+            let hash = hash_file(&entry.host_path)?;
+            hashes[index] = hash;
+            found.push((FileStamp::of(entry), hash));
+        }
+        let mut state = self.lock();
+        for (stamp, sha256) in found {
+            state.digests.insert(
+                stamp,
+                Known {
+                    sha256,
+                    used: true,
+                    copy: CopyLocation::None,
+                },
+            );
+        }
+        state.dirty = true;
+        Ok(hashes)
+    }
+
     /// Where a COPY last wrote the content of `entry` (relative to the store's
     /// `snapshots/`), if the file is unchanged since.
     pub fn copy_location(&self, entry: &Entry) -> Option<String> {
-        self.lock()
+        let state = self.lock();
+        state
             .digests
             .get(&FileStamp::of(entry))
-            .and_then(|k| k.copy.clone())
+            .and_then(|k| k.copy.text(&state.raw))
+            .map(str::to_owned)
     }
 
     /// Remembers where a COPY wrote `entry` (see [`HashMemo::copy_location`]).
     pub fn set_copy_location(&self, entry: &Entry, location: String) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         if let Some(known) = state.digests.get_mut(&FileStamp::of(entry))
-            && known.copy.as_deref() != Some(location.as_str())
+            && known.copy.text(&state.raw) != Some(location.as_str())
         {
-            known.copy = Some(location);
+            known.copy = CopyLocation::Set(location);
             state.dirty = true;
         }
     }
@@ -198,7 +311,7 @@ impl HashMemo {
             stamp.encode(&mut bytes);
             bytes.extend_from_slice(&known.sha256);
             // A location too long to record is dropped (the file is copied next time).
-            let copy = known.copy.as_deref().unwrap_or("");
+            let copy = known.copy.text(&state.raw).unwrap_or("");
             let (len, copy) = u16::try_from(copy.len()).map_or((0, ""), |len| (len, copy));
             bytes.extend_from_slice(&len.to_le_bytes());
             bytes.extend_from_slice(copy.as_bytes());
@@ -216,26 +329,64 @@ impl HashMemo {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoState> {
-        self.map
+        let mut state = self
+            .map
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(handle) = state.loading.take() {
+            // A reader that panicked leaves an empty memo: it only costs re-hashing. Nothing
+            // is added before the first lock, so the loaded entries replace an empty map.
+            (state.digests, state.raw) = handle.join().unwrap_or_default();
+        }
+        state
+    }
+}
+
+/// The entries of the memo file at `file`: empty when it is absent, an older kiln's, or
+/// damaged (with a warning).
+fn read_memo(file: &Path) -> Loaded {
+    let _span = tracing::debug_span!("hash_memo_load").entered();
+    match fs::read(file) {
+        // An older kiln's memo: re-hashing once replaces it.
+        Ok(bytes) if bytes.starts_with(b"kilnmem") && !bytes.starts_with(MEMO_MAGIC) => {
+            Loaded::default()
+        }
+        Ok(bytes) => {
+            if let Some(map) = decode_memo(&bytes) {
+                (map, bytes)
+            } else {
+                tracing::warn!(path = %file.display(), "ignoring a damaged hash memo (it only costs re-hashing)");
+                Loaded::default()
+            }
+        }
+        Err(_) => Loaded::default(),
     }
 }
 
 /// The entries of a memo file; `None` when it is not one.
-fn decode_memo(bytes: &[u8]) -> Option<HashMap<FileStamp, Known>> {
+fn decode_memo(bytes: &[u8]) -> Option<StampMap> {
     let mut rest = bytes.strip_prefix(MEMO_MAGIC.as_slice())?;
-    let mut map = HashMap::with_capacity(rest.len() / (RECORD_LEN + 40));
+    let mut map = StampMap::with_capacity_and_hasher(
+        rest.len() / (RECORD_LEN + 40),
+        std::hash::BuildHasherDefault::default(),
+    );
     while !rest.is_empty() {
         let (record, tail) = rest.split_at_checked(RECORD_LEN)?;
         let (stamp, record) = record.split_at(STAMP_LEN);
         let (hash, len) = record.split_at(32);
         let len = usize::from(u16::from_le_bytes(len.try_into().ok()?));
-        let (copy, tail) = tail.split_at_checked(len)?;
-        let copy = (len > 0)
-            .then(|| String::from_utf8(copy.to_vec()))
-            .transpose()
-            .ok()?;
+        if tail.len() < len {
+            return None;
+        }
+        let copy = if len == 0 {
+            CopyLocation::None
+        } else {
+            CopyLocation::InFile {
+                start: bytes.len() - tail.len(),
+                len,
+            }
+        };
+        let tail = &tail[len..];
         map.insert(
             FileStamp::decode(stamp.try_into().ok()?),
             Known {
@@ -291,21 +442,34 @@ pub(crate) fn copy_plan_digest_listing(
     let mut hasher = Sha256Hasher::new();
     let mut files = Some(Vec::new());
     let mut file_count = 0usize;
+    let mut hashes = memo
+        .files_sha256(
+            plan.items
+                .values()
+                .filter(|i| i.source.kind == EntryKind::File)
+                .map(|i| &i.source),
+        )?
+        .into_iter();
     // `sha256:<hex>`, the digest's text, which the key has always hashed.
     let mut text = [0u8; 7 + 64];
     text[..7].copy_from_slice(b"sha256:");
-    let field = |h: &mut Sha256Hasher, bytes: &[u8]| {
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
+    // Each item's fields, length-prefixed, go to the hasher in one update.
+    let mut record = Vec::with_capacity(256);
+    let field = |r: &mut Vec<u8>, bytes: &[u8]| {
+        r.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        r.extend_from_slice(bytes);
     };
     for (dest, item) in &plan.items {
-        field(&mut hasher, dest.as_bytes());
+        record.clear();
+        field(&mut record, dest.as_bytes());
         let (tag, payload): (u8, &[u8]) = match &item.source.kind {
             EntryKind::Dir => (b'd', &[]),
             EntryKind::Symlink(target) => (b'l', target.as_os_str().as_encoded_bytes()),
             EntryKind::Special => (b's', &[]),
             EntryKind::File => {
-                let hash = memo.file_sha256(&item.source)?;
+                let hash = hashes.next().ok_or_else(|| {
+                    io::Error::other("hash memo returned fewer digests than files")
+                })?;
                 for (i, byte) in hash.iter().enumerate() {
                     text[7 + 2 * i] = HEX[usize::from(byte >> 4)];
                     text[8 + 2 * i] = HEX[usize::from(byte & 0xf)];
@@ -320,19 +484,20 @@ pub(crate) fn copy_plan_digest_listing(
                 (b'f', &text)
             }
         };
-        field(&mut hasher, &[tag]);
-        field(&mut hasher, &item.mode.to_le_bytes());
-        field(&mut hasher, &item.uid.to_le_bytes());
-        field(&mut hasher, &item.gid.to_le_bytes());
-        field(&mut hasher, payload);
+        field(&mut record, &[tag]);
+        field(&mut record, &item.mode.to_le_bytes());
+        field(&mut record, &item.uid.to_le_bytes());
+        field(&mut record, &item.gid.to_le_bytes());
+        field(&mut record, payload);
         // Only files that have them add this, so keys of files without stay as they were.
         if !item.source.xattrs.is_empty() {
-            field(&mut hasher, b"x");
+            field(&mut record, b"x");
             for (name, value) in &item.source.xattrs {
-                field(&mut hasher, name);
-                field(&mut hasher, value);
+                field(&mut record, name);
+                field(&mut record, value);
             }
         }
+        hasher.update(&record);
     }
     Ok((hasher.finish(), files))
 }
@@ -375,6 +540,20 @@ mod tests {
             Some("abc/data/a.txt")
         );
         assert_eq!(reloaded.file_digest(&entry_of(&file)).unwrap(), first);
+        // A location read from the file (not decoded at load) is written back as it was
+        // when the memo is saved for another reason.
+        let other = dir.path().join("b.txt");
+        fs::write(&other, "other").unwrap();
+        let third = HashMemo::load(&memo_file);
+        third.file_digest(&entry_of(&other)).unwrap();
+        third.save().unwrap();
+        let fourth = HashMemo::load(&memo_file);
+        assert_eq!(fourth.lock().digests.len(), 2);
+        assert_eq!(
+            fourth.copy_location(&entry_of(&file)).as_deref(),
+            Some("abc/data/a.txt")
+        );
+        assert_eq!(fourth.copy_location(&entry_of(&other)), None);
 
         // A changed file has a new stamp, so it is hashed again.
         fs::write(&file, "hello, world").unwrap();
