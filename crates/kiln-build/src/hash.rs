@@ -444,8 +444,8 @@ pub(crate) fn copy_plan_digest_listing(
     let mut file_count = 0usize;
     let mut hashes = memo
         .files_sha256(
-            plan.items
-                .values()
+            plan.items()
+                .iter()
                 .filter(|i| i.source.kind == EntryKind::File)
                 .map(|i| &i.source),
         )?
@@ -459,9 +459,9 @@ pub(crate) fn copy_plan_digest_listing(
         r.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         r.extend_from_slice(bytes);
     };
-    for (dest, item) in &plan.items {
+    for item in plan.items() {
         record.clear();
-        field(&mut record, dest.as_bytes());
+        field(&mut record, item.dest.as_bytes());
         let (tag, payload): (u8, &[u8]) = match &item.source.kind {
             EntryKind::Dir => (b'd', &[]),
             EntryKind::Symlink(target) => (b'l', target.as_os_str().as_encoded_bytes()),

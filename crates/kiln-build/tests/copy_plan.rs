@@ -45,7 +45,7 @@ fn plan(
     };
     let existing: Vec<String> = existing_dirs.iter().map(|s| (*s).to_owned()).collect();
     let p = plan_copy(tree, &req, &|p| existing.iter().any(|d| d == p))?;
-    Ok(p.items.into_keys().collect())
+    Ok(p.dests().map(str::to_owned).collect())
 }
 
 #[test]
@@ -161,13 +161,13 @@ fn chown_chmod_and_owner_rules() {
         },
     };
     let plan = plan_copy(&tree, &req, &|p| p == "/home").unwrap();
-    let item = &plan.items["/home/app/src/main.py"];
+    let item = plan.get("/home/app/src/main.py").unwrap();
     assert_eq!((item.uid, item.gid, item.mode), (1000, 1000, 0o640));
-    let parent = &plan.items["/home/app"];
+    let parent = plan.get("/home/app").unwrap();
     assert!(parent.is_created_parent);
     assert_eq!((parent.uid, parent.mode), (1000, 0o755));
-    assert!(!plan.items.contains_key("/home"));
-    assert!(!plan.items.keys().any(|k| k.contains("__pycache__")));
+    assert!(!plan.contains("/home"));
+    assert!(!plan.dests().any(|k| k.contains("__pycache__")));
 
     let req = CopyRequest {
         attrs: CopyAttrs::default(),
@@ -175,7 +175,7 @@ fn chown_chmod_and_owner_rules() {
         ..req
     };
     let plan = plan_copy(&tree, &req, &|_| false).unwrap();
-    let item = &plan.items["/home/app/src/util.py"];
+    let item = plan.get("/home/app/src/util.py").unwrap();
     assert_eq!(
         (item.uid, item.gid),
         (0, 0),
@@ -222,4 +222,43 @@ fn layered_tree_applies_whiteouts_and_opaque_dirs() {
     assert_eq!(tree.read_dir("opt/old").unwrap(), ["y"]);
     assert!(tree.lookup("opt/old/x").unwrap().is_none());
     assert_eq!(tree.describe(), "stage builder");
+}
+
+#[test]
+fn a_later_source_wins_a_path_and_entries_come_in_path_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    write(r, "one/same.txt", "from one");
+    write(r, "one/z/deep.txt", "z");
+    write(r, "two/same.txt", "from two");
+    write(r, "two/a-b.txt", "dash");
+    write(r, "two/a/inner.txt", "inner");
+    let tree = ContextTree::new(r, IncludeAll);
+    let sources = vec!["one".to_owned(), "two".to_owned()];
+    let req = CopyRequest {
+        sources: &sources,
+        dest: "/dst/",
+        parents: false,
+        exclude: &[],
+        attrs: CopyAttrs::default(),
+    };
+    let plan = plan_copy(&tree, &req, &|_| false).unwrap();
+    // Byte order of the whole path (`a-b.txt` before `a/`), each path once.
+    let dests: Vec<&str> = plan.dests().collect();
+    assert_eq!(
+        dests,
+        [
+            "/dst",
+            "/dst/a",
+            "/dst/a-b.txt",
+            "/dst/a/inner.txt",
+            "/dst/same.txt",
+            "/dst/z",
+            "/dst/z/deep.txt"
+        ]
+    );
+    let same = plan.get("/dst/same.txt").unwrap();
+    assert_eq!(same.source_path, "two/same.txt", "the later source wins");
+    assert!(plan.get("/dst/missing").is_none());
+    assert_eq!(plan.len(), dests.len());
 }

@@ -90,7 +90,7 @@ impl PreparedCopy {
     /// COPY of them to link (see `Linker`).
     pub(crate) fn remember_copies(&self, engine: &Engine<'_>, chain: &ChainId) {
         let snapshots = snapshots_dir(engine);
-        for item in self.plan.items.values() {
+        for item in self.plan.items() {
             if item.source.kind == EntryKind::File && !item.source.host_path.starts_with(&snapshots)
             {
                 engine.memo.set_copy_location(
@@ -103,8 +103,7 @@ impl PreparedCopy {
 
     /// Writes the planned entries into a fresh staging directory.
     pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, String> {
-        let _span =
-            tracing::debug_span!("copy_materialize", entries = self.plan.items.len()).entered();
+        let _span = tracing::debug_span!("copy_materialize", entries = self.plan.len()).entered();
         // Sources keyed by `--checksum` are fetched (and verified) now that the step runs.
         let fetch_dir = if self.downloads.iter().any(|d| d.fetched.is_none()) {
             Some(download_dir(engine)?)
@@ -176,7 +175,7 @@ impl PreparedCopy {
                 )?;
             }
             // Directory mtimes last: writing children changed them.
-            for item in self.plan.items.values().rev() {
+            for item in self.plan.items().iter().rev() {
                 if item.source.kind == EntryKind::Dir && !item.is_created_parent {
                     let host = staging.join(item.dest.trim_start_matches('/'));
                     set_mtime(&host, item.source.mtime, item.source.mtime_nsec, false)?;
@@ -309,7 +308,7 @@ pub(crate) fn prepare(
     // does not have, nothing exists to conflict with (a 20k-file COPY into a new directory
     // looks up one path, not 20k).
     let mut absent_dirs = std::collections::HashSet::new();
-    for item in plan.items.values() {
+    for item in plan.items() {
         let parent = item.dest.rsplit_once('/').map_or("", |(p, _)| p);
         let existing = if absent_dirs.contains(parent) {
             None
@@ -400,18 +399,26 @@ pub(crate) fn prepare(
         }
     }
     // Existing destination directories on the way to every written path.
+    // (In path order, a run of the plan's entries shares a parent, whose ancestors were
+    // walked with the first of them.)
     let mut dest_dirs = BTreeMap::new();
-    let mut written: Vec<String> = plan.items.keys().cloned().collect();
-    written.extend(inline.iter().map(|(d, ..)| d.clone()));
-    written.extend(archive_list.iter().map(|(_, d, _)| format!("{d}/.")));
-    written.extend(downloads.iter().map(|d| d.dest.clone()));
-    for path in &written {
-        let mut p = path.as_str();
+    let archive_dirs: Vec<String> = archive_list
+        .iter()
+        .map(|(_, d, _)| format!("{d}/."))
+        .collect();
+    let written = plan
+        .dests()
+        .chain(inline.iter().map(|(d, ..)| d.as_str()))
+        .chain(archive_dirs.iter().map(String::as_str))
+        .chain(downloads.iter().map(|d| d.dest.as_str()));
+    let mut last_parent = None;
+    for path in written {
+        let mut p = path;
         while let Some((parent, _)) = p.rsplit_once('/') {
-            if parent.is_empty() {
+            if parent.is_empty() || last_parent == Some(parent) {
                 break;
             }
-            if !plan.items.contains_key(parent)
+            if !plan.contains(parent)
                 && !dest_dirs.contains_key(parent)
                 && let Some(entry) = dest_tree
                     .lookup(&clean_rel(parent))
@@ -423,6 +430,7 @@ pub(crate) fn prepare(
             }
             p = parent;
         }
+        last_parent = path.rsplit_once('/').map(|(parent, _)| parent);
     }
     for (_, dir, _) in &archive_list {
         if !dest_dirs.contains_key(dir)

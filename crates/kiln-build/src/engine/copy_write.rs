@@ -22,7 +22,7 @@ pub(super) fn snapshots_dir(engine: &Engine<'_>) -> PathBuf {
 /// independent create-copy-chown-chmod-utime sequences that one thread runs back to back.
 pub(super) fn write_items(staging: &Path, plan: &CopyPlan, linker: &Linker<'_>) -> io::Result<()> {
     let mut files = Vec::new();
-    for item in plan.items.values() {
+    for item in plan.items() {
         if item.source.kind == EntryKind::File {
             files.push(item);
         } else {

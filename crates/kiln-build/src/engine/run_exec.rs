@@ -345,18 +345,14 @@ fn materialize(
         .map_err(|e| format!("mount source {source}: {e}"))?;
     fs::create_dir_all(extra).map_err(|e| e.to_string())?;
     // A single file source mounts as a file.
-    if plan.items.len() == 1
-        && plan
-            .items
-            .values()
-            .all(|i| i.source.kind == crate::tree::EntryKind::File)
+    if let [item] = plan.items()
+        && item.source.kind == crate::tree::EntryKind::File
     {
-        let item = plan.items.values().next().expect("one item");
         let file = extra.with_extension("file");
         fs::copy(&item.source.host_path, &file).map_err(|e| e.to_string())?;
         return Ok(file);
     }
-    for item in plan.items.values() {
+    for item in plan.items() {
         let host = extra.join(item.dest.trim_start_matches('/'));
         match &item.source.kind {
             crate::tree::EntryKind::Dir => fs::create_dir_all(&host).map_err(|e| e.to_string())?,
