@@ -355,6 +355,9 @@ impl Excludes {
 
     /// Whether `rel` (relative to the copied source) or any of its parents matches.
     fn excludes(&self, rel: &str) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
         let parts: Vec<&str> = split(rel).collect();
         self.0.iter().any(|pat| {
             (1..=parts.len()).any(|n| path_match(pat, &parts[..n]))
@@ -451,7 +454,7 @@ pub fn plan_copy(
         (Some(m), _) => m.apply(e.mode, e.is_dir()),
         (None, _) => e.mode,
     };
-    let mut add = |dest: String, source_path: String, entry: Entry| {
+    let add = |plan: &mut CopyPlan, dest: String, source_path: String, entry: Entry| {
         let (uid, gid) = owner(&entry);
         let mode = mode_of(&entry);
         plan.items.push(CopyItem {
@@ -480,18 +483,26 @@ pub fn plan_copy(
         };
         if entry.is_dir() {
             if !req.parents || !excludes.excludes("") {
-                add(base_dest.clone(), resolved.clone(), entry.clone());
+                add(
+                    &mut plan,
+                    base_dest.clone(),
+                    resolved.clone(),
+                    entry.clone(),
+                );
             }
-            walk_dir(tree, &resolved, "", &excludes, &mut |rel, e| {
+            let mut listings = list_dirs(tree, &resolved, "", &excludes)?;
+            plan.items
+                .reserve(listings.values().map(Vec::len).sum::<usize>());
+            emit(&mut listings, "", &mut |rel, e| {
                 let source_path = if resolved.is_empty() {
                     rel.to_owned()
                 } else {
                     format!("{resolved}/{rel}")
                 };
-                add(join_abs(&base_dest, rel), source_path, e);
-            })?;
+                add(&mut plan, join_abs(&base_dest, rel), source_path, e);
+            });
         } else if !excludes.excludes(resolved.rsplit('/').next().unwrap_or(&resolved)) {
-            add(base_dest, resolved, entry);
+            add(&mut plan, base_dest, resolved, entry);
         }
     }
 
@@ -566,18 +577,6 @@ fn synthetic_dir() -> Entry {
     }
 }
 
-fn walk_dir(
-    tree: &dyn SourceTree,
-    root: &str,
-    rel: &str,
-    excludes: &Excludes,
-    visit: &mut dyn FnMut(&str, Entry),
-) -> Result<(), CopyError> {
-    let mut listings = list_dirs(tree, root, rel, excludes)?;
-    emit(&mut listings, rel, visit);
-    Ok(())
-}
-
 /// Visits the listing of `rel` depth first, each directory before what it holds.
 fn emit(
     listings: &mut HashMap<String, Vec<(String, Entry)>>,
@@ -613,11 +612,11 @@ fn list_dirs(
     }
     let list_one = |dir_rel: &str| -> Result<Vec<(String, Entry)>, CopyError> {
         let dir = join(root, dir_rel);
-        let mut children = Vec::new();
-        for (name, entry) in tree
+        let listed = tree
             .read_dir_entries(&dir)
-            .map_err(|e| io_err(tree, &dir, e))?
-        {
+            .map_err(|e| io_err(tree, &dir, e))?;
+        let mut children = Vec::with_capacity(listed.len());
+        for (name, entry) in listed {
             let child_rel = join(dir_rel, &name);
             if !excludes.excludes(&child_rel) {
                 children.push((child_rel, entry));

@@ -230,7 +230,7 @@ impl HashMemo {
         &self,
         entries: impl Iterator<Item = &'a Entry>,
     ) -> io::Result<Vec<[u8; 32]>> {
-        let mut hashes = Vec::new();
+        let mut hashes = Vec::with_capacity(entries.size_hint().1.unwrap_or(0));
         let mut missing = Vec::new();
         {
             let mut state = self.lock();
@@ -440,8 +440,12 @@ pub(crate) fn copy_plan_digest_listing(
 ) -> io::Result<(Digest, Option<FileDigests>)> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256Hasher::new();
-    let mut files = Some(Vec::new());
-    let mut file_count = 0usize;
+    let file_total = plan
+        .items()
+        .iter()
+        .filter(|i| i.source.kind == EntryKind::File)
+        .count();
+    let mut files = (file_total <= max_listed).then(|| Vec::with_capacity(file_total));
     let mut hashes = memo
         .files_sha256(
             plan.items()
@@ -473,10 +477,6 @@ pub(crate) fn copy_plan_digest_listing(
                 for (i, byte) in hash.iter().enumerate() {
                     text[7 + 2 * i] = HEX[usize::from(byte >> 4)];
                     text[8 + 2 * i] = HEX[usize::from(byte & 0xf)];
-                }
-                file_count += 1;
-                if file_count > max_listed {
-                    files = None;
                 }
                 if let Some(files) = &mut files {
                     files.push((item.source_path.clone(), Digest::from_sha256_bytes(&hash)));

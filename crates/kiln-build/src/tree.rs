@@ -232,6 +232,12 @@ pub trait ContextFilter: Send + Sync {
         let _ = dir;
         false
     }
+
+    /// Whether no path is ever excluded (no `.dockerignore`): a listing then skips building
+    /// each entry's relative path to ask.
+    fn excludes_nothing(&self) -> bool {
+        false
+    }
 }
 
 /// No filter: everything is included.
@@ -241,6 +247,10 @@ pub struct IncludeAll;
 impl ContextFilter for IncludeAll {
     fn is_excluded(&self, _path: &str) -> bool {
         false
+    }
+
+    fn excludes_nothing(&self) -> bool {
+        true
     }
 }
 
@@ -341,27 +351,19 @@ impl<F: ContextFilter> SourceTree for ContextTree<F> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mut names = Vec::new();
+        // Each name is stat-ed as it is read (relative to the open directory), then the
+        // listing is sorted: one string per entry, not a C string kept for a second pass.
+        let check_visible = !self.filter.excludes_nothing();
+        let mut entries = Vec::new();
         for item in rustix::fs::Dir::read_from(&dir)? {
             let item = item?;
-            let name = item.file_name().to_bytes();
-            if name == b"." || name == b".." {
+            let name = item.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
                 continue;
             }
-            names.push(item.file_name().to_owned());
-        }
-        names.sort();
-        let mut entries = Vec::with_capacity(names.len());
-        for name in names {
-            let text = name.to_string_lossy().into_owned();
-            let rel = if path.is_empty() {
-                text.clone()
-            } else {
-                format!("{path}/{text}")
-            };
             let stat = match rustix::fs::statx(
                 &dir,
-                name.as_c_str(),
+                name,
                 AtFlags::SYMLINK_NOFOLLOW,
                 StatxFlags::BASIC_STATS,
             ) {
@@ -370,13 +372,22 @@ impl<F: ContextFilter> SourceTree for ContextTree<F> {
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let is_dir = u32::from(stat.stx_mode) & libc_mode::S_IFMT == libc_mode::S_IFDIR;
-            if !self.is_visible(&rel, is_dir)? {
-                continue;
+            let text = name.to_string_lossy().into_owned();
+            if check_visible {
+                let is_dir = u32::from(stat.stx_mode) & libc_mode::S_IFMT == libc_mode::S_IFDIR;
+                let rel = if path.is_empty() {
+                    text.clone()
+                } else {
+                    format!("{path}/{text}")
+                };
+                if !self.is_visible(&rel, is_dir)? {
+                    continue;
+                }
             }
-            let host = host_dir.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+            let host = host_dir.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
             entries.push((text, Entry::from_statx(host, &stat)?));
         }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(entries)
     }
 }

@@ -308,9 +308,16 @@ pub(crate) fn prepare(
     // does not have, nothing exists to conflict with (a 20k-file COPY into a new directory
     // looks up one path, not 20k).
     let mut absent_dirs = std::collections::HashSet::new();
+    // (parent, whether the stage lacks it) of the last item: siblings come in a run.
+    let mut last: Option<(&str, bool)> = None;
     for item in plan.items() {
         let parent = item.dest.rsplit_once('/').map_or("", |(p, _)| p);
-        let existing = if absent_dirs.contains(parent) {
+        let absent = match last {
+            Some((p, absent)) if p == parent => absent,
+            _ => absent_dirs.contains(parent),
+        };
+        last = Some((parent, absent));
+        let existing = if absent {
             None
         } else {
             dest_tree

@@ -516,6 +516,10 @@ impl ContextFilter for IgnoreFilter {
             )
         })
     }
+
+    fn excludes_nothing(&self) -> bool {
+        self.matcher.is_none()
+    }
 }
 
 impl ContextFilter for Arc<IgnoreFilter> {
@@ -525,6 +529,10 @@ impl ContextFilter for Arc<IgnoreFilter> {
 
     fn may_reinclude_below(&self, dir: &str) -> bool {
         (**self).may_reinclude_below(dir)
+    }
+
+    fn excludes_nothing(&self) -> bool {
+        (**self).excludes_nothing()
     }
 }
 
