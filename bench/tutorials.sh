@@ -12,7 +12,9 @@
 #              examples/bases.sh's images imported; buildah: a fresh storage with the same
 #              images pulled from the OCI archives kiln exported); warm: the same build again,
 #              nothing changed; edit: one context file changed, then the build
-#   statistic  median (min–max) over REPS repetitions, seconds of wall time
+#   statistic  median (min–max) over REPS repetitions, seconds of wall time; each tool's
+#              repetitions run in a block, after deleting what the last tool left and
+#              waiting TRASH_PAUSE (65 s) for ext4 (see bench/README.md)
 #
 # Usage: bench/tutorials.sh [WORKDIR]      (default: a temp dir, removed at the end)
 # Env:   REPS (default 3), CASES (default: all, space-separated), TOOLS (default:
@@ -155,6 +157,15 @@ empty_trash() {
   sync
   sleep "${TRASH_PAUSE:-65}"
 }
+# settle: before a tool's repetitions, what the last tool freed (its stores, and the working
+# containers buildah deletes during its own builds) is deleted and left to age, so no tool
+# is timed on inodes another one freed a moment ago.
+settle() {
+  log "deleting old stores and waiting for ext4 to reuse freed inodes"
+  [ ! -d "$trash" ] || rm -rf "$trash"
+  sync
+  sleep "${TRASH_PAUSE:-65}"
+}
 BUILDAH_DRIVER=${BUILDAH_DRIVER:-overlay}
 buildah_root=$work/buildah
 buildah_cmd() {
@@ -198,6 +209,9 @@ build() {
   local tool=$1 case=$2 context flags start end
   context=$(case_context "$case")
   read -r -a flags <<<"$(case_flags "$case")"
+  # What the last build (or `fresh`) left dirty is written back first, not by the kernel's
+  # flusher threads on these 2 cores while the next build is timed.
+  sync
   start=$(date +%s.%N)
   case $tool in
     kiln) KILN_ROOT=$kiln_store "$KILN" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
@@ -225,10 +239,10 @@ results=$work/results.tsv
 : >"$results"
 edit_counter=0
 for case in $CASES; do
-  empty_trash
-  for rep in $(seq 1 "$REPS"); do
-    for tool in $TOOLS; do
-      [ "$tool" != kiln-j4 ] || [ "${case#parallel}" != "$case" ] || continue
+  for tool in $TOOLS; do
+    [ "$tool" != kiln-j4 ] || [ "${case#parallel}" != "$case" ] || continue
+    settle
+    for rep in $(seq 1 "$REPS"); do
       fresh "$tool"
       # Every rep starts from the same context content (the edits of the last rep undone).
       # The original is kept outside the context, so it is not part of what is built.
