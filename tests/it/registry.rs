@@ -17,6 +17,13 @@ pub(crate) mod fixture;
 
 use fixture::{Registry, tools_available};
 
+#[path = "../../crates/kiln-registry/tests/support/proxy.rs"]
+#[expect(
+    dead_code,
+    reason = "the proxy has faults and a log only kiln-registry's tests use"
+)]
+mod proxy;
+
 /// The manifest digest skopeo computes for `reference` (`--creds` when given).
 fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
     let mut cmd = Command::new("skopeo");
@@ -214,5 +221,74 @@ fn registry_login_logout_with_htpasswd() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("kiln login"),
         "{out:?}"
+    );
+}
+
+#[test]
+fn stages_from_different_registry_images_pull_them_at_the_same_time() {
+    let test = "stages_from_different_registry_images_pull_them_at_the_same_time";
+    if !tools_available(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
+        eprintln!("SKIPPED {test}: no static busybox");
+        return;
+    };
+    let registry = Registry::start();
+    let docker = tmp.path().join("docker");
+    let seed = tmp.path().join("seed");
+    // Two images with different content, so nothing of one is the other's.
+    for (name, marker) in [("a", "one"), ("b", "two")] {
+        std::fs::write(rootfs.join("marker"), marker).unwrap();
+        let reference = format!("{}/kiln/{name}:1", registry.host);
+        run_ok(
+            kiln_with(&seed, &docker)
+                .arg("import")
+                .arg(&rootfs)
+                .args(["-t", &reference]),
+        );
+        run_ok(kiln_with(&seed, &docker).args(["push", &reference, &reference]));
+    }
+    // A slow registry: every manifest request waits before it is answered.
+    let proxy = proxy::FaultProxy::start(&registry.host);
+    let delay = std::time::Duration::from_millis(1500);
+    for method in ["GET", "HEAD"] {
+        proxy.add(proxy::Rule {
+            method,
+            path: "/manifests/".to_owned(),
+            times: usize::MAX,
+            fault: proxy::Fault::Delay(delay),
+        });
+    }
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {host}/kiln/a:1 AS a\nFROM {host}/kiln/b:1 AS b\n",
+            host = proxy.host
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    run_ok(
+        kiln_with(&tmp.path().join("store"), &docker)
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "--all-stages",
+                "--target",
+                "b",
+            ])
+            .arg(&ctx),
+    );
+    let both = started.elapsed();
+    // One pull after the other waits at least twice (each reads a manifest); at the same
+    // time, about once.
+    assert!(
+        both < delay * 2,
+        "pulling two images through a registry that answers manifests after {delay:?} took {both:?}: the pulls did not overlap"
     );
 }

@@ -29,12 +29,18 @@ pub(crate) enum NamedSource {
     Dir(PathBuf),
 }
 
+/// One image's place in the [`Resolver`]: empty until the first stage that needs it has
+/// resolved it (an error leaves it empty, so the next stage tries again).
+type ImageSlot = Arc<Mutex<Option<Arc<BaseImage>>>>;
+
 /// Resolves and caches images for one build.
 pub(crate) struct Resolver<'a> {
     builder: &'a Builder,
     store: &'a Store,
-    images: Mutex<HashMap<String, Arc<BaseImage>>>,
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// A lock per image, not one for all: stages FROM the same image pull it once, stages
+    /// FROM different images pull (and unpack) them at the same time.
+    images: Mutex<HashMap<String, ImageSlot>>,
+    runtime: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -47,6 +53,15 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// The slot of `key`, made empty the first time.
+    fn slot(&self, key: String) -> ImageSlot {
+        let mut images = self
+            .images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(images.entry(key).or_default())
+    }
+
     /// The image `reference` for `platform`; pulled at most once per build.
     pub(crate) fn image(
         &self,
@@ -54,13 +69,11 @@ impl<'a> Resolver<'a> {
         platform: &Platform,
         engine: &Engine<'_>,
     ) -> Result<Arc<BaseImage>, String> {
-        let cache_key = format!("{reference}|{platform}");
-        // One lock for the whole resolution: two stages FROM the same image pull it once.
-        let mut images = self
-            .images
+        let slot = self.slot(format!("{reference}|{platform}"));
+        let mut cached = slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(image) = images.get(&cache_key) {
+        if let Some(image) = cached.as_ref() {
             return Ok(Arc::clone(image));
         }
         let local = if self.builder.pull {
@@ -75,7 +88,7 @@ impl<'a> Resolver<'a> {
             None => (self.pull(reference, platform, engine)?, false),
         };
         let image = Arc::new(self.unpack(&digest, platform, was_local)?);
-        images.insert(cache_key, Arc::clone(&image));
+        *cached = Some(Arc::clone(&image));
         Ok(image)
     }
 
@@ -90,20 +103,26 @@ impl<'a> Resolver<'a> {
             config = config.insecure_registry(host.clone());
         }
         let client = kiln_registry::Client::new(config).map_err(|e| e.to_string())?;
-        let mut runtime = self
-            .runtime
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if runtime.is_none() {
-            *runtime = Some(
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("starting the network runtime: {e}"))?,
-            );
-        }
-        let rt = runtime.as_ref().expect("runtime was just created");
+        // Made once, then shared: pulls of different images block on it at the same time.
+        let rt = {
+            let mut runtime = self
+                .runtime
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(rt) = runtime.as_ref() {
+                Arc::clone(rt)
+            } else {
+                let rt = Arc::new(
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("starting the network runtime: {e}"))?,
+                );
+                *runtime = Some(Arc::clone(&rt));
+                rt
+            }
+        };
         let pulled = rt
             .block_on(client.pull_image(reference, platform, self.store))
             .map_err(|e| format!("pulling {reference}: {e}"))?;
@@ -199,12 +218,11 @@ impl<'a> Resolver<'a> {
         spec: &str,
         platform: &Platform,
     ) -> Result<Arc<BaseImage>, String> {
-        let cache_key = format!("oci-layout://{spec}|{platform}");
-        let mut images = self
-            .images
+        let slot = self.slot(format!("oci-layout://{spec}|{platform}"));
+        let mut cached = slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(image) = images.get(&cache_key) {
+        if let Some(image) = cached.as_ref() {
             return Ok(Arc::clone(image));
         }
         let (path, selector) = match spec.split_once('@') {
@@ -238,7 +256,7 @@ impl<'a> Resolver<'a> {
             .put_bytes(resolved.manifest.bytes())
             .map_err(|e| e.to_string())?;
         let image = Arc::new(self.unpack(&manifest_digest, platform, true)?);
-        images.insert(cache_key, Arc::clone(&image));
+        *cached = Some(Arc::clone(&image));
         Ok(image)
     }
 }

@@ -1,7 +1,7 @@
 //! A fault-injecting HTTP/1.1 proxy in front of the registry. Each request is forwarded on a
 //! fresh upstream connection (`Connection: close`) unless a [`Rule`] matches it; rules drop
-//! the connection, answer with a status (and `Retry-After`), truncate the body, or flip a
-//! byte of it. Every request line (with its `Range`) is logged.
+//! the connection, answer with a status (and `Retry-After`), truncate the body, flip a
+//! byte of it, or wait before forwarding. Every request line (with its `Range`) is logged.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,6 +19,12 @@ pub(crate) enum Fault {
     Truncate(usize),
     /// Forward with the last body byte flipped.
     Corrupt,
+    /// Forward after waiting this long (a slow registry).
+    #[allow(
+        dead_code,
+        reason = "used by the kiln binary's tests, which share this proxy (tests/it/registry.rs)"
+    )]
+    Delay(std::time::Duration),
 }
 
 /// Applies `fault` to the next `times` requests whose method is `method` and whose path
@@ -157,6 +163,7 @@ fn serve(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
                 );
                 return;
             }
+            Some(Fault::Delay(wait)) => std::thread::sleep(*wait),
             _ => {}
         }
         let Ok(mut up) = TcpStream::connect(upstream) else {
