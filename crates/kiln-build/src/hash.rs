@@ -199,33 +199,12 @@ impl HashMemo {
 
     /// The SHA-256 of a regular file's content, from the memo when its stamp is unchanged.
     pub fn file_digest(&self, entry: &Entry) -> io::Result<Digest> {
-        self.file_sha256(entry)
-            .map(|h| Digest::from_sha256_bytes(&h))
+        let hashes = self.files_sha256(std::iter::once(entry))?;
+        Ok(Digest::from_sha256_bytes(&hashes[0]))
     }
 
-    /// [`HashMemo::file_digest`] as the raw 32 bytes.
-    fn file_sha256(&self, entry: &Entry) -> io::Result<[u8; 32]> {
-        let stamp = FileStamp::of(entry);
-        if let Some(known) = self.lock().digests.get_mut(&stamp) {
-            known.used = true;
-            return Ok(known.sha256);
-        }
-        let hash = hash_file(&entry.host_path)?;
-        let mut state = self.lock();
-        state.digests.insert(
-            stamp,
-            Known {
-                sha256: hash,
-                used: true,
-                copy: CopyLocation::None,
-            },
-        );
-        state.dirty = true;
-        Ok(hash)
-    }
-
-    /// [`HashMemo::file_sha256`] of every entry, in order, under one lock for all the
-    /// known ones; the others are read and hashed without holding it.
+    /// The raw SHA-256 of every entry's content, in order: known ones from the memo, under
+    /// one lock for all of them; the others read and hashed without holding it, then added.
     fn files_sha256<'a>(
         &self,
         entries: impl Iterator<Item = &'a Entry>,
@@ -440,20 +419,14 @@ pub(crate) fn copy_plan_digest_listing(
 ) -> io::Result<(Digest, Option<FileDigests>)> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256Hasher::new();
-    let file_total = plan
-        .items()
-        .iter()
-        .filter(|i| i.source.kind == EntryKind::File)
-        .count();
-    let mut files = (file_total <= max_listed).then(|| Vec::with_capacity(file_total));
-    let mut hashes = memo
-        .files_sha256(
-            plan.items()
-                .iter()
-                .filter(|i| i.source.kind == EntryKind::File)
-                .map(|i| &i.source),
-        )?
-        .into_iter();
+    let hashes = memo.files_sha256(
+        plan.items()
+            .iter()
+            .filter(|i| i.source.kind == EntryKind::File)
+            .map(|i| &i.source),
+    )?;
+    let mut files = (hashes.len() <= max_listed).then(|| Vec::with_capacity(hashes.len()));
+    let mut hashes = hashes.into_iter();
     // `sha256:<hex>`, the digest's text, which the key has always hashed.
     let mut text = [0u8; 7 + 64];
     text[..7].copy_from_slice(b"sha256:");
