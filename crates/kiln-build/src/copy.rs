@@ -509,23 +509,13 @@ pub fn plan_copy(
     plan.sort_dedup();
 
     // Parents of every item that are not themselves copied are created (if missing in the
-    // destination stage), owned like BuildKit's MkdirAll for the copy. In path order, a
-    // run of entries shares its parent, whose ancestors were seen with the first of them.
+    // destination stage), owned like BuildKit's MkdirAll for the copy.
     let mut parents = std::collections::BTreeSet::new();
-    let mut last_parent = None;
-    for path in plan.dests() {
-        let mut p = path;
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if parent.is_empty() || last_parent == Some(parent) {
-                break;
-            }
-            if !plan.contains(parent) && !dest_is_dir(parent) {
-                parents.insert(parent);
-            }
-            p = parent;
+    for_each_new_ancestor(plan.dests(), |parent| {
+        if !plan.contains(parent) && !dest_is_dir(parent) {
+            parents.insert(parent);
         }
-        last_parent = path.rsplit_once('/').map(|(parent, _)| parent);
-    }
+    });
     let (puid, pgid) = req.attrs.chown.unwrap_or((0, 0));
     let created: Vec<CopyItem> = parents
         .into_iter()
@@ -544,6 +534,27 @@ pub fn plan_copy(
         plan.sort_dedup();
     }
     Ok(plan)
+}
+
+/// Calls `visit` with the ancestors (`/a/b`, `/a` for `/a/b/c`; never `/`) of each of the
+/// absolute `paths`, but stops a path's walk at the previous path's parent, whose ancestors
+/// that path's walk has seen. In path order, a run of siblings is walked once.
+pub(crate) fn for_each_new_ancestor<'a>(
+    paths: impl Iterator<Item = &'a str>,
+    mut visit: impl FnMut(&'a str),
+) {
+    let mut last_parent = None;
+    for path in paths {
+        let mut p = path;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if parent.is_empty() || last_parent == Some(parent) {
+                break;
+            }
+            visit(parent);
+            p = parent;
+        }
+        last_parent = path.rsplit_once('/').map(|(parent, _)| parent);
+    }
 }
 
 /// The part of a `--parents` match that is kept: what follows the pivot prefix (the cleaned

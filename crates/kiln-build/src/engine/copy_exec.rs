@@ -14,7 +14,7 @@ use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageI
 use super::copy_write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
 use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
 use super::stage::{Engine, LayerInfo, StageResult};
-use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, plan_copy};
+use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
 use crate::hash::copy_plan_digest_listing;
 use crate::tree::{Entry, EntryKind, SourceTree, clean_rel};
 use crate::users::{parse_chmod, resolve_chown};
@@ -406,8 +406,6 @@ pub(crate) fn prepare(
         }
     }
     // Existing destination directories on the way to every written path.
-    // (In path order, a run of the plan's entries shares a parent, whose ancestors were
-    // walked with the first of them.)
     let mut dest_dirs = BTreeMap::new();
     let archive_dirs: Vec<String> = archive_list
         .iter()
@@ -418,27 +416,18 @@ pub(crate) fn prepare(
         .chain(inline.iter().map(|(d, ..)| d.as_str()))
         .chain(archive_dirs.iter().map(String::as_str))
         .chain(downloads.iter().map(|d| d.dest.as_str()));
-    let mut last_parent = None;
-    for path in written {
-        let mut p = path;
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if parent.is_empty() || last_parent == Some(parent) {
-                break;
-            }
-            if !plan.contains(parent)
-                && !dest_dirs.contains_key(parent)
-                && let Some(entry) = dest_tree
-                    .lookup(&clean_rel(parent))
-                    .ok()
-                    .flatten()
-                    .filter(Entry::is_dir)
-            {
-                dest_dirs.insert(parent.to_owned(), entry);
-            }
-            p = parent;
+    for_each_new_ancestor(written, |parent| {
+        if !plan.contains(parent)
+            && !dest_dirs.contains_key(parent)
+            && let Some(entry) = dest_tree
+                .lookup(&clean_rel(parent))
+                .ok()
+                .flatten()
+                .filter(Entry::is_dir)
+        {
+            dest_dirs.insert(parent.to_owned(), entry);
         }
-        last_parent = path.rsplit_once('/').map(|(parent, _)| parent);
-    }
+    });
     for (_, dir, _) in &archive_list {
         if !dest_dirs.contains_key(dir)
             && dir != "/"
