@@ -806,3 +806,75 @@ fn copy_from_links_files_but_not_files_with_xattrs_root() {
         .expect("the COPY dropped the file's extended attribute");
     assert_eq!(&value[..n], b"1");
 }
+
+#[test]
+fn prune_waits_for_a_running_build_root() {
+    use std::io::BufRead as _;
+    if !require_root("prune_waits_for_a_running_build_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN echo one > /one\n\
+         RUN sleep 3\n",
+    );
+    let mut child = kiln_in(&store)
+        .args(["build", "--progress", "plain", "-t", "during-prune"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first RUN's layer is made and the build sleeps in the second.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let mut line = String::new();
+    while !log.contains("RUN sleep 3\n") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the build ended before its last step:\n{log}"
+        );
+        log.push_str(&line);
+    }
+    // `--all` drops every cache record: without the build's lock it would delete the first
+    // RUN's layer, which only the running build knows about.
+    let prune = kiln_in(&store)
+        .args(["prune", "--all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        rest
+    });
+    let status = child.wait().unwrap();
+    let build_done = Instant::now();
+    let log = log + &rest.join().unwrap();
+    assert!(status.success(), "the build failed:\n{log}");
+    let pruned = prune.wait_with_output().unwrap();
+    let prune_done = Instant::now();
+    assert!(pruned.status.success(), "{pruned:?}");
+    assert!(
+        prune_done >= build_done,
+        "prune finished before the build it should have waited for"
+    );
+    let prune_err = String::from_utf8_lossy(&pruned.stderr);
+    assert!(
+        prune_err.contains("waiting for running kiln builds"),
+        "prune did not wait: {prune_err}"
+    );
+    let verify = run_ok(kiln_in(&store).args(["store", "verify"]));
+    assert!(verify.contains("store is consistent"), "{verify}");
+    let out = run_ok(kiln_in(&store).args(["run", "during-prune", "cat", "/one"]));
+    assert_eq!(out.trim(), "one");
+}

@@ -364,6 +364,11 @@ impl Builder {
         let started = Instant::now();
         let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))
             .map_err(|e| BuildError::Other(e.to_string()))?;
+        // Held for the whole build: `kiln prune` (exclusive) waits, so it never deletes a
+        // blob or snapshot this build has made but not yet recorded.
+        let _lock = store
+            .lock(kiln_store::LockMode::Shared)
+            .map_err(|e| BuildError::Other(e.to_string()))?;
         let (dockerfile_name, text) = self.read_dockerfile()?;
         let dockerfile = kiln_dockerfile::parse(&text).map_err(|e| BuildError::Parse {
             rendered: e.render(&dockerfile_name, &text),
