@@ -592,12 +592,14 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
     assert_eq!(blob_count(&store), after_export);
 
     // A builder layer that is only a snapshot, with the snapshot gone: the step runs again.
+    // (It makes /unused too: a layer with the same diffID as the final image's COPY layer
+    // would be restored from that layer's blob instead.)
     let ctx2 = tmp.path().join("ctx2");
     write(
         &ctx2,
         "Dockerfile",
         "FROM busybox AS builder\n\
-         RUN echo second > /second\n\
+         RUN echo second > /second && echo unused > /unused\n\
          FROM busybox\n\
          COPY --from=builder /second /second\n",
     );
@@ -608,7 +610,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
         .collect();
     let victim = snapshots
         .iter()
-        .find(|p| p.join("second").is_file())
+        .find(|p| p.join("unused").is_file())
         .expect("the builder's RUN snapshot");
     std::fs::remove_dir_all(victim).unwrap();
     let log = build(&store, &ctx2, &[]);
@@ -616,6 +618,25 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
         log.lines()
             .any(|l| l.contains("RUN echo second") && !l.ends_with(" CACHED")),
         "the step whose snapshot was removed did not run again:\n{log}"
+    );
+
+    // An image layer's record names no blob (it was compressed in the background after
+    // the record was written), but the blob is remembered: with its snapshot gone, the step
+    // is restored from that blob instead of running again.
+    let image_layer = std::fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("second").is_file() && !p.join("unused").exists())
+        .expect("the final image's COPY snapshot");
+    std::fs::remove_dir_all(&image_layer).unwrap();
+    let log = build(&store, &ctx2, &[]);
+    assert!(
+        step_lines(&log).iter().all(|l| l.ends_with(" CACHED")),
+        "a step whose snapshot was removed was not restored from its blob:\n{log}"
+    );
+    assert!(
+        image_layer.join("second").is_file(),
+        "the snapshot was not restored"
     );
 }
 

@@ -2,16 +2,17 @@
 //! into a layer and adopting the directory as that layer's snapshot — so a new layer is never
 //! extracted again (DESIGN.md §8: a RUN's layer costs what it changed).
 //!
-//! A layer is compressed into a blob only when an image needs it. The layers of stages that
-//! are part of the build's image are compressed as they are committed (one pass over the
-//! files: tar, diffID and compressed digest together). The layers of the other stages — a
-//! builder whose files reach the image through `COPY --from` — exist as snapshots only,
-//! named by their diffID (one quick pass: tar and SHA-256, no compression). If an image ever
-//! needs one (`--target builder` later), [`ensure_blob`] compresses it from its snapshot,
-//! checks that the snapshot still makes the same diffID, and remembers the blob.
+//! A commit makes the layer's snapshot, named by its diffID (one quick pass: tar and SHA-256,
+//! no compression). Its compressed blob is written only when an image needs it, by
+//! [`ensure_blob`], which compresses the snapshot, checks that it still makes the same diffID,
+//! and remembers the blob. The layers of stages in the build's image are handed to the
+//! [`Compressor`](super::compressor::Compressor) at commit, which compresses them in the
+//! background while the next steps run; the layers of other stages (a builder whose files
+//! reach the image through `COPY --from`) stay snapshots until a later build needs them.
 
 use std::fs;
 use std::io::BufWriter;
+use std::num::NonZeroUsize;
 use std::path::Path;
 
 use kiln_oci::{ChainId, Compression, DiffId, DiffTar, LayerWriter, MediaType};
@@ -22,7 +23,8 @@ use super::base::chain_of;
 use super::stage::{Engine, LayerBlob, LayerInfo};
 
 /// Writes `dir` as a layer on top of `parent`; `None` (and `dir` removed) when it is empty.
-/// `compress`: also write its compressed blob now (the layer is part of the build's image).
+/// `compress`: the layer is part of the build's image, so its blob is compressed now, in the
+/// background (the export waits for it).
 pub(crate) fn commit_dir(
     engine: &Engine<'_>,
     dir: &Path,
@@ -38,23 +40,46 @@ pub(crate) fn commit_dir(
         return Ok(None);
     }
     let _span = tracing::debug_span!("commit_layer", dir = %dir.display(), compress).entered();
-    let epoch = engine.builder.source_date_epoch;
-    let (diff_id, blob) = if compress {
-        let blob = write_blob(engine.store, engine.builder.compression, epoch, dir)?;
-        (blob.0, Some(blob.1))
-    } else {
-        (diff_id_of(dir, epoch)?, None)
-    };
+    let layer = commit_snapshot(engine.store, parent, dir, engine.builder.source_date_epoch)?;
+    if compress {
+        engine.compressor.submit(&layer);
+    }
+    Ok(Some(layer))
+}
+
+/// Adopts the non-empty `dir` as the snapshot of a layer on top of `parent` (no blob yet).
+pub(crate) fn commit_snapshot(
+    store: &Store,
+    parent: Option<&ChainId>,
+    dir: &Path,
+    epoch: Option<i64>,
+) -> Result<LayerInfo, String> {
+    let diff_id = diff_id_of(dir, epoch)?;
     let chain = chain_of(parent, &diff_id);
-    engine
-        .store
+    store
         .adopt_snapshot(dir, &chain)
         .map_err(|e| e.to_string())?;
-    Ok(Some(LayerInfo {
+    Ok(LayerInfo {
         diff_id,
-        blob,
+        blob: None,
         chain,
-    }))
+    })
+}
+
+/// The blob an earlier [`ensure_blob`] compressed for the layer `diff_id`, if it is still in
+/// the store.
+pub(crate) fn remembered_blob(
+    store: &Store,
+    diff_id: &DiffId,
+    media_type: &MediaType,
+) -> Option<LayerBlob> {
+    store
+        .get_cache_record(&blob_memo_key(diff_id, media_type))
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_value::<BlobMemo>(v).ok())
+        .filter(|m| m.diff_id == *diff_id && store.has_blob(&m.blob.digest))
+        .map(|m| m.blob)
 }
 
 /// The layer's blob: the one it has, the one compressed for it earlier, or a new one
@@ -64,22 +89,16 @@ pub(crate) fn ensure_blob(
     compression: Compression,
     epoch: Option<i64>,
     layer: &LayerInfo,
+    threads: NonZeroUsize,
 ) -> Result<LayerBlob, String> {
     if let Some(blob) = &layer.blob {
         return Ok(blob.clone());
     }
     let media_type = media_type_of(compression);
-    let memo = blob_memo_key(&layer.diff_id, &media_type);
-    if let Some(remembered) = store
-        .get_cache_record(&memo)
-        .ok()
-        .flatten()
-        .and_then(|v| serde_json::from_value::<BlobMemo>(v).ok())
-        && remembered.diff_id == layer.diff_id
-        && store.has_blob(&remembered.blob.digest)
-    {
-        return Ok(remembered.blob);
+    if let Some(remembered) = remembered_blob(store, &layer.diff_id, &media_type) {
+        return Ok(remembered);
     }
+    let memo = blob_memo_key(&layer.diff_id, &media_type);
     let snapshot = store.snapshot_path(&layer.chain);
     if !store.has_snapshot(&layer.chain) {
         return Err(format!(
@@ -88,8 +107,7 @@ pub(crate) fn ensure_blob(
             snapshot.display()
         ));
     }
-    let _span = tracing::debug_span!("compress_snapshot", chain = %layer.chain.0).entered();
-    let (diff_id, blob) = write_blob(store, compression, epoch, &snapshot)?;
+    let (diff_id, blob) = write_blob(store, compression, epoch, &snapshot, threads)?;
     if diff_id != layer.diff_id {
         return Err(format!(
             "the snapshot {} makes layer {diff_id}, but the build recorded {}: the snapshot was changed; remove it and rebuild with --no-cache",
@@ -131,10 +149,15 @@ fn write_blob(
     compression: Compression,
     epoch: Option<i64>,
     dir: &Path,
+    threads: NonZeroUsize,
 ) -> Result<(DiffId, LayerBlob), String> {
     let blob = store.begin_blob(None, None).map_err(|e| e.to_string())?;
-    let mut layer = LayerWriter::new(BufWriter::with_capacity(1 << 20, blob), compression)
-        .map_err(|e| format!("starting the layer compressor: {e}"))?;
+    let mut layer = LayerWriter::with_threads(
+        BufWriter::with_capacity(1 << 20, blob),
+        compression,
+        threads,
+    )
+    .map_err(|e| format!("starting the layer compressor: {e}"))?;
     write_tar(dir, epoch, &mut layer)?;
     let (writer, digests) = layer
         .finish()
@@ -176,7 +199,7 @@ fn write_tar(dir: &Path, epoch: Option<i64>, out: impl std::io::Write) -> Result
         .map_err(|e| format!("writing the layer of {}: {e}", dir.display()))
 }
 
-fn media_type_of(compression: Compression) -> MediaType {
+pub(crate) fn media_type_of(compression: Compression) -> MediaType {
     match compression {
         Compression::Gzip { .. } => MediaType::OciLayerTarGzip,
         Compression::Zstd { .. } => MediaType::OciLayerTarZstd,

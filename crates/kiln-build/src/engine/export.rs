@@ -7,23 +7,24 @@ use std::fs;
 use std::path::Path;
 
 use kiln_oci::{
-    ArchiveOptions, AssembledImage, Compression, Descriptor, ExportImage, ImageRef, ManifestFormat,
+    ArchiveOptions, AssembledImage, Descriptor, ExportImage, ImageRef, ManifestFormat,
     assemble_image, write_docker_archive, write_oci_archive, write_oci_layout_dir,
 };
 use kiln_store::Store;
 
+use super::compressor::Compressor;
 use super::stage::StageResult;
 use super::{BuildError, Builder};
 use crate::event::{Event, EventSink};
 use crate::output::Output;
 
-/// Assembles the target stage's image and stores its config and manifest (compressing the
-/// layers that are snapshots only so far).
+/// Assembles the target stage's image and stores its config and manifest (with the blobs of
+/// its layers: compressed in the background since their commit, or now).
 pub(crate) fn assemble(
     store: &Store,
     target: &StageResult,
     epoch: Option<i64>,
-    compression: Compression,
+    compressor: &Compressor,
 ) -> Result<AssembledImage, BuildError> {
     let mut config = target.output.image.clone();
     if let Some(epoch) = epoch {
@@ -33,7 +34,8 @@ pub(crate) fn assemble(
         .layers
         .iter()
         .map(|l| {
-            super::commit::ensure_blob(store, compression, epoch, l)
+            compressor
+                .blob(l)
                 .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
                 .map_err(BuildError::Other)
         })

@@ -3,6 +3,7 @@
 
 mod base;
 mod commit;
+mod compressor;
 mod copy_exec;
 mod copy_write;
 mod download;
@@ -426,7 +427,7 @@ impl Builder {
         let target = results
             .get(&graph.target)
             .ok_or_else(|| BuildError::Other("the target stage produced no result".into()))?;
-        let image = export::assemble(&store, target, self.source_date_epoch, self.compression)?;
+        let image = export::assemble(&store, target, self.source_date_epoch, &engine.compressor)?;
         let tagged = export::export(self, &store, &image, events)?;
         events.emit(Event::Finished {
             manifest_digest: image.manifest_digest().to_string(),

@@ -17,6 +17,7 @@ use kiln_store::Store;
 use serde::{Deserialize, Serialize};
 
 use super::base::{BaseImage, Resolver};
+use super::compressor::Compressor;
 use super::{BuildError, Builder, IgnoreFilter};
 use crate::event::{Event, EventSink};
 use crate::hash::HashMemo;
@@ -28,9 +29,9 @@ use crate::tree::{ContextTree, LayeredTree, SourceTree};
 pub struct LayerInfo {
     /// Digest of the uncompressed tar.
     pub diff_id: DiffId,
-    /// The compressed blob in the store; `None` for a layer this build made for a stage
-    /// outside its image, which exists as its snapshot only until an image needs it
-    /// (`commit::ensure_blob`).
+    /// The compressed blob in the store; `None` for a layer this build made, which exists as
+    /// its snapshot until the image needs its blob (`commit::ensure_blob`): compressed in
+    /// the background for a stage in the image, on demand for the others.
     pub blob: Option<LayerBlob>,
     /// Chain id of the stack up to this layer (its snapshot).
     pub chain: ChainId,
@@ -91,6 +92,9 @@ pub(crate) struct Engine<'a> {
     pub(crate) context: ContextTree<Arc<IgnoreFilter>>,
     pub(crate) memo: &'a HashMemo,
     pub(crate) resolver: Resolver<'a>,
+    /// Compresses the image's layers in the background (one worker: the steps it overlaps
+    /// run on the other cores, and the export compresses what it has not reached on all).
+    pub(crate) compressor: Compressor,
     sandbox: OnceLock<Result<Sandbox, String>>,
     step_counter: AtomicUsize,
     previous: BTreeMap<String, KeyInputs>,
@@ -180,6 +184,12 @@ impl<'a> Engine<'a> {
             context: ContextTree::new(context_root, filter),
             memo,
             resolver: Resolver::new(builder, store),
+            compressor: Compressor::new(
+                store.clone(),
+                builder.compression,
+                builder.source_date_epoch,
+                1,
+            ),
             sandbox: OnceLock::new(),
             step_counter: AtomicUsize::new(0),
             previous,
@@ -724,7 +734,7 @@ impl<'a> Engine<'a> {
         layer: RecordLayer,
         parent: Option<&ChainId>,
     ) -> Result<Option<LayerInfo>, String> {
-        let blob = match (layer.blob, layer.media_type) {
+        let mut blob = match (layer.blob, layer.media_type) {
             (Some(digest), Some(media_type)) if self.store.has_blob(&digest) => Some(LayerBlob {
                 digest,
                 size: layer.size,
@@ -734,6 +744,11 @@ impl<'a> Engine<'a> {
         };
         let chain = super::base::chain_of(parent, &layer.diff_id);
         if !self.store.has_snapshot(&chain) {
+            // A layer recorded without a blob may have had one compressed for it since.
+            if blob.is_none() {
+                let media_type = super::commit::media_type_of(self.builder.compression);
+                blob = super::commit::remembered_blob(self.store, &layer.diff_id, &media_type);
+            }
             let Some(blob) = &blob else {
                 return Ok(None);
             };

@@ -1,0 +1,299 @@
+//! Layers compressed in the background, off the build's critical path (DESIGN.md §8:
+//! compression is the cold-build bottleneck).
+//!
+//! A step of a stage in the image commits its layer as a snapshot named by its diffID (one
+//! tar + SHA-256 pass, no compression) and hands the layer to the [`Compressor`]. A worker
+//! compresses it from the snapshot while the next steps run: a RUN's process mostly keeps one
+//! core busy, so the layer before it is compressed on the other. The export then asks for
+//! each blob ([`Compressor::blob`]): it waits for a layer a worker is compressing, and
+//! compresses a layer no worker has reached yet itself, with every core.
+//!
+//! Compressing from the snapshot is [`commit::ensure_blob`]: it checks that the snapshot still
+//! makes the recorded diffID and remembers the blob for later builds. A build that fails
+//! drops the layers still queued (their snapshots stay, and a later build compresses them
+//! when it needs them); dropping the compressor waits for the ones being compressed.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use kiln_oci::{Compression, DiffId};
+use kiln_store::Store;
+
+use super::commit;
+use super::stage::{LayerBlob, LayerInfo};
+
+/// Background compression of a build's layers; see the module docs.
+pub(crate) struct Compressor {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    max_workers: usize,
+}
+
+struct Shared {
+    store: Store,
+    compression: Compression,
+    epoch: Option<i64>,
+    /// Compression threads of a background job: one core fewer than the machine has, so the
+    /// step running meanwhile keeps one.
+    background_threads: NonZeroUsize,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Arc<Job>>,
+    /// Every layer handed over, by diffID (two steps that make the same layer share a job).
+    jobs: HashMap<DiffId, Arc<Job>>,
+    closed: bool,
+}
+
+struct Job {
+    layer: LayerInfo,
+    state: Mutex<JobState>,
+    done: Condvar,
+}
+
+enum JobState {
+    Queued,
+    Running,
+    Done(Result<LayerBlob, String>),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Compressor {
+    /// A compressor writing `compression` blobs into `store` (times clamped to `epoch`) on up
+    /// to `max_workers` background threads, started as layers arrive.
+    pub(crate) fn new(
+        store: Store,
+        compression: Compression,
+        epoch: Option<i64>,
+        max_workers: usize,
+    ) -> Self {
+        let cores = kiln_oci::default_threads().get();
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                compression,
+                epoch,
+                background_threads: NonZeroUsize::new(cores.saturating_sub(1))
+                    .unwrap_or(NonZeroUsize::MIN),
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+            }),
+            workers: Mutex::new(Vec::new()),
+            max_workers: max_workers.max(1),
+        }
+    }
+
+    /// Queues `layer` (committed, blob not yet written) for compression.
+    pub(crate) fn submit(&self, layer: &LayerInfo) {
+        if layer.blob.is_some() {
+            return;
+        }
+        {
+            let mut queue = lock(&self.shared.queue);
+            if queue.closed || queue.jobs.contains_key(&layer.diff_id) {
+                return;
+            }
+            let job = Arc::new(Job {
+                layer: layer.clone(),
+                state: Mutex::new(JobState::Queued),
+                done: Condvar::new(),
+            });
+            queue.jobs.insert(layer.diff_id.clone(), Arc::clone(&job));
+            queue.pending.push_back(job);
+        }
+        self.shared.wake.notify_one();
+        let mut workers = lock(&self.workers);
+        if workers.len() < self.max_workers {
+            let shared = Arc::clone(&self.shared);
+            match std::thread::Builder::new()
+                .name("kiln-compress".into())
+                .spawn(move || shared.work())
+            {
+                Ok(handle) => workers.push(handle),
+                // The export compresses what no worker took.
+                Err(e) => tracing::warn!("could not start a layer compression thread: {e}"),
+            }
+        }
+    }
+
+    /// The blob of `layer`: the one it has, the one a worker made or is making, or one made
+    /// now (on every core) from its snapshot.
+    pub(crate) fn blob(&self, layer: &LayerInfo) -> Result<LayerBlob, String> {
+        if let Some(blob) = &layer.blob {
+            return Ok(blob.clone());
+        }
+        let job = lock(&self.shared.queue).jobs.get(&layer.diff_id).cloned();
+        match job {
+            Some(job) => self.shared.finish(&job, kiln_oci::default_threads(), true),
+            None => self.shared.compress(layer, kiln_oci::default_threads()),
+        }
+    }
+}
+
+impl Shared {
+    /// A worker: compresses queued layers until the compressor is dropped.
+    fn work(&self) {
+        loop {
+            let job = {
+                let mut queue = lock(&self.queue);
+                loop {
+                    if queue.closed {
+                        return;
+                    }
+                    if let Some(job) = queue.pending.pop_front() {
+                        break job;
+                    }
+                    queue = self
+                        .wake
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            // A job the export has taken meanwhile is left to it.
+            let _ = self.finish(&job, self.background_threads, false);
+        }
+    }
+
+    /// Runs `job` if nobody has started it; otherwise (when `wait`) waits for its result.
+    fn finish(&self, job: &Job, threads: NonZeroUsize, wait: bool) -> Result<LayerBlob, String> {
+        let mut state = lock(&job.state);
+        loop {
+            match &*state {
+                JobState::Done(result) => return result.clone(),
+                JobState::Running if wait => {
+                    state = job.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+                JobState::Running => return Err("taken by another thread".to_owned()),
+                JobState::Queued => break,
+            }
+        }
+        *state = JobState::Running;
+        drop(state);
+        let result = self.compress(&job.layer, threads);
+        *lock(&job.state) = JobState::Done(result.clone());
+        job.done.notify_all();
+        result
+    }
+
+    fn compress(&self, layer: &LayerInfo, threads: NonZeroUsize) -> Result<LayerBlob, String> {
+        let _span = tracing::debug_span!("compress_layer", diff_id = %layer.diff_id).entered();
+        commit::ensure_blob(&self.store, self.compression, self.epoch, layer, threads)
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.wake.notify_all();
+        for worker in std::mem::take(&mut *lock(&self.workers)) {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+
+    fn store(dir: &Path) -> Store {
+        Store::open(dir.join("store")).unwrap()
+    }
+
+    /// A committed layer (snapshot and diffID, no blob) of a directory holding `name`.
+    fn layer(store: &Store, dir: &Path, name: &str, content: &[u8]) -> LayerInfo {
+        let staged = dir.join(format!("staged-{name}"));
+        fs::create_dir_all(&staged).unwrap();
+        fs::write(staged.join(name), content).unwrap();
+        commit::commit_snapshot(store, None, &staged, None).unwrap()
+    }
+
+    #[test]
+    fn a_queued_layer_is_compressed_once_and_the_export_gets_that_blob() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path());
+        let layer = layer(&store, tmp.path(), "a", b"aaaa");
+        assert!(layer.blob.is_none());
+        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 6 }, None, 1);
+        compressor.submit(&layer);
+        compressor.submit(&layer);
+        let blob = compressor.blob(&layer).unwrap();
+        assert_eq!(compressor.blob(&layer).unwrap(), blob);
+        assert!(store.has_blob(&blob.digest));
+        // The blob is what compressing the snapshot directly makes.
+        let direct = commit::ensure_blob(
+            &store,
+            Compression::Gzip { level: 6 },
+            None,
+            &layer,
+            NonZeroUsize::MIN,
+        )
+        .unwrap();
+        assert_eq!(direct, blob);
+        assert_eq!(lock(&compressor.shared.queue).jobs.len(), 1);
+    }
+
+    #[test]
+    fn the_export_compresses_a_layer_no_worker_has_reached() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path());
+        let first = layer(&store, tmp.path(), "first", &vec![7; 1 << 16]);
+        let second = layer(&store, tmp.path(), "second", b"2");
+        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 6 }, None, 1);
+        // With the workers' queue closed, nothing but `blob` can compress them.
+        lock(&compressor.shared.queue).closed = true;
+        let job = |layer: &LayerInfo| {
+            let job = Arc::new(Job {
+                layer: layer.clone(),
+                state: Mutex::new(JobState::Queued),
+                done: Condvar::new(),
+            });
+            lock(&compressor.shared.queue)
+                .jobs
+                .insert(layer.diff_id.clone(), job);
+        };
+        job(&first);
+        job(&second);
+        for layer in [&second, &first] {
+            let blob = compressor.blob(layer).unwrap();
+            assert!(store.has_blob(&blob.digest), "{layer:?}");
+        }
+    }
+
+    #[test]
+    fn a_layer_whose_snapshot_is_gone_fails_the_export_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path());
+        let layer = layer(&store, tmp.path(), "gone", b"x");
+        fs::remove_dir_all(store.snapshot_path(&layer.chain)).unwrap();
+        let compressor = Compressor::new(store, Compression::Gzip { level: 6 }, None, 1);
+        compressor.submit(&layer);
+        let err = compressor.blob(&layer).unwrap_err();
+        assert!(err.contains(&layer.diff_id.to_string()), "{err}");
+        assert!(err.contains("--no-cache"), "{err}");
+    }
+
+    #[test]
+    fn dropping_the_compressor_with_queued_layers_returns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path());
+        let layers: Vec<LayerInfo> = (0..4)
+            .map(|i| layer(&store, tmp.path(), &format!("f{i}"), &vec![i; 1 << 20]))
+            .collect();
+        let compressor = Compressor::new(store, Compression::Gzip { level: 9 }, None, 1);
+        for layer in &layers {
+            compressor.submit(layer);
+        }
+        drop(compressor);
+    }
+}
