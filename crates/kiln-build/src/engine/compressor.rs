@@ -3,8 +3,9 @@
 //!
 //! A step of a stage in the image commits its layer as a snapshot named by its diffID (one
 //! tar + SHA-256 pass, no compression) and hands the layer to the [`Compressor`]. A worker
-//! compresses it from the snapshot while the next steps run: a RUN's process mostly keeps one
-//! core busy, so the layer before it is compressed on the other. The export then asks for
+//! compresses it from the snapshot while the next steps run, at the lowest priority: a RUN's
+//! process mostly keeps one core busy, so the layer before it is compressed on the others,
+//! and a step that wants every core gets them. The export then asks for
 //! each blob ([`Compressor::blob`]): it waits for a layer a worker is compressing, and
 //! compresses a layer no worker has reached yet itself, with every core.
 //!
@@ -14,7 +15,6 @@
 //! when it needs them); dropping the compressor waits for the ones being compressed.
 
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -35,9 +35,6 @@ struct Shared {
     store: Store,
     compression: Compression,
     epoch: Option<i64>,
-    /// Compression threads of a background job: one core fewer than the machine has, so the
-    /// step running meanwhile keeps one.
-    background_threads: NonZeroUsize,
     queue: Mutex<Queue>,
     wake: Condvar,
 }
@@ -75,14 +72,11 @@ impl Compressor {
         epoch: Option<i64>,
         max_workers: usize,
     ) -> Self {
-        let cores = kiln_oci::default_threads().get();
         Self {
             shared: Arc::new(Shared {
                 store,
                 compression,
                 epoch,
-                background_threads: NonZeroUsize::new(cores.saturating_sub(1))
-                    .unwrap_or(NonZeroUsize::MIN),
                 queue: Mutex::new(Queue::default()),
                 wake: Condvar::new(),
             }),
@@ -132,8 +126,8 @@ impl Compressor {
         }
         let job = lock(&self.shared.queue).jobs.get(&layer.diff_id).cloned();
         match job {
-            Some(job) => self.shared.finish(&job, kiln_oci::default_threads(), true),
-            None => self.shared.compress(layer, kiln_oci::default_threads()),
+            Some(job) => self.shared.finish(&job, true),
+            None => self.shared.compress(layer),
         }
     }
 }
@@ -141,6 +135,12 @@ impl Compressor {
 impl Shared {
     /// A worker: compresses queued layers until the compressor is dropped.
     fn work(&self) {
+        // Niced (and so are the compression threads it starts, which inherit it): the
+        // worker takes the cores the build's steps leave idle and yields them back, and
+        // runs at full speed once the export waits for it.
+        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+            tracing::debug!("could not lower the compression thread's priority: {e}");
+        }
         loop {
             let job = {
                 let mut queue = lock(&self.queue);
@@ -158,12 +158,12 @@ impl Shared {
                 }
             };
             // A job the export has taken meanwhile is left to it.
-            let _ = self.finish(&job, self.background_threads, false);
+            let _ = self.finish(&job, false);
         }
     }
 
     /// Runs `job` if nobody has started it; otherwise (when `wait`) waits for its result.
-    fn finish(&self, job: &Job, threads: NonZeroUsize, wait: bool) -> Result<LayerBlob, String> {
+    fn finish(&self, job: &Job, wait: bool) -> Result<LayerBlob, String> {
         let mut state = lock(&job.state);
         loop {
             match &*state {
@@ -177,15 +177,30 @@ impl Shared {
         }
         *state = JobState::Running;
         drop(state);
-        let result = self.compress(&job.layer, threads);
+        // A panic must still finish the job: the export waits for it.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compress(&job.layer)))
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "compressing layer {} panicked; rebuild with --no-cache",
+                        job.layer.diff_id
+                    ))
+                });
         *lock(&job.state) = JobState::Done(result.clone());
         job.done.notify_all();
         result
     }
 
-    fn compress(&self, layer: &LayerInfo, threads: NonZeroUsize) -> Result<LayerBlob, String> {
+    /// Compresses `layer` from its snapshot on every core.
+    fn compress(&self, layer: &LayerInfo) -> Result<LayerBlob, String> {
         let _span = tracing::debug_span!("compress_layer", diff_id = %layer.diff_id).entered();
-        commit::ensure_blob(&self.store, self.compression, self.epoch, layer, threads)
+        commit::ensure_blob(
+            &self.store,
+            self.compression,
+            self.epoch,
+            layer,
+            kiln_oci::default_threads(),
+        )
     }
 }
 
@@ -202,6 +217,7 @@ impl Drop for Compressor {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::num::NonZeroUsize;
     use std::path::Path;
 
     use super::*;
