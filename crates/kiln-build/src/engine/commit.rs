@@ -11,9 +11,10 @@
 //! reach the image through `COPY --from`) stay snapshots until a later build needs them.
 
 use std::fs;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_oci::{ChainId, Compression, DiffId, DiffTar, LayerWriter, MediaType};
 use kiln_store::Store;
@@ -90,6 +91,7 @@ pub(crate) fn ensure_blob(
     epoch: Option<i64>,
     layer: &LayerInfo,
     threads: NonZeroUsize,
+    abort: &AtomicBool,
 ) -> Result<LayerBlob, String> {
     if let Some(blob) = &layer.blob {
         return Ok(blob.clone());
@@ -107,7 +109,7 @@ pub(crate) fn ensure_blob(
             snapshot.display()
         ));
     }
-    let (diff_id, blob) = write_blob(store, compression, epoch, &snapshot, threads)?;
+    let (diff_id, blob) = write_blob(store, compression, epoch, &snapshot, threads, abort)?;
     if diff_id != layer.diff_id {
         return Err(format!(
             "the snapshot {} makes layer {diff_id}, but the build recorded {}: the snapshot was changed; remove it and rebuild with --no-cache",
@@ -150,8 +152,12 @@ fn write_blob(
     epoch: Option<i64>,
     dir: &Path,
     threads: NonZeroUsize,
+    abort: &AtomicBool,
 ) -> Result<(DiffId, LayerBlob), String> {
-    let blob = store.begin_blob(None, None).map_err(|e| e.to_string())?;
+    let blob = Abortable {
+        inner: store.begin_blob(None, None).map_err(|e| e.to_string())?,
+        abort,
+    };
     let mut layer = LayerWriter::with_threads(
         BufWriter::with_capacity(1 << 20, blob),
         compression,
@@ -164,7 +170,8 @@ fn write_blob(
         .map_err(|e| format!("finishing the layer: {e}"))?;
     let blob = writer
         .into_inner()
-        .map_err(|e| format!("flushing the layer: {}", e.error()))?;
+        .map_err(|e| format!("flushing the layer: {}", e.error()))?
+        .inner;
     let digest = blob.commit_unverified().map_err(|e| e.to_string())?;
     debug_assert_eq!(digest, digests.digest);
     Ok((
@@ -175,6 +182,26 @@ fn write_blob(
             media_type: media_type_of(compression),
         },
     ))
+}
+
+/// A blob writer that fails once `abort` is set: the compression of a build that has ended
+/// stops at its next write, and the unfinished blob is removed.
+struct Abortable<'a, W> {
+    inner: W,
+    abort: &'a AtomicBool,
+}
+
+impl<W: Write> Write for Abortable<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the build has ended"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The diffID of `dir` as a layer: its tar hashed, nothing written.

@@ -10,11 +10,12 @@
 //! compresses a layer no worker has reached yet itself, with every core.
 //!
 //! Compressing from the snapshot is [`commit::ensure_blob`]: it checks that the snapshot still
-//! makes the recorded diffID and remembers the blob for later builds. A build that fails
-//! drops the layers still queued (their snapshots stay, and a later build compresses them
-//! when it needs them); dropping the compressor waits for the ones being compressed.
+//! makes the recorded diffID and remembers the blob for later builds. A build that fails or
+//! is cancelled drops the layers still queued and stops the one being compressed (their
+//! snapshots stay, and a later build compresses them when it needs them).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -37,6 +38,8 @@ struct Shared {
     epoch: Option<i64>,
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Set when the compressor is dropped: a compression still running stops.
+    abort: AtomicBool,
 }
 
 #[derive(Default)]
@@ -79,6 +82,7 @@ impl Compressor {
                 epoch,
                 queue: Mutex::new(Queue::default()),
                 wake: Condvar::new(),
+                abort: AtomicBool::new(false),
             }),
             workers: Mutex::new(Vec::new()),
             max_workers: max_workers.max(1),
@@ -200,13 +204,17 @@ impl Shared {
             self.epoch,
             layer,
             kiln_oci::default_threads(),
+            &self.abort,
         )
     }
 }
 
 impl Drop for Compressor {
     fn drop(&mut self) {
+        // After a successful export nothing is left to compress; after a failed or cancelled
+        // build what is left is dropped (the snapshots stay for a later build).
         lock(&self.shared.queue).closed = true;
+        self.shared.abort.store(true, Ordering::Relaxed);
         self.shared.wake.notify_all();
         for worker in std::mem::take(&mut *lock(&self.workers)) {
             let _ = worker.join();
@@ -253,6 +261,7 @@ mod tests {
             None,
             &layer,
             NonZeroUsize::MIN,
+            &AtomicBool::new(false),
         )
         .unwrap();
         assert_eq!(direct, blob);
@@ -300,16 +309,42 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_compressor_with_queued_layers_returns() {
+    fn dropping_the_compressor_stops_the_compression_it_is_running() {
         let tmp = tempfile::tempdir().unwrap();
         let store = store(tmp.path());
-        let layers: Vec<LayerInfo> = (0..4)
-            .map(|i| layer(&store, tmp.path(), &format!("f{i}"), &vec![i; 1 << 20]))
+        // 24 MiB that gzip -9 takes well over a second to compress in a test build.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<u8> = (0..24 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
             .collect();
-        let compressor = Compressor::new(store, Compression::Gzip { level: 9 }, None, 1);
-        for layer in &layers {
-            compressor.submit(layer);
+        let big = layer(&store, tmp.path(), "big", &noise);
+        let queued = layer(&store, tmp.path(), "queued", b"never compressed");
+        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 9 }, None, 1);
+        compressor.submit(&big);
+        compressor.submit(&queued);
+        let job = lock(&compressor.shared.queue).jobs[&big.diff_id].clone();
+        while matches!(*lock(&job.state), JobState::Queued) {
+            std::thread::yield_now();
         }
         drop(compressor);
+        // The running job stopped before writing its blob, and the queued one never ran.
+        assert!(
+            matches!(&*lock(&job.state), JobState::Done(Err(e)) if e.contains("ended")),
+            "the compression ran to its end"
+        );
+        let media_type = commit::media_type_of(Compression::Gzip { level: 9 });
+        assert!(commit::remembered_blob(&store, &big.diff_id, &media_type).is_none());
+        assert!(commit::remembered_blob(&store, &queued.diff_id, &media_type).is_none());
+        let leftovers: Vec<_> = fs::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ingest"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
