@@ -28,8 +28,9 @@ use super::stage::{LayerBlob, LayerInfo};
 /// Background compression of a build's layers; see the module docs.
 pub(crate) struct Compressor {
     shared: Arc<Shared>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
-    max_workers: usize,
+    /// The one worker, started with the first layer. One is enough: it runs on every core
+    /// the steps leave idle, and the export takes what it has not reached.
+    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -67,14 +68,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Compressor {
-    /// A compressor writing `compression` blobs into `store` (times clamped to `epoch`) on up
-    /// to `max_workers` background threads, started as layers arrive.
-    pub(crate) fn new(
-        store: Store,
-        compression: Compression,
-        epoch: Option<i64>,
-        max_workers: usize,
-    ) -> Self {
+    /// A compressor writing `compression` blobs into `store` (times clamped to `epoch`).
+    pub(crate) fn new(store: Store, compression: Compression, epoch: Option<i64>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store,
@@ -84,8 +79,7 @@ impl Compressor {
                 wake: Condvar::new(),
                 abort: AtomicBool::new(false),
             }),
-            workers: Mutex::new(Vec::new()),
-            max_workers: max_workers.max(1),
+            worker: Mutex::new(None),
         }
     }
 
@@ -108,14 +102,14 @@ impl Compressor {
             queue.pending.push_back(job);
         }
         self.shared.wake.notify_one();
-        let mut workers = lock(&self.workers);
-        if workers.len() < self.max_workers {
+        let mut worker = lock(&self.worker);
+        if worker.is_none() {
             let shared = Arc::clone(&self.shared);
             match std::thread::Builder::new()
                 .name("kiln-compress".into())
                 .spawn(move || shared.work())
             {
-                Ok(handle) => workers.push(handle),
+                Ok(handle) => *worker = Some(handle),
                 // The export compresses what no worker took.
                 Err(e) => tracing::warn!("could not start a layer compression thread: {e}"),
             }
@@ -216,7 +210,7 @@ impl Drop for Compressor {
         lock(&self.shared.queue).closed = true;
         self.shared.abort.store(true, Ordering::Relaxed);
         self.shared.wake.notify_all();
-        for worker in std::mem::take(&mut *lock(&self.workers)) {
+        if let Some(worker) = lock(&self.worker).take() {
             let _ = worker.join();
         }
     }
@@ -248,7 +242,7 @@ mod tests {
         let store = store(tmp.path());
         let layer = layer(&store, tmp.path(), "a", b"aaaa");
         assert!(layer.blob.is_none());
-        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 6 }, None, 1);
+        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 6 }, None);
         compressor.submit(&layer);
         compressor.submit(&layer);
         let blob = compressor.blob(&layer).unwrap();
@@ -274,8 +268,8 @@ mod tests {
         let store = store(tmp.path());
         let first = layer(&store, tmp.path(), "first", &vec![7; 1 << 16]);
         let second = layer(&store, tmp.path(), "second", b"2");
-        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 6 }, None, 1);
-        // With the workers' queue closed, nothing but `blob` can compress them.
+        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 6 }, None);
+        // With the worker's queue closed, nothing but `blob` can compress them.
         lock(&compressor.shared.queue).closed = true;
         let job = |layer: &LayerInfo| {
             let job = Arc::new(Job {
@@ -301,7 +295,7 @@ mod tests {
         let store = store(tmp.path());
         let layer = layer(&store, tmp.path(), "gone", b"x");
         fs::remove_dir_all(store.snapshot_path(&layer.chain)).unwrap();
-        let compressor = Compressor::new(store, Compression::Gzip { level: 6 }, None, 1);
+        let compressor = Compressor::new(store, Compression::Gzip { level: 6 }, None);
         compressor.submit(&layer);
         let err = compressor.blob(&layer).unwrap_err();
         assert!(err.contains(&layer.diff_id.to_string()), "{err}");
@@ -324,7 +318,7 @@ mod tests {
             .collect();
         let big = layer(&store, tmp.path(), "big", &noise);
         let queued = layer(&store, tmp.path(), "queued", b"never compressed");
-        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 9 }, None, 1);
+        let compressor = Compressor::new(store.clone(), Compression::Gzip { level: 9 }, None);
         compressor.submit(&big);
         compressor.submit(&queued);
         let job = lock(&compressor.shared.queue).jobs[&big.diff_id].clone();

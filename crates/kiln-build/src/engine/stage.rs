@@ -92,8 +92,7 @@ pub(crate) struct Engine<'a> {
     pub(crate) context: ContextTree<Arc<IgnoreFilter>>,
     pub(crate) memo: &'a HashMemo,
     pub(crate) resolver: Resolver<'a>,
-    /// Compresses the image's layers in the background (one worker: the steps it overlaps
-    /// run on the other cores, and the export compresses what it has not reached on all).
+    /// Compresses the image's layers in the background while the next steps run.
     pub(crate) compressor: Compressor,
     sandbox: OnceLock<Result<Sandbox, String>>,
     step_counter: AtomicUsize,
@@ -188,7 +187,6 @@ impl<'a> Engine<'a> {
                 store.clone(),
                 builder.compression,
                 builder.source_date_epoch,
-                1,
             ),
             sandbox: OnceLock::new(),
             step_counter: AtomicUsize::new(0),
