@@ -12,7 +12,6 @@
 
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -90,7 +89,6 @@ pub(crate) fn ensure_blob(
     compression: Compression,
     epoch: Option<i64>,
     layer: &LayerInfo,
-    threads: NonZeroUsize,
     abort: &AtomicBool,
 ) -> Result<LayerBlob, String> {
     if let Some(blob) = &layer.blob {
@@ -109,7 +107,7 @@ pub(crate) fn ensure_blob(
             snapshot.display()
         ));
     }
-    let (diff_id, blob) = write_blob(store, compression, epoch, &snapshot, threads, abort)?;
+    let (diff_id, blob) = write_blob(store, compression, epoch, &snapshot, abort)?;
     if diff_id != layer.diff_id {
         return Err(format!(
             "the snapshot {} makes layer {diff_id}, but the build recorded {}: the snapshot was changed; remove it and rebuild with --no-cache",
@@ -151,19 +149,14 @@ fn write_blob(
     compression: Compression,
     epoch: Option<i64>,
     dir: &Path,
-    threads: NonZeroUsize,
     abort: &AtomicBool,
 ) -> Result<(DiffId, LayerBlob), String> {
     let blob = Abortable {
         inner: store.begin_blob(None, None).map_err(|e| e.to_string())?,
         abort,
     };
-    let mut layer = LayerWriter::with_threads(
-        BufWriter::with_capacity(1 << 20, blob),
-        compression,
-        threads,
-    )
-    .map_err(|e| format!("starting the layer compressor: {e}"))?;
+    let mut layer = LayerWriter::new(BufWriter::with_capacity(1 << 20, blob), compression)
+        .map_err(|e| format!("starting the layer compressor: {e}"))?;
     write_tar(dir, epoch, &mut layer)?;
     let (writer, digests) = layer
         .finish()

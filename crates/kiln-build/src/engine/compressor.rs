@@ -189,7 +189,7 @@ impl Shared {
         result
     }
 
-    /// Compresses `layer` from its snapshot on every core.
+    /// Compresses `layer` from its snapshot (on every core).
     fn compress(&self, layer: &LayerInfo) -> Result<LayerBlob, String> {
         let _span = tracing::debug_span!("compress_layer", diff_id = %layer.diff_id).entered();
         commit::ensure_blob(
@@ -197,7 +197,6 @@ impl Shared {
             self.compression,
             self.epoch,
             layer,
-            kiln_oci::default_threads(),
             &self.abort,
         )
     }
@@ -219,7 +218,6 @@ impl Drop for Compressor {
 #[cfg(test)]
 mod tests {
     use std::fs;
-    use std::num::NonZeroUsize;
     use std::path::Path;
 
     use super::*;
@@ -248,13 +246,17 @@ mod tests {
         let blob = compressor.blob(&layer).unwrap();
         assert_eq!(compressor.blob(&layer).unwrap(), blob);
         assert!(store.has_blob(&blob.digest));
-        // The blob is what compressing the snapshot directly makes.
+        // The blob is what compressing the same layer directly makes (in another store,
+        // which remembers no blob for it).
+        let other_dir = tmp.path().join("other");
+        fs::create_dir_all(&other_dir).unwrap();
+        let other = self::store(&other_dir);
+        let same = self::layer(&other, &other_dir, "a", b"aaaa");
         let direct = commit::ensure_blob(
-            &store,
+            &other,
             Compression::Gzip { level: 6 },
             None,
-            &layer,
-            NonZeroUsize::MIN,
+            &same,
             &AtomicBool::new(false),
         )
         .unwrap();
