@@ -1,11 +1,13 @@
 //! The store through the CLI: `kiln store verify` after a `kill -9` in the middle of an
-//! import, corruption found and repaired, `kiln prune` after `kiln rmi`.
+//! import, corruption found and repaired, `kiln prune` after `kiln rmi`, and `kiln prune`
+//! waiting for a running build.
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::builds::{require_root, store_with_busybox};
 use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
 
 fn blob_count(store: &Path) -> usize {
@@ -144,4 +146,77 @@ fn a_store_of_another_layout_version_is_refused() {
     let out = run_fails(kiln_in(&store).arg("images"), 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("layout version 7"), "{stderr}");
+}
+
+#[test]
+fn prune_waits_for_a_running_build_root() {
+    use std::io::BufRead as _;
+    if !require_root("prune_waits_for_a_running_build_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN echo one > /one\n\
+         RUN sleep 3\n",
+    )
+    .unwrap();
+    let mut child = kiln_in(&store)
+        .args(["build", "--progress", "plain", "-t", "during-prune"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first RUN's layer is made and the build sleeps in the second.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let mut line = String::new();
+    while !log.contains("RUN sleep 3\n") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the build ended before its last step:\n{log}"
+        );
+        log.push_str(&line);
+    }
+    // `--all` drops every cache record: without the build's lock it would delete the first
+    // RUN's layer, which only the running build knows about.
+    let prune = kiln_in(&store)
+        .args(["prune", "--all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        rest
+    });
+    let status = child.wait().unwrap();
+    let build_done = Instant::now();
+    let log = log + &rest.join().unwrap();
+    assert!(status.success(), "the build failed:\n{log}");
+    let pruned = prune.wait_with_output().unwrap();
+    let prune_done = Instant::now();
+    assert!(pruned.status.success(), "{pruned:?}");
+    assert!(
+        prune_done >= build_done,
+        "prune finished before the build it should have waited for"
+    );
+    let prune_err = String::from_utf8_lossy(&pruned.stderr);
+    assert!(
+        prune_err.contains("waiting for running kiln builds"),
+        "prune did not wait: {prune_err}"
+    );
+    let verify = run_ok(kiln_in(&store).args(["store", "verify"]));
+    assert!(verify.contains("store is consistent"), "{verify}");
+    let out = run_ok(kiln_in(&store).args(["run", "during-prune", "cat", "/one"]));
+    assert_eq!(out.trim(), "one");
 }
