@@ -15,7 +15,7 @@ pub use copy::{
     CopyAttrs, CopyError, CopyItem, CopyPlan, CopyRequest, has_wildcard, match_component, plan_copy,
 };
 pub use engine::{
-    BuildError, BuildOutcome, Builder, NetworkDefault, SecretSource, StageResult,
+    BuildError, BuildOutcome, Builder, Entitlement, NetworkDefault, SecretSource, StageResult,
     default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use kiln_build::{BuildError, Builder, NetworkDefault, Output, SecretSource};
+use kiln_build::{BuildError, Builder, Entitlement, NetworkDefault, Output, SecretSource};
 use kiln_oci::{Compression, Platform};
 
 use crate::progress::{ProgressMode, Renderer};
@@ -55,6 +55,9 @@ pub(crate) struct BuildArgs {
     /// Default network for RUN: host or none.
     #[arg(long, value_enum, default_value = "host")]
     network: NetworkArg,
+    /// Grant an entitlement: security.insecure (for RUN --security=insecure) or network.host.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = parse_entitlement)]
+    allow: Vec<Entitlement>,
     /// Secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
     #[arg(long = "secret", value_name = "id=…,src=…")]
     secrets: Vec<String>,
@@ -154,6 +157,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     if let Some(jobs) = args.jobs {
         builder = builder.jobs(jobs);
     }
+    for entitlement in &args.allow {
+        builder = builder.allow(*entitlement);
+    }
     builder = builder
         .no_cache(args.no_cache)
         .pull(args.pull)
@@ -210,4 +216,8 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
     }
+}
+
+fn parse_entitlement(text: &str) -> Result<Entitlement, String> {
+    text.parse()
 }

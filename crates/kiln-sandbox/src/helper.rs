@@ -274,8 +274,11 @@ fn run_helper(spec: &RunSpec, socket: &UnixStream) -> Result<RootfsMode, HelperF
             Some(baseline),
         ),
     };
-    let status =
-        crate::namespaces::run_in_namespaces(spec, &paths, source, overlay_fd, socket, is_root)?;
+    let limit = crate::namespaces::ProcessLimit::for_spec(spec);
+    let status = crate::namespaces::run_in_namespaces(
+        spec, &paths, source, overlay_fd, socket, is_root, &limit,
+    )?;
+    drop(limit);
     if status != 0 {
         // PID 1 reported the command's status or the setup error itself; still clean up.
         tracing::debug!(status, "namespace holder exited non-zero");

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::process::{Pid, WaitOptions};
 
+use crate::confine;
 use crate::helper::{self, WorkPaths};
 use crate::protocol::{self, Event};
 use crate::rootfs::{RootSource, RootfsPlan, setup_rootfs};
-use crate::spec::{DEFAULT_PATH, ExitStatus, RunSpec};
+use crate::spec::{DEFAULT_PATH, ExitStatus, RunSpec, Security};
 use crate::syscalls::RealSyscalls;
 use crate::user::{ExecUser, resolve_user};
 
@@ -50,6 +51,7 @@ pub(crate) fn init_main(
     source: RootSource,
     overlay_fd: Option<OwnedFd>,
     socket: &UnixStream,
+    nproc_limit: Option<u32>,
 ) -> i32 {
     let report = |message: String| {
         protocol::send_event(socket, &Event::Setup(message));
@@ -74,6 +76,7 @@ pub(crate) fn init_main(
         hostname: spec.hostname.clone(),
         network: spec.network,
         mounts: spec.mounts.clone(),
+        security: spec.security,
     };
     let mut sys = RealSyscalls {
         prepared_overlay: overlay_fd,
@@ -112,9 +115,19 @@ pub(crate) fn init_main(
         return report(format!("creating the working directory: {err}"));
     }
     let env = command_env(&spec.env, &user);
+    let confinement = Confinement {
+        seccomp: match spec.security {
+            Security::Sandbox => match confine::seccomp_programs() {
+                Ok(programs) => Some(programs),
+                Err(err) => return report(err.to_string()),
+            },
+            Security::Insecure => None,
+        },
+        nproc_limit,
+    };
     if !spec.init {
         // The command becomes PID 1 itself; the holder reports its exit status.
-        let (message, code) = exec_command(&spec.argv, &env, &user, workdir);
+        let (message, code) = exec_command(&spec.argv, &env, &user, workdir, &confinement);
         protocol::send_event(socket, &Event::Exec { message, code });
         return code;
     }
@@ -127,7 +140,7 @@ pub(crate) fn init_main(
     let command = match helper::fork() {
         Err(err) => return report(format!("cannot fork the command: {err}")),
         Ok(None) => {
-            let (message, code) = exec_command(&spec.argv, &env, &user, workdir);
+            let (message, code) = exec_command(&spec.argv, &env, &user, workdir, &confinement);
             protocol::send_event(socket, &Event::Exec { message, code });
             std::process::exit(code);
         }
@@ -176,9 +189,23 @@ fn cstrings<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<CString
         .collect()
 }
 
+/// What [`exec_command`] applies to the command before `execve`.
+struct Confinement {
+    /// Docker's default seccomp profile and capability set (`Security::Sandbox`).
+    seccomp: Option<Vec<seccompiler::BpfProgram>>,
+    /// `RLIMIT_NPROC`, where no pids cgroup could be made.
+    nproc_limit: Option<u32>,
+}
+
 /// Becomes the user and executes the command; only returns on failure, with the message and
 /// the shell's exit code for it.
-fn exec_command(argv: &[String], env: &[String], user: &ExecUser, workdir: &str) -> (String, i32) {
+fn exec_command(
+    argv: &[String],
+    env: &[String],
+    user: &ExecUser,
+    workdir: &str,
+    confinement: &Confinement,
+) -> (String, i32) {
     // SAFETY: restoring default dispositions is always sound; handlers would not survive exec
     // anyway, but a failure path before exec must not run PID 1's forwarder.
     unsafe {
@@ -187,6 +214,20 @@ fn exec_command(argv: &[String], env: &[String], user: &ExecUser, workdir: &str)
         }
     }
     let _ = rustix::process::setsid();
+    if let Some(limit) = confinement.nproc_limit {
+        let limit = rustix::process::Rlimit {
+            current: Some(u64::from(limit)),
+            maximum: Some(u64::from(limit)),
+        };
+        if let Err(err) = rustix::process::setrlimit(rustix::process::Resource::Nproc, limit) {
+            return (format!("cannot limit the number of processes: {err}"), 126);
+        }
+    }
+    if let Some(programs) = &confinement.seccomp
+        && let Err(err) = confine::confine_before_user_switch(programs)
+    {
+        return (format!("cannot confine the command: {err}"), 126);
+    }
     let groups: Vec<rustix::process::Gid> = user
         .groups
         .iter()
@@ -203,6 +244,11 @@ fn exec_command(argv: &[String], env: &[String], user: &ExecUser, workdir: &str)
             format!("cannot switch to uid {} gid {}: {err}", user.uid, user.gid),
             126,
         );
+    }
+    if confinement.seccomp.is_some()
+        && let Err(err) = confine::confine_after_user_switch()
+    {
+        return (format!("cannot drop capabilities: {err}"), 126);
     }
     // Changing the uid cleared the parent-death signal (prctl(2)); set it again, or a
     // non-root command that is PID 1 outlives a killed helper (timeouts, cancellation, a

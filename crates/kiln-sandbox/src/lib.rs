@@ -14,6 +14,8 @@
 )]
 
 mod cancel;
+mod cgroup;
+mod confine;
 mod copyup;
 mod error;
 mod fsmeta;
@@ -30,6 +32,7 @@ mod upper;
 mod user;
 
 pub use cancel::CancelToken;
+pub use confine::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, seccomp_programs};
 pub use error::{SandboxError, UserError};
 pub use helper::{FORCE_COPY_ENV, run_helper_if_requested};
 pub use overlay::{OPAQUE_XATTR_TRUSTED, OPAQUE_XATTR_USER};
@@ -37,8 +40,8 @@ pub use protocol::HELPER_MARKER;
 pub use rootfs::{RootSource, RootfsPlan, Stub, setup_rootfs};
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use spec::{
-    DEFAULT_HOSTNAME, DEFAULT_PATH, ExitStatus, ExtraMount, Network, RootfsMode, RunOutcome,
-    RunSpec, Stream,
+    DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount, Network,
+    RootfsMode, RunOutcome, RunSpec, Security, Stream,
 };
 pub use syscalls::{FileKind, MountOptions, Op, RealSyscalls, RecordingSyscalls, Syscalls};
 pub use user::{ExecUser, resolve_user};

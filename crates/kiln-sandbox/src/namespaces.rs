@@ -12,6 +12,7 @@ use std::process::Command;
 use rustix::process::Pid;
 use rustix::thread::UnshareFlags;
 
+use crate::cgroup::PidsCgroup;
 use crate::helper::{self, HelperFailure, WorkPaths};
 use crate::protocol::{self, Event};
 use crate::rootfs::RootSource;
@@ -25,6 +26,7 @@ pub(crate) fn run_in_namespaces(
     overlay_fd: Option<OwnedFd>,
     socket: &UnixStream,
     is_root: bool,
+    limit: &ProcessLimit,
 ) -> Result<i32, HelperFailure> {
     let (ready_read, ready_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| setup("pipe", e))?;
@@ -43,6 +45,7 @@ pub(crate) fn run_in_namespaces(
             helper_pid,
             &ready_write,
             &go_read,
+            limit.nproc(),
         );
         std::process::exit(code);
     };
@@ -52,6 +55,15 @@ pub(crate) fn run_in_namespaces(
         helper::wait_code(holder);
         return Err(HelperFailure::Reported);
     }
+    if let ProcessLimit::Cgroup(cgroup) = limit
+        && let Err(err) = cgroup.add(holder)
+    {
+        let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
+        helper::wait_code(holder);
+        return Err(HelperFailure::Setup(format!(
+            "moving the sandbox into its pids cgroup: {err}"
+        )));
+    }
     if let Err(message) = write_id_maps(holder, is_root) {
         let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
         helper::wait_code(holder);
@@ -60,6 +72,40 @@ pub(crate) fn run_in_namespaces(
     helper::signal_pipe(&go_write).map_err(|e| setup("releasing the namespace holder", e))?;
     drop(go_write);
     Ok(helper::wait_code(holder))
+}
+
+/// How the sandbox's process count is bounded.
+#[derive(Debug)]
+pub(crate) enum ProcessLimit {
+    /// No limit was asked for.
+    None,
+    /// A pids cgroup holds the whole sandbox.
+    Cgroup(PidsCgroup),
+    /// No cgroup could be made: the command gets `RLIMIT_NPROC`.
+    Rlimit(u32),
+}
+
+impl ProcessLimit {
+    /// Sets up the limit for `spec`, falling back to `RLIMIT_NPROC`.
+    pub(crate) fn for_spec(spec: &RunSpec) -> Self {
+        let Some(limit) = spec.pids_limit else {
+            return Self::None;
+        };
+        match PidsCgroup::create(limit) {
+            Ok(cgroup) => Self::Cgroup(cgroup),
+            Err(reason) => {
+                tracing::debug!(%reason, "no pids cgroup; limiting processes with RLIMIT_NPROC");
+                Self::Rlimit(limit)
+            }
+        }
+    }
+
+    fn nproc(&self) -> Option<u32> {
+        match self {
+            Self::Rlimit(limit) => Some(*limit),
+            Self::None | Self::Cgroup(_) => None,
+        }
+    }
 }
 
 fn setup(what: &str, err: impl std::fmt::Display) -> HelperFailure {
@@ -79,6 +125,7 @@ fn holder_main(
     helper_pid: Pid,
     ready: &OwnedFd,
     go: &OwnedFd,
+    nproc_limit: Option<u32>,
 ) -> i32 {
     let report = |message: String| {
         protocol::send_event(socket, &Event::Setup(message));
@@ -120,7 +167,7 @@ fn holder_main(
     match helper::fork() {
         Err(err) => report(format!("cannot fork PID 1 of the sandbox: {err}")),
         Ok(None) => {
-            let code = crate::init::init_main(spec, paths, source, overlay_fd, socket);
+            let code = crate::init::init_main(spec, paths, source, overlay_fd, socket, nproc_limit);
             std::process::exit(code);
         }
         Ok(Some(init)) => {

@@ -77,10 +77,12 @@ pub(crate) fn prepare_overlay(
     }
     rustix::mount::fsconfig_create(fs.as_fd())
         .map_err(|err| with_context(&err.into(), "create", upper))?;
+    // `nodev`: a device node in an image layer (or extracted from an ADDed tar) must not
+    // open the host's device; /dev gets its own nodes.
     let mount = rustix::mount::fsmount(
         fs.as_fd(),
         FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::empty(),
+        MountAttrFlags::MOUNT_ATTR_NODEV,
     )?;
     Ok(mount)
 }

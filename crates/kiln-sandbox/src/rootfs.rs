@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{ExtraMount, Network};
+use crate::confine::{MASKED_PATHS, READONLY_PATHS};
+use crate::spec::{ExtraMount, Network, Security};
 use crate::syscalls::{FileKind, MountOptions, Op, Syscalls};
 
 /// How the merged rootfs is obtained.
@@ -52,6 +53,8 @@ pub struct RootfsPlan {
     pub network: Network,
     /// The caller's extra mounts.
     pub mounts: Vec<ExtraMount>,
+    /// `Sandbox` masks [`MASKED_PATHS`] and makes [`READONLY_PATHS`] read-only.
+    pub security: Security,
 }
 
 /// A path created in the merged view only to serve as a mountpoint.
@@ -78,6 +81,7 @@ const DEVICE_LINKS: [(&str, &str); 5] = [
 const DEV_TMPFS_DATA: &str = "mode=755,size=65536k";
 const SHM_TMPFS_DATA: &str = "mode=1777,size=65536k";
 const TMP_TMPFS_DATA: &str = "mode=1777";
+const MASK_TMPFS_DATA: &str = "size=0,mode=0555";
 const DEVPTS_DATA: &str = "newinstance,ptmxmode=0666,mode=0620";
 
 struct Setup<'a, S: Syscalls + ?Sized> {
@@ -191,6 +195,52 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
         Ok(())
     }
 
+    /// Hides `path` (absolute in the sandbox) as runc does: `/dev/null` over a file, an empty
+    /// read-only tmpfs over a directory. Absent paths and symlinks are left alone.
+    fn mask(&mut self, path: &str) -> io::Result<()> {
+        let target = self.merged.join(path.trim_start_matches('/'));
+        match self.sys.file_kind(&target)? {
+            None | Some(FileKind::Symlink) => Ok(()),
+            Some(FileKind::Directory) => {
+                self.op(&Op::MountFs {
+                    fstype: "tmpfs".into(),
+                    target: target.clone(),
+                    options: MountOptions::STRICT,
+                    data: MASK_TMPFS_DATA.into(),
+                })?;
+                self.op(&Op::MakeReadonly {
+                    target,
+                    is_recursive: false,
+                })
+            }
+            Some(FileKind::File | FileKind::Other) => self.op(&Op::Bind {
+                source: PathBuf::from("/dev/null"),
+                target,
+                is_recursive: false,
+            }),
+        }
+    }
+
+    /// Makes `path` (absolute in the sandbox) and everything below it read-only with a bind
+    /// mount onto itself. Absent paths and symlinks are left alone.
+    fn make_readonly(&mut self, path: &str) -> io::Result<()> {
+        let target = self.merged.join(path.trim_start_matches('/'));
+        match self.sys.file_kind(&target)? {
+            None | Some(FileKind::Symlink) => Ok(()),
+            Some(_) => {
+                self.op(&Op::Bind {
+                    source: target.clone(),
+                    target: target.clone(),
+                    is_recursive: true,
+                })?;
+                self.op(&Op::MakeReadonly {
+                    target,
+                    is_recursive: true,
+                })
+            }
+        }
+    }
+
     fn bind_file(&mut self, source: &Path, rel: &str) -> io::Result<()> {
         match self.ensure(Path::new(rel), false, 0o644)? {
             Ensured::Ready => self.op(&Op::Bind {
@@ -235,6 +285,11 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
                 }
                 self.op(&Op::Bind {
                     source: source.clone(),
+                    target: target.clone(),
+                    is_recursive: true,
+                })?;
+                // A device node in a bound directory must not open a host device.
+                self.op(&Op::MakeNodev {
                     target: target.clone(),
                     is_recursive: true,
                 })?;
@@ -303,11 +358,17 @@ fn run_sequence<S: Syscalls + ?Sized>(
             work: work.clone(),
             target: plan.merged.clone(),
         })?,
-        RootSource::CopiedRootfs(dir) => setup.op(&Op::Bind {
-            source: dir.clone(),
-            target: plan.merged.clone(),
-            is_recursive: true,
-        })?,
+        RootSource::CopiedRootfs(dir) => {
+            setup.op(&Op::Bind {
+                source: dir.clone(),
+                target: plan.merged.clone(),
+                is_recursive: true,
+            })?;
+            setup.op(&Op::MakeNodev {
+                target: plan.merged.clone(),
+                is_recursive: true,
+            })?;
+        }
     }
     if plan.network == Network::None {
         setup.op(&Op::LoopbackUp)?;
@@ -344,6 +405,14 @@ fn run_sequence<S: Syscalls + ?Sized>(
             target: sys_target,
             is_recursive: true,
         })?;
+    }
+    if plan.security == Security::Sandbox {
+        for path in READONLY_PATHS {
+            setup.make_readonly(path)?;
+        }
+        for path in MASKED_PATHS {
+            setup.mask(path)?;
+        }
     }
     if setup.sys.file_kind(&plan.merged.join("tmp"))?.is_none() {
         setup.ensure(Path::new("tmp"), true, 0o1777)?;

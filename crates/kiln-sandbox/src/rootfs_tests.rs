@@ -13,6 +13,7 @@ fn plan(network: Network, mounts: Vec<ExtraMount>) -> RootfsPlan {
         hostname: "box".into(),
         network,
         mounts,
+        security: Security::Sandbox,
     }
 }
 
@@ -55,6 +56,14 @@ fn summary(ops: &[Op]) -> Vec<String> {
                     target.display()
                 )
             }
+            Op::MakeNodev {
+                target,
+                is_recursive,
+            } => format!(
+                "nodev{} {}",
+                if *is_recursive { " -r" } else { "" },
+                target.display()
+            ),
             Op::Mkdir { path, mode } => format!("mkdir {} {mode:o}", path.display()),
             Op::CreateFile { path, .. } => format!("touch {}", path.display()),
             Op::Symlink { target, link } => format!("ln {} {target}", link.display()),
@@ -183,5 +192,94 @@ fn symlinked_resolv_conf_is_not_mounted_over() {
             .iter()
             .any(|op| op.contains("merged/etc/resolv.conf")),
         "a bind over an image symlink would follow it on the host"
+    );
+}
+
+fn host_proc_and_sys() -> RecordingSyscalls {
+    image_with(&[
+        ("proc", FileKind::Directory),
+        ("proc/sys", FileKind::Directory),
+        ("proc/sysrq-trigger", FileKind::File),
+        ("proc/kcore", FileKind::File),
+        ("proc/keys", FileKind::File),
+        ("proc/acpi", FileKind::Directory),
+        ("proc/timer_list", FileKind::Symlink),
+        ("sys", FileKind::Directory),
+        ("sys/firmware", FileKind::Directory),
+        ("tmp", FileKind::Directory),
+    ])
+}
+
+#[test]
+fn sandbox_security_masks_and_protects_proc_and_sys() {
+    let mut sys = host_proc_and_sys();
+    let mut stubs = Vec::new();
+    setup_rootfs(&mut sys, &plan(Network::Host, Vec::new()), &mut stubs).unwrap();
+    let ops = summary(&sys.ops);
+    let after_sys = ops
+        .iter()
+        .position(|op| op == "ro -r /w/merged/sys")
+        .unwrap();
+    let protections: Vec<&str> = ops[after_sys + 1..]
+        .iter()
+        .map(String::as_str)
+        .take_while(|op| !op.contains("/etc"))
+        .collect();
+    assert_eq!(
+        protections,
+        [
+            "bind -r /w/merged/proc/sys /w/merged/proc/sys",
+            "ro -r /w/merged/proc/sys",
+            "bind -r /w/merged/proc/sysrq-trigger /w/merged/proc/sysrq-trigger",
+            "ro -r /w/merged/proc/sysrq-trigger",
+            "tmpfs /w/merged/proc/acpi",
+            "ro /w/merged/proc/acpi",
+            "bind /dev/null /w/merged/proc/kcore",
+            "bind /dev/null /w/merged/proc/keys",
+            // proc/timer_list is a symlink here: never mounted over.
+            "tmpfs /w/merged/sys/firmware",
+            "ro /w/merged/sys/firmware",
+        ]
+    );
+}
+
+#[test]
+fn insecure_security_leaves_proc_and_sys_alone() {
+    let mut sys = host_proc_and_sys();
+    let mut stubs = Vec::new();
+    let mut insecure = plan(Network::Host, Vec::new());
+    insecure.security = Security::Insecure;
+    setup_rootfs(&mut sys, &insecure, &mut stubs).unwrap();
+    let ops = summary(&sys.ops);
+    assert!(
+        !ops.iter()
+            .any(|op| op.contains("/proc/sys") || op.contains("kcore") || op.contains("firmware")),
+        "{ops:#?}"
+    );
+}
+
+#[test]
+fn bind_mounts_and_copied_roots_are_nodev() {
+    let mut sys = image_with(&[("proc", FileKind::Directory), ("tmp", FileKind::Directory)]);
+    let mut stubs = Vec::new();
+    let mut copied = plan(
+        Network::Host,
+        vec![ExtraMount::Bind {
+            source: "/host/cache".into(),
+            target: "/cache".into(),
+            is_readonly: false,
+        }],
+    );
+    copied.source = RootSource::CopiedRootfs("/w/rootfs".into());
+    setup_rootfs(&mut sys, &copied, &mut stubs).unwrap();
+    let ops = summary(&sys.ops);
+    let position = |needle: &str| ops.iter().position(|op| op == needle).unwrap();
+    assert_eq!(
+        position("nodev -r /w/merged"),
+        position("bind -r /w/rootfs /w/merged") + 1
+    );
+    assert_eq!(
+        position("nodev -r /w/merged/cache"),
+        position("bind -r /host/cache /w/merged/cache") + 1
     );
 }

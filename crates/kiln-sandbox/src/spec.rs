@@ -20,6 +20,26 @@ pub enum Network {
     None,
 }
 
+/// How confined the command is (`RUN --security=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Security {
+    /// Docker's default profile, as BuildKit applies it through runc: only Docker's default
+    /// capabilities, its seccomp filter, and the masked and read-only `/proc` and `/sys`
+    /// paths (see [`DEFAULT_CAPABILITIES`](crate::DEFAULT_CAPABILITIES),
+    /// [`MASKED_PATHS`](crate::MASKED_PATHS), [`READONLY_PATHS`](crate::READONLY_PATHS)).
+    #[default]
+    Sandbox,
+    /// `RUN --security=insecure`: every capability of the user namespace, no seccomp
+    /// filter, `/proc` and `/sys` unmasked and `/proc/sys` writable. The caller must have
+    /// been granted the `security.insecure` entitlement; the sandbox does not check it.
+    Insecure,
+}
+
+/// Default process limit of a sandbox (pids cgroup, or `RLIMIT_NPROC` where no cgroup can
+/// be made): a fork bomb fails the step instead of stalling the host.
+pub const DEFAULT_PIDS_LIMIT: u32 = 4096;
+
 /// An extra mount for the sandboxed command (`RUN --mount=…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -85,6 +105,11 @@ pub struct RunSpec {
     /// itself is PID 1 (`echo $$` prints 1, as under BuildKit) and leftover processes are
     /// killed and reaped by the kernel when it exits.
     pub init: bool,
+    /// Capabilities, seccomp and masked paths: Docker's default profile unless `Insecure`.
+    pub security: Security,
+    /// The most processes (and threads) the sandbox may have at once; `None` means no limit.
+    /// Enforced with a pids cgroup (v2 where delegated, else v1), else `RLIMIT_NPROC`.
+    pub pids_limit: Option<u32>,
     /// Kill the command after this long.
     #[serde(skip)]
     pub timeout: Option<Duration>,
@@ -119,6 +144,8 @@ impl RunSpec {
             network: Network::Host,
             mounts: Vec::new(),
             init: false,
+            security: Security::Sandbox,
+            pids_limit: Some(DEFAULT_PIDS_LIMIT),
             timeout: None,
             cancel: None,
         }

@@ -118,6 +118,14 @@ pub enum Op {
         /// `AT_RECURSIVE`.
         is_recursive: bool,
     },
+    /// Make a mount (and, if recursive, its submounts) `nodev` with `mount_setattr(2)`:
+    /// device nodes under it cannot be opened.
+    MakeNodev {
+        /// Mountpoint.
+        target: PathBuf,
+        /// `AT_RECURSIVE`.
+        is_recursive: bool,
+    },
     /// Create a directory (parents must exist).
     Mkdir {
         /// Path.
@@ -180,11 +188,12 @@ struct MountAttr {
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
 
-fn mount_setattr_readonly(target: &Path, is_recursive: bool) -> io::Result<()> {
+fn mount_setattr(target: &Path, attr_set: u64, is_recursive: bool) -> io::Result<()> {
     let path = cstring(target)?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -338,7 +347,11 @@ impl Syscalls for RealSyscalls {
             Op::MakeReadonly {
                 target,
                 is_recursive,
-            } => mount_setattr_readonly(target, *is_recursive),
+            } => mount_setattr(target, MOUNT_ATTR_RDONLY, *is_recursive),
+            Op::MakeNodev {
+                target,
+                is_recursive,
+            } => mount_setattr(target, MOUNT_ATTR_NODEV, *is_recursive),
             Op::Mkdir { path, mode } => {
                 rustix::fs::mkdir(path, Mode::from_raw_mode(*mode)).map_err(io::Error::from)?;
                 // mkdir honours the umask; the mode is what we asked for.

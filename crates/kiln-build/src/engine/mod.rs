@@ -80,6 +80,58 @@ pub enum NetworkDefault {
     None,
 }
 
+/// A privilege a build must be granted before a Dockerfile may use it (`--allow`, as
+/// buildx's entitlements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Entitlement {
+    /// `security.insecure`: `RUN --security=insecure` runs without the default confinement
+    /// (every capability of the sandbox's user namespace, no seccomp filter, `/proc/sys`
+    /// writable, no masked paths).
+    SecurityInsecure,
+    /// `network.host`: RUN on the host's network. kiln grants it to every build (like
+    /// `docker build`); accepted so that buildx command lines work unchanged.
+    NetworkHost,
+}
+
+impl Entitlement {
+    /// The buildx spelling (`security.insecure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecurityInsecure => "security.insecure",
+            Self::NetworkHost => "network.host",
+        }
+    }
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "security.insecure" => Ok(Self::SecurityInsecure),
+            "network.host" => Ok(Self::NetworkHost),
+            other => Err(format!(
+                "unknown entitlement `{other}` (kiln knows security.insecure and network.host)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Entitlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of a `RUN --security=insecure` without the entitlement.
+pub(crate) fn insecure_not_allowed() -> String {
+    "RUN --security=insecure needs the security.insecure entitlement, which this build was \
+     not granted: pass --allow security.insecure if you trust this Dockerfile with \
+     unconfined root in its sandbox"
+        .to_owned()
+}
+
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -176,6 +228,7 @@ pub struct Builder {
     pub(crate) source_date_epoch: Option<i64>,
     pub(crate) insecure_registries: Vec<String>,
     pub(crate) sandbox_helper: Option<PathBuf>,
+    pub(crate) entitlements: std::collections::BTreeSet<Entitlement>,
     pub(crate) cancel: CancelToken,
 }
 
@@ -209,6 +262,7 @@ impl Builder {
                 .and_then(|v| v.parse().ok()),
             insecure_registries: Vec::new(),
             sandbox_helper: None,
+            entitlements: std::collections::BTreeSet::new(),
             cancel: CancelToken::new(),
         }
     }
@@ -275,6 +329,19 @@ impl Builder {
     pub fn network(mut self, network: NetworkDefault) -> Self {
         self.network = network;
         self
+    }
+
+    /// `--allow ENTITLEMENT`: grants a privilege the Dockerfile may ask for
+    /// (`RUN --security=insecure` needs [`Entitlement::SecurityInsecure`]).
+    #[must_use]
+    pub fn allow(mut self, entitlement: Entitlement) -> Self {
+        self.entitlements.insert(entitlement);
+        self
+    }
+
+    /// Whether `entitlement` was granted.
+    pub fn is_allowed(&self, entitlement: Entitlement) -> bool {
+        self.entitlements.contains(&entitlement)
     }
 
     /// `--secret`.
@@ -383,6 +450,7 @@ impl Builder {
         let graph = kiln_plan::plan(&dockerfile, &options).map_err(|e| BuildError::Plan {
             message: format!("{dockerfile_name}: {e}"),
         })?;
+        self.check_entitlements(&graph, &dockerfile_name)?;
         let mut warnings = Vec::new();
         for w in &graph.warnings {
             let message = w.to_string();
@@ -440,6 +508,40 @@ impl Builder {
             tagged,
             warnings,
         })
+    }
+
+    /// Refuses, before any step runs, a `RUN --security=insecure` of a stage the build
+    /// reaches when `security.insecure` was not granted (an image's `ONBUILD` trigger is
+    /// checked when it runs).
+    fn check_entitlements(
+        &self,
+        graph: &kiln_plan::BuildGraph,
+        dockerfile_name: &str,
+    ) -> Result<(), BuildError> {
+        if self.is_allowed(Entitlement::SecurityInsecure) {
+            return Ok(());
+        }
+        let insecure = graph
+            .stages
+            .iter()
+            .flat_map(|stage| stage.triggers.iter().chain(&stage.instructions))
+            .find(|instruction| {
+                matches!(
+                    &instruction.command,
+                    kiln_dockerfile::Command::Run(run)
+                        if run.security == kiln_dockerfile::SecurityMode::Insecure
+                )
+            });
+        match insecure {
+            None => Ok(()),
+            Some(instruction) => Err(BuildError::Plan {
+                message: format!(
+                    "{dockerfile_name}:{}: {}",
+                    instruction.syntax.start_line,
+                    insecure_not_allowed()
+                ),
+            }),
+        }
     }
 
     fn dockerfile_path(&self) -> PathBuf {

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kiln_dockerfile::NetworkMode;
+use kiln_dockerfile::{NetworkMode, SecurityMode};
 use kiln_oci::{ChainId, Platform};
 use kiln_plan::{KeyInputs, RunAction, RunMount, SourceRef, StageId};
-use kiln_sandbox::{ExtraMount, Network, RunSpec, Stream};
+use kiln_sandbox::{ExtraMount, Network, RunSpec, Security, Stream};
 
 use super::copy_exec::staging_dir;
 use super::stage::{Engine, LayerInfo, StageResult};
-use super::{BuildError, NetworkDefault};
+use super::{BuildError, Entitlement, NetworkDefault};
 use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
 use crate::event::{Event, LogStream};
 use crate::hash::copy_plan_digest;
@@ -95,6 +95,15 @@ pub(crate) fn run(
     spec.network = match (run.network, engine.builder.network) {
         (NetworkMode::None, _) | (NetworkMode::Default, NetworkDefault::None) => Network::None,
         _ => Network::Host,
+    };
+    spec.security = match run.security {
+        SecurityMode::Sandbox => Security::Sandbox,
+        SecurityMode::Insecure => {
+            if !engine.builder.is_allowed(Entitlement::SecurityInsecure) {
+                return Err(fail(super::insecure_not_allowed()));
+            }
+            Security::Insecure
+        }
     };
     spec.cancel = Some(cancel.clone());
     let mut counter = 0usize;
