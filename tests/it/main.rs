@@ -10,4 +10,5 @@ mod examples;
 mod import;
 mod registry;
 mod run;
+mod security;
 mod store;
