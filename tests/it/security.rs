@@ -145,7 +145,10 @@ fn hostile_run_cannot_change_host_kernel_settings_needs_root() {
         read("/proc/sys/kernel/core_pattern"),
         read("/proc/sys/kernel/sysrq"),
     );
-    assert_eq!(before, after, "a RUN step changed the host's kernel settings");
+    assert_eq!(
+        before, after,
+        "a RUN step changed the host's kernel settings"
+    );
 }
 
 #[test]

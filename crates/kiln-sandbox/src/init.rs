@@ -215,9 +215,13 @@ fn exec_command(
     }
     let _ = rustix::process::setsid();
     if let Some(limit) = confinement.nproc_limit {
+        // Never above the hard limit we were given: raising it needs CAP_SYS_RESOURCE in the
+        // initial namespace.
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nproc).maximum;
+        let limit = hard.map_or(u64::from(limit), |hard| hard.min(u64::from(limit)));
         let limit = rustix::process::Rlimit {
-            current: Some(u64::from(limit)),
-            maximum: Some(u64::from(limit)),
+            current: Some(limit),
+            maximum: Some(limit),
         };
         if let Err(err) = rustix::process::setrlimit(rustix::process::Resource::Nproc, limit) {
             return (format!("cannot limit the number of processes: {err}"), 126);
