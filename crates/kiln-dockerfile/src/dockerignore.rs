@@ -23,7 +23,9 @@ use std::borrow::Cow;
 
 use glob::MatchKind;
 
-pub use context_name::{class_char, decode_name, display_name, encode_name, encode_text, escaped_byte};
+pub use context_name::{
+    class_char, decode_name, display_name, encode_name, encode_text, escaped_byte,
+};
 
 /// The longest `.dockerignore` line, in bytes (without its `\n`): BuildKit reads the file
 /// with a `bufio.Scanner`, whose 64 KiB token buffer must hold the line and its newline, and

@@ -164,8 +164,14 @@ mod tests {
 
     #[test]
     fn utf8_names_are_their_own_escaped_form() {
-        assert!(matches!(encode_name("app/main.py".as_bytes()), Cow::Borrowed("app/main.py")));
-        assert!(matches!(encode_name("Ünïcødé ☺".as_bytes()), Cow::Borrowed(_)));
+        assert!(matches!(
+            encode_name("app/main.py".as_bytes()),
+            Cow::Borrowed("app/main.py")
+        ));
+        assert!(matches!(
+            encode_name("Ünïcødé ☺".as_bytes()),
+            Cow::Borrowed(_)
+        ));
         assert!(matches!(decode_name("Ünïcødé ☺"), Cow::Borrowed(_)));
     }
 
@@ -189,9 +195,15 @@ mod tests {
 
     #[test]
     fn displays_escaped_bytes_as_hex() {
-        assert_eq!(display_name(&encode_name(b"bad\xff\xfename")), "bad\\xff\\xfename");
+        assert_eq!(
+            display_name(&encode_name(b"bad\xff\xfename")),
+            "bad\\xff\\xfename"
+        );
         assert_eq!(display_name("plain"), "plain");
-        assert_eq!(class_char(encode_name(b"\xff").chars().next().unwrap()), '\u{fffd}');
+        assert_eq!(
+            class_char(encode_name(b"\xff").chars().next().unwrap()),
+            '\u{fffd}'
+        );
         assert_eq!(class_char('a'), 'a');
     }
 }

@@ -50,7 +50,10 @@ fn read_ignore_file_edge_cases() {
         ["a", "/", "x", "!../y"]
     );
     // A BOM only counts at the start of the file.
-    assert_eq!(read_ignore_file("a\n\u{feff}#b").unwrap(), ["a", "\u{feff}#b"]);
+    assert_eq!(
+        read_ignore_file("a\n\u{feff}#b").unwrap(),
+        ["a", "\u{feff}#b"]
+    );
     assert!(read_ignore_file("").unwrap().is_empty());
 }
 
@@ -229,13 +232,19 @@ fn a_line_over_the_scanner_limit_is_an_error_naming_it() {
         }
     );
     let message = error.to_string();
-    assert!(message.contains("line 3") && message.contains("65535"), "{message}");
+    assert!(
+        message.contains("line 3") && message.contains("65535"),
+        "{message}"
+    );
     // A comment line counts too: BuildKit's scanner fails before looking at it.
     assert!(read_ignore_file(&format!("#{long}")).is_err());
     // Exactly at the limit is fine, and the pattern works.
     let at_limit = format!("{}*", "x".repeat(MAX_IGNORE_LINE_BYTES - 1));
     let patterns = read_ignore_file(&format!("{at_limit}\r")).unwrap_err();
-    assert!(matches!(patterns, PatternError::LineTooLong { line: 1, .. }));
+    assert!(matches!(
+        patterns,
+        PatternError::LineTooLong { line: 1, .. }
+    ));
     let patterns = read_ignore_file(&at_limit).unwrap();
     let matcher = PatternMatcher::new(&patterns).unwrap();
     let name = format!("{}yz", "x".repeat(MAX_IGNORE_LINE_BYTES - 1));
@@ -253,7 +262,10 @@ fn names_with_invalid_utf8_match_by_their_bytes() {
     assert!(excluded(&["**/bad*"], &format!("dir/{name}")));
     // Exact patterns compare bytes, as moby's `path == pattern`: U+FFFD is not 0xff.
     assert!(!excluded(&["bad\u{fffd}\u{fffd}name"], &name));
-    assert!(excluded(&["bad\u{fffd}\u{fffd}name"], "bad\u{fffd}\u{fffd}name"));
+    assert!(excluded(
+        &["bad\u{fffd}\u{fffd}name"],
+        "bad\u{fffd}\u{fffd}name"
+    ));
     assert!(excluded(&["bad[^/]?name"], &other));
     // A class sees an invalid byte as U+FFFD (Go's RuneError), and so does a literal U+FFFD.
     assert!(excluded(&["bad[^a][^a]name"], &name));

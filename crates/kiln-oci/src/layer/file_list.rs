@@ -462,7 +462,10 @@ mod tests {
         assert_eq!(fs_err_read(&at(b"bad\xfe\xffname")), b"second");
         assert_eq!(fs_err_read(&at(&long_name)), b"first");
         assert_eq!(
-            std::fs::read_link(at(b"dir\x80/in\xe9")).unwrap().as_os_str().as_bytes(),
+            std::fs::read_link(at(b"dir\x80/in\xe9"))
+                .unwrap()
+                .as_os_str()
+                .as_bytes(),
             b"../bad\xff\xfename"
         );
 
@@ -477,7 +480,10 @@ mod tests {
     #[test]
     fn errors_show_invalid_bytes_escaped() {
         let error = FileListTar::new()
-            .entry(LayerEntry::new(b"a\xff/../../x".to_vec(), EntrySource::Directory))
+            .entry(LayerEntry::new(
+                b"a\xff/../../x".to_vec(),
+                EntrySource::Directory,
+            ))
             .write_to(Vec::new())
             .unwrap_err();
         assert!(error.to_string().contains("a\\xff/../../x"), "{error}");
