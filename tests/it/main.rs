@@ -8,6 +8,7 @@ mod builds_outputs;
 mod common;
 mod examples;
 mod import;
+mod names;
 mod registry;
 mod run;
 mod security;

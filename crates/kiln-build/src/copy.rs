@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Condvar, Mutex, PoisonError};
 
+use kiln_dockerfile::class_char;
+
 use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, split};
 use crate::users::Chmod;
 
@@ -177,6 +179,11 @@ pub fn has_wildcard(path: &str) -> bool {
 
 /// Matches one path component against a `filepath.Match`-style pattern (`*`, `?`, `[…]`,
 /// `[^…]`/`[!…]`, `\` escapes). A malformed class matches nothing.
+///
+/// `name` is an escaped name (see [`kiln_dockerfile::encode_name`]). As in Go, where a byte
+/// that is not UTF-8 decodes to a one-byte `RuneError`, such a byte is one character: `?`
+/// and `*` match it, a class compares it as U+FFFD, and a literal in the pattern (UTF-8
+/// text) never equals it.
 pub fn match_component(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
@@ -200,7 +207,7 @@ fn glob(p: &[char], n: &[char]) -> bool {
                     continue;
                 }
                 '[' => {
-                    if let Some((matched, next)) = class(&p[pi..], n[ni]) {
+                    if let Some((matched, next)) = class(&p[pi..], class_char(n[ni])) {
                         if matched {
                             pi += next;
                             ni += 1;
@@ -713,6 +720,22 @@ mod tests {
         assert!(!match_component("[", "["));
         assert!(match_component("*", ""));
         assert!(match_component("re*me*", "readme.md"));
+    }
+
+    #[test]
+    fn components_match_names_with_invalid_utf8_by_byte() {
+        use kiln_dockerfile::encode_name;
+        let name = encode_name(b"bad\xff\xfename");
+        assert!(match_component("bad*", &name));
+        assert!(match_component("*name", &name));
+        assert!(match_component("bad??name", &name));
+        assert!(!match_component("bad?name", &name));
+        assert!(match_component("bad[^a][!a]name", &name));
+        assert!(!match_component("bad[a-z]?name", &name));
+        // filepath.Match compares literals byte by byte: U+FFFD is not the byte 0xff.
+        assert!(!match_component("bad\u{fffd}\u{fffd}name", &name));
+        assert!(match_component(&name, &name));
+        assert!(!match_component(&name, &encode_name(b"bad\xfe\xffname")));
     }
 
     #[test]

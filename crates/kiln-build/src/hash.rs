@@ -438,7 +438,10 @@ pub(crate) fn copy_plan_digest_listing(
     };
     for item in plan.items() {
         record.clear();
-        field(&mut record, item.dest.as_bytes());
+        // The name's bytes, not its escaped text: two names that differ only in bytes that
+        // are not UTF-8 get different keys, and UTF-8 names (their own escaped form) keep
+        // the keys they always had.
+        field(&mut record, &kiln_dockerfile::decode_name(&item.dest));
         let (tag, payload): (u8, &[u8]) = match &item.source.kind {
             EntryKind::Dir => (b'd', &[]),
             EntryKind::Symlink(target) => (b'l', target.as_os_str().as_encoded_bytes()),
@@ -534,6 +537,41 @@ mod tests {
             reloaded.file_digest(&entry_of(&file)).unwrap(),
             Digest::sha256_of(b"hello, world")
         );
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_keep_their_bytes_in_the_plan_and_the_key() {
+        use std::os::unix::ffi::OsStrExt as _;
+
+        use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
+        use crate::tree::{ContextTree, IncludeAll, host_path};
+        let dir = tempfile::tempdir().unwrap();
+        let plan_of = |name: &[u8]| {
+            let ctx = dir.path().join(format!("ctx-{}", name.escape_ascii()));
+            fs::create_dir_all(&ctx).unwrap();
+            fs::write(ctx.join(std::ffi::OsStr::from_bytes(name)), "same").unwrap();
+            let tree = ContextTree::new(&ctx, IncludeAll);
+            let request = CopyRequest {
+                sources: &["bad*".to_owned()],
+                dest: "/x/",
+                parents: false,
+                exclude: &[],
+                attrs: CopyAttrs::default(),
+            };
+            let plan = plan_copy(&tree, &request, &|_| false).unwrap();
+            let item = plan.items().last().unwrap().clone();
+            assert!(host_path(&ctx, &item.source_path).is_file());
+            let (digest, _) = copy_plan_digest(&plan, &HashMemo::in_memory()).unwrap();
+            (
+                kiln_dockerfile::decode_name(&item.dest).into_owned(),
+                digest,
+            )
+        };
+        let (first_dest, first) = plan_of(b"bad\xff\xfename");
+        let (second_dest, second) = plan_of(b"bad\xfe\xffname");
+        assert_eq!(first_dest, b"/x/bad\xff\xfename");
+        assert_eq!(second_dest, b"/x/bad\xfe\xffname");
+        assert_ne!(first, second);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub use run_image::{ContainerRun, RunImageError};
 pub use scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 pub use tree::{
     ContextFilter, ContextTree, Entry, EntryKind, IncludeAll, LayeredTree, SourceTree, clean_rel,
+    host_path,
 };
 pub use users::{Chmod, OwnerError, parse_chmod, resolve_chown};
 

@@ -2,7 +2,10 @@
 //! `.dockerignore`) and a stage's rootfs as a stack of snapshot directories (overlay form:
 //! 0/0 character devices are whiteouts, `trusted.overlay.opaque=y` marks opaque dirs).
 //!
-//! Paths handed to a tree are slash-separated and relative to its root (`""` is the root).
+//! Paths handed to a tree are slash-separated and relative to its root (`""` is the root),
+//! in the escaped form of [`kiln_dockerfile::encode_name`]: a name that is not UTF-8 keeps
+//! its bytes (BuildKit copies them as they are), and [`host_path`] turns a path back into
+//! the file system's bytes.
 //! Symlinks are never followed by `lookup`; `resolve` follows them *inside* the tree, the way
 //! BuildKit resolves a COPY source (`FollowSymlinks`) and never escapes the root.
 
@@ -12,6 +15,18 @@ use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use kiln_dockerfile::{decode_name, encode_name};
+
+/// `root` joined with the escaped relative path `rel`, with the name's original bytes.
+pub fn host_path(root: &Path, rel: &str) -> PathBuf {
+    root.join(std::ffi::OsStr::from_bytes(&decode_name(rel)))
+}
+
+/// The escaped text of a file name read from the file system.
+fn name_text(name: &std::ffi::OsStr) -> String {
+    encode_name(name.as_bytes()).into_owned()
+}
 
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +199,7 @@ pub trait SourceTree: Send + Sync {
                     )));
                 }
                 current.pop();
-                let target = target.to_string_lossy();
+                let target = encode_name(target.as_os_str().as_bytes());
                 if target.starts_with('/') {
                     current.clear();
                 }
@@ -305,7 +320,7 @@ impl<F: ContextFilter> ContextTree<F> {
 impl<F: ContextFilter> SourceTree for ContextTree<F> {
     fn lookup(&self, path: &str) -> io::Result<Option<Entry>> {
         let path = clean_rel(path);
-        let host = self.root.join(&path);
+        let host = host_path(&self.root, &path);
         let meta = match fs::symlink_metadata(&host) {
             Ok(meta) => meta,
             Err(e) if is_absent(&e) => return Ok(None),
@@ -320,9 +335,9 @@ impl<F: ContextFilter> SourceTree for ContextTree<F> {
     fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
         let path = clean_rel(path);
         let mut names = Vec::new();
-        for item in fs::read_dir(self.root.join(&path))? {
+        for item in fs::read_dir(host_path(&self.root, &path))? {
             let item = item?;
-            let name = item.file_name().to_string_lossy().into_owned();
+            let name = name_text(&item.file_name());
             let rel = if path.is_empty() {
                 name.clone()
             } else {
@@ -345,7 +360,7 @@ impl<F: ContextFilter> SourceTree for ContextTree<F> {
     fn read_dir_entries(&self, path: &str) -> io::Result<Vec<(String, Entry)>> {
         use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
         let path = clean_rel(path);
-        let host_dir = self.root.join(&path);
+        let host_dir = host_path(&self.root, &path);
         let dir = rustix::fs::open(
             &host_dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -372,7 +387,7 @@ impl<F: ContextFilter> SourceTree for ContextTree<F> {
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let text = name.to_string_lossy().into_owned();
+            let text = encode_name(name.to_bytes()).into_owned();
             if check_visible {
                 let is_dir = u32::from(stat.stx_mode) & libc_mode::S_IFMT == libc_mode::S_IFDIR;
                 let rel = if path.is_empty() {
@@ -441,7 +456,7 @@ impl LayeredTree {
         let components: Vec<&str> = split(path).collect();
         let mut host = layer.to_path_buf();
         for (i, c) in components.iter().enumerate() {
-            host.push(c);
+            host.push(std::ffi::OsStr::from_bytes(&decode_name(c)));
             let meta = match fs::symlink_metadata(&host) {
                 Ok(m) => m,
                 Err(e) if is_absent(&e) => return Ok(LayerView::Absent),
@@ -469,7 +484,7 @@ impl LayeredTree {
             return true;
         }
         for c in split(path) {
-            host.push(c);
+            host.push(std::ffi::OsStr::from_bytes(&decode_name(c)));
             if is_opaque(&host) {
                 return true;
             }
@@ -552,7 +567,7 @@ impl SourceTree for LayeredTree {
         Ok(seen
             .into_iter()
             .filter(|(_, visible)| *visible)
-            .map(|(n, _)| n.to_string_lossy().into_owned())
+            .map(|(n, _)| name_text(&n))
             .collect())
     }
 

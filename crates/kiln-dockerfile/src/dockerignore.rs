@@ -10,13 +10,27 @@
 //! For a context walker, [`PatternMatcher::exclusion_state`] tells whether an excluded
 //! directory can be skipped entirely or must still be descended because a `!` pattern may
 //! re-include something inside it.
+//!
+//! Paths are matched in the escaped form of [`encode_name`], so a name with bytes that are not
+//! UTF-8 keeps them, and `*`/`?` match such a byte as Go's `regexp` does (one character, seen
+//! as U+FFFD by classes).
 
+mod context_name;
 mod glob;
 mod regex;
 
 use std::borrow::Cow;
 
 use glob::MatchKind;
+
+pub use context_name::{
+    class_char, decode_name, display_name, encode_name, encode_text, escaped_byte,
+};
+
+/// The longest `.dockerignore` line, in bytes (without its `\n`): BuildKit reads the file
+/// with a `bufio.Scanner`, whose 64 KiB token buffer must hold the line and its newline, and
+/// fails the build with `bufio.Scanner: token too long` on a longer one.
+pub const MAX_IGNORE_LINE_BYTES: usize = 65_535;
 
 /// Why a pattern list was rejected or a pattern could not be matched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +49,14 @@ pub enum PatternError {
         index: usize,
         reason: String,
     },
+    /// A line of the ignore file is longer than [`MAX_IGNORE_LINE_BYTES`] (number `line`,
+    /// counted from 1).
+    #[error(
+        "line {line} is {length} bytes long, over the limit of {MAX_IGNORE_LINE_BYTES} bytes \
+         per .dockerignore line (BuildKit fails the same way: \"token too long\"); shorten the \
+         pattern, for example with a `*` wildcard, or split it into several lines"
+    )]
+    LineTooLong { line: usize, length: usize },
     /// The pattern passed the syntax check but cannot be matched (Docker fails the same way,
     /// on every match).
     #[error("ignore pattern {pattern:?} cannot be matched: {reason}")]
@@ -48,16 +70,34 @@ pub enum PatternError {
 /// cleaned (`filepath.Clean`) and one leading `/` removed, then the `!` is put back. A lone
 /// `!` is kept here and rejected by [`PatternMatcher::new`].
 ///
+/// A line longer than [`MAX_IGNORE_LINE_BYTES`] is an error ([`PatternError::LineTooLong`]),
+/// as in BuildKit, never skipped: the files it was meant to exclude would be sent.
+///
 /// ```
 /// use kiln_dockerfile::read_ignore_file;
 ///
 /// let text = "\u{feff}# comment\n/target/\n  ./docs//api  \n! /docs/api/README.md\n #x\n";
-/// assert_eq!(read_ignore_file(text), ["target", "docs/api", "!docs/api/README.md", "#x"]);
+/// assert_eq!(
+///     read_ignore_file(text)?,
+///     ["target", "docs/api", "!docs/api/README.md", "#x"]
+/// );
+/// # Ok::<(), kiln_dockerfile::PatternError>(())
 /// ```
-pub fn read_ignore_file(text: &str) -> Vec<String> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+pub fn read_ignore_file(text: &str) -> Result<Vec<String>, PatternError> {
     let mut patterns = Vec::new();
-    for line in text.split('\n') {
+    for (index, line) in text.split('\n').enumerate() {
+        // The scanner's limit counts the raw line: a BOM and a `\r` included.
+        if line.len() > MAX_IGNORE_LINE_BYTES {
+            return Err(PatternError::LineTooLong {
+                line: index + 1,
+                length: line.len(),
+            });
+        }
+        let line = if index == 0 {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.starts_with('#') {
             continue;
@@ -82,7 +122,7 @@ pub fn read_ignore_file(text: &str) -> Vec<String> {
         }
         patterns.push(cleaned);
     }
-    patterns
+    Ok(patterns)
 }
 
 /// One compiled pattern.
@@ -185,8 +225,9 @@ impl PatternMatcher {
             if pattern.is_empty() {
                 continue;
             }
-            // moby cleans before looking at the `!`, so `!./x` keeps its `./`.
-            let mut cleaned = clean_path(pattern);
+            // moby cleans before looking at the `!`, so `!./x` keeps its `./`. Names are
+            // matched in their escaped form (see `encode_name`), so the pattern is too.
+            let mut cleaned = clean_path(&encode_text(pattern));
             let is_exclusion = cleaned.starts_with('!');
             if is_exclusion {
                 if cleaned.len() == 1 {
@@ -225,7 +266,8 @@ impl PatternMatcher {
         self.patterns.is_empty()
     }
 
-    /// Whether `path` (slash-separated, relative to the context root) is excluded: the last
+    /// Whether `path` (slash-separated, relative to the context root, in the escaped form of
+    /// [`encode_name`], which is the plain text for UTF-8 names) is excluded: the last
     /// pattern that matches the path or one of its parent directories decides
     /// (moby `MatchesOrParentMatches`). The context root `.` is never excluded, as in moby's
     /// package-level function.

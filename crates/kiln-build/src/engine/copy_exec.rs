@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kiln_dockerfile::encode_text;
 use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
 use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId, StageState};
 
@@ -16,7 +17,7 @@ use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
 use super::stage::{Engine, LayerInfo, StageResult};
 use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
 use crate::hash::copy_plan_digest_listing;
-use crate::tree::{Entry, EntryKind, SourceTree, clean_rel};
+use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, host_path};
 use crate::users::{parse_chmod, resolve_chown};
 
 /// Per-file digests are kept for miss explanations up to this many files; larger copies
@@ -126,7 +127,7 @@ impl PreparedCopy {
             // Directories that exist in the destination and lie on the way get their current
             // metadata, so the layer does not change them.
             for (path, entry) in &self.dest_dirs {
-                let host = staging.join(path.trim_start_matches('/'));
+                let host = host_path(&staging, path.trim_start_matches('/'));
                 fs::create_dir_all(&host)?;
                 apply_meta(
                     &host,
@@ -140,7 +141,7 @@ impl PreparedCopy {
             let linker = Linker::new(engine);
             write_items(&staging, &self.plan, &linker)?;
             for (dest, content, mode, (uid, gid)) in &self.inline {
-                let host = staging.join(dest.trim_start_matches('/'));
+                let host = host_path(&staging, dest.trim_start_matches('/'));
                 if let Some(parent) = host.parent() {
                     fs::create_dir_all(parent)?;
                 }
@@ -148,7 +149,7 @@ impl PreparedCopy {
                 apply_meta(&host, *mode, *uid, *gid, None, false)?;
             }
             for (archive, dest, _owner) in &self.archives {
-                let host = staging.join(dest.trim_start_matches('/'));
+                let host = host_path(&staging, dest.trim_start_matches('/'));
                 fs::create_dir_all(&host)?;
                 let reader = BufReader::new(fs::File::open(archive)?);
                 let options = ExtractOptions::new().layer_name(archive.display().to_string());
@@ -159,7 +160,7 @@ impl PreparedCopy {
                 let Some(body) = download.fetched.as_ref().or(now.as_ref()) else {
                     continue;
                 };
-                let host = staging.join(download.dest.trim_start_matches('/'));
+                let host = host_path(&staging, download.dest.trim_start_matches('/'));
                 if let Some(parent) = host.parent() {
                     fs::create_dir_all(parent)?;
                 }
@@ -177,7 +178,7 @@ impl PreparedCopy {
             // Directory mtimes last: writing children changed them.
             for item in self.plan.items().iter().rev() {
                 if item.source.kind == EntryKind::Dir && !item.is_created_parent {
-                    let host = staging.join(item.dest.trim_start_matches('/'));
+                    let host = host_path(&staging, item.dest.trim_start_matches('/'));
                     set_mtime(&host, item.source.mtime, item.source.mtime_nsec, false)?;
                 }
             }
@@ -246,7 +247,8 @@ pub(crate) fn prepare(
     // BuildKit resolves the destination inside the stage's root (`fs.RootPath`): a symlink
     // on the way (`/var/run -> /run`, `/link -> /real`) is followed, never replaced by a
     // directory in the layer.
-    let resolved_dest = resolve_dest(&dest_tree, &copy.dest)
+    // Paths from the Dockerfile are compared with escaped names (see `host_path`).
+    let resolved_dest = resolve_dest(&dest_tree, &encode_text(&copy.dest))
         .map_err(|e| format!("resolving the destination {} in the stage: {e}", copy.dest))?;
     let copy_dest = &resolved_dest;
     let (tree, keep_owners) = engine.source_tree(&copy.from, deps, platform)?;
@@ -263,6 +265,15 @@ pub(crate) fn prepare(
     let mut plain_sources = Vec::new();
     let (urls, local_sources): (Vec<String>, Vec<String>) =
         copy.sources.iter().cloned().partition(|s| is_http_url(s));
+    let local_sources: Vec<String> = local_sources
+        .iter()
+        .map(|s| encode_text(s).into_owned())
+        .collect();
+    let exclude: Vec<String> = copy
+        .exclude
+        .iter()
+        .map(|p| encode_text(p).into_owned())
+        .collect();
     if copy.is_add && copy.unpack != Some(false) {
         for source in &local_sources {
             let cleaned = clean_rel(source);
@@ -287,7 +298,7 @@ pub(crate) fn prepare(
         sources: &plain_sources,
         dest: copy_dest,
         parents: copy.parents,
-        exclude: &copy.exclude,
+        exclude: &exclude,
         attrs: CopyAttrs {
             chown,
             chmod: chmod.clone(),
@@ -624,7 +635,7 @@ pub(crate) fn make_dir(
     compress: bool,
 ) -> Result<Option<LayerInfo>, String> {
     let tree = engine.layered(layers, "stage".to_owned());
-    let rel = clean_rel(path);
+    let rel = clean_rel(&encode_text(path));
     if rel.is_empty() || tree.resolve(&rel).map_err(|e| e.to_string())?.is_some() {
         return Ok(None);
     }
@@ -642,7 +653,7 @@ pub(crate) fn make_dir(
         } else {
             format!("{current}/{component}")
         };
-        let host = staging.join(&current);
+        let host = host_path(&staging, &current);
         match tree.lookup(&current).map_err(|e| e.to_string())? {
             Some(entry) if entry.is_dir() => {
                 fs::create_dir_all(&host).map_err(|e| e.to_string())?;

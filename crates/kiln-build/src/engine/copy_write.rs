@@ -10,7 +10,7 @@ use kiln_oci::{ChainId, Digest};
 
 use super::stage::Engine;
 use crate::copy::{CopyItem, CopyPlan};
-use crate::tree::EntryKind;
+use crate::tree::{EntryKind, host_path};
 
 /// The store's `snapshots/` directory: files below it are immutable, so they may be linked.
 pub(super) fn snapshots_dir(engine: &Engine<'_>) -> PathBuf {
@@ -30,7 +30,7 @@ pub(super) fn write_items(staging: &Path, plan: &CopyPlan, linker: &Linker<'_>) 
         }
     }
     let write = |item: &CopyItem| {
-        let host = staging.join(item.dest.trim_start_matches('/'));
+        let host = host_path(staging, item.dest.trim_start_matches('/'));
         if linker.link(item, &host) {
             Ok(())
         } else {
@@ -108,7 +108,7 @@ impl<'a> Linker<'a> {
             if !trusted {
                 return false;
             }
-            self.snapshots.join(location)
+            host_path(&self.snapshots, &location)
         };
         let Ok(meta) = fs::symlink_metadata(&candidate) else {
             return false;
@@ -140,7 +140,7 @@ impl<'a> Linker<'a> {
 /// set on the open descriptor — no path walks beyond the create.
 fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let host = staging.join(item.dest.trim_start_matches('/'));
+    let host = host_path(staging, item.dest.trim_start_matches('/'));
     let with_path =
         |e: io::Error, path: &Path| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let create = || {
@@ -199,7 +199,7 @@ fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
 }
 
 fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
-    let host = staging.join(item.dest.trim_start_matches('/'));
+    let host = host_path(staging, item.dest.trim_start_matches('/'));
     if let Some(parent) = host.parent() {
         fs::create_dir_all(parent)?;
     }

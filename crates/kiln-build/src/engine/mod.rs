@@ -580,7 +580,12 @@ impl Builder {
         for path in candidates {
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
-                    let patterns = read_ignore_file(&text);
+                    let patterns = read_ignore_file(&text).map_err(|e| match e {
+                        kiln_dockerfile::PatternError::LineTooLong { line, .. } => {
+                            BuildError::Other(format!("{}:{line}: {e}", path.display()))
+                        }
+                        e => BuildError::Other(format!("reading {}: {e}", path.display())),
+                    })?;
                     let matcher = PatternMatcher::new(&patterns).map_err(|e| {
                         BuildError::Other(format!("invalid pattern in {}: {e}", path.display()))
                     })?;

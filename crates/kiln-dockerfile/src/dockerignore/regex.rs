@@ -11,6 +11,8 @@
 //! `MatchString` finds a match anywhere, so `^`/`$` matter and a top-level `|` unanchors.
 //! Unicode classes (`\pL`, `\p{Greek}`) are not supported and make the pattern unmatchable.
 
+use super::context_name::class_char;
+
 /// ASCII classes of Go's regexp (POSIX names and Perl escapes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NamedClass {
@@ -123,9 +125,11 @@ enum CharTest {
 impl CharTest {
     fn matches(&self, ch: char) -> bool {
         match self {
-            Self::Literal(expected) => ch == *expected,
+            // Go decodes an invalid byte of the text to U+FFFD (`utf8.RuneError`): an escaped
+            // byte is one character, matched as U+FFFD by classes and by a literal U+FFFD.
+            Self::Literal(expected) => ch == *expected || class_char(ch) == *expected,
             Self::NotNewline => ch != '\n',
-            Self::Class(class) => class.matches(ch),
+            Self::Class(class) => class.matches(class_char(ch)),
         }
     }
 }
@@ -739,8 +743,9 @@ fn anchored_literals(node: &Node) -> (Option<String>, Option<String>) {
     let Node::Concat(items) = node else {
         return (None, None);
     };
+    // A literal U+FFFD also matches an escaped byte, which string comparison would miss.
     let literal = |item: &Node| match item {
-        Node::Char(CharTest::Literal(ch)) => Some(*ch),
+        Node::Char(CharTest::Literal(ch)) if *ch != char::REPLACEMENT_CHARACTER => Some(*ch),
         _ => None,
     };
     let prefix = match items.first() {

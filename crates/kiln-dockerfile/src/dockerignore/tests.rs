@@ -30,7 +30,7 @@ fn clean_path_follows_go() {
 fn read_ignore_file_matches_upstream_example() {
     let text = "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! \n";
     assert_eq!(
-        read_ignore_file(text),
+        read_ignore_file(text).unwrap(),
         [
             "test1",
             "test2",
@@ -46,12 +46,15 @@ fn read_ignore_file_matches_upstream_example() {
 #[test]
 fn read_ignore_file_edge_cases() {
     assert_eq!(
-        read_ignore_file("\u{feff}#c\r\n a \r\n/\n//x//\n!../y"),
+        read_ignore_file("\u{feff}#c\r\n a \r\n/\n//x//\n!../y").unwrap(),
         ["a", "/", "x", "!../y"]
     );
     // A BOM only counts at the start of the file.
-    assert_eq!(read_ignore_file("a\n\u{feff}#b"), ["a", "\u{feff}#b"]);
-    assert!(read_ignore_file("").is_empty());
+    assert_eq!(
+        read_ignore_file("a\n\u{feff}#b").unwrap(),
+        ["a", "\u{feff}#b"]
+    );
+    assert!(read_ignore_file("").unwrap().is_empty());
 }
 
 #[test]
@@ -96,7 +99,7 @@ fn last_match_wins_with_parents() {
 fn leading_slash_and_dot_patterns_need_the_ignore_file_reader() {
     // `PatternMatcher` cleans but keeps a leading `/`, like moby; `read_ignore_file` strips it.
     assert!(!excluded(&["/a"], "a"));
-    let patterns = read_ignore_file("/a\n./b\n");
+    let patterns = read_ignore_file("/a\n./b\n").unwrap();
     assert!(excluded(
         &patterns.iter().map(String::as_str).collect::<Vec<_>>(),
         "a/x"
@@ -215,4 +218,65 @@ fn parent_dir_follows_go_dir() {
     ] {
         assert_eq!(parent_dir(input), expected, "{input:?}");
     }
+}
+
+#[test]
+fn a_line_over_the_scanner_limit_is_an_error_naming_it() {
+    let long = "x".repeat(MAX_IGNORE_LINE_BYTES + 1);
+    let error = read_ignore_file(&format!("a\n# ok\n{long}*\nb\n")).unwrap_err();
+    assert_eq!(
+        error,
+        PatternError::LineTooLong {
+            line: 3,
+            length: MAX_IGNORE_LINE_BYTES + 2
+        }
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("line 3") && message.contains("65535"),
+        "{message}"
+    );
+    // A comment line counts too: BuildKit's scanner fails before looking at it.
+    assert!(read_ignore_file(&format!("#{long}")).is_err());
+    // Exactly at the limit is fine, and the pattern works.
+    let at_limit = format!("{}*", "x".repeat(MAX_IGNORE_LINE_BYTES - 1));
+    let patterns = read_ignore_file(&format!("{at_limit}\r")).unwrap_err();
+    assert!(matches!(
+        patterns,
+        PatternError::LineTooLong { line: 1, .. }
+    ));
+    let patterns = read_ignore_file(&at_limit).unwrap();
+    let matcher = PatternMatcher::new(&patterns).unwrap();
+    let name = format!("{}yz", "x".repeat(MAX_IGNORE_LINE_BYTES - 1));
+    assert!(matcher.matches_or_parent_matches(&name).unwrap());
+}
+
+#[test]
+fn names_with_invalid_utf8_match_by_their_bytes() {
+    let name = encode_name(b"bad\xff\xfename");
+    let other = encode_name(b"bad\xfe\xffname");
+    // `*` and `?` cross invalid bytes; each byte is one `?`, like Go's regexp.
+    assert!(excluded(&["bad*"], &name));
+    assert!(excluded(&["bad??name"], &name));
+    assert!(!excluded(&["bad?name"], &name));
+    assert!(excluded(&["**/bad*"], &format!("dir/{name}")));
+    // Exact patterns compare bytes, as moby's `path == pattern`: U+FFFD is not 0xff.
+    assert!(!excluded(&["bad\u{fffd}\u{fffd}name"], &name));
+    assert!(excluded(
+        &["bad\u{fffd}\u{fffd}name"],
+        "bad\u{fffd}\u{fffd}name"
+    ));
+    assert!(excluded(&["bad[^/]?name"], &other));
+    // A class sees an invalid byte as U+FFFD (Go's RuneError), and so does a literal U+FFFD.
+    assert!(excluded(&["bad[^a][^a]name"], &name));
+    assert!(!excluded(&["bad[a-z][a-z]name"], &name));
+    assert!(excluded(&["bad\u{fffd}\u{fffd}n*"], &name));
+    // Directories with such names exclude what they hold, and `!` re-includes by bytes.
+    let dir = encode_name(b"d\x80ir");
+    assert!(excluded(&["d?ir"], &format!("{dir}/x")));
+    assert!(!excluded(&["d?ir", "!d?ir/x"], &format!("{dir}/x")));
+    // A real name with a character of the escape range is not confused with escaped bytes.
+    let reserved = encode_text("r\u{10FFFF}");
+    assert!(excluded(&["r\u{10FFFF}"], &reserved));
+    assert!(!excluded(&["r\u{10FFFF}"], &encode_name(b"r\xff")));
 }

@@ -28,15 +28,17 @@ pub enum EntrySource {
     Symlink(PathBuf),
     /// An empty directory.
     Directory,
-    /// A hard link to another entry of the same layer (by layer path).
-    Hardlink(String),
+    /// A hard link to another entry of the same layer (by layer path, as bytes).
+    Hardlink(Vec<u8>),
 }
 
 /// One entry of a file-list layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerEntry {
-    /// Path in the layer, `/`-separated; a leading `/` is ignored. `..` is refused.
-    pub path: String,
+    /// Path in the layer, `/`-separated bytes (a name need not be UTF-8: it is written as
+    /// it is, in a PAX `path` record when it is not ASCII); a leading `/` is ignored. `..`
+    /// is refused.
+    pub path: Vec<u8>,
     /// Content.
     pub source: EntrySource,
     /// Permission bits (`0o7777`); default: the disk file's, else 0o644 (files), 0o755
@@ -52,7 +54,7 @@ pub struct LayerEntry {
 
 impl LayerEntry {
     /// An entry with no metadata overrides.
-    pub fn new(path: impl Into<String>, source: EntrySource) -> Self {
+    pub fn new(path: impl Into<Vec<u8>>, source: EntrySource) -> Self {
         Self {
             path: path.into(),
             source,
@@ -107,7 +109,7 @@ impl FileListTar {
     #[must_use]
     pub fn parent_dirs(mut self, mode: u32, uid: u64, gid: u64, mtime: Option<i64>) -> Self {
         self.parent_dirs = Some(LayerEntry {
-            path: String::new(),
+            path: Vec::new(),
             source: EntrySource::Directory,
             mode: Some(mode),
             uid: Some(uid),
@@ -137,7 +139,7 @@ impl FileListTar {
                 Some(slot @ None) => *slot = Some(entry),
                 Some(Some(_)) => {
                     return Err(LayerError::DuplicateEntry {
-                        path: entry.path.clone(),
+                        path: display_bytes(&entry.path),
                     });
                 }
                 None => {
@@ -146,7 +148,7 @@ impl FileListTar {
             }
         }
         let default_parent = LayerEntry {
-            path: String::new(),
+            path: Vec::new(),
             source: EntrySource::Directory,
             mode: Some(0o755),
             uid: Some(0),
@@ -164,8 +166,8 @@ impl FileListTar {
                 EntrySource::Hardlink(target) => {
                     if !emitted_files.contains(&clean_components(target)?.join(&b'/')) {
                         return Err(LayerError::HardlinkTarget {
-                            path: entry.path.clone(),
-                            target: target.clone(),
+                            path: display_bytes(&entry.path),
+                            target: display_bytes(target),
                         });
                     }
                 }
@@ -196,7 +198,7 @@ impl FileListTar {
             gid: 0,
             mtime: self.source_date_epoch.unwrap_or(0),
         };
-        let source_path = PathBuf::from(&entry.path);
+        let source_path = PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path));
         let (kind, content, mode): (EntryKind<'_>, Option<&[u8]>, u32) = match &entry.source {
             EntrySource::Bytes(bytes) => (
                 EntryKind::File {
@@ -353,20 +355,20 @@ struct Defaults {
 
 /// Splits a layer path into its components: leading `/`, empty and `.` components dropped,
 /// `..` refused.
-fn clean_components(path: &str) -> Result<Vec<&[u8]>, LayerError> {
+fn clean_components(path: &[u8]) -> Result<Vec<&[u8]>, LayerError> {
     let mut out = Vec::new();
-    for component in path.as_bytes().split(|&b| b == b'/') {
+    for component in path.split(|&b| b == b'/') {
         match component {
             b"" | b"." => {}
             b".." => {
                 return Err(LayerError::InvalidEntryPath {
-                    path: path.to_owned(),
+                    path: display_bytes(path),
                     reason: "`..` components are not allowed",
                 });
             }
             c if c.contains(&0) => {
                 return Err(LayerError::InvalidEntryPath {
-                    path: path.to_owned(),
+                    path: display_bytes(path),
                     reason: "NUL bytes are not allowed",
                 });
             }
@@ -375,9 +377,119 @@ fn clean_components(path: &str) -> Result<Vec<&[u8]>, LayerError> {
     }
     if out.is_empty() {
         return Err(LayerError::InvalidEntryPath {
-            path: path.to_owned(),
+            path: display_bytes(path),
             reason: "the path names the layer root",
         });
     }
     Ok(out)
+}
+
+/// A layer path for messages: UTF-8 as it is, other bytes as `\xNN`.
+fn display_bytes(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::*;
+    use crate::{DiffTar, ExtractOptions, extract_layer};
+
+    /// Names as the `tar` crate reads them back: raw bytes of the PAX `path` when there is one.
+    fn names_read_by_the_tar_crate(tar: &[u8]) -> Vec<Vec<u8>> {
+        let mut archive = tar::Archive::new(tar);
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| entry.unwrap().path_bytes().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn non_utf8_names_round_trip_through_writer_and_readers() {
+        let long_dir = [b'd'; 120];
+        let mut long_name = long_dir.to_vec();
+        long_name.extend_from_slice(b"/f\xfe");
+        let mut tar = Vec::new();
+        FileListTar::new()
+            .entry(LayerEntry::new(
+                b"bad\xff\xfename".to_vec(),
+                EntrySource::Bytes(b"first".to_vec()),
+            ))
+            .entry(LayerEntry::new(
+                b"bad\xfe\xffname".to_vec(),
+                EntrySource::Bytes(b"second".to_vec()),
+            ))
+            .entry(LayerEntry::new(
+                b"dir\x80/in\xe9".to_vec(),
+                EntrySource::Symlink(PathBuf::from(OsStr::from_bytes(b"../bad\xff\xfename"))),
+            ))
+            .entry(LayerEntry::new(
+                long_name.clone(),
+                EntrySource::Hardlink(b"bad\xff\xfename".to_vec()),
+            ))
+            .write_to(&mut tar)
+            .unwrap();
+
+        // The bytes are in the archive as they are (no U+FFFD anywhere).
+        assert!(!tar.windows(3).any(|w| w == "\u{fffd}".as_bytes()));
+        let mut expected: Vec<Vec<u8>> = vec![
+            b"bad\xfe\xffname".to_vec(),
+            b"bad\xff\xfename".to_vec(),
+            long_dir.iter().copied().chain(*b"/").collect(),
+            long_name.clone(),
+            b"dir\x80/".to_vec(),
+            b"dir\x80/in\xe9".to_vec(),
+        ];
+        expected.sort();
+        let mut read = names_read_by_the_tar_crate(&tar);
+        read.sort();
+        assert_eq!(read, expected);
+
+        // kiln's own reader extracts them byte for byte.
+        let root = tempfile::tempdir().unwrap();
+        extract_layer(&tar[..], root.path(), &ExtractOptions::new().chown(false)).unwrap();
+        let at = |name: &[u8]| root.path().join(OsStr::from_bytes(name));
+        assert_eq!(fs_err_read(&at(b"bad\xff\xfename")), b"first");
+        assert_eq!(fs_err_read(&at(b"bad\xfe\xffname")), b"second");
+        assert_eq!(fs_err_read(&at(&long_name)), b"first");
+        assert_eq!(
+            std::fs::read_link(at(b"dir\x80/in\xe9"))
+                .unwrap()
+                .as_os_str()
+                .as_bytes(),
+            b"../bad\xff\xfename"
+        );
+
+        // A diff of that tree (the RUN path: upperdir -> tar) writes the same names.
+        let mut diff = Vec::new();
+        DiffTar::new(root.path()).write_to(&mut diff).unwrap();
+        let mut from_diff = names_read_by_the_tar_crate(&diff);
+        from_diff.sort();
+        assert_eq!(from_diff, expected);
+    }
+
+    #[test]
+    fn errors_show_invalid_bytes_escaped() {
+        let error = FileListTar::new()
+            .entry(LayerEntry::new(
+                b"a\xff/../../x".to_vec(),
+                EntrySource::Directory,
+            ))
+            .write_to(Vec::new())
+            .unwrap_err();
+        assert!(error.to_string().contains("a\\xff/../../x"), "{error}");
+    }
+
+    fn fs_err_read(path: &Path) -> Vec<u8> {
+        std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
 }

@@ -1,0 +1,213 @@
+//! File names that are not UTF-8, and `.dockerignore` limits (the hostile-context issue).
+//!
+//! BuildKit keeps a name's bytes end to end: a context file `bad\xff\xfename` is matched by
+//! `COPY bad* /x/`, excluded by a `.dockerignore` wildcard, and written into the layer tar
+//! with exactly those bytes (a PAX `path` record holds them raw). The layers are read back by
+//! Python's `tarfile` (an independent reader) when `python3` is installed, and the
+//! `type=local` export is checked on disk.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use crate::builds::{require_root, store_with_busybox};
+use crate::common::{has_tool, kiln_in, run_fails};
+
+/// Creates `rel` (bytes) under `dir` holding `content`, parents included.
+fn write_bytes(dir: &Path, rel: &[u8], content: &str) {
+    let path = dir.join(OsStr::from_bytes(rel));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn build(store: &Path, context: &Path, extra: &[&str]) -> String {
+    let out = kiln_in(store)
+        .args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg(context)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "kiln build failed:\n{stderr}");
+    stderr
+}
+
+/// Every entry name of every layer of the image in the OCI layout `layout`, as bytes, read
+/// with Python's `tarfile` (`os.fsencode` gives back the raw bytes of a PAX path).
+fn layer_names_by_python(layout: &Path) -> Vec<Vec<u8>> {
+    const SCRIPT: &str = r#"
+import json, os, sys, tarfile
+root = sys.argv[1]
+def blob(digest):
+    return os.path.join(root, "blobs", *digest.split(":"))
+index = json.load(open(os.path.join(root, "index.json")))
+manifest = json.load(open(blob(index["manifests"][0]["digest"])))
+for layer in manifest["layers"]:
+    with tarfile.open(blob(layer["digest"]), "r:*") as tar:
+        for member in tar.getmembers():
+            sys.stdout.write(os.fsencode(member.name).hex() + "\n")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(layout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3 tarfile failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root() {
+    if !require_root("non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(store) = store_with_busybox(tmp.path()) else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    write_bytes(&ctx, b"bad\xff\xfename", "first");
+    write_bytes(&ctx, b"bad\xfe\xffname", "second");
+    write_bytes(&ctx, b"dir\x80/in\xe9", "latin-1");
+    write_bytes(&ctx, b"dir\x80/drop\xff", "dropped");
+    write_bytes(&ctx, b"skip\xffme", "skipped");
+    write_bytes(&ctx, b"keep.txt", "kept");
+    write_bytes(&ctx, b".dockerignore", "skip*\ndir?/drop*\n");
+    write_bytes(
+        &ctx,
+        b"Dockerfile",
+        "FROM busybox AS build\n\
+         RUN touch \"$(printf 'made\\377here')\"\n\
+         FROM busybox\n\
+         RUN mkdir \"$(printf 'run\\376dir')\" && touch \"$(printf 'run\\376dir/f\\375')\"\n\
+         COPY bad* /x/\n\
+         COPY . /all/\n\
+         COPY --from=build /made* /from/\n",
+    );
+    let layout = tmp.path().join("oci");
+    build(
+        &store,
+        &ctx,
+        &[
+            "-o",
+            &format!("type=oci,dest={},tar=false", layout.display()),
+        ],
+    );
+    let local = tmp.path().join("rootfs");
+    let warm = build(
+        &store,
+        &ctx,
+        &["-o", &format!("type=local,dest={}", local.display())],
+    );
+    assert!(
+        warm.lines()
+            .filter(|l| l.starts_with('#') && l.contains(" [") && l.contains("COPY bad*"))
+            .all(|l| l.ends_with(" CACHED")),
+        "an unchanged context is cached:\n{warm}"
+    );
+
+    let expected: [&[u8]; 6] = [
+        b"x/bad\xff\xfename",
+        b"x/bad\xfe\xffname",
+        b"all/bad\xff\xfename",
+        b"all/dir\x80/in\xe9",
+        b"from/made\xffhere",
+        b"run\xfedir/f\xfd",
+    ];
+    let excluded: [&[u8]; 2] = [b"all/skip\xffme", b"all/dir\x80/drop\xff"];
+    // The exported file system, byte for byte.
+    for name in expected {
+        assert!(
+            local.join(OsStr::from_bytes(name)).is_file(),
+            "{} missing from the type=local export",
+            name.escape_ascii()
+        );
+    }
+    for name in excluded {
+        assert!(
+            !local.join(OsStr::from_bytes(name)).exists(),
+            "{} should be excluded by .dockerignore",
+            name.escape_ascii()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(local.join(OsStr::from_bytes(b"x/bad\xfe\xffname"))).unwrap(),
+        "second"
+    );
+    // No name anywhere was replaced by U+FFFD.
+    let listing = Command::new("find").arg(&local).output().unwrap().stdout;
+    assert!(
+        !listing.windows(3).any(|w| w == "\u{fffd}".as_bytes()),
+        "a name lost its bytes:\n{}",
+        listing.escape_ascii()
+    );
+
+    // The layer tars, read by an independent implementation.
+    if has_tool("python3") {
+        let names = layer_names_by_python(&layout);
+        for name in expected {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{} missing from the layers",
+                name.escape_ascii()
+            );
+        }
+        assert!(names.iter().any(|n| n == b"all/dir\x80/"));
+        for name in excluded {
+            assert!(!names.iter().any(|n| n == name));
+        }
+    } else {
+        eprintln!("SKIPPED the layer tar check: no python3 to read the tars independently");
+    }
+
+    // Renaming a file to a name that differs only in invalid bytes misses the cache.
+    std::fs::rename(
+        ctx.join(OsStr::from_bytes(b"bad\xfe\xffname")),
+        ctx.join(OsStr::from_bytes(b"bad\xfe\xfdname")),
+    )
+    .unwrap();
+    let renamed = build(&store, &ctx, &[]);
+    let copy_step = renamed
+        .lines()
+        .find(|l| l.starts_with('#') && l.contains(" [") && l.contains("COPY bad*"))
+        .unwrap_or_else(|| panic!("no COPY bad* step:\n{renamed}"));
+    assert!(!copy_step.ends_with(" CACHED"), "{renamed}");
+}
+
+#[test]
+fn a_dockerignore_line_over_the_limit_fails_the_build_naming_it() {
+    // No RUN and no base image: runs without root.
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    write_bytes(&ctx, b"secret.key", "secret");
+    write_bytes(&ctx, b"Dockerfile", "FROM scratch\nCOPY . /\n");
+    let long = format!("{}*\nsecret*\n", "x".repeat(70_000));
+    write_bytes(&ctx, b".dockerignore", &format!("# keys\n{long}"));
+    let out = tmp.path().join("out");
+    let failed = run_fails(
+        kiln_in(&tmp.path().join("store"))
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=local,dest={}", out.display()))
+            .arg(&ctx),
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains(".dockerignore:2:"), "{stderr}");
+    assert!(stderr.contains("65535 bytes"), "{stderr}");
+    assert!(stderr.contains("shorten the pattern"), "{stderr}");
+    assert!(!out.join("secret.key").exists());
+}
