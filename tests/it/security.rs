@@ -118,12 +118,12 @@ fn probe_results(lines: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
-const SYSCTL_ATTEMPTS: &str = r#"FROM busybox
+const SYSCTL_ATTEMPTS: &str = r"FROM busybox
 RUN (echo 61 > /proc/sys/vm/swappiness) 2>/dev/null && echo WROTE-swappiness || echo REFUSED-swappiness; \
     (echo '|/tmp/payload %p' > /proc/sys/kernel/core_pattern) 2>/dev/null && echo WROTE-core_pattern || echo REFUSED-core_pattern; \
     (echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null && echo WROTE-drop_caches || echo REFUSED-drop_caches; \
     (echo 1 > /proc/sys/kernel/sysrq) 2>/dev/null && echo WROTE-sysrq || echo REFUSED-sysrq
-"#;
+";
 
 #[test]
 fn hostile_run_cannot_change_host_kernel_settings_needs_root() {
@@ -259,8 +259,7 @@ fn capabilities_seccomp_and_masked_paths_follow_dockers_profile_needs_root() {
         lines
             .iter()
             .find_map(|line| line.strip_prefix(key))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {key} in {lines:#?}"))
+            .map_or_else(|| panic!("no {key} in {lines:#?}"), |v| v.trim().to_owned())
     };
     // Docker's 14 default capabilities: 0xa80425fb.
     assert_eq!(value("CapBnd:"), "00000000a80425fb");

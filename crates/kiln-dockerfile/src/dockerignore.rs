@@ -144,6 +144,17 @@ impl Pattern {
         self.is_exclusion
     }
 
+    /// Why the pattern can never be evaluated (Go's `filepath.Match` would return
+    /// `ErrBadPattern` for it, e.g. the range in `[Local-Only]`), if so. Matching a path
+    /// against it is an error; a caller that must not copy what the user meant to exclude
+    /// refuses such a matcher up front.
+    pub fn unmatchable_reason(&self) -> Option<&str> {
+        match &self.kind {
+            MatchKind::Unmatchable(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Whether the pattern matches exactly this path (no parent matching).
     pub fn matches(&self, path: &str) -> Result<bool, PatternError> {
         Ok(match &self.kind {

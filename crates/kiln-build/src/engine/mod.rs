@@ -589,6 +589,23 @@ impl Builder {
                     let matcher = PatternMatcher::new(&patterns).map_err(|e| {
                         BuildError::Other(format!("invalid pattern in {}: {e}", path.display()))
                     })?;
+                    // A pattern that cannot be evaluated would fail every match (BuildKit
+                    // then fails the build); refuse it now rather than treat its files as
+                    // not excluded and copy what the user meant to keep out.
+                    if let Some(pattern) = matcher
+                        .patterns()
+                        .iter()
+                        .find(|p| p.unmatchable_reason().is_some())
+                    {
+                        return Err(BuildError::Other(format!(
+                            "invalid pattern in {}: `{}{}` cannot be matched ({}); fix or \
+                             remove it",
+                            path.display(),
+                            if pattern.is_exclusion() { "!" } else { "" },
+                            pattern.as_str(),
+                            pattern.unmatchable_reason().unwrap_or_default()
+                        )));
+                    }
                     return Ok(Arc::new(IgnoreFilter {
                         matcher: Some(matcher),
                     }));

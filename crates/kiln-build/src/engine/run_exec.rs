@@ -362,7 +362,7 @@ fn materialize(
         return Ok(file);
     }
     for item in plan.items() {
-        let host = crate::tree::host_path(&extra, item.dest.trim_start_matches('/'));
+        let host = crate::tree::host_path(extra, item.dest.trim_start_matches('/'));
         match &item.source.kind {
             crate::tree::EntryKind::Dir => fs::create_dir_all(&host).map_err(|e| e.to_string())?,
             crate::tree::EntryKind::File => {

@@ -122,13 +122,16 @@ pub fn decode_name(name: &str) -> Cow<'_, [u8]> {
 
 /// An escaped name for messages: escaped bytes shown as `\xNN`, the rest as it is.
 pub fn display_name(name: &str) -> Cow<'_, str> {
+    use std::fmt::Write as _;
     if !has_reserved_bytes(name.as_bytes()) {
         return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len() + 8);
     for ch in name.chars() {
         match escaped_byte(ch) {
-            Some(byte) => out.push_str(&format!("\\x{byte:02x}")),
+            Some(byte) => {
+                let _ = write!(out, "\\x{byte:02x}");
+            }
             None => out.push(ch),
         }
     }

@@ -386,11 +386,12 @@ fn clean_components(path: &[u8]) -> Result<Vec<&[u8]>, LayerError> {
 
 /// A layer path for messages: UTF-8 as it is, other bytes as `\xNN`.
 fn display_bytes(path: &[u8]) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(path.len());
     for chunk in path.utf8_chunks() {
         out.push_str(chunk.valid());
         for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
+            let _ = write!(out, "\\x{byte:02x}");
         }
     }
     out
