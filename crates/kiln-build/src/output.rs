@@ -81,7 +81,9 @@ pub enum DestinationError {
         source: io::Error,
     },
     /// `dest=-` while stdout is a terminal.
-    #[error("--output {output}: refusing to write a tar archive to a terminal; redirect stdout or choose a file")]
+    #[error(
+        "--output {output}: refusing to write a tar archive to a terminal; redirect stdout or choose a file"
+    )]
     StdoutIsTerminal {
         /// The output.
         output: String,
@@ -268,12 +270,12 @@ impl FromStr for Output {
                 )));
             }
         };
-        if let Self::OciDir(p) | Self::Local(p) = &out {
-            if is_stdout_path(p) {
-                return Err(err(
-                    "dest=- (stdout) is only for tar outputs (type=oci or type=docker)",
-                ));
-            }
+        if let Self::OciDir(p) | Self::Local(p) = &out
+            && is_stdout_path(p)
+        {
+            return Err(err(
+                "dest=- (stdout) is only for tar outputs (type=oci or type=docker)",
+            ));
         }
         // Options buildx accepts that do not change kiln's output.
         for ignored in [
@@ -412,7 +414,10 @@ mod tests {
             ("type=oci,dest=DEST,tar=false", &link, "a symbolic link"),
         ] {
             let e = check(spec, dest).unwrap_err().to_string();
-            assert!(e.contains(&dest.display().to_string()) && e.contains(what), "{e}");
+            assert!(
+                e.contains(&dest.display().to_string()) && e.contains(what),
+                "{e}"
+            );
         }
         fs::write(sub.join("f"), "x").unwrap();
         let e = check("type=local,dest=DEST", &sub).unwrap_err().to_string();

@@ -202,7 +202,11 @@ impl Store {
         use std::os::unix::fs::PermissionsExt as _;
         let path = self.root().to_owned();
         let mut now = root_permissions_now(&path)?;
-        if repair && now.iter().any(|f| matches!(f, RootPermissions::Loose { .. })) {
+        if repair
+            && now
+                .iter()
+                .any(|f| matches!(f, RootPermissions::Loose { .. }))
+        {
             fs::set_permissions(&path, fs::Permissions::from_mode(crate::layout::ROOT_MODE))
                 .at("making the store private (chmod 0700)", &path)?;
             for finding in &mut now {

@@ -486,12 +486,12 @@ impl Builder {
                     return Err(fail("not a regular file".to_owned()));
                 }
                 std::fs::File::open(src).map_err(|e| fail(e.to_string()))?;
-            } else if let Some(var) = &secret.env {
-                if std::env::var_os(var).is_none() {
-                    return Err(BuildError::Other(format!(
-                        "secret `{id}`: environment variable {var} is not set"
-                    )));
-                }
+            } else if let Some(var) = &secret.env
+                && std::env::var_os(var).is_none()
+            {
+                return Err(BuildError::Other(format!(
+                    "secret `{id}`: environment variable {var} is not set"
+                )));
             }
         }
         Ok(())
