@@ -11,3 +11,4 @@ mod import;
 mod registry;
 mod run;
 mod store;
+mod store_perms;
