@@ -1,12 +1,17 @@
 //! `kiln build` inputs and outputs end to end: named build contexts (a local directory,
 //! `docker-image://`, `oci-layout://`), every `--output` type checked with skopeo, `--push`
 //! and `type=image,push=true` to a loopback registry, and `--progress rawjson` events.
+//! Destinations that are not what the output writes (devices, FIFOs, symbolic links, a
+//! directory for a tar, a file for a directory) are refused before the build and left alone;
+//! a failed export leaves no temp file; `dest=-` streams a tar to stdout; `--build-arg` and
+//! `--secret` are checked at the start.
 
-use std::path::Path;
-use std::process::Command;
+use std::os::unix::fs::FileTypeExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use crate::builds::{require_root, store_with_busybox};
-use crate::common::{has_tool, kiln_in, run_ok};
+use crate::common::{has_tool, is_root, kiln_in, run_fails, run_ok};
 use crate::registry::fixture;
 
 fn write(dir: &Path, rel: &str, content: &str) {
@@ -185,4 +190,340 @@ fn rawjson_progress_is_one_event_per_line_root() {
             .any(|e| e["event"] == "log" && e.to_string().contains("hello-events")),
         "the RUN's output is an event: {out}"
     );
+}
+
+/// A context that builds without a base image or root: `FROM scratch` and one COPY.
+fn scratch_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("ctx");
+    write(&ctx, "hello.txt", "hello\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    );
+    ctx
+}
+
+/// `kiln build --progress plain -t probe:1 -o OUTPUT CONTEXT`.
+fn build_to(store: &Path, ctx: &Path, output: &str) -> Command {
+    let mut cmd = kiln_in(store);
+    cmd.args([
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "probe:1",
+        "-o",
+        output,
+    ])
+    .arg(ctx);
+    cmd
+}
+
+/// The build is refused with exit 1 before it runs, naming `dest` and what it is.
+fn assert_refused(store: &Path, ctx: &Path, output: &str, dest: &Path, what: &str) {
+    let out = run_fails(&mut build_to(store, ctx, output), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&dest.display().to_string()) && stderr.contains(what),
+        "{output}: the error names the path and `{what}`:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("COPY hello.txt"),
+        "{output}: refused before the build runs:\n{stderr}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kiln-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn tar_outputs_refuse_devices_fifos_symlinks_and_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    let dests = tmp.path().join("dests");
+    std::fs::create_dir_all(&dests).unwrap();
+
+    let fifo = dests.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let target = dests.join("target.tar");
+    std::fs::write(&target, "keep me").unwrap();
+    let link = dests.join("link.tar");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let dir = dests.join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    for kind in ["oci", "docker"] {
+        let spec = |dest: &Path| format!("type={kind},dest={}", dest.display());
+        assert_refused(&store, &ctx, &spec(&fifo), &fifo, "FIFO");
+        assert_refused(&store, &ctx, &spec(&link), &link, "symbolic link");
+        assert_refused(&store, &ctx, &spec(&dir), &dir, "directory");
+    }
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+
+    // A null-like character device (1:7, what /dev/full is) made in the temp dir.
+    if is_root() {
+        let full = dests.join("full");
+        let made = Command::new("mknod")
+            .arg(&full)
+            .args(["c", "1", "7"])
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for kind in ["oci", "docker"] {
+            let output = format!("type={kind},dest={}", full.display());
+            assert_refused(&store, &ctx, &output, &full, "character device");
+        }
+        assert!(
+            std::fs::symlink_metadata(&full)
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    } else {
+        eprintln!("SKIPPED the character device case: mknod needs root");
+    }
+
+    // Not in the store either: the build never ran.
+    let images = run_ok(kiln_in(&store).arg("images"));
+    assert!(!images.contains("probe"), "{images}");
+    // A regular file is replaced, as before.
+    run_ok(&mut build_to(
+        &store,
+        &ctx,
+        &format!("type=oci,dest={}", target.display()),
+    ));
+    assert!(std::fs::read(&target).unwrap().len() > 1024);
+}
+
+#[test]
+fn directory_outputs_refuse_files_and_symlinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    let dests = tmp.path().join("dests");
+    std::fs::create_dir_all(&dests).unwrap();
+    let file = dests.join("file");
+    std::fs::write(&file, "keep me").unwrap();
+    let empty = dests.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let link = dests.join("link");
+    std::os::unix::fs::symlink(&empty, &link).unwrap();
+    for spec in ["type=local,dest={}", "type=oci,dest={},tar=false"] {
+        for (dest, what) in [(&file, "regular file"), (&link, "symbolic link")] {
+            let output = spec.replace("{}", &dest.display().to_string());
+            assert_refused(&store, &ctx, &output, dest, what);
+        }
+    }
+    let full = dests.join("full");
+    write(&full, "x", "x");
+    let output = format!("type=local,dest={}", full.display());
+    assert_refused(&store, &ctx, &output, &full, "not empty");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    // The real empty directory is fine.
+    run_ok(&mut build_to(
+        &store,
+        &ctx,
+        &format!("type=local,dest={}", empty.display()),
+    ));
+    assert_eq!(
+        std::fs::read_to_string(empty.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn a_failed_export_leaves_no_partial_output_or_temp_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    let first = tmp.path().join("first.tar");
+    run_ok(&mut build_to(
+        &store,
+        &ctx,
+        &format!("type=oci,dest={}", first.display()),
+    ));
+    // Corrupt every blob of the store but the small JSON ones: the layer's copy into the
+    // archive is verified, so the second export fails after its temp file was created.
+    for entry in std::fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.first() != Some(&b'{') {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    let outdir = tmp.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let dest = outdir.join("image.tar");
+    let out = run_fails(
+        &mut build_to(
+            &store,
+            &ctx,
+            &format!("type=docker,dest={}", dest.display()),
+        ),
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&dest.display().to_string()), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&outdir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "nothing is left in {}: {left:?}",
+        outdir.display()
+    );
+}
+
+#[test]
+fn dest_dash_writes_a_tar_output_to_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    for kind in ["oci", "docker"] {
+        let out = build_to(&store, &ctx, &format!("type={kind},dest=-"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let listing = tar_listing(&out.stdout);
+        assert!(
+            listing.contains("index.json") && listing.contains("oci-layout"),
+            "{listing}"
+        );
+        if kind == "docker" {
+            assert!(listing.contains("manifest.json"), "{listing}");
+        }
+        assert!(!tmp.path().join("-").exists() && !ctx.join("-").exists());
+    }
+    // --quiet's image ID goes to stderr: stdout is the archive.
+    let out = build_to(&store, &ctx, "type=oci,dest=-")
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(tar_listing(&out.stdout).contains("index.json"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sha256:"));
+    // Not for directory outputs, nor with rawjson progress on stdout.
+    for output in ["type=local,dest=-", "type=oci,dest=-,tar=false", "-"] {
+        let out = run_fails(&mut build_to(&store, &ctx, output), 2);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("stdout"),
+            "{out:?}"
+        );
+    }
+    let out = run_fails(
+        kiln_in(&store)
+            .args(["build", "--progress", "rawjson", "-o", "type=oci,dest=-"])
+            .arg(&ctx),
+        2,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rawjson"),
+        "{out:?}"
+    );
+    // Refused on a terminal (`script` gives the command one).
+    if has_tool("script") {
+        let command = format!(
+            "{} build --progress plain -o type=oci,dest=- {}",
+            env!("CARGO_BIN_EXE_kiln"),
+            ctx.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("KILN_ROOT", &store)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("terminal"), "{text}");
+    }
+}
+
+fn tar_listing(archive: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("tar")
+        .arg("-t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not a tar archive");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn build_args_and_secrets_are_checked_before_the_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    let build = |extra: &[&str]| {
+        let mut cmd = kiln_in(&store);
+        cmd.args(["build", "--progress", "plain"])
+            .args(extra)
+            .arg(&ctx);
+        cmd
+    };
+    for (arg, named) in [("", "empty build argument"), ("=v", "`=v`")] {
+        let out = run_fails(&mut build(&["--build-arg", arg]), 2);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(named),
+            "{out:?}"
+        );
+    }
+    // `--build-arg NAME` takes the value from the environment (buildx).
+    run_ok(build(&["--build-arg", "FROM_ENV"]).env("FROM_ENV", "1"));
+    run_ok(&mut build(&["--build-arg", "A="]));
+
+    let out = run_fails(&mut build(&["--secret", "id=tok,src=/x,mode=0400"]), 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`mode`"),
+        "{out:?}"
+    );
+    // A secret no RUN uses is still checked at the start, as buildx does.
+    let missing = tmp.path().join("no-such-secret");
+    let spec = format!("id=tok,src={}", missing.display());
+    let out = run_fails(&mut build(&["--secret", &spec]), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`tok`") && stderr.contains(&missing.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("COPY hello.txt"), "{stderr}");
+    let out = run_fails(
+        build(&["--secret", "id=tok,env=KILN_TEST_UNSET_SECRET"])
+            .env_remove("KILN_TEST_UNSET_SECRET"),
+        1,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("KILN_TEST_UNSET_SECRET"),
+        "{out:?}"
+    );
+    let present = tmp.path().join("secret");
+    std::fs::write(&present, "s3cr3t").unwrap();
+    run_ok(&mut build(&[
+        "--secret",
+        &format!("id=tok,src={}", present.display()),
+    ]));
 }

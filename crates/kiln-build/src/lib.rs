@@ -20,7 +20,7 @@ pub use engine::{
 };
 pub use event::{Event, EventSink, LogStream};
 pub use hash::{HashMemo, copy_plan_digest};
-pub use output::{Output, OutputSpecError};
+pub use output::{DestinationError, Output, OutputSpecError};
 pub use run_image::{ContainerRun, RunImageError};
 pub use scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 pub use tree::{

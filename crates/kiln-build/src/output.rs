@@ -1,8 +1,18 @@
 //! Where a build's result goes: the `--output` specs of `docker buildx build`.
+//!
+//! Destinations are checked before the build runs ([`Output::check_destination`]): a tar
+//! output (`type=oci`, `type=docker`) replaces only a regular file, a directory output
+//! (`type=oci,tar=false`, `type=local`) only a directory; anything else that exists there
+//! (a device such as `/dev/full`, a FIFO, a socket, a symbolic link — even one to a
+//! regular file or a directory) is refused and left alone. `dest=-` writes a tar output to
+//! stdout, as buildx does.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::fs::FileTypeExt as _;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// One export destination.
@@ -36,6 +46,154 @@ pub struct OutputSpecError {
     pub reason: String,
 }
 
+/// Why an output's destination cannot be written (checked before the build runs).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DestinationError {
+    /// Something that is not what the output writes is already there.
+    #[error("--output {output}: destination {} is {what}; {hint}", path.display())]
+    WrongKind {
+        /// The output.
+        output: String,
+        /// The destination.
+        path: PathBuf,
+        /// What is there (`a character device`, `a symbolic link`, …).
+        what: &'static str,
+        /// What the output needs.
+        hint: &'static str,
+    },
+    /// A `type=local` destination that is a directory with files in it.
+    #[error("--output {output}: destination {} exists and is not empty; choose a new or empty directory", path.display())]
+    NotEmpty {
+        /// The output.
+        output: String,
+        /// The destination.
+        path: PathBuf,
+    },
+    /// The destination cannot be inspected.
+    #[error("--output {output}: inspecting destination {}: {source}", path.display())]
+    Inspect {
+        /// The output.
+        output: String,
+        /// The destination.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// `dest=-` while stdout is a terminal.
+    #[error(
+        "--output {output}: refusing to write a tar archive to a terminal; redirect stdout or choose a file"
+    )]
+    StdoutIsTerminal {
+        /// The output.
+        output: String,
+    },
+}
+
+/// What a file of this type is, in words for an error.
+pub(crate) fn describe_file_type(meta: &Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file or directory"
+    }
+}
+
+/// `dest=-`: the output goes to stdout.
+pub(crate) fn is_stdout_path(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+impl Output {
+    /// Whether this output writes to stdout (`dest=-`).
+    pub fn is_stdout(&self) -> bool {
+        match self {
+            Self::OciTar(p) | Self::DockerTar(p) => is_stdout_path(p),
+            _ => false,
+        }
+    }
+
+    /// Checks, before the build runs, that the destination can be written without
+    /// replacing something else: a tar output may only replace a regular file, a directory
+    /// output only a directory (`type=local`: an empty one); a symbolic link is refused
+    /// whatever it points to. Writing checks again (the destination may change meanwhile).
+    pub fn check_destination(&self) -> Result<(), DestinationError> {
+        let (path, wants_dir) = match self {
+            Self::OciTar(p) | Self::DockerTar(p) => (p, false),
+            Self::OciDir(p) | Self::Local(p) => (p, true),
+            Self::Image { .. } => return Ok(()),
+        };
+        if self.is_stdout() {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                return Err(DestinationError::StdoutIsTerminal {
+                    output: self.to_string(),
+                });
+            }
+            return Ok(());
+        }
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(DestinationError::Inspect {
+                    output: self.to_string(),
+                    path: path.clone(),
+                    source,
+                });
+            }
+        };
+        let is_right_kind = if wants_dir {
+            meta.is_dir()
+        } else {
+            meta.is_file()
+        };
+        if !is_right_kind {
+            return Err(DestinationError::WrongKind {
+                output: self.to_string(),
+                path: path.clone(),
+                what: describe_file_type(&meta),
+                hint: if meta.file_type().is_symlink() {
+                    "kiln does not follow or replace symbolic links; name the real path"
+                } else if wants_dir {
+                    "this output writes a directory: choose a new or empty directory"
+                } else {
+                    "this output writes a tar file: choose a new path or an existing regular file"
+                },
+            });
+        }
+        if let Self::Local(_) = self {
+            let is_empty = fs::read_dir(path)
+                .map_err(|source| DestinationError::Inspect {
+                    output: self.to_string(),
+                    path: path.clone(),
+                    source,
+                })?
+                .next()
+                .is_none();
+            if !is_empty {
+                return Err(DestinationError::NotEmpty {
+                    output: self.to_string(),
+                    path: path.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FromStr for Output {
     type Err = OutputSpecError;
 
@@ -47,7 +205,13 @@ impl FromStr for Output {
         if spec.is_empty() {
             return Err(err("empty value"));
         }
-        // buildx: a value without `=` is a local destination directory.
+        // buildx: a value without `=` is a local destination directory (and `-` a rootfs
+        // tarball on stdout, an exporter kiln does not have).
+        if spec == "-" {
+            return Err(err(
+                "`-` (a root filesystem tar on stdout) is not supported; use type=oci,dest=- or type=docker,dest=-",
+            ));
+        }
         if !spec.contains('=') {
             return Ok(Self::Local(PathBuf::from(spec)));
         }
@@ -106,6 +270,13 @@ impl FromStr for Output {
                 )));
             }
         };
+        if let Self::OciDir(p) | Self::Local(p) = &out
+            && is_stdout_path(p)
+        {
+            return Err(err(
+                "dest=- (stdout) is only for tar outputs (type=oci or type=docker)",
+            ));
+        }
         // Options buildx accepts that do not change kiln's output.
         for ignored in [
             "compression",
@@ -199,6 +370,61 @@ mod tests {
     }
 
     #[test]
+    fn dest_dash_is_stdout_for_tar_outputs() {
+        assert!("type=oci,dest=-".parse::<Output>().unwrap().is_stdout());
+        assert!("type=docker,dest=-".parse::<Output>().unwrap().is_stdout());
+        assert!(!"type=oci,dest=x".parse::<Output>().unwrap().is_stdout());
+    }
+
+    fn check(spec: &str, dest: &Path) -> Result<(), DestinationError> {
+        spec.replace("DEST", &dest.display().to_string())
+            .parse::<Output>()
+            .unwrap()
+            .check_destination()
+    }
+
+    #[test]
+    fn destinations_of_the_wrong_kind_are_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, "x").unwrap();
+        let sub = dir.path().join("dir");
+        fs::create_dir(&sub).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // Accepted: absent, a regular file for a tar, an empty directory for a directory.
+        check("type=oci,dest=DEST", &dir.path().join("new.tar")).unwrap();
+        check("type=docker,dest=DEST", &file).unwrap();
+        check("type=local,dest=DEST", &sub).unwrap();
+        check("type=oci,dest=DEST,tar=false", &sub).unwrap();
+        for (spec, dest, what) in [
+            ("type=oci,dest=DEST", &sub, "a directory"),
+            ("type=docker,dest=DEST", &fifo, "a FIFO"),
+            ("type=docker,dest=DEST", &link, "a symbolic link"),
+            ("type=local,dest=DEST", &file, "a regular file"),
+            ("type=oci,dest=DEST,tar=false", &link, "a symbolic link"),
+        ] {
+            let e = check(spec, dest).unwrap_err().to_string();
+            assert!(
+                e.contains(&dest.display().to_string()) && e.contains(what),
+                "{e}"
+            );
+        }
+        fs::write(sub.join("f"), "x").unwrap();
+        let e = check("type=local,dest=DEST", &sub).unwrap_err().to_string();
+        assert!(e.contains("not empty"), "{e}");
+    }
+
+    #[test]
     fn rejects_bad_specs_with_a_reason() {
         for bad in [
             "type=oci",
@@ -206,6 +432,9 @@ mod tests {
             "type=oci,dest=x,tar=maybe",
             "type=local,dest=x,color=red",
             "",
+            "-",
+            "type=local,dest=-",
+            "type=oci,dest=-,tar=false",
         ] {
             let e = bad.parse::<Output>().unwrap_err();
             assert!(!e.reason.is_empty(), "{bad}");

@@ -32,8 +32,8 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
     /// Set a build-time variable (K=V, or K to take it from the environment).
-    #[arg(long = "build-arg", value_name = "K=V")]
-    build_args: Vec<String>,
+    #[arg(long = "build-arg", value_name = "K=V", value_parser = parse_build_arg)]
+    build_args: Vec<BuildArg>,
     /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
     #[arg(long = "build-context", value_name = "NAME=SRC")]
     build_contexts: Vec<String>,
@@ -59,11 +59,11 @@ pub(crate) struct BuildArgs {
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = parse_entitlement)]
     allow: Vec<Entitlement>,
     /// Secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
-    #[arg(long = "secret", value_name = "id=…,src=…")]
-    secrets: Vec<String>,
-    /// Output destination (type=oci|docker|local|image,…).
-    #[arg(short = 'o', long = "output", value_name = "SPEC")]
-    outputs: Vec<String>,
+    #[arg(long = "secret", value_name = "id=…,src=…", value_parser = parse_secret)]
+    secrets: Vec<SecretSource>,
+    /// Output destination (type=oci|docker|local|image,…; dest=- writes a tar to stdout).
+    #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
+    outputs: Vec<Output>,
     /// Push the `-t` names to their registries (same as --output type=image,push=true).
     #[arg(long)]
     push: bool,
@@ -85,6 +85,40 @@ pub(crate) struct BuildArgs {
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
+}
+
+/// One `--build-arg`: `NAME=VALUE`, or `NAME` alone (value from the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BuildArg {
+    name: String,
+    value: Option<String>,
+}
+
+/// Parses `--build-arg`; an empty value or an empty name (`=v`) is a usage error.
+fn parse_build_arg(spec: &str) -> Result<BuildArg, String> {
+    let (name, value) = match spec.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_owned())),
+        None => (spec, None),
+    };
+    if name.is_empty() {
+        return Err(if spec.is_empty() {
+            "empty build argument: expected NAME=VALUE or NAME".to_owned()
+        } else {
+            format!("`{spec}` has no name: expected NAME=VALUE or NAME")
+        });
+    }
+    Ok(BuildArg {
+        name: name.to_owned(),
+        value,
+    })
+}
+
+fn parse_secret(spec: &str) -> Result<SecretSource, String> {
+    spec.parse()
+}
+
+fn parse_output(spec: &str) -> Result<Output, String> {
+    spec.parse::<Output>().map_err(|e| e.reason)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,15 +155,15 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         builder = builder.target(target);
     }
     for arg in &args.build_args {
-        let (k, v) = match arg.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
+        let value = match &arg.value {
+            Some(value) => value.clone(),
             // buildx: `--build-arg NAME` takes the value from the environment (skipped when unset).
-            None => match std::env::var(arg) {
-                Ok(v) => (arg.clone(), v),
+            None => match std::env::var(&arg.name) {
+                Ok(value) => value,
                 Err(_) => continue,
             },
         };
-        builder = builder.build_arg(k, v);
+        builder = builder.build_arg(&arg.name, value);
     }
     for ctx in &args.build_contexts {
         let (name, source) = ctx
@@ -144,12 +178,18 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         builder = builder.platform(platform);
     }
     for secret in &args.secrets {
-        let secret: SecretSource = secret.parse().map_err(anyhow::Error::msg)?;
-        builder = builder.secret(secret);
+        builder = builder.secret(secret.clone());
+    }
+    let is_stdout_output = args.outputs.iter().any(Output::is_stdout);
+    if is_stdout_output && args.progress == ProgressMode::Rawjson {
+        // A usage error, as clap's: stdout carries the archive.
+        eprintln!(
+            "error: --progress rawjson writes to stdout, which --output …,dest=- already uses"
+        );
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
     }
     for output in &args.outputs {
-        let output: Output = output.parse()?;
-        builder = builder.output(output);
+        builder = builder.output(output.clone());
     }
     for host in &args.insecure_registries {
         builder = builder.insecure_registry(host);
@@ -197,12 +237,17 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
                     .with_context(|| format!("writing --iidfile {}", path.display()))?;
             }
             if mode == ProgressMode::Quiet {
-                #[expect(
-                    clippy::print_stdout,
-                    reason = "the image ID is the command's output with --quiet"
-                )]
-                {
-                    println!("{}", outcome.config_digest);
+                if is_stdout_output {
+                    // stdout carries the archive (dest=-).
+                    eprintln!("{}", outcome.config_digest);
+                } else {
+                    #[expect(
+                        clippy::print_stdout,
+                        reason = "the image ID is the command's output with --quiet"
+                    )]
+                    {
+                        println!("{}", outcome.config_digest);
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -220,4 +265,24 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
 
 fn parse_entitlement(text: &str) -> Result<Entitlement, String> {
     text.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_need_a_name() {
+        assert_eq!(
+            parse_build_arg("A=1").unwrap(),
+            BuildArg {
+                name: "A".into(),
+                value: Some("1".into())
+            }
+        );
+        assert_eq!(parse_build_arg("A=").unwrap().value.as_deref(), Some(""));
+        assert_eq!(parse_build_arg("A").unwrap().value, None);
+        assert!(parse_build_arg("").unwrap_err().contains("empty"));
+        assert!(parse_build_arg("=v").unwrap_err().contains("`=v`"));
+    }
 }

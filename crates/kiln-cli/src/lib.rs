@@ -31,6 +31,9 @@ pub use cli::Cli;
 /// Exit code of a failed build or command (usage errors exit with 2, through clap).
 pub const EXIT_FAILURE: u8 = 1;
 
+/// Exit code of a usage error found after clap parsed the command line (clap's own exit 2).
+pub const EXIT_USAGE: u8 = 2;
+
 /// Diagnostics on stderr: warnings by default; `KILN_LOG` takes a `tracing` filter
 /// (`KILN_LOG=debug`, `KILN_LOG=kiln_build=debug`) and then also prints how long each
 /// timed phase of a step took (its span's busy and idle time when it closes).

@@ -1,5 +1,6 @@
 //! `kiln store verify [--repair]`: rehashes every blob of the local store, checks that every
-//! image name points at a complete image and every cache record parses; with `--repair`,
+//! image name points at a complete image and every cache record parses, and that the store
+//! root is private (mode 0700, owned by the running user); with `--repair`,
 //! removes what is corrupt and what crashed processes left in `tmp/`. Exits 1 when problems
 //! were found and not repaired.
 
@@ -55,10 +56,19 @@ fn run_verify(args: &VerifyArgs, root: Option<&Path>) -> anyhow::Result<ExitCode
             report.records_checked
         ),
     )?;
-    let action = if report.repaired { "removed" } else { "found" };
+    let mut unrepaired = 0;
     for problem in &report.problems {
+        let action = match problem.repair_action() {
+            Some(action) if report.repaired => action,
+            Some(_) => "found",
+            None => {
+                unrepaired += 1;
+                "found"
+            }
+        };
         w(&mut out, format!("{action}: {problem}"))?;
     }
+    let action = if report.repaired { "removed" } else { "found" };
     for path in &report.leftover_temp {
         w(
             &mut out,
@@ -71,6 +81,13 @@ fn run_verify(args: &VerifyArgs, root: Option<&Path>) -> anyhow::Result<ExitCode
     if report.is_consistent() {
         w(&mut out, "store is consistent".to_owned())?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if report.repaired && unrepaired > 0 {
+        w(
+            &mut out,
+            format!("{unrepaired} problems that --repair does not change"),
+        )?;
+        return Ok(ExitCode::from(crate::EXIT_FAILURE));
     }
     if report.repaired {
         w(

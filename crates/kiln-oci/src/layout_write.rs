@@ -314,10 +314,14 @@ pub fn write_oci_layout_dir(
             }
             !is_empty
         }
-        Ok(_) => {
+        Ok(meta) => {
             return Err(LayoutError::DestinationExists {
                 path: dest.to_owned(),
-                reason: "it is not a directory",
+                reason: if meta.file_type().is_symlink() {
+                    "it is a symbolic link (not followed or replaced; name the real path)"
+                } else {
+                    "it is not a directory"
+                },
             });
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
@@ -626,15 +630,39 @@ pub fn write_docker_archive(
     })
 }
 
+/// Why an existing `dest` that is not a regular file cannot take a tar output.
+fn not_a_file_reason(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "it is a directory (a tar output needs a file path)"
+    } else if kind.is_symlink() {
+        "it is a symbolic link (not followed or replaced; name the real path)"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "it is a device node (only a regular file is replaced)"
+    } else if kind.is_fifo() {
+        "it is a FIFO (only a regular file is replaced)"
+    } else {
+        "it is not a regular file (only a regular file is replaced)"
+    }
+}
+
 fn write_file_atomically(
     dest: &Path,
     write: impl FnOnce(BufWriter<File>) -> Result<BufWriter<File>, LayoutError>,
 ) -> Result<(), LayoutError> {
-    if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
-        return Err(LayoutError::DestinationExists {
-            path: dest.to_owned(),
-            reason: "it is a directory (a tar output needs a file path)",
-        });
+    // Only a regular file is replaced: renaming over a device (`/dev/full`), a FIFO or a
+    // symbolic link would replace it, not write through it.
+    match fs::symlink_metadata(dest) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(meta) => {
+            return Err(LayoutError::DestinationExists {
+                path: dest.to_owned(),
+                reason: not_a_file_reason(&meta),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error("inspecting", dest)(e)),
     }
     let parent = parent_dir(dest);
     fs::create_dir_all(parent).map_err(io_error("creating directory", parent))?;

@@ -13,6 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +23,10 @@ use crate::error::{IoContext as _, StoreError};
 
 /// The layout version this kiln writes and understands.
 pub const LAYOUT_VERSION: &str = "1";
+
+/// The store root's mode: snapshots keep the images' setuid binaries and device nodes, so
+/// nobody but the store's owner may reach them (DESIGN.md §1.7, "the store is private").
+pub(crate) const ROOT_MODE: u32 = 0o700;
 
 const DIRS: [&str; 8] = [
     "blobs/sha256",
@@ -47,14 +52,42 @@ struct Inner {
     /// Whether this process may create device nodes and set `trusted.*` xattrs
     /// (overlay whiteouts in snapshots); decided once at open.
     is_privileged: bool,
+    /// What was wrong with the root's permissions when it was opened (reported by `verify`).
+    root_permissions: Vec<RootPermissions>,
+}
+
+/// Something about the store root that lets other users in (found at [`Store::open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RootPermissions {
+    /// Group or other bits were set; `open` changed the mode to [`ROOT_MODE`].
+    Loose {
+        /// The mode found (permission bits only).
+        mode: u32,
+    },
+    /// The root belongs to another user than the one running kiln.
+    ForeignOwner {
+        /// The root's owner.
+        owner: u32,
+        /// The running user (effective uid).
+        user: u32,
+    },
 }
 
 impl Store {
     /// Opens the store at `root`, creating the layout when the directory is new or empty.
     /// A store with another `layout-version` is refused.
+    ///
+    /// The root (and any parent this creates) is made mode 0700; an existing root open to
+    /// other users is changed to 0700 with a warning, and one owned by another user is
+    /// warned about. [`Store::verify`] reports both.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        fs::create_dir_all(&root).at("creating store directory", &root)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(ROOT_MODE)
+            .create(&root)
+            .at("creating store directory", &root)?;
+        let root_permissions = secure_root(&root)?;
         let version_path = root.join("layout-version");
         match fs::read_to_string(&version_path) {
             Ok(found) => {
@@ -97,6 +130,7 @@ impl Store {
             inner: Arc::new(Inner {
                 root,
                 is_privileged: rustix::process::geteuid().is_root(),
+                root_permissions,
             }),
         })
     }
@@ -125,6 +159,10 @@ impl Store {
         self.inner.is_privileged
     }
 
+    pub(crate) fn root_permissions(&self) -> &[RootPermissions] {
+        &self.inner.root_permissions
+    }
+
     pub(crate) fn dir(&self, name: &str) -> PathBuf {
         self.inner.root.join(name)
     }
@@ -132,6 +170,55 @@ impl Store {
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.inner.root.join("tmp")
     }
+}
+
+/// Makes `root` private to its owner: group and other bits are cleared (with a warning naming
+/// the old mode). Returns what was wrong, for `verify`.
+fn secure_root(root: &Path) -> Result<Vec<RootPermissions>, StoreError> {
+    let meta = fs::metadata(root).at("inspecting store directory", root)?;
+    let mut found = Vec::new();
+    let user = rustix::process::geteuid().as_raw();
+    if meta.uid() != user {
+        tracing::warn!(
+            "the kiln store {} belongs to uid {}, not to the running user (uid {user}): \
+             its owner can read and run everything this user builds into it",
+            root.display(),
+            meta.uid()
+        );
+        found.push(RootPermissions::ForeignOwner {
+            owner: meta.uid(),
+            user,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(root, fs::Permissions::from_mode(ROOT_MODE))
+            .at("making the store private (chmod 0700)", root)?;
+        tracing::warn!(
+            "the kiln store {} had mode {mode:04o}, open to other users; changed it to {ROOT_MODE:04o}",
+            root.display()
+        );
+        found.push(RootPermissions::Loose { mode });
+    }
+    Ok(found)
+}
+
+/// The store root's permission problems right now (`verify` re-checks after `open`).
+pub(crate) fn root_permissions_now(root: &Path) -> Result<Vec<RootPermissions>, StoreError> {
+    let meta = fs::metadata(root).at("inspecting store directory", root)?;
+    let mut found = Vec::new();
+    let user = rustix::process::geteuid().as_raw();
+    if meta.uid() != user {
+        found.push(RootPermissions::ForeignOwner {
+            owner: meta.uid(),
+            user,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        found.push(RootPermissions::Loose { mode });
+    }
+    Ok(found)
 }
 
 /// Writes `bytes` to `dest` atomically: temp file in `tmp`, fsync, rename, fsync the directory.
@@ -246,6 +333,37 @@ mod tests {
         let err = Store::open(dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::LayoutVersion { ref found, .. } if found == "2"));
         assert!(err.to_string().contains("layout version 2"), "{err}");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn open_creates_a_private_root_and_private_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/b/store");
+        let store = Store::open(&root).unwrap();
+        assert_eq!(mode_of(&root), 0o700);
+        assert_eq!(mode_of(&dir.path().join("a")), 0o700);
+        assert_eq!(mode_of(&dir.path().join("a/b")), 0o700);
+        assert!(store.root_permissions().is_empty());
+    }
+
+    #[test]
+    fn open_makes_a_loose_root_private_and_remembers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s");
+        Store::open(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let store = Store::open(&root).unwrap();
+        assert_eq!(mode_of(&root), 0o700);
+        assert_eq!(
+            store.root_permissions(),
+            [RootPermissions::Loose { mode: 0o755 }]
+        );
+        // Fixed: the next open finds nothing.
+        assert!(Store::open(&root).unwrap().root_permissions().is_empty());
     }
 
     #[test]

@@ -25,7 +25,10 @@ use std::io::{BufReader, Read};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
-use kiln_oci::{ChainId, DiffId, Digest, ExtractOptions, Platform, ResolvedImage, extract_layer};
+use kiln_oci::{
+    ChainId, DevicePolicy, DiffId, Digest, ExtractErrorKind, ExtractOptions, Platform,
+    ResolvedImage, extract_layer,
+};
 
 use crate::Store;
 use crate::error::{IoContext as _, StoreError};
@@ -220,15 +223,33 @@ impl Store {
     /// Applies `layers` (blob digests, base first) one after the other into `dir` (created
     /// when missing), whiteouts applied: the image's root filesystem, for `type=local`
     /// outputs and the copy-based sandbox fallback.
+    ///
+    /// Device nodes are created only when running as root; otherwise a layer with one fails
+    /// with an error naming the entry (as `docker buildx build --output type=local` does,
+    /// whose `mknod` fails without root). Either way `dir` is the caller's to clean up.
     pub fn flatten_to(&self, dir: &Path, layers: &[Digest]) -> Result<(), StoreError> {
         fs::create_dir_all(dir).at("creating", dir)?;
+        let devices = if self.is_privileged() {
+            DevicePolicy::Create
+        } else {
+            DevicePolicy::Refuse
+        };
         for blob in layers {
             let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
-            let options = ExtractOptions::new().layer_name(blob.to_string());
-            extract_layer(reader, dir, &options).map_err(|e| StoreError::Snapshot {
-                chain: ChainId(blob.clone()),
-                layer: blob.clone(),
-                reason: e.to_string(),
+            let options = ExtractOptions::new()
+                .layer_name(blob.to_string())
+                .devices(devices);
+            extract_layer(reader, dir, &options).map_err(|e| {
+                let reason = if matches!(e.kind, ExtractErrorKind::DeviceRefused) {
+                    format!("{e}: creating device nodes needs root; run as root, or export with type=oci or type=docker")
+                } else {
+                    e.to_string()
+                };
+                StoreError::Snapshot {
+                    chain: ChainId(blob.clone()),
+                    layer: blob.clone(),
+                    reason,
+                }
             })?;
         }
         Ok(())

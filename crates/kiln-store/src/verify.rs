@@ -15,7 +15,7 @@ use kiln_oci::{Digest, Sha256Hasher};
 use crate::Store;
 use crate::error::{IoContext as _, StoreError};
 use crate::graph::edges_of;
-use crate::layout::{pid_is_alive, temp_owner};
+use crate::layout::{RootPermissions, pid_is_alive, root_permissions_now, temp_owner};
 use crate::lock::LockMode;
 
 /// One thing `verify` found wrong.
@@ -57,6 +57,39 @@ pub enum Problem {
         /// The parse error.
         reason: String,
     },
+    /// The store root lets other users in: they could run the images' setuid binaries in
+    /// `snapshots/` or open their device nodes.
+    LoosePermissions {
+        /// The store root.
+        path: PathBuf,
+        /// Its mode (permission bits) when found.
+        mode: u32,
+        /// Whether it has been changed to 0700 since (by opening the store).
+        is_fixed: bool,
+    },
+    /// The store root belongs to another user than the one running kiln (who can then read
+    /// and run everything this user builds into it).
+    ForeignOwner {
+        /// The store root.
+        path: PathBuf,
+        /// The root's owner.
+        owner: u32,
+        /// The running user.
+        user: u32,
+    },
+}
+
+impl Problem {
+    /// What `verify --repair` does about it: `removed` (a corrupt or stray file), `fixed`
+    /// (loose permissions, changed to 0700) or `None` (a foreign owner: the administrator's
+    /// call, never changed by kiln).
+    pub fn repair_action(&self) -> Option<&'static str> {
+        match self {
+            Self::LoosePermissions { .. } => Some("fixed"),
+            Self::ForeignOwner { .. } => None,
+            _ => Some("removed"),
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -83,6 +116,26 @@ impl fmt::Display for Problem {
             Self::CorruptRecord { path, reason } => {
                 write!(f, "corrupt cache record {}: {reason}", path.display())
             }
+            Self::LoosePermissions {
+                path,
+                mode,
+                is_fixed,
+            } => {
+                write!(
+                    f,
+                    "store root {} has mode {mode:04o}: other users can reach its snapshots (setuid binaries, device nodes)",
+                    path.display()
+                )?;
+                if *is_fixed {
+                    write!(f, "; changed to 0700 when the store was opened")?;
+                }
+                Ok(())
+            }
+            Self::ForeignOwner { path, owner, user } => write!(
+                f,
+                "store root {} is owned by uid {owner}, not by the running user (uid {user}); chown it or use another --root",
+                path.display()
+            ),
         }
     }
 }
@@ -124,6 +177,7 @@ impl Store {
             LockMode::Shared
         })?;
         let mut report = VerifyReport::default();
+        self.verify_root_permissions(&mut report, repair)?;
         self.find_leftover_temp(&mut report)?;
         self.verify_blobs(&mut report, repair)?;
         self.verify_refs(&mut report, repair)?;
@@ -137,6 +191,60 @@ impl Store {
             report.repaired = true;
         }
         Ok(report)
+    }
+
+    /// What `open` found and fixed, and what is wrong now (changed since, or not fixable).
+    fn verify_root_permissions(
+        &self,
+        report: &mut VerifyReport,
+        repair: bool,
+    ) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.root().to_owned();
+        let mut now = root_permissions_now(&path)?;
+        if repair
+            && now
+                .iter()
+                .any(|f| matches!(f, RootPermissions::Loose { .. }))
+        {
+            fs::set_permissions(&path, fs::Permissions::from_mode(crate::layout::ROOT_MODE))
+                .at("making the store private (chmod 0700)", &path)?;
+            for finding in &mut now {
+                if let RootPermissions::Loose { mode } = *finding {
+                    report.problems.push(Problem::LoosePermissions {
+                        path: path.clone(),
+                        mode,
+                        is_fixed: true,
+                    });
+                }
+            }
+            now.retain(|f| !matches!(f, RootPermissions::Loose { .. }));
+        }
+        let mut found: Vec<Problem> = Vec::new();
+        for (finding, is_now) in self
+            .root_permissions()
+            .iter()
+            .map(|f| (f, false))
+            .chain(now.iter().map(|f| (f, true)))
+        {
+            let problem = match *finding {
+                RootPermissions::Loose { mode } => Problem::LoosePermissions {
+                    path: path.clone(),
+                    mode,
+                    is_fixed: !is_now,
+                },
+                RootPermissions::ForeignOwner { owner, user } => Problem::ForeignOwner {
+                    path: path.clone(),
+                    owner,
+                    user,
+                },
+            };
+            if !found.contains(&problem) {
+                found.push(problem);
+            }
+        }
+        report.problems.extend(found);
+        Ok(())
     }
 
     fn find_leftover_temp(&self, report: &mut VerifyReport) -> Result<(), StoreError> {

@@ -1,14 +1,17 @@
 //! The final image: config + manifest assembled and stored, then written to every output
 //! (local store names, OCI layout dir/tar, docker-archive, rootfs directory, registry push).
-//! File outputs are written to a temporary path and renamed: never half-written.
+//! File outputs are written to a temporary path and renamed: never half-written. `dest=-`
+//! streams a tar output to stdout instead (a consumer sees a truncated stream on failure).
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write as _;
 use std::path::Path;
 
 use kiln_oci::{
     ArchiveOptions, AssembledImage, Descriptor, ExportImage, ImageRef, ManifestFormat,
-    assemble_image, write_docker_archive, write_oci_archive, write_oci_layout_dir,
+    assemble_image, write_docker_archive, write_docker_archive_to, write_oci_archive,
+    write_oci_archive_to, write_oci_layout_dir,
 };
 use kiln_store::Store;
 
@@ -102,6 +105,20 @@ pub(crate) fn export(
     };
     for output in &builder.outputs {
         match output {
+            Output::OciTar(_) | Output::DockerTar(_) if output.is_stdout() => {
+                let stdout = std::io::stdout().lock();
+                let out = std::io::BufWriter::with_capacity(1 << 20, stdout);
+                let image = std::slice::from_ref(&export_image);
+                let written = if let Output::OciTar(_) = output {
+                    write_oci_archive_to(out, &blobs, image, &options)
+                } else {
+                    write_docker_archive_to(out, &blobs, image, &options)
+                };
+                written
+                    .map_err(|e| other(format!("writing {output} to stdout: {e}")))?
+                    .flush()
+                    .map_err(|e| other(format!("writing {output} to stdout: {e}")))?;
+            }
             Output::OciTar(dest) => {
                 write_oci_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
                     .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
@@ -150,14 +167,11 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
     store
         .flatten_to(temp.path(), &blobs)
         .map_err(|e| other(e.to_string()))?;
-    if dest.exists() {
-        let is_empty = fs::read_dir(dest).is_ok_and(|mut d| d.next().is_none());
-        if !is_empty {
-            return Err(other(format!(
-                "type=local destination {} exists and is not empty; choose a new or empty directory",
-                dest.display()
-            )));
-        }
+    // Checked before the build too; again here, since the destination may have changed.
+    Output::Local(dest.to_owned())
+        .check_destination()
+        .map_err(|e| other(e.to_string()))?;
+    if fs::symlink_metadata(dest).is_ok() {
         fs::remove_dir(dest).map_err(|e| other(format!("replacing {}: {e}", dest.display())))?;
     }
     let kept = temp.keep();

@@ -56,7 +56,16 @@ impl std::str::FromStr for SecretSource {
                 "src" | "source" => src = Some(PathBuf::from(v)),
                 "env" => env = Some(v.to_owned()),
                 "type" if v == "file" || v == "env" => {}
-                other => return Err(format!("invalid --secret `{spec}`: unknown key `{other}`")),
+                "type" => {
+                    return Err(format!(
+                        "invalid --secret `{spec}`: unknown type `{v}` (file or env)"
+                    ));
+                }
+                other => {
+                    return Err(format!(
+                        "invalid --secret `{spec}`: unknown key `{other}` (id, src, source, env, type)"
+                    ));
+                }
             }
         }
         let id = id
@@ -430,6 +439,7 @@ impl Builder {
     /// Runs the build, sending progress to `events`.
     pub fn build(&self, events: &dyn EventSink) -> Result<BuildOutcome, BuildError> {
         let started = Instant::now();
+        self.check_before_build()?;
         let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))
             .map_err(|e| BuildError::Other(e.to_string()))?;
         // Held for the whole build: `kiln prune` (exclusive) waits, so it never deletes a
@@ -548,6 +558,45 @@ impl Builder {
         self.dockerfile
             .clone()
             .unwrap_or_else(|| self.context.join("Dockerfile"))
+    }
+
+    /// What can be checked before anything runs, as buildx does at the start: every output
+    /// destination (nothing that is not what the output writes gets replaced) and every
+    /// secret's source (a file that can be read, an environment variable that is set).
+    fn check_before_build(&self) -> Result<(), BuildError> {
+        for output in &self.outputs {
+            output
+                .check_destination()
+                .map_err(|e| BuildError::Other(e.to_string()))?;
+        }
+        if self.outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
+            return Err(BuildError::Other(
+                "only one --output can write to stdout (dest=-)".to_owned(),
+            ));
+        }
+        for secret in &self.secrets {
+            let id = &secret.id;
+            if let Some(src) = &secret.src {
+                let fail = |reason: String| {
+                    BuildError::Other(format!(
+                        "secret `{id}`: cannot read its source {}: {reason}",
+                        src.display()
+                    ))
+                };
+                let meta = std::fs::metadata(src).map_err(|e| fail(e.to_string()))?;
+                if !meta.is_file() {
+                    return Err(fail("not a regular file".to_owned()));
+                }
+                std::fs::File::open(src).map_err(|e| fail(e.to_string()))?;
+            } else if let Some(var) = &secret.env
+                && std::env::var_os(var).is_none()
+            {
+                return Err(BuildError::Other(format!(
+                    "secret `{id}`: environment variable {var} is not set"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn read_dockerfile(&self) -> Result<(String, String), BuildError> {
