@@ -395,12 +395,11 @@ impl StageState {
                 .map(str::to_owned)
                 .or_else(|| value.clone())
                 .unwrap_or_default();
-            match positions.get(name.as_str()) {
-                Some(&position) => out[position].1 = v,
-                None => {
-                    positions.insert(name, out.len());
-                    out.push((name.clone(), v));
-                }
+            if let Some(&position) = positions.get(name.as_str()) {
+                out[position].1 = v;
+            } else {
+                positions.insert(name, out.len());
+                out.push((name.clone(), v));
             }
         }
         out

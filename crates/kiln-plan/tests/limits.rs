@@ -2,6 +2,8 @@
 //! at the instruction's line, the build's expansion budget is shared across steps, and every
 //! instruction kind stays linear (100,000 lines plan; no timing is asserted).
 
+use std::fmt::Write as _;
+
 use kiln_dockerfile::{ExpandError, MAX_EXPANDED_WORD_LENGTH, MAX_TOTAL_EXPANSION, parse};
 use kiln_plan::{PlanError, PlanOptions, StageBase, StageState, plan};
 
@@ -70,7 +72,7 @@ fn deep_nesting_fails_at_its_line_in_every_expanding_instruction() {
 fn thirty_nine_doubling_args_stop_at_the_word_limit() {
     let mut src = String::from("FROM scratch\nARG A0=xx\n");
     for i in 1..=39 {
-        src.push_str(&format!("ARG A{i}=${{A{0}}}${{A{0}}}\n", i - 1));
+        let _ = writeln!(src, "ARG A{i}=${{A{0}}}${{A{0}}}", i - 1);
     }
     let (line, source, message) = expand_error(run(&src).unwrap_err());
     // A19 is 2^20 bytes, exactly the limit; A20 would be twice that.
@@ -87,12 +89,12 @@ fn thirty_nine_doubling_args_stop_at_the_word_limit() {
 fn growth_across_many_instructions_exhausts_the_build_budget() {
     let mut src = String::from("FROM scratch\nARG A0=xx\n");
     for i in 1..20 {
-        src.push_str(&format!("ARG A{i}=${{A{0}}}${{A{0}}}\n", i - 1));
+        let _ = writeln!(src, "ARG A{i}=${{A{0}}}${{A{0}}}", i - 1);
     }
     // Each copy is 1 MiB, under the word limit; together they pass the build's budget.
     let copies = MAX_TOTAL_EXPANSION / MAX_EXPANDED_WORD_LENGTH + 1;
     for i in 0..copies {
-        src.push_str(&format!("ENV C{i}=${{A19}}\n"));
+        let _ = writeln!(src, "ENV C{i}=${{A19}}");
     }
     let (line, source, message) = expand_error(run(&src).unwrap_err());
     assert!(

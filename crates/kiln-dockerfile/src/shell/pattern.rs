@@ -45,15 +45,12 @@ impl From<InvalidPattern> for PatternFailure {
 
 /// Takes `units` steps from `steps`, or takes all and fails when fewer are left.
 fn spend(steps: &mut usize, units: usize) -> Result<(), PatternFailure> {
-    match steps.checked_sub(units) {
-        Some(left) => {
-            *steps = left;
-            Ok(())
-        }
-        None => {
-            *steps = 0;
-            Err(PatternFailure::OutOfSteps)
-        }
+    if let Some(left) = steps.checked_sub(units) {
+        *steps = left;
+        Ok(())
+    } else {
+        *steps = 0;
+        Err(PatternFailure::OutOfSteps)
     }
 }
 
@@ -358,11 +355,11 @@ mod tests {
 
     // The functions with unlimited steps and length, as most tests want them.
     fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternFailure> {
-        super::trim_prefix(pattern, value, greedy, &mut usize::MAX)
+        super::trim_prefix(pattern, value, greedy, &mut { usize::MAX })
     }
 
     fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternFailure> {
-        super::trim_suffix(pattern, value, greedy, &mut usize::MAX)
+        super::trim_suffix(pattern, value, greedy, &mut { usize::MAX })
     }
 
     fn replace(
@@ -371,7 +368,7 @@ mod tests {
         with: &str,
         all: bool,
     ) -> Result<String, PatternFailure> {
-        super::replace(pattern, value, with, all, &mut usize::MAX, usize::MAX)
+        super::replace(pattern, value, with, all, &mut { usize::MAX }, usize::MAX)
     }
 
     #[test]
@@ -401,7 +398,7 @@ mod tests {
     fn replacement_output_is_bounded() {
         let value = "a".repeat(1_000);
         let grow = |template: &str, all: bool| {
-            super::replace("a", &value, template, all, &mut usize::MAX, 10_000)
+            super::replace("a", &value, template, all, &mut { usize::MAX }, 10_000)
         };
         assert_eq!(grow(&"$0".repeat(100), true), Err(PatternFailure::TooLong));
         assert_eq!(
