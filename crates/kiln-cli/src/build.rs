@@ -257,7 +257,7 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("{}", render_build_error(&err, &dockerfile_name(args)));
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
     }
@@ -265,6 +265,64 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
 
 fn parse_entitlement(text: &str) -> Result<Entitlement, String> {
     text.parse()
+}
+
+/// The Dockerfile as the engine names it in messages.
+fn dockerfile_name(args: &BuildArgs) -> String {
+    match args.file.as_deref() {
+        Some(p) if p.as_os_str() == "-" => "Dockerfile".to_owned(),
+        Some(p) => p.display().to_string(),
+        None => args.context.join("Dockerfile").display().to_string(),
+    }
+}
+
+/// Characters of one message line printed; longer lines (a value quoted from a 10 MB line)
+/// are cut in the middle, so stderr stays small whatever the Dockerfile holds.
+const MAX_ERROR_LINE: usize = 1_000;
+
+/// `error: …` for a failed build: a parse error is already rendered (`error:`, file:line:col,
+/// a caret); a step's expansion error (`line N: …`) gets the Dockerfile's name; every line is
+/// bounded.
+fn render_build_error(err: &BuildError, dockerfile: &str) -> String {
+    let text = match err {
+        BuildError::Parse { rendered } => rendered.trim_end().to_owned(),
+        BuildError::Plan { message } if message.starts_with("line ") => {
+            format!("error: {dockerfile}: {message}")
+        }
+        BuildError::Other(message) if message.contains("valid UTF-8") => {
+            match std::fs::read(dockerfile).map(|bytes| invalid_utf8_at(&bytes)) {
+                Ok(Some((line, column, byte))) => format!(
+                    "error: {dockerfile}:{line}:{column}: the Dockerfile is not valid UTF-8 \
+                     (byte 0x{byte:02x}); save it as UTF-8"
+                ),
+                _ => format!("error: {message}"),
+            }
+        }
+        other => format!("error: {other}"),
+    };
+    text.lines()
+        .map(bounded_line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Line, column (in characters) and value of the first byte that is not UTF-8.
+fn invalid_utf8_at(bytes: &[u8]) -> Option<(usize, usize, u8)> {
+    let valid = std::str::from_utf8(bytes).err()?.valid_up_to();
+    let before = std::str::from_utf8(&bytes[..valid]).ok()?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    Some((line, before[line_start..].chars().count() + 1, bytes[valid]))
+}
+
+fn bounded_line(line: &str) -> String {
+    if line.chars().count() <= MAX_ERROR_LINE {
+        return line.to_owned();
+    }
+    let head: String = line.chars().take(MAX_ERROR_LINE / 2).collect();
+    let tail: Vec<char> = line.chars().rev().take(MAX_ERROR_LINE / 4).collect();
+    let tail: String = tail.into_iter().rev().collect();
+    format!("{head}…{tail}")
 }
 
 #[cfg(test)]
@@ -284,5 +342,26 @@ mod tests {
         assert_eq!(parse_build_arg("A").unwrap().value, None);
         assert!(parse_build_arg("").unwrap_err().contains("empty"));
         assert!(parse_build_arg("=v").unwrap_err().contains("`=v`"));
+    }
+
+    #[test]
+    fn build_errors_are_prefixed_once_and_bounded() {
+        let parse = BuildError::Parse {
+            rendered: "error: unknown instruction `X`\n --> Dockerfile:1:1\n".to_owned(),
+        };
+        assert!(render_build_error(&parse, "Dockerfile").starts_with("error: unknown"));
+        let step = BuildError::Plan {
+            message: format!("line 3: invalid EXPOSE: {}", "9".repeat(100_000)),
+        };
+        let text = render_build_error(&step, "ctx/Dockerfile");
+        assert!(text.starts_with("error: ctx/Dockerfile: line 3: invalid EXPOSE"));
+        assert!(text.chars().count() < MAX_ERROR_LINE + 50, "{}", text.len());
+        let plan = BuildError::Plan {
+            message: "ctx/Dockerfile: line 1: bad".to_owned(),
+        };
+        assert_eq!(
+            render_build_error(&plan, "ctx/Dockerfile"),
+            "error: ctx/Dockerfile: line 1: bad"
+        );
     }
 }

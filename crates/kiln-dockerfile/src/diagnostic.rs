@@ -56,28 +56,73 @@ impl ParseError {
         let gutter = line_no.to_string().len();
         let pad = " ".repeat(gutter);
         let col = self.span.column.max(1) as usize;
-        // Keep tabs in the caret prefix so the caret lines up under tab-indented text.
-        let prefix: String = source_line
+        // A window of the line around the column, so a 64 KiB line prints a hundred
+        // characters, not all of it.
+        let skipped = (col - 1).saturating_sub(SNIPPET_BEFORE);
+        let mut shown: String = source_line
             .chars()
-            .take(col - 1)
+            .skip(skipped)
+            .take(SNIPPET_BEFORE + SNIPPET_AFTER)
+            .collect();
+        let is_cut_after = source_line
+            .chars()
+            .nth(skipped + SNIPPET_BEFORE + SNIPPET_AFTER)
+            .is_some();
+        // Keep tabs in the caret prefix so the caret lines up under tab-indented text.
+        let mut prefix: String = shown
+            .chars()
+            .take(col - 1 - skipped)
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
-        let available = source_line.chars().count().saturating_sub(col - 1);
-        let span_chars = src
-            .get(self.span.start..self.span.end)
-            .map_or(0, |s| s.split('\n').next().unwrap_or("").chars().count());
+        let available = shown.chars().count().saturating_sub(col - 1 - skipped);
+        if skipped > 0 {
+            shown.insert(0, '…');
+            prefix.insert(0, ' ');
+        }
+        if is_cut_after {
+            shown.push('…');
+        }
+        let span_chars = src.get(self.span.start..self.span.end).map_or(0, |s| {
+            s.split('\n')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(available + 1)
+                .count()
+        });
         let carets = "^".repeat(span_chars.min(available).max(1));
         let mut out = format!(
-            "error: {}\n{pad}--> {file_name}:{line_no}:{col}\n{pad} |\n{line_no} | {source_line}\n{pad} | {prefix}{carets}",
-            self.kind
+            "error: {}\n{pad}--> {file_name}:{line_no}:{col}\n{pad} |\n{line_no} | {shown}\n{pad} | {prefix}{carets}",
+            shorten(&self.kind.to_string())
         );
         if let Some(help) = &self.help {
             out.push(' ');
-            out.push_str(help);
+            out.push_str(&shorten(help));
         }
         out.push('\n');
         out
     }
+}
+
+/// Characters of the source line shown before the error's column.
+const SNIPPET_BEFORE: usize = 60;
+/// Characters shown from the error's column on.
+const SNIPPET_AFTER: usize = 60;
+/// Bytes of a message kept whole; longer ones (a 64 KiB word quoted in a message) keep their
+/// start and end around a `…`.
+const MAX_MESSAGE_LENGTH: usize = 400;
+
+/// `message`, or its first and last parts when longer than [`MAX_MESSAGE_LENGTH`].
+pub(crate) fn shorten(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_LENGTH {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let head = crate::span::floor_boundary(message, MAX_MESSAGE_LENGTH / 2);
+    let mut tail = message.len() - MAX_MESSAGE_LENGTH / 4;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…{}", &message[..head], &message[tail..]))
 }
 
 impl fmt::Display for ParseError {
@@ -85,10 +130,12 @@ impl fmt::Display for ParseError {
         write!(
             f,
             "line {}:{}: {}",
-            self.span.line, self.span.column, self.kind
+            self.span.line,
+            self.span.column,
+            shorten(&self.kind.to_string())
         )?;
         if let Some(help) = &self.help {
-            write!(f, " ({help})")?;
+            write!(f, " ({})", shorten(help))?;
         }
         Ok(())
     }
@@ -104,9 +151,27 @@ pub enum ParseErrorKind {
     #[error("file with no instructions")]
     NoInstructions,
     /// A physical line exceeds BuildKit's scanner limit.
-    #[error("dockerfile line greater than max allowed size of {max}")]
+    #[error("dockerfile line greater than max allowed size of {max} bytes (MAX_LINE_LENGTH)")]
     LineTooLong {
         /// The limit in bytes.
+        max: usize,
+    },
+    /// A logical line (physical lines joined by the escape token) longer than
+    /// [`crate::MAX_LOGICAL_LINE_LENGTH`].
+    #[error(
+        "the instruction starting at line {start_line} is longer than the limit of {max} bytes \
+         (MAX_LOGICAL_LINE_LENGTH) once its continuation lines are joined"
+    )]
+    LogicalLineTooLong {
+        /// The limit in bytes.
+        max: usize,
+        /// Where the instruction starts.
+        start_line: u64,
+    },
+    /// More instructions than [`crate::MAX_INSTRUCTIONS`].
+    #[error("the Dockerfile has more than the limit of {max} instructions (MAX_INSTRUCTIONS)")]
+    TooManyInstructions {
+        /// The limit.
         max: usize,
     },
     /// `# escape=` with a value other than `\` or `` ` ``.

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use crate::limits::MAX_EXPANSION_DEPTH;
 use crate::span::Span;
 
 /// A heredoc attached to a RUN, COPY or ADD instruction.
@@ -65,8 +66,10 @@ pub(crate) struct HeredocWord {
 /// BuildKit's `heredocsFromLine`: every heredoc opener on `line`, in order. A line the raw
 /// lexer cannot split has no heredocs. Errors name the word and the reason.
 pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<HeredocWord>, (String, String)> {
-    let Ok(words) = Lexer::new(line, true, true).words() else {
-        return Ok(Vec::new());
+    let words = match Lexer::new(line, true, true).words() {
+        Ok(words) => words,
+        Err(reason) if reason == too_deep() => return Err((crate::limits::clip(line), reason)),
+        Err(_) => return Ok(Vec::new()),
     };
     let mut docs = Vec::new();
     for word in words {
@@ -122,6 +125,13 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<HeredocWord>, String> {
 
 const ESCAPE: char = '\\';
 
+/// The error of a `${` nested deeper than [`MAX_EXPANSION_DEPTH`].
+fn too_deep() -> String {
+    format!(
+        "`${{…}}` nested deeper than the limit of {MAX_EXPANSION_DEPTH} levels (MAX_EXPANSION_DEPTH)"
+    )
+}
+
 /// BuildKit's shell lexer with an empty environment and `SkipUnsetEnv`, enough to split
 /// words the way heredoc detection does.
 struct Lexer {
@@ -131,6 +141,8 @@ struct Lexer {
     raw_escapes: bool,
     /// Shared by nested `processStopOn` calls, as upstream's `shellWord.wordsBuffer` is.
     buffer: String,
+    /// `${` opened and not closed, checked before recursing.
+    depth: usize,
 }
 
 #[derive(Default)]
@@ -152,6 +164,7 @@ impl Lexer {
             raw_quotes,
             raw_escapes,
             buffer: String::new(),
+            depth: 0,
         }
     }
 
@@ -342,6 +355,17 @@ impl Lexer {
             Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
             Some(_) => {}
         }
+        if self.depth >= MAX_EXPANSION_DEPTH {
+            return Err(too_deep());
+        }
+        self.depth += 1;
+        let result = self.braced();
+        self.depth -= 1;
+        result
+    }
+
+    /// `${name…}` after the `{`.
+    fn braced(&mut self) -> Result<String, String> {
         let name = self.name();
         let ch = self.next();
         match ch {

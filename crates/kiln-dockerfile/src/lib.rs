@@ -11,6 +11,7 @@ mod flags;
 mod heredoc;
 mod instruction;
 mod json_form;
+mod limits;
 mod line_parsers;
 mod mount;
 mod shell;
@@ -30,10 +31,14 @@ pub use dockerignore::{
 pub use dump::{dump_buildkit_ast, go_quote};
 pub use heredoc::Heredoc;
 pub use instruction::{Dockerfile, Instruction, lower, parse};
+pub use limits::{
+    ExpansionBudget, MAX_EXPANDED_WORD_LENGTH, MAX_EXPANSION_DEPTH, MAX_INSTRUCTIONS,
+    MAX_LINE_LENGTH, MAX_LOGICAL_LINE_LENGTH, MAX_PATTERN_STEPS, MAX_TOTAL_EXPANSION, excerpt,
+};
 pub use mount::{CacheSharing, Device, Expander, Mount, MountType};
 pub use shell::{
-    EXPANDING_INSTRUCTIONS, EmptyEnv, Env, ExpandError, ShellLexer, WordExpansion,
+    BudgetedLexer, EXPANDING_INSTRUCTIONS, EmptyEnv, Env, ExpandError, ShellLexer, WordExpansion,
     instruction_expands,
 };
 pub use span::Span;
-pub use syntax::{Arg, Flag, MAX_LINE_LENGTH, Node, SyntaxTree, Warning, parse_syntax};
+pub use syntax::{Arg, Flag, Node, SyntaxTree, Warning, parse_syntax};

@@ -28,6 +28,10 @@ mod pattern;
 
 use std::collections::BTreeSet;
 
+use crate::limits::{
+    ExpansionBudget, MAX_EXPANDED_WORD_LENGTH, MAX_EXPANSION_DEPTH, MAX_PATTERN_STEPS,
+};
+
 pub use env::{EmptyEnv, Env};
 pub use error::ExpandError;
 
@@ -127,8 +131,7 @@ impl ShellLexer {
         word: &str,
         env: &E,
     ) -> Result<String, ExpandError> {
-        let mut expander = Expander::new(self, word, env, false);
-        expander.process_stop_on(None, self.is_raw_escapes, 0, None)
+        Expander::new(self, word, env, false, None).word()
     }
 
     /// Expands a word and then splits it at whitespace that is neither quoted, escaped nor
@@ -138,10 +141,7 @@ impl ShellLexer {
         word: &str,
         env: &E,
     ) -> Result<Vec<String>, ExpandError> {
-        let mut expander = Expander::new(self, word, env, false);
-        let mut words = Words::default();
-        expander.process_stop_on(None, self.is_raw_escapes, 0, Some(&mut words))?;
-        Ok(words.finish())
+        Expander::new(self, word, env, false, None).words()
     }
 
     /// Like [`ShellLexer::process_word`], and also reports the names that were looked up
@@ -151,14 +151,52 @@ impl ShellLexer {
         word: &str,
         env: &E,
     ) -> Result<WordExpansion, ExpandError> {
-        let mut expander = Expander::new(self, word, env, true);
-        let value = expander.process_stop_on(None, self.is_raw_escapes, 0, None)?;
-        let capture = expander.capture.unwrap_or_default();
-        Ok(WordExpansion {
-            value,
-            matched: capture.matched,
-            unmatched: capture.unmatched,
-        })
+        Expander::new(self, word, env, true, None).word_with_matches()
+    }
+
+    /// The same lexer charging everything it produces to a build's [`ExpansionBudget`]
+    /// (the per-word limits apply either way).
+    pub fn budgeted<'budget>(&self, budget: &'budget ExpansionBudget) -> BudgetedLexer<'budget> {
+        BudgetedLexer {
+            lexer: *self,
+            budget,
+        }
+    }
+}
+
+/// A [`ShellLexer`] that charges a shared [`ExpansionBudget`]; see [`ShellLexer::budgeted`].
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetedLexer<'budget> {
+    lexer: ShellLexer,
+    budget: &'budget ExpansionBudget,
+}
+
+impl BudgetedLexer<'_> {
+    /// [`ShellLexer::process_word`], charged to the budget.
+    pub fn process_word<E: Env + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<String, ExpandError> {
+        Expander::new(&self.lexer, word, env, false, Some(self.budget)).word()
+    }
+
+    /// [`ShellLexer::process_words`], charged to the budget.
+    pub fn process_words<E: Env + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<Vec<String>, ExpandError> {
+        Expander::new(&self.lexer, word, env, false, Some(self.budget)).words()
+    }
+
+    /// [`ShellLexer::process_word_with_matches`], charged to the budget.
+    pub fn process_word_with_matches<E: Env + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<WordExpansion, ExpandError> {
+        Expander::new(&self.lexer, word, env, true, Some(self.budget)).word_with_matches()
     }
 }
 
@@ -252,10 +290,21 @@ struct Expander<'lexer, 'word, 'env, E: ?Sized> {
     env: &'env E,
     is_raw_escapes: bool,
     capture: Option<Capture>,
+    /// `${` opened and not yet closed ([`MAX_EXPANSION_DEPTH`]).
+    depth: usize,
+    /// Pattern-matching steps left for this word ([`MAX_PATTERN_STEPS`]).
+    pattern_steps: usize,
+    budget: Option<&'lexer ExpansionBudget>,
 }
 
 impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
-    fn new(lexer: &'lexer ShellLexer, word: &'word str, env: &'env E, is_capturing: bool) -> Self {
+    fn new(
+        lexer: &'lexer ShellLexer,
+        word: &'word str,
+        env: &'env E,
+        is_capturing: bool,
+        budget: Option<&'lexer ExpansionBudget>,
+    ) -> Self {
         // Go's text/scanner skips a byte order mark at the very start of its input.
         let position = if word.starts_with('\u{feff}') {
             '\u{feff}'.len_utf8()
@@ -269,7 +318,102 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
             env,
             is_raw_escapes: lexer.is_raw_escapes,
             capture: is_capturing.then(Capture::default),
+            depth: 0,
+            pattern_steps: MAX_PATTERN_STEPS,
+            budget,
         }
+    }
+
+    fn word(mut self) -> Result<String, ExpandError> {
+        let is_raw_escapes = self.lexer.is_raw_escapes;
+        self.process_stop_on(None, is_raw_escapes, 0, None)
+    }
+
+    fn words(mut self) -> Result<Vec<String>, ExpandError> {
+        let mut words = Words::default();
+        let is_raw_escapes = self.lexer.is_raw_escapes;
+        self.process_stop_on(None, is_raw_escapes, 0, Some(&mut words))?;
+        Ok(words.finish())
+    }
+
+    fn word_with_matches(mut self) -> Result<WordExpansion, ExpandError> {
+        let is_raw_escapes = self.lexer.is_raw_escapes;
+        let value = self.process_stop_on(None, is_raw_escapes, 0, None)?;
+        let capture = self.capture.unwrap_or_default();
+        Ok(WordExpansion {
+            value,
+            matched: capture.matched,
+            unmatched: capture.unmatched,
+        })
+    }
+
+    /// Appends a substitution's value to the word being built, after checking it keeps the
+    /// word under [`MAX_EXPANDED_WORD_LENGTH`] and charging the build's budget.
+    fn append(&self, result: &mut String, value: &str, at: usize) -> Result<(), ExpandError> {
+        if result.len().saturating_add(value.len()) > MAX_EXPANDED_WORD_LENGTH {
+            return Err(ExpandError::WordTooLong {
+                word: self.error_word(),
+                position: at,
+                limit: MAX_EXPANDED_WORD_LENGTH,
+            });
+        }
+        self.charge(value.len(), at)?;
+        result.push_str(value);
+        Ok(())
+    }
+
+    /// Takes `units` from the build's budget, if there is one.
+    fn charge(&self, units: usize, at: usize) -> Result<(), ExpandError> {
+        match self.budget {
+            Some(budget) if !budget.try_charge(units) => Err(ExpandError::BudgetExhausted {
+                word: self.error_word(),
+                position: at,
+                limit: budget.limit(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs one `#`/`%`/`/` substitution with the pattern steps left for this word (no more
+    /// than what is left of the build's budget), then charges the steps it took.
+    fn run_pattern(
+        &mut self,
+        pattern: &str,
+        at: usize,
+        substitute: impl FnOnce(&mut usize) -> Result<String, pattern::PatternFailure>,
+    ) -> Result<String, ExpandError> {
+        let budget_left = self.budget.map_or(usize::MAX, ExpansionBudget::remaining);
+        let allowed = self.pattern_steps.min(budget_left);
+        let mut left = allowed;
+        let result = substitute(&mut left);
+        let used = allowed - left;
+        self.pattern_steps -= used;
+        self.charge(used, at)?;
+        result.map_err(|failure| match failure {
+            pattern::PatternFailure::Invalid(invalid) => ExpandError::InvalidPattern {
+                word: self.error_word(),
+                position: at,
+                pattern: pattern.to_owned(),
+                reason: invalid.reason,
+            },
+            pattern::PatternFailure::OutOfSteps if budget_left < MAX_PATTERN_STEPS => {
+                ExpandError::BudgetExhausted {
+                    word: self.error_word(),
+                    position: at,
+                    limit: self.budget.map_or(0, ExpansionBudget::limit),
+                }
+            }
+            pattern::PatternFailure::OutOfSteps => ExpandError::PatternTooComplex {
+                word: self.error_word(),
+                position: at,
+                limit: MAX_PATTERN_STEPS,
+            },
+            pattern::PatternFailure::TooLong => ExpandError::WordTooLong {
+                word: self.error_word(),
+                position: at,
+                limit: MAX_EXPANDED_WORD_LENGTH,
+            },
+        })
     }
 
     fn peek(&self) -> Option<char> {
@@ -320,11 +464,12 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
             }
             match ch {
                 '$' => {
+                    let at = self.position;
                     let value = self.process_dollar()?;
+                    self.append(&mut result, &value, at)?;
                     if let Some(words) = words.as_deref_mut() {
                         words.add_str(&value);
                     }
-                    result.push_str(&value);
                 }
                 '<' => {
                     let value = self.process_possible_heredoc();
@@ -438,8 +583,9 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
                     return Ok(result);
                 }
                 Some('$') => {
+                    let at = self.position;
                     let value = self.process_dollar()?;
-                    result.push_str(&value);
+                    self.append(&mut result, &value, at)?;
                 }
                 Some(mut ch) => {
                     self.next_char();
@@ -556,6 +702,21 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
             }
             Some(_) => {}
         }
+        if self.depth >= MAX_EXPANSION_DEPTH {
+            return Err(ExpandError::NestingTooDeep {
+                word: self.error_word(),
+                position: open_position,
+                limit: MAX_EXPANSION_DEPTH,
+            });
+        }
+        self.depth += 1;
+        let result = self.process_braced(open_position);
+        self.depth -= 1;
+        result
+    }
+
+    /// `${name…}` after the `{`.
+    fn process_braced(&mut self, open_position: usize) -> Result<String, ExpandError> {
         let name = self.process_name();
         let modifier_position = self.position;
         let first = self.next_char();
@@ -646,16 +807,12 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
                     None => (word.as_str(), false),
                 };
                 let value = value.unwrap_or_default();
-                let trimmed = if operator == '%' {
-                    pattern::trim_suffix(pattern, value, is_greedy)
-                } else {
-                    pattern::trim_prefix(pattern, value, is_greedy)
-                };
-                trimmed.map_err(|invalid| ExpandError::InvalidPattern {
-                    word: self.error_word(),
-                    position: open_position,
-                    pattern: pattern.to_owned(),
-                    reason: invalid.reason,
+                self.run_pattern(pattern, open_position, |steps| {
+                    if operator == '%' {
+                        pattern::trim_suffix(pattern, value, is_greedy, steps)
+                    } else {
+                        pattern::trim_prefix(pattern, value, is_greedy, steps)
+                    }
                 })
             }
             _ => Err(self.unsupported_modifier(&modifier, modifier_position)),
@@ -682,13 +839,15 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
             // BuildKit writes a single `/` here even for `//`.
             return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
         };
-        pattern::replace(&pattern, &value, &replacement, is_replace_all).map_err(|invalid| {
-            ExpandError::InvalidPattern {
-                word: self.error_word(),
-                position: open_position,
-                pattern: pattern.clone(),
-                reason: invalid.reason,
-            }
+        self.run_pattern(&pattern, open_position, |steps| {
+            pattern::replace(
+                &pattern,
+                &value,
+                &replacement,
+                is_replace_all,
+                steps,
+                MAX_EXPANDED_WORD_LENGTH,
+            )
         })
     }
 

@@ -40,6 +40,9 @@ pub(crate) struct LineIndex {
     starts: Vec<usize>,
     /// The line of the last lookup: spans come in source order, mostly on the same line.
     last: std::cell::Cell<usize>,
+    /// `(offset, column)` of the last span start: columns are counted from there, so the
+    /// many words of one long line cost their distance, not the line's length each.
+    last_column: std::cell::Cell<(usize, usize)>,
 }
 
 impl LineIndex {
@@ -55,6 +58,7 @@ impl LineIndex {
         Self {
             starts,
             last: std::cell::Cell::new(0),
+            last_column: std::cell::Cell::new((0, 1)),
         }
     }
 
@@ -90,13 +94,27 @@ impl LineIndex {
         let start = floor_boundary(src, start.min(src.len()));
         let end = floor_boundary(src, end.clamp(start, src.len()));
         let line = self.line_of(start);
-        let line_start = self.line_start(line);
-        let prefix = &src[line_start.min(start)..start];
-        let column = if prefix.is_ascii() {
-            prefix.len()
-        } else {
-            prefix.chars().count()
-        } + 1;
+        let line_start = self.line_start(line).min(start);
+        let count = |text: &str| {
+            if text.is_ascii() {
+                text.len()
+            } else {
+                text.chars().count()
+            }
+        };
+        let (memo_offset, memo_column) = self.last_column.get();
+        let next_line_start = self.starts.get(line + 1).copied().unwrap_or(usize::MAX);
+        let column =
+            if memo_offset < line_start || memo_offset >= next_line_start.min(src.len() + 1) {
+                count(&src[line_start..start]) + 1
+            } else if memo_offset <= start {
+                memo_column + count(&src[memo_offset..start])
+            } else if memo_offset - start < start - line_start {
+                memo_column - count(&src[start..memo_offset])
+            } else {
+                count(&src[line_start..start]) + 1
+            };
+        self.last_column.set((start, column));
         Span {
             start,
             end,

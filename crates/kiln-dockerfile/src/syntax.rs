@@ -13,13 +13,11 @@ use crate::diagnostic::{ParseError, ParseErrorKind};
 use crate::directive::{Directive, DirectiveError, DirectiveScanner};
 use crate::heredoc::{Heredoc, heredocs_from_line};
 use crate::json_form::{JsonArray, parse_json_array};
+use crate::limits::{MAX_INSTRUCTIONS, MAX_LINE_LENGTH, MAX_LOGICAL_LINE_LENGTH};
 use crate::line_parsers::{
     Word, parse_words, split_blanks, split_blanks_once, split_command, split_health,
 };
 use crate::span::{LineIndex, Span, to_u32};
-
-/// BuildKit's scanner limit: `bufio.MaxScanTokenSize - 1` bytes per physical line.
-pub const MAX_LINE_LENGTH: usize = 65_535;
 
 /// A Dockerfile as BuildKit's parser sees it: directives and one [`Node`] per instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -295,6 +293,16 @@ impl<'a> Parser<'a> {
                 }
                 let (piece, end) = trim_continuation(raw, self.escape);
                 at_end = end;
+                if logical.text.len() + piece.len() > MAX_LOGICAL_LINE_LENGTH {
+                    let at = next.start;
+                    return Err(ParseError::new(
+                        ParseErrorKind::LogicalLineTooLong {
+                            max: MAX_LOGICAL_LINE_LENGTH,
+                            start_line: start_line as u64,
+                        },
+                        self.span(at, at + piece.len()),
+                    ));
+                }
                 logical.push(piece, next.start);
             }
             let instruction_start = token_start;
@@ -305,7 +313,16 @@ impl<'a> Parser<'a> {
                     span: self.span(line_start, line_start),
                 });
             }
-            let mut node = self.build_node(&logical, 0, logical.text.len(), instruction_start)?;
+            if nodes.len() >= MAX_INSTRUCTIONS {
+                return Err(ParseError::new(
+                    ParseErrorKind::TooManyInstructions {
+                        max: MAX_INSTRUCTIONS,
+                    },
+                    self.span(instruction_start, instruction_start + logical.text.len()),
+                ));
+            }
+            let mut node =
+                self.build_node(&logical, 0, logical.text.len(), instruction_start, false)?;
             if logical.text.contains("<<") && node_accepts_heredoc(&node) {
                 let docs = heredocs_from_line(&logical.text).map_err(|(word, reason)| {
                     ParseError::new(ParseErrorKind::MalformedHeredoc { word, reason }, node.span)
@@ -362,13 +379,15 @@ impl<'a> Parser<'a> {
         })
     }
 
-    /// `newNodeFromLine` on `logical.text[from..to]`.
+    /// `newNodeFromLine` on `logical.text[from..to]`; `is_trigger` for the instruction after
+    /// `ONBUILD`.
     fn build_node(
         &self,
         logical: &Logical,
         from: usize,
         to: usize,
         fallback_start: usize,
+        is_trigger: bool,
     ) -> Result<Node, ParseError> {
         let line = &logical.text[from..to];
         let split = split_command(line, self.escape);
@@ -475,9 +494,14 @@ impl<'a> Parser<'a> {
                     node.args.push(arg(rest.to_owned(), 0, rest.len()));
                 }
             }
+            // BuildKit recurses for `ONBUILD ONBUILD …` too, as deep as the line goes, and its
+            // instruction parser then rejects the nested ONBUILD; we stop after one level so a
+            // line of ONBUILDs cannot exhaust the stack (the typed view rejects it the same way).
+            "onbuild" if is_trigger => node.args.push(arg(rest.to_owned(), 0, rest.len())),
             "onbuild" => {
                 if !rest.is_empty() {
-                    let trigger = self.build_node(logical, from + rs, from + re, fallback_start)?;
+                    let trigger =
+                        self.build_node(logical, from + rs, from + re, fallback_start, true)?;
                     node.trigger = Some(Box::new(trigger));
                 }
             }

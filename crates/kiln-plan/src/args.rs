@@ -1,7 +1,7 @@
 //! Build args: the ordered variable list BuildKit expands words with, the predefined platform
 //! args, and the proxy args that are usable but never cached or persisted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kiln_dockerfile::Env;
 use kiln_oci::Platform;
@@ -89,10 +89,24 @@ pub(crate) fn platform_args(
 
 /// An ordered list of variables where setting a name again moves it to the end (BuildKit
 /// `llb.EnvList`): the order of a `RUN`'s environment is the order of last definition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `set` and `get` take constant time (an index by name over a list with holes, compacted
+/// when half of it is holes), so a Dockerfile of 100,000 `ENV` lines plans in linear time.
+#[derive(Debug, Clone, Default)]
 pub struct EnvList {
-    entries: Vec<(String, String)>,
+    /// Entries in order of last definition; `None` where a name was set again later.
+    entries: Vec<Option<(String, String)>>,
+    /// Name → position in `entries`.
+    index: HashMap<String, usize>,
 }
+
+impl PartialEq for EnvList {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for EnvList {}
 
 impl EnvList {
     /// A list from `K=V` strings (an image config's `Env`); an entry without `=` has an
@@ -108,46 +122,71 @@ impl EnvList {
 
     /// Sets `name`, moving it to the end.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        self.entries.retain(|(k, _)| k != name);
-        self.entries.push((name.to_owned(), value.into()));
+        let position = self.entries.len();
+        match self.index.get_mut(name) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, position);
+                self.entries[old] = None;
+            }
+            None => {
+                self.index.insert(name.to_owned(), position);
+            }
+        }
+        self.entries.push(Some((name.to_owned(), value.into())));
+        if self.entries.len() > 2 * self.index.len() + COMPACT_SLACK {
+            self.compact();
+        }
+    }
+
+    /// Drops the holes left by names set again.
+    fn compact(&mut self) {
+        self.entries.retain(Option::is_some);
+        for (position, entry) in self.entries.iter().enumerate() {
+            if let Some((name, _)) = entry
+                && let Some(slot) = self.index.get_mut(name)
+            {
+                *slot = position;
+            }
+        }
     }
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        let position = *self.index.get(name)?;
+        self.entries[position].as_ref().map(|(_, v)| v.as_str())
     }
 
     /// Whether `name` is set.
     pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.index.contains_key(name)
     }
 
     /// The entries in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.entries
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The entries as `K=V` strings, in order.
     pub fn to_env_strings(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect()
+        self.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
     }
 }
+
+/// Holes [`EnvList`] tolerates beyond one per entry before compacting.
+const COMPACT_SLACK: usize = 16;
 
 impl Env for EnvList {
     fn get(&self, name: &str) -> Option<&str> {
@@ -156,7 +195,8 @@ impl Env for EnvList {
 }
 
 /// Sets `k=v` in an image config's `Env` list: replaces the first entry with that key in place,
-/// else appends (BuildKit `addEnv`).
+/// else appends (BuildKit `addEnv`). Linear in the list; [`ConfigEnvIndex`] is the
+/// constant-time version for a stage's many `ENV`s.
 pub(crate) fn add_config_env(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
     for existing in env.iter_mut() {
@@ -169,6 +209,58 @@ pub(crate) fn add_config_env(env: &mut Vec<String>, key: &str, value: &str) {
         }
     }
     env.push(entry);
+}
+
+/// The key of a `K=V` config entry (all of it without `=`).
+fn config_env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(k, _)| k)
+}
+
+/// Name → position of its first entry in an image config's `Env`, so [`add_config_env`]'s
+/// replace-or-append takes constant time. Checked against the list at each use and rebuilt
+/// when the list changed behind its back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigEnvIndex {
+    positions: HashMap<String, usize>,
+    /// The list length the index describes.
+    len: usize,
+}
+
+impl ConfigEnvIndex {
+    fn rebuild(&mut self, env: &[String]) {
+        self.positions.clear();
+        for (position, entry) in env.iter().enumerate() {
+            self.positions
+                .entry(config_env_key(entry).to_owned())
+                .or_insert(position);
+        }
+        self.len = env.len();
+    }
+
+    /// [`add_config_env`] in constant time.
+    pub(crate) fn add(&mut self, env: &mut Vec<String>, key: &str, value: &str) {
+        if self.len != env.len() {
+            self.rebuild(env);
+        }
+        let entry = format!("{key}={value}");
+        if let Some(&position) = self.positions.get(key) {
+            if env
+                .get(position)
+                .is_some_and(|existing| config_env_key(existing) == key)
+            {
+                env[position] = entry;
+                return;
+            }
+            self.rebuild(env);
+            if let Some(&position) = self.positions.get(key) {
+                env[position] = entry;
+                return;
+            }
+        }
+        self.positions.insert(key.to_owned(), env.len());
+        env.push(entry);
+        self.len = env.len();
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +282,43 @@ mod tests {
         add_config_env(&mut env, "PATH", "/usr/bin");
         add_config_env(&mut env, "B", "x=y");
         assert_eq!(env, ["PATH=/usr/bin", "A=1", "B=x=y"]);
+    }
+
+    #[test]
+    fn config_env_index_matches_the_linear_version() {
+        let mut linear = vec!["PATH=/bin".to_owned(), "A=1".to_owned(), "A=dup".to_owned()];
+        let mut indexed = linear.clone();
+        let mut index = ConfigEnvIndex::default();
+        for (k, v) in [
+            ("A", "2"),
+            ("B", "1"),
+            ("PATH", "/x"),
+            ("B", "2"),
+            ("C", ""),
+        ] {
+            add_config_env(&mut linear, k, v);
+            index.add(&mut indexed, k, v);
+        }
+        assert_eq!(indexed, linear);
+        // Changed behind the index's back: it notices.
+        indexed.insert(0, "B=0".to_owned());
+        linear.insert(0, "B=0".to_owned());
+        add_config_env(&mut linear, "B", "3");
+        index.add(&mut indexed, "B", "3");
+        assert_eq!(indexed, linear);
+    }
+
+    #[test]
+    fn env_list_stays_ordered_through_compaction() {
+        let mut env = EnvList::default();
+        for i in 0..1_000 {
+            env.set(&format!("V{}", i % 7), i.to_string());
+        }
+        assert_eq!(env.len(), 7);
+        assert!(env.entries.len() <= 2 * 7 + COMPACT_SLACK + 1);
+        let order: Vec<&str> = env.iter().map(|(k, _)| k).collect();
+        assert_eq!(order, ["V6", "V0", "V1", "V2", "V3", "V4", "V5"]);
+        assert_eq!(env.get("V5"), Some("999"));
     }
 
     #[test]

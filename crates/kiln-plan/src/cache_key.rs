@@ -22,7 +22,7 @@ use crate::args::is_proxy_arg;
 
 /// Version of the key encoding; bump it whenever the encoding or the meaning of a field
 /// changes, so old cache records stop matching.
-pub const CACHE_KEY_SCHEMA: u32 = 1;
+pub const CACHE_KEY_SCHEMA: u32 = 2;
 
 /// Domain separator hashed first, so kiln keys never collide with other sha256 uses.
 const KEY_DOMAIN: &[u8] = b"kiln.cache-key";

@@ -50,7 +50,7 @@ impl StageState {
                 Ok(config(self, ConfigEdit::Label { labels }))
             }
             Command::Expose(ports) => {
-                let lexer = self.lexer();
+                let lexer = self.budgeted(self.lexer());
                 let mut words = Vec::new();
                 for port in ports {
                     words.extend(
@@ -349,7 +349,7 @@ impl StageState {
         span: Span,
     ) -> Result<RunMount, PlanError> {
         let mount = if mount.needs_expansion {
-            let lexer = self.lexer();
+            let lexer = self.budgeted(self.lexer());
             let env = self.env_list();
             let mut expand = |word: &str| lexer.process_word(word, env).map_err(|e| e.to_string());
             Mount::parse(&mount.spec, &mut expand)
@@ -461,7 +461,7 @@ impl StageState {
             .collect::<Result<Vec<_>, _>>()?;
         let dest =
             path_relative_to_workdir(self.current_dir(), &self.expand(raw.dest, keyword, span)?);
-        let raw_lexer = ShellLexer::new('\\').skip_process_quotes(true);
+        let raw_lexer = self.budgeted(ShellLexer::new('\\').skip_process_quotes(true));
         let mut inline_sources = Vec::with_capacity(raw.heredocs.len());
         for doc in raw.heredocs {
             let content = if doc.expand {
@@ -558,7 +558,7 @@ impl StageState {
             Command::Add(a) => &a.dest,
             _ => return String::new(),
         };
-        self.lexer()
+        self.budgeted(self.lexer())
             .process_word(dest, self.env_list())
             .unwrap_or_else(|_| dest.clone())
     }

@@ -48,7 +48,7 @@ pub enum PlanError {
         span: Span,
     },
     /// A word could not be expanded.
-    #[error("line {}: cannot expand `{word}` in {instruction}: {source}", .span.line)]
+    #[error("line {}: cannot expand `{}` in {instruction}: {source}", .span.line, clip(.word))]
     Expand {
         /// The instruction keyword.
         instruction: String,
@@ -60,7 +60,7 @@ pub enum PlanError {
         source: Box<ExpandError>,
     },
     /// `FROM ${X}` expanded to nothing.
-    #[error("line {}: base name (`{expression}`) should not be blank: set the build arg it uses", .span.line)]
+    #[error("line {}: base name (`{}`) should not be blank: set the build arg it uses", .span.line, clip(.expression))]
     EmptyBaseName {
         /// The unexpanded base name.
         expression: String,
@@ -68,7 +68,7 @@ pub enum PlanError {
         span: Span,
     },
     /// `FROM --platform=…` is not a platform.
-    #[error("line {}: failed to parse platform `{value}`: {source}", .span.line)]
+    #[error("line {}: failed to parse platform `{}`: {source}", .span.line, clip(.value))]
     InvalidPlatform {
         /// The expanded value.
         value: String,
@@ -78,7 +78,7 @@ pub enum PlanError {
         source: PlatformError,
     },
     /// A base image or `--from` image is not a valid reference.
-    #[error("line {}: `{reference}` is neither a stage, a build context nor an image reference: {source}", .span.line)]
+    #[error("line {}: `{}` is neither a stage, a build context nor an image reference: {source}", .span.line, clip(.reference))]
     InvalidReference {
         /// The text.
         reference: String,
@@ -112,8 +112,9 @@ pub enum PlanError {
     },
     /// `--from=$X`: BuildKit does not expand `--from`.
     #[error(
-        "line {}: variable expansion is not supported for --from (`{value}`): define a stage with `FROM ${{VAR}} AS name` using a global ARG and use that name",
-        .span.line
+        "line {}: variable expansion is not supported for --from (`{}`): define a stage with `FROM ${{VAR}} AS name` using a global ARG and use that name",
+        .span.line,
+        clip(.value)
     )]
     FromFlagExpansion {
         /// The value.
@@ -128,7 +129,7 @@ pub enum PlanError {
         stage: String,
     },
     /// A malformed instruction argument found during expansion.
-    #[error("line {}: invalid {instruction}: {reason}", .span.line)]
+    #[error("line {}: invalid {instruction}: {}", .span.line, clip(.reason))]
     InvalidInstruction {
         /// The keyword.
         instruction: String,
@@ -146,7 +147,7 @@ pub enum PlanError {
         source: PortError,
     },
     /// An `ONBUILD` trigger of the base could not be parsed.
-    #[error("ONBUILD trigger `{trigger}` of the base of stage `{stage}` is invalid: {reason}")]
+    #[error("ONBUILD trigger `{}` of the base of stage `{stage}` is invalid: {}", clip(.trigger), clip(.reason))]
     InvalidTrigger {
         /// The trigger text.
         trigger: String,
@@ -157,7 +158,8 @@ pub enum PlanError {
     },
     /// A trigger refers to a stage the plan does not build.
     #[error(
-        "ONBUILD trigger `{trigger}` of the base of stage `{stage}` uses stage `{name}`, which this build does not include: build with all stages"
+        "ONBUILD trigger `{}` of the base of stage `{stage}` uses stage `{name}`, which this build does not include: build with all stages",
+        clip(.trigger)
     )]
     TriggerStageNotPlanned {
         /// The trigger text.
@@ -167,6 +169,20 @@ pub enum PlanError {
         /// The referenced stage.
         name: String,
     },
+}
+
+/// A value quoted in a message: whole when short, else its start, `…` and its length, so a
+/// 1 MiB word never makes a 1 MiB message.
+fn clip(text: &str) -> String {
+    const SHOWN: usize = 96;
+    if text.len() <= SHOWN {
+        return text.to_owned();
+    }
+    format!(
+        "{} ({} bytes)",
+        kiln_dockerfile::excerpt(text, 0),
+        text.len()
+    )
 }
 
 fn list(names: &[String]) -> String {

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
-use kiln_dockerfile::{Instruction, Span};
+use kiln_dockerfile::{ExpansionBudget, Instruction, Span};
 use kiln_oci::{Digest, ImageRef, Platform};
 use serde::Serialize;
 
@@ -167,7 +168,32 @@ pub struct BuildGraph {
     /// Every stage of the Dockerfile (also pruned ones), for resolving references.
     #[serde(skip)]
     pub(crate) names: StageNames,
+    /// What expansion may still produce in this build ([`kiln_dockerfile::MAX_TOTAL_EXPANSION`]
+    /// at the start), shared by the plan and every [`crate::StageState`] made from it.
+    #[serde(skip)]
+    pub(crate) budget: SharedBudget,
 }
+
+/// The build's [`ExpansionBudget`], shared by its stages; graphs compare equal whatever is
+/// left of it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedBudget(Arc<ExpansionBudget>);
+
+impl std::ops::Deref for SharedBudget {
+    type Target = ExpansionBudget;
+
+    fn deref(&self) -> &ExpansionBudget {
+        &self.0
+    }
+}
+
+impl PartialEq for SharedBudget {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SharedBudget {}
 
 impl BuildGraph {
     /// The planned stage with this id.

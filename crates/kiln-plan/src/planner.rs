@@ -7,13 +7,16 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use kiln_dockerfile::{ArgDecl, Command, Dockerfile, Instruction, MountType, ShellLexer};
+use kiln_dockerfile::{
+    ArgDecl, BudgetedLexer, Command, Dockerfile, Instruction, MountType, ShellLexer,
+};
 use kiln_oci::{ImageRef, Platform};
 
 use crate::args::{EnvList, is_predefined_arg, platform_args};
 use crate::error::{PlanError, PlanWarning};
 use crate::graph::{
-    BaseSource, BuildGraph, PlannedStage, SourceRef, StageId, StageNames, normalize_context_name,
+    BaseSource, BuildGraph, PlannedStage, SharedBudget, SourceRef, StageId, StageNames,
+    normalize_context_name,
 };
 use crate::options::PlanOptions;
 
@@ -29,7 +32,8 @@ struct RawStage<'a> {
 /// resolved, so their errors cannot fail the plan (unless [`PlanOptions::all_stages`]).
 pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions) -> Result<BuildGraph, PlanError> {
     let (global_arg_instructions, stages) = split_stages(dockerfile)?;
-    let lexer = ShellLexer::new(dockerfile.escape);
+    let budget = SharedBudget::default();
+    let lexer = ShellLexer::new(dockerfile.escape).budgeted(&budget);
     let mut warnings: Vec<PlanWarning> = dockerfile
         .warnings
         .iter()
@@ -149,6 +153,7 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions) -> Result<BuildGraph
         platform: options.platform.clone(),
         escape: dockerfile.escape,
         names,
+        budget,
     })
 }
 
@@ -266,7 +271,7 @@ fn resolve_target(names: &StageNames, options: &PlanOptions) -> Result<StageId, 
 fn global_arg_value(
     decl: &ArgDecl,
     env: &EnvList,
-    lexer: ShellLexer,
+    lexer: BudgetedLexer<'_>,
     options: &PlanOptions,
     instruction: &Instruction,
 ) -> Result<Option<String>, PlanError> {
@@ -302,7 +307,7 @@ fn resolve_stage(
     stages: &[RawStage<'_>],
     names: &StageNames,
     global_args: &EnvList,
-    lexer: ShellLexer,
+    lexer: BudgetedLexer<'_>,
 ) -> Result<Resolved, PlanError> {
     let raw = &stages[index];
     let span = raw.from.span();

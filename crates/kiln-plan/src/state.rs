@@ -5,12 +5,14 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use kiln_dockerfile::{Command, Instruction, ShellLexer, ShellOrExec, Span};
+use kiln_dockerfile::{BudgetedLexer, Command, Instruction, ShellLexer, ShellOrExec, Span};
 use kiln_oci::{ImageConfiguration, Platform};
+use sha2::{Digest as _, Sha256};
 
-use crate::args::{BuildArgs, EnvList, is_proxy_arg};
-use crate::config_edit::apply_config_edit;
+use crate::args::{BuildArgs, ConfigEnvIndex, EnvList, is_proxy_arg};
+use crate::config_edit::{ConfigEdit, apply_config_edit};
 use crate::error::PlanError;
+use crate::graph::SharedBudget;
 use crate::graph::{BuildGraph, PlannedStage, SourceRef, StageId, StageNames, progress_label};
 use crate::planner::{counts_as_step, instruction_sources};
 use crate::step::{Action, Step, key_material};
@@ -39,7 +41,39 @@ pub struct StageOutput {
     /// The platform the stage was built for.
     pub platform: Platform,
     env: EnvList,
+    env_digest: EnvDigest,
     build_args: Vec<(String, Option<String>)>,
+}
+
+/// A digest of the expansion environment (proxy args left out) chained over every change to
+/// it, so a step's key sees the environment in constant time instead of re-serializing all
+/// of it (which made 100,000 `ENV` lines quadratic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EnvDigest([u8; 32]);
+
+impl Default for EnvDigest {
+    fn default() -> Self {
+        Self(Sha256::digest(b"kiln.env").into())
+    }
+}
+
+impl EnvDigest {
+    fn set(&mut self, name: &str, value: &str) {
+        if is_proxy_arg(name) {
+            return;
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(self.0);
+        for part in [name, value] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        self.0 = hasher.finalize().into();
+    }
+
+    fn hex(self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 /// The expansion state of one stage; see the crate docs for the driving loop.
@@ -51,6 +85,12 @@ pub struct StageState {
     image: ImageConfiguration,
     /// The state env: base env, ARG values, ENV (BuildKit `d.state` env).
     env: EnvList,
+    /// `env` as cache keys see it.
+    env_digest: EnvDigest,
+    /// Positions in `image.config.env`, for `ENV` in constant time.
+    config_env_index: ConfigEnvIndex,
+    /// What expansion may still produce in this build (shared by all its stages).
+    budget: SharedBudget,
     /// ARGs declared in this stage (and the base stage), in order (BuildKit `d.buildArgs`).
     build_args: Vec<(String, Option<String>)>,
     global_args: EnvList,
@@ -77,13 +117,14 @@ impl StageState {
         stage: &PlannedStage,
         base: StageBase<'_>,
     ) -> Result<Self, PlanError> {
-        let (mut image, mut env, build_args, platform) = match base {
+        let (mut image, mut env, mut env_digest, build_args, platform) = match base {
             StageBase::Scratch => {
                 let mut image = ImageConfiguration::new(&stage.platform);
                 "/".clone_into(&mut image.config.working_dir);
                 (
                     image,
                     EnvList::default(),
+                    EnvDigest::default(),
                     Vec::new(),
                     stage.platform.clone(),
                 )
@@ -94,6 +135,7 @@ impl StageState {
                 (
                     image,
                     EnvList::default(),
+                    EnvDigest::default(),
                     Vec::new(),
                     stage.platform.clone(),
                 )
@@ -101,6 +143,7 @@ impl StageState {
             StageBase::Stage(output) => (
                 output.image.clone(),
                 output.env.clone(),
+                output.env_digest,
                 output.build_args.clone(),
                 output.platform.clone(),
             ),
@@ -122,6 +165,7 @@ impl StageState {
         for entry in &image.config.env {
             let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
             env.set(k, v);
+            env_digest.set(k, v);
         }
         // BuildKit `init`: a base stage's OnBuild does not carry over (its ONBUILD
         // instructions are the planner's `triggers`); an image's OnBuild runs first.
@@ -149,6 +193,9 @@ impl StageState {
             platform,
             image,
             env,
+            env_digest,
+            config_env_index: ConfigEnvIndex::default(),
+            budget: graph.budget.clone(),
             build_args,
             global_args: graph.global_args.clone(),
             build_arg_values: graph.build_args.clone(),
@@ -175,8 +222,14 @@ impl StageState {
             instruction.span()
         };
         let mut step = self.dispatch(&instruction, span, is_onbuild)?;
-        if let Some(edit) = &step.config_edit {
-            apply_config_edit(&mut self.image, edit);
+        match &step.config_edit {
+            Some(ConfigEdit::Env { vars }) => {
+                for (k, v) in vars {
+                    self.config_env_index.add(&mut self.image.config.env, k, v);
+                }
+            }
+            Some(edit) => apply_config_edit(&mut self.image, edit),
+            None => {}
         }
         if counts_as_step(&instruction) || is_onbuild {
             self.step_index += 1;
@@ -256,12 +309,18 @@ impl StageState {
             image: self.image,
             platform: self.platform,
             env: self.env,
+            env_digest: self.env_digest,
             build_args: self.build_args,
         }
     }
 
     pub(crate) fn lexer(&self) -> ShellLexer {
         ShellLexer::new(self.escape)
+    }
+
+    /// [`Self::lexer`] charging the build's expansion budget.
+    pub(crate) fn budgeted(&self, lexer: ShellLexer) -> BudgetedLexer<'_> {
+        lexer.budgeted(&self.budget)
     }
 
     pub(crate) fn current_dir(&self) -> &str {
@@ -278,7 +337,7 @@ impl StageState {
         instruction: &str,
         span: Span,
     ) -> Result<String, PlanError> {
-        self.lexer()
+        self.budgeted(self.lexer())
             .process_word(word, &self.env)
             .map_err(|source| PlanError::Expand {
                 instruction: instruction.to_owned(),
@@ -324,6 +383,8 @@ impl StageState {
     /// (BuildKit `runCommandString`).
     pub(crate) fn args_in_scope(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
+        let mut positions: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
         for (name, value) in &self.build_args {
             if is_proxy_arg(name) {
                 continue;
@@ -334,9 +395,11 @@ impl StageState {
                 .map(str::to_owned)
                 .or_else(|| value.clone())
                 .unwrap_or_default();
-            match out.iter_mut().find(|(k, _)| k == name) {
-                Some(slot) => slot.1 = v,
-                None => out.push((name.clone(), v)),
+            if let Some(&position) = positions.get(name.as_str()) {
+                out[position].1 = v;
+            } else {
+                positions.insert(name, out.len());
+                out.push((name.clone(), v));
             }
         }
         out
@@ -353,11 +416,10 @@ impl StageState {
         env
     }
 
-    /// The state env without proxy args, as a canonical key setting.
+    /// The state env without proxy args, as a canonical key setting: the digest chained
+    /// over its changes (constant time per step).
     pub(crate) fn key_env(&self) -> String {
-        let entries: Vec<(&str, &str)> =
-            self.env.iter().filter(|(k, _)| !is_proxy_arg(k)).collect();
-        serde_json::to_string(&entries).unwrap_or_default()
+        self.env_digest.hex()
     }
 
     pub(crate) fn key_settings(&self) -> Vec<(&'static str, String)> {
@@ -408,6 +470,7 @@ impl StageState {
             self.global_args.get(name).map(str::to_owned)
         };
         if let Some(v) = &value {
+            self.env_digest.set(name, v);
             self.env.set(name, v.clone());
         }
         self.build_args.push((name.to_owned(), value.clone()));
@@ -415,6 +478,7 @@ impl StageState {
     }
 
     pub(crate) fn set_env(&mut self, name: &str, value: &str) {
+        self.env_digest.set(name, value);
         self.env.set(name, value);
     }
 
@@ -445,7 +509,10 @@ impl StageState {
             Command::Run(_) => self.lexer().raw_quotes(true).skip_unset_env(true),
             _ => self.lexer(),
         };
-        let expanded = lexer
+        // Best effort: a limit hit here shows the text as written (the budget is charged
+        // either way, so a Dockerfile cannot make every step redo a big failing expansion).
+        let expanded = self
+            .budgeted(lexer)
             .process_word(original, &self.env)
             .unwrap_or_else(|_| original.to_owned());
         let mut text = uppercase_keyword(&expanded);

@@ -17,6 +17,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Err(err) = kiln_dockerfile::parse(&src) {
         assert!(err.span.end <= src.len());
-        let _ = err.render("Dockerfile", &src);
+        assert!(err.render("Dockerfile", &src).len() < 4_096, "rendered errors stay short");
+    }
+    // The input as one word to expand: deep `${…}` nesting and long repetitions must end in
+    // a value within the limits or a short error, never a stack overflow.
+    let env = [("A", "a b"), ("B", "aaaa")];
+    match kiln_dockerfile::ShellLexer::new('\\').process_word(&src, &env[..]) {
+        Ok(value) => assert!(value.len() <= kiln_dockerfile::MAX_EXPANDED_WORD_LENGTH.max(src.len())),
+        Err(err) => assert!(err.to_string().len() < 2_000, "expansion errors stay short"),
     }
 });

@@ -26,6 +26,34 @@ pub(crate) struct InvalidPattern {
     pub(crate) reason: String,
 }
 
+/// Why a substitution failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PatternFailure {
+    /// The pattern is not valid.
+    Invalid(InvalidPattern),
+    /// The matcher used up the steps it was given.
+    OutOfSteps,
+    /// The result would exceed the length it was given.
+    TooLong,
+}
+
+impl From<InvalidPattern> for PatternFailure {
+    fn from(invalid: InvalidPattern) -> Self {
+        Self::Invalid(invalid)
+    }
+}
+
+/// Takes `units` steps from `steps`, or takes all and fails when fewer are left.
+fn spend(steps: &mut usize, units: usize) -> Result<(), PatternFailure> {
+    if let Some(left) = steps.checked_sub(units) {
+        *steps = left;
+        Ok(())
+    } else {
+        *steps = 0;
+        Err(PatternFailure::OutOfSteps)
+    }
+}
+
 /// A compiled `#`/`%`/`/` pattern.
 #[derive(Debug, Clone)]
 pub(crate) struct ShellPattern {
@@ -68,15 +96,22 @@ impl ShellPattern {
     }
 
     /// Matches the pattern at `start` and returns the end (a char index) of the
-    /// highest-priority match, as a backtracking regex engine would.
-    fn match_at(&self, text: &[char], start: usize) -> Option<usize> {
+    /// highest-priority match, as a backtracking regex engine would. Every state visited and
+    /// every alternative pushed is a step taken from `steps`.
+    fn match_at(
+        &self,
+        text: &[char],
+        start: usize,
+        steps: &mut usize,
+    ) -> Result<Option<usize>, PatternFailure> {
         let token_count = self.tokens.len();
         // (token index, char position) pairs already explored; revisiting one means it failed.
         let mut seen: HashSet<(usize, usize)> = HashSet::new();
         let mut stack = vec![(0_usize, start)];
         while let Some((token_index, position)) = stack.pop() {
+            spend(steps, 1)?;
             if token_index == token_count {
-                return Some(position);
+                return Ok(Some(position));
             }
             if !seen.insert((token_index, position)) {
                 continue;
@@ -98,6 +133,7 @@ impl ShellPattern {
                         .iter()
                         .position(|&ch| ch == '\n')
                         .map_or(text.len(), |offset| position + offset);
+                    spend(steps, run_end - position + 1)?;
                     // The stack pops the last push first: push the preferred length last.
                     if self.is_greedy {
                         stack.extend((position..=run_end).map(|end| (next, end)));
@@ -107,12 +143,22 @@ impl ShellPattern {
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     /// Leftmost match at or after `from`: `(start, end)` as char indices.
-    fn find_from(&self, text: &[char], from: usize) -> Option<(usize, usize)> {
-        (from..=text.len()).find_map(|start| self.match_at(text, start).map(|end| (start, end)))
+    fn find_from(
+        &self,
+        text: &[char],
+        from: usize,
+        steps: &mut usize,
+    ) -> Result<Option<(usize, usize)>, PatternFailure> {
+        for start in from..=text.len() {
+            if let Some(end) = self.match_at(text, start, steps)? {
+                return Ok(Some((start, end)));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -121,10 +167,12 @@ pub(crate) fn trim_prefix(
     pattern: &str,
     value: &str,
     is_greedy: bool,
-) -> Result<String, InvalidPattern> {
+    steps: &mut usize,
+) -> Result<String, PatternFailure> {
     let compiled = ShellPattern::compile(pattern, is_greedy)?;
+    spend(steps, value.len())?;
     let text: Vec<char> = value.chars().collect();
-    Ok(match compiled.match_at(&text, 0) {
+    Ok(match compiled.match_at(&text, 0, steps)? {
         Some(end) => text[end..].iter().collect(),
         None => value.to_owned(),
     })
@@ -138,10 +186,12 @@ pub(crate) fn trim_suffix(
     pattern: &str,
     value: &str,
     is_greedy: bool,
-) -> Result<String, InvalidPattern> {
+    steps: &mut usize,
+) -> Result<String, PatternFailure> {
     let reversed_pattern = reverse_pattern(pattern);
+    spend(steps, value.len())?;
     let reversed_value: String = value.chars().rev().collect();
-    let trimmed = trim_prefix(&reversed_pattern, &reversed_value, is_greedy)?;
+    let trimmed = trim_prefix(&reversed_pattern, &reversed_value, is_greedy, steps)?;
     Ok(trimmed.chars().rev().collect())
 }
 
@@ -174,24 +224,38 @@ fn reverse_pattern(pattern: &str) -> String {
 /// The single form inserts the replacement literally. The all form goes through Go's
 /// `Regexp.ReplaceAllString`, so `$$` in the replacement is a `$`, `$0`/`${0}` is the whole
 /// match and any other `$name` is empty (the pattern has no capture groups); we mirror that.
+///
+/// The result is never longer than `max_len` ([`PatternFailure::TooLong`] before it grows
+/// past it).
 pub(crate) fn replace(
     pattern: &str,
     value: &str,
     replacement: &str,
     is_replace_all: bool,
-) -> Result<String, InvalidPattern> {
+    steps: &mut usize,
+    max_len: usize,
+) -> Result<String, PatternFailure> {
     let compiled = ShellPattern::compile(pattern, true)?;
+    spend(steps, value.len())?;
     let text: Vec<char> = value.chars().collect();
     if !is_replace_all {
-        return Ok(match compiled.find_from(&text, 0) {
+        return match compiled.find_from(&text, 0, steps)? {
             Some((start, end)) => {
+                let kept: usize = text[..start]
+                    .iter()
+                    .chain(&text[end..])
+                    .map(|ch| ch.len_utf8())
+                    .sum();
+                if kept.saturating_add(replacement.len()) > max_len {
+                    return Err(PatternFailure::TooLong);
+                }
                 let mut out: String = text[..start].iter().collect();
                 out.push_str(replacement);
                 out.extend(&text[end..]);
-                out
+                Ok(out)
             }
-            None => value.to_owned(),
-        });
+            None => Ok(value.to_owned()),
+        };
     }
     // Go regexp.ReplaceAllString: an empty match right after the previous match is not
     // replaced, and the search always advances by at least one character.
@@ -199,12 +263,12 @@ pub(crate) fn replace(
     let mut last_match_end = 0;
     let mut search_from = 0;
     while search_from <= text.len() {
-        let Some((start, end)) = compiled.find_from(&text, search_from) else {
+        let Some((start, end)) = compiled.find_from(&text, search_from, steps)? else {
             break;
         };
-        out.extend(&text[last_match_end..start]);
+        push_chars(&mut out, &text[last_match_end..start], max_len)?;
         if end > last_match_end || start == 0 {
-            expand_template(&mut out, replacement, &text[start..end]);
+            expand_template(&mut out, replacement, &text[start..end], max_len)?;
         }
         last_match_end = end;
         search_from = if search_from + 1 > end {
@@ -213,14 +277,36 @@ pub(crate) fn replace(
             end
         };
     }
-    out.extend(&text[last_match_end.min(text.len())..]);
+    push_chars(&mut out, &text[last_match_end.min(text.len())..], max_len)?;
     Ok(out)
 }
 
+/// Appends `chars` unless that makes `out` longer than `max_len`.
+fn push_chars(out: &mut String, chars: &[char], max_len: usize) -> Result<(), PatternFailure> {
+    let len: usize = chars.iter().map(|ch| ch.len_utf8()).sum();
+    push_checked(out, len, max_len)?;
+    out.extend(chars);
+    Ok(())
+}
+
+/// Checks that `len` more bytes keep `out` within `max_len`.
+fn push_checked(out: &str, len: usize, max_len: usize) -> Result<(), PatternFailure> {
+    if out.len().saturating_add(len) > max_len {
+        return Err(PatternFailure::TooLong);
+    }
+    Ok(())
+}
+
 /// Go `Regexp.Expand` for a regex without capture groups.
-fn expand_template(out: &mut String, template: &str, whole_match: &[char]) {
+fn expand_template(
+    out: &mut String,
+    template: &str,
+    whole_match: &[char],
+    max_len: usize,
+) -> Result<(), PatternFailure> {
     let mut rest = template;
     while let Some(dollar) = rest.find('$') {
+        push_checked(out, dollar + 1, max_len)?;
         out.push_str(&rest[..dollar]);
         rest = &rest[dollar + 1..];
         if let Some(after) = rest.strip_prefix('$') {
@@ -250,11 +336,13 @@ fn expand_template(out: &mut String, template: &str, whole_match: &[char]) {
         // Only `0` names the whole match; Go rejects leading zeros, so `00` is a (missing)
         // named group and expands to nothing, like every other name here.
         if name == "0" {
-            out.extend(whole_match);
+            push_chars(out, whole_match, max_len)?;
         }
         rest = remainder;
     }
+    push_checked(out, rest.len(), max_len)?;
     out.push_str(rest);
+    Ok(())
 }
 
 fn is_template_name(name: &str) -> bool {
@@ -264,6 +352,61 @@ fn is_template_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The functions with unlimited steps and length, as most tests want them.
+    fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternFailure> {
+        super::trim_prefix(pattern, value, greedy, &mut { usize::MAX })
+    }
+
+    fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternFailure> {
+        super::trim_suffix(pattern, value, greedy, &mut { usize::MAX })
+    }
+
+    fn replace(
+        pattern: &str,
+        value: &str,
+        with: &str,
+        all: bool,
+    ) -> Result<String, PatternFailure> {
+        super::replace(pattern, value, with, all, &mut { usize::MAX }, usize::MAX)
+    }
+
+    #[test]
+    fn backtracking_stops_when_its_steps_run_out() {
+        // `*a*a*…b` against a long run of `a`s backtracks through every split.
+        let value = "a".repeat(2_000);
+        let pattern = "*a".repeat(20) + "b";
+        let mut steps = 100_000;
+        assert_eq!(
+            super::replace(&pattern, &value, "x", true, &mut steps, usize::MAX),
+            Err(PatternFailure::OutOfSteps)
+        );
+        assert_eq!(steps, 0);
+        let mut steps = 1_000;
+        assert_eq!(
+            super::trim_prefix("*/", "a/b", true, &mut steps).as_deref(),
+            Ok("b")
+        );
+        assert!(
+            steps > 900,
+            "a short match takes a few steps, took {}",
+            1_000 - steps
+        );
+    }
+
+    #[test]
+    fn replacement_output_is_bounded() {
+        let value = "a".repeat(1_000);
+        let grow = |template: &str, all: bool| {
+            super::replace("a", &value, template, all, &mut { usize::MAX }, 10_000)
+        };
+        assert_eq!(grow(&"$0".repeat(100), true), Err(PatternFailure::TooLong));
+        assert_eq!(
+            grow(&"b".repeat(20_000), false),
+            Err(PatternFailure::TooLong)
+        );
+        assert_eq!(grow("bb", true).map(|s| s.len()), Ok(2_000));
+    }
 
     #[test]
     fn prefix_shortest_and_longest() {
