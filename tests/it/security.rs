@@ -312,6 +312,26 @@ fn fork_bomb_fails_the_step_not_the_host_needs_root() {
     let _ = &fx.dir;
 }
 
+#[test]
+fn a_run_cannot_steer_the_host_side_cleanup_through_a_symlink_needs_root() {
+    let Some(fx) = fixture() else { return };
+    // With no /etc in the image, the sandbox makes /etc and /etc/hosts as stubs to mount
+    // over; after the run the host-side helper removes untouched stubs from the layer. The
+    // step moves /etc away and leaves a symlink to a host directory in its place, hoping the
+    // cleanup follows it to the host's empty `hosts` file.
+    let host = tempfile::tempdir().unwrap();
+    let bait = host.path().join("hosts");
+    std::fs::write(&bait, "").unwrap();
+    let dockerfile = format!(
+        "FROM busybox AS tools\nFROM scratch\nCOPY --from=tools /bin /bin\n\
+         RUN mv /etc /etc.moved && ln -s {} /etc && echo moved\n",
+        host.path().display()
+    );
+    let lines = fx.run_lines(&dockerfile, &[]);
+    assert!(lines.contains(&"moved".to_owned()), "{lines:#?}");
+    assert!(bait.exists(), "the host-side cleanup deleted a host file");
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")

@@ -18,6 +18,12 @@ use crate::rootfs::Stub;
 pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], stubs: &[Stub]) -> io::Result<()> {
     let mut parents = BTreeSet::new();
     for stub in stubs.iter().rev() {
+        // The command may have replaced a parent of the stub with a symlink: following it
+        // would let this host-side cleanup delete or touch a host path.
+        if crosses_symlink(upper, &stub.path, false) {
+            tracing::debug!(path = %stub.path.display(), "a parent of the stub is a symlink now; kept");
+            continue;
+        }
         let path = upper.join(&stub.path);
         let Ok(stat) = rustix::fs::lstat(&path) else {
             continue;
@@ -48,6 +54,9 @@ pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], stubs: &[Stub]) -> 
     }
     // Deepest first, so a parent sees its children already tidied.
     for rel in parents.iter().rev() {
+        if crosses_symlink(upper, rel, true) {
+            continue;
+        }
         let path = upper.join(rel);
         let Ok(stat) = rustix::fs::lstat(&path) else {
             continue;
@@ -72,6 +81,24 @@ pub(crate) fn remove_stubs(upper: &Path, lowers: &[PathBuf], stubs: &[Stub]) -> 
         }
     }
     Ok(())
+}
+
+/// Whether a component of `rel` under `upper` is a symlink (its last one too when
+/// `including_last`). The sandbox's processes are all gone when this runs, so the answer
+/// cannot change before the caller acts on it.
+fn crosses_symlink(upper: &Path, rel: &Path, including_last: bool) -> bool {
+    let mut path = upper.to_path_buf();
+    let components: Vec<_> = rel.components().collect();
+    let checked = if including_last {
+        components.len()
+    } else {
+        components.len().saturating_sub(1)
+    };
+    components.iter().take(checked).any(|component| {
+        path.push(component);
+        rustix::fs::lstat(&path)
+            .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink)
+    })
 }
 
 #[cfg(test)]
@@ -107,5 +134,39 @@ mod tests {
         assert!(!upper.join("proc").exists());
         assert!(!upper.join("etc").exists(), "copied-up parent must go");
         assert!(upper.join("tmp/kept").exists(), "a changed stub stays");
+    }
+
+    #[test]
+    fn a_parent_replaced_by_a_symlink_is_never_followed() {
+        // The command renamed the stub's parent away and put a symlink to a host directory
+        // in its place: the host-side cleanup must not delete the host's empty file there,
+        // nor touch the host directory's times.
+        let tmp = tempfile::tempdir().unwrap();
+        let lower = tmp.path().join("lower");
+        let upper = tmp.path().join("upper");
+        let host = tmp.path().join("host");
+        fs_err::create_dir_all(lower.join("etc")).unwrap();
+        fs_err::create_dir_all(&upper).unwrap();
+        fs_err::create_dir_all(host.join("empty-dir")).unwrap();
+        fs_err::write(host.join("hosts"), "").unwrap();
+        std::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
+        let before = fs_err::metadata(&host).unwrap().modified().unwrap();
+        let stubs = [
+            Stub {
+                path: "etc/empty-dir".into(),
+                is_dir: true,
+            },
+            Stub {
+                path: "etc/hosts".into(),
+                is_dir: false,
+            },
+        ];
+        remove_stubs(&upper, &[lower], &stubs).unwrap();
+        assert!(host.join("hosts").exists(), "a host file was deleted");
+        assert!(
+            host.join("empty-dir").exists(),
+            "a host directory was deleted"
+        );
+        assert_eq!(fs_err::metadata(&host).unwrap().modified().unwrap(), before);
     }
 }
