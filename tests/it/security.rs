@@ -332,6 +332,22 @@ fn a_run_cannot_steer_the_host_side_cleanup_through_a_symlink_needs_root() {
     assert!(bait.exists(), "the host-side cleanup deleted a host file");
 }
 
+#[test]
+fn a_tmpfs_mount_keeps_its_size_limit_needs_root() {
+    let Some(fx) = fixture() else { return };
+    let dockerfile = "FROM busybox\n\
+        RUN --mount=type=tmpfs,target=/scratch,size=1048576 \
+            (head -c 2097152 /dev/zero > /scratch/fill) 2>/dev/null && echo FILLED || echo FULL\n";
+    let lines = fx.run_lines(dockerfile, &[]);
+    assert!(lines.contains(&"FULL".to_owned()), "{lines:#?}");
+    let out = fx.build(
+        "FROM busybox\nRUN --mount=type=tmpfs,target=/scratch,size=-5 true\n",
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("size="));
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")

@@ -300,7 +300,7 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
                     })?;
                 }
             }
-            ExtraMount::Tmpfs { .. } => {
+            ExtraMount::Tmpfs { size, .. } => {
                 if let Ensured::IsSymlink = self.ensure(&rel, true, 0o755)? {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
@@ -311,7 +311,10 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
                     fstype: "tmpfs".into(),
                     target,
                     options: MountOptions::SAFE,
-                    data: TMP_TMPFS_DATA.into(),
+                    data: match size {
+                        Some(bytes) => format!("{TMP_TMPFS_DATA},size={bytes}"),
+                        None => TMP_TMPFS_DATA.into(),
+                    },
                 })?;
             }
         }

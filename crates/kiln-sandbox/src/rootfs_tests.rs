@@ -134,6 +134,7 @@ fn empty_image_gets_recorded_stubs_and_private_network() {
     let mounts = vec![
         ExtraMount::Tmpfs {
             target: "/cache".into(),
+            size: Some(1 << 20),
         },
         ExtraMount::Bind {
             source: "/nonexistent-host-file".into(),
@@ -150,6 +151,23 @@ fn empty_image_gets_recorded_stubs_and_private_network() {
         ops.contains(&"tmpfs /w/merged/cache".to_owned()),
         "{ops:#?}"
     );
+    // `--mount=type=tmpfs,size=…` bounds the tmpfs; the sandbox's own /tmp has no size.
+    let tmpfs_data = |target: &str| {
+        sys.ops.iter().find_map(|op| match op {
+            Op::MountFs {
+                fstype,
+                target: t,
+                data,
+                ..
+            } if fstype == "tmpfs" && t == Path::new(target) => Some(data.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        tmpfs_data("/w/merged/cache").as_deref(),
+        Some("mode=1777,size=1048576")
+    );
+    assert_eq!(tmpfs_data("/w/merged/tmp").as_deref(), Some("mode=1777"));
     assert!(
         ops.contains(&"ro -r /w/merged/run/secret".to_owned()),
         "{ops:#?}"

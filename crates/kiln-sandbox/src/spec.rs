@@ -57,6 +57,8 @@ pub enum ExtraMount {
     Tmpfs {
         /// Absolute path inside the sandbox.
         target: PathBuf,
+        /// Its size limit in bytes (`size=`); `None` is the kernel's default, half of RAM.
+        size: Option<u64>,
     },
 }
 
@@ -64,7 +66,7 @@ impl ExtraMount {
     /// The absolute path inside the sandbox.
     pub fn target(&self) -> &std::path::Path {
         match self {
-            Self::Bind { target, .. } | Self::Tmpfs { target } => target,
+            Self::Bind { target, .. } | Self::Tmpfs { target, .. } => target,
         }
     }
 }

@@ -243,16 +243,15 @@ fn provide_mount(
             })
         }
         RunMount::Tmpfs { target, size } => {
-            if let Some(size) = size {
-                // Not silently: the sandbox mounts tmpfs with the kernel's default limit.
-                engine.events.emit(Event::Warning {
-                    message: format!(
-                        "--mount=type=tmpfs,target={target},size={size}: kiln does not limit tmpfs sizes yet; the mount uses the kernel default (half of RAM)"
-                    ),
-                });
-            }
+            let size = match size {
+                None => None,
+                Some(bytes) => Some(u64::try_from(*bytes).ok().filter(|b| *b > 0).ok_or_else(
+                    || format!("--mount=type=tmpfs,target={target}: size={bytes} must be a positive number of bytes"),
+                )?),
+            };
             Some(ExtraMount::Tmpfs {
                 target: PathBuf::from(target),
+                size,
             })
         }
         RunMount::Secret {
