@@ -274,6 +274,7 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
             ExtraMount::Bind {
                 source,
                 is_readonly,
+                owner,
                 ..
             } => {
                 let is_dir = source.is_dir();
@@ -293,6 +294,13 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
                     target: target.clone(),
                     is_recursive: true,
                 })?;
+                if let Some((uid, gid)) = *owner {
+                    self.op(&Op::Chown {
+                        path: target.clone(),
+                        uid,
+                        gid,
+                    })?;
+                }
                 if *is_readonly {
                     self.op(&Op::MakeReadonly {
                         target,

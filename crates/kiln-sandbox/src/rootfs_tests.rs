@@ -64,6 +64,7 @@ fn summary(ops: &[Op]) -> Vec<String> {
                 if *is_recursive { " -r" } else { "" },
                 target.display()
             ),
+            Op::Chown { path, uid, gid } => format!("chown {uid}:{gid} {}", path.display()),
             Op::Mkdir { path, mode } => format!("mkdir {} {mode:o}", path.display()),
             Op::CreateFile { path, .. } => format!("touch {}", path.display()),
             Op::Symlink { target, link } => format!("ln {} {target}", link.display()),
@@ -140,6 +141,7 @@ fn empty_image_gets_recorded_stubs_and_private_network() {
             source: "/nonexistent-host-file".into(),
             target: "/run/secret".into(),
             is_readonly: true,
+            owner: Some((1000, 1001)),
         },
     ];
     setup_rootfs(&mut sys, &plan(Network::None, mounts), &mut stubs).unwrap();
@@ -171,6 +173,12 @@ fn empty_image_gets_recorded_stubs_and_private_network() {
     assert!(
         ops.contains(&"ro -r /w/merged/run/secret".to_owned()),
         "{ops:#?}"
+    );
+    // The owner is set inside the namespace, before the mount is made read-only.
+    let position = |needle: &str| ops.iter().position(|op| op == needle).unwrap();
+    assert_eq!(
+        position("chown 1000:1001 /w/merged/run/secret") + 1,
+        position("ro -r /w/merged/run/secret")
     );
     let stub_paths: Vec<String> = stubs.iter().map(|s| s.path.display().to_string()).collect();
     assert_eq!(
@@ -286,6 +294,7 @@ fn bind_mounts_and_copied_roots_are_nodev() {
             source: "/host/cache".into(),
             target: "/cache".into(),
             is_readonly: false,
+            owner: None,
         }],
     );
     copied.source = RootSource::CopiedRootfs("/w/rootfs".into());

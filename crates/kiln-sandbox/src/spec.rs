@@ -52,6 +52,11 @@ pub enum ExtraMount {
         target: PathBuf,
         /// Mount read-only (recursively).
         is_readonly: bool,
+        /// Give the mounted file or directory this owner (`uid`, `gid` inside the sandbox)
+        /// before the command starts. Done from inside the user namespace, so it works
+        /// rootless too, where the host ids of the sandbox's users are subordinate ids the
+        /// caller cannot `chown` to.
+        owner: Option<(u32, u32)>,
     },
     /// A fresh tmpfs at `target`.
     Tmpfs {

@@ -126,6 +126,15 @@ pub enum Op {
         /// `AT_RECURSIVE`.
         is_recursive: bool,
     },
+    /// Change the owner of a path (not following a final symlink).
+    Chown {
+        /// Path.
+        path: PathBuf,
+        /// New owner, as seen in the sandbox's user namespace.
+        uid: u32,
+        /// New group.
+        gid: u32,
+    },
     /// Create a directory (parents must exist).
     Mkdir {
         /// Path.
@@ -352,6 +361,14 @@ impl Syscalls for RealSyscalls {
                 target,
                 is_recursive,
             } => mount_setattr(target, MOUNT_ATTR_NODEV, *is_recursive),
+            Op::Chown { path, uid, gid } => rustix::fs::chownat(
+                CWD,
+                path,
+                Some(rustix::process::Uid::from_raw(*uid)),
+                Some(rustix::process::Gid::from_raw(*gid)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io::Error::from),
             Op::Mkdir { path, mode } => {
                 rustix::fs::mkdir(path, Mode::from_raw_mode(*mode)).map_err(io::Error::from)?;
                 // mkdir honours the umask; the mode is what we asked for.

@@ -126,6 +126,7 @@ pub(crate) fn run(
             source: host,
             target: PathBuf::from(&file.path),
             is_readonly: true,
+            owner: None,
         });
     }
 
@@ -204,6 +205,7 @@ fn provide_mount(
                 source: dir,
                 target: PathBuf::from(target),
                 is_readonly: !read_write,
+                owner: None,
             })
         }
         RunMount::Cache {
@@ -229,17 +231,14 @@ fn provide_mount(
                 }
                 fs::set_permissions(&dir, fs::Permissions::from_mode(mode.unwrap_or(0o755)))
                     .map_err(|e| e.to_string())?;
-                rustix::fs::chown(
-                    &dir,
-                    Some(rustix::process::Uid::from_raw(uid.unwrap_or(0))),
-                    Some(rustix::process::Gid::from_raw(gid.unwrap_or(0))),
-                )
-                .map_err(|e| e.to_string())?;
             }
+            // A new cache directory gets its owner inside the sandbox's user namespace: as
+            // root that is the same host ids, rootless the caller cannot chown on the host.
             Some(ExtraMount::Bind {
                 source: dir,
                 target: PathBuf::from(target),
                 is_readonly: *read_only,
+                owner: is_new.then(|| (uid.unwrap_or(0), gid.unwrap_or(0))),
             })
         }
         RunMount::Tmpfs { target, size } => {
@@ -285,18 +284,13 @@ fn provide_mount(
             match target {
                 Some(target) => {
                     fs::write(extra, &value).map_err(|e| e.to_string())?;
-                    rustix::fs::chown(
-                        extra,
-                        Some(rustix::process::Uid::from_raw(*uid)),
-                        Some(rustix::process::Gid::from_raw(*gid)),
-                    )
-                    .map_err(|e| e.to_string())?;
                     fs::set_permissions(extra, fs::Permissions::from_mode(*mode))
                         .map_err(|e| e.to_string())?;
                     Some(ExtraMount::Bind {
                         source: extra.to_path_buf(),
                         target: PathBuf::from(target),
                         is_readonly: true,
+                        owner: Some((*uid, *gid)),
                     })
                 }
                 None => None,
