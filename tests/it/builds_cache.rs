@@ -6,20 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::builds::{require_root, store_with_busybox};
-use crate::common::{kiln_in, run_fails, run_ok};
-
-/// Runs `kiln build --progress plain` of `context` (with its Dockerfile); returns stderr.
-fn build(store: &Path, context: &Path, extra: &[&str]) -> String {
-    let out = kiln_in(store)
-        .args(["build", "--progress", "plain"])
-        .args(extra)
-        .arg(context)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "kiln build failed:\n{stderr}");
-    stderr
-}
+use crate::common::{build_plain, kiln_in, run_fails, run_ok};
 
 /// The `#N NAME` header lines of a plain progress log (one per step).
 fn step_lines(log: &str) -> Vec<&str> {
@@ -66,7 +53,7 @@ fn target_prunes_a_failing_unrelated_stage_root() {
          FROM busybox\n\
          COPY --from=broken / /\n",
     );
-    let log = build(&store, &ctx, &["--target", "wanted"]);
+    let log = build_plain(&store, &ctx, &["--target", "wanted"]);
     assert!(!log.contains("broken"), "the broken stage ran:\n{log}");
     assert!(
         log.contains("[wanted 1/1] RUN cat /base > /wanted"),
@@ -106,7 +93,7 @@ fn independent_stages_run_in_parallel_root() {
          COPY --from=b /b /b\n",
     );
     let started = Instant::now();
-    build(&store, &ctx, &["--jobs", "2"]);
+    build_plain(&store, &ctx, &["--jobs", "2"]);
     let elapsed = started.elapsed();
     assert!(
         elapsed < Duration::from_millis(3500),
@@ -142,7 +129,7 @@ fn by_default_every_ready_stage_runs_even_beyond_the_cores_root() {
     let ctx = tmp.path().join("ctx");
     write(&ctx, "Dockerfile", &dockerfile);
     let started = Instant::now();
-    build(&store, &ctx, &[]);
+    build_plain(&store, &ctx, &[]);
     let elapsed = started.elapsed();
     assert!(
         elapsed < Duration::from_millis(3800),
@@ -181,7 +168,7 @@ fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
          COPY . /ctx/\n\
          RUN ls /ctx > /listing\n",
     );
-    let cold = build(&store, &ctx, &[]);
+    let cold = build_plain(&store, &ctx, &[]);
     let steps = step_lines(&cold).len();
     assert_eq!(steps, 11, "{cold}");
     // The final line is numbered after the last step (it used to say #1).
@@ -191,7 +178,7 @@ fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
     );
 
     // A warm rebuild: every step CACHED.
-    let warm = build(&store, &ctx, &[]);
+    let warm = build_plain(&store, &ctx, &[]);
     let lines = step_lines(&warm);
     assert_eq!(lines.len(), steps, "{warm}");
     for line in &lines {
@@ -202,12 +189,12 @@ fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
     // A .dockerignore'd file never invalidates anything.
     write(&ctx, "notes.log", "changed, but ignored\n");
     write(&ctx, "more.log", "new, but ignored\n");
-    let ignored = build(&store, &ctx, &[]);
+    let ignored = build_plain(&store, &ctx, &[]);
     assert!(!ignored.contains("cache miss"), "{ignored}");
 
     // One changed file invalidates exactly the steps that depend on it, with the reason.
     write(&ctx, "app/main.txt", "main v2\n");
-    let changed = build(&store, &ctx, &[]);
+    let changed = build_plain(&store, &ctx, &[]);
     assert_eq!(
         miss_reason(&changed, "[one 2/3] COPY app/main.txt /main.txt"),
         Some("file app/main.txt changed"),
@@ -251,7 +238,7 @@ fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
 
     // A change seen only by the last COPY: the file is named there.
     write(&ctx, "app/util.txt", "util v2\n");
-    let util = build(&store, &ctx, &[]);
+    let util = build_plain(&store, &ctx, &[]);
     assert_eq!(
         miss_reason(&util, "COPY . /ctx/"),
         Some("file app/util.txt changed"),
@@ -260,7 +247,7 @@ fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
     assert_eq!(util.matches("cache miss: ").count(), 2, "{util}");
 
     // A build arg nothing in the stage consumes changes nothing; one RUN sees does.
-    let args = build(&store, &ctx, &["--build-arg", "UNUSED=1"]);
+    let args = build_plain(&store, &ctx, &["--build-arg", "UNUSED=1"]);
     assert!(!args.contains("cache miss"), "{args}");
     let _ = run_ok(kiln_in(&store).args(["inspect", "busybox"]));
 }
@@ -340,7 +327,7 @@ fn onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root() {
         "Dockerfile",
         "FROM busybox\nONBUILD RUN echo triggered > /triggered\n",
     );
-    build(&store, &parent, &["-t", "with-onbuild:1"]);
+    build_plain(&store, &parent, &["-t", "with-onbuild:1"]);
     let child = tmp.path().join("child");
     write(
         &child,
@@ -348,7 +335,7 @@ fn onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root() {
         "FROM with-onbuild:1\nRUN cat /triggered > /seen\n",
     );
     let out = tmp.path().join("rootfs");
-    let log = build(
+    let log = build_plain(
         &store,
         &child,
         &["-o", &format!("type=local,dest={}", out.display())],
@@ -388,11 +375,11 @@ fn copy_from_a_stage_is_keyed_by_the_copied_subtree_only_root() {
          COPY --from=builder /out /app\n\
          RUN ls /app > /listing\n",
     );
-    build(&store, &ctx, &[]);
+    build_plain(&store, &ctx, &[]);
     // README.md reaches the builder but not /out: the builder re-runs, the runtime stage
     // stays cached (DESIGN.md §6).
     write(&ctx, "README.md", "v2\n");
-    let log = build(&store, &ctx, &[]);
+    let log = build_plain(&store, &ctx, &[]);
     assert_eq!(
         miss_reason(&log, "[builder 2/3] COPY . /src/"),
         Some("file README.md changed"),
@@ -411,7 +398,7 @@ fn copy_from_a_stage_is_keyed_by_the_copied_subtree_only_root() {
     assert_eq!(miss_reason(&log, "RUN ls /app"), None, "{log}");
     // app.txt reaches /out: the runtime COPY misses and names the file in the stage.
     write(&ctx, "app.txt", "app v2\n");
-    let log = build(&store, &ctx, &[]);
+    let log = build_plain(&store, &ctx, &[]);
     assert_eq!(
         miss_reason(&log, "COPY --from=builder /out /app"),
         Some("stage builder:/out/app.txt changed"),
@@ -436,7 +423,7 @@ fn dockerfile_specific_dockerignore_wins_root() {
     // BuildKit: <Dockerfile>.dockerignore next to the Dockerfile replaces .dockerignore.
     write(&ctx, "build/app.Dockerfile.dockerignore", "b.txt\nbuild\n");
     let out = tmp.path().join("rootfs");
-    build(
+    build_plain(
         &store,
         &ctx,
         &[
@@ -541,7 +528,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
          COPY --from=builder /out/small /small\n",
     );
     let before = blob_count(&store);
-    build(&store, &ctx, &["-t", "lazy:final"]);
+    build_plain(&store, &ctx, &["-t", "lazy:final"]);
     // The final image's own layer, its config and manifest: 3 blobs; none for the builder's
     // RUN and COPY layers.
     assert_eq!(
@@ -551,7 +538,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
     );
 
     let layout = tmp.path().join("builder-layout");
-    let log = build(
+    let log = build_plain(
         &store,
         &ctx,
         &[
@@ -588,7 +575,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
     // The blobs compressed for --target builder are remembered: a second export compresses
     // nothing new.
     let after_export = blob_count(&store);
-    build(&store, &ctx, &["--target", "builder", "-t", "lazy:builder"]);
+    build_plain(&store, &ctx, &["--target", "builder", "-t", "lazy:builder"]);
     assert_eq!(blob_count(&store), after_export);
 
     // A builder layer that is only a snapshot, with the snapshot gone: the step runs again.
@@ -603,7 +590,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
          FROM busybox\n\
          COPY --from=builder /second /second\n",
     );
-    build(&store, &ctx2, &[]);
+    build_plain(&store, &ctx2, &[]);
     let snapshots: Vec<_> = std::fs::read_dir(store.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -613,7 +600,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
         .find(|p| p.join("unused").is_file())
         .expect("the builder's RUN snapshot");
     std::fs::remove_dir_all(victim).unwrap();
-    let log = build(&store, &ctx2, &[]);
+    let log = build_plain(&store, &ctx2, &[]);
     assert!(
         log.lines()
             .any(|l| l.contains("RUN echo second") && !l.ends_with(" CACHED")),
@@ -629,7 +616,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
         .find(|p| p.join("second").is_file() && !p.join("unused").exists())
         .expect("the final image's COPY snapshot");
     std::fs::remove_dir_all(&image_layer).unwrap();
-    let log = build(&store, &ctx2, &[]);
+    let log = build_plain(&store, &ctx2, &[]);
     assert!(
         step_lines(&log).iter().all(|l| l.ends_with(" CACHED")),
         "a step whose snapshot was removed was not restored from its blob:\n{log}"
@@ -680,7 +667,7 @@ fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
         "FROM scratch\nCOPY --chown=123:456 tree /data/\n",
     );
     let out = tmp.path().join("out");
-    build(
+    build_plain(
         &store,
         &ctx,
         &["-o", &format!("type=local,dest={}", out.display())],
@@ -699,7 +686,7 @@ fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
     }
     let files = walkdir_count(&out.join("data"));
     assert_eq!(files, expected.len(), "extra or missing files");
-    let log = build(&store, &ctx, &[]);
+    let log = build_plain(&store, &ctx, &[]);
     assert!(
         step_lines(&log).iter().all(|l| l.ends_with(" CACHED")),
         "{log}"
@@ -792,7 +779,7 @@ fn copy_from_links_files_but_not_files_with_xattrs_root() {
         "Dockerfile",
         &format!("{stage}FROM busybox\nCOPY --from=b /plain-src /plain\n"),
     );
-    build(&store, &ctx, &[]);
+    build_plain(&store, &ctx, &[]);
     let snapshots = store.join("snapshots");
     let plain = find_file(&snapshots, "plain").expect("the COPY's snapshot");
     assert_eq!(std::fs::metadata(&plain).unwrap().nlink(), 2, "not linked");
@@ -813,7 +800,7 @@ fn copy_from_links_files_but_not_files_with_xattrs_root() {
         "Dockerfile",
         &format!("{stage}FROM busybox\nCOPY --from=b /tagged-src /tagged\n"),
     );
-    build(&store, &ctx, &[]);
+    build_plain(&store, &ctx, &[]);
     let tagged = find_file(&snapshots, "tagged").expect("the second COPY's snapshot");
     assert_eq!(
         std::fs::metadata(&tagged).unwrap().nlink(),

@@ -32,6 +32,24 @@ pub(crate) fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
+/// Runs `kiln build --progress plain` of `context` (with its Dockerfile) and `extra` flags,
+/// asserting success; returns stderr, where the progress goes.
+pub(crate) fn build_plain(store: &Path, context: &Path, extra: &[&str]) -> String {
+    let out = kiln_in(store)
+        .args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg(context)
+        .output()
+        .expect("spawning kiln build");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "kiln build {extra:?} failed with {}\n{stderr}",
+        out.status
+    );
+    stderr
+}
+
 /// Runs `cmd`, asserting it fails with exit code `code`; returns its output.
 pub(crate) fn run_fails(cmd: &mut Command, code: i32) -> Output {
     let out = cmd.output().expect("spawning the command");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{busybox_binary, has_tool, is_root, kiln_in, run_fails, run_ok};
+use crate::common::{build_plain, busybox_binary, has_tool, is_root, kiln_in, run_fails, run_ok};
 
 use crate::registry::fixture;
 
@@ -89,23 +89,6 @@ fn stages_in(progress: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `kiln build --progress plain ARGS`, asserting success; returns stderr (the progress).
-fn build_plain(store: &Path, args: &[&str], context: &Path) -> String {
-    let out = kiln_in(store)
-        .args(["build", "--progress", "plain"])
-        .args(args)
-        .arg(context)
-        .output()
-        .expect("spawning kiln build");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "kiln build {args:?} failed with {}\n{stderr}",
-        out.status
-    );
-    stderr
-}
-
 fn config_of(store: &Path, image: &str) -> serde_json::Value {
     let inspect: serde_json::Value =
         serde_json::from_str(&run_ok(kiln_in(store).args(["inspect", image]))).unwrap();
@@ -174,6 +157,7 @@ fn python_fastapi_production_image() {
     let archive = tmp.path().join("image.tar");
     let progress = build_plain(
         &store,
+        &context,
         &[
             "-t",
             "fastapi-demo",
@@ -182,7 +166,6 @@ fn python_fastapi_production_image() {
             "-o",
             &format!("type=oci,dest={}", archive.display()),
         ],
-        &context,
     );
     let stages = stages_in(&progress);
     assert!(
@@ -379,8 +362,8 @@ fn python_fastapi_targets_build_only_what_they_need() {
 
     let progress = build_plain(
         &store,
-        &["--target", "builder", "-t", "fastapi:builder"],
         &context,
+        &["--target", "builder", "-t", "fastapi:builder"],
     );
     assert_eq!(
         stages_in(&progress),
@@ -389,8 +372,8 @@ fn python_fastapi_targets_build_only_what_they_need() {
     );
     let progress = build_plain(
         &store,
-        &["--target", "development", "-t", "fastapi:dev"],
         &context,
+        &["--target", "development", "-t", "fastapi:dev"],
     );
     assert_eq!(
         stages_in(&progress),
@@ -401,7 +384,7 @@ fn python_fastapi_targets_build_only_what_they_need() {
     assert!(progress.contains("[builder 5/5] RUN pip install") && progress.contains("CACHED"));
     let config = config_of(&store, "fastapi:dev");
     assert!(config["Cmd"].to_string().contains("--reload"), "{config:#}");
-    let progress = build_plain(&store, &["--target", "test"], &context);
+    let progress = build_plain(&store, &context, &["--target", "test"]);
     assert_eq!(
         stages_in(&progress),
         set(&["base", "builder", "dev-deps", "test"]),
@@ -442,7 +425,7 @@ fn python_fastapi_failing_test_fails_the_build() {
         "the failing step is named:\n{stderr}"
     );
     // Production does not run the tests, so it still builds.
-    build_plain(&store, &["-q"], &context);
+    build_plain(&store, &context, &["-q"]);
 }
 
 #[test]
@@ -458,13 +441,13 @@ fn static_binary_is_tiny_and_runs() {
     let layout = tmp.path().join("layout");
     build_plain(
         &store,
+        &examples_dir().join("static-binary"),
         &[
             "-t",
             "static-hello",
             "-o",
             &format!("type=oci,dest={},tar=false", layout.display()),
         ],
-        &examples_dir().join("static-binary"),
     );
     let sizes = layer_sizes(&layout);
     assert_eq!(sizes.len(), 1, "FROM scratch + one COPY: {sizes:?}");
@@ -498,13 +481,13 @@ fn external_from_copies_a_file_out_of_an_image() {
     let rootfs = tmp.path().join("rootfs");
     build_plain(
         &store,
+        &examples_dir().join("external-from"),
         &[
             "-t",
             "external-from",
             "-o",
             &format!("type=local,dest={}", rootfs.display()),
         ],
-        &examples_dir().join("external-from"),
     );
     let copied = std::fs::read(rootfs.join("usr/local/bin/busybox")).expect("busybox copied");
     let original = std::fs::read(busybox_binary().unwrap()).unwrap();
@@ -562,8 +545,8 @@ fn external_from_a_registry_reference() {
     let out = tmp.path().join("out");
     build_plain(
         &store,
-        &["-o", &format!("type=local,dest={}", out.display())],
         &context,
+        &["-o", &format!("type=local,dest={}", out.display())],
     );
     let copied = std::fs::read(out.join("busybox")).expect("busybox arrived");
     assert!(

@@ -12,25 +12,13 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::builds::{require_root, store_with_busybox};
-use crate::common::{has_tool, kiln_in, run_fails};
+use crate::common::{build_plain, has_tool, kiln_in, run_fails};
 
 /// Creates `rel` (bytes) under `dir` holding `content`, parents included.
 fn write_bytes(dir: &Path, rel: &[u8], content: &str) {
     let path = dir.join(OsStr::from_bytes(rel));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
-}
-
-fn build(store: &Path, context: &Path, extra: &[&str]) -> String {
-    let out = kiln_in(store)
-        .args(["build", "--progress", "plain"])
-        .args(extra)
-        .arg(context)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "kiln build failed:\n{stderr}");
-    stderr
 }
 
 /// Every entry name of every layer of the image in the OCI layout `layout`, as bytes, read
@@ -99,7 +87,7 @@ fn non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root() {
          COPY --from=build /made* /from/\n",
     );
     let layout = tmp.path().join("oci");
-    build(
+    build_plain(
         &store,
         &ctx,
         &[
@@ -108,7 +96,7 @@ fn non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root() {
         ],
     );
     let local = tmp.path().join("rootfs");
-    let warm = build(
+    let warm = build_plain(
         &store,
         &ctx,
         &["-o", &format!("type=local,dest={}", local.display())],
@@ -185,7 +173,7 @@ fn non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root() {
         ctx.join(OsStr::from_bytes(b"bad\xfe\xfdname")),
     )
     .unwrap();
-    let renamed = build(&store, &ctx, &[]);
+    let renamed = build_plain(&store, &ctx, &[]);
     let copy_step = renamed
         .lines()
         .find(|l| l.starts_with('#') && l.contains(" [") && l.contains("COPY bad*"))
@@ -193,49 +181,50 @@ fn non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root() {
     assert!(!copy_step.ends_with(" CACHED"), "{renamed}");
 }
 
-#[test]
-fn a_dockerignore_line_over_the_limit_fails_the_build_naming_it() {
+/// Builds a context of `files` (`FROM scratch`, `COPY . /`) to a `type=local` export and
+/// asserts it fails with exit 1; returns stderr and the export directory.
+fn failing_local_export(files: &[(&[u8], &str)]) -> (String, tempfile::TempDir) {
     // No RUN and no base image: runs without root.
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
-    write_bytes(&ctx, b"secret.key", "secret");
     write_bytes(&ctx, b"Dockerfile", "FROM scratch\nCOPY . /\n");
-    let long = format!("{}*\nsecret*\n", "x".repeat(70_000));
-    write_bytes(&ctx, b".dockerignore", &format!("# keys\n{long}"));
-    let out = tmp.path().join("out");
+    for (name, content) in files {
+        write_bytes(&ctx, name, content);
+    }
     let failed = run_fails(
         kiln_in(&tmp.path().join("store"))
             .args(["build", "--progress", "plain", "-o"])
-            .arg(format!("type=local,dest={}", out.display()))
+            .arg(format!(
+                "type=local,dest={}",
+                tmp.path().join("out").display()
+            ))
             .arg(&ctx),
         1,
     );
-    let stderr = String::from_utf8_lossy(&failed.stderr);
+    (String::from_utf8_lossy(&failed.stderr).into_owned(), tmp)
+}
+
+#[test]
+fn a_dockerignore_line_over_the_limit_fails_the_build_naming_it() {
+    let long = format!("{}*\nsecret*\n", "x".repeat(70_000));
+    let ignore = format!("# keys\n{long}");
+    let (stderr, tmp) =
+        failing_local_export(&[(b"secret.key", "secret"), (b".dockerignore", &ignore)]);
     assert!(stderr.contains(".dockerignore:2:"), "{stderr}");
     assert!(stderr.contains("65535 bytes"), "{stderr}");
     assert!(stderr.contains("shorten the pattern"), "{stderr}");
-    assert!(!out.join("secret.key").exists());
+    assert!(!tmp.path().join("out/secret.key").exists());
 }
 
 #[test]
 fn a_dockerignore_pattern_that_cannot_match_fails_the_build() {
     // `[Local-Only]` is a bad range for Go's filepath.Match: BuildKit fails the build; kiln
     // must not treat it as "excludes nothing" and copy the file.
-    let tmp = tempfile::tempdir().unwrap();
-    let ctx = tmp.path().join("ctx");
-    write_bytes(&ctx, b"Local-Only", "secret");
-    write_bytes(&ctx, b"Dockerfile", "FROM scratch\nCOPY . /\n");
-    write_bytes(&ctx, b".dockerignore", "[Local-Only]\n");
-    let out = tmp.path().join("out");
-    let failed = run_fails(
-        kiln_in(&tmp.path().join("store"))
-            .args(["build", "--progress", "plain", "-o"])
-            .arg(format!("type=local,dest={}", out.display()))
-            .arg(&ctx),
-        1,
-    );
-    let stderr = String::from_utf8_lossy(&failed.stderr);
+    let (stderr, tmp) = failing_local_export(&[
+        (b"Local-Only", "secret"),
+        (b".dockerignore", "[Local-Only]\n"),
+    ]);
     assert!(stderr.contains("[Local-Only]"), "{stderr}");
     assert!(stderr.contains(".dockerignore"), "{stderr}");
-    assert!(!out.join("Local-Only").exists());
+    assert!(!tmp.path().join("out/Local-Only").exists());
 }

@@ -396,7 +396,8 @@ const ALLOWED_ARCH: &[libc::c_long] = &[
     libc::SYS_vfork,
 ];
 
-#[cfg(target_arch = "aarch64")]
+/// aarch64 has only the generic table.
+#[cfg(not(target_arch = "x86_64"))]
 const ALLOWED_ARCH: &[libc::c_long] = &[];
 
 #[cfg(target_arch = "x86_64")]
@@ -405,8 +406,6 @@ const TARGET_ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArc
 const TARGET_ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArch::aarch64);
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const TARGET_ARCH: Option<seccompiler::TargetArch> = None;
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const ALLOWED_ARCH: &[libc::c_long] = &[];
 
 fn condition(index: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> SeccompRule {
     let condition =
