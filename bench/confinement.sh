@@ -11,18 +11,11 @@
 # Env:   KILN (default: target/release/kiln, rebuilt), RUNS (default 10), STEPS (default 20)
 set -euo pipefail
 
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-work="${1:-}"
-if [[ -z "$work" ]]; then
-    work="$(mktemp -d)"
-    trap 'rm -rf "$work"' EXIT
-fi
-runs="${RUNS:-10}"
+source "$(dirname "$0")/lib.sh"
+bench_setup confinement.sh "${1:-}"
+bench_runs confinement.sh 10 1
 steps="${STEPS:-20}"
-if [[ -z "${KILN:-}" ]]; then
-    (cd "$repo" && cargo build --release --bin kiln >&2)
-    KILN="$repo/target/release/kiln"
-fi
+bench_kiln
 export KILN_ROOT="$work/store" KILN
 bash "$repo/examples/bases.sh" busybox >/dev/null
 

@@ -9,12 +9,8 @@
 #        KILN_LAYER_EXPORT_THREADS (default: all cores)
 set -euo pipefail
 
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-work="${1:-}"
-if [[ -z "$work" ]]; then
-    work="$(mktemp -d)"
-    trap 'rm -rf "$work"' EXIT
-fi
+source "$(dirname "$0")/lib.sh"
+bench_setup layer-export.sh "${1:-}"
 tree="$work/tree"
 size_mb="${KILN_BENCH_TREE_MB:-200}"
 runs="${KILN_BENCH_RUNS:-3}"

@@ -11,21 +11,10 @@
 #        NO_HYPERFINE=1 (use the bash loop even when hyperfine is installed)
 set -euo pipefail
 
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-work="${1:-}"
-if [[ -z "$work" ]]; then
-    work="$(mktemp -d)"
-    trap 'rm -rf "$work"' EXIT
-fi
-runs="${RUNS:-30}"
-if (( runs < 20 )); then
-    echo "bench/run.sh: RUNS must be at least 20 (got $runs)" >&2
-    exit 2
-fi
-if [[ -z "${KILN:-}" ]]; then
-    (cd "$repo" && cargo build --release --bin kiln >&2)
-    KILN="$repo/target/release/kiln"
-fi
+source "$(dirname "$0")/lib.sh"
+bench_setup run.sh "${1:-}"
+bench_runs run.sh 30 20
+bench_kiln
 RUNC="${RUNC:-$(command -v runc || true)}"
 busybox="$(command -v busybox || true)"
 [[ -x /bin/busybox ]] && busybox=/bin/busybox

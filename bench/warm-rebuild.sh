@@ -11,21 +11,10 @@
 #        RUNS (default 20, at least 10), NO_HYPERFINE=1 (use the bash loop)
 set -euo pipefail
 
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-work="${1:-}"
-if [[ -z "$work" ]]; then
-    work="$(mktemp -d)"
-    trap 'rm -rf "$work"' EXIT
-fi
-runs="${RUNS:-20}"
-if (( runs < 10 )); then
-    echo "bench/warm-rebuild.sh: RUNS must be at least 10 (got $runs)" >&2
-    exit 2
-fi
-if [[ -z "${KILN:-}" ]]; then
-    (cd "$repo" && cargo build --release --bin kiln >&2)
-    KILN="$repo/target/release/kiln"
-fi
+source "$(dirname "$0")/lib.sh"
+bench_setup warm-rebuild.sh "${1:-}"
+bench_runs warm-rebuild.sh 20 10
+bench_kiln
 busybox=/bin/busybox
 if [[ ! -x "$busybox" ]]; then
     echo "bench/warm-rebuild.sh: no busybox at /bin/busybox (apt-get install busybox-static)" >&2
