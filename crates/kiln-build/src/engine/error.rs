@@ -809,3 +809,69 @@ pub enum ExportError {
         source: Box<RegistryError>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step_id() -> StepId {
+        StepId {
+            stage: StageId(1),
+            stage_name: Some("test".to_owned()),
+            position: 3,
+            label: "[test 3/3] RUN pytest".to_owned(),
+            dockerfile: "ctx/Dockerfile".to_owned(),
+            line: 7,
+            column: 1,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_names_the_step_command_status_and_tail() {
+        let err = BuildError::step(
+            &step_id(),
+            StepError::RunFailed {
+                command: "/bin/sh -c pytest".to_owned(),
+                status: "exit code: 1".to_owned(),
+                tail: "1 failed".to_owned(),
+            },
+        );
+        assert_eq!(
+            err.to_string(),
+            "[test 3/3] RUN pytest: process \"/bin/sh -c pytest\" did not complete \
+             successfully: exit code: 1\n1 failed"
+        );
+        let BuildError::Step { step, source } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((step.line, step.stage_name.as_deref()), (7, Some("test")));
+        assert!(matches!(**source, StepError::RunFailed { .. }));
+    }
+
+    #[test]
+    fn a_cancelled_step_is_the_build_cancelled() {
+        assert!(matches!(
+            BuildError::step(&step_id(), StepError::Cancelled),
+            BuildError::Cancelled
+        ));
+    }
+
+    #[test]
+    fn nested_mount_errors_keep_their_chain() {
+        let err = StepError::from(MountError::Source {
+            source_path: "/src".to_owned(),
+            source: Box::new(StepError::Io {
+                action: "creating",
+                path: PathBuf::from("/store/tmp/x"),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            }),
+        });
+        assert!(
+            err.to_string()
+                .starts_with("mount source /src: creating /store/tmp/x: ")
+        );
+        // `StepError::Mount` is transparent: its source is the mount error's source.
+        let inner = std::error::Error::source(&err).expect("the mount error's source");
+        assert!(inner.to_string().starts_with("creating /store/tmp/x"));
+    }
+}
