@@ -7,6 +7,7 @@ mod builds_buildah;
 mod builds_cache;
 mod builds_outputs;
 mod common;
+mod errors;
 mod examples;
 mod import;
 mod names;

@@ -15,8 +15,10 @@ pub use copy::{
     CopyAttrs, CopyError, CopyItem, CopyPlan, CopyRequest, has_wildcard, match_component, plan_copy,
 };
 pub use engine::{
-    BuildError, BuildOutcome, Builder, Entitlement, NetworkDefault, SecretSource, StageResult,
-    default_store_root,
+    BaseError, BuildError, BuildOutcome, Builder, ContextError, CopyStepError, DownloadError,
+    Entitlement, ExportError, InsecureNotAllowed, InternalError, LayerError, MountError,
+    NetworkDefault, OptionsError, SecretSource, SecretSpecError, StageResult, StepError, StepId,
+    UnknownEntitlement, default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};
 pub use hash::{HashMemo, copy_plan_digest};
@@ -27,7 +29,7 @@ pub use tree::{
     ContextFilter, ContextTree, Entry, EntryKind, IncludeAll, LayeredTree, SourceTree, clean_rel,
     host_path,
 };
-pub use users::{Chmod, OwnerError, parse_chmod, resolve_chown};
+pub use users::{Chmod, ChmodError, OwnerError, parse_chmod, resolve_chown};
 
 /// Runs the RUN sandbox helper when this process was started as one, returning its exit
 /// code; `None` otherwise. Executables that build with [`Builder`] (the default helper is

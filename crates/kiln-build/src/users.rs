@@ -102,29 +102,59 @@ pub fn resolve_chown(spec: &str, tree: &dyn SourceTree) -> Result<(u32, u32), Ow
     Ok((uid, gid))
 }
 
+/// Why a `--chmod` value is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChmodError {
+    /// An octal mode above 7777.
+    #[error("invalid --chmod `{spec}`: mode is larger than 7777")]
+    TooLarge {
+        /// The value.
+        spec: String,
+    },
+    /// Neither octal nor symbolic clauses.
+    #[error("invalid --chmod `{spec}`: expected an octal mode or symbolic clauses like u+x,go-w")]
+    NotAMode {
+        /// The value.
+        spec: String,
+    },
+    /// A symbolic clause with other letters than `ugoa` / `rwxXst`.
+    #[error("invalid --chmod `{spec}`: bad clause `{clause}`")]
+    BadClause {
+        /// The value.
+        spec: String,
+        /// The clause.
+        clause: String,
+    },
+}
+
 /// Parses a `--chmod` value: octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=r`) applied
 /// to `base` (the source mode).
-pub fn parse_chmod(spec: &str) -> Result<Chmod, String> {
+pub fn parse_chmod(spec: &str) -> Result<Chmod, ChmodError> {
     if !spec.is_empty() && spec.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        let mode = u32::from_str_radix(spec, 8).map_err(|e| e.to_string())?;
-        if mode > 0o7777 {
-            return Err(format!(
-                "invalid --chmod `{spec}`: mode is larger than 7777"
-            ));
-        }
+        // Digits 0-7 only: too many of them is the one way to fail.
+        let mode = u32::from_str_radix(spec, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| ChmodError::TooLarge {
+                spec: spec.to_owned(),
+            })?;
         return Ok(Chmod::Octal(mode));
     }
     for clause in spec.split(',') {
-        let op = clause.find(['+', '-', '=']).ok_or_else(|| {
-            format!(
-                "invalid --chmod `{spec}`: expected an octal mode or symbolic clauses like u+x,go-w"
-            )
-        })?;
+        let op = clause
+            .find(['+', '-', '='])
+            .ok_or_else(|| ChmodError::NotAMode {
+                spec: spec.to_owned(),
+            })?;
         let (who, rest) = clause.split_at(op);
         if !who.bytes().all(|b| b"ugoa".contains(&b))
             || !rest[1..].bytes().all(|b| b"rwxXst".contains(&b))
         {
-            return Err(format!("invalid --chmod `{spec}`: bad clause `{clause}`"));
+            return Err(ChmodError::BadClause {
+                spec: spec.to_owned(),
+                clause: clause.to_owned(),
+            });
         }
     }
     Ok(Chmod::Symbolic(spec.to_owned()))

@@ -113,7 +113,7 @@ fn parse_build_arg(spec: &str) -> Result<BuildArg, String> {
     })
 }
 
-fn parse_secret(spec: &str) -> Result<SecretSource, String> {
+fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError> {
     spec.parse()
 }
 
@@ -257,62 +257,31 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
         Err(err) => {
-            eprintln!("{}", render_build_error(&err, &dockerfile_name(args)));
+            eprintln!("{}", render_build_error(&err));
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
     }
 }
 
-fn parse_entitlement(text: &str) -> Result<Entitlement, String> {
+fn parse_entitlement(text: &str) -> Result<Entitlement, kiln_build::UnknownEntitlement> {
     text.parse()
-}
-
-/// The Dockerfile as the engine names it in messages.
-fn dockerfile_name(args: &BuildArgs) -> String {
-    match args.file.as_deref() {
-        Some(p) if p.as_os_str() == "-" => "Dockerfile".to_owned(),
-        Some(p) => p.display().to_string(),
-        None => args.context.join("Dockerfile").display().to_string(),
-    }
 }
 
 /// Characters of one message line printed; longer lines (a value quoted from a 10 MB line)
 /// are cut in the middle, so stderr stays small whatever the Dockerfile holds.
 const MAX_ERROR_LINE: usize = 1_000;
 
-/// `error: …` for a failed build: a parse error is already rendered (`error:`, file:line:col,
-/// a caret); a step's expansion error (`line N: …`) gets the Dockerfile's name; every line is
-/// bounded.
-fn render_build_error(err: &BuildError, dockerfile: &str) -> String {
+/// `error: …` for a failed build: a parse error displays as its whole diagnostic (`error:`,
+/// file:line:col, a caret); every other error gets the `error: ` prefix. Every line is bounded.
+fn render_build_error(err: &BuildError) -> String {
     let text = match err {
-        BuildError::Parse { rendered } => rendered.trim_end().to_owned(),
-        BuildError::Plan { message } if message.starts_with("line ") => {
-            format!("error: {dockerfile}: {message}")
-        }
-        BuildError::Other(message) if message.contains("valid UTF-8") => {
-            match std::fs::read(dockerfile).map(|bytes| invalid_utf8_at(&bytes)) {
-                Ok(Some((line, column, byte))) => format!(
-                    "error: {dockerfile}:{line}:{column}: the Dockerfile is not valid UTF-8 \
-                     (byte 0x{byte:02x}); save it as UTF-8"
-                ),
-                _ => format!("error: {message}"),
-            }
-        }
+        BuildError::Parse { .. } => err.to_string().trim_end().to_owned(),
         other => format!("error: {other}"),
     };
     text.lines()
         .map(bounded_line)
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Line, column (in characters) and value of the first byte that is not UTF-8.
-fn invalid_utf8_at(bytes: &[u8]) -> Option<(usize, usize, u8)> {
-    let valid = std::str::from_utf8(bytes).err()?.valid_up_to();
-    let before = std::str::from_utf8(&bytes[..valid]).ok()?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.matches('\n').count() + 1;
-    Some((line, before[line_start..].chars().count() + 1, bytes[valid]))
 }
 
 fn bounded_line(line: &str) -> String {
@@ -346,22 +315,29 @@ mod tests {
 
     #[test]
     fn build_errors_are_prefixed_once_and_bounded() {
+        let text = "FROM scratch\nCOPPY a /a\n";
         let parse = BuildError::Parse {
-            rendered: "error: unknown instruction `X`\n --> Dockerfile:1:1\n".to_owned(),
+            dockerfile: "Dockerfile".to_owned(),
+            text: text.into(),
+            source: Box::new(kiln_dockerfile::parse(text).unwrap_err()),
         };
-        assert!(render_build_error(&parse, "Dockerfile").starts_with("error: unknown"));
-        let step = BuildError::Plan {
-            message: format!("line 3: invalid EXPOSE: {}", "9".repeat(100_000)),
-        };
-        let text = render_build_error(&step, "ctx/Dockerfile");
-        assert!(text.starts_with("error: ctx/Dockerfile: line 3: invalid EXPOSE"));
-        assert!(text.chars().count() < MAX_ERROR_LINE + 50, "{}", text.len());
-        let plan = BuildError::Plan {
-            message: "ctx/Dockerfile: line 1: bad".to_owned(),
-        };
-        assert_eq!(
-            render_build_error(&plan, "ctx/Dockerfile"),
-            "error: ctx/Dockerfile: line 1: bad"
+        assert!(render_build_error(&parse).starts_with("error: unknown instruction `COPPY`"));
+        let dir = tempfile::tempdir().unwrap();
+        let step = Builder::new(dir.path())
+            .dockerfile_text(format!("FROM scratch\nEXPOSE {}\n", "9".repeat(5_000)))
+            .store_root(dir.path().join("store"))
+            .build(&|_| {})
+            .unwrap_err();
+        assert!(
+            matches!(step, BuildError::Plan { .. }),
+            "{}",
+            step.to_string().len()
         );
+        let text = render_build_error(&step);
+        assert!(
+            text.starts_with("error: Dockerfile: line 2: invalid port"),
+            "{text}"
+        );
+        assert!(text.chars().count() < MAX_ERROR_LINE + 50, "{}", text.len());
     }
 }

@@ -9,6 +9,7 @@ use kiln_oci::{BlobSource, ChainId, Digest, ImageConfiguration, ImageRef, OciLay
 use kiln_store::Store;
 
 use super::Builder;
+use super::error::BaseError;
 use super::stage::{Engine, LayerBlob, LayerInfo};
 
 /// A resolved image: its manifest digest, config and unpacked layers.
@@ -68,7 +69,7 @@ impl<'a> Resolver<'a> {
         reference: &ImageRef,
         platform: &Platform,
         engine: &Engine<'_>,
-    ) -> Result<Arc<BaseImage>, String> {
+    ) -> Result<Arc<BaseImage>, BaseError> {
         let slot = self.slot(format!("{reference}|{platform}"));
         let mut cached = slot
             .lock()
@@ -79,9 +80,7 @@ impl<'a> Resolver<'a> {
         let local = if self.builder.pull {
             None
         } else {
-            self.store
-                .resolve_ref(reference)
-                .map_err(|e| e.to_string())?
+            self.store.resolve_ref(reference)?
         };
         let (digest, was_local) = match local {
             Some(d) => (d, true),
@@ -97,12 +96,13 @@ impl<'a> Resolver<'a> {
         reference: &ImageRef,
         platform: &Platform,
         _engine: &Engine<'_>,
-    ) -> Result<Digest, String> {
+    ) -> Result<Digest, BaseError> {
         let mut config = kiln_registry::ClientConfig::new();
         for host in &self.builder.insecure_registries {
             config = config.insecure_registry(host.clone());
         }
-        let client = kiln_registry::Client::new(config).map_err(|e| e.to_string())?;
+        let client =
+            kiln_registry::Client::new(config).map_err(|e| BaseError::Client(Box::new(e)))?;
         // Made once, then shared: pulls of different images block on it at the same time.
         let rt = {
             let mut runtime = self
@@ -117,7 +117,7 @@ impl<'a> Resolver<'a> {
                         .worker_threads(2)
                         .enable_all()
                         .build()
-                        .map_err(|e| format!("starting the network runtime: {e}"))?,
+                        .map_err(BaseError::Runtime)?,
                 );
                 *runtime = Some(Arc::clone(&rt));
                 rt
@@ -125,14 +125,15 @@ impl<'a> Resolver<'a> {
         };
         let pulled = rt
             .block_on(client.pull_image(reference, platform, self.store))
-            .map_err(|e| format!("pulling {reference}: {e}"))?;
+            .map_err(|source| BaseError::Pull {
+                reference: Box::new(reference.clone()),
+                source: Box::new(source),
+            })?;
         let top = pulled.resolved.index.as_ref().map_or_else(
             || pulled.resolved.manifest.digest.clone(),
             |i| i.digest.clone(),
         );
-        self.store
-            .set_ref(reference, &top)
-            .map_err(|e| e.to_string())?;
+        self.store.set_ref(reference, &top)?;
         Ok(pulled.resolved.manifest.digest.clone())
     }
 
@@ -141,15 +142,9 @@ impl<'a> Resolver<'a> {
         digest: &Digest,
         platform: &Platform,
         was_local: bool,
-    ) -> Result<BaseImage, String> {
-        let resolved = self
-            .store
-            .resolve_image(digest, Some(platform))
-            .map_err(|e| e.to_string())?;
-        let chains = self
-            .store
-            .unpack_image(&resolved)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<BaseImage, BaseError> {
+        let resolved = self.store.resolve_image(digest, Some(platform))?;
+        let chains = self.store.unpack_image(&resolved)?;
         let config = resolved.config.value().clone();
         let layers = resolved
             .manifest
@@ -182,17 +177,22 @@ impl<'a> Resolver<'a> {
         name: &str,
         platform: &Platform,
         engine: &Engine<'_>,
-    ) -> Result<NamedSource, String> {
+    ) -> Result<NamedSource, BaseError> {
         let spec = self
             .builder
             .build_contexts
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("no --build-context named `{name}`"))?;
+            .ok_or_else(|| BaseError::NoBuildContext {
+                name: name.to_owned(),
+            })?;
         if let Some(reference) = spec.strip_prefix("docker-image://") {
             let reference =
-                ImageRef::parse(reference).map_err(|e| format!("--build-context {name}: {e}"))?;
+                ImageRef::parse(reference).map_err(|source| BaseError::BuildContextReference {
+                    name: name.to_owned(),
+                    source,
+                })?;
             return self
                 .image(&reference, platform, engine)
                 .map(NamedSource::Image);
@@ -204,9 +204,10 @@ impl<'a> Resolver<'a> {
         }
         let dir = PathBuf::from(spec.strip_prefix("local://").unwrap_or(&spec));
         if !dir.is_dir() {
-            return Err(format!(
-                "--build-context {name}={spec}: not a directory; use a directory, docker-image://REF or oci-layout://PATH[:TAG|@DIGEST]"
-            ));
+            return Err(BaseError::BuildContextNotADirectory {
+                name: name.to_owned(),
+                spec,
+            });
         }
         Ok(NamedSource::Dir(dir))
     }
@@ -217,7 +218,7 @@ impl<'a> Resolver<'a> {
         name: &str,
         spec: &str,
         platform: &Platform,
-    ) -> Result<Arc<BaseImage>, String> {
+    ) -> Result<Arc<BaseImage>, BaseError> {
         let slot = self.slot(format!("oci-layout://{spec}|{platform}"));
         let mut cached = slot
             .lock()
@@ -232,10 +233,14 @@ impl<'a> Resolver<'a> {
                 _ => (spec, None),
             },
         };
-        let layout = OciLayout::open(path).map_err(|e| format!("--build-context {name}: {e}"))?;
+        let layout_error = |source| BaseError::BuildContextLayout {
+            name: name.to_owned(),
+            source,
+        };
+        let layout = OciLayout::open(path).map_err(layout_error)?;
         let resolved = layout
             .resolve(selector.as_deref(), Some(platform))
-            .map_err(|e| format!("--build-context {name}: {e}"))?;
+            .map_err(layout_error)?;
         let manifest = resolved.manifest.value();
         let mut blobs: Vec<(Digest, u64)> =
             vec![(manifest.config.digest.clone(), manifest.config.size)];
@@ -244,17 +249,16 @@ impl<'a> Resolver<'a> {
             if self.store.has_blob(digest) {
                 continue;
             }
-            let mut reader = layout
-                .open_blob(digest)
-                .map_err(|e| format!("--build-context {name}: {e}"))?;
-            self.store
-                .put_reader(&mut reader, Some(digest))
-                .map_err(|e| e.to_string())?;
+            let mut reader =
+                layout
+                    .open_blob(digest)
+                    .map_err(|source| BaseError::BuildContextBlob {
+                        name: name.to_owned(),
+                        source,
+                    })?;
+            self.store.put_reader(&mut reader, Some(digest))?;
         }
-        let manifest_digest = self
-            .store
-            .put_bytes(resolved.manifest.bytes())
-            .map_err(|e| e.to_string())?;
+        let manifest_digest = self.store.put_bytes(resolved.manifest.bytes())?;
         let image = Arc::new(self.unpack(&manifest_digest, platform, true)?);
         *cached = Some(Arc::clone(&image));
         Ok(image)

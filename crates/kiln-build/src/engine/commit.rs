@@ -13,6 +13,7 @@
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_oci::{ChainId, Compression, DiffId, DiffTar, LayerWriter, MediaType};
@@ -20,6 +21,7 @@ use kiln_store::Store;
 use serde::{Deserialize, Serialize};
 
 use super::base::chain_of;
+use super::error::LayerError;
 use super::stage::{Engine, LayerBlob, LayerInfo};
 
 /// Writes `dir` as a layer on top of `parent`; `None` (and `dir` removed) when it is empty.
@@ -30,9 +32,9 @@ pub(crate) fn commit_dir(
     dir: &Path,
     parent: Option<&ChainId>,
     compress: bool,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, LayerError> {
     let is_empty = fs::read_dir(dir)
-        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .map_err(|e| LayerError::io("reading", dir, e))?
         .next()
         .is_none();
     if is_empty {
@@ -53,12 +55,10 @@ pub(crate) fn commit_snapshot(
     parent: Option<&ChainId>,
     dir: &Path,
     epoch: Option<i64>,
-) -> Result<LayerInfo, String> {
+) -> Result<LayerInfo, LayerError> {
     let diff_id = diff_id_of(dir, epoch)?;
     let chain = chain_of(parent, &diff_id);
-    store
-        .adopt_snapshot(dir, &chain)
-        .map_err(|e| e.to_string())?;
+    store.adopt_snapshot(dir, &chain)?;
     Ok(LayerInfo {
         diff_id,
         blob: None,
@@ -90,7 +90,7 @@ pub(crate) fn ensure_blob(
     epoch: Option<i64>,
     layer: &LayerInfo,
     abort: &AtomicBool,
-) -> Result<LayerBlob, String> {
+) -> Result<LayerBlob, LayerError> {
     if let Some(blob) = &layer.blob {
         return Ok(blob.clone());
     }
@@ -101,26 +101,28 @@ pub(crate) fn ensure_blob(
     let memo = blob_memo_key(&layer.diff_id, &media_type);
     let snapshot = store.snapshot_path(&layer.chain);
     if !store.has_snapshot(&layer.chain) {
-        return Err(format!(
-            "layer {} has neither a blob nor its snapshot {}; rebuild with --no-cache",
-            layer.diff_id,
-            snapshot.display()
-        ));
+        return Err(LayerError::Missing {
+            diff_id: layer.diff_id.clone(),
+            snapshot,
+        });
     }
     let (diff_id, blob) = write_blob(store, compression, epoch, &snapshot, abort)?;
     if diff_id != layer.diff_id {
-        return Err(format!(
-            "the snapshot {} makes layer {diff_id}, but the build recorded {}: the snapshot was changed; remove it and rebuild with --no-cache",
-            snapshot.display(),
-            layer.diff_id
-        ));
+        return Err(LayerError::SnapshotChanged {
+            snapshot,
+            made: diff_id,
+            recorded: layer.diff_id.clone(),
+        });
     }
-    let value = serde_json::to_value(BlobMemo {
+    let memo_value = serde_json::to_value(BlobMemo {
         diff_id,
         blob: blob.clone(),
-    })
-    .map_err(|e| e.to_string())?;
-    if let Err(e) = store.put_cache_record(&memo, &value) {
+    });
+    if let Err(e) = memo_value.map_err(|e| e.to_string()).and_then(|value| {
+        store
+            .put_cache_record(&memo, &value)
+            .map_err(|e| e.to_string())
+    }) {
         tracing::warn!(
             "could not remember the blob of layer {}: {e}",
             layer.diff_id
@@ -150,22 +152,22 @@ fn write_blob(
     epoch: Option<i64>,
     dir: &Path,
     abort: &AtomicBool,
-) -> Result<(DiffId, LayerBlob), String> {
+) -> Result<(DiffId, LayerBlob), LayerError> {
     let blob = Abortable {
-        inner: store.begin_blob(None, None).map_err(|e| e.to_string())?,
+        inner: store.begin_blob(None, None)?,
         abort,
     };
     let mut layer = LayerWriter::new(BufWriter::with_capacity(1 << 20, blob), compression)
-        .map_err(|e| format!("starting the layer compressor: {e}"))?;
+        .map_err(|e| LayerError::stream("starting the layer compressor", e))?;
     write_tar(dir, epoch, &mut layer)?;
     let (writer, digests) = layer
         .finish()
-        .map_err(|e| format!("finishing the layer: {e}"))?;
+        .map_err(|e| LayerError::stream("finishing the layer", e))?;
     let blob = writer
         .into_inner()
-        .map_err(|e| format!("flushing the layer: {}", e.error()))?
+        .map_err(|e| LayerError::stream("flushing the layer", e.into_error()))?
         .inner;
-    let digest = blob.commit_unverified().map_err(|e| e.to_string())?;
+    let digest = blob.commit_unverified()?;
     debug_assert_eq!(digest, digests.digest);
     Ok((
         digests.diff_id,
@@ -198,25 +200,26 @@ impl<W: Write> Write for Abortable<'_, W> {
 }
 
 /// The diffID of `dir` as a layer: its tar hashed, nothing written.
-fn diff_id_of(dir: &Path, epoch: Option<i64>) -> Result<DiffId, String> {
+fn diff_id_of(dir: &Path, epoch: Option<i64>) -> Result<DiffId, LayerError> {
     let mut layer = LayerWriter::new(std::io::sink(), Compression::None)
-        .map_err(|e| format!("starting the layer digest: {e}"))?;
+        .map_err(|e| LayerError::stream("starting the layer digest", e))?;
     write_tar(dir, epoch, &mut layer)?;
     let (_, digests) = layer
         .finish()
-        .map_err(|e| format!("finishing the layer digest: {e}"))?;
+        .map_err(|e| LayerError::stream("finishing the layer digest", e))?;
     Ok(digests.diff_id)
 }
 
 /// The layer tar of `dir` (its times clamped to `epoch`) into `out`.
-fn write_tar(dir: &Path, epoch: Option<i64>, out: impl std::io::Write) -> Result<(), String> {
+fn write_tar(dir: &Path, epoch: Option<i64>, out: impl std::io::Write) -> Result<(), LayerError> {
     let mut tar = DiffTar::new(dir);
     if let Some(epoch) = epoch {
         tar = tar.source_date_epoch(epoch);
     }
-    tar.write_to(out)
-        .map(|_| ())
-        .map_err(|e| format!("writing the layer of {}: {e}", dir.display()))
+    tar.write_to(out).map(|_| ()).map_err(|e| LayerError::Tar {
+        path: dir.to_path_buf(),
+        source: Arc::new(e),
+    })
 }
 
 pub(crate) fn media_type_of(compression: Compression) -> MediaType {

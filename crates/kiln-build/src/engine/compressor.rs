@@ -23,6 +23,7 @@ use kiln_oci::{Compression, DiffId};
 use kiln_store::Store;
 
 use super::commit;
+use super::error::LayerError;
 use super::stage::{LayerBlob, LayerInfo};
 
 /// Background compression of a build's layers; see the module docs.
@@ -60,7 +61,7 @@ struct Job {
 enum JobState {
     Queued,
     Running,
-    Done(Result<LayerBlob, String>),
+    Done(Result<LayerBlob, LayerError>),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,7 +119,7 @@ impl Compressor {
 
     /// The blob of `layer`: the one it has, the one a worker made or is making, or one made
     /// now (on every core) from its snapshot.
-    pub(crate) fn blob(&self, layer: &LayerInfo) -> Result<LayerBlob, String> {
+    pub(crate) fn blob(&self, layer: &LayerInfo) -> Result<LayerBlob, LayerError> {
         if let Some(blob) = &layer.blob {
             return Ok(blob.clone());
         }
@@ -161,7 +162,7 @@ impl Shared {
     }
 
     /// Runs `job` if nobody has started it; otherwise (when `wait`) waits for its result.
-    fn finish(&self, job: &Job, wait: bool) -> Result<LayerBlob, String> {
+    fn finish(&self, job: &Job, wait: bool) -> Result<LayerBlob, LayerError> {
         let mut state = lock(&job.state);
         loop {
             match &*state {
@@ -169,7 +170,7 @@ impl Shared {
                 JobState::Running if wait => {
                     state = job.done.wait(state).unwrap_or_else(PoisonError::into_inner);
                 }
-                JobState::Running => return Err("taken by another thread".to_owned()),
+                JobState::Running => return Err(LayerError::Taken),
                 JobState::Queued => break,
             }
         }
@@ -179,10 +180,7 @@ impl Shared {
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compress(&job.layer)))
                 .unwrap_or_else(|_| {
-                    Err(format!(
-                        "compressing layer {} panicked; rebuild with --no-cache",
-                        job.layer.diff_id
-                    ))
+                    Err(LayerError::CompressionPanicked(job.layer.diff_id.clone()))
                 });
         *lock(&job.state) = JobState::Done(result.clone());
         job.done.notify_all();
@@ -190,7 +188,7 @@ impl Shared {
     }
 
     /// Compresses `layer` from its snapshot (on every core).
-    fn compress(&self, layer: &LayerInfo) -> Result<LayerBlob, String> {
+    fn compress(&self, layer: &LayerInfo) -> Result<LayerBlob, LayerError> {
         let _span = tracing::debug_span!("compress_layer", diff_id = %layer.diff_id).entered();
         commit::ensure_blob(
             &self.store,
@@ -299,7 +297,7 @@ mod tests {
         fs::remove_dir_all(store.snapshot_path(&layer.chain)).unwrap();
         let compressor = Compressor::new(store, Compression::Gzip { level: 6 }, None);
         compressor.submit(&layer);
-        let err = compressor.blob(&layer).unwrap_err();
+        let err = compressor.blob(&layer).unwrap_err().to_string();
         assert!(err.contains(&layer.diff_id.to_string()), "{err}");
         assert!(err.contains("--no-cache"), "{err}");
     }
@@ -330,7 +328,7 @@ mod tests {
         drop(compressor);
         // The running job stopped before writing its blob, and the queued one never ran.
         assert!(
-            matches!(&*lock(&job.state), JobState::Done(Err(e)) if e.contains("ended")),
+            matches!(&*lock(&job.state), JobState::Done(Err(e)) if e.to_string().contains("ended")),
             "the compression ran to its end"
         );
         let media_type = commit::media_type_of(Compression::Gzip { level: 9 });

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use kiln_dockerfile::encode_text;
 use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
-use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId, StageState};
+use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId};
 
 use super::copy_write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
 use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
+use super::error::{CopyStepError, StepError};
 use super::stage::{Engine, LayerInfo, StageResult};
 use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
 use crate::hash::copy_plan_digest_listing;
@@ -103,7 +104,7 @@ impl PreparedCopy {
     }
 
     /// Writes the planned entries into a fresh staging directory.
-    pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, String> {
+    pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, StepError> {
         let _span = tracing::debug_span!("copy_materialize", entries = self.plan.len()).entered();
         // Sources keyed by `--checksum` are fetched (and verified) now that the step runs.
         let fetch_dir = if self.downloads.iter().any(|d| d.fetched.is_none()) {
@@ -186,33 +187,42 @@ impl PreparedCopy {
         })();
         result.map_err(|e| {
             let _ = fs::remove_dir_all(&staging);
-            format!("copying files into the layer: {e}")
+            CopyStepError::Materialize(e)
         })?;
         Ok(staging)
     }
 }
 
 /// A temp directory under the store's `tmp/` for downloaded bodies, removed on drop.
-fn download_dir(engine: &Engine<'_>) -> Result<tempfile::TempDir, String> {
+fn download_dir(engine: &Engine<'_>) -> Result<tempfile::TempDir, StepError> {
     let tmp = engine.store.root().join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    fs::create_dir_all(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
     tempfile::Builder::new()
         .prefix("download-")
         .tempdir_in(&tmp)
-        .map_err(|e| format!("creating a download directory in {}: {e}", tmp.display()))
+        .map_err(|e| io_error("creating a download directory in", &tmp, e))
 }
 
 /// A fresh directory under the store's `tmp/` (same filesystem as snapshots).
-pub(crate) fn staging_dir(engine: &Engine<'_>, what: &str) -> Result<PathBuf, String> {
+pub(crate) fn staging_dir(engine: &Engine<'_>, what: &str) -> Result<PathBuf, StepError> {
     let tmp = engine.store.root().join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    fs::create_dir_all(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("{what}-"))
         .tempdir_in(&tmp)
-        .map_err(|e| format!("creating a staging directory in {}: {e}", tmp.display()))?;
+        .map_err(|e| io_error("creating a staging directory in", &tmp, e))?;
     let path = dir.keep();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+        .map_err(|e| io_error("setting the mode of", &path, e))?;
     Ok(path)
+}
+
+fn io_error(action: &'static str, path: &Path, source: io::Error) -> StepError {
+    StepError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Plans a COPY/ADD and digests its inputs.
@@ -222,22 +232,25 @@ pub(crate) fn prepare(
     layers: &[LayerInfo],
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     platform: &Platform,
-    _state: &StageState,
-) -> Result<PreparedCopy, String> {
+) -> Result<PreparedCopy, StepError> {
     let _span = tracing::debug_span!("copy_prepare").entered();
     if let Some(source) = copy.sources.iter().find(|s| is_git_source(s)) {
-        return Err(format!(
-            "ADD from a git repository ({source}) is not supported by kiln yet; clone it in a RUN step or add it to the build context"
-        ));
+        return Err(CopyStepError::GitSource {
+            source_url: source.clone(),
+        }
+        .into());
     }
     if !copy.is_add
         && let Some(source) = copy.sources.iter().find(|s| is_http_url(s))
     {
-        return Err(format!("COPY does not download URLs ({source}); use ADD"));
+        return Err(CopyStepError::CopyUrl {
+            source_url: source.clone(),
+        }
+        .into());
     }
     let dest_tree = engine.layered(layers, "destination stage".to_owned());
     let chown = match &copy.chown {
-        Some(spec) => Some(resolve_chown(spec, &dest_tree).map_err(|e| e.to_string())?),
+        Some(spec) => Some(resolve_chown(spec, &dest_tree)?),
         None => None,
     };
     let chmod = match &copy.chmod {
@@ -248,8 +261,12 @@ pub(crate) fn prepare(
     // on the way (`/var/run -> /run`, `/link -> /real`) is followed, never replaced by a
     // directory in the layer.
     // Paths from the Dockerfile are compared with escaped names (see `host_path`).
-    let resolved_dest = resolve_dest(&dest_tree, &encode_text(&copy.dest))
-        .map_err(|e| format!("resolving the destination {} in the stage: {e}", copy.dest))?;
+    let resolved_dest = resolve_dest(&dest_tree, &encode_text(&copy.dest)).map_err(|source| {
+        CopyStepError::ResolveDestination {
+            dest: copy.dest.clone(),
+            source,
+        }
+    })?;
     let copy_dest = &resolved_dest;
     let (tree, keep_owners) = engine.source_tree(&copy.from, deps, platform)?;
     let dest_is_dir = |p: &str| {
@@ -309,8 +326,7 @@ pub(crate) fn prepare(
         CopyPlan::default()
     } else {
         tracing::debug_span!("copy_plan")
-            .in_scope(|| plan_copy(tree.as_ref(), &request, &dest_is_dir))
-            .map_err(|e| e.to_string())?
+            .in_scope(|| plan_copy(tree.as_ref(), &request, &dest_is_dir))?
     };
     // BuildKit (fsutil copyDirectory): a directory is never merged onto a file or a symlink
     // of the destination stage below the (resolved) destination; the copy fails.
@@ -333,7 +349,10 @@ pub(crate) fn prepare(
         } else {
             dest_tree
                 .lookup(&clean_rel(&item.dest))
-                .map_err(|e| format!("reading {} in the stage: {e}", item.dest))?
+                .map_err(|source| CopyStepError::ReadStage {
+                    path: item.dest.clone(),
+                    source,
+                })?
         };
         let Some(entry) = existing else {
             if item.source.kind == EntryKind::Dir {
@@ -343,28 +362,28 @@ pub(crate) fn prepare(
         };
         if item.source.kind != EntryKind::Dir {
             if entry.is_dir() {
-                return Err(format!(
-                    "cannot replace to directory {} with file; remove the directory first or copy to another path",
-                    item.dest
-                ));
+                return Err(CopyStepError::FileOverDirectory {
+                    dest: item.dest.clone(),
+                }
+                .into());
             }
             continue;
         }
         if !entry.is_dir() {
-            return Err(format!(
-                "cannot copy to non-directory: {} is a {} in the stage; remove it first or copy to another path",
-                item.dest,
-                if matches!(entry.kind, EntryKind::Symlink(_)) {
+            return Err(CopyStepError::DirectoryOverFile {
+                dest: item.dest.clone(),
+                kind: if matches!(entry.kind, EntryKind::Symlink(_)) {
                     "symlink"
                 } else {
                     "file"
-                }
-            ));
+                },
+            }
+            .into());
         }
     }
     let (mut aggregate, listed) = tracing::debug_span!("copy_digest")
         .in_scope(|| copy_plan_digest_listing(&plan, engine.memo, MAX_LISTED_INPUTS))
-        .map_err(|e| format!("hashing COPY sources: {e}"))?;
+        .map_err(CopyStepError::HashSources)?;
     let files_overflow = listed.is_none();
     let mut files = listed.unwrap_or_default();
     let dest_dir = copy_dest.trim_end_matches('/');
@@ -374,7 +393,10 @@ pub(crate) fn prepare(
         let d = engine
             .memo
             .file_digest(&entry)
-            .map_err(|e| format!("hashing {source}: {e}"))?;
+            .map_err(|e| CopyStepError::HashArchive {
+                source_path: source.clone(),
+                source: e,
+            })?;
         files.push((format!("archive {source}"), d.clone()));
         aggregate = Digest::sha256_of(format!("{aggregate} {d} {dest_dir}").as_bytes());
         archive_list.push((
@@ -534,7 +556,7 @@ fn plan_downloads(
     dest_tree: &dyn SourceTree,
     chmod: Option<&crate::users::Chmod>,
     owner: (u32, u32),
-) -> Result<Vec<Download>, String> {
+) -> Result<Vec<Download>, StepError> {
     if urls.is_empty() {
         return Ok(Vec::new());
     }
@@ -549,10 +571,10 @@ fn plan_downloads(
     let is_several = copy.sources.len() + copy.inline_sources.len() > 1;
     let into_dir = copy_dest.ends_with('/') || dest_dir.is_empty() || is_dir(dest_dir);
     if is_several && !into_dir {
-        return Err(format!(
-            "When using ADD with more than one source file, the destination must be a directory and end with a / (got {})",
-            copy.dest
-        ));
+        return Err(CopyStepError::AddDestNotDir {
+            dest: copy.dest.clone(),
+        }
+        .into());
     }
     let mode = chmod.map_or(0o600, |c| c.apply(0o600, false));
     let checksum = copy
@@ -568,9 +590,11 @@ fn plan_downloads(
                 dest_dir.to_owned()
             };
             if is_dir(&dest) {
-                return Err(format!(
-                    "cannot replace to directory {dest} with file (downloading {url}); remove the directory first or add to another path"
-                ));
+                return Err(CopyStepError::DownloadOverDirectory {
+                    dest,
+                    url: url.clone(),
+                }
+                .into());
             }
             Ok(Download {
                 url: url.clone(),
@@ -633,10 +657,14 @@ pub(crate) fn make_dir(
     layers: &[LayerInfo],
     parent: Option<&ChainId>,
     compress: bool,
-) -> Result<Option<LayerInfo>, String> {
+) -> Result<Option<LayerInfo>, StepError> {
     let tree = engine.layered(layers, "stage".to_owned());
     let rel = clean_rel(&encode_text(path));
-    if rel.is_empty() || tree.resolve(&rel).map_err(|e| e.to_string())?.is_some() {
+    let read_stage = |path: &str| -> Box<dyn FnOnce(io::Error) -> CopyStepError> {
+        let path = format!("/{path}");
+        Box::new(move |source| CopyStepError::ReadStage { path, source })
+    };
+    if rel.is_empty() || tree.resolve(&rel).map_err(read_stage(&rel))?.is_some() {
         return Ok(None);
     }
     let owner = if user.is_empty() {
@@ -654,9 +682,9 @@ pub(crate) fn make_dir(
             format!("{current}/{component}")
         };
         let host = host_path(&staging, &current);
-        match tree.lookup(&current).map_err(|e| e.to_string())? {
+        match tree.lookup(&current).map_err(read_stage(&current))? {
             Some(entry) if entry.is_dir() => {
-                fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+                fs::create_dir_all(&host).map_err(|e| io_error("creating", &host, e))?;
                 apply_meta(
                     &host,
                     entry.mode,
@@ -665,14 +693,16 @@ pub(crate) fn make_dir(
                     Some((entry.mtime, entry.mtime_nsec)),
                     false,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| io_error("setting the metadata of", &host, e))?;
             }
             _ => {
-                fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+                fs::create_dir_all(&host).map_err(|e| io_error("creating", &host, e))?;
                 apply_meta(&host, 0o755, owner.0, owner.1, None, false)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| io_error("setting the metadata of", &host, e))?;
             }
         }
     }
-    super::commit::commit_dir(engine, &staging, parent, compress)
+    Ok(super::commit::commit_dir(
+        engine, &staging, parent, compress,
+    )?)
 }

@@ -7,6 +7,8 @@ use std::time::UNIX_EPOCH;
 
 use kiln_oci::{Algorithm, Digest, Sha256Hasher};
 
+use super::error::DownloadError;
+
 /// A downloaded URL body on the host.
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -24,23 +26,30 @@ pub(crate) fn is_http_url(source: &str) -> bool {
 }
 
 /// Parses `--checksum` (`sha256:<hex>`).
-pub(crate) fn parse_checksum(url: &str, checksum: &str) -> Result<Digest, String> {
+pub(crate) fn parse_checksum(url: &str, checksum: &str) -> Result<Digest, DownloadError> {
     let digest: Digest = checksum
         .parse()
-        .map_err(|e| format!("invalid --checksum {checksum:?} for {url}: {e}"))?;
+        .map_err(|source| DownloadError::InvalidChecksum {
+            url: url.to_owned(),
+            checksum: checksum.to_owned(),
+            source,
+        })?;
     if digest.algorithm() != Algorithm::Sha256 {
-        return Err(format!(
-            "unsupported --checksum algorithm {} for {url}: kiln verifies sha256",
-            digest.algorithm().as_str()
-        ));
+        return Err(DownloadError::UnsupportedChecksum {
+            url: url.to_owned(),
+            algorithm: digest.algorithm().as_str().to_owned(),
+        });
     }
     Ok(digest)
 }
 
 /// The file name BuildKit's Dockerfile frontend gives a downloaded URL: the last segment of
 /// the URL's path (percent-decoded), `__unnamed__` when the path has none.
-pub(crate) fn file_name(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
+pub(crate) fn file_name(url: &str) -> Result<String, DownloadError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| DownloadError::InvalidUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     let name = parsed
         .path_segments()
         .and_then(|mut segments| segments.rfind(|s| !s.is_empty()))
@@ -70,39 +79,44 @@ fn percent_decode(segment: &str) -> String {
 
 /// Downloads `url` into a new temp file in `dir`; with `expected`, a body with another digest
 /// is an error naming the URL and both digests.
-pub(crate) fn fetch(url: &str, dir: &Path, expected: Option<&Digest>) -> Result<Fetched, String> {
+pub(crate) fn fetch(
+    url: &str,
+    dir: &Path,
+    expected: Option<&Digest>,
+) -> Result<Fetched, DownloadError> {
+    let failed = |reason: String| DownloadError::Failed {
+        url: url.to_owned(),
+        reason,
+    };
     let client = kiln_registry::http_client(&kiln_registry::ClientConfig::new())
-        .map_err(|e| format!("downloading {url}: {e}"))?;
+        .map_err(|e| failed(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("downloading {url}: starting the network runtime: {e}"))?;
+        .map_err(|e| failed(format!("starting the network runtime: {e}")))?;
     let (file, path) = tempfile::Builder::new()
         .prefix("download-")
         .tempfile_in(dir)
-        .map_err(|e| {
-            format!(
-                "downloading {url}: creating a temp file in {}: {e}",
-                dir.display()
-            )
-        })?
+        .map_err(|e| failed(format!("creating a temp file in {}: {e}", dir.display())))?
         .keep()
-        .map_err(|e| format!("downloading {url}: keeping the temp file: {e}"))?;
+        .map_err(|e| failed(format!("keeping the temp file: {e}")))?;
     let result = runtime.block_on(stream_to(&client, url, file));
     let (digest, last_modified) = match result {
         Ok(done) => done,
-        Err(message) => {
+        Err(e) => {
             let _ = std::fs::remove_file(&path);
-            return Err(format!("downloading {url}: {message}"));
+            return Err(e);
         }
     };
     if let Some(expected) = expected
         && *expected != digest
     {
         let _ = std::fs::remove_file(&path);
-        return Err(format!(
-            "checksum mismatch for {url}: expected {expected}, got {digest}"
-        ));
+        return Err(DownloadError::ChecksumMismatch {
+            url: url.to_owned(),
+            expected: expected.clone(),
+            actual: digest,
+        });
     }
     Ok(Fetched {
         path,
@@ -115,11 +129,19 @@ async fn stream_to(
     client: &reqwest::Client,
     url: &str,
     file: std::fs::File,
-) -> Result<(Digest, Option<i64>), String> {
-    let mut response = client.get(url).send().await.map_err(|e| error_chain(&e))?;
+) -> Result<(Digest, Option<i64>), DownloadError> {
+    let failed = |reason: String| DownloadError::Failed {
+        url: url.to_owned(),
+        reason,
+    };
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| failed(error_chain(&e)))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("the server answered HTTP {status}"));
+        return Err(failed(format!("the server answered HTTP {status}")));
     }
     let last_modified = response
         .headers()
@@ -130,15 +152,19 @@ async fn stream_to(
         .and_then(|d| i64::try_from(d.as_secs()).ok());
     let mut writer = std::io::BufWriter::new(file);
     let mut hasher = Sha256Hasher::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| failed(error_chain(&e)))?
+    {
         hasher.update(&chunk);
         writer
             .write_all(&chunk)
-            .map_err(|e| format!("writing the body: {e}"))?;
+            .map_err(|e| failed(format!("writing the body: {e}")))?;
     }
     writer
         .flush()
-        .map_err(|e| format!("writing the body: {e}"))?;
+        .map_err(|e| failed(format!("writing the body: {e}")))?;
     Ok((hasher.finish(), last_modified))
 }
 

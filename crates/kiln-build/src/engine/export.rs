@@ -16,6 +16,7 @@ use kiln_oci::{
 use kiln_store::Store;
 
 use super::compressor::Compressor;
+use super::error::ExportError;
 use super::stage::StageResult;
 use super::{BuildError, Builder};
 use crate::event::{Event, EventSink};
@@ -40,17 +41,17 @@ pub(crate) fn assemble(
             compressor
                 .blob(l)
                 .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
-                .map_err(BuildError::Other)
+                .map_err(ExportError::Layer)
         })
         .collect::<Result<_, _>>()?;
     let image = assemble_image(config, layers, ManifestFormat::Oci, BTreeMap::new())
-        .map_err(|e| BuildError::Other(format!("assembling the image: {e}")))?;
+        .map_err(|e| ExportError::Assemble(Box::new(e)))?;
     store
         .put_bytes(image.config.bytes())
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+        .map_err(ExportError::Store)?;
     store
         .put_bytes(image.manifest.bytes())
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+        .map_err(ExportError::Store)?;
     Ok(image)
 }
 
@@ -61,7 +62,6 @@ pub(crate) fn export(
     image: &AssembledImage,
     events: &dyn EventSink,
 ) -> Result<Vec<String>, BuildError> {
-    let other = |e: String| BuildError::Other(e);
     let descriptor = image.manifest_descriptor();
     let mut names: Vec<String> = builder.tags.clone();
     let mut push_names: Vec<String> = if builder.push {
@@ -79,16 +79,16 @@ pub(crate) fn export(
     }
     let mut refs = Vec::new();
     for name in &names {
-        let reference = ImageRef::parse(name)
-            .map_err(|e| other(format!("invalid image name `{name}`: {e}")))?;
+        let reference = ImageRef::parse(name).map_err(|source| ExportError::InvalidName {
+            name: name.clone(),
+            source,
+        })?;
         // Re-tagging the same image is a no-op: skip the atomic write and its fsyncs.
-        let current = store
-            .resolve_ref(&reference)
-            .map_err(|e| other(e.to_string()))?;
+        let current = store.resolve_ref(&reference).map_err(ExportError::Store)?;
         if current.as_ref() != Some(image.manifest_digest()) {
             store
                 .set_ref(&reference, image.manifest_digest())
-                .map_err(|e| other(e.to_string()))?;
+                .map_err(ExportError::Store)?;
         }
         refs.push(reference);
     }
@@ -115,21 +115,27 @@ pub(crate) fn export(
                     write_docker_archive_to(out, &blobs, image, &options)
                 };
                 written
-                    .map_err(|e| other(format!("writing {output} to stdout: {e}")))?
+                    .map_err(|source| ExportError::StdoutArchive {
+                        output: output.to_string(),
+                        source,
+                    })?
                     .flush()
-                    .map_err(|e| other(format!("writing {output} to stdout: {e}")))?;
+                    .map_err(|source| ExportError::Stdout {
+                        output: output.to_string(),
+                        source,
+                    })?;
             }
             Output::OciTar(dest) => {
                 write_oci_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
-                    .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
+                    .map_err(|source| archive_error(dest, source))?;
             }
             Output::OciDir(dest) => {
                 write_oci_layout_dir(dest, &blobs, std::slice::from_ref(&export_image))
-                    .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
+                    .map_err(|source| archive_error(dest, source))?;
             }
             Output::DockerTar(dest) => {
                 write_docker_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
-                    .map_err(|e| other(format!("writing {}: {e}", dest.display())))?;
+                    .map_err(|source| archive_error(dest, source))?;
             }
             Output::Local(dest) => write_local(store, image, dest)?,
             Output::Image { .. } => {}
@@ -141,22 +147,31 @@ pub(crate) fn export(
     Ok(names)
 }
 
-fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(), BuildError> {
-    let other = |e: String| BuildError::Other(e);
+fn archive_error(dest: &Path, source: kiln_oci::LayoutError) -> ExportError {
+    ExportError::Archive {
+        path: dest.to_path_buf(),
+        source,
+    }
+}
+
+fn export_io(action: &'static str, path: &Path, source: std::io::Error) -> ExportError {
+    ExportError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(), ExportError> {
     let parent = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| other(format!("creating {}: {e}", parent.display())))?;
+    fs::create_dir_all(parent).map_err(|e| export_io("creating", parent, e))?;
     let temp = tempfile::Builder::new()
         .prefix(".kiln-local-")
         .tempdir_in(parent)
-        .map_err(|e| {
-            other(format!(
-                "creating a temporary directory in {}: {e}",
-                parent.display()
-            ))
-        })?;
+        .map_err(|e| export_io("creating a temporary directory in", parent, e))?;
     let blobs: Vec<_> = image
         .manifest
         .value()
@@ -164,23 +179,16 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
         .iter()
         .map(|d| d.digest.clone())
         .collect();
-    store
-        .flatten_to(temp.path(), &blobs)
-        .map_err(|e| other(e.to_string()))?;
+    store.flatten_to(temp.path(), &blobs)?;
     // Checked before the build too; again here, since the destination may have changed.
-    Output::Local(dest.to_owned())
-        .check_destination()
-        .map_err(|e| other(e.to_string()))?;
+    Output::Local(dest.to_owned()).check_destination()?;
     if fs::symlink_metadata(dest).is_ok() {
-        fs::remove_dir(dest).map_err(|e| other(format!("replacing {}: {e}", dest.display())))?;
+        fs::remove_dir(dest).map_err(|e| export_io("replacing", dest, e))?;
     }
     let kept = temp.keep();
     fs::rename(&kept, dest).map_err(|e| {
         let _ = fs::remove_dir_all(&kept);
-        other(format!(
-            "moving the root filesystem to {}: {e}",
-            dest.display()
-        ))
+        export_io("moving the root filesystem to", dest, e)
     })?;
     Ok(())
 }
@@ -191,25 +199,33 @@ fn push(
     image: &AssembledImage,
     names: &[String],
     events: &dyn EventSink,
-) -> Result<(), BuildError> {
-    let other = |e: String| BuildError::Other(e);
+) -> Result<(), ExportError> {
     let targets = names
         .iter()
-        .map(|n| ImageRef::parse(n).map_err(|e| other(format!("invalid image name `{n}`: {e}"))))
+        .map(|n| {
+            ImageRef::parse(n).map_err(|source| ExportError::InvalidName {
+                name: n.clone(),
+                source,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = kiln_registry::ClientConfig::new();
     for host in &builder.insecure_registries {
         config = config.insecure_registry(host.clone());
     }
-    let client = kiln_registry::Client::new(config).map_err(|e| other(e.to_string()))?;
+    let client =
+        kiln_registry::Client::new(config).map_err(|e| ExportError::Client(Box::new(e)))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| other(format!("starting the network runtime: {e}")))?;
+        .map_err(ExportError::Runtime)?;
     runtime
         .block_on(client.push_image(store, image.manifest_digest(), &targets))
-        .map_err(|e| other(format!("pushing {}: {e}", names.join(", "))))?;
+        .map_err(|source| ExportError::Push {
+            names: names.join(", "),
+            source: Box::new(source),
+        })?;
     for name in names {
         events.emit(Event::Pushed {
             reference: name.clone(),

@@ -7,6 +7,7 @@ mod compressor;
 mod copy_exec;
 mod copy_write;
 mod download;
+mod error;
 mod export;
 mod run_exec;
 mod stage;
@@ -27,6 +28,10 @@ use crate::output::Output;
 use crate::scheduler::{CancelToken, Node, ScheduleError, run_dag};
 use crate::tree::ContextFilter;
 
+pub use self::error::{
+    BaseError, BuildError, ContextError, CopyStepError, DownloadError, ExportError,
+    InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError, StepError, StepId,
+};
 pub use self::stage::StageResult;
 
 /// A `--secret id=…,src=…` (or `env=…`).
@@ -40,8 +45,44 @@ pub struct SecretSource {
     pub env: Option<String>,
 }
 
+/// Why a `--secret` value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretSpecError {
+    /// A part without `=`.
+    #[error("invalid --secret `{spec}`: `{part}` is not key=value")]
+    NotKeyValue {
+        /// The whole value.
+        spec: String,
+        /// The part.
+        part: String,
+    },
+    /// `type=` other than `file` or `env`.
+    #[error("invalid --secret `{spec}`: unknown type `{kind}` (file or env)")]
+    UnknownType {
+        /// The whole value.
+        spec: String,
+        /// The type given.
+        kind: String,
+    },
+    /// A key kiln does not know.
+    #[error("invalid --secret `{spec}`: unknown key `{key}` (id, src, source, env, type)")]
+    UnknownKey {
+        /// The whole value.
+        spec: String,
+        /// The key.
+        key: String,
+    },
+    /// Neither `id=` nor `env=`.
+    #[error("invalid --secret `{spec}`: id=… is required")]
+    MissingId {
+        /// The whole value.
+        spec: String,
+    },
+}
+
 impl std::str::FromStr for SecretSource {
-    type Err = String;
+    type Err = SecretSpecError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let mut id = None;
@@ -50,27 +91,34 @@ impl std::str::FromStr for SecretSource {
         for part in spec.split(',') {
             let (k, v) = part
                 .split_once('=')
-                .ok_or_else(|| format!("invalid --secret `{spec}`: `{part}` is not key=value"))?;
+                .ok_or_else(|| SecretSpecError::NotKeyValue {
+                    spec: spec.to_owned(),
+                    part: part.to_owned(),
+                })?;
             match k.trim() {
                 "id" => id = Some(v.to_owned()),
                 "src" | "source" => src = Some(PathBuf::from(v)),
                 "env" => env = Some(v.to_owned()),
                 "type" if v == "file" || v == "env" => {}
                 "type" => {
-                    return Err(format!(
-                        "invalid --secret `{spec}`: unknown type `{v}` (file or env)"
-                    ));
+                    return Err(SecretSpecError::UnknownType {
+                        spec: spec.to_owned(),
+                        kind: v.to_owned(),
+                    });
                 }
                 other => {
-                    return Err(format!(
-                        "invalid --secret `{spec}`: unknown key `{other}` (id, src, source, env, type)"
-                    ));
+                    return Err(SecretSpecError::UnknownKey {
+                        spec: spec.to_owned(),
+                        key: other.to_owned(),
+                    });
                 }
             }
         }
         let id = id
             .or_else(|| env.clone())
-            .ok_or_else(|| format!("invalid --secret `{spec}`: id=… is required"))?;
+            .ok_or_else(|| SecretSpecError::MissingId {
+                spec: spec.to_owned(),
+            })?;
         if src.is_none() && env.is_none() {
             // buildx: `--secret id=X` alone reads the env var X.
             env = Some(id.clone());
@@ -113,16 +161,24 @@ impl Entitlement {
     }
 }
 
+/// An `--allow` value kiln does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown entitlement `{name}` (kiln knows security.insecure and network.host)")]
+pub struct UnknownEntitlement {
+    /// The value given.
+    pub name: String,
+}
+
 impl std::str::FromStr for Entitlement {
-    type Err = String;
+    type Err = UnknownEntitlement;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "security.insecure" => Ok(Self::SecurityInsecure),
             "network.host" => Ok(Self::NetworkHost),
-            other => Err(format!(
-                "unknown entitlement `{other}` (kiln knows security.insecure and network.host)"
-            )),
+            other => Err(UnknownEntitlement {
+                name: other.to_owned(),
+            }),
         }
     }
 }
@@ -131,58 +187,6 @@ impl std::fmt::Display for Entitlement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The error of a `RUN --security=insecure` without the entitlement.
-pub(crate) fn insecure_not_allowed() -> String {
-    "RUN --security=insecure needs the security.insecure entitlement, which this build was \
-     not granted: pass --allow security.insecure if you trust this Dockerfile with \
-     unconfined root in its sandbox"
-        .to_owned()
-}
-
-/// Why a build failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// The Dockerfile does not parse (rendered with file:line:col and a caret).
-    #[error("{rendered}")]
-    Parse {
-        /// The rendered diagnostic.
-        rendered: String,
-    },
-    /// Planning failed (unknown target, bad stage reference, …).
-    #[error("{message}")]
-    Plan {
-        /// The message with file:line:col when known.
-        message: String,
-    },
-    /// A RUN exited non-zero.
-    #[error("{step}: process \"{command}\" did not complete successfully: {status}\n{tail}")]
-    RunFailed {
-        /// The step (`[test 5/5] RUN pytest`).
-        step: String,
-        /// The command line.
-        command: String,
-        /// `exit code: 1` (BuildKit's wording), `killed by signal 9`.
-        status: String,
-        /// The last lines of its output.
-        tail: String,
-    },
-    /// A step failed for another reason.
-    #[error("{step}: {message}")]
-    Step {
-        /// The step.
-        step: String,
-        /// What went wrong and what to do.
-        message: String,
-    },
-    /// Something outside a step failed (store, context, export).
-    #[error("{0}")]
-    Other(String),
-    /// The build was cancelled.
-    #[error("build cancelled")]
-    Cancelled,
 }
 
 /// The result of a successful build.
@@ -440,16 +444,15 @@ impl Builder {
     pub fn build(&self, events: &dyn EventSink) -> Result<BuildOutcome, BuildError> {
         let started = Instant::now();
         self.check_before_build()?;
-        let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))
-            .map_err(|e| BuildError::Other(e.to_string()))?;
+        let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))?;
         // Held for the whole build: `kiln prune` (exclusive) waits, so it never deletes a
         // blob or snapshot this build has made but not yet recorded.
-        let _lock = store
-            .lock(kiln_store::LockMode::Shared)
-            .map_err(|e| BuildError::Other(e.to_string()))?;
+        let _lock = store.lock(kiln_store::LockMode::Shared)?;
         let (dockerfile_name, text) = self.read_dockerfile()?;
-        let dockerfile = kiln_dockerfile::parse(&text).map_err(|e| BuildError::Parse {
-            rendered: e.render(&dockerfile_name, &text),
+        let dockerfile = kiln_dockerfile::parse(&text).map_err(|source| BuildError::Parse {
+            dockerfile: dockerfile_name.clone(),
+            text: text.as_str().into(),
+            source: Box::new(source),
         })?;
         let platform = self.platform.clone().unwrap_or_else(Platform::host);
         let mut options = PlanOptions::new(platform.clone());
@@ -457,8 +460,9 @@ impl Builder {
         options.target.clone_from(&self.target);
         options.all_stages = self.all_stages;
         options.named_contexts = self.build_contexts.keys().cloned().collect();
-        let graph = kiln_plan::plan(&dockerfile, &options).map_err(|e| BuildError::Plan {
-            message: format!("{dockerfile_name}: {e}"),
+        let graph = kiln_plan::plan(&dockerfile, &options).map_err(|source| BuildError::Plan {
+            dockerfile: dockerfile_name.clone(),
+            source: Box::new(source),
         })?;
         self.check_entitlements(&graph, &dockerfile_name)?;
         let mut warnings = Vec::new();
@@ -504,7 +508,7 @@ impl Builder {
         };
         let target = results
             .get(&graph.target)
-            .ok_or_else(|| BuildError::Other("the target stage produced no result".into()))?;
+            .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
         let image = export::assemble(&store, target, self.source_date_epoch, &engine.compressor)?;
         let tagged = export::export(self, &store, &image, events)?;
         events.emit(Event::Finished {
@@ -544,12 +548,9 @@ impl Builder {
             });
         match insecure {
             None => Ok(()),
-            Some(instruction) => Err(BuildError::Plan {
-                message: format!(
-                    "{dockerfile_name}:{}: {}",
-                    instruction.syntax.start_line,
-                    insecure_not_allowed()
-                ),
+            Some(instruction) => Err(BuildError::InsecureNotAllowed {
+                dockerfile: dockerfile_name.to_owned(),
+                line: instruction.syntax.start_line as usize,
             }),
         }
     }
@@ -565,35 +566,36 @@ impl Builder {
     /// secret's source (a file that can be read, an environment variable that is set).
     fn check_before_build(&self) -> Result<(), BuildError> {
         for output in &self.outputs {
-            output
-                .check_destination()
-                .map_err(|e| BuildError::Other(e.to_string()))?;
+            output.check_destination().map_err(OptionsError::from)?;
         }
         if self.outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
-            return Err(BuildError::Other(
-                "only one --output can write to stdout (dest=-)".to_owned(),
-            ));
+            return Err(OptionsError::TwoStdoutOutputs.into());
         }
         for secret in &self.secrets {
             let id = &secret.id;
             if let Some(src) = &secret.src {
-                let fail = |reason: String| {
-                    BuildError::Other(format!(
-                        "secret `{id}`: cannot read its source {}: {reason}",
-                        src.display()
-                    ))
+                let unreadable = |source| OptionsError::SecretUnreadable {
+                    id: id.clone(),
+                    path: src.clone(),
+                    source,
                 };
-                let meta = std::fs::metadata(src).map_err(|e| fail(e.to_string()))?;
+                let meta = std::fs::metadata(src).map_err(unreadable)?;
                 if !meta.is_file() {
-                    return Err(fail("not a regular file".to_owned()));
+                    return Err(OptionsError::SecretNotAFile {
+                        id: id.clone(),
+                        path: src.clone(),
+                    }
+                    .into());
                 }
-                std::fs::File::open(src).map_err(|e| fail(e.to_string()))?;
+                std::fs::File::open(src).map_err(unreadable)?;
             } else if let Some(var) = &secret.env
                 && std::env::var_os(var).is_none()
             {
-                return Err(BuildError::Other(format!(
-                    "secret `{id}`: environment variable {var} is not set"
-                )));
+                return Err(OptionsError::SecretEnvUnset {
+                    id: id.clone(),
+                    var: var.clone(),
+                }
+                .into());
             }
         }
         Ok(())
@@ -604,11 +606,18 @@ impl Builder {
             return Ok(("Dockerfile".to_owned(), text.clone()));
         }
         let path = self.dockerfile_path();
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            BuildError::Other(format!(
-                "failed to read the Dockerfile {}: {e}; pass -f FILE or put a Dockerfile in the context",
-                path.display()
-            ))
+        let bytes = std::fs::read(&path).map_err(|source| BuildError::ReadDockerfile {
+            path: path.clone(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let (line, column, byte) = invalid_utf8_at(e.as_bytes(), e.utf8_error().valid_up_to());
+            BuildError::DockerfileNotUtf8 {
+                path: path.clone(),
+                line,
+                column,
+                byte,
+            }
         })?;
         Ok((path.display().to_string(), text))
     }
@@ -629,14 +638,24 @@ impl Builder {
         for path in candidates {
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
-                    let patterns = read_ignore_file(&text).map_err(|e| match e {
+                    let patterns = read_ignore_file(&text).map_err(|source| match source {
                         kiln_dockerfile::PatternError::LineTooLong { line, .. } => {
-                            BuildError::Other(format!("{}:{line}: {e}", path.display()))
+                            ContextError::IgnoreLineTooLong {
+                                path: path.clone(),
+                                line,
+                                source,
+                            }
                         }
-                        e => BuildError::Other(format!("reading {}: {e}", path.display())),
+                        source => ContextError::IgnoreFile {
+                            path: path.clone(),
+                            source,
+                        },
                     })?;
-                    let matcher = PatternMatcher::new(&patterns).map_err(|e| {
-                        BuildError::Other(format!("invalid pattern in {}: {e}", path.display()))
+                    let matcher = PatternMatcher::new(&patterns).map_err(|source| {
+                        ContextError::InvalidPattern {
+                            path: path.clone(),
+                            source,
+                        }
                     })?;
                     // A pattern that cannot be evaluated would fail every match (BuildKit
                     // then fails the build); refuse it now rather than treat its files as
@@ -646,25 +665,24 @@ impl Builder {
                         .iter()
                         .find(|p| p.unmatchable_reason().is_some())
                     {
-                        return Err(BuildError::Other(format!(
-                            "invalid pattern in {}: `{}{}` cannot be matched ({}); fix or \
-                             remove it",
-                            path.display(),
-                            if pattern.is_exclusion() { "!" } else { "" },
-                            pattern.as_str(),
-                            pattern.unmatchable_reason().unwrap_or_default()
-                        )));
+                        return Err(ContextError::UnmatchablePattern {
+                            path,
+                            pattern: format!(
+                                "{}{}",
+                                if pattern.is_exclusion() { "!" } else { "" },
+                                pattern.as_str()
+                            ),
+                            reason: pattern.unmatchable_reason().unwrap_or_default().to_owned(),
+                        }
+                        .into());
                     }
                     return Ok(Arc::new(IgnoreFilter {
                         matcher: Some(matcher),
                     }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(BuildError::Other(format!(
-                        "reading {}: {e}",
-                        path.display()
-                    )));
+                Err(source) => {
+                    return Err(ContextError::ReadIgnoreFile { path, source }.into());
                 }
             }
         }
@@ -713,6 +731,19 @@ impl ContextFilter for Arc<IgnoreFilter> {
     fn excludes_nothing(&self) -> bool {
         (**self).excludes_nothing()
     }
+}
+
+/// Line, column (in characters) and value of the first byte of `bytes` that is not UTF-8
+/// (at `valid_up_to`).
+fn invalid_utf8_at(bytes: &[u8], valid_up_to: usize) -> (usize, usize, u8) {
+    let before = String::from_utf8_lossy(&bytes[..valid_up_to]);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    (
+        line,
+        before[line_start..].chars().count() + 1,
+        bytes[valid_up_to],
+    )
 }
 
 /// `$KILN_ROOT`, else `$XDG_DATA_HOME/kiln`, else `/var/lib/kiln` for root, else

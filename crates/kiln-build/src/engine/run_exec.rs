@@ -14,12 +14,12 @@ use kiln_plan::{KeyInputs, RunAction, RunMount, SourceRef, StageId};
 use kiln_sandbox::{ExtraMount, Network, RunSpec, Security, Stream};
 
 use super::copy_exec::staging_dir;
-use super::stage::{Engine, LayerInfo, StageResult};
-use super::{BuildError, Entitlement, NetworkDefault};
+use super::error::{MountError, StepError};
+use super::stage::{Engine, LayerInfo, StageResult, StepContext};
+use super::{Entitlement, NetworkDefault};
 use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
 use crate::event::{Event, LogStream};
 use crate::hash::copy_plan_digest;
-use crate::scheduler::CancelToken;
 
 /// Lines of output kept for the error message of a failing RUN.
 const TAIL_LINES: usize = 30;
@@ -32,7 +32,7 @@ pub(crate) fn add_key_inputs(
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     platform: &Platform,
     inputs: &mut KeyInputs,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     for mount in &run.mounts {
         if let RunMount::Bind {
             target,
@@ -41,9 +41,14 @@ pub(crate) fn add_key_inputs(
             ..
         } = mount
         {
-            let plan = plan_mount_source(engine, from, source, deps, platform)
-                .map_err(|e| format!("--mount=type=bind,source={source}: {e}"))?;
-            let (digest, _) = copy_plan_digest(&plan, engine.memo).map_err(|e| e.to_string())?;
+            let plan = plan_mount_source(engine, from, source, deps, platform).map_err(|e| {
+                MountError::BindSource {
+                    source_path: source.clone(),
+                    source: Box::new(e),
+                }
+            })?;
+            let (digest, _) = copy_plan_digest(&plan, engine.memo)
+                .map_err(super::error::CopyStepError::HashSources)?;
             inputs.add_input(format!("bind mount {target}"), digest);
         }
     }
@@ -51,41 +56,30 @@ pub(crate) fn add_key_inputs(
 }
 
 /// Runs the step; returns its layer (`None` when it changed nothing).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the step's whole context, passed once"
-)]
 pub(crate) fn run(
     engine: &Engine<'_>,
     run: &RunAction,
-    layers: &[LayerInfo],
-    deps: &BTreeMap<StageId, Arc<StageResult>>,
-    platform: &Platform,
-    step: usize,
-    label: &str,
-    cancel: &CancelToken,
+    ctx: &StepContext<'_>,
     parent: Option<&ChainId>,
     compress: bool,
-) -> Result<Option<LayerInfo>, BuildError> {
-    let fail = |message: String| BuildError::Step {
-        step: label.to_owned(),
-        message,
-    };
-    let sandbox = engine.sandbox().map_err(fail)?;
-    let scratch = staging_dir(engine, "run").map_err(fail)?;
+) -> Result<Option<LayerInfo>, StepError> {
+    let (layers, deps, platform, step, cancel) =
+        (ctx.layers, ctx.deps, ctx.platform, ctx.number, ctx.cancel);
+    let sandbox = engine.sandbox()?;
+    let scratch = staging_dir(engine, "run")?;
     let cleanup = Cleanup(scratch.clone());
     let upper = scratch.join("upper");
     let work = scratch.join("work");
     let extras = scratch.join("extras");
     for d in [&upper, &work, &extras] {
-        fs::create_dir(d).map_err(|e| fail(format!("creating {}: {e}", d.display())))?;
+        fs::create_dir(d).map_err(|e| io_error("creating", d, e))?;
     }
     fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| io_error("setting the mode of", &upper, e))?;
     let mut lowers = engine.snapshot_dirs(layers);
     if lowers.is_empty() {
         let empty = scratch.join("empty");
-        fs::create_dir(&empty).map_err(|e| fail(e.to_string()))?;
+        fs::create_dir(&empty).map_err(|e| io_error("creating", &empty, e))?;
         lowers.push(empty);
     }
     let mut spec = RunSpec::new(lowers, &upper, &work, run.argv.clone());
@@ -100,7 +94,7 @@ pub(crate) fn run(
         SecurityMode::Sandbox => Security::Sandbox,
         SecurityMode::Insecure => {
             if !engine.builder.is_allowed(Entitlement::SecurityInsecure) {
-                return Err(fail(super::insecure_not_allowed()));
+                return Err(StepError::InsecureNotAllowed);
             }
             Security::Insecure
         }
@@ -110,18 +104,16 @@ pub(crate) fn run(
     for mount in &run.mounts {
         counter += 1;
         let extra = extras.join(counter.to_string());
-        if let Some(m) =
-            provide_mount(engine, mount, deps, platform, &extra, &mut spec.env).map_err(fail)?
-        {
+        if let Some(m) = provide_mount(engine, mount, deps, platform, &extra, &mut spec.env)? {
             spec.mounts.push(m);
         }
     }
     for file in &run.inline_files {
         counter += 1;
         let host = extras.join(counter.to_string());
-        fs::write(&host, &file.content).map_err(|e| fail(e.to_string()))?;
+        fs::write(&host, &file.content).map_err(|e| io_error("writing", &host, e))?;
         fs::set_permissions(&host, fs::Permissions::from_mode(file.mode))
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| io_error("setting the mode of", &host, e))?;
         spec.mounts.push(ExtraMount::Bind {
             source: host,
             target: PathBuf::from(&file.path),
@@ -154,12 +146,11 @@ pub(crate) fn run(
         tracing::debug_span!("run_sandbox").in_scope(|| sandbox.run(&spec, &mut on_output));
     let outcome = match outcome {
         Ok(o) => o,
-        Err(kiln_sandbox::SandboxError::Cancelled { .. }) => return Err(BuildError::Cancelled),
-        Err(e) => return Err(fail(e.to_string())),
+        Err(kiln_sandbox::SandboxError::Cancelled { .. }) => return Err(StepError::Cancelled),
+        Err(e) => return Err(e.into()),
     };
     if !outcome.status.is_success() {
-        return Err(BuildError::RunFailed {
-            step: label.to_owned(),
+        return Err(StepError::RunFailed {
             command: run.argv.join(" "),
             status: buildkit_status(outcome.status),
             tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
@@ -171,9 +162,17 @@ pub(crate) fn run(
                 .to_owned(),
         });
     }
-    let layer = super::commit::commit_dir(engine, &upper, parent, compress).map_err(fail)?;
+    let layer = super::commit::commit_dir(engine, &upper, parent, compress)?;
     tracing::debug_span!("run_cleanup").in_scope(|| drop(cleanup));
     Ok(layer)
+}
+
+fn io_error(action: &'static str, path: &std::path::Path, source: std::io::Error) -> StepError {
+    StepError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Removes a scratch directory on every exit path.
@@ -192,7 +191,7 @@ fn provide_mount(
     platform: &Platform,
     extra: &std::path::Path,
     env: &mut Vec<String>,
-) -> Result<Option<ExtraMount>, String> {
+) -> Result<Option<ExtraMount>, StepError> {
     Ok(match mount {
         RunMount::Bind {
             target,
@@ -221,8 +220,7 @@ fn provide_mount(
         } => {
             let dir = engine
                 .store
-                .cache_mount_dir(&Digest::sha256_of(id.as_bytes()).hex()[..32])
-                .map_err(|e| e.to_string())?;
+                .cache_mount_dir(&Digest::sha256_of(id.as_bytes()).hex()[..32])?;
             let is_new = fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
             if is_new {
                 if !matches!(from, SourceRef::Scratch) {
@@ -230,7 +228,7 @@ fn provide_mount(
                     copy_tree(&seed, &dir)?;
                 }
                 fs::set_permissions(&dir, fs::Permissions::from_mode(mode.unwrap_or(0o755)))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| io_error("setting the mode of", &dir, e))?;
             }
             // A new cache directory gets its owner inside the sandbox's user namespace: as
             // root that is the same host ids, rootless the caller cannot chown on the host.
@@ -245,7 +243,10 @@ fn provide_mount(
             let size = match size {
                 None => None,
                 Some(bytes) => Some(u64::try_from(*bytes).ok().filter(|b| *b > 0).ok_or_else(
-                    || format!("--mount=type=tmpfs,target={target}: size={bytes} must be a positive number of bytes"),
+                    || MountError::TmpfsSize {
+                        target: target.clone(),
+                        size: *bytes,
+                    },
                 )?),
             };
             Some(ExtraMount::Tmpfs {
@@ -264,28 +265,34 @@ fn provide_mount(
         } => {
             let Some(secret) = engine.builder.secrets.iter().find(|s| &s.id == id) else {
                 if *required {
-                    return Err(format!(
-                        "secret `{id}` is required: pass --secret id={id},src=FILE"
-                    ));
+                    return Err(MountError::SecretRequired { id: id.clone() }.into());
                 }
                 return Ok(None);
             };
             let value = match (&secret.src, &secret.env) {
-                (Some(src), _) => fs::read(src)
-                    .map_err(|e| format!("reading secret `{id}` from {}: {e}", src.display()))?,
+                (Some(src), _) => fs::read(src).map_err(|source| MountError::SecretUnreadable {
+                    id: id.clone(),
+                    path: src.clone(),
+                    source,
+                })?,
                 (None, Some(var)) => std::env::var(var)
-                    .map_err(|_| format!("secret `{id}`: environment variable {var} is not set"))?
+                    .map_err(|_| MountError::SecretEnvUnset {
+                        id: id.clone(),
+                        var: var.clone(),
+                    })?
                     .into_bytes(),
-                (None, None) => return Err(format!("secret `{id}` has no source")),
+                (None, None) => {
+                    return Err(MountError::SecretWithoutSource { id: id.clone() }.into());
+                }
             };
             if let Some(var) = as_env {
                 env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
             }
             match target {
                 Some(target) => {
-                    fs::write(extra, &value).map_err(|e| e.to_string())?;
+                    fs::write(extra, &value).map_err(|e| io_error("writing", extra, e))?;
                     fs::set_permissions(extra, fs::Permissions::from_mode(*mode))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| io_error("setting the mode of", extra, e))?;
                     Some(ExtraMount::Bind {
                         source: extra.to_path_buf(),
                         target: PathBuf::from(target),
@@ -298,13 +305,16 @@ fn provide_mount(
         }
         RunMount::Ssh { id, required, .. } => {
             if *required {
-                return Err(format!(
-                    "--mount=type=ssh (id `{id}`) is not supported by kiln; remove `required` or fetch sources in the context"
-                ));
+                return Err(MountError::SshUnsupported { id: id.clone() }.into());
             }
             None
         }
-        other => return Err(format!("unsupported mount {other:?}")),
+        other => {
+            return Err(MountError::Unsupported {
+                description: format!("{other:?}"),
+            }
+            .into());
+        }
     })
 }
 
@@ -318,7 +328,7 @@ fn plan_mount_source(
     source: &str,
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     platform: &Platform,
-) -> Result<crate::copy::CopyPlan, String> {
+) -> Result<crate::copy::CopyPlan, StepError> {
     let (tree, keep) = engine.source_tree(from, deps, platform)?;
     let sources = vec![source.to_owned()];
     let request = CopyRequest {
@@ -331,7 +341,7 @@ fn plan_mount_source(
             ..CopyAttrs::default()
         },
     };
-    plan_copy(tree.as_ref(), &request, &|_| true).map_err(|e| e.to_string())
+    Ok(plan_copy(tree.as_ref(), &request, &|_| true)?)
 }
 
 /// Copies `source` of `from` into a fresh directory (a read-only view for a bind mount).
@@ -342,27 +352,35 @@ fn materialize(
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     platform: &Platform,
     extra: &std::path::Path,
-) -> Result<PathBuf, String> {
-    let plan = plan_mount_source(engine, from, source, deps, platform)
-        .map_err(|e| format!("mount source {source}: {e}"))?;
-    fs::create_dir_all(extra).map_err(|e| e.to_string())?;
+) -> Result<PathBuf, StepError> {
+    let plan = plan_mount_source(engine, from, source, deps, platform).map_err(|e| {
+        MountError::Source {
+            source_path: source.to_owned(),
+            source: Box::new(e),
+        }
+    })?;
+    fs::create_dir_all(extra).map_err(|e| io_error("creating", extra, e))?;
     // A single file source mounts as a file.
     if let [item] = plan.items()
         && item.source.kind == crate::tree::EntryKind::File
     {
         let file = extra.with_extension("file");
-        fs::copy(&item.source.host_path, &file).map_err(|e| e.to_string())?;
+        fs::copy(&item.source.host_path, &file)
+            .map_err(|e| io_error("copying", &item.source.host_path, e))?;
         return Ok(file);
     }
     for item in plan.items() {
         let host = crate::tree::host_path(extra, item.dest.trim_start_matches('/'));
         match &item.source.kind {
-            crate::tree::EntryKind::Dir => fs::create_dir_all(&host).map_err(|e| e.to_string())?,
+            crate::tree::EntryKind::Dir => {
+                fs::create_dir_all(&host).map_err(|e| io_error("creating", &host, e))?;
+            }
             crate::tree::EntryKind::File => {
                 if let Some(p) = host.parent() {
-                    fs::create_dir_all(p).map_err(|e| e.to_string())?;
+                    fs::create_dir_all(p).map_err(|e| io_error("creating", p, e))?;
                 }
-                fs::copy(&item.source.host_path, &host).map_err(|e| e.to_string())?;
+                fs::copy(&item.source.host_path, &host)
+                    .map_err(|e| io_error("copying", &item.source.host_path, e))?;
             }
             crate::tree::EntryKind::Symlink(t) => {
                 let _ = std::os::unix::fs::symlink(t, &host);
@@ -373,18 +391,26 @@ fn materialize(
     Ok(extra.to_path_buf())
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), StepError> {
     for entry in walkdir::WalkDir::new(from).min_depth(1) {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let rel = entry.path().strip_prefix(from).map_err(|e| e.to_string())?;
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(from).to_path_buf();
+            StepError::Io {
+                action: "reading",
+                path,
+                source: e.into(),
+            }
+        })?;
+        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
         let dest = to.join(rel);
         if entry.file_type().is_dir() {
-            fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
+            fs::create_dir_all(&dest).map_err(|e| io_error("creating", &dest, e))?;
         } else if entry.file_type().is_symlink() {
-            let target = fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+            let target =
+                fs::read_link(entry.path()).map_err(|e| io_error("reading", entry.path(), e))?;
             let _ = std::os::unix::fs::symlink(target, &dest);
         } else {
-            fs::copy(entry.path(), &dest).map_err(|e| e.to_string())?;
+            fs::copy(entry.path(), &dest).map_err(|e| io_error("copying", entry.path(), e))?;
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::base::{BaseImage, Resolver};
 use super::compressor::Compressor;
+use super::error::{BaseError, ContextError, InternalError, StepError, StepId};
 use super::{BuildError, Builder, IgnoreFilter};
 use crate::event::{Event, EventSink};
 use crate::hash::HashMemo;
@@ -94,7 +95,9 @@ pub(crate) struct Engine<'a> {
     pub(crate) resolver: Resolver<'a>,
     /// Compresses the image's layers in the background while the next steps run.
     pub(crate) compressor: Compressor,
-    sandbox: OnceLock<Result<Sandbox, String>>,
+    sandbox: OnceLock<Result<Sandbox, Arc<kiln_sandbox::SandboxError>>>,
+    /// The Dockerfile as named in messages.
+    dockerfile_name: String,
     step_counter: AtomicUsize,
     previous: BTreeMap<String, KeyInputs>,
     current: Mutex<BTreeMap<String, KeyInputs>>,
@@ -121,17 +124,16 @@ impl<'a> Engine<'a> {
         memo: &'a HashMemo,
         dockerfile_name: &str,
     ) -> Result<Self, BuildError> {
-        let context_root = std::fs::canonicalize(&builder.context).map_err(|e| {
-            BuildError::Other(format!(
-                "the build context {} is not a readable directory: {e}",
-                builder.context.display()
-            ))
-        })?;
+        let context_root =
+            std::fs::canonicalize(&builder.context).map_err(|source| ContextError::Unreadable {
+                path: builder.context.clone(),
+                source,
+            })?;
         if !context_root.is_dir() {
-            return Err(BuildError::Other(format!(
-                "the build context {} is not a directory",
-                builder.context.display()
-            )));
+            return Err(ContextError::NotADirectory {
+                path: builder.context.clone(),
+            }
+            .into());
         }
         // The last build of this (context, Dockerfile, target) explains cache misses.
         // The store names cache records by hex only, so the record's name is a digest
@@ -189,6 +191,7 @@ impl<'a> Engine<'a> {
                 builder.source_date_epoch,
             ),
             sandbox: OnceLock::new(),
+            dockerfile_name: dockerfile_name.to_owned(),
             step_counter: AtomicUsize::new(0),
             previous,
             current: Mutex::new(BTreeMap::new()),
@@ -201,17 +204,17 @@ impl<'a> Engine<'a> {
         self.step_counter.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    pub(crate) fn sandbox(&self) -> Result<&Sandbox, String> {
+    pub(crate) fn sandbox(&self) -> Result<&Sandbox, StepError> {
         self.sandbox
             .get_or_init(|| {
                 let config = kiln_sandbox::SandboxConfig {
                     helper_exe: self.builder.sandbox_helper.clone(),
                     ..kiln_sandbox::SandboxConfig::default()
                 };
-                Sandbox::new(config).map_err(|e| e.to_string())
+                Sandbox::new(config).map_err(Arc::new)
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|e| StepError::SandboxUnavailable(Arc::clone(e)))
     }
 
     /// Saves this build's key inputs for the next build's miss explanations.
@@ -242,14 +245,14 @@ impl<'a> Engine<'a> {
         from: &SourceRef,
         deps: &BTreeMap<StageId, Arc<StageResult>>,
         platform: &kiln_oci::Platform,
-    ) -> Result<(Box<dyn SourceTree + '_>, bool), String> {
+    ) -> Result<(Box<dyn SourceTree + '_>, bool), StepError> {
         Ok(match from {
             SourceRef::Context => (Box::new(self.context_ref()), false),
             SourceRef::Scratch => (Box::new(LayeredTree::new(Vec::new(), "scratch")), true),
             SourceRef::Stage(id) => {
                 let result = deps
                     .get(id)
-                    .ok_or_else(|| format!("stage {id} has no result (internal planning error)"))?;
+                    .ok_or(StepError::Internal(InternalError::NoSourceResult(*id)))?;
                 let name = self.graph.stage(*id).map_or_else(
                     || format!("stage {id}"),
                     |s| format!("stage {}", s.name.clone().unwrap_or_else(|| id.to_string())),
@@ -347,10 +350,10 @@ impl<'a> Engine<'a> {
         let planned = self
             .graph
             .stage(id)
-            .ok_or_else(|| BuildError::Other(format!("stage {id} is not in the plan")))?;
+            .ok_or(BuildError::Internal(InternalError::StageNotInPlan(id)))?;
         let from_label = planned.from_progress();
         let base_step = |label: &str,
-                         f: &dyn Fn() -> Result<BaseImage, String>|
+                         f: &dyn Fn() -> Result<BaseImage, BaseError>|
          -> Result<BaseImage, BuildError> {
             let n = self.next_step_number();
             let t = Instant::now();
@@ -373,15 +376,21 @@ impl<'a> Engine<'a> {
                     }
                     Ok(image)
                 }
-                Err(message) => {
+                Err(source) => {
                     self.events.emit(Event::StepFailed {
                         step: n,
-                        error: message.clone(),
+                        error: source.to_string(),
                     });
-                    Err(BuildError::Step {
-                        step: label.to_owned(),
-                        message,
-                    })
+                    Err(BuildError::step(
+                        &self.step_id(
+                            planned,
+                            0,
+                            label,
+                            planned.from.syntax.start_line as usize,
+                            0,
+                        ),
+                        StepError::Base(Box::new(source)),
+                    ))
                 }
             }
         };
@@ -411,7 +420,7 @@ impl<'a> Engine<'a> {
             BaseSource::Stage(base) => {
                 let r = deps
                     .get(base)
-                    .ok_or_else(|| BuildError::Other(format!("base stage {base} has no result")))?;
+                    .ok_or(BuildError::Internal(InternalError::NoBaseResult(*base)))?;
                 (None, r.layers.clone(), r.key, None)
             }
             BaseSource::Image(reference) => {
@@ -431,10 +440,12 @@ impl<'a> Engine<'a> {
                     self,
                 )? {
                     super::base::NamedSource::Image(i) => Ok((*i).clone()),
-                    super::base::NamedSource::Dir(dir) => Err(format!(
-                        "build context `{name}` is the local directory {}, which cannot be used as a base image; use docker-image:// or oci-layout://",
-                        dir.display()
-                    )),
+                    super::base::NamedSource::Dir(dir) => {
+                        Err(BaseError::BuildContextIsADirectory {
+                            name: name.clone(),
+                            dir,
+                        })
+                    }
                 })?;
                 let layers = image.layers.clone();
                 let digest = image.manifest_digest.clone();
@@ -447,8 +458,9 @@ impl<'a> Engine<'a> {
             _ => StageBase::Scratch,
         };
         let mut state =
-            StageState::new(self.graph, planned, base).map_err(|e| BuildError::Plan {
-                message: e.to_string(),
+            StageState::new(self.graph, planned, base).map_err(|source| BuildError::Plan {
+                dockerfile: self.dockerfile_name.clone(),
+                source: Box::new(source),
             })?;
         let mut layers = base_layers;
         let mut last_created = base_image
@@ -467,8 +479,9 @@ impl<'a> Engine<'a> {
         }
         let mut base_digest = base_digest;
         let mut position = 0usize;
-        while let Some(step) = state.next_step().map_err(|e| BuildError::Plan {
-            message: e.to_string(),
+        while let Some(step) = state.next_step().map_err(|source| BuildError::Plan {
+            dockerfile: self.dockerfile_name.clone(),
+            source: Box::new(source),
         })? {
             if cancel.is_cancelled() {
                 return Err(BuildError::Cancelled);
@@ -501,20 +514,24 @@ impl<'a> Engine<'a> {
                     Digest::sha256_of(epoch.to_string().as_bytes()),
                 );
             }
-            let outcome = self
-                .execute_step(
-                    &step,
-                    &mut inputs,
-                    &layers,
-                    deps,
-                    &state,
-                    n,
-                    &label,
-                    &planned.platform,
-                    cancel,
+            let ctx = StepContext {
+                id: self.step_id(
+                    planned,
                     position,
-                    id,
-                )
+                    &label,
+                    step.span.line as usize,
+                    step.span.column as usize,
+                ),
+                stage: id,
+                number: n,
+                layers: &layers,
+                deps,
+                platform: &planned.platform,
+                cancel,
+            };
+            let outcome = self
+                .execute_step(&step, &mut inputs, &ctx)
+                .map_err(|source| BuildError::step(&ctx.id, source))
                 .inspect_err(|e| {
                     self.events.emit(Event::StepFailed {
                         step: n,
@@ -555,30 +572,46 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// The [`StepId`] of the step at `position` of `planned`, labelled `label`.
+    fn step_id(
+        &self,
+        planned: &kiln_plan::PlannedStage,
+        position: usize,
+        label: &str,
+        line: usize,
+        column: usize,
+    ) -> StepId {
+        StepId {
+            stage: planned.id,
+            stage_name: planned.name.clone(),
+            position,
+            label: label.to_owned(),
+            dockerfile: self.dockerfile_name.clone(),
+            line,
+            column,
+        }
+    }
+
     /// Answers one filesystem step from the cache or runs it; returns its layer and the
     /// history time.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the step's whole context, passed once"
-    )]
     fn execute_step(
         &self,
         step: &Step,
         inputs: &mut KeyInputs,
-        layers: &[LayerInfo],
-        deps: &BTreeMap<StageId, Arc<StageResult>>,
-        state: &StageState,
-        n: usize,
-        label: &str,
-        platform: &kiln_oci::Platform,
-        cancel: &CancelToken,
-        position: usize,
-        stage: StageId,
-    ) -> Result<(Option<LayerInfo>, String), BuildError> {
-        let fail = |message: String| BuildError::Step {
-            step: label.to_owned(),
-            message,
-        };
+        ctx: &StepContext<'_>,
+    ) -> Result<(Option<LayerInfo>, String), StepError> {
+        let StepContext {
+            id,
+            stage,
+            number: n,
+            layers,
+            deps,
+            platform,
+            cancel: _,
+        } = ctx;
+        let (n, stage, layers, deps, platform) = (*n, *stage, *layers, *deps, *platform);
+        let label = id.label.as_str();
+        let position = id.position;
         let started = Instant::now();
         let compress = self.exported.contains(&stage);
         // Gather the content digests of the step's inputs.
@@ -594,9 +627,7 @@ impl<'a> Engine<'a> {
                     }
                     None
                 } else {
-                    let prepared =
-                        super::copy_exec::prepare(self, copy, layers, deps, platform, state)
-                            .map_err(fail)?;
+                    let prepared = super::copy_exec::prepare(self, copy, layers, deps, platform)?;
                     let before = inputs.inputs.clone();
                     prepared.add_key_inputs(inputs);
                     if let Some(memo) = &memo {
@@ -612,7 +643,7 @@ impl<'a> Engine<'a> {
                 }
             }
             Action::Run(run) => {
-                super::run_exec::add_key_inputs(self, run, deps, platform, inputs).map_err(fail)?;
+                super::run_exec::add_key_inputs(self, run, deps, platform, inputs)?;
                 None
             }
             _ => None,
@@ -630,8 +661,7 @@ impl<'a> Engine<'a> {
                 layer: Some(l),
                 created,
             }) => self
-                .adopt_cached(l, chain_parent.as_ref())
-                .map_err(fail)?
+                .adopt_cached(l, chain_parent.as_ref())?
                 .map(|layer| (Some(layer), created)),
             Some(CacheRecord {
                 layer: None,
@@ -664,12 +694,10 @@ impl<'a> Engine<'a> {
             Action::Copy(copy) => {
                 let prepared = match prepared {
                     Some(prepared) => prepared,
-                    None => super::copy_exec::prepare(self, copy, layers, deps, platform, state)
-                        .map_err(fail)?,
+                    None => super::copy_exec::prepare(self, copy, layers, deps, platform)?,
                 };
-                let dir = prepared.materialize(self).map_err(fail)?;
-                let layer = super::commit::commit_dir(self, &dir, chain_parent.as_ref(), compress)
-                    .map_err(fail)?;
+                let dir = prepared.materialize(self)?;
+                let layer = super::commit::commit_dir(self, &dir, chain_parent.as_ref(), compress)?;
                 if let Some(layer) = &layer {
                     prepared.remember_copies(self, &layer.chain);
                 }
@@ -682,22 +710,16 @@ impl<'a> Engine<'a> {
                 layers,
                 chain_parent.as_ref(),
                 compress,
-            )
-            .map_err(fail)?,
-            Action::Run(run) => super::run_exec::run(
-                self,
-                run,
-                layers,
-                deps,
-                platform,
-                n,
-                label,
-                cancel,
-                chain_parent.as_ref(),
-                compress,
             )?,
+            Action::Run(run) => {
+                super::run_exec::run(self, run, ctx, chain_parent.as_ref(), compress)?
+            }
             Action::None => None,
-            other => return Err(fail(format!("unsupported step {other:?}"))),
+            other => {
+                return Err(StepError::Unsupported {
+                    description: format!("{other:?}"),
+                });
+            }
         };
         let record = CacheRecord {
             layer: layer.as_ref().map(|l| RecordLayer {
@@ -731,7 +753,7 @@ impl<'a> Engine<'a> {
         &self,
         layer: RecordLayer,
         parent: Option<&ChainId>,
-    ) -> Result<Option<LayerInfo>, String> {
+    ) -> Result<Option<LayerInfo>, StepError> {
         let mut blob = match (layer.blob, layer.media_type) {
             (Some(digest), Some(media_type)) if self.store.has_blob(&digest) => Some(LayerBlob {
                 digest,
@@ -751,8 +773,7 @@ impl<'a> Engine<'a> {
                 return Ok(None);
             };
             self.store
-                .ensure_snapshot(parent, &layer.diff_id, &blob.digest)
-                .map_err(|e| e.to_string())?;
+                .ensure_snapshot(parent, &layer.diff_id, &blob.digest)?;
         }
         Ok(Some(LayerInfo {
             diff_id: layer.diff_id,
@@ -760,6 +781,25 @@ impl<'a> Engine<'a> {
             chain,
         }))
     }
+}
+
+/// What a step runs with: its identity, the stage's layers so far, the finished stages it
+/// may read, its platform and the build's cancellation.
+pub(crate) struct StepContext<'s> {
+    /// The step, as messages name it.
+    pub(crate) id: StepId,
+    /// Its stage.
+    pub(crate) stage: StageId,
+    /// Its number in the build's progress.
+    pub(crate) number: usize,
+    /// The stage's layers before the step, base first.
+    pub(crate) layers: &'s [LayerInfo],
+    /// The results of the stages this stage depends on.
+    pub(crate) deps: &'s BTreeMap<StageId, Arc<StageResult>>,
+    /// The stage's platform.
+    pub(crate) platform: &'s kiln_oci::Platform,
+    /// The build's cancellation.
+    pub(crate) cancel: &'s CancelToken,
 }
 
 fn history(created_by: &str, created: &str, empty_layer: bool) -> History {

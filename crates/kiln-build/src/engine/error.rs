@@ -1,0 +1,877 @@
+//! The typed errors of a build: [`BuildError`] at the top, with a typed source for each
+//! layer below it (parse, plan, store, registry, sandbox, context, export, a step). Each
+//! variant keeps its subject (the Dockerfile and line, a path, a digest, a reference, the
+//! step) and its `Display` is the message `kiln build` prints after `error: `.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kiln_dockerfile::{ParseError, PatternError};
+use kiln_oci::{AssembleError, BlobError, DiffId, ImageRef, LayoutError, ReferenceError};
+use kiln_plan::{PlanError, StageId};
+use kiln_registry::RegistryError;
+use kiln_sandbox::SandboxError;
+use kiln_store::StoreError;
+
+use crate::copy::CopyError;
+use crate::output::DestinationError;
+use crate::users::{ChmodError, OwnerError};
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The Dockerfile does not parse. Displayed as the full diagnostic: `error: …`,
+    /// ` --> file:line:col`, the source line and a caret.
+    #[error("{}", .source.render(.dockerfile, .text))]
+    Parse {
+        /// The Dockerfile as named in messages (`ctx/Dockerfile`; `Dockerfile` for stdin).
+        dockerfile: String,
+        /// Its text (the diagnostic quotes the offending line).
+        text: Arc<str>,
+        /// What the parser found.
+        source: Box<ParseError>,
+    },
+    /// Planning failed (unknown target, bad stage reference, an expansion error, …).
+    #[error("{dockerfile}: {source}")]
+    Plan {
+        /// The Dockerfile as named in messages.
+        dockerfile: String,
+        /// The planner's error (with the line when it has one).
+        source: Box<PlanError>,
+    },
+    /// A `RUN --security=insecure` in a build not granted `security.insecure`.
+    #[error("{dockerfile}:{line}: {}", InsecureNotAllowed)]
+    InsecureNotAllowed {
+        /// The Dockerfile as named in messages.
+        dockerfile: String,
+        /// The line of the RUN.
+        line: usize,
+    },
+    /// The Dockerfile could not be read.
+    #[error(
+        "failed to read the Dockerfile {}: {source}; pass -f FILE or put a Dockerfile in the context",
+        .path.display()
+    )]
+    ReadDockerfile {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The Dockerfile is not UTF-8.
+    #[error(
+        "{}:{line}:{column}: the Dockerfile is not valid UTF-8 (byte 0x{byte:02x}); save it as UTF-8",
+        .path.display()
+    )]
+    DockerfileNotUtf8 {
+        /// The path.
+        path: PathBuf,
+        /// Line of the first byte that is not UTF-8.
+        line: usize,
+        /// Its column, in characters.
+        column: usize,
+        /// Its value.
+        byte: u8,
+    },
+    /// The build context or its `.dockerignore` cannot be used.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// A build option cannot be honoured (an output destination, a secret's source).
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// The local store failed outside a step.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A step failed.
+    #[error("{step}: {source}")]
+    Step {
+        /// Which step.
+        step: Box<StepId>,
+        /// Why.
+        source: Box<StepError>,
+    },
+    /// The image could not be assembled or written to an output.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// The plan and the schedule disagree (a stage without a result): a bug in kiln.
+    #[error("{0}")]
+    Internal(InternalError),
+    /// The build was cancelled.
+    #[error("build cancelled")]
+    Cancelled,
+}
+
+impl BuildError {
+    /// The error of `step`, or [`BuildError::Cancelled`] when the step was cancelled.
+    pub(crate) fn step(step: &StepId, source: StepError) -> Self {
+        match source {
+            StepError::Cancelled => Self::Cancelled,
+            source => Self::Step {
+                step: Box::new(step.clone()),
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+impl From<BaseError> for StepError {
+    fn from(e: BaseError) -> Self {
+        Self::Base(Box::new(e))
+    }
+}
+
+/// The message of a `RUN --security=insecure` without the entitlement.
+#[derive(Debug, Clone, Copy)]
+pub struct InsecureNotAllowed;
+
+impl std::fmt::Display for InsecureNotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "RUN --security=insecure needs the security.insecure entitlement, which this build \
+             was not granted: pass --allow security.insecure if you trust this Dockerfile with \
+             unconfined root in its sandbox",
+        )
+    }
+}
+
+/// A step of the build, as progress and errors name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StepId {
+    /// The stage.
+    pub stage: StageId,
+    /// The stage's name (`FROM … AS name`), if it has one.
+    pub stage_name: Option<String>,
+    /// The step's position in its stage (1 = the first instruction after FROM; 0 = FROM).
+    pub position: usize,
+    /// The progress label (`[build 2/5] RUN make`), the step's name in messages.
+    pub label: String,
+    /// The Dockerfile as named in messages.
+    pub dockerfile: String,
+    /// The instruction's first line in the Dockerfile (1-based; 0 when not from it, as an
+    /// image's ONBUILD trigger).
+    pub line: usize,
+    /// Its column (1-based; 0 when not from the Dockerfile).
+    pub column: usize,
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// A RUN exited non-zero or was killed.
+    #[error("process \"{command}\" did not complete successfully: {status}\n{tail}")]
+    RunFailed {
+        /// The command line.
+        command: String,
+        /// `exit code: 1` (BuildKit's wording), `killed by signal 9`.
+        status: String,
+        /// The last lines of its output.
+        tail: String,
+    },
+    /// A COPY/ADD could not be planned.
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    /// A `--chown` (or WORKDIR owner) could not be resolved in the stage.
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
+    /// A `--chmod` is invalid.
+    #[error(transparent)]
+    Chmod(#[from] ChmodError),
+    /// A file operation failed.
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done (`creating`, `reading`, `writing`).
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sandbox failed.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The sandbox could not be set up (shared by every RUN of the build).
+    #[error(transparent)]
+    SandboxUnavailable(Arc<SandboxError>),
+    /// A base image or `--from` image could not be resolved.
+    #[error(transparent)]
+    Base(Box<BaseError>),
+    /// A layer could not be written.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// An `ADD <url>` failed.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    /// The COPY's destination is unusable, or a source cannot be read.
+    #[error(transparent)]
+    CopyStep(#[from] CopyStepError),
+    /// A RUN `--mount` cannot be provided.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// `RUN --security=insecure` without the entitlement.
+    #[error("{}", InsecureNotAllowed)]
+    InsecureNotAllowed,
+    /// The step was cancelled.
+    #[error("build cancelled")]
+    Cancelled,
+    /// A step kind this version of kiln cannot run.
+    #[error("unsupported step {description}")]
+    Unsupported {
+        /// The step, as planned.
+        description: String,
+    },
+    /// The plan and the schedule disagree.
+    #[error("{0}")]
+    Internal(InternalError),
+}
+
+/// The plan and the schedule disagree: a bug in kiln, never the user's input.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum InternalError {
+    /// The scheduler asked for a stage the plan does not have.
+    #[error("stage {0} is not in the plan")]
+    StageNotInPlan(StageId),
+    /// A base stage finished without a result.
+    #[error("base stage {0} has no result")]
+    NoBaseResult(StageId),
+    /// A `--from` stage finished without a result.
+    #[error("stage {0} has no result (internal planning error)")]
+    NoSourceResult(StageId),
+    /// The target stage finished without a result.
+    #[error("the target stage produced no result")]
+    NoTargetResult,
+}
+
+/// Why the build context or its `.dockerignore` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// The context cannot be opened.
+    #[error("the build context {} is not a readable directory: {source}", .path.display())]
+    Unreadable {
+        /// The context as given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The context is not a directory.
+    #[error("the build context {} is not a directory", .path.display())]
+    NotADirectory {
+        /// The context as given.
+        path: PathBuf,
+    },
+    /// The `.dockerignore` cannot be read.
+    #[error("reading {}: {source}", .path.display())]
+    ReadIgnoreFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A `.dockerignore` line is longer than the limit.
+    #[error("{}:{line}: {source}", .path.display())]
+    IgnoreLineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: usize,
+        /// The limit it broke.
+        source: PatternError,
+    },
+    /// The `.dockerignore` is not a pattern file (not UTF-8, …).
+    #[error("reading {}: {source}", .path.display())]
+    IgnoreFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: PatternError,
+    },
+    /// A `.dockerignore` pattern does not compile.
+    #[error("invalid pattern in {}: {source}", .path.display())]
+    InvalidPattern {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: PatternError,
+    },
+    /// A `.dockerignore` pattern can never match.
+    #[error(
+        "invalid pattern in {}: `{pattern}` cannot be matched ({reason}); fix or remove it",
+        .path.display()
+    )]
+    UnmatchablePattern {
+        /// The file.
+        path: PathBuf,
+        /// The pattern as written (with its `!`).
+        pattern: String,
+        /// Why it cannot match.
+        reason: String,
+    },
+}
+
+/// Why a build option cannot be honoured (checked before anything runs).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// An `--output` destination would replace something that is not an output.
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    /// Two outputs write to stdout.
+    #[error("only one --output can write to stdout (dest=-)")]
+    TwoStdoutOutputs,
+    /// A secret's source file cannot be read.
+    #[error("secret `{id}`: cannot read its source {}: {source}", .path.display())]
+    SecretUnreadable {
+        /// The secret id.
+        id: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A secret's source is not a regular file.
+    #[error("secret `{id}`: cannot read its source {}: not a regular file", .path.display())]
+    SecretNotAFile {
+        /// The secret id.
+        id: String,
+        /// The path.
+        path: PathBuf,
+    },
+    /// A secret's environment variable is not set.
+    #[error("secret `{id}`: environment variable {var} is not set")]
+    SecretEnvUnset {
+        /// The secret id.
+        id: String,
+        /// The variable.
+        var: String,
+    },
+}
+
+/// Why a base image, `--from` image or named build context cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BaseError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The registry client cannot be made.
+    #[error(transparent)]
+    Client(Box<RegistryError>),
+    /// The pull failed.
+    #[error("pulling {reference}: {source}")]
+    Pull {
+        /// The image.
+        reference: Box<ImageRef>,
+        /// Why.
+        source: Box<RegistryError>,
+    },
+    /// The async runtime for network I/O cannot start.
+    #[error("starting the network runtime: {0}")]
+    Runtime(std::io::Error),
+    /// `--from=NAME` or `FROM NAME` with no `--build-context NAME=…`.
+    #[error("no --build-context named `{name}`")]
+    NoBuildContext {
+        /// The name.
+        name: String,
+    },
+    /// `--build-context NAME=docker-image://REF` with a bad reference.
+    #[error("--build-context {name}: {source}")]
+    BuildContextReference {
+        /// The context's name.
+        name: String,
+        /// Why.
+        source: ReferenceError,
+    },
+    /// `--build-context NAME=oci-layout://…` cannot be read.
+    #[error("--build-context {name}: {source}")]
+    BuildContextLayout {
+        /// The context's name.
+        name: String,
+        /// Why.
+        source: LayoutError,
+    },
+    /// A blob of `--build-context NAME=oci-layout://…` cannot be read.
+    #[error("--build-context {name}: {source}")]
+    BuildContextBlob {
+        /// The context's name.
+        name: String,
+        /// Why.
+        source: BlobError,
+    },
+    /// `--build-context NAME=DIR` with something that is not a directory.
+    #[error(
+        "--build-context {name}={spec}: not a directory; use a directory, docker-image://REF or oci-layout://PATH[:TAG|@DIGEST]"
+    )]
+    BuildContextNotADirectory {
+        /// The context's name.
+        name: String,
+        /// The value given.
+        spec: String,
+    },
+    /// `FROM NAME` where the build context NAME is a directory.
+    #[error(
+        "build context `{name}` is the local directory {}, which cannot be used as a base image; use docker-image:// or oci-layout://",
+        .dir.display()
+    )]
+    BuildContextIsADirectory {
+        /// The context's name.
+        name: String,
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// Why a layer (its snapshot or its compressed blob) could not be made.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// A file operation failed.
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why.
+        source: Arc<std::io::Error>,
+    },
+    /// The layer's tar could not be written.
+    #[error("writing the layer of {}: {source}", .path.display())]
+    Tar {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: Arc<kiln_oci::LayerError>,
+    },
+    /// The tar/compression stream failed.
+    #[error("{action}: {source}")]
+    Stream {
+        /// `starting the layer compressor`, `finishing the layer`, …
+        action: &'static str,
+        /// Why.
+        source: Arc<std::io::Error>,
+    },
+    /// The store failed.
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    /// A layer lost both its blob and its snapshot.
+    #[error(
+        "layer {diff_id} has neither a blob nor its snapshot {}; rebuild with --no-cache",
+        .snapshot.display()
+    )]
+    Missing {
+        /// The layer.
+        diff_id: DiffId,
+        /// Where its snapshot was.
+        snapshot: PathBuf,
+    },
+    /// A snapshot no longer makes the layer recorded for it.
+    #[error(
+        "the snapshot {} makes layer {made}, but the build recorded {recorded}: the snapshot was changed; remove it and rebuild with --no-cache",
+        .snapshot.display()
+    )]
+    SnapshotChanged {
+        /// The snapshot.
+        snapshot: PathBuf,
+        /// What it makes now.
+        made: DiffId,
+        /// What the build recorded.
+        recorded: DiffId,
+    },
+    /// A compression worker panicked.
+    #[error("compressing layer {0} panicked; rebuild with --no-cache")]
+    CompressionPanicked(DiffId),
+    /// The background compressor is running this layer (never returned to a caller that
+    /// waits).
+    #[error("taken by another thread")]
+    Taken,
+}
+
+impl LayerError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn stream(action: &'static str, source: std::io::Error) -> Self {
+        Self::Stream {
+            action,
+            source: Arc::new(source),
+        }
+    }
+}
+
+impl From<StoreError> for LayerError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Arc::new(e))
+    }
+}
+
+/// Why an `ADD <url>` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownloadError {
+    /// `--checksum` is not a digest.
+    #[error("invalid --checksum {checksum:?} for {url}: {source}")]
+    InvalidChecksum {
+        /// The URL.
+        url: String,
+        /// The value.
+        checksum: String,
+        /// Why.
+        source: kiln_oci::DigestError,
+    },
+    /// `--checksum` uses an algorithm other than sha256.
+    #[error("unsupported --checksum algorithm {algorithm} for {url}: kiln verifies sha256")]
+    UnsupportedChecksum {
+        /// The URL.
+        url: String,
+        /// The algorithm.
+        algorithm: String,
+    },
+    /// The URL does not parse.
+    #[error("invalid URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The download failed (the reason includes its sources: `error sending request: …`).
+    #[error("downloading {url}: {reason}")]
+    Failed {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The body has another digest than `--checksum`.
+    #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        /// The URL.
+        url: String,
+        /// `--checksum`.
+        expected: kiln_oci::Digest,
+        /// The body's.
+        actual: kiln_oci::Digest,
+    },
+}
+
+/// Why a COPY/ADD (or WORKDIR) step failed past its plan.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyStepError {
+    /// `ADD git@…` / `git://…`.
+    #[error(
+        "ADD from a git repository ({source_url}) is not supported by kiln yet; clone it in a RUN step or add it to the build context"
+    )]
+    GitSource {
+        /// The source.
+        source_url: String,
+    },
+    /// `COPY <url>`.
+    #[error("COPY does not download URLs ({source_url}); use ADD")]
+    CopyUrl {
+        /// The source.
+        source_url: String,
+    },
+    /// The destination cannot be resolved in the stage.
+    #[error("resolving the destination {dest} in the stage: {source}")]
+    ResolveDestination {
+        /// The destination.
+        dest: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A path of the stage cannot be read.
+    #[error("reading {path} in the stage: {source}")]
+    ReadStage {
+        /// The path in the stage.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file would replace a directory of the stage.
+    #[error(
+        "cannot replace to directory {dest} with file; remove the directory first or copy to another path"
+    )]
+    FileOverDirectory {
+        /// The destination.
+        dest: String,
+    },
+    /// A directory would be merged onto a file or symlink of the stage.
+    #[error(
+        "cannot copy to non-directory: {dest} is a {kind} in the stage; remove it first or copy to another path"
+    )]
+    DirectoryOverFile {
+        /// The destination.
+        dest: String,
+        /// `file` or `symlink`.
+        kind: &'static str,
+    },
+    /// The sources cannot be hashed.
+    #[error("hashing COPY sources: {0}")]
+    HashSources(std::io::Error),
+    /// An archive source cannot be hashed.
+    #[error("hashing {source_path}: {source}")]
+    HashArchive {
+        /// The source.
+        source_path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing the layer's files failed.
+    #[error("copying files into the layer: {0}")]
+    Materialize(std::io::Error),
+    /// `ADD url1 url2 dest` with a destination that is not a directory.
+    #[error(
+        "When using ADD with more than one source file, the destination must be a directory and end with a / (got {dest})"
+    )]
+    AddDestNotDir {
+        /// The destination.
+        dest: String,
+    },
+    /// A download would replace a directory of the stage.
+    #[error(
+        "cannot replace to directory {dest} with file (downloading {url}); remove the directory first or add to another path"
+    )]
+    DownloadOverDirectory {
+        /// The destination.
+        dest: String,
+        /// The URL.
+        url: String,
+    },
+}
+
+/// Why a RUN `--mount` cannot be provided.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    /// A bind mount's source cannot be keyed.
+    #[error("--mount=type=bind,source={source_path}: {source}")]
+    BindSource {
+        /// The source.
+        source_path: String,
+        /// Why.
+        source: Box<StepError>,
+    },
+    /// A mount's source cannot be provided.
+    #[error("mount source {source_path}: {source}")]
+    Source {
+        /// The source.
+        source_path: String,
+        /// Why.
+        source: Box<StepError>,
+    },
+    /// `--mount=type=tmpfs,size=…` that is not a positive byte count.
+    #[error("--mount=type=tmpfs,target={target}: size={size} must be a positive number of bytes")]
+    TmpfsSize {
+        /// The target.
+        target: String,
+        /// The size given.
+        size: i64,
+    },
+    /// A required secret was not passed.
+    #[error("secret `{id}` is required: pass --secret id={id},src=FILE")]
+    SecretRequired {
+        /// The id.
+        id: String,
+    },
+    /// A secret's file cannot be read.
+    #[error("reading secret `{id}` from {}: {source}", .path.display())]
+    SecretUnreadable {
+        /// The id.
+        id: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A secret's environment variable is not set.
+    #[error("secret `{id}`: environment variable {var} is not set")]
+    SecretEnvUnset {
+        /// The id.
+        id: String,
+        /// The variable.
+        var: String,
+    },
+    /// A secret with neither a file nor a variable.
+    #[error("secret `{id}` has no source")]
+    SecretWithoutSource {
+        /// The id.
+        id: String,
+    },
+    /// `--mount=type=ssh,required`.
+    #[error(
+        "--mount=type=ssh (id `{id}`) is not supported by kiln; remove `required` or fetch sources in the context"
+    )]
+    SshUnsupported {
+        /// The id.
+        id: String,
+    },
+    /// A mount type this version of kiln cannot provide.
+    #[error("unsupported mount {description}")]
+    Unsupported {
+        /// The mount, as planned.
+        description: String,
+    },
+}
+
+/// Why the image could not be assembled or exported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A layer's blob could not be made.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// The manifest or config could not be made.
+    #[error("assembling the image: {0}")]
+    Assemble(Box<AssembleError>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A `-t` name is not an image reference.
+    #[error("invalid image name `{name}`: {source}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why.
+        source: ReferenceError,
+    },
+    /// Writing an output archive to stdout failed.
+    #[error("writing {output} to stdout: {source}")]
+    StdoutArchive {
+        /// The output.
+        output: String,
+        /// Why.
+        source: LayoutError,
+    },
+    /// Flushing an output to stdout failed.
+    #[error("writing {output} to stdout: {source}")]
+    Stdout {
+        /// The output.
+        output: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing an output archive or layout failed.
+    #[error("writing {}: {source}", .path.display())]
+    Archive {
+        /// The destination.
+        path: PathBuf,
+        /// Why.
+        source: LayoutError,
+    },
+    /// A file operation on an output failed.
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        /// `writing`, `creating`, `replacing`, …
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The output destination changed during the build.
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    /// The async runtime for network I/O cannot start.
+    #[error("starting the network runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The registry client cannot be made.
+    #[error(transparent)]
+    Client(Box<RegistryError>),
+    /// The push failed.
+    #[error("pushing {names}: {source}")]
+    Push {
+        /// The names pushed (comma-separated).
+        names: String,
+        /// Why.
+        source: Box<RegistryError>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step_id() -> StepId {
+        StepId {
+            stage: StageId(1),
+            stage_name: Some("test".to_owned()),
+            position: 3,
+            label: "[test 3/3] RUN pytest".to_owned(),
+            dockerfile: "ctx/Dockerfile".to_owned(),
+            line: 7,
+            column: 1,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_names_the_step_command_status_and_tail() {
+        let err = BuildError::step(
+            &step_id(),
+            StepError::RunFailed {
+                command: "/bin/sh -c pytest".to_owned(),
+                status: "exit code: 1".to_owned(),
+                tail: "1 failed".to_owned(),
+            },
+        );
+        assert_eq!(
+            err.to_string(),
+            "[test 3/3] RUN pytest: process \"/bin/sh -c pytest\" did not complete \
+             successfully: exit code: 1\n1 failed"
+        );
+        let BuildError::Step { step, source } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((step.line, step.stage_name.as_deref()), (7, Some("test")));
+        assert!(matches!(**source, StepError::RunFailed { .. }));
+    }
+
+    #[test]
+    fn a_cancelled_step_is_the_build_cancelled() {
+        assert!(matches!(
+            BuildError::step(&step_id(), StepError::Cancelled),
+            BuildError::Cancelled
+        ));
+    }
+
+    #[test]
+    fn nested_mount_errors_keep_their_chain() {
+        let err = StepError::from(MountError::Source {
+            source_path: "/src".to_owned(),
+            source: Box::new(StepError::Io {
+                action: "creating",
+                path: PathBuf::from("/store/tmp/x"),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            }),
+        });
+        assert!(
+            err.to_string()
+                .starts_with("mount source /src: creating /store/tmp/x: ")
+        );
+        // `StepError::Mount` is transparent: its source is the mount error's source.
+        let inner = std::error::Error::source(&err).expect("the mount error's source");
+        assert!(inner.to_string().starts_with("creating /store/tmp/x"));
+    }
+}
