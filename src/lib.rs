@@ -1,7 +1,26 @@
-//! kiln: a daemonless, multi-stage container image builder.
+//! kiln: a daemonless, multi-stage container image builder, as a library.
 //!
-//! This facade re-exports the crates an embedder needs: the Dockerfile frontend as
-//! [`dockerfile`], and the build API — [`Builder`] with its stream of progress [`Event`]s.
+//! Everything the `kiln` command does is here (the command line is only a front end over
+//! this API):
+//!
+//! - **Build**: [`Builder`] (a Dockerfile and its context → an image in the local store and
+//!   any [`Output`]s), with a stream of progress [`Event`]s and a [`BuildError`].
+//! - **Run**: [`ContainerRun`] runs a command in a stored image, like `docker run --rm`;
+//!   [`find_or_pull_image`] finds the image (or pulls it).
+//! - **Import**: [`Import`] makes a one-layer image from a root filesystem, like `docker
+//!   import`, its config edited by `--change` instructions ([`ConfigChanges`]).
+//! - **The local store**: [`open_store`] (at [`resolve_store_root`]); [`find_image`] looks an
+//!   image up by name or image ID prefix; [`list_images`], [`image_history`],
+//!   [`inspect_image`], [`untag_images`] and [`prune`] are `kiln images`, `history`,
+//!   `inspect`, `rmi` and `prune`.
+//! - **Registries**: [`pull_image`], [`push_image`], [`login`] and [`logout`], configured by a
+//!   [`ClientConfig`] that carries a [`TransferProgress`] sink.
+//! - **Types**: [`oci`] is the image model (`ImageRef`, `Digest`, `Platform`, configs,
+//!   manifests, layouts), [`dockerfile`] the Dockerfile frontend (parser, AST, shell expansion).
+//!
+//! Errors are typed per area ([`BuildError`], [`ImageError`], [`ImportError`],
+//! [`RunImageError`]) and name their subject: a path, digest, image, registry or
+//! `file:line:col`.
 //!
 //! ```no_run
 //! let outcome = kiln::Builder::new("./app")
@@ -11,12 +30,30 @@
 //! # Ok::<(), kiln::BuildError>(())
 //! ```
 //!
-//! An executable that builds Dockerfiles with `RUN` steps is also the sandbox helper: call
-//! [`run_sandbox_helper_if_requested`] first thing in `main` (see `examples/embed.rs`).
+//! ```no_run
+//! let store = kiln::open_store(None)?;
+//! for image in kiln::list_images(&store)? {
+//!     println!("{}:{} {}", image.repository, image.tag, image.id);
+//! }
+//! let history = kiln::image_history(&store, "app:dev")?;
+//! println!("{} entries", history.entries.len());
+//! # Ok::<(), kiln::ImageError>(())
+//! ```
+//!
+//! An executable that builds Dockerfiles with `RUN` steps, or runs images, is also the
+//! sandbox helper: call [`run_sandbox_helper_if_requested`] first thing in `main` (see
+//! `examples/embed.rs`).
 #![forbid(unsafe_code)]
 
 pub use kiln_build::{
-    BuildError, BuildOutcome, Builder, Event, EventSink, LogStream, NetworkDefault, Output,
-    SecretSource, default_store_root, run_sandbox_helper_if_requested,
+    BlobOutcome, BuildError, BuildOutcome, Builder, ChangeError, ClientConfig, ConfigChanges,
+    ContainerRun, Direction, Event, EventSink, ExitStatus, GcOptions, GcReport, HistoryEntry,
+    ImageError, ImageHistory, ImageInspection, ImageSummary, Import, ImportError, ImportOutcome,
+    ImportOutput, ImportOutputError, ImportStep, LogStream, Network, NetworkDefault, Output,
+    PullOutcome, PushOutcome, RunImageError, RunOutcome, SandboxError, SecretSource, Store,
+    StoreError, Stream, TransferEvent, TransferProgress, Untagged, VerifyReport,
+    default_store_root, find_image, find_or_pull_image, image_history, inspect_image, list_images,
+    login, logout, oci, open_store, prune, pull_image, push_image, registry_host, require_image,
+    resolve_store_root, run_sandbox_helper_if_requested, untag_images,
 };
 pub use kiln_dockerfile as dockerfile;

@@ -5,6 +5,8 @@ mod copy;
 mod engine;
 mod event;
 mod hash;
+mod images;
+mod import;
 mod output;
 mod run_image;
 mod scheduler;
@@ -22,14 +24,37 @@ pub use engine::{
 };
 pub use event::{Event, EventSink, LogStream};
 pub use hash::{HashMemo, copy_plan_digest};
+pub use images::{
+    HistoryEntry, ImageError, ImageHistory, ImageInspection, ImageSummary, PullOutcome,
+    PushOutcome, Untagged, find_image, image_history, inspect_image, list_images, login, logout,
+    open_store, parse_image_name, prune, pull_image, push_image, registry_host, require_image,
+    resolve_store_root, untag_images, without_echo,
+};
+pub use import::{
+    Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError, ImportStep, TarError,
+};
 pub use output::{DestinationError, Output, OutputSpecError};
-pub use run_image::{ContainerRun, RunImageError};
+pub use run_image::{ContainerRun, RunImageError, find_or_pull_image};
 pub use scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 pub use tree::{
     ContextFilter, ContextTree, Entry, EntryKind, IncludeAll, LayeredTree, SourceTree, clean_rel,
     host_path,
 };
 pub use users::{Chmod, ChmodError, OwnerError, parse_chmod, resolve_chown};
+
+// The types of the crates below that the API above takes and returns, so an embedder (and
+// kiln-cli) needs no other kiln crate.
+pub use kiln_dockerfile as dockerfile;
+pub use kiln_oci as oci;
+pub use kiln_plan::{ChangeError, ConfigChanges};
+pub use kiln_registry::{
+    BlobOutcome, ClientConfig, DEFAULT_DOWNLOAD_CONCURRENCY, Direction,
+    Progress as TransferProgress, ProgressEvent as TransferEvent,
+};
+pub use kiln_sandbox::{ExitStatus, Network, RunOutcome, SandboxError, Stream};
+pub use kiln_store::{
+    GcOptions, GcReport, Problem as StoreProblem, Store, StoreError, VerifyReport,
+};
 
 /// Runs the RUN sandbox helper when this process was started as one, returning its exit
 /// code; `None` otherwise. Executables that build with [`Builder`] (the default helper is

@@ -5,15 +5,20 @@
 //! [`ContainerRun`] holds the `docker run` flags; [`ContainerRun::argv`] and
 //! [`ContainerRun::environment`] are the pure config merge (unit-tested), and
 //! [`ContainerRun::run`] does the I/O through `kiln-store` and `kiln-sandbox`.
+//! [`find_or_pull_image`] finds the image to run with the one local lookup
+//! ([`find_image`](crate::find_image)), else pulls it with [`pull_image`].
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiln_oci::{ContainerConfig, Digest, ResolvedImage};
+use kiln_oci::{ContainerConfig, Digest, ImageRef, Platform, ResolvedImage};
+use kiln_registry::ClientConfig;
 use kiln_sandbox::{CancelToken, Network, RunOutcome, RunSpec, Sandbox, SandboxConfig, Stream};
 use kiln_store::{LockMode, Store, StoreError};
+
+use crate::images::{ImageError, PullOutcome, find_image, parse_image_name, pull_image};
 
 /// Hex characters of a container ID used as its default hostname (docker's short ID).
 const SHORT_ID_LEN: usize = 12;
@@ -238,6 +243,32 @@ impl ContainerRun {
         drop(scratch);
         Ok(outcome)
     }
+}
+
+/// The image `text` names, as `docker run` finds it: in the local store (a name or an image
+/// ID prefix), else pulled for this host with `config` and named (`on_pull` is called with
+/// the reference first). Returns the image and, when it was pulled, what the pull did.
+pub fn find_or_pull_image(
+    store: &Store,
+    text: &str,
+    config: ClientConfig,
+    on_pull: impl FnOnce(&ImageRef),
+) -> Result<(ResolvedImage, Option<PullOutcome>), ImageError> {
+    let (digest, pulled) = if let Some(digest) = find_image(store, text)? {
+        (digest, None)
+    } else {
+        let reference = parse_image_name(text)?;
+        on_pull(&reference);
+        let pulled = pull_image(store, &reference, &Platform::host(), config)?;
+        (pulled.digest.clone(), Some(pulled))
+    };
+    let image = store
+        .resolve_image(&digest, None)
+        .map_err(|source| ImageError::ReadImage {
+            name: text.to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok((image, pulled))
 }
 
 /// A fresh 12-hex-digit ID: the default hostname, as docker uses the short container ID.

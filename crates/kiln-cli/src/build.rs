@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use kiln_build::oci::{Compression, Platform};
 use kiln_build::{BuildError, Builder, Entitlement, NetworkDefault, Output, SecretSource};
-use kiln_oci::{Compression, Platform};
 
 use crate::progress::{ProgressMode, Renderer};
 

@@ -1,23 +1,14 @@
 //! `kiln history IMAGE`: the image's history entries newest first, as `docker history` shows
 //! them (IMAGE CREATED CREATED-BY SIZE COMMENT), or one JSON object per line with
-//! `--format json`.
-//!
-//! SIZE is the layer's uncompressed size as docker's graph drivers count it (moby
-//! `directory.Size`): the bytes of every non-directory entry, hard links once, whiteouts 0. It
-//! is read from the layer's unpacked snapshot when the store has one (a stat walk), else by
-//! streaming the blob through the decompressor and summing tar headers; nothing is written.
+//! `--format json`. The entries and their layer sizes are `kiln_build::image_history`'s.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufReader, Write as _};
-use std::os::unix::fs::MetadataExt as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
-use kiln_oci::{ChainId, Digest, ImageRef, WHITEOUT_PREFIX};
-use kiln_store::Store;
 use serde_json::json;
 
 /// docker's width of a truncated CREATED BY cell.
@@ -63,53 +54,21 @@ struct Row {
 
 /// Runs `kiln history`.
 pub(crate) fn run(args: &HistoryArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let name = &args.image;
-    let store = crate::root::open_store(root)?;
-    let Some(digest) = crate::run::find_local_image(&store, name)? else {
-        let reference = ImageRef::parse(name).with_context(|| format!("image name `{name}`"))?;
-        bail!("no such image: {reference} is not in the local store");
-    };
-    let image = store.resolve_image(&digest, None)?;
-    let config = image.config.value();
-    let layers = &image.manifest.value().layers;
-    let diff_ids = &config.rootfs.diff_ids;
-    let mut layer_sizes = Vec::with_capacity(layers.len());
-    for (index, layer) in layers.iter().enumerate() {
-        let chain = diff_ids.get(..=index).and_then(ChainId::of);
-        let size = layer_size(&store, chain.as_ref(), &layer.digest)
-            .with_context(|| format!("measuring layer {} of {name}", layer.digest))?;
-        layer_sizes.push(size);
-    }
-    let mut rows = Vec::new();
-    if config.history.is_empty() {
-        // No history recorded: one anonymous row per layer, as docker shows it.
-        rows.extend(layer_sizes.iter().map(|&size| Row {
+    let store = kiln_build::open_store(root)?;
+    let history = kiln_build::image_history(&store, &args.image)?;
+    let mut rows: Vec<Row> = history
+        .entries
+        .into_iter()
+        .map(|entry| Row {
             id: MISSING_ID.to_owned(),
-            created: None,
-            created_by: String::new(),
-            size,
-            comment: String::new(),
-        }));
-    } else {
-        let mut sizes = layer_sizes.iter();
-        for entry in &config.history {
-            let size = if entry.empty_layer {
-                0
-            } else {
-                sizes.next().copied().unwrap_or(0)
-            };
-            rows.push(Row {
-                id: MISSING_ID.to_owned(),
-                created: entry.created.clone(),
-                created_by: entry.created_by.clone(),
-                size,
-                comment: entry.comment.clone(),
-            });
-        }
-    }
-    rows.reverse();
+            created: entry.created,
+            created_by: entry.created_by,
+            size: entry.size,
+            comment: entry.comment,
+        })
+        .collect();
     if let Some(top) = rows.first_mut() {
-        let id = image.config.digest().to_string();
+        let id = history.id.to_string();
         top.id = if args.no_trunc {
             id
         } else {
@@ -188,69 +147,6 @@ fn print_rows(rows: &[Row], args: &HistoryArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", line.trim_end()).context("writing to stdout")?;
     }
     Ok(())
-}
-
-/// The uncompressed size of a layer: from its snapshot when unpacked, else from the blob.
-fn layer_size(store: &Store, chain: Option<&ChainId>, blob: &Digest) -> anyhow::Result<u64> {
-    if let Some(chain) = chain
-        && store.has_snapshot(chain)
-    {
-        return snapshot_size(&store.snapshot_path(chain));
-    }
-    blob_size(store, blob)
-}
-
-/// moby's `directory.Size` over an unpacked layer: non-directory sizes, each inode once.
-fn snapshot_size(root: &Path) -> anyhow::Result<u64> {
-    let mut seen = HashSet::new();
-    let mut total = 0;
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-            let meta = entry
-                .metadata()
-                .with_context(|| format!("reading {}", entry.path().display()))?;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.len() > 0 && seen.insert((meta.dev(), meta.ino())) {
-                total += meta.len();
-            }
-        }
-    }
-    Ok(total)
-}
-
-/// The same count from the layer's tar stream: file sizes and symlink target lengths; hard
-/// links (the second name of an inode) and whiteout markers count 0.
-fn blob_size(store: &Store, blob: &Digest) -> anyhow::Result<u64> {
-    let reader = BufReader::with_capacity(1 << 20, store.open_blob(blob)?);
-    let (_, tar_stream) =
-        kiln_oci::decompress(reader).with_context(|| format!("decompressing {blob}"))?;
-    let mut archive = tar::Archive::new(tar_stream);
-    let mut total = 0;
-    for entry in archive
-        .entries()
-        .with_context(|| format!("reading layer {blob}"))?
-    {
-        let entry = entry.with_context(|| format!("reading layer {blob}"))?;
-        let path = entry.path_bytes();
-        let name = path.rsplit(|b| *b == b'/').find(|part| !part.is_empty());
-        if name.is_some_and(|n| n.starts_with(WHITEOUT_PREFIX.as_bytes())) {
-            continue;
-        }
-        let header = entry.header();
-        total += match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => entry.size(),
-            tar::EntryType::Symlink => entry
-                .link_name_bytes()
-                .map_or(0, |target| target.len() as u64),
-            _ => 0,
-        };
-    }
-    Ok(total)
 }
 
 /// docker's `formatter.Ellipsis`: at most `width` characters, the last one `…` when cut.
@@ -381,15 +277,5 @@ mod tests {
         assert_eq!(epoch_seconds("yesterday"), None);
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_mins(10);
         assert_eq!(created_since("1970-01-01T00:05:00Z", now), "5 minutes ago");
-    }
-
-    #[test]
-    fn snapshot_size_counts_files_and_links_once() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("sub/a"), b"12345").unwrap();
-        std::fs::hard_link(dir.path().join("sub/a"), dir.path().join("b")).unwrap();
-        std::os::unix::fs::symlink("sub/a", dir.path().join("c")).unwrap();
-        assert_eq!(snapshot_size(dir.path()).unwrap(), 5 + 5);
     }
 }

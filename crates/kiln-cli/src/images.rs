@@ -21,7 +21,7 @@ pub(crate) struct ImagesArgs {
     quiet: bool,
 }
 
-/// One listed image.
+/// One listed image, as printed.
 struct Row {
     repository: String,
     tag: String,
@@ -33,50 +33,19 @@ struct Row {
 
 /// Runs `kiln images`.
 pub(crate) fn run(args: &ImagesArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let store = crate::root::open_store(root)?;
+    let store = kiln_build::open_store(root)?;
     let mut rows = Vec::new();
-    for entry in store.list_refs()? {
-        let (id, created, size) = match store.resolve_image(&entry.digest, None) {
-            Ok(image) => {
-                let size = image.config.size()
-                    + image.manifest.size()
-                    + image
-                        .manifest
-                        .value()
-                        .layers
-                        .iter()
-                        .map(|l| l.size)
-                        .sum::<u64>();
-                (
-                    image.config.digest().to_string(),
-                    image.config.value().created.clone(),
-                    size,
-                )
-            }
-            Err(err) => {
-                eprintln!("warning: {}: {err}", entry.name);
-                (entry.digest.to_string(), None, 0)
-            }
-        };
-        let familiar = entry.name.familiar();
-        let without_digest = familiar.split('@').next().unwrap_or(&familiar);
-        let (repository, tag) = match entry.name.tag() {
-            Some(tag) => (
-                without_digest
-                    .strip_suffix(&format!(":{tag}"))
-                    .unwrap_or(without_digest)
-                    .to_owned(),
-                tag.to_owned(),
-            ),
-            None => (without_digest.to_owned(), "<none>".to_owned()),
-        };
+    for image in kiln_build::list_images(&store)? {
+        if let Some(problem) = &image.problem {
+            eprintln!("warning: {}: {problem}", image.name);
+        }
         rows.push(Row {
-            repository,
-            tag,
-            id,
-            digest: entry.digest.to_string(),
-            created,
-            size,
+            repository: image.repository,
+            tag: image.tag,
+            id: image.id.to_string(),
+            digest: image.digest.to_string(),
+            created: image.created,
+            size: image.size,
         });
     }
     let mut out = std::io::stdout().lock();

@@ -1,7 +1,4 @@
-//! kiln's command line: clap definitions that follow `docker buildx build`, progress
-//! rendering, and exit codes (0 success, 1 failure, 2 usage error).
-//!
-//! Each subcommand lives in its own module and exposes `run(args) -> anyhow::Result<ExitCode>`.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 mod build;
@@ -66,7 +63,7 @@ fn init_logging() {
 pub fn main() -> ExitCode {
     // The sandbox re-executes this binary as its namespace helper: that must be dispatched
     // before clap and before any thread starts (kiln-sandbox crate docs).
-    if let Some(code) = kiln_sandbox::run_helper_if_requested() {
+    if let Some(code) = kiln_build::run_sandbox_helper_if_requested() {
         return code;
     }
     init_logging();

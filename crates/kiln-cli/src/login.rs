@@ -8,9 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kiln_registry::{Client, Credentials, DockerConfig};
 
-use crate::pull::{RegistryArgs, runtime};
+use crate::pull::RegistryArgs;
 
 /// Arguments of `kiln login`.
 #[derive(Debug, Args)]
@@ -37,27 +36,9 @@ pub(crate) struct LogoutArgs {
     registry: Option<String>,
 }
 
-/// `docker login` accepts URLs and Hub aliases; the registry is the host part.
-fn registry_name(arg: Option<&str>) -> String {
-    let Some(text) = arg else {
-        return kiln_oci::DOCKER_HUB.to_owned();
-    };
-    let stripped = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"))
-        .unwrap_or(text);
-    let host = stripped.split('/').next().unwrap_or(stripped);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            kiln_oci::DOCKER_HUB.to_owned()
-        }
-        other => other.to_owned(),
-    }
-}
-
 /// Runs `kiln login`.
 pub(crate) fn run_login(args: &LoginArgs) -> anyhow::Result<ExitCode> {
-    let registry = registry_name(args.registry.as_deref());
+    let registry = kiln_build::registry_host(args.registry.as_deref());
     let username = match &args.username {
         Some(user) => user.clone(),
         None if std::io::stdin().is_terminal() && !args.password_stdin => prompt("Username: ")?,
@@ -78,34 +59,21 @@ pub(crate) fn run_login(args: &LoginArgs) -> anyhow::Result<ExitCode> {
     } else {
         bail!("no password for {registry}: pass --password-stdin and write it to standard input")
     };
-    if username.is_empty() || password.is_empty() {
-        bail!("user name and password for {registry} must not be empty");
-    }
-    let credentials = Credentials::Basic {
-        username: username.clone(),
-        password: password.clone(),
-    };
-    let config = args
-        .connection
-        .client_config()
-        .without_docker_config()
-        .credentials(registry.clone(), credentials);
-    let client = Client::new(config)?;
-    runtime()?
-        .block_on(client.check_login(&registry))
-        .with_context(|| format!("logging in to {registry}"))?;
-    let mut docker_config = DockerConfig::load_default()?;
-    docker_config.store(&registry, &username, &password)?;
-    eprintln!("Credentials saved in {}", docker_config.path().display());
+    let path = kiln_build::login(
+        &registry,
+        &username,
+        &password,
+        args.connection.client_config(),
+    )?;
+    eprintln!("Credentials saved in {}", path.display());
     eprintln!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `kiln logout`.
 pub(crate) fn run_logout(args: &LogoutArgs) -> anyhow::Result<ExitCode> {
-    let registry = registry_name(args.registry.as_deref());
-    let mut docker_config = DockerConfig::load_default()?;
-    if docker_config.erase(&registry)? {
+    let registry = kiln_build::registry_host(args.registry.as_deref());
+    if kiln_build::logout(&registry)? {
         eprintln!("Removing login credentials for {registry}");
     } else {
         eprintln!("Not logged in to {registry}");
@@ -123,31 +91,8 @@ fn prompt(text: &str) -> anyhow::Result<String> {
 
 /// Reads a line from the terminal with echo off (restored afterwards, even on error).
 fn prompt_hidden(text: &str) -> anyhow::Result<String> {
-    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
-    let stdin = std::io::stdin();
-    let saved = tcgetattr(&stdin).context("reading terminal settings")?;
-    let mut quiet = saved.clone();
-    quiet.local_modes.remove(LocalModes::ECHO);
-    tcsetattr(&stdin, OptionalActions::Now, &quiet).context("turning off echo")?;
-    let result = prompt(text);
-    let restored = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    let result = kiln_build::without_echo(|| prompt(text))
+        .context("turning off the terminal's echo for the password prompt");
     eprintln!();
-    restored.context("restoring terminal settings")?;
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_names_like_docker_login() {
-        assert_eq!(registry_name(None), "docker.io");
-        assert_eq!(
-            registry_name(Some("https://index.docker.io/v1/")),
-            "docker.io"
-        );
-        assert_eq!(registry_name(Some("localhost:5000")), "localhost:5000");
-        assert_eq!(registry_name(Some("https://ghcr.io")), "ghcr.io");
-    }
+    result?
 }

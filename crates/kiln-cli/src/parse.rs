@@ -68,9 +68,9 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
     };
     let output = match args.format {
         Format::BuildkitAst => {
-            kiln_dockerfile::parse_syntax(&src).map(|tree| tree.dump_buildkit_ast() + "\n")
+            kiln_build::dockerfile::parse_syntax(&src).map(|tree| tree.dump_buildkit_ast() + "\n")
         }
-        Format::Json => kiln_dockerfile::parse(&src).map(|df| {
+        Format::Json => kiln_build::dockerfile::parse(&src).map(|df| {
             for warning in &df.warnings {
                 eprintln!(
                     "warning: {} ({name}:{}:{})",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kiln_store::GcOptions;
+use kiln_build::GcOptions;
 
 /// Arguments of `kiln prune`.
 #[derive(Debug, Args)]
@@ -31,15 +31,15 @@ pub(crate) struct PruneArgs {
 
 /// Runs `kiln prune`.
 pub(crate) fn run(args: &PruneArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let store = crate::root::open_store(root)?;
-    if store.try_lock(kiln_store::LockMode::Exclusive)?.is_none() {
-        eprintln!("waiting for running kiln builds and imports to release the store…");
-    }
-    let report = store.gc(&GcOptions {
+    let store = kiln_build::open_store(root)?;
+    let options = GcOptions {
         all: args.all,
         older_than: args.older_than,
         max_size: args.max_size,
         dry_run: args.dry_run,
+    };
+    let report = kiln_build::prune(&store, &options, || {
+        eprintln!("waiting for running kiln builds and imports to release the store…");
     })?;
     let verb = if args.dry_run {
         "Would remove"

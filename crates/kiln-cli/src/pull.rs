@@ -8,11 +8,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use clap::Args;
-use kiln_oci::{Digest, ImageRef, Platform};
-use kiln_registry::{BlobOutcome, Client, ClientConfig, Direction, Progress, ProgressEvent};
-use kiln_store::LockMode;
+use kiln_build::oci::{Digest, ImageRef, Platform};
+use kiln_build::{BlobOutcome, ClientConfig, Direction, TransferEvent, TransferProgress};
 
 /// Registry connection flags shared by `pull`, `push` and `login`.
 #[derive(Debug, Clone, Args)]
@@ -22,7 +20,7 @@ pub(crate) struct RegistryArgs {
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure_registries: Vec<String>,
     /// How many blobs to transfer at once.
-    #[arg(long, default_value_t = kiln_registry::DEFAULT_DOWNLOAD_CONCURRENCY, value_name = "N")]
+    #[arg(long, default_value_t = kiln_build::DEFAULT_DOWNLOAD_CONCURRENCY, value_name = "N")]
     max_concurrent: usize,
 }
 
@@ -61,29 +59,15 @@ pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
         Some(text) => text.parse::<Platform>()?,
         None => Platform::host(),
     };
-    let store = crate::root::open_store(root)?;
-    let _lock = store.lock(LockMode::Shared)?;
+    let store = kiln_build::open_store(root)?;
     let view = TransferView::new(args.quiet);
     let config = args
         .registry
         .client_config()
         .progress(Arc::new(view.clone()));
-    let client = Client::new(config)?;
-    let runtime = runtime()?;
-    let pulled = runtime
-        .block_on(client.pull_image(&reference, &platform, &store))
-        .with_context(|| format!("pulling {reference}"))?;
+    let pulled = kiln_build::pull_image(&store, &reference, &platform, config)?;
     view.finish();
-    let digest = pulled.resolved.digest().clone();
-    // A digest-only reference names no tag to point at the image: the digest is the name.
-    if reference.tag().is_some() {
-        let name = ImageRef::parse(&format!(
-            "{}:{}",
-            reference.name(),
-            reference.tag().unwrap_or_default()
-        ))?;
-        store.set_ref(&name, &digest)?;
-    }
+    let digest = pulled.digest;
     if !args.quiet {
         eprintln!(
             "Digest: {digest} ({} downloaded, {} already present, {})",
@@ -98,14 +82,6 @@ pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
         format!("{}\n", reference.with_digest(digest)).as_bytes(),
     )?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The tokio runtime the registry client runs on.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// `1.5 MB`-style sizes (decimal units, as docker prints).
@@ -125,7 +101,7 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Renders [`ProgressEvent`]s: one indicatif bar per blob on a TTY, plain lines otherwise.
+/// Renders [`TransferEvent`]s: one indicatif bar per blob on a TTY, plain lines otherwise.
 #[derive(Debug, Clone)]
 pub(crate) struct TransferView {
     inner: Arc<ViewInner>,
@@ -191,13 +167,13 @@ impl TransferView {
     }
 }
 
-impl Progress for TransferView {
-    fn on_event(&self, event: &ProgressEvent) {
+impl TransferProgress for TransferView {
+    fn on_event(&self, event: &TransferEvent) {
         if self.inner.quiet {
             return;
         }
         match event {
-            ProgressEvent::BlobStarted {
+            TransferEvent::BlobStarted {
                 digest,
                 size,
                 direction,
@@ -210,7 +186,7 @@ impl Progress for TransferView {
                     eprintln!("{}: {verb} {}", digest.short(), human_bytes(*size));
                 }
             }
-            ProgressEvent::BlobProgress { digest, done, .. } => {
+            TransferEvent::BlobProgress { digest, done, .. } => {
                 if let Some(bar) = self
                     .inner
                     .blobs
@@ -221,7 +197,7 @@ impl Progress for TransferView {
                     bar.set_position(*done);
                 }
             }
-            ProgressEvent::BlobFinished {
+            TransferEvent::BlobFinished {
                 digest,
                 size,
                 outcome,
@@ -254,7 +230,7 @@ impl Progress for TransferView {
                     _ => eprintln!("{}: {text}", digest.short()),
                 }
             }
-            ProgressEvent::Retrying {
+            TransferEvent::Retrying {
                 operation,
                 attempt,
                 delay,
@@ -269,10 +245,10 @@ impl Progress for TransferView {
                     None => eprintln!("{line}"),
                 }
             }
-            ProgressEvent::ManifestPushed { reference, digest } => {
+            TransferEvent::ManifestPushed { reference, digest } => {
                 eprintln!("{reference}: digest: {digest}");
             }
-            ProgressEvent::Resolved { .. } | _ => {}
+            TransferEvent::Resolved { .. } | _ => {}
         }
     }
 }

@@ -4,15 +4,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-
-use anyhow::Context as _;
-use clap::Args;
-use kiln_oci::ImageRef;
-use kiln_registry::Client;
-use kiln_store::LockMode;
 use std::sync::Arc;
 
-use crate::pull::{RegistryArgs, TransferView, human_bytes, runtime};
+use clap::Args;
+use kiln_build::oci::ImageRef;
+
+use crate::pull::{RegistryArgs, TransferView, human_bytes};
 
 /// Arguments of `kiln push`.
 #[derive(Debug, Args)]
@@ -39,25 +36,15 @@ pub(crate) fn run(args: &PushArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
             .map(|t| ImageRef::parse(t))
             .collect::<Result<Vec<_>, _>>()?
     };
-    let store = crate::root::open_store(root)?;
-    let _lock = store.lock(LockMode::Shared)?;
-    let digest = match name.digest() {
-        Some(digest) => digest.clone(),
-        None => store
-            .require_ref(&name)
-            .with_context(|| format!("no local image named {name} (see `kiln images`)"))?,
-    };
+    let store = kiln_build::open_store(root)?;
     let view = TransferView::new(args.quiet);
-    let client = Client::new(
-        args.registry
-            .client_config()
-            .progress(Arc::new(view.clone())),
-    )?;
-    record_mount_hints(&client, &store, &targets);
-    let pushed = runtime()?
-        .block_on(client.push_image(&store, &digest, &targets))
-        .with_context(|| format!("pushing {name}"))?;
+    let config = args
+        .registry
+        .client_config()
+        .progress(Arc::new(view.clone()));
+    let pushed = kiln_build::push_image(&store, &name, &targets, config)?;
     view.finish();
+    let digest = pushed.digest;
     if !args.quiet {
         eprintln!(
             "Pushed {digest}: {} uploaded ({}), {} already present, {} mounted",
@@ -70,29 +57,4 @@ pub(crate) fn run(args: &PushArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
     let mut stdout = std::io::stdout().lock();
     std::io::Write::write_all(&mut stdout, format!("{digest}\n").as_bytes())?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Local images named after a repository of a target registry probably have their blobs
-/// there (they were pulled from it, or pushed): offer those repositories as mount sources,
-/// so a push of an image built on a base from the same registry mounts the base layers. A
-/// wrong guess costs nothing: the registry answers the mount with a normal upload session.
-fn record_mount_hints(client: &Client, store: &kiln_store::Store, targets: &[ImageRef]) {
-    let Ok(refs) = store.list_refs() else { return };
-    for entry in refs {
-        let is_same_registry = targets
-            .iter()
-            .any(|t| t.registry() == entry.name.registry());
-        if !is_same_registry {
-            continue;
-        }
-        let Ok(image) = store.resolve_image(&entry.digest, None) else {
-            continue;
-        };
-        let registry = entry.name.registry();
-        let repository = entry.name.repository();
-        let manifest = image.manifest.value();
-        for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            client.record_blob_origin(registry, repository, &descriptor.digest);
-        }
-    }
 }

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kiln_oci::ImageRef;
-use kiln_store::LockMode;
+use kiln_build::oci::ImageRef;
 
 /// Arguments of `kiln rmi`.
 #[derive(Debug, Args)]
@@ -26,20 +25,16 @@ pub(crate) fn run(args: &RmiArgs, root: Option<&Path>) -> anyhow::Result<ExitCod
     let names = args
         .names
         .iter()
-        .map(|t| ImageRef::parse(t).with_context(|| format!("image name `{t}`")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let store = crate::root::open_store(root)?;
-    let _lock = store.lock(LockMode::Shared)?;
-    let mut missing = Vec::new();
+        .map(|t| kiln_build::parse_image_name(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = kiln_build::open_store(root)?;
+    let untagged = kiln_build::untag_images(&store, &names)?;
     let mut out = std::io::stdout().lock();
-    for name in &names {
-        if store.delete_ref(name)? {
-            writeln!(out, "Untagged: {}", name.familiar()).context("writing to stdout")?;
-        } else {
-            missing.push(name.familiar());
-        }
+    for name in &untagged.removed {
+        writeln!(out, "Untagged: {}", name.familiar()).context("writing to stdout")?;
     }
-    if !missing.is_empty() && !args.force {
+    if !untagged.missing.is_empty() && !args.force {
+        let missing: Vec<String> = untagged.missing.iter().map(ImageRef::familiar).collect();
         bail!("no such image: {} (see `kiln images`)", missing.join(", "));
     }
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! `kiln run [OPTIONS] IMAGE [CMD...]`: runs a command in an image from the local store (pulled
 //! when missing), like `docker run --rm` for smoke tests. The sandbox and the config rules are
-//! `kiln_build::ContainerRun`'s; this module parses the flags, resolves the image, streams the
+//! `kiln_build::ContainerRun`'s and the image is found or pulled by
+//! `kiln_build::find_or_pull_image`; this module parses the flags, streams the
 //! output to kiln's stdout/stderr, cancels on SIGINT/SIGTERM/SIGHUP and maps the outcome to
 //! docker's exit codes.
 
@@ -13,11 +14,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use kiln_build::{CancelToken, ContainerRun, RunImageError};
-use kiln_oci::{Digest, ImageRef, Platform, ResolvedImage};
-use kiln_registry::Client;
-use kiln_sandbox::{Network, SandboxError, Stream};
-use kiln_store::Store;
+use kiln_build::oci::ResolvedImage;
+use kiln_build::{
+    CancelToken, ClientConfig, ContainerRun, Network, RunImageError, SandboxError, Store, Stream,
+};
 
 /// docker's exit code when the container could not be created or started.
 const EXIT_CANNOT_START: u8 = 125;
@@ -200,71 +200,17 @@ fn parse_env_file(
 
 /// The image `text` names, from the local store, pulled (and named) first when missing.
 fn open_image(text: &str, root: Option<&Path>) -> anyhow::Result<(Store, ResolvedImage)> {
-    let store = crate::root::open_store(root)?;
-    let digest = if let Some(digest) = find_local_image(&store, text)? {
-        digest
-    } else {
-        let reference = ImageRef::parse(text).with_context(|| format!("image name `{text}`"))?;
-        eprintln!("Unable to find image '{reference}' locally");
-        pull(&store, &reference)?
-    };
-    let image = store
-        .resolve_image(&digest, None)
-        .with_context(|| format!("reading image {text}"))?;
-    Ok((store, image))
-}
-
-/// The manifest (or index) digest of a local image named `text`, or whose image ID (config
-/// digest) starts with `text` (`sha256:` optional, at least 12 hex digits), as docker looks
-/// images up: the name first, then the ID.
-pub(crate) fn find_local_image(store: &Store, text: &str) -> anyhow::Result<Option<Digest>> {
-    /// The shortest ID prefix accepted (docker's short ID).
-    const MIN_ID_PREFIX: usize = 12;
-    if let Ok(reference) = ImageRef::parse(text)
-        && let Some(digest) = store.resolve_ref(&reference)?
-    {
-        return Ok(Some(digest));
-    }
-    let prefix = text.strip_prefix("sha256:").unwrap_or(text);
-    let is_id = (MIN_ID_PREFIX..=64).contains(&prefix.len())
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !is_id {
-        return Ok(None);
-    }
-    let mut found: Option<(Digest, Digest)> = None;
-    for entry in store.list_refs()? {
-        let Ok(image) = store.resolve_image(&entry.digest, None) else {
-            continue;
-        };
-        let id = image.config.digest();
-        if !id.hex().starts_with(prefix) {
-            continue;
-        }
-        match &found {
-            Some((other, _)) if other != id => {
-                bail!("image ID prefix `{text}` is ambiguous: it matches {other} and {id}")
-            }
-            Some(_) => {}
-            None => found = Some((id.clone(), entry.digest)),
-        }
-    }
-    Ok(found.map(|(_, digest)| digest))
-}
-
-/// Pulls `reference` for this host like `kiln pull`, names it, returns its digest.
-fn pull(store: &Store, reference: &ImageRef) -> anyhow::Result<Digest> {
+    let store = kiln_build::open_store(root)?;
     let view = crate::pull::TransferView::new(false);
-    let client = Client::new(kiln_registry::ClientConfig::new().progress(Arc::new(view.clone())))?;
-    let pulled = crate::pull::runtime()?
-        .block_on(client.pull_image(reference, &Platform::host(), store))
-        .with_context(|| format!("pulling {reference}"))?;
+    let config = ClientConfig::new().progress(Arc::new(view.clone()));
+    let (image, pulled) = kiln_build::find_or_pull_image(&store, text, config, |reference| {
+        eprintln!("Unable to find image '{reference}' locally");
+    })?;
     view.finish();
-    let digest = pulled.resolved.digest().clone();
-    store.set_ref(reference, &digest)?;
-    eprintln!("Digest: {digest}");
-    Ok(digest)
+    if let Some(pulled) = pulled {
+        eprintln!("Digest: {}", pulled.digest);
+    }
+    Ok((store, image))
 }
 
 /// Forwards the command's lines to kiln's stdout and stderr as they come.

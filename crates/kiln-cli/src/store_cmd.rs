@@ -40,7 +40,7 @@ pub(crate) fn run(args: &StoreArgs, root: Option<&Path>) -> anyhow::Result<ExitC
 }
 
 fn run_verify(args: &VerifyArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let store = crate::root::open_store(root)?;
+    let store = kiln_build::open_store(root)?;
     let report = store.verify(args.repair)?;
     let mut out = std::io::stdout().lock();
     let w = |out: &mut std::io::StdoutLock<'_>, line: String| {

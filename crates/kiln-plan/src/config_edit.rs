@@ -2,11 +2,20 @@
 //! `WORKDIR`, `CMD`, `ENTRYPOINT`, `VOLUME`, `STOPSIGNAL`, `HEALTHCHECK`, `SHELL`, `ONBUILD`,
 //! `ARG`, `MAINTAINER`), applied with Docker's semantics by [`apply_config_edit`], and the
 //! `created_by` text BuildKit writes for each (dockerfile2llb `dispatch*` → `commitToHistory`).
+//!
+//! [`ConfigChanges`] applies the same edits outside a build: the `--change` instructions of
+//! `docker import`/`docker commit` (`kiln import --change`), parsed by the Dockerfile parser,
+//! expanded with the config's environment, checked and normalized by the rules the stages'
+//! instructions use (EXPOSE ports, WORKDIR paths, VOLUME paths, STOPSIGNAL names) and applied
+//! by [`apply_config_edit`].
 
+use kiln_dockerfile::{Command, ShellLexer, ShellOrExec};
 use kiln_oci::{Healthcheck, ImageConfiguration};
 use serde::Serialize;
 
 use crate::args::add_config_env;
+use crate::dispatch::{is_valid_signal, normalize_path};
+use crate::expose::parse_ports;
 use crate::gofmt;
 
 /// One change to an image configuration, fully expanded.
@@ -176,6 +185,219 @@ impl ConfigEdit {
     }
 }
 
+/// Why a `--change` instruction was refused; both name the instruction as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangeError {
+    /// An instruction `--change` does not take (RUN, COPY, FROM, …).
+    #[error(
+        "--change `{text}`: unsupported instruction `{instruction}` (supported: CMD, ENTRYPOINT, \
+         ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)"
+    )]
+    Unsupported {
+        /// The instruction as given.
+        text: String,
+        /// Its keyword.
+        instruction: String,
+    },
+    /// The instruction does not parse, expand or check.
+    #[error("--change `{text}`: {reason}")]
+    Invalid {
+        /// The instruction as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Default shell of a shell-form CMD or ENTRYPOINT when the config sets no `Shell`.
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// What `--change` text is parsed after, so it is the first instruction of a stage.
+const STAGE_PREFIX: &str = "FROM scratch\n";
+
+/// `--change` instructions (`CMD`, `ENTRYPOINT`, `ENV`, `EXPOSE`, `LABEL`, `USER`, `WORKDIR`,
+/// `VOLUME`, `STOPSIGNAL`) applied in order to an image config, as `docker commit --change`
+/// does: each is parsed as the instruction of a one-stage Dockerfile (quoting, JSON-vs-shell
+/// form and the legacy `ENV KEY value` form are BuildKit's), the arguments of the expanding
+/// instructions are expanded with the config's environment so far, and the resulting
+/// [`ConfigEdit`] is applied by [`apply_config_edit`]. The changes of one sequence share a
+/// stage's state: an `ENTRYPOINT` clears `Cmd` unless a `CMD` came before it.
+///
+/// ```
+/// use kiln_plan::ConfigChanges;
+/// let mut config = kiln_oci::ImageConfiguration::new(&kiln_oci::Platform::new("linux", "amd64"));
+/// let mut changes = ConfigChanges::default();
+/// changes.apply("ENV APP=/srv", &mut config).unwrap();
+/// changes.apply("WORKDIR $APP/www", &mut config).unwrap();
+/// changes.apply("EXPOSE 8000", &mut config).unwrap();
+/// assert_eq!(config.config.working_dir, "/srv/www");
+/// assert!(config.config.exposed_ports.contains("8000/tcp"));
+/// ```
+#[derive(Debug, Default)]
+pub struct ConfigChanges {
+    is_cmd_set: bool,
+}
+
+impl ConfigChanges {
+    /// Applies one instruction to `config`; returns the edit it made.
+    pub fn apply(
+        &mut self,
+        text: &str,
+        config: &mut ImageConfiguration,
+    ) -> Result<ConfigEdit, ChangeError> {
+        let edit = self.edit_of(text, config)?;
+        // moby's commit dispatcher (`resolveCmdLine`) leaves ArgsEscaped unset on Linux;
+        // only BuildKit's Dockerfile CMD sets it.
+        let args_escaped = config.config.args_escaped;
+        apply_config_edit(config, &edit);
+        config.config.args_escaped = args_escaped;
+        Ok(edit)
+    }
+
+    /// The edit `text` asks for, expanded against `config`.
+    fn edit_of(
+        &mut self,
+        text: &str,
+        config: &ImageConfiguration,
+    ) -> Result<ConfigEdit, ChangeError> {
+        let invalid = |reason: String| ChangeError::Invalid {
+            text: text.to_owned(),
+            reason,
+        };
+        if text.contains('\n') {
+            return Err(invalid(
+                "one instruction per --change, without newlines".to_owned(),
+            ));
+        }
+        let dockerfile = kiln_dockerfile::parse(&format!("{STAGE_PREFIX}{text}\n"))
+            .map_err(|e| invalid(first_line(&e.to_string())))?;
+        let [_, instruction] = dockerfile.instructions.as_slice() else {
+            return Err(invalid("expected exactly one instruction".to_owned()));
+        };
+        let lexer = ShellLexer::new(dockerfile.escape);
+        let env: Vec<(String, String)> = config
+            .config
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (e.clone(), String::new()),
+            })
+            .collect();
+        let expand = |word: &str| {
+            lexer
+                .process_word(word, env.as_slice())
+                .map_err(|e| invalid(format!("expanding `{word}`: {e}")))
+        };
+        let shell = &config.config.shell;
+        Ok(match &instruction.command {
+            Command::Cmd(form) => {
+                self.is_cmd_set = true;
+                ConfigEdit::Cmd {
+                    argv: command_argv(form, shell),
+                }
+            }
+            Command::Entrypoint(form) => ConfigEdit::Entrypoint {
+                argv: command_argv(form, shell),
+                resets_cmd: !self.is_cmd_set,
+            },
+            // BuildKit expands every pair of one ENV with the environment before it.
+            Command::Env(pairs) => ConfigEdit::Env {
+                vars: pairs
+                    .iter()
+                    .map(|pair| Ok((expand(&pair.key)?, expand(&pair.value)?)))
+                    .collect::<Result<_, ChangeError>>()?,
+            },
+            Command::Label(pairs) => {
+                let mut labels = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    let key = expand(&pair.key)?;
+                    if key.is_empty() {
+                        return Err(invalid("a label needs a non-empty key".to_owned()));
+                    }
+                    labels.push((key, expand(&pair.value)?));
+                }
+                ConfigEdit::Label { labels }
+            }
+            Command::Expose(ports) => {
+                let mut words = Vec::new();
+                for port in ports {
+                    words.extend(
+                        lexer
+                            .process_words(port, env.as_slice())
+                            .map_err(|e| invalid(format!("expanding `{port}`: {e}")))?,
+                    );
+                }
+                let ports = parse_ports(&words).map_err(|e| invalid(e.to_string()))?;
+                ConfigEdit::Expose { ports }
+            }
+            Command::User(user) => ConfigEdit::User {
+                user: expand(user)?,
+            },
+            Command::Workdir(dir) => {
+                let current = if config.config.working_dir.is_empty() {
+                    "/"
+                } else {
+                    &config.config.working_dir
+                };
+                ConfigEdit::Workdir {
+                    path: normalize_path(current, &expand(dir)?, false),
+                }
+            }
+            Command::Volume(volumes) => {
+                let mut paths = Vec::with_capacity(volumes.len());
+                for volume in volumes {
+                    let path = expand(volume)?;
+                    if path.is_empty() {
+                        return Err(invalid(
+                            "VOLUME specified can not be an empty string".to_owned(),
+                        ));
+                    }
+                    paths.push(path);
+                }
+                ConfigEdit::Volume { paths }
+            }
+            Command::StopSignal(signal) => {
+                let signal = expand(signal)?;
+                if !is_valid_signal(&signal) {
+                    return Err(invalid(format!(
+                        "invalid signal `{signal}`: use a name such as SIGTERM or a number"
+                    )));
+                }
+                ConfigEdit::StopSignal { signal }
+            }
+            _ => {
+                return Err(ChangeError::Unsupported {
+                    text: text.to_owned(),
+                    instruction: instruction.keyword(),
+                });
+            }
+        })
+    }
+}
+
+/// The first line of a parse error, without the `Dockerfile:2:1` position of the wrapper.
+fn first_line(error: &str) -> String {
+    error.lines().next().unwrap_or(error).trim().to_owned()
+}
+
+/// Exec form as written; shell form wrapped in the config's SHELL (default `/bin/sh -c`).
+fn command_argv(form: &ShellOrExec, shell: &[String]) -> Vec<String> {
+    match form {
+        ShellOrExec::Exec(args) => args.clone(),
+        ShellOrExec::Shell(command) => {
+            let mut argv: Vec<String> = if shell.is_empty() {
+                DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                shell.to_vec()
+            };
+            argv.push(command.clone());
+            argv
+        }
+    }
+}
+
 /// Go `fmt.Sprintf("%+v", HealthcheckConfig{…})`.
 fn healthcheck_text(h: &Healthcheck) -> String {
     format!(
@@ -199,6 +421,93 @@ mod tests {
         c.config.env = vec!["PATH=/bin".into()];
         c.config.labels.insert("a".into(), "1".into());
         c
+    }
+
+    fn changed(changes: &[&str]) -> Result<ImageConfiguration, ChangeError> {
+        let mut config = ImageConfiguration::new(&kiln_oci::Platform::new("linux", "amd64"));
+        let mut state = ConfigChanges::default();
+        for c in changes {
+            state.apply(c, &mut config)?;
+        }
+        Ok(config)
+    }
+
+    #[test]
+    fn changes_apply_every_supported_instruction() {
+        let c = changed(&[
+            r#"CMD ["sh"]"#,
+            r#"ENTRYPOINT ["/bin/tini", "--"]"#,
+            r#"ENV A=1 B="two words""#,
+            "ENV LEGACY some value",
+            "ENV C=${A}0",
+            "ENV A=3",
+            r#"LABEL org.x="y z" k=v"#,
+            "EXPOSE 80 53/udp 8000-8001",
+            "USER 1000:1000",
+            "WORKDIR /app",
+            "WORKDIR sub/../src",
+            r#"VOLUME ["/data"]"#,
+            "VOLUME /cache /logs",
+            "stopsignal SIGTERM",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(c.cmd, ["sh"], "CMD set before ENTRYPOINT is kept");
+        assert!(
+            !c.args_escaped,
+            "docker commit --change leaves ArgsEscaped unset"
+        );
+        assert_eq!(c.entrypoint, ["/bin/tini", "--"]);
+        assert_eq!(c.env, ["A=3", "B=two words", "LEGACY=some value", "C=10"]);
+        assert_eq!(c.labels["org.x"], "y z");
+        assert_eq!(
+            c.exposed_ports.iter().collect::<Vec<_>>(),
+            ["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]
+        );
+        assert_eq!(c.user, "1000:1000");
+        assert_eq!(c.working_dir, "/app/src");
+        assert_eq!(
+            c.volumes.iter().collect::<Vec<_>>(),
+            ["/cache", "/data", "/logs"]
+        );
+        assert_eq!(c.stop_signal, "SIGTERM");
+    }
+
+    #[test]
+    fn changes_wrap_shell_form_and_reset_an_inherited_cmd() {
+        let c = changed(&["ENTRYPOINT echo hi", "CMD [not json"])
+            .unwrap()
+            .config;
+        assert_eq!(c.entrypoint, ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.cmd, ["/bin/sh", "-c", "[not json"]);
+        let mut config = ImageConfiguration::new(&kiln_oci::Platform::new("linux", "amd64"));
+        config.config.cmd = vec!["inherited".into()];
+        ConfigChanges::default()
+            .apply("ENTRYPOINT [\"/app\"]", &mut config)
+            .unwrap();
+        assert!(config.config.cmd.is_empty());
+    }
+
+    #[test]
+    fn bad_changes_are_clear_errors() {
+        let err = changed(&["RUN echo"]).unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported instruction `RUN`"),
+            "{err}"
+        );
+        let err = changed(&["EXPOSE 99999"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--change `EXPOSE 99999`: invalid port"),
+            "{err}"
+        );
+        assert!(changed(&["EXPOSE 80/xyz"]).is_err());
+        assert!(changed(&["STOPSIGNAL SIGNOPE"]).is_err());
+        assert!(changed(&["ENV"]).is_err());
+        assert!(changed(&["LABEL novalue"]).is_err());
+        assert!(changed(&["USER"]).is_err());
+        assert!(changed(&["CMD x\nRUN y"]).is_err());
+        assert!(changed(&[""]).is_err());
     }
 
     #[test]

@@ -775,7 +775,7 @@ pub(crate) fn path_relative_to_workdir(workdir: &str, dest: &str) -> String {
 }
 
 /// moby `signal.ParseSignal`: a number, or a Linux signal name with or without `SIG`.
-fn is_valid_signal(signal: &str) -> bool {
+pub(crate) fn is_valid_signal(signal: &str) -> bool {
     const NAMES: [&str; 34] = [
         "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
         "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",

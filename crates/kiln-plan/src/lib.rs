@@ -19,7 +19,7 @@ pub use cache_key::{
     AGGREGATE_INPUT_SUFFIX, CACHE_KEY_SCHEMA, CacheKey, CacheKeyBuilder, CacheKeyError,
     InputChange, KeyInputs, MissReason, explain_miss,
 };
-pub use config_edit::{ConfigEdit, apply_config_edit};
+pub use config_edit::{ChangeError, ConfigChanges, ConfigEdit, apply_config_edit};
 pub use error::{PlanError, PlanWarning};
 pub use expose::PortError;
 pub use graph::{BaseSource, BuildGraph, PlannedStage, SourceRef, StageId};

@@ -1,4 +1,4 @@
-//! `kiln import ROOTFS.tar[.gz|.zst]`: the archive becomes the layer as `docker import` makes
+//! An imported archive becomes the layer as `docker import` makes
 //! it — entries in their original order — re-encoded in one streaming pass so that
 //! SOURCE_DATE_EPOCH can clamp mtimes, `./` prefixes are dropped and global headers are
 //! left out. PAX records other than path, link and times (xattrs, large ids) are kept.
@@ -7,55 +7,129 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context as _, bail};
-
 /// PAX keys carried by the rewritten header itself (or dropped when mtimes are clamped).
 const REWRITTEN_PAX_KEYS: [&str; 6] = ["path", "linkpath", "size", "mtime", "atime", "ctime"];
 
-/// Re-encodes the (decompressed) tar `input` into `out`; `source` names the archive in errors.
+/// Why an archive could not be imported; each variant names the archive and, when known,
+/// the entry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TarError {
+    /// The archive (or one entry's header) could not be read.
+    #[error("reading {}", read_subject(archive, *entry))]
+    Read {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry's index, when past the start.
+        entry: Option<usize>,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// An entry's path climbs out of the root with `..`.
+    #[error("{}: entry `{entry}` escapes the root (`..`); refusing to import it", archive.display())]
+    EscapingEntry {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry's path as written.
+        entry: String,
+    },
+    /// A hard link's target climbs out of the root.
+    #[error("{}: hard link `{}` points outside the root", archive.display(), entry.display())]
+    EscapingLink {
+        /// The archive.
+        archive: PathBuf,
+        /// The link's path.
+        entry: PathBuf,
+    },
+    /// An entry's PAX records could not be read.
+    #[error("reading PAX headers of `{}` in {}", entry.display(), archive.display())]
+    Pax {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry's path.
+        entry: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A PAX record key is not UTF-8.
+    #[error("PAX key of `{}` is not UTF-8", entry.display())]
+    PaxKey {
+        /// The entry's path.
+        entry: PathBuf,
+    },
+    /// The layer entry could not be written.
+    #[error("writing `{}` from {}", entry.display(), archive.display())]
+    Write {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry's path.
+        entry: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The layer tar's end could not be written.
+    #[error("finishing the layer tar")]
+    Finish(#[source] io::Error),
+}
+
+/// `tar archive X` or `entry N of X`.
+fn read_subject(archive: &Path, entry: Option<usize>) -> String {
+    match entry {
+        None => format!("tar archive {}", archive.display()),
+        Some(index) => format!("entry {index} of {}", archive.display()),
+    }
+}
+
+/// Re-encodes the (decompressed) tar `input` into `out`; `archive` names it in errors.
 pub(crate) fn reencode_tar(
     input: impl Read,
     out: impl Write,
     source_date_epoch: Option<i64>,
-    source: &Path,
-) -> anyhow::Result<()> {
-    let mut archive = tar::Archive::new(input);
+    archive: &Path,
+) -> Result<(), TarError> {
+    let mut tar = tar::Archive::new(input);
     let mut builder = tar::Builder::new(out);
-    let entries = archive
-        .entries()
-        .with_context(|| format!("reading tar archive {}", source.display()))?;
+    let entries = tar.entries().map_err(|source| TarError::Read {
+        archive: archive.to_owned(),
+        entry: None,
+        source,
+    })?;
     for (index, entry) in entries.enumerate() {
-        let mut entry =
-            entry.with_context(|| format!("reading entry {index} of {}", source.display()))?;
+        let mut entry = entry.map_err(|source| TarError::Read {
+            archive: archive.to_owned(),
+            entry: Some(index),
+            source,
+        })?;
         let kind = entry.header().entry_type();
         if matches!(kind, tar::EntryType::XGlobalHeader) {
             continue;
         }
         let raw_path = entry.path_bytes().into_owned();
         let Some(path) = clean_path(&raw_path) else {
-            bail!(
-                "{}: entry `{}` escapes the root (`..`); refusing to import it",
-                source.display(),
-                String::from_utf8_lossy(&raw_path)
-            );
+            return Err(TarError::EscapingEntry {
+                archive: archive.to_owned(),
+                entry: String::from_utf8_lossy(&raw_path).into_owned(),
+            });
         };
         if path.as_os_str().is_empty() {
             // The archive's own root (`./`): the image root is not a layer entry.
             continue;
         }
+        let pax_error = |source| TarError::Pax {
+            archive: archive.to_owned(),
+            entry: path.clone(),
+            source,
+        };
         let mut pax = Vec::new();
-        if let Some(extensions) = entry.pax_extensions().with_context(|| {
-            format!(
-                "reading PAX headers of `{}` in {}",
-                path.display(),
-                source.display()
-            )
-        })? {
+        if let Some(extensions) = entry.pax_extensions().map_err(pax_error)? {
             for ext in extensions {
-                let ext = ext.with_context(|| format!("bad PAX record of `{}`", path.display()))?;
-                let key = ext
-                    .key()
-                    .map_err(|_| anyhow::anyhow!("PAX key of `{}` is not UTF-8", path.display()))?;
+                let ext = ext.map_err(pax_error)?;
+                let key = ext.key().map_err(|_| TarError::PaxKey {
+                    entry: path.clone(),
+                })?;
                 if !REWRITTEN_PAX_KEYS.contains(&key) {
                     pax.push((key.to_owned(), ext.value_bytes().to_vec()));
                 }
@@ -70,9 +144,13 @@ pub(crate) fn reencode_tar(
                 header.set_mtime(epoch);
             }
         }
-        let context = || format!("writing `{}` from {}", path.display(), source.display());
+        let write_error = |source| TarError::Write {
+            archive: archive.to_owned(),
+            entry: path.clone(),
+            source,
+        };
         if !pax.is_empty() {
-            append_pax(&mut builder, &pax).with_context(context)?;
+            append_pax(&mut builder, &pax).map_err(write_error)?;
         }
         if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
             let target = entry
@@ -80,12 +158,9 @@ pub(crate) fn reencode_tar(
                 .map(std::borrow::Cow::into_owned)
                 .unwrap_or_default();
             let target = if kind == tar::EntryType::Link {
-                clean_path(&target).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}: hard link `{}` points outside the root",
-                        source.display(),
-                        path.display()
-                    )
+                clean_path(&target).ok_or_else(|| TarError::EscapingLink {
+                    archive: archive.to_owned(),
+                    entry: path.clone(),
                 })?
             } else {
                 PathBuf::from(std::ffi::OsStr::from_bytes(&target))
@@ -93,14 +168,14 @@ pub(crate) fn reencode_tar(
             header.set_size(0);
             builder
                 .append_link(&mut header, &path, &target)
-                .with_context(context)?;
+                .map_err(write_error)?;
         } else {
             builder
                 .append_data(&mut header, &path, &mut entry)
-                .with_context(context)?;
+                .map_err(write_error)?;
         }
     }
-    builder.into_inner().context("finishing the layer tar")?;
+    builder.into_inner().map_err(TarError::Finish)?;
     Ok(())
 }
 

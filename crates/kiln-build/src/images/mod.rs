@@ -1,0 +1,169 @@
+//! Operations on the images of the local store and on registries, as library calls: where the
+//! store lives ([`resolve_store_root`], [`open_store`]), one image lookup ([`find_image`]:
+//! a name, an image ID prefix), pull-and-name ([`pull_image`]), [`push_image`],
+//! [`login`]/[`logout`], the listings `kiln images`, `history` and `inspect` print
+//! ([`list_images`], [`image_history`], [`inspect_image`]), [`untag_images`] and [`prune`].
+//!
+//! Each returns typed data and an [`ImageError`] that names its image, registry or path; a
+//! front end only renders them (`kiln-cli` is one).
+
+mod history;
+mod listing;
+mod lookup;
+mod remove;
+mod store_root;
+mod transfer;
+
+use std::path::PathBuf;
+
+use kiln_oci::{Digest, ImageRef, ReferenceError};
+use kiln_registry::RegistryError;
+use kiln_store::StoreError;
+
+pub use history::{HistoryEntry, ImageHistory, image_history};
+pub use listing::{ImageInspection, ImageSummary, inspect_image, list_images};
+pub use lookup::{find_image, parse_image_name, require_image};
+pub use remove::{Untagged, prune, untag_images};
+pub use store_root::{open_store, resolve_store_root};
+pub use transfer::{
+    PullOutcome, PushOutcome, login, logout, pull_image, push_image, registry_host, without_echo,
+};
+
+/// Why an image operation failed. Each variant names its subject; the cause, when there is
+/// one, is its [`source`](std::error::Error::source) (boxed: store and registry errors are
+/// large).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// No `--root`, `KILN_ROOT`, `XDG_DATA_HOME` or `HOME` says where the store is.
+    #[error("cannot find a place for the kiln store: set KILN_ROOT or HOME, or pass --root")]
+    NoStoreRoot,
+    /// The store at `root` could not be opened (or created).
+    #[error("opening the kiln store at {}", root.display())]
+    OpenStore {
+        /// The store's directory.
+        root: PathBuf,
+        /// What failed (boxed: store errors are large).
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// The text is neither a valid image name nor an image ID.
+    #[error("image name `{text}`")]
+    InvalidName {
+        /// The text as given.
+        text: String,
+        /// Why it is not a reference.
+        #[source]
+        source: ReferenceError,
+    },
+    /// No image of that name or ID is in the local store.
+    #[error("no such image: `{name}` not found in the local store (see `kiln images`)")]
+    NotFound {
+        /// The name (normalized when it parses) or ID prefix.
+        name: String,
+    },
+    /// An image ID prefix matches two different images.
+    #[error("image ID prefix `{prefix}` is ambiguous: it matches {first} and {second}")]
+    AmbiguousId {
+        /// The prefix as given.
+        prefix: String,
+        /// One matching image ID.
+        first: Digest,
+        /// Another matching image ID.
+        second: Digest,
+    },
+    /// `push` of a name that is not in the local store.
+    #[error("no local image named {name} (see `kiln images`)")]
+    NoLocalImage {
+        /// The name.
+        name: ImageRef,
+        /// The store's answer.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// An image in the store could not be read.
+    #[error("reading image {name}")]
+    ReadImage {
+        /// The image as named by the caller.
+        name: String,
+        /// What failed.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// A stored manifest or config is not JSON.
+    #[error("parsing {what} {digest}")]
+    Json {
+        /// `manifest` or `config`.
+        what: &'static str,
+        /// The blob.
+        digest: Digest,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A layer's size could not be measured (`history`).
+    #[error("measuring layer {layer} of {image}")]
+    LayerSize {
+        /// The image as named by the caller.
+        image: String,
+        /// The layer blob.
+        layer: Digest,
+        /// What failed (the message names the path or blob).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The registry refused or failed a pull.
+    #[error("pulling {reference}")]
+    Pull {
+        /// The reference pulled.
+        reference: ImageRef,
+        /// What failed.
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// The registry refused or failed a push.
+    #[error("pushing {name}")]
+    Push {
+        /// The local image pushed.
+        name: ImageRef,
+        /// What failed.
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// The registry refused the credentials (or could not be reached).
+    #[error("logging in to {registry}")]
+    Login {
+        /// The registry host.
+        registry: String,
+        /// What failed.
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// `login` with an empty user name or password.
+    #[error("user name and password for {registry} must not be empty")]
+    EmptyCredentials {
+        /// The registry host.
+        registry: String,
+    },
+    /// The registry client could not be set up, or docker's config file read or written.
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    /// The async runtime for network transfers could not start.
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A store operation failed (the store's error names its path or digest).
+    #[error(transparent)]
+    Store(Box<StoreError>),
+}
+
+impl From<StoreError> for ImageError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(Box::new(err))
+    }
+}
+
+impl From<RegistryError> for ImageError {
+    fn from(err: RegistryError) -> Self {
+        Self::Registry(Box::new(err))
+    }
+}

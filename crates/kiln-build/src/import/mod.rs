@@ -1,0 +1,620 @@
+//! `docker import` as a library call: a one-layer image from a root filesystem (a directory,
+//! or a tar archive — plain, gzip or zstd — possibly on standard input), its config edited by
+//! `--change` instructions ([`kiln_plan::ConfigChanges`]), stored in the local store under
+//! its names and written to OCI/docker archives, an OCI layout or a root filesystem directory.
+//!
+//! [`Import`] holds the options and checks them when they are given (the source exists, each
+//! change applies), so nothing touches the store before the import can run;
+//! [`Import::run`] then writes the layer, the image and the outputs.
+
+mod tar_source;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write as _};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use kiln_oci::{
+    ArchiveOptions, AssembleError, Compression, Descriptor, DiffId, DiffTar, Digest, ExportImage,
+    History, ImageConfiguration, ImageRef, LayerError, LayerWriter, LayoutError, ManifestFormat,
+    MediaType, Platform, assemble_image, rfc3339_utc,
+};
+use kiln_plan::{ChangeError, ConfigChanges};
+use kiln_store::{LockMode, Store, StoreError};
+
+pub use tar_source::TarError;
+
+/// Write buffer between the layer compressor and the store's blob file.
+const LAYER_BUFFER: usize = 1 << 20;
+
+/// Why an import failed; each variant names its path, name or instruction.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The root filesystem cannot be read.
+    #[error("cannot import {}", path.display())]
+    Source {
+        /// The source as given.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--change` instruction was refused.
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    /// The layer compressor could not start.
+    #[error("starting the layer compressor")]
+    Compressor(#[source] std::io::Error),
+    /// A directory source could not be archived.
+    #[error("archiving {}", path.display())]
+    Archive {
+        /// The directory.
+        path: PathBuf,
+        /// What failed (boxed: large).
+        #[source]
+        source: Box<LayerError>,
+    },
+    /// An archive source could not be opened.
+    #[error("opening {}", path.display())]
+    Open {
+        /// The archive.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An archive source could not be decompressed.
+    #[error("reading {}", path.display())]
+    Decompress {
+        /// The archive.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An archive source is not a tar archive kiln can import.
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    /// The layer could not be finished or flushed into the store.
+    #[error("finishing the layer")]
+    FinishLayer(#[source] std::io::Error),
+    /// The blob the store computed differs from the compressor's digest (a bug or a disk
+    /// fault).
+    #[error("layer written as {written} but hashed as {hashed} while compressing")]
+    DigestMismatch {
+        /// The store's digest.
+        written: Digest,
+        /// The compressor's digest.
+        hashed: Digest,
+    },
+    /// The config and manifest could not be assembled.
+    #[error("assembling the image")]
+    Assemble(#[source] Box<AssembleError>),
+    /// An output could not be written.
+    #[error("writing {}", dest.display())]
+    Output {
+        /// The destination.
+        dest: PathBuf,
+        /// What failed (boxed: large).
+        #[source]
+        source: Box<LayoutError>,
+    },
+    /// `type=local` into a directory that has files.
+    #[error("--output type=local: {} exists and is not empty", dest.display())]
+    LocalNotEmpty {
+        /// The destination.
+        dest: PathBuf,
+    },
+    /// `type=local` staging could not be created or renamed into place.
+    #[error("{action} {}", path.display())]
+    LocalDir {
+        /// What was being done.
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A store operation failed (the store's error names its path or digest).
+    #[error(transparent)]
+    Store(Box<StoreError>),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(Box::new(err))
+    }
+}
+
+/// Why an `--output` spec of `kiln import` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--output `{spec}`: {reason}")]
+pub struct ImportOutputError {
+    /// The spec as given.
+    pub spec: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// One destination of an import besides the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportOutput {
+    /// `type=oci,dest=FILE.tar`: an OCI image layout in a tar archive.
+    OciTar(PathBuf),
+    /// `type=oci,dest=DIR,tar=false`: an OCI image layout directory.
+    OciDir(PathBuf),
+    /// `type=docker,dest=FILE.tar`: a `docker load` archive.
+    DockerTar(PathBuf),
+    /// `type=local,dest=DIR` (or a bare `DIR`): the root filesystem.
+    Local(PathBuf),
+}
+
+impl ImportOutput {
+    /// Where it is written.
+    pub fn dest(&self) -> &Path {
+        match self {
+            Self::OciTar(p) | Self::OciDir(p) | Self::DockerTar(p) | Self::Local(p) => p,
+        }
+    }
+}
+
+impl std::str::FromStr for ImportOutput {
+    type Err = ImportOutputError;
+
+    /// `type=oci|docker|local,dest=PATH[,tar=true|false]`; a spec without `=` is
+    /// `type=local,dest=SPEC` (docker buildx).
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let fail = |reason: String| ImportOutputError {
+            spec: spec.to_owned(),
+            reason,
+        };
+        if !spec.contains('=') {
+            return Ok(Self::Local(PathBuf::from(spec)));
+        }
+        let mut kind = None;
+        let mut dest = None;
+        let mut is_tar = true;
+        for part in spec.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| fail(format!("`{part}` is not key=value")))?;
+            match key.trim() {
+                "type" => kind = Some(value.trim().to_owned()),
+                "dest" => dest = Some(PathBuf::from(value.trim())),
+                "tar" => {
+                    is_tar = match value.trim() {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err(fail(format!("tar must be true or false, not `{other}`")));
+                        }
+                    }
+                }
+                "name" | "oci-mediatypes" | "compression" => {}
+                other => return Err(fail(format!("unknown option `{other}`"))),
+            }
+        }
+        let dest = dest.ok_or_else(|| fail("dest=PATH is required".to_owned()))?;
+        match kind.as_deref() {
+            Some("oci") if is_tar => Ok(Self::OciTar(dest)),
+            Some("oci") => Ok(Self::OciDir(dest)),
+            Some("docker") => Ok(Self::DockerTar(dest)),
+            Some("local") => Ok(Self::Local(dest)),
+            Some(other) => Err(fail(format!(
+                "unsupported type `{other}` (oci, docker, local)"
+            ))),
+            None => Err(fail("type= is required (oci, docker, local)".to_owned())),
+        }
+    }
+}
+
+/// What [`Import::run`] reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportStep {
+    /// The image was stored under this name.
+    Tagged(ImageRef),
+    /// This output was written.
+    Wrote(ImportOutput),
+}
+
+/// What [`Import::run`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// The image ID (config digest).
+    pub config_digest: Digest,
+    /// The manifest digest.
+    pub manifest_digest: Digest,
+}
+
+/// An import of a root filesystem, like `docker import`.
+///
+/// ```no_run
+/// use kiln_build::{Import, open_store};
+/// use kiln_build::oci::{ImageRef, Platform};
+///
+/// let import = Import::new("rootfs.tar.gz", &Platform::host())?
+///     .tag(ImageRef::parse("base:1")?)
+///     .change(r#"CMD ["/bin/sh"]"#)?;
+/// let store = open_store(None)?;
+/// let outcome = import.run(&store, &mut |step| eprintln!("{step:?}"))?;
+/// println!("{}", outcome.config_digest);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "an Import does nothing until `run` is called"]
+pub struct Import {
+    source: PathBuf,
+    is_dir: bool,
+    config: ImageConfiguration,
+    changes: ConfigChanges,
+    names: Vec<ImageRef>,
+    message: Option<String>,
+    compression: Compression,
+    threads: Option<NonZeroUsize>,
+    source_date_epoch: Option<i64>,
+    outputs: Vec<ImportOutput>,
+}
+
+impl Import {
+    /// An import of `source` (a directory, an archive, or `-` for an archive on standard
+    /// input) as an image for `platform`, gzip-compressed, named nothing yet. Fails when the
+    /// source does not exist.
+    pub fn new(source: impl Into<PathBuf>, platform: &Platform) -> Result<Self, ImportError> {
+        let source = source.into();
+        let is_stdin = source.as_os_str() == "-";
+        let is_dir = !is_stdin
+            && std::fs::metadata(&source)
+                .map_err(|err| ImportError::Source {
+                    path: source.clone(),
+                    source: err,
+                })?
+                .is_dir();
+        Ok(Self {
+            source,
+            is_dir,
+            config: ImageConfiguration::new(platform),
+            changes: ConfigChanges::default(),
+            names: Vec::new(),
+            message: None,
+            compression: Compression::gzip(),
+            threads: None,
+            source_date_epoch: None,
+            outputs: Vec::new(),
+        })
+    }
+
+    /// Stores the image under `name` too (`-t`).
+    pub fn tag(mut self, name: ImageRef) -> Self {
+        self.names.push(name);
+        self
+    }
+
+    /// Applies a `--change` instruction to the config now (see [`ConfigChanges`]).
+    pub fn change(mut self, instruction: &str) -> Result<Self, ImportError> {
+        self.changes.apply(instruction, &mut self.config)?;
+        Ok(self)
+    }
+
+    /// The history comment (default: `Imported from <source name>`).
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// The layer's compression (default gzip).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Compression threads (default: all cores); the bytes are the same for any number.
+    pub fn compression_threads(mut self, threads: NonZeroUsize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// `SOURCE_DATE_EPOCH`: the creation time, and the newest mtime in the layer.
+    pub fn source_date_epoch(mut self, epoch: i64) -> Self {
+        self.source_date_epoch = Some(epoch);
+        self
+    }
+
+    /// Writes the image to `output` too.
+    pub fn output(mut self, output: ImportOutput) -> Self {
+        self.outputs.push(output);
+        self
+    }
+
+    /// Writes the layer and the image into `store` (holding its shared lock), names it,
+    /// writes the outputs, and reports each name and output to `on_step` when done.
+    pub fn run(
+        &self,
+        store: &Store,
+        on_step: &mut dyn FnMut(&ImportStep),
+    ) -> Result<ImportOutcome, ImportError> {
+        let _lock = store.lock(LockMode::Shared)?;
+        let epoch = self.source_date_epoch;
+        let (layer, diff_id) = self.write_layer(store)?;
+        let mut config = self.config.clone();
+        let created = rfc3339_utc(epoch.unwrap_or_else(now_seconds));
+        config.created = Some(created.clone());
+        config.rootfs.diff_ids = vec![diff_id];
+        let source_name = self
+            .source
+            .file_name()
+            .map_or_else(|| "-".to_owned(), |n| n.to_string_lossy().into_owned());
+        config.history = vec![History {
+            created: Some(created),
+            created_by: "kiln import".to_owned(),
+            comment: self
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("Imported from {source_name}")),
+            ..History::default()
+        }];
+        let image = assemble_image(config, vec![layer], ManifestFormat::Oci, BTreeMap::new())
+            .map_err(|err| ImportError::Assemble(Box::new(err)))?;
+        store.put_bytes(image.config.bytes())?;
+        let manifest_digest = store.put_bytes(image.manifest.bytes())?;
+        for name in &self.names {
+            store.set_ref(name, &manifest_digest)?;
+            on_step(&ImportStep::Tagged(name.clone()));
+        }
+        self.write_outputs(store, &image.manifest_descriptor(), on_step)?;
+        Ok(ImportOutcome {
+            config_digest: image.config_digest().clone(),
+            manifest_digest,
+        })
+    }
+
+    /// Writes the layer blob into the store; returns its descriptor and diff id.
+    fn write_layer(&self, store: &Store) -> Result<(Descriptor, DiffId), ImportError> {
+        let source = &self.source;
+        let blob = store.begin_blob(None, None)?;
+        let threads = self.threads.unwrap_or_else(kiln_oci::default_threads);
+        let mut layer = LayerWriter::with_threads(
+            BufWriter::with_capacity(LAYER_BUFFER, blob),
+            self.compression,
+            threads,
+        )
+        .map_err(ImportError::Compressor)?;
+        if self.is_dir {
+            let mut tar = DiffTar::new(source);
+            if let Some(epoch) = self.source_date_epoch {
+                tar = tar.source_date_epoch(epoch);
+            }
+            tar.write_to(&mut layer)
+                .map_err(|err| ImportError::Archive {
+                    path: source.clone(),
+                    source: Box::new(err),
+                })?;
+        } else {
+            let input: Box<dyn std::io::Read + Send> = if source.as_os_str() == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(File::open(source).map_err(|err| ImportError::Open {
+                    path: source.clone(),
+                    source: err,
+                })?)
+            };
+            let (_, decoded) = kiln_oci::decompress(BufReader::with_capacity(LAYER_BUFFER, input))
+                .map_err(|err| ImportError::Decompress {
+                    path: source.clone(),
+                    source: err,
+                })?;
+            tar_source::reencode_tar(decoded, &mut layer, self.source_date_epoch, source)?;
+        }
+        let (out, digests) = layer.finish().map_err(ImportError::FinishLayer)?;
+        let mut blob = out
+            .into_inner()
+            .map_err(|err| ImportError::FinishLayer(err.into_error()))?;
+        blob.flush().map_err(ImportError::FinishLayer)?;
+        let digest = blob.commit()?;
+        if digest != digests.digest {
+            return Err(ImportError::DigestMismatch {
+                written: digest,
+                hashed: digests.digest,
+            });
+        }
+        let media_type = MediaType::oci_layer(self.compression.kind());
+        Ok((
+            Descriptor::new(media_type, digest, digests.size),
+            digests.diff_id,
+        ))
+    }
+
+    /// Writes the image to each output.
+    fn write_outputs(
+        &self,
+        store: &Store,
+        descriptor: &Descriptor,
+        on_step: &mut dyn FnMut(&ImportStep),
+    ) -> Result<(), ImportError> {
+        let options = ArchiveOptions {
+            mtime: self
+                .source_date_epoch
+                .and_then(|e| u64::try_from(e).ok())
+                .unwrap_or(0),
+            platform: None,
+        };
+        for output in &self.outputs {
+            let written = |dest: &Path| {
+                let dest = dest.to_owned();
+                move |source: LayoutError| ImportError::Output {
+                    dest,
+                    source: Box::new(source),
+                }
+            };
+            match output {
+                ImportOutput::OciTar(dest) => {
+                    let image = self.export_image(descriptor, false);
+                    kiln_oci::write_oci_archive(dest, store, &[image], &options)
+                        .map_err(written(dest))?;
+                }
+                ImportOutput::OciDir(dest) => {
+                    let image = self.export_image(descriptor, false);
+                    kiln_oci::write_oci_layout_dir(dest, store, &[image]).map_err(written(dest))?;
+                }
+                ImportOutput::DockerTar(dest) => {
+                    let image = self.export_image(descriptor, true);
+                    kiln_oci::write_docker_archive(dest, store, &[image], &options)
+                        .map_err(written(dest))?;
+                }
+                ImportOutput::Local(dest) => {
+                    let resolved = store.resolve_image(&descriptor.digest, None)?;
+                    let layers: Vec<_> = resolved
+                        .manifest
+                        .value()
+                        .layers
+                        .iter()
+                        .map(|l| l.digest.clone())
+                        .collect();
+                    write_local(store, dest, &layers)?;
+                }
+            }
+            on_step(&ImportStep::Wrote(output.clone()));
+        }
+        Ok(())
+    }
+
+    fn export_image(&self, descriptor: &Descriptor, is_docker: bool) -> ExportImage {
+        let mut image = ExportImage::new(descriptor.clone());
+        for name in &self.names {
+            // docker save records familiar names (`busybox:latest`); OCI layouts full ones.
+            let text = if is_docker {
+                name.familiar()
+            } else {
+                name.to_string()
+            };
+            image = image.named(&text);
+        }
+        image
+    }
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `type=local`: the root filesystem, unpacked in a sibling temp dir and renamed into place
+/// so no half-written tree is ever at `dest`.
+fn write_local(store: &Store, dest: &Path, layers: &[Digest]) -> Result<(), ImportError> {
+    if let Ok(mut entries) = std::fs::read_dir(dest)
+        && entries.next().is_some()
+    {
+        return Err(ImportError::LocalNotEmpty {
+            dest: dest.to_owned(),
+        });
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let fail = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| ImportError::LocalDir {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(&parent).map_err(fail("creating", &parent))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".kiln-local-")
+        .tempdir_in(&parent)
+        .map_err(fail("creating a temp dir in", &parent))?;
+    store.flatten_to(staging.path(), layers)?;
+    let _ = std::fs::remove_dir(dest);
+    let staged = staging.keep();
+    std::fs::rename(&staged, dest).map_err(fail("renaming into", dest))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(spec: &str) -> Result<ImportOutput, ImportOutputError> {
+        spec.parse()
+    }
+
+    #[test]
+    fn output_specs() {
+        assert_eq!(
+            output("type=oci,dest=o.tar").unwrap(),
+            ImportOutput::OciTar("o.tar".into())
+        );
+        assert_eq!(
+            output("type=oci,dest=d,tar=false").unwrap(),
+            ImportOutput::OciDir("d".into())
+        );
+        assert_eq!(
+            output("type=docker,dest=i.tar").unwrap(),
+            ImportOutput::DockerTar("i.tar".into())
+        );
+        assert_eq!(
+            output("type=local,dest=r").unwrap(),
+            ImportOutput::Local("r".into())
+        );
+        assert_eq!(output("out").unwrap(), ImportOutput::Local("out".into()));
+        let err = output("type=registry,dest=x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--output `type=registry,dest=x`: unsupported type `registry` (oci, docker, local)"
+        );
+        assert!(output("type=oci").is_err());
+        assert!(output("type=oci,dest=x,tar=maybe").is_err());
+    }
+
+    #[test]
+    fn a_directory_imports_as_one_named_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::write(rootfs.join("bin/hello"), b"hi").unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let name = ImageRef::parse("imported:1").unwrap();
+        let import = Import::new(&rootfs, &Platform::new("linux", "amd64"))
+            .unwrap()
+            .tag(name.clone())
+            .change("ENV A=1")
+            .unwrap()
+            .source_date_epoch(1_700_000_000);
+        let mut steps = Vec::new();
+        let outcome = import.run(&store, &mut |s| steps.push(s.clone())).unwrap();
+        assert_eq!(steps, [ImportStep::Tagged(name.clone())]);
+        assert_eq!(
+            store.resolve_ref(&name).unwrap(),
+            Some(outcome.manifest_digest.clone())
+        );
+        let image = store.resolve_image(&outcome.manifest_digest, None).unwrap();
+        let config = image.config.value();
+        assert_eq!(config.config.env, ["A=1"]);
+        assert_eq!(config.rootfs.diff_ids.len(), 1);
+        assert_eq!(config.history[0].comment, "Imported from rootfs");
+        assert_eq!(image.config.digest(), &outcome.config_digest);
+    }
+
+    #[test]
+    fn bad_sources_and_changes_fail_before_the_store() {
+        let platform = Platform::new("linux", "amd64");
+        let err = Import::new("/no/such/rootfs", &platform).unwrap_err();
+        assert!(err.to_string().contains("/no/such/rootfs"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = Import::new(dir.path(), &platform)
+            .unwrap()
+            .change("RUN true")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported instruction `RUN`"),
+            "{err}"
+        );
+    }
+}
