@@ -19,7 +19,8 @@
 # Usage: bench/tutorials.sh [WORKDIR]      (default: a temp dir, removed at the end)
 # Env:   REPS (default 3), CASES (default: all, space-separated), TOOLS (default:
 #        "kiln buildah buildah-j4"; add kiln-j4 = `--jobs 4` to measure it on the parallel
-#        cases: kiln's default already runs every ready stage), KILN (default: target/release/kiln), BUILDAH_DRIVER
+#        cases: kiln's default already runs every ready stage; add kiln-b to compare a second kiln
+#        binary, KILN_B, against KILN: before/after a change), KILN (default: target/release/kiln), BUILDAH_DRIVER
 #        (overlay or vfs; default overlay, falling back to vfs), BUILDAH_ISOLATION (default
 #        chroot). Needs root, buildah, mmdebstrap (via bases.sh), jq, pip (prepare.sh) and the
 #        Debian mirror (static-binary's apt-get). Progress goes to stderr, the table to stdout.
@@ -34,6 +35,9 @@ export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 [ -x "$KILN" ] || { echo "tutorials.sh: no kiln at $KILN (cargo build --release)" >&2; exit 1; }
 KILN=$(cd "$(dirname "$KILN")" && pwd)/$(basename "$KILN")
 export KILN
+case " $TOOLS " in
+  *" kiln-b "*) [ -x "${KILN_B:-}" ] || { echo "tutorials.sh: tool kiln-b needs KILN_B, a kiln binary" >&2; exit 2; } ;;
+esac
 for tool in buildah jq; do
   command -v "$tool" >/dev/null || { echo "tutorials.sh: needs $tool" >&2; exit 1; }
 done
@@ -193,14 +197,18 @@ if ! (buildah_fresh >/dev/null 2>&1); then
 fi
 
 kiln_store=$work/kiln-store
+# kiln_bin TOOL: the kiln binary a tool runs (KILN_B for kiln-b, else KILN).
+kiln_bin() { if [ "$1" = kiln-b ]; then echo "$KILN_B"; else echo "$KILN"; fi; }
 kiln_fresh() {
+  local bin
+  bin=$(kiln_bin "$1")
   discard "$kiln_store"
-  KILN_ROOT=$kiln_store bash "$repo/examples/bases.sh" busybox debian python >/dev/null 2>&1
+  KILN_ROOT=$kiln_store KILN=$bin bash "$repo/examples/bases.sh" busybox debian python >/dev/null 2>&1
   # "Bases present" as for buildah, whose `pull` above stores them unpacked: kiln unpacks an
   # image's layers on first use, so run each base once.
   local ref
   for ref in "${!base_archive[@]}"; do
-    KILN_ROOT=$kiln_store "$KILN" run "$ref" true >/dev/null
+    KILN_ROOT=$kiln_store "$bin" run "$ref" true >/dev/null
   done
 }
 
@@ -215,6 +223,7 @@ build() {
   start=$(date +%s.%N)
   case $tool in
     kiln) KILN_ROOT=$kiln_store "$KILN" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+    kiln-b) KILN_ROOT=$kiln_store "$KILN_B" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
     kiln-j4) KILN_ROOT=$kiln_store "$KILN" build --progress plain --jobs 4 ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
     buildah) buildah_cmd bud --layers --pull-never ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
     buildah-j4) buildah_cmd bud --layers --jobs 4 --pull-never ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
@@ -229,7 +238,7 @@ build() {
 
 fresh() {
   case $1 in
-    kiln | kiln-j4) kiln_fresh ;;
+    kiln | kiln-j4 | kiln-b) kiln_fresh "$1" ;;
     buildah | buildah-j4) buildah_fresh >/dev/null ;;
   esac
 }
