@@ -319,7 +319,7 @@ mod tests {
         let parse = BuildError::Parse {
             dockerfile: "Dockerfile".to_owned(),
             text: text.into(),
-            source: Box::new(kiln_dockerfile::parse(text).unwrap_err()),
+            source: Box::new(kiln_build::dockerfile::parse(text).unwrap_err()),
         };
         assert!(render_build_error(&parse).starts_with("error: unknown instruction `COPPY`"));
         let dir = tempfile::tempdir().unwrap();
