@@ -1,5 +1,7 @@
 //! `ADD <http(s) URL>`: fetches the URL into the store's staging area, hashing the body while
-//! it streams to a temp file (never held in memory), and verifies `--checksum`.
+//! it streams to a temp file (never held in memory), and verifies `--checksum`. The request
+//! goes through kiln-registry's transport (`Client::get_url`): the same TLS roots, user
+//! agent, timeouts and retries as image pulls.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -71,7 +73,8 @@ fn percent_decode(segment: &str) -> String {
 /// Downloads `url` into a new temp file in `dir`; with `expected`, a body with another digest
 /// is an error naming the URL and both digests.
 pub(crate) fn fetch(url: &str, dir: &Path, expected: Option<&Digest>) -> Result<Fetched, String> {
-    let client = kiln_registry::http_client(&kiln_registry::ClientConfig::new())
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
+    let client = kiln_registry::Client::new(kiln_registry::ClientConfig::new())
         .map_err(|e| format!("downloading {url}: {e}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -88,7 +91,7 @@ pub(crate) fn fetch(url: &str, dir: &Path, expected: Option<&Digest>) -> Result<
         })?
         .keep()
         .map_err(|e| format!("downloading {url}: keeping the temp file: {e}"))?;
-    let result = runtime.block_on(stream_to(&client, url, file));
+    let result = runtime.block_on(stream_to(&client, &parsed, file));
     let (digest, last_modified) = match result {
         Ok(done) => done,
         Err(message) => {
@@ -112,11 +115,19 @@ pub(crate) fn fetch(url: &str, dir: &Path, expected: Option<&Digest>) -> Result<
 }
 
 async fn stream_to(
-    client: &reqwest::Client,
-    url: &str,
+    client: &kiln_registry::Client,
+    url: &reqwest::Url,
     file: std::fs::File,
 ) -> Result<(Digest, Option<i64>), String> {
-    let mut response = client.get(url).send().await.map_err(|e| error_chain(&e))?;
+    let mut response = client.get_url(url).await.map_err(|e| match e {
+        kiln_registry::RegistryError::Transport {
+            attempts, source, ..
+        } => format!(
+            "failed after {attempts} attempt(s): {}",
+            error_chain(&source)
+        ),
+        other => error_chain(&other),
+    })?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("the server answered HTTP {status}"));
