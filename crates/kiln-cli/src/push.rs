@@ -12,7 +12,8 @@ use kiln_registry::Client;
 use kiln_store::LockMode;
 use std::sync::Arc;
 
-use crate::pull::{RegistryArgs, TransferView, human_bytes, runtime};
+use crate::images::human_size;
+use crate::pull::{RegistryArgs, TransferView, runtime};
 
 /// Arguments of `kiln push`.
 #[derive(Debug, Args)]
@@ -62,7 +63,7 @@ pub(crate) fn run(args: &PushArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
         eprintln!(
             "Pushed {digest}: {} uploaded ({}), {} already present, {} mounted",
             pushed.blobs_uploaded,
-            human_bytes(pushed.bytes_uploaded),
+            human_size(pushed.bytes_uploaded),
             pushed.blobs_present,
             pushed.blobs_mounted
         );

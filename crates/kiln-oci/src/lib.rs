@@ -24,6 +24,8 @@ mod manifest;
 mod media_type;
 mod platform;
 mod reference;
+mod slash_path;
+mod timestamp;
 
 #[cfg(feature = "codec")]
 pub use archive_read::{DockerArchive, DockerArchiveImage, OciArchive, TarArchive};
@@ -37,7 +39,6 @@ pub use compress::{
 };
 pub use config::{
     ContainerConfig, Healthcheck, History, ImageConfiguration, ROOTFS_TYPE_LAYERS, RootFs,
-    rfc3339_utc,
 };
 pub use descriptor::{
     ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME, ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME,
@@ -71,3 +72,5 @@ pub use manifest::{AnyManifest, AnyManifestError, ImageManifest, ModelError, SCH
 pub use media_type::{LayerCompression, MediaType};
 pub use platform::{Platform, PlatformError};
 pub use reference::{DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API_HOST, ImageRef, ReferenceError};
+pub use slash_path::{clean_path, clean_rel};
+pub use timestamp::{parse_rfc3339, rfc3339_utc, rfc3339_utc_nanos};

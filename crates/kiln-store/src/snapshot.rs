@@ -100,10 +100,7 @@ impl Store {
         diff_id: &DiffId,
         blob: &Digest,
     ) -> Result<ChainId, StoreError> {
-        let chain = match parent {
-            None => ChainId(diff_id.0.clone()),
-            Some(parent) => ChainId(Digest::sha256_of(format!("{parent} {diff_id}").as_bytes())),
-        };
+        let chain = ChainId::on(parent, diff_id);
         if self.has_snapshot(&chain) {
             return Ok(chain);
         }
@@ -165,9 +162,8 @@ impl Store {
         let config = image.config.value();
         let layers = &image.manifest.value().layers;
         if config.rootfs.diff_ids.len() != layers.len() {
-            return Err(StoreError::Snapshot {
-                chain: ChainId(image.manifest.digest().clone()),
-                layer: image.manifest.digest().clone(),
+            return Err(StoreError::Image {
+                digest: image.manifest.digest().clone(),
                 reason: format!(
                     "the config lists {} diff ids for {} layers",
                     config.rootfs.diff_ids.len(),
@@ -249,9 +245,9 @@ impl Store {
                 } else {
                     e.to_string()
                 };
-                StoreError::Snapshot {
-                    chain: ChainId(blob.clone()),
+                StoreError::Flatten {
                     layer: blob.clone(),
+                    dir: dir.to_path_buf(),
                     reason,
                 }
             })?;

@@ -202,17 +202,7 @@ fn join_workdir(current: &str, dir: &str) -> String {
     } else {
         format!("{}/{dir}", if current.is_empty() { "/" } else { current })
     };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    kiln_oci::clean_path(&format!("/{joined}"))
 }
 
 #[cfg(test)]
