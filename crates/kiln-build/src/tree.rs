@@ -218,22 +218,9 @@ pub(crate) fn split(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|c| !c.is_empty())
 }
 
-/// Cleans a path lexically relative to a root: drops `.`, empty components and a leading
-/// `/`, resolves `..` without ever going above the root (BuildKit: sources are confined to
-/// the context).
-pub fn clean_rel(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in split(path) {
-        match c {
-            "." => {}
-            ".." => {
-                out.pop();
-            }
-            _ => out.push(c),
-        }
-    }
-    out.join("/")
-}
+/// Cleans a path lexically relative to a root it cannot leave (BuildKit: sources are
+/// confined to the context).
+pub use kiln_oci::clean_rel;
 
 /// Decides whether a context path is excluded by `.dockerignore`.
 pub trait ContextFilter: Send + Sync {

@@ -13,8 +13,6 @@ use serde_json::json;
 
 /// docker's width of a truncated CREATED BY cell.
 const CREATED_BY_WIDTH: usize = 45;
-/// Hex characters of a short image ID.
-const SHORT_ID_LEN: usize = 12;
 /// The IMAGE cell of entries that have no image of their own (docker's wording).
 const MISSING_ID: &str = "<missing>";
 
@@ -72,7 +70,7 @@ pub(crate) fn run(args: &HistoryArgs, root: Option<&Path>) -> anyhow::Result<Exi
         top.id = if args.no_trunc {
             id
         } else {
-            short_id(&id).to_owned()
+            crate::images::short_id(&id).to_owned()
         };
     }
     print_rows(&rows, args)?;
@@ -159,15 +157,9 @@ fn ellipsis(text: &str, width: usize) -> String {
     cut
 }
 
-/// The 12-hex-character image ID docker shows.
-fn short_id(digest: &str) -> &str {
-    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
-    &hex[..hex.len().min(SHORT_ID_LEN)]
-}
-
 /// `5 minutes ago` from an RFC 3339 timestamp, with docker's `units.HumanDuration` wording.
 fn created_since(created: &str, now: std::time::SystemTime) -> String {
-    let Some(then) = epoch_seconds(created) else {
+    let Some(then) = kiln_build::oci::parse_rfc3339(created) else {
         return created.to_owned();
     };
     let now = now
@@ -199,43 +191,6 @@ fn human_duration(seconds: i64) -> String {
     }
 }
 
-/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn epoch_seconds(text: &str) -> Option<i64> {
-    let num = |s: &str| s.parse::<i64>().ok();
-    let (date, time) = text.split_once(['T', 't', ' '])?;
-    let mut date_parts = date.split('-');
-    let (year, month, day) = (
-        num(date_parts.next()?)?,
-        num(date_parts.next()?)?,
-        num(date_parts.next()?)?,
-    );
-    let clock = time.get(..8)?;
-    let mut clock_parts = clock.split(':');
-    let (hour, minute, second) = (
-        num(clock_parts.next()?)?,
-        num(clock_parts.next()?)?,
-        num(clock_parts.next()?)?,
-    );
-    let zone = time[8..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    let offset = match zone.as_bytes().first() {
-        None | Some(b'Z' | b'z') => 0,
-        Some(sign @ (b'+' | b'-')) => {
-            let (h, m) = zone[1..].split_once(':')?;
-            let seconds = num(h)? * 3600 + num(m)? * 60;
-            if *sign == b'+' { seconds } else { -seconds }
-        }
-        Some(_) => return None,
-    };
-    // Howard Hinnant's days_from_civil.
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,17 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_with_fractions_and_offsets() {
-        assert_eq!(epoch_seconds("1970-01-02T00:00:01Z"), Some(86_401));
-        assert_eq!(
-            epoch_seconds("2024-03-01T00:00:00.123456789Z"),
-            Some(1_709_251_200)
-        );
-        assert_eq!(
-            epoch_seconds("2024-03-01T01:00:00+01:00"),
-            Some(1_709_251_200)
-        );
-        assert_eq!(epoch_seconds("yesterday"), None);
+    fn created_since_uses_docker_wording() {
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_mins(10);
         assert_eq!(created_since("1970-01-01T00:05:00Z", now), "5 minutes ago");
     }

@@ -106,12 +106,15 @@ pub(crate) fn run(args: &ImagesArgs, root: Option<&Path>) -> anyhow::Result<Exit
 }
 
 /// The 12-hex-character image ID docker shows.
-fn short_id(digest: &str) -> &str {
+pub(crate) fn short_id(digest: &str) -> &str {
     let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
     &hex[..hex.len().min(12)]
 }
 
-/// docker's `units.HumanSize`: decimal units, 3 significant digits.
+/// Byte sizes as docker prints them (`units.HumanSizeWithPrecision(size, 3)`): decimal units
+/// (1 kB = 1000 B), the value rounded to the nearest with three significant digits
+/// (`1.23MB`, `12.3MB`, `123MB`), trailing zeros dropped, no space. The one size format of
+/// the CLI (images, history, prune, store verify, pull and push summaries).
 pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     #[expect(clippy::cast_precision_loss, reason = "display only")]
@@ -142,7 +145,7 @@ pub(crate) fn human_size(bytes: u64) -> String {
 
 /// `3 days ago`, from an RFC 3339 UTC timestamp (`2024-01-02T03:04:05Z`).
 fn since(created: &str, now: std::time::SystemTime) -> String {
-    let Some(then) = parse_rfc3339(created) else {
+    let Some(then) = kiln_build::oci::parse_rfc3339(created) else {
         return created.to_owned();
     };
     let now = now
@@ -162,29 +165,6 @@ fn since(created: &str, now: std::time::SystemTime) -> String {
     format!("{n} {unit}{plural} ago")
 }
 
-/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    let num = |s: &str| s.parse::<i64>().ok();
-    let (date, time) = text.split_once('T')?;
-    let mut date_parts = date.split('-');
-    let year = num(date_parts.next()?)?;
-    let month = num(date_parts.next()?)?;
-    let day = num(date_parts.next()?)?;
-    let mut time_parts = time[..8.min(time.len())].split(':');
-    let hour = num(time_parts.next()?)?;
-    let minute = num(time_parts.next()?)?;
-    let second = num(time_parts.next()?)?;
-    // Howard Hinnant's days_from_civil.
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let march_month = (month + 9) % 12;
-    let day_of_year = (153 * march_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,8 +176,6 @@ mod tests {
         assert_eq!(human_size(1_234_567), "1.23MB");
         assert_eq!(human_size(4_260_000), "4.26MB");
         assert_eq!(human_size(123_456_789), "123MB");
-        assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86_401));
-        assert_eq!(parse_rfc3339("2024-03-01T00:00:00Z"), Some(1_709_251_200));
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_hours(72);
         assert_eq!(since("1970-01-01T00:00:00Z", now), "3 days ago");
         assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");

@@ -73,7 +73,7 @@ pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
             "Digest: {digest} ({} downloaded, {} already present, {})",
             pulled.blobs_downloaded,
             pulled.blobs_present,
-            human_bytes(pulled.bytes_downloaded)
+            crate::images::human_size(pulled.bytes_downloaded)
         );
     }
     let mut stdout = std::io::stdout().lock();
@@ -82,23 +82,6 @@ pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
         format!("{}\n", reference.with_digest(digest)).as_bytes(),
     )?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `1.5 MB`-style sizes (decimal units, as docker prints).
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    #[expect(clippy::cast_precision_loss, reason = "display only")]
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// Renders [`TransferEvent`]s: one indicatif bar per blob on a TTY, plain lines otherwise.
@@ -183,7 +166,11 @@ impl TransferProgress for TransferView {
                         Direction::Download => "Pulling",
                         Direction::Upload => "Pushing",
                     };
-                    eprintln!("{}: {verb} {}", digest.short(), human_bytes(*size));
+                    eprintln!(
+                        "{}: {verb} {}",
+                        digest.short(),
+                        crate::images::human_size(*size)
+                    );
                 }
             }
             TransferEvent::BlobProgress { digest, done, .. } => {
@@ -221,7 +208,7 @@ impl TransferProgress for TransferView {
                         let _ = bars.println(format!(
                             "{}: {text} ({})",
                             digest.short(),
-                            human_bytes(*size)
+                            crate::images::human_size(*size)
                         ));
                     }
                     (None, Some(bars)) => {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use clap::Args;
 use kiln_build::oci::ImageRef;
 
-use crate::pull::{RegistryArgs, TransferView, human_bytes};
+use crate::images::human_size;
+use crate::pull::{RegistryArgs, TransferView};
 
 /// Arguments of `kiln push`.
 #[derive(Debug, Args)]
@@ -49,7 +50,7 @@ pub(crate) fn run(args: &PushArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
         eprintln!(
             "Pushed {digest}: {} uploaded ({}), {} already present, {} mounted",
             pushed.blobs_uploaded,
-            human_bytes(pushed.bytes_uploaded),
+            human_size(pushed.bytes_uploaded),
             pushed.blobs_present,
             pushed.blobs_mounted
         );

@@ -33,20 +33,6 @@ pub struct TarArchive {
     links: BTreeMap<String, String>,
 }
 
-fn normalize_member(name: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in name.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    parts.join("/")
-}
-
 impl TarArchive {
     /// Scans the tar at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, LayoutError> {
@@ -63,7 +49,7 @@ impl TarArchive {
             let name = entry
                 .path()
                 .map_err(io_error("reading tar entry name in", &path))?;
-            let name = normalize_member(&name.to_string_lossy());
+            let name = crate::clean_rel(&name.to_string_lossy());
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     files.insert(name, (entry.raw_file_position(), entry.size()));
@@ -77,10 +63,10 @@ impl TarArchive {
                         let resolved = if entry.header().entry_type() == tar::EntryType::Link
                             || target.starts_with('/')
                         {
-                            normalize_member(&target)
+                            crate::clean_rel(&target)
                         } else {
                             let dir = name.rsplit_once('/').map_or("", |(dir, _)| dir);
-                            normalize_member(&format!("{dir}/{target}"))
+                            crate::clean_rel(&format!("{dir}/{target}"))
                         };
                         links.insert(name, resolved);
                     }
@@ -102,7 +88,7 @@ impl TarArchive {
     }
 
     fn locate(&self, member: &str) -> Option<(u64, u64)> {
-        let mut name = normalize_member(member);
+        let mut name = crate::clean_rel(member);
         for _ in 0..MAX_LINK_HOPS {
             if let Some(found) = self.files.get(&name) {
                 return Some(*found);
@@ -193,7 +179,8 @@ impl OciArchive {
         if !tar.contains(OCI_LAYOUT_FILE) {
             return Err(malformed(format!("it has no `{OCI_LAYOUT_FILE}` file")));
         }
-        check_layout_header(&tar.read_member(OCI_LAYOUT_FILE)?).map_err(malformed)?;
+        check_layout_header(&tar.read_member(OCI_LAYOUT_FILE)?)
+            .map_err(|e| malformed(e.to_string()))?;
         if !tar.contains(INDEX_JSON_FILE) {
             return Err(malformed(format!("it has no `{INDEX_JSON_FILE}` file")));
         }

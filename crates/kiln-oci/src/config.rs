@@ -353,36 +353,6 @@ impl ImageConfiguration {
     }
 }
 
-/// Formats seconds since the Unix epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`), the form
-/// Go's `time.Time` marshals for a whole second (and so `SOURCE_DATE_EPOCH` timestamps).
-pub fn rfc3339_utc(unix_seconds: i64) -> String {
-    const SECONDS_PER_DAY: i64 = 86_400;
-    let days = unix_seconds.div_euclid(SECONDS_PER_DAY);
-    let secs = unix_seconds.rem_euclid(SECONDS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// Howard Hinnant's `civil_from_days`: proleptic Gregorian date of a day count since
-/// 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[expect(
     clippy::trivially_copy_pass_by_ref,
     reason = "serde's skip_serializing_if passes a reference"
@@ -432,14 +402,6 @@ mod object_set {
 mod tests {
     use super::*;
     use crate::{Digest, to_canonical_json};
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59Z");
-    }
 
     #[test]
     fn empty_config_is_written_like_buildkit() {

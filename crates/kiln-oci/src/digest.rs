@@ -199,6 +199,25 @@ mod tests {
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+    /// The OCI image-spec's formula, written out: ChainID(L0) = DiffID(L0),
+    /// ChainID(L0|L1) = sha256(ChainID(L0) + " " + DiffID(L1)).
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let diff = |s: &[u8]| DiffId(Digest::sha256_of(s));
+        let (a, b, c) = (diff(b"a"), diff(b"b"), diff(b"c"));
+        assert_eq!(ChainId::base(&a).digest(), &a.0);
+        let ab = Digest::sha256_of(format!("{} {}", a.0, b.0).as_bytes());
+        let abc = Digest::sha256_of(format!("{ab} {}", c.0).as_bytes());
+        assert_eq!(ChainId::base(&a).child(&b).digest(), &ab);
+        let stack = ChainId::from_diff_ids(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        assert_eq!(stack.digest(), &abc);
+        assert_eq!(stack.hex(), abc.hex());
+        assert_eq!(ChainId::on(Some(&ChainId::base(&a).child(&b)), &c), stack);
+        assert_eq!(ChainId::on(None, &a), ChainId::base(&a));
+        assert_eq!(ChainId::from_diff_ids(&[]), None);
+        assert_eq!(ChainId::from_stored(abc.clone()), stack);
+    }
+
     #[test]
     fn sha256_of_empty_matches_the_well_known_value() {
         assert_eq!(Digest::sha256_of(b"").to_string(), EMPTY);
@@ -260,17 +279,57 @@ impl fmt::Debug for DiffId {
 /// `ChainID(L0) = DiffID(L0)`, `ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln))`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ChainId(pub Digest);
+pub struct ChainId(Digest);
 
 impl ChainId {
+    /// The chain id of a stack holding only `diff_id`: the diff id itself.
+    pub fn base(diff_id: &DiffId) -> Self {
+        Self(diff_id.0.clone())
+    }
+
+    /// The chain id of this stack with `diff_id` on top.
+    ///
+    /// ```
+    /// use kiln_oci::{ChainId, DiffId, Digest};
+    /// let (a, b) = (DiffId(Digest::sha256_of(b"a")), DiffId(Digest::sha256_of(b"b")));
+    /// let chain = ChainId::base(&a).child(&b);
+    /// assert_eq!(Some(chain), ChainId::from_diff_ids(&[a, b]));
+    /// ```
+    #[must_use]
+    pub fn child(&self, diff_id: &DiffId) -> Self {
+        Self(Digest::sha256_of(
+            format!("{} {diff_id}", self.0).as_bytes(),
+        ))
+    }
+
     /// The chain id of `diff_ids` applied bottom-up; `None` for an empty stack.
-    pub fn of(diff_ids: &[DiffId]) -> Option<Self> {
+    pub fn from_diff_ids(diff_ids: &[DiffId]) -> Option<Self> {
         let (first, rest) = diff_ids.split_first()?;
-        let mut chain = first.0.clone();
-        for diff in rest {
-            chain = Digest::sha256_of(format!("{chain} {diff}").as_bytes());
-        }
-        Some(Self(chain))
+        Some(
+            rest.iter()
+                .fold(Self::base(first), |chain, diff| chain.child(diff)),
+        )
+    }
+
+    /// The chain id `parent` + `diff_id`, or the base chain without a parent.
+    pub fn on(parent: Option<&Self>, diff_id: &DiffId) -> Self {
+        parent.map_or_else(|| Self::base(diff_id), |parent| parent.child(diff_id))
+    }
+
+    /// A chain id kiln stored earlier (a snapshot directory's name, a cache record), read
+    /// back. Never a way to compute one: use [`ChainId::base`] and [`ChainId::child`].
+    pub fn from_stored(digest: Digest) -> Self {
+        Self(digest)
+    }
+
+    /// The chain id as a digest.
+    pub fn digest(&self) -> &Digest {
+        &self.0
+    }
+
+    /// Lowercase hex of the chain id (a snapshot directory's name).
+    pub fn hex(&self) -> &str {
+        self.0.hex()
     }
 }
 

@@ -365,7 +365,7 @@ impl OciLayout {
         let header_path = root.join(OCI_LAYOUT_FILE);
         let header = std::fs::read(&header_path)
             .map_err(|e| malformed(format!("cannot read {OCI_LAYOUT_FILE}: {e}")))?;
-        check_layout_header(&header).map_err(malformed)?;
+        check_layout_header(&header).map_err(|e| malformed(e.to_string()))?;
         let index_path = root.join(INDEX_JSON_FILE);
         let bytes = read_limited(&index_path)?;
         let index = JsonBlob::<ImageIndex>::parse(bytes)?;
@@ -435,19 +435,28 @@ impl BlobSource for OciLayout {
     }
 }
 
+/// Why an `oci-layout` file is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LayoutHeaderError {
+    #[error("{OCI_LAYOUT_FILE} is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("unsupported imageLayoutVersion `{0}` (only {IMAGE_LAYOUT_VERSION} is supported)")]
+    UnsupportedVersion(String),
+    #[error("{OCI_LAYOUT_FILE} has no imageLayoutVersion")]
+    NoVersion,
+}
+
 /// Checks an `oci-layout` file: `{"imageLayoutVersion": "1.0.0"}`.
-pub(crate) fn check_layout_header(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_layout_header(bytes: &[u8]) -> Result<(), LayoutHeaderError> {
     let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("{OCI_LAYOUT_FILE} is not JSON: {e}"))?;
+        serde_json::from_slice(bytes).map_err(LayoutHeaderError::NotJson)?;
     match value
         .get("imageLayoutVersion")
         .and_then(serde_json::Value::as_str)
     {
         Some(IMAGE_LAYOUT_VERSION) => Ok(()),
-        Some(other) => Err(format!(
-            "unsupported imageLayoutVersion `{other}` (only {IMAGE_LAYOUT_VERSION} is supported)"
-        )),
-        None => Err(format!("{OCI_LAYOUT_FILE} has no imageLayoutVersion")),
+        Some(other) => Err(LayoutHeaderError::UnsupportedVersion(other.to_owned())),
+        None => Err(LayoutHeaderError::NoVersion),
     }
 }
 

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::num::NonZeroUsize;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_oci::{
     Compression, DiffTar, Digest, EntrySource, ExtractOptions, FileListTar, LayerDigests,
-    LayerEntry, LayerError, LayerWriter, extract_layer,
+    LayerEntry, LayerError, LayerWriter, OverlayXattrs, WhiteoutPolicy, extract_layer,
 };
 use rustix::fs::{Timespec, Timestamps, XattrFlags};
 
@@ -640,6 +640,77 @@ fn whiteouts_and_opaque_dirs_apply_in_any_order() {
             "d/sub/fresh",
             "g"
         ]
+    );
+}
+
+/// `WhiteoutPolicy::Overlay` keeps a layer's whiteouts in overlayfs form in the same single
+/// pass: character devices 0/0 and the opaque xattr, the directory mtimes those changes would
+/// bump restored, and a whiteout below a symlink counted as skipped rather than followed.
+#[test]
+fn overlay_whiteout_policy_keeps_whiteouts_as_overlay_entries_needs_root() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED: overlay_whiteout_policy_keeps_whiteouts_as_overlay_entries_needs_root needs root for trusted.* xattrs"
+        );
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_mtime(1_000_000);
+        h.set_size(0);
+        if let Some(link) = link {
+            h.set_link_name(link).unwrap();
+        }
+        b.append_data(&mut h, path, &[][..]).unwrap();
+    };
+    add("etc/", tar::EntryType::Directory, None);
+    add("etc/.wh.gone", tar::EntryType::Regular, None);
+    add("opt/", tar::EntryType::Directory, None);
+    add("opt/new", tar::EntryType::Regular, None);
+    add("opt/.wh..wh..opq", tar::EntryType::Regular, None);
+    add("link", tar::EntryType::Symlink, Some("etc"));
+    add("link/.wh.escaped", tar::EntryType::Regular, None);
+    let layer = b.into_inner().unwrap();
+    let options = ExtractOptions::new().whiteouts(WhiteoutPolicy::Overlay(OverlayXattrs::Trusted));
+    let stats = extract_layer(&layer[..], root.path(), &options).unwrap();
+    assert_eq!((stats.whiteouts, stats.opaque_dirs), (2, 1));
+    assert_eq!(stats.whiteouts_skipped, 1, "the whiteout below the symlink");
+
+    let gone = fs::symlink_metadata(root.path().join("etc/gone")).unwrap();
+    assert!(gone.file_type().is_char_device());
+    assert_eq!(gone.rdev(), 0);
+    assert!(!root.path().join("etc/.wh.gone").exists());
+    assert!(!root.path().join("etc/escaped").exists());
+    assert_eq!(
+        fs::metadata(root.path().join("etc")).unwrap().mtime(),
+        1_000_000,
+        "the directory keeps its tar mtime"
+    );
+    let mut value = [0u8; 4];
+    let n = rustix::fs::lgetxattr(
+        root.path().join("opt"),
+        "trusted.overlay.opaque",
+        &mut value[..],
+    )
+    .unwrap();
+    assert_eq!(&value[..n], b"y");
+    assert!(root.path().join("opt/new").is_file());
+
+    // The default policy applies them instead: nothing of overlay's is left.
+    let applied = tempfile::tempdir().unwrap();
+    extract_layer(&layer[..], applied.path(), &ExtractOptions::new()).unwrap();
+    assert!(!applied.path().join("etc/gone").exists());
+    assert!(
+        rustix::fs::lgetxattr(
+            applied.path().join("opt"),
+            "trusted.overlay.opaque",
+            &mut value[..]
+        )
+        .is_err()
     );
 }
 

@@ -382,7 +382,10 @@ impl StageState {
                 read_write: !mount.read_only,
             },
             MountType::Cache => RunMount::Cache {
-                id: mount.id.clone().unwrap_or_else(|| go_clean(&target)),
+                id: mount
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| kiln_oci::clean_path(&target)),
                 target: absolute_target(&target)?,
                 sharing: mount
                     .sharing
@@ -489,7 +492,7 @@ impl StageState {
             .expand_opt(raw.chmod, keyword, span)?
             .filter(|s| !s.is_empty());
         if let Some(mode) = &chmod {
-            validate_chmod(mode).map_err(|reason| invalid(keyword, &reason, span))?;
+            validate_chmod(mode).map_err(|reason| invalid(keyword, &reason.to_string(), span))?;
         }
         let checksum = self
             .expand_opt(raw.checksum, keyword, span)?
@@ -669,15 +672,22 @@ fn is_remote(source: &str) -> bool {
             .is_some_and(|e| e.eq_ignore_ascii_case("git"))
 }
 
+/// Why a `--chmod` value is refused; the texts are BuildKit's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ChmodError {
+    #[error("invalid chmod parameter: '{0}'. it should be octal string and between 0 and 07777")]
+    OctalOutOfRange(String),
+    #[error("invalid chmod parameter: '{0}': not an octal or symbolic mode")]
+    NotAMode(String),
+}
+
 /// BuildKit `dispatchCopy` chmod check: octal up to 07777, or a symbolic mode.
-fn validate_chmod(mode: &str) -> Result<(), String> {
+fn validate_chmod(mode: &str) -> Result<(), ChmodError> {
     const MAX_MODE: u32 = 0o7777;
     if mode.bytes().all(|b| b.is_ascii_digit()) {
         return match u32::from_str_radix(mode, 8) {
             Ok(m) if m <= MAX_MODE => Ok(()),
-            _ => Err(format!(
-                "invalid chmod parameter: '{mode}'. it should be octal string and between 0 and 07777"
-            )),
+            _ => Err(ChmodError::OctalOutOfRange(mode.to_owned())),
         };
     }
     let symbolic = mode.split(',').all(|clause| {
@@ -689,47 +699,14 @@ fn validate_chmod(mode: &str) -> Result<(), String> {
     if symbolic {
         Ok(())
     } else {
-        Err(format!(
-            "invalid chmod parameter: '{mode}': not an octal or symbolic mode"
-        ))
+        Err(ChmodError::NotAMode(mode.to_owned()))
     }
 }
 
-/// Go `path.Clean`: relative paths stay relative (`.cache`), empty becomes `.`.
-fn go_clean(path: &str) -> String {
-    if path.starts_with('/') {
-        return clean(path);
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if parts.last().is_some_and(|p| *p != "..") => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
-    }
-}
-
-/// `path.Clean` of an absolute path.
+/// Go `path.Clean` of `path` taken from the root: `..` never climbs above `/`, and a
+/// relative path (a base image's relative `WorkingDir`) becomes absolute.
 pub(crate) fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    kiln_oci::clean_path(&format!("/{path}"))
 }
 
 /// BuildKit `system.NormalizePath`: an absolute path is kept as written, a relative one is
@@ -820,9 +797,7 @@ mod tests {
         assert_eq!(path_relative_to_workdir("/", "x/."), "/x/.");
         assert_eq!(clean("/a//b/../c/."), "/a/c");
         assert_eq!(clean("/.."), "/");
-        assert_eq!(go_clean(".cache/"), ".cache");
-        assert_eq!(go_clean("a/../../b"), "../b");
-        assert_eq!(go_clean(""), ".");
+        assert_eq!(clean("app/../../x"), "/x");
     }
 
     #[test]

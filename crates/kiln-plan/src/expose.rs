@@ -63,9 +63,22 @@ fn parse_port(raw: &str) -> Result<Vec<String>, PortError> {
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
-fn parse_range(ports: &str) -> Result<(u32, u32), String> {
+/// Why a port or port range (`8000`, `8000-8002`) does not parse; the texts are BuildKit's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RangeError {
+    #[error("empty string specified for ports")]
+    Empty,
+    #[error("`{0}` is not a port number")]
+    NotANumber(String),
+    #[error("value out of range (0–65535)")]
+    OutOfRange,
+    #[error("invalid port range: {0}")]
+    Reversed(String),
+}
+
+fn parse_range(ports: &str) -> Result<(u32, u32), RangeError> {
     if ports.is_empty() {
-        return Err("empty string specified for ports".to_owned());
+        return Err(RangeError::Empty);
     }
     let (start, end) = match ports.split_once('-') {
         Some((start, end)) => (start, Some(end)),
@@ -78,20 +91,20 @@ fn parse_range(ports: &str) -> Result<(u32, u32), String> {
         Some(end) => {
             let end_port = parse_number(end)?;
             if end_port < start_port {
-                return Err(format!("invalid port range: {ports}"));
+                return Err(RangeError::Reversed(ports.to_owned()));
             }
             Ok((start_port, end_port))
         }
     }
 }
 
-fn parse_number(text: &str) -> Result<u32, String> {
+fn parse_number(text: &str) -> Result<u32, RangeError> {
     const MAX_PORT: u32 = 65_535;
     let port: u32 = text
         .parse()
-        .map_err(|_| format!("`{text}` is not a port number"))?;
+        .map_err(|_| RangeError::NotANumber(text.to_owned()))?;
     if port > MAX_PORT {
-        return Err("value out of range (0–65535)".to_owned());
+        return Err(RangeError::OutOfRange);
     }
     Ok(port)
 }

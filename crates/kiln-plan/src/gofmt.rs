@@ -3,41 +3,11 @@
 
 use std::fmt::Write as _;
 
-/// Go `strconv.Quote`: a double-quoted string with Go escapes; printable characters are kept.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c if c.is_control() => {
-                if u32::from(c) <= 0xffff {
-                    let _ = write!(out, "\\u{:04x}", u32::from(c));
-                } else {
-                    let _ = write!(out, "\\U{:08x}", u32::from(c));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use kiln_dockerfile::go_quote;
 
 /// Go `fmt.Sprintf("%q", []string{…})`: `["a" "b"]`.
 pub(crate) fn quote_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
+    let quoted: Vec<String> = items.iter().map(|s| go_quote(s)).collect();
     format!("[{}]", quoted.join(" "))
 }
 
@@ -121,8 +91,11 @@ mod tests {
 
     #[test]
     fn quoting_matches_go() {
-        assert_eq!(quote("a\"b\\c\n\t"), r#""a\"b\\c\n\t""#);
-        assert_eq!(quote("é\u{1}"), "\"é\\x01\"");
+        // Go's strconv.Quote (kiln_dockerfile::go_quote) escapes non-printable runes.
+        assert_eq!(
+            quote_list(&["a\"b\\c\n\t".into(), "é\u{1}\u{a0}".into()]),
+            r#"["a\"b\\c\n\t" "é\x01\u00a0"]"#
+        );
         assert_eq!(
             quote_list(&["python".into(), "app.py".into()]),
             r#"["python" "app.py"]"#

@@ -28,6 +28,15 @@ impl Client {
         &self.transport.config
     }
 
+    /// `GET url` (any HTTP(S) URL, for `ADD <url>`) through this client's transport: its TLS
+    /// roots, user agent, timeouts and retries of connection errors, 5xx and 429 (with
+    /// backoff and `Retry-After`), without registry authentication. Returns the final
+    /// response whatever its status; a connection failure after every attempt is
+    /// [`RegistryError::Transport`].
+    pub async fn get_url(&self, url: &reqwest::Url) -> Result<reqwest::Response, RegistryError> {
+        self.transport.get_url(url).await
+    }
+
     /// Resolves `reference` to an image manifest; from an index, the entry for `platform`
     /// (exact match first, then the most compatible one).
     pub async fn resolve(

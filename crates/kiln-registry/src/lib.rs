@@ -24,4 +24,3 @@ pub use error::RegistryError;
 pub use progress::{BlobOutcome, Direction, NoProgress, Progress, ProgressEvent};
 pub use pull::{PulledImage, RawManifest, Resolved};
 pub use push::PushedImage;
-pub use tls::http_client;

@@ -12,17 +12,6 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::{ClientConfig, RegistryError};
 
-/// The verifying HTTP client kiln's registry client uses (rustls with `ring`, Mozilla and
-/// system roots, `config`'s user agent and connect timeout), for other downloads such as
-/// `ADD <url>`.
-///
-/// # Errors
-///
-/// [`RegistryError::ClientSetup`] when the TLS configuration or the client cannot be built.
-pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, RegistryError> {
-    Ok(http_clients(config)?.0)
-}
-
 /// Builds the verifying and the non-verifying HTTP client.
 pub(crate) fn http_clients(
     config: &ClientConfig,

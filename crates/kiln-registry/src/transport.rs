@@ -265,6 +265,20 @@ impl Transport {
         Ok(header)
     }
 
+    /// `GET url` with the verifying client and the retry policy, without authentication:
+    /// a plain HTTP(S) download (`ADD <url>`). Returns the final response whatever its status.
+    pub(crate) async fn get_url(&self, url: &Url) -> Result<Response, RegistryError> {
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => url.to_string(),
+        };
+        let operation = format!("GET {url}");
+        let build = || Ok(self.http.get(url.clone()));
+        self.send_with_retries(&host, &operation, self.config.retry.max_attempts, &build)
+            .await
+    }
+
     /// Sends with retries on connection errors, 5xx and 429 (no authentication handling).
     pub(crate) async fn send_with_retries(
         &self,

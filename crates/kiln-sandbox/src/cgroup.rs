@@ -27,19 +27,31 @@ pub(crate) struct PidsCgroup {
     dir: PathBuf,
 }
 
+/// Why no pids cgroup could be made (the sandbox then falls back to `RLIMIT_NPROC`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CgroupError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("the pids controller is not enabled for {}", .0.display())]
+    PidsNotEnabled(PathBuf),
+    #[error("no pids cgroup controller is available")]
+    NoPidsController,
+    #[error("the pids cgroup hierarchy is not mounted")]
+    PidsNotMounted,
+}
+
 impl PidsCgroup {
     /// Makes the cgroup with `pids.max = limit`, or says why it cannot.
-    pub(crate) fn create(limit: u32) -> Result<Self, String> {
-        let own = fs_err::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-        let mountinfo =
-            fs_err::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    pub(crate) fn create(limit: u32) -> Result<Self, CgroupError> {
+        let own = fs_err::read_to_string("/proc/self/cgroup")?;
+        let mountinfo = fs_err::read_to_string("/proc/self/mountinfo")?;
         let parent = parent_dir(&own, &mountinfo)?;
         remove_stale(&parent);
         let dir = parent.join(format!("{PREFIX}{}", std::process::id()));
         match fs_err::create_dir(&dir) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(err) => return Err(err.to_string()),
+            Err(err) => return Err(err.into()),
         }
         let cgroup = Self { dir };
         if !cgroup.dir.join("pids.max").exists() {
@@ -47,13 +59,10 @@ impl PidsCgroup {
             // the parent holds processes and is not the root).
             let _ = fs_err::write(parent.join("cgroup.subtree_control"), "+pids");
             if !cgroup.dir.join("pids.max").exists() {
-                return Err(format!(
-                    "the pids controller is not enabled for {}",
-                    parent.display()
-                ));
+                return Err(CgroupError::PidsNotEnabled(parent));
             }
         }
-        fs_err::write(cgroup.dir.join("pids.max"), limit.to_string()).map_err(|e| e.to_string())?;
+        fs_err::write(cgroup.dir.join("pids.max"), limit.to_string())?;
         Ok(cgroup)
     }
 
@@ -86,7 +95,7 @@ impl Drop for PidsCgroup {
 
 /// The directory of the caller's own pids cgroup: v2 when `/sys/fs/cgroup`-style unified
 /// hierarchy offers `pids`, else the v1 hierarchy that has it.
-fn parent_dir(own_cgroups: &str, mountinfo: &str) -> Result<PathBuf, String> {
+fn parent_dir(own_cgroups: &str, mountinfo: &str) -> Result<PathBuf, CgroupError> {
     let mounts: Vec<CgroupMount> = mountinfo.lines().filter_map(CgroupMount::parse).collect();
     // v2: "0::/path".
     if let Some(path) = own_cgroups.lines().find_map(|l| l.strip_prefix("0::"))
@@ -109,11 +118,11 @@ fn parent_dir(own_cgroups: &str, mountinfo: &str) -> Result<PathBuf, String> {
             let path = fields.next()?;
             controllers.split(',').any(|c| c == "pids").then_some(path)
         })
-        .ok_or("no pids cgroup controller is available")?;
+        .ok_or(CgroupError::NoPidsController)?;
     let mount = mounts
         .iter()
         .find(|m| !m.is_v2 && m.has_pids)
-        .ok_or("the pids cgroup hierarchy is not mounted")?;
+        .ok_or(CgroupError::PidsNotMounted)?;
     Ok(mount.dir_for(path))
 }
 

@@ -64,10 +64,10 @@ pub(crate) fn run_in_namespaces(
             "moving the sandbox into its pids cgroup: {err}"
         )));
     }
-    if let Err(message) = write_id_maps(holder, is_root) {
+    if let Err(err) = write_id_maps(holder, is_root) {
         let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
         helper::wait_code(holder);
-        return Err(HelperFailure::Setup(message));
+        return Err(HelperFailure::Setup(err.to_string()));
     }
     helper::signal_pipe(&go_write).map_err(|e| setup("releasing the namespace holder", e))?;
     drop(go_write);
@@ -182,13 +182,46 @@ fn holder_main(
     }
 }
 
+/// Why the namespace holder's uid/gid maps could not be written.
+#[derive(Debug, thiserror::Error)]
+enum IdMapError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(
+        "rootless sandboxes need {tool}: install the `uidmap` package (Debian/Ubuntu) or `shadow-utils` (Fedora), or run as root"
+    )]
+    ToolMissing { tool: &'static str },
+    #[error("running {}: {source}", program.display())]
+    ToolFailedToStart {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} {pid} 0 {id} 1 1 {start} {count} failed ({status}); check that it is setuid root and that the range is yours in /etc/subuid and /etc/subgid",
+        program.display()
+    )]
+    ToolFailed {
+        program: PathBuf,
+        pid: String,
+        id: u32,
+        start: u32,
+        count: u32,
+        status: std::process::ExitStatus,
+    },
+    #[error(
+        "no subordinate id range for user {who} in {}: rootless sandboxes need one, e.g. `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}`",
+        file.display()
+    )]
+    NoSubordinateRange { who: String, file: PathBuf },
+}
+
 /// Writes `/proc/<pid>/{uid,gid}_map` for the holder.
-fn write_id_maps(pid: Pid, is_root: bool) -> Result<(), String> {
+fn write_id_maps(pid: Pid, is_root: bool) -> Result<(), IdMapError> {
     if is_root {
         // Identity over the ranges we own ("0 0 4294967295" on a host): root stays root.
         for kind in ["uid_map", "gid_map"] {
-            let own =
-                fs_err::read_to_string(format!("/proc/self/{kind}")).map_err(|e| e.to_string())?;
+            let own = fs_err::read_to_string(format!("/proc/self/{kind}"))?;
             let map: String = own
                 .lines()
                 .filter_map(|line| {
@@ -198,7 +231,7 @@ fn write_id_maps(pid: Pid, is_root: bool) -> Result<(), String> {
                 })
                 .collect();
             let target = format!("/proc/{}/{kind}", pid.as_raw_nonzero());
-            fs_err::write(&target, map.as_bytes()).map_err(|e| format!("writing {target}: {e}"))?;
+            fs_err::write(&target, map.as_bytes())?;
         }
         return Ok(());
     }
@@ -212,12 +245,7 @@ fn write_id_maps(pid: Pid, is_root: bool) -> Result<(), String> {
         ("newuidmap", uid, uid_start, uid_count),
         ("newgidmap", gid, gid_start, gid_count),
     ] {
-        let program = find_in_path(tool).ok_or_else(|| {
-            format!(
-                "rootless sandboxes need {tool}: install the `uidmap` package (Debian/Ubuntu) \
-                 or `shadow-utils` (Fedora), or run as root"
-            )
-        })?;
+        let program = find_in_path(tool).ok_or(IdMapError::ToolMissing { tool })?;
         let status = Command::new(&program)
             .args([
                 pid_text.as_str(),
@@ -229,13 +257,19 @@ fn write_id_maps(pid: Pid, is_root: bool) -> Result<(), String> {
                 &count.to_string(),
             ])
             .status()
-            .map_err(|e| format!("running {}: {e}", program.display()))?;
+            .map_err(|source| IdMapError::ToolFailedToStart {
+                program: program.clone(),
+                source,
+            })?;
         if !status.success() {
-            return Err(format!(
-                "{} {pid_text} 0 {id} 1 1 {start} {count} failed ({status}); check that it is \
-                 setuid root and that the range is yours in /etc/subuid and /etc/subgid",
-                program.display()
-            ));
+            return Err(IdMapError::ToolFailed {
+                program,
+                pid: pid_text,
+                id,
+                start,
+                count,
+                status,
+            });
         }
     }
     Ok(())
@@ -249,7 +283,7 @@ fn user_name(uid: u32) -> Option<String> {
     })
 }
 
-fn subordinate_range(file: &Path, uid: u32, name: Option<&str>) -> Result<(u32, u32), String> {
+fn subordinate_range(file: &Path, uid: u32, name: Option<&str>) -> Result<(u32, u32), IdMapError> {
     let text = fs_err::read_to_string(file).unwrap_or_default();
     let uid_text = uid.to_string();
     text.lines()
@@ -261,13 +295,9 @@ fn subordinate_range(file: &Path, uid: u32, name: Option<&str>) -> Result<(u32, 
             }
             Some((fields.get(1)?.parse().ok()?, fields.get(2)?.parse().ok()?))
         })
-        .ok_or_else(|| {
-            let who = name.map_or_else(|| uid_text.clone(), ToOwned::to_owned);
-            format!(
-                "no subordinate id range for user {who} in {}: rootless sandboxes need one, \
-                 e.g. `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}`",
-                file.display()
-            )
+        .ok_or_else(|| IdMapError::NoSubordinateRange {
+            who: name.map_or_else(|| uid_text.clone(), ToOwned::to_owned),
+            file: file.to_path_buf(),
         })
 }
 

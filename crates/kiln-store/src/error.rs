@@ -82,6 +82,16 @@ pub enum StoreError {
         /// Why it failed.
         reason: String,
     },
+    /// Applying a layer onto a directory ([`crate::Store::flatten_to`]) failed.
+    #[error("applying layer {layer} onto {}: {reason}", dir.display())]
+    Flatten {
+        /// The layer blob.
+        layer: Digest,
+        /// The directory being filled.
+        dir: std::path::PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
     /// A layer's media type names a compression the store cannot read.
     #[error("layer {layer} has media type `{media_type}`, which kiln cannot unpack")]
     UnsupportedLayer {

@@ -107,7 +107,7 @@ impl Store {
                 for digest in &record.digests {
                     stack.push(digest.clone());
                     // A record may name a snapshot by its chain id.
-                    live_chains.insert(ChainId(digest.clone()));
+                    live_chains.insert(ChainId::from_stored(digest.clone()));
                 }
             }
             while let Some(digest) = stack.pop() {
@@ -253,7 +253,7 @@ impl Store {
             let entry = entry.at("listing snapshots in", &dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Ok(digest) = format!("sha256:{name}").parse::<Digest>() {
-                out.insert(ChainId(digest));
+                out.insert(ChainId::from_stored(digest));
             }
         }
         Ok(out)

@@ -72,7 +72,9 @@ pub(crate) fn edges_of(len: u64, read: impl FnOnce() -> Option<Vec<u8>>) -> Edge
     edges.optional.extend(node.subject.and_then(|s| s.digest));
     if let Some(rootfs) = node.rootfs {
         for n in 1..=rootfs.diff_ids.len() {
-            edges.chains.extend(ChainId::of(&rootfs.diff_ids[..n]));
+            edges
+                .chains
+                .extend(ChainId::from_diff_ids(&rootfs.diff_ids[..n]));
         }
     }
     edges
@@ -115,8 +117,8 @@ mod tests {
         assert_eq!(
             chains,
             vec![
-                ChainId::of(std::slice::from_ref(&d1)).unwrap(),
-                ChainId::of(&[d1, d2]).unwrap()
+                ChainId::from_diff_ids(std::slice::from_ref(&d1)).unwrap(),
+                ChainId::from_diff_ids(&[d1, d2]).unwrap()
             ]
         );
         assert_eq!(

@@ -152,7 +152,7 @@ impl Store {
 
     /// Where the snapshot of `chain` lives (an overlay lower dir once created).
     pub fn snapshot_path(&self, chain: &ChainId) -> PathBuf {
-        self.inner.root.join("snapshots").join(chain.0.hex())
+        self.inner.root.join("snapshots").join(chain.hex())
     }
 
     pub(crate) fn is_privileged(&self) -> bool {

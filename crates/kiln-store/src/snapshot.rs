@@ -21,23 +21,17 @@
 //! rebuilt when it has none).
 
 use std::fs;
-use std::io::{BufReader, Read};
-use std::os::unix::ffi::OsStrExt as _;
-use std::path::{Component, Path, PathBuf};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 
 use kiln_oci::{
-    ChainId, DevicePolicy, DiffId, Digest, ExtractErrorKind, ExtractOptions, Platform,
-    ResolvedImage, extract_layer,
+    ChainId, DevicePolicy, DiffId, Digest, ExtractErrorKind, ExtractOptions, OverlayXattrs,
+    Platform, ResolvedImage, WhiteoutPolicy, extract_layer,
 };
 
 use crate::Store;
 use crate::error::{IoContext as _, StoreError};
 use crate::layout::{create_temp_dir, sync_dir};
-
-/// The AUFS whiteout prefix used in layer tars (OCI image-spec layer.md).
-const WHITEOUT_PREFIX: &str = ".wh.";
-/// The opaque-directory marker (OCI image-spec layer.md).
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 impl Store {
     /// Whether the snapshot of `chain` exists (it is then complete). An unsynced snapshot
@@ -106,10 +100,7 @@ impl Store {
         diff_id: &DiffId,
         blob: &Digest,
     ) -> Result<ChainId, StoreError> {
-        let chain = match parent {
-            None => ChainId(diff_id.0.clone()),
-            Some(parent) => ChainId(Digest::sha256_of(format!("{parent} {diff_id}").as_bytes())),
-        };
+        let chain = ChainId::on(parent, diff_id);
         if self.has_snapshot(&chain) {
             return Ok(chain);
         }
@@ -122,7 +113,14 @@ impl Store {
         let staging = create_temp_dir(&self.tmp_dir(), "snapshot")?;
         let result = (|| {
             let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
-            let options = ExtractOptions::new().layer_name(blob.to_string());
+            let xattrs = if self.is_privileged() {
+                OverlayXattrs::Trusted
+            } else {
+                OverlayXattrs::User
+            };
+            let options = ExtractOptions::new()
+                .layer_name(blob.to_string())
+                .whiteouts(WhiteoutPolicy::Overlay(xattrs));
             let stats =
                 extract_layer(reader, &staging, &options).map_err(|e| fail(e.to_string()))?;
             if &stats.diff_id != diff_id {
@@ -131,9 +129,12 @@ impl Store {
                     stats.diff_id
                 )));
             }
-            if stats.whiteouts > 0 || stats.opaque_dirs > 0 {
-                let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
-                self.convert_whiteouts(reader, &staging).map_err(fail)?;
+            if stats.whiteouts_skipped > 0 {
+                tracing::warn!(
+                    layer = %blob,
+                    skipped = stats.whiteouts_skipped,
+                    "whiteouts below a missing directory or a symlink left out of the snapshot: overlayfs cannot use them there"
+                );
             }
             Ok(())
         })();
@@ -161,9 +162,8 @@ impl Store {
         let config = image.config.value();
         let layers = &image.manifest.value().layers;
         if config.rootfs.diff_ids.len() != layers.len() {
-            return Err(StoreError::Snapshot {
-                chain: ChainId(image.manifest.digest().clone()),
-                layer: image.manifest.digest().clone(),
+            return Err(StoreError::Image {
+                digest: image.manifest.digest().clone(),
                 reason: format!(
                     "the config lists {} diff ids for {} layers",
                     config.rootfs.diff_ids.len(),
@@ -245,105 +245,15 @@ impl Store {
                 } else {
                     e.to_string()
                 };
-                StoreError::Snapshot {
-                    chain: ChainId(blob.clone()),
+                StoreError::Flatten {
                     layer: blob.clone(),
+                    dir: dir.to_path_buf(),
                     reason,
                 }
             })?;
         }
         Ok(())
     }
-
-    /// Second pass over a layer: turns its whiteout entries into overlay whiteouts in `dir`.
-    fn convert_whiteouts(&self, reader: impl Read + Send, dir: &Path) -> Result<(), String> {
-        let (_, decoded) =
-            kiln_oci::decompress(reader).map_err(|e| format!("decompressing: {e}"))?;
-        let mut archive = tar::Archive::new(decoded);
-        let entries = archive.entries().map_err(|e| format!("reading tar: {e}"))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("reading tar: {e}"))?;
-            let raw = entry.path_bytes();
-            let Some(rel) = clean(Path::new(std::ffi::OsStr::from_bytes(&raw))) else {
-                continue;
-            };
-            let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let parent = rel.parent().unwrap_or(Path::new(""));
-            if !is_real_dir_chain(dir, parent) {
-                tracing::warn!(path = %rel.display(), "whiteout below a non-directory skipped");
-                continue;
-            }
-            if name == OPAQUE_MARKER {
-                self.mark_opaque(&dir.join(parent))?;
-            } else if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
-                if target.is_empty() || target.starts_with(WHITEOUT_PREFIX) || target == ".." {
-                    continue;
-                }
-                Self::make_whiteout(&dir.join(parent).join(target))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn make_whiteout(path: &Path) -> Result<(), String> {
-        match fs::symlink_metadata(path) {
-            Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-            Ok(_) => fs::remove_file(path),
-            Err(_) => Ok(()),
-        }
-        .map_err(|e| format!("clearing {}: {e}", path.display()))?;
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::FileType::CharacterDevice,
-            rustix::fs::Mode::empty(),
-            rustix::fs::makedev(0, 0),
-        )
-        .map_err(|e| {
-            format!(
-                "creating the overlay whiteout {} (a 0/0 character device; needs root or a user namespace): {e}",
-                path.display()
-            )
-        })
-    }
-
-    fn mark_opaque(&self, dir: &Path) -> Result<(), String> {
-        let name = if self.is_privileged() {
-            "trusted.overlay.opaque"
-        } else {
-            "user.overlay.opaque"
-        };
-        rustix::fs::lsetxattr(dir, name, b"y", rustix::fs::XattrFlags::empty())
-            .map_err(|e| format!("setting {name} on {}: {e}", dir.display()))
-    }
-}
-
-/// The relative, `..`-free form of an entry name.
-fn clean(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-            Component::ParentDir => return None,
-        }
-    }
-    (!out.as_os_str().is_empty()).then_some(out)
-}
-
-/// Whether every component of `rel` under `root` is a real directory (no symlink to follow).
-fn is_real_dir_chain(root: &Path, rel: &Path) -> bool {
-    let mut path = root.to_owned();
-    for component in rel.components() {
-        path.push(component);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => {}
-            _ => return false,
-        }
-    }
-    true
 }
 
 /// `snapshots/<chain-hex>.unsynced` for the snapshot at `path`.

@@ -94,11 +94,11 @@ fn snapshots_hold_one_layer_with_overlay_whiteouts_as_root() {
     let chains = store.unpack_image(&resolved).unwrap();
     assert_eq!(
         chains[0],
-        ChainId::of(std::slice::from_ref(&base.1)).unwrap()
+        ChainId::from_diff_ids(std::slice::from_ref(&base.1)).unwrap()
     );
     assert_eq!(
         chains[1],
-        ChainId::of(&[base.1.clone(), top.1.clone()]).unwrap()
+        ChainId::from_diff_ids(&[base.1.clone(), top.1.clone()]).unwrap()
     );
 
     let lower = store.snapshot_path(&chains[0]);
@@ -177,9 +177,9 @@ fn gc_keeps_what_refs_records_and_leases_reach() {
 
     let report = store.gc(&GcOptions::default()).unwrap();
     assert!(store.has_blob(&kept) && store.has_blob(&kept_layer.0));
-    assert!(store.has_snapshot(&ChainId(kept_layer.1.0.clone())));
+    assert!(store.has_snapshot(&ChainId::base(&kept_layer.1)));
     assert!(!store.has_blob(&dropped) && !store.has_blob(&dropped_layer.0));
-    assert!(!store.has_snapshot(&ChainId(dropped_layer.1.0.clone())));
+    assert!(!store.has_snapshot(&ChainId::base(&dropped_layer.1)));
     assert!(store.has_blob(&cached), "a cache record keeps its blobs");
     assert!(store.has_blob(&leased), "a live lease keeps its blobs");
     assert_eq!(report.removed_snapshots, 1);
@@ -454,7 +454,7 @@ fn concurrent_unpacks_of_one_layer_end_with_one_snapshot() {
 #[test]
 fn unsynced_snapshots_of_an_earlier_boot_are_not_trusted() {
     let (dir, store) = store();
-    let chain = ChainId(Digest::sha256_of(b"a layer"));
+    let chain = ChainId::base(&DiffId(Digest::sha256_of(b"a layer")));
     let staged = dir.path().join("store/tmp/staged");
     fs::create_dir_all(&staged).unwrap();
     fs::write(staged.join("f"), "content").unwrap();

@@ -267,8 +267,5 @@ impl<'a> Resolver<'a> {
 
 /// The chain id of `parent` + `diff_id`.
 pub(crate) fn chain_of(parent: Option<&ChainId>, diff_id: &kiln_oci::DiffId) -> ChainId {
-    match parent {
-        None => ChainId(diff_id.0.clone()),
-        Some(p) => ChainId(Digest::sha256_of(format!("{p} {diff_id}").as_bytes())),
-    }
+    ChainId::on(parent, diff_id)
 }

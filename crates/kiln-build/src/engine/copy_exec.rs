@@ -97,7 +97,7 @@ impl PreparedCopy {
             {
                 engine.memo.set_copy_location(
                     &item.source,
-                    format!("{}/{}", chain.0.hex(), item.dest.trim_start_matches('/')),
+                    format!("{}/{}", chain.hex(), item.dest.trim_start_matches('/')),
                 );
             }
         }

@@ -103,7 +103,7 @@ impl<'a> Linker<'a> {
                 .or_insert_with(|| {
                     format!("sha256:{snapshot}")
                         .parse::<Digest>()
-                        .is_ok_and(|d| self.store.has_snapshot(&ChainId(d)))
+                        .is_ok_and(|d| self.store.has_snapshot(&ChainId::from_stored(d)))
                 });
             if !trusted {
                 return false;

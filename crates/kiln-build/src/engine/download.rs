@@ -1,5 +1,7 @@
 //! `ADD <http(s) URL>`: fetches the URL into the store's staging area, hashing the body while
-//! it streams to a temp file (never held in memory), and verifies `--checksum`.
+//! it streams to a temp file (never held in memory), and verifies `--checksum`. The request
+//! goes through kiln-registry's transport (`Client::get_url`): the same TLS roots, user
+//! agent, timeouts and retries as image pulls.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -88,7 +90,11 @@ pub(crate) fn fetch(
         url: url.to_owned(),
         reason,
     };
-    let client = kiln_registry::http_client(&kiln_registry::ClientConfig::new())
+    let parsed = reqwest::Url::parse(url).map_err(|e| DownloadError::InvalidUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let client = kiln_registry::Client::new(kiln_registry::ClientConfig::new())
         .map_err(|e| failed(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,7 +106,7 @@ pub(crate) fn fetch(
         .map_err(|e| failed(format!("creating a temp file in {}: {e}", dir.display())))?
         .keep()
         .map_err(|e| failed(format!("keeping the temp file: {e}")))?;
-    let result = runtime.block_on(stream_to(&client, url, file));
+    let result = runtime.block_on(stream_to(&client, &parsed, file));
     let (digest, last_modified) = match result {
         Ok(done) => done,
         Err(e) => {
@@ -126,19 +132,23 @@ pub(crate) fn fetch(
 }
 
 async fn stream_to(
-    client: &reqwest::Client,
-    url: &str,
+    client: &kiln_registry::Client,
+    url: &reqwest::Url,
     file: std::fs::File,
 ) -> Result<(Digest, Option<i64>), DownloadError> {
     let failed = |reason: String| DownloadError::Failed {
-        url: url.to_owned(),
+        url: url.to_string(),
         reason,
     };
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| failed(error_chain(&e)))?;
+    let mut response = client.get_url(url).await.map_err(|e| match e {
+        kiln_registry::RegistryError::Transport {
+            attempts, source, ..
+        } => failed(format!(
+            "failed after {attempts} attempt(s): {}",
+            error_chain(&source)
+        )),
+        other => failed(error_chain(&other)),
+    })?;
     let status = response.status();
     if !status.is_success() {
         return Err(failed(format!("the server answered HTTP {status}")));

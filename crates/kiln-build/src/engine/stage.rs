@@ -818,12 +818,7 @@ pub(crate) fn now_rfc3339() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    let base = kiln_oci::rfc3339_utc(secs);
-    // `…Z` → `….nnnnnnnnnZ`
-    match base.strip_suffix('Z') {
-        Some(stem) => format!("{stem}.{:09}Z", now.subsec_nanos()),
-        None => base,
-    }
+    kiln_oci::rfc3339_utc_nanos(secs, now.subsec_nanos())
 }
 
 impl StageRunner<StageId, StageResult> for Engine<'_> {

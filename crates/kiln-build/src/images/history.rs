@@ -52,7 +52,7 @@ pub fn image_history(store: &Store, text: &str) -> Result<ImageHistory, ImageErr
     let diff_ids = &config.rootfs.diff_ids;
     let mut layer_sizes = Vec::with_capacity(layers.len());
     for (index, layer) in layers.iter().enumerate() {
-        let chain = diff_ids.get(..=index).and_then(ChainId::of);
+        let chain = diff_ids.get(..=index).and_then(ChainId::from_diff_ids);
         let size = layer_size(store, chain.as_ref(), &layer.digest).map_err(|source| {
             ImageError::LayerSize {
                 image: text.to_owned(),

@@ -13,8 +13,8 @@ use rustix::io::Errno;
 use super::resolve::Root;
 use super::tar_reader::{RawEntry, RawKind, TarReader};
 use super::{
-    DevicePolicy, ExtractErrorKind, ExtractOptions, ExtractStats, LayerPaths, XattrPolicy,
-    clean_path,
+    DevicePolicy, ExtractErrorKind, ExtractOptions, ExtractStats, LayerPaths, OverlayXattrs,
+    WhiteoutPolicy, XattrPolicy, clean_path,
 };
 use crate::layer::whiteout::{WhiteoutName, classify, is_overlay_xattr};
 use crate::{DiffId, Digest, LayerCompression};
@@ -35,6 +35,15 @@ fn name_of(bytes: &[u8]) -> &OsStr {
     OsStr::from_bytes(bytes)
 }
 
+/// A whiteout kept for [`WhiteoutPolicy::Overlay`], converted once every entry is on disk
+/// (its directory may come later in the tar, or be replaced by a later entry).
+enum OverlayWhiteout {
+    /// `.wh.NAME` in `dir`: a 0/0 character device `NAME`.
+    Delete { dir: Vec<Vec<u8>>, name: Vec<u8> },
+    /// `dir/.wh..wh..opq`: the `overlay.opaque` xattr on `dir`.
+    Opaque { dir: Vec<Vec<u8>> },
+}
+
 /// A directory whose mode and mtime are set after all entries (children change its mtime,
 /// and a read-only mode would block them).
 struct DeferredDir {
@@ -48,6 +57,7 @@ pub(super) struct Extractor<'a> {
     options: &'a ExtractOptions,
     layer_paths: LayerPaths,
     deferred: Vec<DeferredDir>,
+    overlay_whiteouts: Vec<OverlayWhiteout>,
     stats: ExtractStats,
     buf: Vec<u8>,
 }
@@ -59,6 +69,7 @@ impl<'a> Extractor<'a> {
             options,
             layer_paths: LayerPaths::new(),
             deferred: Vec::new(),
+            overlay_whiteouts: Vec::new(),
             stats: ExtractStats {
                 compression: LayerCompression::None,
                 diff_id: DiffId(Digest::sha256_of(b"")),
@@ -71,6 +82,7 @@ impl<'a> Extractor<'a> {
                 devices_skipped: 0,
                 whiteouts: 0,
                 opaque_dirs: 0,
+                whiteouts_skipped: 0,
                 xattrs_failed: 0,
                 content_bytes: 0,
                 used_openat2: root.uses_openat2(),
@@ -413,6 +425,12 @@ impl<'a> Extractor<'a> {
             ));
         }
         self.stats.whiteouts += 1;
+        if let WhiteoutPolicy::Overlay(_) = self.options.whiteouts {
+            self.overlay_whiteouts.push(OverlayWhiteout::Delete {
+                dir: parent.iter().map(|c| c.to_vec()).collect(),
+                name: target.to_vec(),
+            });
+        }
         let dir = match self.root.open_dir(parent) {
             Ok(fd) => fd,
             // Nothing below to hide.
@@ -437,6 +455,11 @@ impl<'a> Extractor<'a> {
 
     fn apply_opaque(&mut self, dir: &[&[u8]]) -> Result<()> {
         self.stats.opaque_dirs += 1;
+        if let WhiteoutPolicy::Overlay(_) = self.options.whiteouts {
+            self.overlay_whiteouts.push(OverlayWhiteout::Opaque {
+                dir: dir.iter().map(|c| c.to_vec()).collect(),
+            });
+        }
         let fd = match self.root.open_dir(dir) {
             Ok(fd) => fd,
             // An opaque marker for a directory not created: mkdir it (empty) like containerd.
@@ -447,10 +470,17 @@ impl<'a> Extractor<'a> {
         clear_lower(&fd, &dir.join(&b'/'), &self.layer_paths)
     }
 
-    /// Sets the deferred directory modes and mtimes, deepest first.
+    /// Converts the kept whiteouts to overlay form ([`WhiteoutPolicy::Overlay`]), then sets
+    /// the deferred directory modes and mtimes, deepest first (so a whiteout created in a
+    /// directory does not change its mtime).
     pub(super) fn finish(
         mut self,
     ) -> std::result::Result<ExtractStats, (Option<String>, ExtractErrorKind)> {
+        if let WhiteoutPolicy::Overlay(xattrs) = self.options.whiteouts {
+            for whiteout in std::mem::take(&mut self.overlay_whiteouts) {
+                self.convert_whiteout(&whiteout, xattrs)?;
+            }
+        }
         for dir in self.deferred.iter().rev() {
             let components: Vec<&[u8]> = dir.components.iter().map(Vec::as_slice).collect();
             let entry_name = || Some(String::from_utf8_lossy(&components.join(&b'/')).into_owned());
@@ -482,6 +512,88 @@ impl<'a> Extractor<'a> {
         }
         self.deferred.clear();
         Ok(self.stats)
+    }
+}
+
+impl Extractor<'_> {
+    /// Turns one applied whiteout into its overlayfs form.
+    fn convert_whiteout(
+        &mut self,
+        whiteout: &OverlayWhiteout,
+        xattrs: OverlayXattrs,
+    ) -> std::result::Result<(), (Option<String>, ExtractErrorKind)> {
+        let (dir, marker) = match whiteout {
+            OverlayWhiteout::Delete { dir, name } => {
+                let mut marker = crate::WHITEOUT_PREFIX.as_bytes().to_vec();
+                marker.extend_from_slice(name);
+                (dir, marker)
+            }
+            OverlayWhiteout::Opaque { dir } => (dir, crate::OPAQUE_MARKER.as_bytes().to_vec()),
+        };
+        let entry_name = || {
+            let mut path: Vec<&[u8]> = dir.iter().map(Vec::as_slice).collect();
+            path.push(&marker);
+            Some(String::from_utf8_lossy(&path.join(&b'/')).into_owned())
+        };
+        let Some(fd) = self
+            .open_real_dir(dir)
+            .map_err(|kind| (entry_name(), kind))?
+        else {
+            self.stats.whiteouts_skipped += 1;
+            return Ok(());
+        };
+        match whiteout {
+            OverlayWhiteout::Delete { name, .. } => {
+                remove_all_at(&fd, name).map_err(|kind| (entry_name(), kind))?;
+                rustix::fs::mknodat(
+                    &fd,
+                    name_of(name),
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rustix::fs::makedev(0, 0),
+                )
+                .map_err(|e| {
+                    (
+                        entry_name(),
+                        io_err("creating the overlay whiteout (a 0/0 character device; needs root, a user namespace or Linux 5.8)")(e),
+                    )
+                })
+            }
+            OverlayWhiteout::Opaque { .. } => {
+                rustix::fs::fsetxattr(&fd, xattrs.opaque(), b"y", rustix::fs::XattrFlags::empty())
+                    .map_err(|e| {
+                        (
+                            entry_name(),
+                            ExtractErrorKind::Xattr {
+                                name: xattrs.opaque().to_owned(),
+                                source: e.into(),
+                            },
+                        )
+                    })
+            }
+        }
+    }
+
+    /// Opens `components` below the root without following any symlink; `None` when one of
+    /// them is missing, a symlink or not a directory.
+    fn open_real_dir(&self, components: &[Vec<u8>]) -> Result<Option<OwnedFd>> {
+        let mut fd = self
+            .root
+            .open_dir(&[])
+            .map_err(ExtractErrorKind::BadParent)?;
+        for component in components {
+            fd = match rustix::fs::openat(
+                &fd,
+                name_of(component),
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
+                Err(e) => return Err(io_err("opening a whiteout's directory")(e)),
+            };
+        }
+        Ok(Some(fd))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Layer codec, reading side: hardened extraction of a layer (gzip, zstd or plain tar,
-//! detected) into a directory, applying whiteouts and opaque directories.
+//! detected) into a directory, applying whiteouts and opaque directories, or keeping them in
+//! overlayfs form ([`WhiteoutPolicy`]).
 //!
 //! Safety rules, each covered by the malicious-tar corpus (`tests/malicious_tar.rs`):
 //! - entry names are cleaned: a leading `/` is dropped, `..` that would climb above the root
@@ -8,7 +9,8 @@
 //!   relative, cannot lead outside; the final component is never followed;
 //! - hard links must point at an existing non-directory inside the root;
 //! - device nodes obey [`DevicePolicy`]; setuid/setgid bits can be stripped;
-//! - entry and extension-header sizes are bounded.
+//! - entry and extension-header sizes are bounded, and so is the layer's total content;
+//!   whatever the [`WhiteoutPolicy`], the stream is read once, through the same limits.
 //!
 //! Neighbours: [`crate::decompress`] picks the decoder, the store unpacks snapshots with it.
 
@@ -49,6 +51,42 @@ pub enum XattrPolicy {
     Skip,
 }
 
+/// What to do with whiteout entries (`.wh.NAME`, `DIR/.wh..wh..opq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutPolicy {
+    /// Apply them to what is below: delete `NAME`, empty `DIR` of everything this layer did
+    /// not write (a root filesystem built layer by layer).
+    #[default]
+    Apply,
+    /// Apply them, then keep them in overlayfs form, for a directory used as an overlay lower
+    /// dir that holds one layer: `.wh.NAME` becomes a 0/0 character device `NAME` (creating
+    /// one needs root, a user namespace or Linux ≥ 5.8), and an opaque `DIR` gets the xattr
+    /// `overlay.opaque=y` in the given namespace. A whiteout whose parent is not a real
+    /// directory (missing, or a symlink) is left out and counted in
+    /// [`ExtractStats::whiteouts_skipped`]: overlayfs could not use it there.
+    Overlay(OverlayXattrs),
+}
+
+/// The xattr namespace of overlayfs' own xattrs: `trusted.` as root, `user.` when the
+/// overlay is mounted with `userxattr` (in a user namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayXattrs {
+    /// `trusted.overlay.*`.
+    Trusted,
+    /// `user.overlay.*`.
+    User,
+}
+
+impl OverlayXattrs {
+    /// The name of the opaque-directory xattr in this namespace.
+    pub fn opaque(self) -> &'static str {
+        match self {
+            Self::Trusted => "trusted.overlay.opaque",
+            Self::User => "user.overlay.opaque",
+        }
+    }
+}
+
 /// Default [`ExtractOptions::max_entry_size`]: 64 GiB.
 pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 64 << 30;
 /// Limit on PAX and GNU long-name headers: 1 MiB is far above any real path or xattr set.
@@ -60,6 +98,7 @@ pub struct ExtractOptions {
     pub(crate) layer: String,
     pub(crate) devices: DevicePolicy,
     pub(crate) xattrs: XattrPolicy,
+    pub(crate) whiteouts: WhiteoutPolicy,
     pub(crate) is_stripping_setid: bool,
     pub(crate) is_chowning: bool,
     pub(crate) max_entry_size: u64,
@@ -73,6 +112,7 @@ impl Default for ExtractOptions {
             layer: "layer".to_owned(),
             devices: DevicePolicy::default(),
             xattrs: XattrPolicy::default(),
+            whiteouts: WhiteoutPolicy::default(),
             is_stripping_setid: false,
             is_chowning: rustix::process::geteuid().is_root(),
             max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
@@ -106,6 +146,13 @@ impl ExtractOptions {
     #[must_use]
     pub fn xattrs(mut self, policy: XattrPolicy) -> Self {
         self.xattrs = policy;
+        self
+    }
+
+    /// Whiteout policy.
+    #[must_use]
+    pub fn whiteouts(mut self, policy: WhiteoutPolicy) -> Self {
+        self.whiteouts = policy;
         self
     }
 
@@ -171,6 +218,9 @@ pub struct ExtractStats {
     pub whiteouts: u64,
     /// `.wh..wh..opq` entries applied.
     pub opaque_dirs: u64,
+    /// Whiteouts and opaque markers not kept in overlay form ([`WhiteoutPolicy::Overlay`])
+    /// because their directory is missing or a symlink at the end of the layer.
+    pub whiteouts_skipped: u64,
     /// Xattrs that could not be set ([`XattrPolicy::BestEffort`]) or were refused (overlay's).
     pub xattrs_failed: u64,
     /// File content bytes written.

@@ -186,9 +186,9 @@ impl<R: Read> TarReader<R> {
                     Ok(None)
                 };
             }
-            let corrupt = |reason: String| ReadError::Corrupt {
+            let corrupt = |reason: HeaderError| ReadError::Corrupt {
                 offset: header_offset,
-                reason,
+                reason: reason.to_string(),
             };
             let header = tar::Header::from_byte_slice(&block);
             verify_checksum(&block, header).map_err(corrupt)?;
@@ -230,7 +230,10 @@ impl<R: Read> TarReader<R> {
         ext: Extensions,
     ) -> Result<RawEntry, ReadError> {
         let offset = self.offset - BLOCK;
-        let corrupt = |reason: String| ReadError::Corrupt { offset, reason };
+        let corrupt = |reason: HeaderError| ReadError::Corrupt {
+            offset,
+            reason: reason.to_string(),
+        };
         let path = ext
             .pax_path
             .or(ext.gnu_path)
@@ -341,10 +344,30 @@ fn trim_nuls(name: &mut Vec<u8>) {
     }
 }
 
-fn verify_checksum(block: &[u8; 512], header: &tar::Header) -> Result<(), String> {
-    let expected = header
-        .cksum()
-        .map_err(|e| format!("bad checksum field: {e}"))?;
+/// What is wrong with a tar header or a PAX record.
+#[derive(Debug, thiserror::Error)]
+enum HeaderError {
+    #[error("bad {field} field: {source}")]
+    BadField {
+        field: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "header checksum mismatch (stored {stored}, computed {computed}): not a tar archive or corrupt"
+    )]
+    Checksum { stored: u32, computed: u32 },
+    #[error("{0}")]
+    Pax(&'static str),
+    #[error("PAX record `{key}` is not a number")]
+    PaxNumber { key: String },
+}
+
+fn verify_checksum(block: &[u8; 512], header: &tar::Header) -> Result<(), HeaderError> {
+    let expected = header.cksum().map_err(|source| HeaderError::BadField {
+        field: "checksum",
+        source,
+    })?;
     let unsigned: u32 = block
         .iter()
         .enumerate()
@@ -359,13 +382,14 @@ fn verify_checksum(block: &[u8; 512], header: &tar::Header) -> Result<(), String
     if unsigned == expected {
         Ok(())
     } else {
-        Err(format!(
-            "header checksum mismatch (stored {expected}, computed {unsigned}): not a tar archive or corrupt"
-        ))
+        Err(HeaderError::Checksum {
+            stored: expected,
+            computed: unsigned,
+        })
     }
 }
 
-fn parse_pax(data: &[u8], ext: &mut Extensions) -> Result<(), String> {
+fn parse_pax(data: &[u8], ext: &mut Extensions) -> Result<(), HeaderError> {
     let mut rest = data;
     while !rest.is_empty() {
         if rest.iter().all(|&b| b == 0) {
@@ -374,30 +398,29 @@ fn parse_pax(data: &[u8], ext: &mut Extensions) -> Result<(), String> {
         let space = rest
             .iter()
             .position(|&b| b == b' ')
-            .ok_or("PAX record without length")?;
+            .ok_or(HeaderError::Pax("PAX record without length"))?;
         let len: usize = std::str::from_utf8(&rest[..space])
             .ok()
             .and_then(|s| s.parse().ok())
-            .ok_or("PAX record with a bad length")?;
+            .ok_or(HeaderError::Pax("PAX record with a bad length"))?;
         if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err("PAX record length does not match its content".to_owned());
+            return Err(HeaderError::Pax(
+                "PAX record length does not match its content",
+            ));
         }
         let record = &rest[space + 1..len - 1];
         rest = &rest[len..];
         let eq = record
             .iter()
             .position(|&b| b == b'=')
-            .ok_or("PAX record without `=`")?;
+            .ok_or(HeaderError::Pax("PAX record without `=`"))?;
         let (key, value) = (&record[..eq], &record[eq + 1..]);
-        let number = |v: &[u8]| -> Result<u64, String> {
+        let number = |v: &[u8]| -> Result<u64, HeaderError> {
             std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    format!(
-                        "PAX record `{}` is not a number",
-                        String::from_utf8_lossy(key)
-                    )
+                .ok_or_else(|| HeaderError::PaxNumber {
+                    key: String::from_utf8_lossy(key).into_owned(),
                 })
         };
         match key {
@@ -408,9 +431,14 @@ fn parse_pax(data: &[u8], ext: &mut Extensions) -> Result<(), String> {
             b"gid" => ext.pax_gid = Some(number(value)?),
             b"mtime" => {
                 // Seconds with an optional fraction, possibly negative.
-                let text = std::str::from_utf8(value).map_err(|_| "PAX mtime is not text")?;
+                let text = std::str::from_utf8(value)
+                    .map_err(|_| HeaderError::Pax("PAX mtime is not text"))?;
                 let whole = text.split('.').next().unwrap_or("0");
-                ext.pax_mtime = Some(whole.parse().map_err(|_| "PAX mtime is not a number")?);
+                ext.pax_mtime = Some(
+                    whole
+                        .parse()
+                        .map_err(|_| HeaderError::Pax("PAX mtime is not a number"))?,
+                );
             }
             _ if key.starts_with(b"SCHILY.xattr.") => {
                 ext.xattrs
@@ -429,13 +457,16 @@ fn numeric<T: Default>(
     header: &tar::Header,
     field: std::ops::Range<usize>,
     parsed: io::Result<T>,
-    name: &str,
-) -> Result<T, String> {
+    name: &'static str,
+) -> Result<T, HeaderError> {
     if header.as_bytes()[field]
         .iter()
         .all(|&b| b == 0 || b == b' ')
     {
         return Ok(T::default());
     }
-    parsed.map_err(|e| format!("bad {name} field: {e}"))
+    parsed.map_err(|source| HeaderError::BadField {
+        field: name,
+        source,
+    })
 }
