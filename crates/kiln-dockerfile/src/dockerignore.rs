@@ -17,7 +17,7 @@
 
 mod context_name;
 mod glob;
-mod regex;
+mod go_regex;
 
 use std::borrow::Cow;
 
@@ -26,6 +26,7 @@ use glob::MatchKind;
 pub use context_name::{
     class_char, decode_name, display_name, encode_name, encode_text, escaped_byte,
 };
+pub use go_regex::{MAX_PATTERN_PROGRAM_BYTES, RegexError};
 
 /// The longest `.dockerignore` line, in bytes (without its `\n`): BuildKit reads the file
 /// with a `bufio.Scanner`, whose 64 KiB token buffer must hold the line and its newline, and
@@ -252,7 +253,7 @@ impl PatternMatcher {
                 index,
                 reason,
             })?;
-            let kind = glob::compile(&cleaned);
+            let kind = glob::compile(&cleaned, is_exclusion);
             matcher.patterns.push(Pattern {
                 cleaned,
                 is_exclusion,

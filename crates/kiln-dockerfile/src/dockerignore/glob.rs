@@ -6,12 +6,13 @@
 //! (`*` → `[^/]*`, `?` → `[^/]`, `**/` → `(.*/)?`, a final `**` → `.*`, `\x` kept as a regex
 //! escape, `[`/`]` passed through, `.+()$` escaped) and matched with `MatchString`. We build
 //! the same regex text and run it on [`Regex`], so even odd patterns (`*.js|*.ts`, `a{2}*`,
-//! `[*]`) answer as they do in Docker.
+//! `[*]`) answer as they do in Docker (see [`super::go_regex`] for how Go's regex syntax is
+//! carried over to `regex-automata`).
 
 use std::iter::Peekable;
 use std::str::Chars;
 
-use super::regex::Regex;
+use super::go_regex::Regex;
 
 /// How a pattern is matched, after moby's `matchType`.
 #[derive(Debug, Clone)]
@@ -104,8 +105,10 @@ fn is_escaped_for_regex(ch: char) -> bool {
     matches!(ch, '.' | '+' | '(' | ')' | '$')
 }
 
-/// Compiles a cleaned pattern (without its `!`) that passed [`check_syntax`].
-pub(crate) fn compile(pattern: &str) -> MatchKind {
+/// Compiles a cleaned pattern (without its `!`) that passed [`check_syntax`]. With
+/// `needs_prefix_checks` (a `!` pattern), a regex is also prepared for
+/// [`Regex::may_match_with_prefix`].
+pub(crate) fn compile(pattern: &str, needs_prefix_checks: bool) -> MatchKind {
     let mut regex = String::from("^");
     let mut detected = Detected::Exact;
     // Go's text/scanner skips a byte order mark at the start of its input.
@@ -170,7 +173,7 @@ pub(crate) fn compile(pattern: &str) -> MatchKind {
         Detected::Suffix => MatchKind::Suffix(pattern.get(2..).unwrap_or_default().to_owned()),
         Detected::Regex => {
             regex.push('$');
-            match Regex::new(&regex) {
+            match Regex::new(&regex, needs_prefix_checks) {
                 Ok(regex) => MatchKind::Regex(regex),
                 Err(reason) => MatchKind::Unmatchable(format!("regex `{regex}`: {reason}")),
             }
@@ -183,10 +186,14 @@ mod tests {
     use super::*;
 
     fn regex(pattern: &str) -> Regex {
-        match compile(pattern) {
+        match compile(pattern, true) {
             MatchKind::Regex(regex) => regex,
             other => panic!("{pattern} compiled to {other:?}"),
         }
+    }
+
+    fn compile_test(pattern: &str) -> MatchKind {
+        compile(pattern, true)
     }
 
     #[test]
@@ -210,16 +217,22 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert!(matches!(compile("abc"), MatchKind::Exact));
-        assert!(matches!(compile("a.^b|{}"), MatchKind::Exact));
-        assert!(matches!(compile("abc/**"), MatchKind::Prefix(prefix) if prefix == "abc/"));
-        assert!(matches!(compile("**/abc"), MatchKind::Suffix(suffix) if suffix == "/abc"));
-        assert!(matches!(compile("**"), MatchKind::Suffix(suffix) if suffix.is_empty()));
-        assert!(matches!(compile("**/*.go"), MatchKind::Regex(_)));
-        assert!(matches!(compile("[Local-Only]"), MatchKind::Unmatchable(_)));
-        assert!(matches!(compile("[[:nope:]]"), MatchKind::Unmatchable(_)));
-        assert!(matches!(compile("a\\q"), MatchKind::Unmatchable(_)));
-        assert!(matches!(compile("*{2}"), MatchKind::Unmatchable(_)));
+        assert!(matches!(compile_test("abc"), MatchKind::Exact));
+        assert!(matches!(compile_test("a.^b|{}"), MatchKind::Exact));
+        assert!(matches!(compile_test("abc/**"), MatchKind::Prefix(prefix) if prefix == "abc/"));
+        assert!(matches!(compile_test("**/abc"), MatchKind::Suffix(suffix) if suffix == "/abc"));
+        assert!(matches!(compile_test("**"), MatchKind::Suffix(suffix) if suffix.is_empty()));
+        assert!(matches!(compile_test("**/*.go"), MatchKind::Regex(_)));
+        assert!(matches!(
+            compile_test("[Local-Only]"),
+            MatchKind::Unmatchable(_)
+        ));
+        assert!(matches!(
+            compile_test("[[:nope:]]"),
+            MatchKind::Unmatchable(_)
+        ));
+        assert!(matches!(compile_test("a\\q"), MatchKind::Unmatchable(_)));
+        assert!(matches!(compile_test("*{2}"), MatchKind::Unmatchable(_)));
     }
 
     #[test]
