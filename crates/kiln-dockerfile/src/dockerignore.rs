@@ -21,6 +21,7 @@ mod go_regex;
 
 use std::borrow::Cow;
 
+pub use glob::GlobSyntaxError;
 use glob::MatchKind;
 
 pub use context_name::{
@@ -48,7 +49,7 @@ pub enum PatternError {
     Syntax {
         pattern: String,
         index: usize,
-        reason: String,
+        reason: GlobSyntaxError,
     },
     /// A line of the ignore file is longer than [`MAX_IGNORE_LINE_BYTES`] (number `line`,
     /// counted from 1).
@@ -60,8 +61,13 @@ pub enum PatternError {
     LineTooLong { line: usize, length: usize },
     /// The pattern passed the syntax check but cannot be matched (Docker fails the same way,
     /// on every match).
-    #[error("ignore pattern {pattern:?} cannot be matched: {reason}")]
-    Unmatchable { pattern: String, reason: String },
+    #[error("ignore pattern {pattern:?} cannot be matched: regex `{regex}`: {reason}")]
+    Unmatchable {
+        pattern: String,
+        /// The Go regex moby builds from the pattern.
+        regex: String,
+        reason: RegexError,
+    },
 }
 
 /// Reads the text of a `.dockerignore` file into patterns (moby `ignorefile.ReadAll`).
@@ -151,7 +157,7 @@ impl Pattern {
     /// refuses such a matcher up front.
     pub fn unmatchable_reason(&self) -> Option<&str> {
         match &self.kind {
-            MatchKind::Unmatchable(reason) => Some(reason),
+            MatchKind::Unmatchable(unmatchable) => Some(&unmatchable.message),
             _ => None,
         }
     }
@@ -166,10 +172,11 @@ impl Pattern {
                 path.ends_with(suffix.as_str()) || suffix.strip_prefix('/') == Some(path)
             }
             MatchKind::Regex(regex) => regex.is_match(path),
-            MatchKind::Unmatchable(reason) => {
+            MatchKind::Unmatchable(unmatchable) => {
                 return Err(PatternError::Unmatchable {
                     pattern: self.cleaned.clone(),
-                    reason: reason.clone(),
+                    regex: unmatchable.regex.clone(),
+                    reason: unmatchable.error.clone(),
                 });
             }
         })

@@ -584,7 +584,7 @@ fn healthcheck(cx: &Ctx<'_>, warnings: &mut Vec<Warning>) -> Result<Command, Par
         if value.is_empty() {
             return Ok(Duration::ZERO);
         }
-        let nanos = parse_go_duration(&value).map_err(&invalid)?;
+        let nanos = parse_go_duration(&value).map_err(|error| invalid(error.to_string()))?;
         if nanos == 0 {
             return Ok(Duration::ZERO);
         }

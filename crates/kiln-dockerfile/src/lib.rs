@@ -25,9 +25,9 @@ pub use command::{
 pub use diagnostic::{ParseError, ParseErrorKind};
 pub use directive::{Directive, detect_syntax};
 pub use dockerignore::{
-    DirDecision, MAX_IGNORE_LINE_BYTES, MAX_PATTERN_PROGRAM_BYTES, Pattern, PatternError,
-    PatternMatcher, RegexError, class_char, decode_name, display_name, encode_name, encode_text,
-    escaped_byte, read_ignore_file,
+    DirDecision, GlobSyntaxError, MAX_IGNORE_LINE_BYTES, MAX_PATTERN_PROGRAM_BYTES, Pattern,
+    PatternError, PatternMatcher, RegexError, class_char, decode_name, display_name, encode_name,
+    encode_text, escaped_byte, read_ignore_file,
 };
 pub use dump::{dump_buildkit_ast, go_quote};
 pub use heredoc::Heredoc;
