@@ -36,7 +36,7 @@ pub use limits::{
     ExpansionBudget, MAX_EXPANDED_WORD_LENGTH, MAX_EXPANSION_DEPTH, MAX_INSTRUCTIONS,
     MAX_LINE_LENGTH, MAX_LOGICAL_LINE_LENGTH, MAX_PATTERN_STEPS, MAX_TOTAL_EXPANSION, excerpt,
 };
-pub use mount::{CacheSharing, Device, Expander, Mount, MountType};
+pub use mount::{CacheSharing, CsvError, Device, Expander, Mount, MountError, MountType};
 pub use shell::{
     BudgetedLexer, EXPANDING_INSTRUCTIONS, EmptyEnv, Env, ExpandError, ShellLexer, WordExpansion,
     instruction_expands,
