@@ -17,15 +17,17 @@
 
 mod context_name;
 mod glob;
-mod regex;
+mod go_regex;
 
 use std::borrow::Cow;
 
+pub use glob::GlobSyntaxError;
 use glob::MatchKind;
 
 pub use context_name::{
     class_char, decode_name, display_name, encode_name, encode_text, escaped_byte,
 };
+pub use go_regex::{MAX_PATTERN_PROGRAM_BYTES, RegexError};
 
 /// The longest `.dockerignore` line, in bytes (without its `\n`): BuildKit reads the file
 /// with a `bufio.Scanner`, whose 64 KiB token buffer must hold the line and its newline, and
@@ -47,7 +49,7 @@ pub enum PatternError {
     Syntax {
         pattern: String,
         index: usize,
-        reason: String,
+        reason: GlobSyntaxError,
     },
     /// A line of the ignore file is longer than [`MAX_IGNORE_LINE_BYTES`] (number `line`,
     /// counted from 1).
@@ -59,8 +61,13 @@ pub enum PatternError {
     LineTooLong { line: usize, length: usize },
     /// The pattern passed the syntax check but cannot be matched (Docker fails the same way,
     /// on every match).
-    #[error("ignore pattern {pattern:?} cannot be matched: {reason}")]
-    Unmatchable { pattern: String, reason: String },
+    #[error("ignore pattern {pattern:?} cannot be matched: regex `{regex}`: {reason}")]
+    Unmatchable {
+        pattern: String,
+        /// The Go regex moby builds from the pattern.
+        regex: String,
+        reason: RegexError,
+    },
 }
 
 /// Reads the text of a `.dockerignore` file into patterns (moby `ignorefile.ReadAll`).
@@ -150,7 +157,7 @@ impl Pattern {
     /// refuses such a matcher up front.
     pub fn unmatchable_reason(&self) -> Option<&str> {
         match &self.kind {
-            MatchKind::Unmatchable(reason) => Some(reason),
+            MatchKind::Unmatchable(unmatchable) => Some(&unmatchable.message),
             _ => None,
         }
     }
@@ -165,10 +172,11 @@ impl Pattern {
                 path.ends_with(suffix.as_str()) || suffix.strip_prefix('/') == Some(path)
             }
             MatchKind::Regex(regex) => regex.is_match(path),
-            MatchKind::Unmatchable(reason) => {
+            MatchKind::Unmatchable(unmatchable) => {
                 return Err(PatternError::Unmatchable {
                     pattern: self.cleaned.clone(),
-                    reason: reason.clone(),
+                    regex: unmatchable.regex.clone(),
+                    reason: unmatchable.error.clone(),
                 });
             }
         })
@@ -252,7 +260,7 @@ impl PatternMatcher {
                 index,
                 reason,
             })?;
-            let kind = glob::compile(&cleaned);
+            let kind = glob::compile(&cleaned, is_exclusion);
             matcher.patterns.push(Pattern {
                 cleaned,
                 is_exclusion,

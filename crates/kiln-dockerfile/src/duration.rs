@@ -1,8 +1,28 @@
 //! Go's `time.ParseDuration`, for HEALTHCHECK's `--interval`, `--timeout`, `--start-period`
 //! and `--start-interval` (`30s`, `1m30s`, `500ms`, `1.5h`).
 
+/// Why a text is not a Go duration (the messages of Go's `time.ParseDuration`, each with the
+/// fix).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("expected a number")]
+    ExpectedNumber,
+    #[error("number too large")]
+    NumberTooLarge,
+    #[error("expected digits")]
+    ExpectedDigits,
+    #[error("missing unit (ns, us, ms, s, m or h)")]
+    MissingUnit,
+    #[error("unknown unit `{0}` (ns, us, ms, s, m or h)")]
+    UnknownUnit(String),
+    #[error("duration out of range")]
+    OutOfRange,
+}
+
 /// Parses a Go duration string into signed nanoseconds. The error says what is wrong.
-pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_go_duration(text: &str) -> Result<i64, DurationError> {
     const LIMIT: u64 = 1 << 63;
     let mut s = text.as_bytes();
     let neg = match s.first() {
@@ -20,12 +40,12 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
         return Ok(0);
     }
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     let mut total: u64 = 0;
     while !s.is_empty() {
         if !(s[0] == b'.' || s[0].is_ascii_digit()) {
-            return Err("expected a number".into());
+            return Err(DurationError::ExpectedNumber);
         }
         let int_len = s.iter().take_while(|b| b.is_ascii_digit()).count();
         let mut v: u64 = 0;
@@ -34,7 +54,7 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
                 .checked_mul(10)
                 .and_then(|v| v.checked_add(u64::from(d - b'0')))
                 .filter(|&v| v <= LIMIT)
-                .ok_or("number too large")?;
+                .ok_or(DurationError::NumberTooLarge)?;
         }
         let pre = int_len > 0;
         s = &s[int_len..];
@@ -64,14 +84,14 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
             s = &s[n..];
         }
         if !pre && !post {
-            return Err("expected digits".into());
+            return Err(DurationError::ExpectedDigits);
         }
         let unit_len = s
             .iter()
             .take_while(|&&b| b != b'.' && !b.is_ascii_digit())
             .count();
         if unit_len == 0 {
-            return Err("missing unit (ns, us, ms, s, m or h)".into());
+            return Err(DurationError::MissingUnit);
         }
         let unit_text = std::str::from_utf8(&s[..unit_len]).unwrap_or("");
         let unit: u64 = match unit_text {
@@ -81,11 +101,11 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            other => return Err(format!("unknown unit `{other}` (ns, us, ms, s, m or h)")),
+            other => return Err(DurationError::UnknownUnit(other.to_owned())),
         };
         s = &s[unit_len..];
         if v > LIMIT / unit {
-            return Err("duration out of range".into());
+            return Err(DurationError::OutOfRange);
         }
         v *= unit;
         if frac > 0 {
@@ -99,17 +119,17 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i64, String> {
             v = v
                 .checked_add(extra)
                 .filter(|&v| v <= LIMIT)
-                .ok_or("duration out of range")?;
+                .ok_or(DurationError::OutOfRange)?;
         }
         total = total
             .checked_add(v)
             .filter(|&t| t <= LIMIT)
-            .ok_or("duration out of range")?;
+            .ok_or(DurationError::OutOfRange)?;
     }
     if neg {
         return Ok(0i64.wrapping_sub_unsigned(total));
     }
-    i64::try_from(total).map_err(|_| "duration out of range".into())
+    i64::try_from(total).map_err(|_| DurationError::OutOfRange)
 }
 
 #[cfg(test)]

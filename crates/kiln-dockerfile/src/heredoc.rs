@@ -65,10 +65,10 @@ pub(crate) struct HeredocWord {
 
 /// BuildKit's `heredocsFromLine`: every heredoc opener on `line`, in order. A line the raw
 /// lexer cannot split has no heredocs. Errors name the word and the reason.
-pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<HeredocWord>, (String, String)> {
+pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<HeredocWord>, (String, LexError)> {
     let words = match Lexer::new(line, true, true).words() {
         Ok(words) => words,
-        Err(reason) if reason == too_deep() => return Err((crate::limits::clip(line), reason)),
+        Err(LexError::TooDeep) => return Err((crate::limits::clip(line), LexError::TooDeep)),
         Err(_) => return Ok(Vec::new()),
     };
     let mut docs = Vec::new();
@@ -83,7 +83,7 @@ pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<HeredocWord>, (String
 }
 
 /// BuildKit's `ParseHeredoc` on one word: `Ok(None)` when the word is not a heredoc opener.
-pub(crate) fn parse_heredoc(word: &str) -> Result<Option<HeredocWord>, String> {
+pub(crate) fn parse_heredoc(word: &str) -> Result<Option<HeredocWord>, LexError> {
     let digits = word.bytes().take_while(u8::is_ascii_digit).count();
     let Some(after) = word[digits..].strip_prefix("<<") else {
         return Ok(None);
@@ -108,9 +108,7 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<HeredocWord>, String> {
     }
     let raw = Lexer::new(rest, true, false).words()?;
     if raw.len() != words.len() {
-        return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {rest}"
-        ));
+        return Err(LexError::Inconsistent(rest.to_owned()));
     }
     let quotes = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     let name = words.into_iter().next().unwrap_or_default();
@@ -125,11 +123,34 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<HeredocWord>, String> {
 
 const ESCAPE: char = '\\';
 
-/// The error of a `${` nested deeper than [`MAX_EXPANSION_DEPTH`].
-fn too_deep() -> String {
-    format!(
+/// Why a line could not be split into words for heredoc detection (BuildKit's lexer
+/// messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LexError {
+    /// A `${…}` or `${x/…/…}` part ends before its closing character.
+    #[error("unexpected end of statement while looking for matching {0}")]
+    Unterminated(char),
+    #[error("unexpected end of statement while looking for matching single-quote")]
+    UnterminatedSingleQuote,
+    #[error("unexpected end of statement while looking for matching double-quote")]
+    UnterminatedDoubleQuote,
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    /// A `${` nested deeper than [`MAX_EXPANSION_DEPTH`].
+    #[error(
         "`${{…}}` nested deeper than the limit of {MAX_EXPANSION_DEPTH} levels (MAX_EXPANSION_DEPTH)"
-    )
+    )]
+    TooDeep,
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(String),
+    /// The input ended inside a nested word that `stop` would close.
+    #[error("syntax error: missing '{stop}' ({inner})")]
+    Missing { stop: char, inner: Box<LexError> },
+    /// The raw and the cooked lexer disagree on the word count of this text.
+    #[error("internal lexing of heredoc produced inconsistent results: {0}")]
+    Inconsistent(String),
 }
 
 /// BuildKit's shell lexer with an empty environment and `SkipUnsetEnv`, enough to split
@@ -168,7 +189,7 @@ impl Lexer {
         }
     }
 
-    fn words(mut self) -> Result<Vec<String>, String> {
+    fn words(mut self) -> Result<Vec<String>, LexError> {
         let raw = self.raw_escapes;
         self.stop_on(None, raw).map(|(_, words)| words)
     }
@@ -211,7 +232,7 @@ impl Lexer {
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), LexError> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let out = self.stop_on_inner(stop);
@@ -219,7 +240,7 @@ impl Lexer {
         out
     }
 
-    fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+    fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), LexError> {
         let mut result = String::new();
         self.buffer.clear();
         let mut w = Words::default();
@@ -266,15 +287,13 @@ impl Lexer {
             }
         }
         if let Some(stop) = stop {
-            return Err(format!(
-                "unexpected end of statement while looking for matching {stop}"
-            ));
+            return Err(LexError::Unterminated(stop));
         }
         let words = self.finish(w);
         Ok((result, words))
     }
 
-    fn single_quote(&mut self) -> Result<String, String> {
+    fn single_quote(&mut self) -> Result<String, LexError> {
         let mut out = String::new();
         let open = self.next().unwrap_or('\'');
         if self.raw_quotes {
@@ -283,10 +302,7 @@ impl Lexer {
         loop {
             match self.next() {
                 None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .into(),
-                    );
+                    return Err(LexError::UnterminatedSingleQuote);
                 }
                 Some('\'') => {
                     if self.raw_quotes {
@@ -299,7 +315,7 @@ impl Lexer {
         }
     }
 
-    fn double_quote(&mut self) -> Result<String, String> {
+    fn double_quote(&mut self) -> Result<String, LexError> {
         let mut out = String::new();
         let open = self.next().unwrap_or('"');
         if self.raw_quotes {
@@ -308,10 +324,7 @@ impl Lexer {
         loop {
             match self.peek() {
                 None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .into(),
-                    );
+                    return Err(LexError::UnterminatedDoubleQuote);
                 }
                 Some('"') => {
                     self.pos += 1;
@@ -342,7 +355,7 @@ impl Lexer {
         }
     }
 
-    fn dollar(&mut self) -> Result<String, String> {
+    fn dollar(&mut self) -> Result<String, LexError> {
         self.pos += 1;
         if self.peek() != Some('{') {
             let name = self.name();
@@ -351,12 +364,12 @@ impl Lexer {
         }
         self.pos += 1;
         match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            None => return Err(LexError::MissingBrace),
+            Some('{' | '}' | ':') => return Err(LexError::BadSubstitution),
             Some(_) => {}
         }
         if self.depth >= MAX_EXPANSION_DEPTH {
-            return Err(too_deep());
+            return Err(LexError::TooDeep);
         }
         self.depth += 1;
         let result = self.braced();
@@ -365,7 +378,7 @@ impl Lexer {
     }
 
     /// `${name…}` after the `{`.
-    fn braced(&mut self) -> Result<String, String> {
+    fn braced(&mut self) -> Result<String, LexError> {
         let name = self.name();
         let ch = self.next();
         match ch {
@@ -381,7 +394,7 @@ impl Lexer {
                 }
                 let raw = ch == '#' || ch == '%';
                 if null_is_unset && raw {
-                    return Err(format!("unsupported modifier ({modifier}) in substitution"));
+                    return Err(LexError::UnsupportedModifier(modifier));
                 }
                 let word = self.nested('}', raw)?;
                 Ok(format!("${{{name}{modifier}{word}}}"))
@@ -394,17 +407,19 @@ impl Lexer {
                 let replacement = self.nested('}', true)?;
                 Ok(format!("${{{name}/{pattern}/{replacement}}}"))
             }
-            _ => Err(format!(
-                "unsupported modifier ({}) in substitution",
-                ch.unwrap_or('\u{FFFD}')
+            _ => Err(LexError::UnsupportedModifier(
+                ch.unwrap_or('\u{FFFD}').to_string(),
             )),
         }
     }
 
-    fn nested(&mut self, stop: char, raw: bool) -> Result<String, String> {
+    fn nested(&mut self, stop: char, raw: bool) -> Result<String, LexError> {
         match self.stop_on(Some(stop), raw) {
             Ok((word, _)) => Ok(word),
-            Err(e) if self.peek().is_none() => Err(format!("syntax error: missing '{stop}' ({e})")),
+            Err(inner) if self.peek().is_none() => Err(LexError::Missing {
+                stop,
+                inner: Box::new(inner),
+            }),
             Err(e) => Err(e),
         }
     }

@@ -486,14 +486,26 @@ fn run(cx: &Ctx<'_>) -> Result<Command, ParseError> {
     let mut mounts = Vec::new();
     for (flag, spec) in flags.strings("mount") {
         let mount = parse_mount(&spec, None).map_err(|reason| {
-            ParseError::new(ParseErrorKind::InvalidMount { spec, reason }, flag.span)
+            ParseError::new(
+                ParseErrorKind::InvalidMount {
+                    spec,
+                    reason: reason.to_string(),
+                },
+                flag.span,
+            )
         })?;
         mounts.push(mount);
     }
     let mut devices = Vec::new();
     for (flag, spec) in flags.strings("device") {
         let device = parse_device(&spec).map_err(|reason| {
-            ParseError::new(ParseErrorKind::InvalidDevice { spec, reason }, flag.span)
+            ParseError::new(
+                ParseErrorKind::InvalidDevice {
+                    spec,
+                    reason: reason.to_string(),
+                },
+                flag.span,
+            )
         })?;
         devices.push(device);
     }
@@ -584,7 +596,7 @@ fn healthcheck(cx: &Ctx<'_>, warnings: &mut Vec<Warning>) -> Result<Command, Par
         if value.is_empty() {
             return Ok(Duration::ZERO);
         }
-        let nanos = parse_go_duration(&value).map_err(&invalid)?;
+        let nanos = parse_go_duration(&value).map_err(|error| invalid(error.to_string()))?;
         if nanos == 0 {
             return Ok(Duration::ZERO);
         }

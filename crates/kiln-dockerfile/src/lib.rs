@@ -25,8 +25,9 @@ pub use command::{
 pub use diagnostic::{ParseError, ParseErrorKind};
 pub use directive::{Directive, detect_syntax};
 pub use dockerignore::{
-    DirDecision, MAX_IGNORE_LINE_BYTES, Pattern, PatternError, PatternMatcher, class_char,
-    decode_name, display_name, encode_name, encode_text, escaped_byte, read_ignore_file,
+    DirDecision, GlobSyntaxError, MAX_IGNORE_LINE_BYTES, MAX_PATTERN_PROGRAM_BYTES, Pattern,
+    PatternError, PatternMatcher, RegexError, class_char, decode_name, display_name, encode_name,
+    encode_text, escaped_byte, read_ignore_file,
 };
 pub use dump::{dump_buildkit_ast, go_quote};
 pub use heredoc::Heredoc;
@@ -35,7 +36,7 @@ pub use limits::{
     ExpansionBudget, MAX_EXPANDED_WORD_LENGTH, MAX_EXPANSION_DEPTH, MAX_INSTRUCTIONS,
     MAX_LINE_LENGTH, MAX_LOGICAL_LINE_LENGTH, MAX_PATTERN_STEPS, MAX_TOTAL_EXPANSION, excerpt,
 };
-pub use mount::{CacheSharing, Device, Expander, Mount, MountType};
+pub use mount::{CacheSharing, CsvError, Device, Expander, Mount, MountError, MountType};
 pub use shell::{
     BudgetedLexer, EXPANDING_INSTRUCTIONS, EmptyEnv, Env, ExpandError, ShellLexer, WordExpansion,
     instruction_expands,

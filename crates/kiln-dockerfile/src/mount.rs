@@ -8,6 +8,94 @@
 
 use serde::Serialize;
 
+use crate::ExpandError;
+
+/// ` (did you mean x?)` after a message, or nothing.
+fn did_you_mean(suggestion: Option<&String>) -> String {
+    suggestion
+        .map(|s| format!(" (did you mean {s}?)"))
+        .unwrap_or_default()
+}
+
+/// Why a `--mount` or `--device` specification was rejected (BuildKit's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    /// The specification is not one CSV record (`what` is `mounts` or `devices`).
+    #[error("failed to parse csv {what}: {reason}")]
+    Csv {
+        what: &'static str,
+        reason: CsvError,
+    },
+    /// A field without `=` that is not a known flag.
+    #[error("invalid field '{field}' must be a key=value pair")]
+    NotKeyValue { field: String },
+    /// A key the mount type does not take (`required` on a bind, `size` on a cache).
+    #[error("unexpected key '{key}' for mount type '{kind}'")]
+    KeyNotForType {
+        key: &'static str,
+        kind: &'static str,
+    },
+    /// `from=$X`: stage references are resolved before expansion.
+    #[error("'from' doesn't support variable expansion, define alias stage instead")]
+    FromExpansion,
+    /// Expanding a field value failed (the planner's expander).
+    #[error(transparent)]
+    Expansion(#[from] ExpandError),
+    /// `type=` is not bind, cache, tmpfs, secret or ssh.
+    #[error("unsupported mount type \"{value}\"{}", did_you_mean(.suggestion.as_ref()))]
+    UnsupportedType {
+        value: String,
+        suggestion: Option<String>,
+    },
+    /// A boolean or size field with a value it cannot take.
+    #[error("invalid value for {key}: {value}")]
+    InvalidValue { key: String, value: String },
+    /// `mode=`, `uid=` or `gid=` that is not a number (octal for `mode`).
+    #[error("invalid value {value} for {key}")]
+    InvalidNumber { key: String, value: String },
+    /// `sharing=` is not shared, private or locked.
+    #[error("unsupported sharing value \"{value}\"")]
+    UnsupportedSharing { value: String },
+    /// A key no mount takes.
+    #[error("unexpected key '{key}' in '{field}'{}", did_you_mean(.suggestion.as_ref()))]
+    UnknownKey {
+        key: String,
+        field: String,
+        suggestion: Option<String>,
+    },
+    /// `mode`, `uid` or `gid` on a bind or tmpfs mount.
+    #[error("{name} not allowed for \"{kind}\" type mounts")]
+    FileInfoNotAllowed {
+        name: &'static str,
+        kind: &'static str,
+    },
+    #[error("secret mount should not have a from")]
+    SecretWithFrom,
+    #[error("secret mount should not define sharing")]
+    SecretWithSharing,
+    #[error("invalid secret mount. one of source, target required")]
+    SecretWithoutTarget,
+    #[error("both source and id can't be set")]
+    SecretSourceAndId,
+    /// `sharing=` on anything but a cache mount.
+    #[error("invalid cache sharing set for {kind} mount")]
+    SharingNotCache { kind: &'static str },
+    /// A second device name.
+    #[error("device name already set to {name}")]
+    DeviceNameSet { name: String },
+}
+
+/// Why a specification is not one CSV record (Go `encoding/csv`'s messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsvError {
+    #[error("extraneous or missing \" in quoted-field")]
+    QuotedField,
+    #[error("bare \" in non-quoted-field")]
+    BareQuote,
+}
+
 /// The kind of a RUN mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,12 +160,12 @@ pub struct Mount {
 }
 
 /// Expands one field value (the planner passes its ARG/ENV expander).
-pub type Expander<'a> = &'a mut dyn FnMut(&str) -> Result<String, String>;
+pub type Expander<'a> = &'a mut dyn FnMut(&str) -> Result<String, ExpandError>;
 
 impl Mount {
     /// Parses a `--mount` specification, expanding each value with `expand` (BuildKit's
     /// `parseMount` with an expander). Errors name the offending field.
-    pub fn parse(spec: &str, expand: Expander<'_>) -> Result<Self, String> {
+    pub fn parse(spec: &str, expand: Expander<'_>) -> Result<Self, MountError> {
         parse_mount(spec, Some(expand))
     }
 }
@@ -95,8 +183,14 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Result<Mount, String> {
-    let fields = csv_fields(spec).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+pub(crate) fn parse_mount(
+    spec: &str,
+    mut expand: Option<Expander<'_>>,
+) -> Result<Mount, MountError> {
+    let fields = csv_fields(spec).map_err(|reason| MountError::Csv {
+        what: "mounts",
+        reason,
+    })?;
     let mut m = Mount {
         spec: spec.to_owned(),
         kind: MountType::Bind,
@@ -115,7 +209,10 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
         needs_expansion: false,
     };
     let mut ro_auto = true;
-    let invalid = |key: &str, value: &str| format!("invalid value for {key}: {value}");
+    let invalid = |key: &str, value: &str| MountError::InvalidValue {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    };
     for field in &fields {
         let Some((key, value)) = field.split_once('=') else {
             {
@@ -132,12 +229,16 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
                         m.required = true;
                     }
                     "required" => {
-                        return Err(format!(
-                            "unexpected key 'required' for mount type '{}'",
-                            kind_name(m.kind)
-                        ));
+                        return Err(MountError::KeyNotForType {
+                            key: "required",
+                            kind: kind_name(m.kind),
+                        });
                     }
-                    _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                    _ => {
+                        return Err(MountError::NotKeyValue {
+                            field: field.clone(),
+                        });
+                    }
                 }
                 continue;
             }
@@ -146,9 +247,7 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
         let value = match expand.as_mut() {
             Some(f) => f(&value)?,
             None if key == "from" && has_reference(&value) => {
-                return Err(
-                    "'from' doesn't support variable expansion, define alias stage instead".into(),
-                );
+                return Err(MountError::FromExpansion);
             }
             None if has_reference(&value) => {
                 m.needs_expansion = true;
@@ -173,14 +272,12 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
                     _ => {
-                        let hint = crate::diagnostic::suggest(
+                        let suggestion = crate::diagnostic::suggest(
                             &value,
                             &["bind", "cache", "tmpfs", "secret", "ssh"],
                             true,
-                        )
-                        .map(|s| format!(" (did you mean {s}?)"))
-                        .unwrap_or_default();
-                        return Err(format!("unsupported mount type \"{value}\"{hint}"));
+                        );
+                        return Err(MountError::UnsupportedType { value, suggestion });
                     }
                 };
             }
@@ -197,19 +294,19 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
             }
             "required" => {
                 if !matches!(m.kind, MountType::Secret | MountType::Ssh) {
-                    return Err(format!(
-                        "unexpected key 'required' for mount type '{}'",
-                        kind_name(m.kind)
-                    ));
+                    return Err(MountError::KeyNotForType {
+                        key: "required",
+                        kind: kind_name(m.kind),
+                    });
                 }
                 m.required = parse_bool(&value).ok_or_else(|| invalid(&key, &value))?;
             }
             "size" => {
                 if m.kind != MountType::Tmpfs {
-                    return Err(format!(
-                        "unexpected key 'size' for mount type '{}'",
-                        kind_name(m.kind)
-                    ));
+                    return Err(MountError::KeyNotForType {
+                        key: "size",
+                        kind: kind_name(m.kind),
+                    });
                 }
                 m.size_limit = Some(ram_in_bytes(&value).ok_or_else(|| invalid(&key, &value))?);
             }
@@ -219,7 +316,7 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
                     "shared" => CacheSharing::Shared,
                     "private" => CacheSharing::Private,
                     "locked" => CacheSharing::Locked,
-                    _ => return Err(format!("unsupported sharing value \"{value}\"")),
+                    _ => return Err(MountError::UnsupportedSharing { value }),
                 });
             }
             "mode" => {
@@ -227,7 +324,10 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
                     u32::from_str_radix(&value, 8)
                         .ok()
                         .filter(|_| !value.starts_with('+'))
-                        .ok_or_else(|| format!("invalid value {value} for mode"))?,
+                        .ok_or_else(|| MountError::InvalidNumber {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })?,
                 );
             }
             "uid" | "gid" => {
@@ -235,7 +335,10 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
                     .parse::<u32>()
                     .ok()
                     .filter(|_| !value.starts_with('+'))
-                    .ok_or_else(|| format!("invalid value {value} for {key}"))?;
+                    .ok_or_else(|| MountError::InvalidNumber {
+                        key: key.clone(),
+                        value: value.clone(),
+                    })?;
                 if key == "uid" {
                     m.uid = Some(id);
                 } else {
@@ -265,10 +368,12 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
                     "readwrite",
                     "env",
                 ];
-                let hint = crate::diagnostic::suggest(&key, &KEYS, true)
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
-                return Err(format!("unexpected key '{key}' in '{field}'{hint}"));
+                let suggestion = crate::diagnostic::suggest(&key, &KEYS, true);
+                return Err(MountError::UnknownKey {
+                    key,
+                    field: field.clone(),
+                    suggestion,
+                });
             }
         }
     }
@@ -290,10 +395,10 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
             ("gid", m.gid.is_some()),
         ] {
             if set {
-                return Err(format!(
-                    "{name} not allowed for \"{}\" type mounts",
-                    kind_name(m.kind)
-                ));
+                return Err(MountError::FileInfoNotAllowed {
+                    name,
+                    kind: kind_name(m.kind),
+                });
             }
         }
     }
@@ -302,23 +407,22 @@ pub(crate) fn parse_mount(spec: &str, mut expand: Option<Expander<'_>>) -> Resul
     }
     if m.kind == MountType::Secret {
         if m.from.is_some() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountError::SecretWithFrom);
         }
         if m.sharing.is_some() {
-            return Err("secret mount should not define sharing".into());
+            return Err(MountError::SecretWithSharing);
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() {
-            return Err("invalid secret mount. one of source, target required".into());
+            return Err(MountError::SecretWithoutTarget);
         }
         if m.source.is_some() && m.id.is_some() {
-            return Err("both source and id can't be set".into());
+            return Err(MountError::SecretSourceAndId);
         }
     }
     if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err(format!(
-            "invalid cache sharing set for {} mount",
-            kind_name(m.kind)
-        ));
+        return Err(MountError::SharingNotCache {
+            kind: kind_name(m.kind),
+        });
     }
     Ok(m)
 }
@@ -374,7 +478,7 @@ fn ram_in_bytes(text: &str) -> Option<i64> {
 }
 
 /// A single CSV record as Go's `encoding/csv` reads it (`tonistiigi/go-csvvalue`).
-fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+fn csv_fields(line: &str) -> Result<Vec<String>, CsvError> {
     let mut fields = Vec::new();
     let mut rest = line;
     loop {
@@ -382,7 +486,7 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
             let mut field = String::new();
             loop {
                 let Some(i) = quoted.find('"') else {
-                    return Err("extraneous or missing \" in quoted-field".into());
+                    return Err(CsvError::QuotedField);
                 };
                 field.push_str(&quoted[..i]);
                 quoted = &quoted[i + 1..];
@@ -397,13 +501,13 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
             match quoted.strip_prefix(',') {
                 Some(after) => rest = after,
                 None if quoted.is_empty() => return Ok(fields),
-                None => return Err("extraneous or missing \" in quoted-field".into()),
+                None => return Err(CsvError::QuotedField),
             }
         } else {
             let end = rest.find(',').unwrap_or(rest.len());
             let field = &rest[..end];
             if field.contains('"') {
-                return Err("bare \" in non-quoted-field".into());
+                return Err(CsvError::BareQuote);
             }
             fields.push(field.to_owned());
             if end == rest.len() {
@@ -423,8 +527,11 @@ pub struct Device {
     pub required: bool,
 }
 
-pub(crate) fn parse_device(spec: &str) -> Result<Device, String> {
-    let fields = csv_fields(spec).map_err(|e| format!("failed to parse csv devices: {e}"))?;
+pub(crate) fn parse_device(spec: &str) -> Result<Device, MountError> {
+    let fields = csv_fields(spec).map_err(|reason| MountError::Csv {
+        what: "devices",
+        reason,
+    })?;
     let mut d = Device {
         name: String::new(),
         required: false,
@@ -436,21 +543,29 @@ pub(crate) fn parse_device(spec: &str) -> Result<Device, String> {
             } else if d.name.is_empty() {
                 d.name = field;
             } else {
-                return Err(format!("invalid field '{field}' must be a key=value pair"));
+                return Err(MountError::NotKeyValue { field });
             }
             continue;
         };
         match key.to_lowercase().as_str() {
             "name" if !d.name.is_empty() => {
-                return Err(format!("device name already set to {}", d.name));
+                return Err(MountError::DeviceNameSet { name: d.name });
             }
-            "name" => d.name = value.to_owned(),
+            "name" => value.clone_into(&mut d.name),
             "required" => {
-                d.required = parse_bool(value)
-                    .ok_or_else(|| format!("invalid value for required: {value}"))?;
+                d.required = parse_bool(value).ok_or_else(|| MountError::InvalidValue {
+                    key: "required".to_owned(),
+                    value: value.to_owned(),
+                })?;
             }
             _ if d.name.is_empty() => d.name.clone_from(&field),
-            other => return Err(format!("unexpected key '{other}' in '{field}'")),
+            other => {
+                return Err(MountError::UnknownKey {
+                    key: other.to_owned(),
+                    field: field.clone(),
+                    suggestion: None,
+                });
+            }
         }
     }
     Ok(d)
@@ -461,7 +576,7 @@ mod tests {
     use super::*;
 
     fn m(spec: &str) -> Result<Mount, String> {
-        parse_mount(spec, None)
+        parse_mount(spec, None).map_err(|error| error.to_string())
     }
 
     #[test]
@@ -517,7 +632,7 @@ mod tests {
         let x = m("type=cache,target=$HOME/.cache,uid=${UID}").unwrap();
         assert!(x.needs_expansion);
         assert_eq!(x.target.as_deref(), Some("$HOME/.cache"));
-        let mut expand = |v: &str| Ok::<_, String>(v.replace("${UID}", "1000"));
+        let mut expand = |v: &str| Ok::<_, ExpandError>(v.replace("${UID}", "1000"));
         let y = Mount::parse(&x.spec, &mut expand).unwrap();
         assert_eq!(y.uid, Some(1000));
         let z = m("type=$KIND,target=/x,mode=0755").unwrap();

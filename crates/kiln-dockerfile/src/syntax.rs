@@ -325,7 +325,13 @@ impl<'a> Parser<'a> {
                 self.build_node(&logical, 0, logical.text.len(), instruction_start, false)?;
             if logical.text.contains("<<") && node_accepts_heredoc(&node) {
                 let docs = heredocs_from_line(&logical.text).map_err(|(word, reason)| {
-                    ParseError::new(ParseErrorKind::MalformedHeredoc { word, reason }, node.span)
+                    ParseError::new(
+                        ParseErrorKind::MalformedHeredoc {
+                            word,
+                            reason: reason.to_string(),
+                        },
+                        node.span,
+                    )
                 })?;
                 for doc in docs {
                     let body_start = self.pos;

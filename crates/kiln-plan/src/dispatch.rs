@@ -351,9 +351,9 @@ impl StageState {
         let mount = if mount.needs_expansion {
             let lexer = self.budgeted(self.lexer());
             let env = self.env_list();
-            let mut expand = |word: &str| lexer.process_word(word, env).map_err(|e| e.to_string());
+            let mut expand = |word: &str| lexer.process_word(word, env);
             Mount::parse(&mount.spec, &mut expand)
-                .map_err(|reason| invalid("RUN --mount", &reason, span))?
+                .map_err(|reason| invalid("RUN --mount", &reason.to_string(), span))?
         } else {
             mount.clone()
         };

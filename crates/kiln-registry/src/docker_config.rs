@@ -6,6 +6,15 @@
 //! Helpers are `docker-credential-<name>` executables speaking the docker-credential-helpers
 //! protocol (`get`/`store`/`erase`, JSON on stdin/stdout). Writes keep every key kiln does not
 //! know and replace the file atomically with mode 0600.
+//!
+//! Why not the `docker_credential` crate (1.4.0) that DESIGN.md names: it only reads, so
+//! `kiln login`/`logout` would still need this file's writer and helper `store`/`erase`; it
+//! reports a missing config file and a malformed one as the same `ConfigReadError` (no path),
+//! so "no config, pull anonymously" cannot be told from "broken config"; a `credsStore`
+//! helper answering "credentials not found" is an error (`HelperFailure`) instead of
+//! anonymous access, so a Docker Desktop `credsStore` fails pulls from public registries; a
+//! missing helper is `HelperCommunicationError` without the program or the OS error; and its
+//! `Debug` prints passwords.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -78,38 +87,40 @@ impl DockerConfig {
             path: path.to_owned(),
             reason,
         };
-        let json = match std::fs::read(path) {
-            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
-            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(map)) => map,
-                Ok(_) => return Err(bad("expected a JSON object".to_owned())),
-                Err(err) => return Err(bad(format!("invalid JSON: {err}"))),
-            },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Map::new(),
-            Err(err) => return Err(bad(format!("cannot read: {err}"))),
-        };
-        Ok(Self {
-            path: path.to_owned(),
-            json,
-        })
+        match std::fs::read(path) {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Self {
+                path: path.to_owned(),
+                json: Map::new(),
+            }),
+            Ok(bytes) => Self::from_json_bytes(path, &bytes),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Self {
+                path: path.to_owned(),
+                json: Map::new(),
+            }),
+            Err(err) => Err(bad(format!("cannot read: {err}"))),
+        }
     }
 
     /// Parses config JSON text (for tests and callers holding the text).
     pub fn from_json(path: &Path, text: &str) -> Result<Self, RegistryError> {
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(json)) => Ok(Self {
-                path: path.to_owned(),
-                json,
-            }),
-            Ok(_) => Err(RegistryError::DockerConfig {
-                path: path.to_owned(),
-                reason: "expected a JSON object".to_owned(),
-            }),
-            Err(err) => Err(RegistryError::DockerConfig {
-                path: path.to_owned(),
-                reason: format!("invalid JSON: {err}"),
-            }),
-        }
+        Self::from_json_bytes(path, text.as_bytes())
+    }
+
+    fn from_json_bytes(path: &Path, bytes: &[u8]) -> Result<Self, RegistryError> {
+        let reason = match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(json)) => {
+                return Ok(Self {
+                    path: path.to_owned(),
+                    json,
+                });
+            }
+            Ok(_) => "expected a JSON object".to_owned(),
+            Err(err) => format!("invalid JSON: {err}"),
+        };
+        Err(RegistryError::DockerConfig {
+            path: path.to_owned(),
+            reason,
+        })
     }
 
     /// Where this config lives.
@@ -332,6 +343,20 @@ fn normalize_auth_key(key: &str) -> String {
     }
 }
 
+fn helper_error(
+    helper: &str,
+    action: &'static str,
+    registry: &str,
+    reason: String,
+) -> RegistryError {
+    RegistryError::CredentialHelper {
+        helper: helper.to_owned(),
+        action,
+        registry: registry.to_owned(),
+        reason,
+    }
+}
+
 fn run_helper(
     helper: &str,
     action: &'static str,
@@ -339,12 +364,7 @@ fn run_helper(
     input: &[u8],
 ) -> Result<(bool, Vec<u8>, String), RegistryError> {
     let program = format!("docker-credential-{helper}");
-    let fail = |reason: String| RegistryError::CredentialHelper {
-        helper: helper.to_owned(),
-        action,
-        registry: registry.to_owned(),
-        reason,
-    };
+    let fail = |reason: String| helper_error(helper, action, registry, reason);
     let mut child = Command::new(&program)
         .arg(action)
         .stdin(Stdio::piped())
@@ -380,20 +400,16 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credentials>, Regis
         if is_not_found(&message) {
             return Ok(None);
         }
-        return Err(RegistryError::CredentialHelper {
-            helper: helper.to_owned(),
-            action: "get",
-            registry: registry.to_owned(),
-            reason: message,
-        });
+        return Err(helper_error(helper, "get", registry, message));
     }
-    let parsed: Value =
-        serde_json::from_slice(&stdout).map_err(|err| RegistryError::CredentialHelper {
-            helper: helper.to_owned(),
-            action: "get",
-            registry: registry.to_owned(),
-            reason: format!("output is not JSON: {err}"),
-        })?;
+    let parsed: Value = serde_json::from_slice(&stdout).map_err(|err| {
+        helper_error(
+            helper,
+            "get",
+            registry,
+            format!("output is not JSON: {err}"),
+        )
+    })?;
     let username = parsed
         .get("Username")
         .and_then(Value::as_str)
@@ -426,12 +442,7 @@ fn helper_store(
     if ok {
         Ok(())
     } else {
-        Err(RegistryError::CredentialHelper {
-            helper: helper.to_owned(),
-            action: "store",
-            registry: server.to_owned(),
-            reason: message,
-        })
+        Err(helper_error(helper, "store", server, message))
     }
 }
 
@@ -442,12 +453,7 @@ fn helper_erase(helper: &str, server: &str) -> Result<bool, RegistryError> {
     } else if is_not_found(&message) {
         Ok(false)
     } else {
-        Err(RegistryError::CredentialHelper {
-            helper: helper.to_owned(),
-            action: "erase",
-            registry: server.to_owned(),
-            reason: message,
-        })
+        Err(helper_error(helper, "erase", server, message))
     }
 }
 

@@ -6,12 +6,13 @@
 //! (`*` → `[^/]*`, `?` → `[^/]`, `**/` → `(.*/)?`, a final `**` → `.*`, `\x` kept as a regex
 //! escape, `[`/`]` passed through, `.+()$` escaped) and matched with `MatchString`. We build
 //! the same regex text and run it on [`Regex`], so even odd patterns (`*.js|*.ts`, `a{2}*`,
-//! `[*]`) answer as they do in Docker.
+//! `[*]`) answer as they do in Docker (see [`super::go_regex`] for how Go's regex syntax is
+//! carried over to `regex-automata`).
 
 use std::iter::Peekable;
-use std::str::Chars;
+use std::str::CharIndices;
 
-use super::regex::Regex;
+use super::go_regex::{Regex, RegexError};
 
 /// How a pattern is matched, after moby's `matchType`.
 #[derive(Debug, Clone)]
@@ -26,65 +27,94 @@ pub(crate) enum MatchKind {
     Regex(Regex),
     /// Passes the syntax check but cannot be compiled; every match attempt fails with this
     /// reason (moby retries the regex compilation and fails each time).
-    Unmatchable(String),
+    Unmatchable(Box<Unmatchable>),
+}
+
+/// Why a pattern is not valid `filepath.Match` syntax. Offsets count bytes in the cleaned
+/// pattern ([`super::Pattern::as_str`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GlobSyntaxError {
+    /// A `\` at the very end escapes nothing.
+    #[error("trailing backslash at byte {offset} escapes nothing; write `\\\\` for a backslash")]
+    TrailingBackslash { offset: usize },
+    /// A `[` whose class never ends (or ends right after an item with no `]`).
+    #[error("unterminated character class `[` at byte {offset}; close it with `]`")]
+    UnterminatedClass { offset: usize },
+    /// `-` or `]` where a class item must start (`[]a]`, `[-a]`, `[a-]`).
+    #[error("`{character}` at byte {offset} cannot start an item of a character class; escape it")]
+    ClassItemStart { character: char, offset: usize },
+}
+
+type Scan<'a> = Peekable<CharIndices<'a>>;
+
+/// Why a pattern that passed the syntax check cannot be compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct Unmatchable {
+    /// The regex text moby would build.
+    pub(crate) regex: String,
+    pub(crate) error: RegexError,
+    /// `regex `…`: error`, kept for [`super::Pattern::unmatchable_reason`].
+    pub(crate) message: String,
 }
 
 /// Checks `pattern` against Go's `filepath.Match` syntax (Unix rules): classes must be closed
 /// and hold at least one item, `-` and `]` cannot start an item, a range needs an end, and a
 /// `\` needs a following character.
-pub(crate) fn check_syntax(pattern: &str) -> Result<(), String> {
-    let mut chars = pattern.chars().peekable();
-    while let Some(ch) = chars.next() {
+pub(crate) fn check_syntax(pattern: &str) -> Result<(), GlobSyntaxError> {
+    let mut chars = pattern.char_indices().peekable();
+    while let Some((offset, ch)) = chars.next() {
         match ch {
             '\\' => {
                 chars
                     .next()
-                    .ok_or_else(|| "trailing backslash escapes nothing".to_owned())?;
+                    .ok_or(GlobSyntaxError::TrailingBackslash { offset })?;
             }
-            '[' => check_class_syntax(&mut chars)?,
+            '[' => check_class_syntax(&mut chars, offset)?,
             _ => {}
         }
     }
     Ok(())
 }
 
-fn check_class_syntax(chars: &mut Peekable<Chars<'_>>) -> Result<(), String> {
-    if chars.peek() == Some(&'^') {
+fn check_class_syntax(chars: &mut Scan<'_>, class_offset: usize) -> Result<(), GlobSyntaxError> {
+    if chars.peek().map(|&(_, ch)| ch) == Some('^') {
         chars.next();
     }
     let mut item_count = 0;
     loop {
-        if chars.peek() == Some(&']') && item_count > 0 {
+        if chars.peek().map(|&(_, ch)| ch) == Some(']') && item_count > 0 {
             chars.next();
             return Ok(());
         }
-        check_class_char(chars)?;
-        if chars.peek() == Some(&'-') {
+        check_class_char(chars, class_offset)?;
+        if chars.peek().map(|&(_, ch)| ch) == Some('-') {
             chars.next();
-            check_class_char(chars)?;
+            check_class_char(chars, class_offset)?;
         }
         item_count += 1;
     }
 }
 
 /// Go `getEsc`: one class character, which must be followed by more pattern text.
-fn check_class_char(chars: &mut Peekable<Chars<'_>>) -> Result<(), String> {
+fn check_class_char(chars: &mut Scan<'_>, class_offset: usize) -> Result<(), GlobSyntaxError> {
+    let unterminated = GlobSyntaxError::UnterminatedClass {
+        offset: class_offset,
+    };
     match chars.next() {
-        None => return Err("unterminated character class `[`".to_owned()),
-        Some(ch @ ('-' | ']')) => {
-            return Err(format!(
-                "`{ch}` cannot start an item of a character class; escape it"
-            ));
+        None => return Err(unterminated),
+        Some((offset, character @ ('-' | ']'))) => {
+            return Err(GlobSyntaxError::ClassItemStart { character, offset });
         }
-        Some('\\') => {
+        Some((offset, '\\')) => {
             if chars.next().is_none() {
-                return Err("trailing backslash in a character class".to_owned());
+                return Err(GlobSyntaxError::TrailingBackslash { offset });
             }
         }
         Some(_) => {}
     }
     if chars.peek().is_none() {
-        return Err("unterminated character class `[`".to_owned());
+        return Err(unterminated);
     }
     Ok(())
 }
@@ -104,8 +134,10 @@ fn is_escaped_for_regex(ch: char) -> bool {
     matches!(ch, '.' | '+' | '(' | ')' | '$')
 }
 
-/// Compiles a cleaned pattern (without its `!`) that passed [`check_syntax`].
-pub(crate) fn compile(pattern: &str) -> MatchKind {
+/// Compiles a cleaned pattern (without its `!`) that passed [`check_syntax`]. With
+/// `needs_prefix_checks` (a `!` pattern), a regex is also prepared for
+/// [`Regex::may_match_with_prefix`].
+pub(crate) fn compile(pattern: &str, needs_prefix_checks: bool) -> MatchKind {
     let mut regex = String::from("^");
     let mut detected = Detected::Exact;
     // Go's text/scanner skips a byte order mark at the start of its input.
@@ -170,9 +202,13 @@ pub(crate) fn compile(pattern: &str) -> MatchKind {
         Detected::Suffix => MatchKind::Suffix(pattern.get(2..).unwrap_or_default().to_owned()),
         Detected::Regex => {
             regex.push('$');
-            match Regex::new(&regex) {
+            match Regex::new(&regex, needs_prefix_checks) {
                 Ok(regex) => MatchKind::Regex(regex),
-                Err(reason) => MatchKind::Unmatchable(format!("regex `{regex}`: {reason}")),
+                Err(error) => MatchKind::Unmatchable(Box::new(Unmatchable {
+                    message: format!("regex `{regex}`: {error}"),
+                    regex,
+                    error,
+                })),
             }
         }
     }
@@ -183,10 +219,14 @@ mod tests {
     use super::*;
 
     fn regex(pattern: &str) -> Regex {
-        match compile(pattern) {
+        match compile(pattern, true) {
             MatchKind::Regex(regex) => regex,
             other => panic!("{pattern} compiled to {other:?}"),
         }
+    }
+
+    fn compile_test(pattern: &str) -> MatchKind {
+        compile(pattern, true)
     }
 
     #[test]
@@ -210,16 +250,22 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert!(matches!(compile("abc"), MatchKind::Exact));
-        assert!(matches!(compile("a.^b|{}"), MatchKind::Exact));
-        assert!(matches!(compile("abc/**"), MatchKind::Prefix(prefix) if prefix == "abc/"));
-        assert!(matches!(compile("**/abc"), MatchKind::Suffix(suffix) if suffix == "/abc"));
-        assert!(matches!(compile("**"), MatchKind::Suffix(suffix) if suffix.is_empty()));
-        assert!(matches!(compile("**/*.go"), MatchKind::Regex(_)));
-        assert!(matches!(compile("[Local-Only]"), MatchKind::Unmatchable(_)));
-        assert!(matches!(compile("[[:nope:]]"), MatchKind::Unmatchable(_)));
-        assert!(matches!(compile("a\\q"), MatchKind::Unmatchable(_)));
-        assert!(matches!(compile("*{2}"), MatchKind::Unmatchable(_)));
+        assert!(matches!(compile_test("abc"), MatchKind::Exact));
+        assert!(matches!(compile_test("a.^b|{}"), MatchKind::Exact));
+        assert!(matches!(compile_test("abc/**"), MatchKind::Prefix(prefix) if prefix == "abc/"));
+        assert!(matches!(compile_test("**/abc"), MatchKind::Suffix(suffix) if suffix == "/abc"));
+        assert!(matches!(compile_test("**"), MatchKind::Suffix(suffix) if suffix.is_empty()));
+        assert!(matches!(compile_test("**/*.go"), MatchKind::Regex(_)));
+        assert!(matches!(
+            compile_test("[Local-Only]"),
+            MatchKind::Unmatchable(_)
+        ));
+        assert!(matches!(
+            compile_test("[[:nope:]]"),
+            MatchKind::Unmatchable(_)
+        ));
+        assert!(matches!(compile_test("a\\q"), MatchKind::Unmatchable(_)));
+        assert!(matches!(compile_test("*{2}"), MatchKind::Unmatchable(_)));
     }
 
     #[test]
