@@ -26,7 +26,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{busybox_rootfs, has_tool, is_root, kiln_in, run_ok};
+use crate::common::{busybox_rootfs, has_tool, kiln_in, run_ok};
 
 /// SOURCE_DATE_EPOCH of the base image.
 pub(crate) const EPOCH: &str = "1700000000";
@@ -41,9 +41,9 @@ pub(crate) fn corpus_dir() -> PathBuf {
 }
 
 /// A store at `dir/store` with the busybox fixture imported as `busybox:latest` (CMD sh,
-/// a PATH, a `base` label). `None` when busybox is missing (SKIPPED printed).
-pub(crate) fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
-    let rootfs = busybox_rootfs(&dir.join("busybox-rootfs"))?;
+/// a PATH, a `base` label). Needs busybox (`kiln_no_busybox`).
+pub(crate) fn store_with_busybox(dir: &Path) -> PathBuf {
+    let rootfs = busybox_rootfs(&dir.join("busybox-rootfs"));
     let store = dir.join("store");
     run_ok(
         kiln_in(&store)
@@ -60,21 +60,12 @@ pub(crate) fn store_with_busybox(dir: &Path) -> Option<PathBuf> {
                 busybox_layout(dir).display()
             )),
     );
-    Some(store)
+    store
 }
 
 /// The OCI layout of the busybox base written by [`store_with_busybox`] (tag `latest`).
 pub(crate) fn busybox_layout(dir: &Path) -> PathBuf {
     dir.join("busybox-oci")
-}
-
-/// Root-only: prints SKIPPED and returns false otherwise.
-pub(crate) fn require_root(what: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    eprintln!("SKIPPED {what}: needs root (owners, RUN without user namespaces)");
-    false
 }
 
 /// One corpus case.
@@ -428,20 +419,18 @@ fn corpus_has_enough_cases() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn corpus_builds_match_expectations_root() {
-    if !require_root("corpus_builds_match_expectations_root") {
-        return;
-    }
+    kiln_test::require_root();
     run_corpus(&[], |_| true);
 }
 
 /// The RUN cases again with the sandbox's copy-based rootfs (what kiln uses where
 /// overlayfs is unavailable): its metadata differ must produce the same layers.
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn corpus_runs_match_expectations_in_copy_fallback_mode_root() {
-    if !require_root("corpus_runs_match_expectations_in_copy_fallback_mode_root") {
-        return;
-    }
+    kiln_test::require_root();
     run_corpus(&[("KILN_SANDBOX_FORCE_COPY", "1")], |case| {
         std::fs::read_to_string(case.dir.join("Dockerfile"))
             .unwrap()
@@ -454,9 +443,7 @@ fn corpus_runs_match_expectations_in_copy_fallback_mode_root() {
 /// their expectations.
 fn run_corpus(env: &[(&str, &str)], select: impl Fn(&Case) -> bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let cases = cases();
     let only = std::env::var("KILN_CORPUS_CASE").ok();
     let selected: Vec<&Case> = cases

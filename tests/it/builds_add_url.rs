@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::builds::{require_root, store_with_busybox};
-use crate::common::{has_tool, kiln_in, run_fails};
+use crate::builds::store_with_busybox;
+use crate::common::{kiln_in, run_fails};
 
 /// A `python3 -m http.server` on a free loopback port serving `dir`; killed on drop.
 struct Server {
@@ -66,27 +66,23 @@ struct Fixture {
     server: Server,
 }
 
-fn fixture(what: &str) -> Option<Fixture> {
-    if !require_root(what) {
-        return None;
-    }
-    if !has_tool("python3") {
-        eprintln!("SKIPPED {what}: needs python3 for the HTTP server");
-        return None;
-    }
+/// Needs root, busybox and python3 (the HTTP server).
+fn fixture() -> Fixture {
+    kiln_test::require_root();
+    kiln_test::require_tool("python3");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_owned();
-    let store = store_with_busybox(&root)?;
+    let store = store_with_busybox(&root);
     let served = root.join("served");
     std::fs::create_dir_all(&served).unwrap();
     let server = Server::start(&served);
-    Some(Fixture {
+    Fixture {
         _tmp: tmp,
         root,
         store,
         served,
         server,
-    })
+    }
 }
 
 impl Fixture {
@@ -153,10 +149,12 @@ fn is_cached(log: &str, name: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_python3),
+    ignore = "needs root, busybox, python3"
+)]
 fn builds_add_url_downloads_into_a_directory_root() {
-    let Some(fx) = fixture("builds_add_url_downloads_into_a_directory_root") else {
-        return;
-    };
+    let fx = fixture();
     fx.serve("hello.txt", "hello from http\n");
     let served_mtime = std::fs::metadata(fx.served.join("hello.txt"))
         .unwrap()
@@ -180,10 +178,12 @@ fn builds_add_url_downloads_into_a_directory_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_python3),
+    ignore = "needs root, busybox, python3"
+)]
 fn builds_add_url_to_a_file_path_with_chmod_root() {
-    let Some(fx) = fixture("builds_add_url_to_a_file_path_with_chmod_root") else {
-        return;
-    };
+    let fx = fixture();
     fx.serve("tool.sh", "#!/bin/sh\necho tool\n");
     let url = fx.server.url("tool.sh");
     let (log, out) = fx.build_ok(
@@ -213,10 +213,12 @@ fn builds_add_url_to_a_file_path_with_chmod_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_python3),
+    ignore = "needs root, busybox, python3"
+)]
 fn builds_add_url_checksum_is_verified_root() {
-    let Some(fx) = fixture("builds_add_url_checksum_is_verified_root") else {
-        return;
-    };
+    let fx = fixture();
     let content = "checked content\n";
     fx.serve("data.bin", content);
     let url = fx.server.url("data.bin");
@@ -241,10 +243,12 @@ fn builds_add_url_checksum_is_verified_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_python3),
+    ignore = "needs root, busybox, python3"
+)]
 fn builds_add_url_http_errors_name_the_url_root() {
-    let Some(fx) = fixture("builds_add_url_http_errors_name_the_url_root") else {
-        return;
-    };
+    let fx = fixture();
     let url = fx.server.url("missing.txt");
     let stderr = fx.build_fails("missing", &format!("FROM busybox\nADD {url} /dest/\n"));
     assert!(stderr.contains(&url), "{stderr}");
@@ -261,10 +265,12 @@ fn builds_add_url_http_errors_name_the_url_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_python3),
+    ignore = "needs root, busybox, python3"
+)]
 fn builds_add_url_cache_follows_the_served_content_root() {
-    let Some(fx) = fixture("builds_add_url_cache_follows_the_served_content_root") else {
-        return;
-    };
+    let fx = fixture();
     fx.serve("v.txt", "one\n");
     let url = fx.server.url("v.txt");
     let dockerfile = format!("FROM busybox\nADD {url} /v.txt\n");

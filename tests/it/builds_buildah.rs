@@ -59,10 +59,8 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::builds::{
-    FsEntry, build_case, busybox_layout, cases, parallel, require_root, store_with_busybox,
-    umoci_unpack, walk,
+    FsEntry, build_case, busybox_layout, cases, parallel, store_with_busybox, umoci_unpack, walk,
 };
-use crate::common::has_tool;
 
 /// The config fields DESIGN.md §1 promises are the same as BuildKit's.
 const FIELDS: &[&str] = &[
@@ -195,18 +193,16 @@ fn tree_differences(
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_buildah, kiln_no_umoci),
+    ignore = "needs root, busybox, buildah, umoci"
+)]
 fn corpus_matches_buildah_root() {
-    if !require_root("corpus_matches_buildah_root") {
-        return;
-    }
-    if !has_tool("buildah") || !has_tool("umoci") {
-        eprintln!("SKIPPED corpus_matches_buildah_root: buildah or umoci not installed");
-        return;
-    }
+    kiln_test::require_root();
+    kiln_test::require_tool("buildah");
+    kiln_test::require_tool("umoci");
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let buildah = Buildah {
         root: tmp.path().join("buildah"),
     };

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::builds::{require_root, store_with_busybox};
+use crate::builds::store_with_busybox;
 use crate::common::{build_plain, kiln_in, run_fails, run_ok};
 
 /// The `#N NAME` header lines of a plain progress log (one per step).
@@ -32,14 +32,11 @@ fn write(dir: &Path, rel: &str, content: &str) {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn target_prunes_a_failing_unrelated_stage_root() {
-    if !require_root("target_prunes_a_failing_unrelated_stage_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(
         &ctx,
@@ -72,14 +69,11 @@ fn target_prunes_a_failing_unrelated_stage_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn independent_stages_run_in_parallel_root() {
-    if !require_root("independent_stages_run_in_parallel_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(
         &ctx,
@@ -102,15 +96,12 @@ fn independent_stages_run_in_parallel_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn by_default_every_ready_stage_runs_even_beyond_the_cores_root() {
     use std::fmt::Write as _;
-    if !require_root("by_default_every_ready_stage_runs_even_beyond_the_cores_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     // Two more sleeping stages than cores: a bound of one stage per core would take two
     // waves (≥ 4 s); BuildKit, and kiln without --jobs, run them all at once.
     let stages = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) + 2;
@@ -138,14 +129,11 @@ fn by_default_every_ready_stage_runs_even_beyond_the_cores_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
-    if !require_root("warm_rebuild_is_cached_and_misses_name_the_changed_file_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(&ctx, "app/main.txt", "main v1\n");
     write(&ctx, "app/util.txt", "util v1\n");
@@ -253,10 +241,9 @@ fn warm_rebuild_is_cached_and_misses_name_the_changed_file_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn same_inputs_give_the_same_digest_across_stores_and_jobs_root() {
-    if !require_root("same_inputs_give_the_same_digest_across_stores_and_jobs_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     write(&ctx, "f.txt", "f\n");
@@ -274,9 +261,7 @@ fn same_inputs_give_the_same_digest_across_stores_and_jobs_root() {
     let mut digests = Vec::new();
     for (name, jobs) in [("a", "1"), ("b", "4")] {
         let dir = tmp.path().join(name);
-        let Some(store) = store_with_busybox(&dir) else {
-            return;
-        };
+        let store = store_with_busybox(&dir);
         let out = run_ok(
             kiln_in(&store)
                 .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -313,14 +298,11 @@ fn same_inputs_give_the_same_digest_across_stores_and_jobs_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root() {
-    if !require_root("onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let parent = tmp.path().join("parent");
     write(
         &parent,
@@ -354,14 +336,11 @@ fn onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn copy_from_a_stage_is_keyed_by_the_copied_subtree_only_root() {
-    if !require_root("copy_from_a_stage_is_keyed_by_the_copied_subtree_only_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(&ctx, "app.txt", "app\n");
     write(&ctx, "README.md", "v1\n");
@@ -407,14 +386,11 @@ fn copy_from_a_stage_is_keyed_by_the_copied_subtree_only_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn dockerfile_specific_dockerignore_wins_root() {
-    if !require_root("dockerfile_specific_dockerignore_wins_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(&ctx, "a.txt", "a\n");
     write(&ctx, "b.txt", "b\n");
@@ -439,15 +415,12 @@ fn dockerfile_specific_dockerignore_wins_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn sigint_cancels_a_running_build_and_cleans_up_root() {
     use std::io::{BufRead as _, BufReader};
-    if !require_root("sigint_cancels_a_running_build_and_cleans_up_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(
         &ctx,
@@ -508,14 +481,11 @@ fn blob_count(store: &Path) -> usize {
 /// snapshots, all steps still cached, into an image that independent tools read; and a record
 /// whose snapshot is gone (and that has no blob) is a miss that rebuilds, not an error.
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() {
-    if !require_root("layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(&ctx, "input.txt", "payload\n");
     write(
@@ -631,15 +601,12 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
 /// listed, by several threads): every file arrives with its content, mode, owner and mtime,
 /// and a second build is cached.
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    if !require_root("a_large_copy_keeps_every_file_mode_owner_and_mtime_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     let modes = [0o644, 0o755, 0o600, 0o4755];
     let mut expected = Vec::new();
@@ -710,9 +677,7 @@ fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
         max_nlink(&store.join("snapshots")) >= 2,
         "no file of the second COPY was linked"
     );
-    let Some(fresh) = store_with_busybox(&tmp.path().join("fresh")) else {
-        return;
-    };
+    let fresh = store_with_busybox(&tmp.path().join("fresh"));
     assert_eq!(linked, epoch_build(&fresh), "linking changed the image");
 }
 
@@ -763,15 +728,12 @@ fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
 /// `COPY --from` links a stage's file into the new layer when its metadata matches; a file
 /// with extended attributes is copied with them, not linked.
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn copy_from_links_files_but_not_files_with_xattrs_root() {
     use std::os::unix::fs::MetadataExt as _;
-    if !require_root("copy_from_links_files_but_not_files_with_xattrs_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     let stage = "FROM busybox AS b\nRUN echo plain > /plain-src && echo tagged > /tagged-src\n";
     write(
@@ -784,16 +746,17 @@ fn copy_from_links_files_but_not_files_with_xattrs_root() {
     let plain = find_file(&snapshots, "plain").expect("the COPY's snapshot");
     assert_eq!(std::fs::metadata(&plain).unwrap().nlink(), 2, "not linked");
     let tagged_src = find_file(&snapshots, "tagged-src").expect("the RUN's snapshot");
-    if rustix::fs::lsetxattr(
+    if let Err(e) = rustix::fs::lsetxattr(
         &tagged_src,
         "user.kiln-test",
         b"1",
         rustix::fs::XattrFlags::empty(),
-    )
-    .is_err()
-    {
-        eprintln!("SKIPPED the xattr half: the store's filesystem has no user xattrs");
-        return;
+    ) {
+        panic!(
+            "setting a user xattr on {} failed ({e}): the xattr half needs a store on a \
+             filesystem with user xattrs (set TMPDIR to one)",
+            tagged_src.display()
+        );
     }
     write(
         &ctx,

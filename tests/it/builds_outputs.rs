@@ -10,9 +10,8 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::builds::{require_root, store_with_busybox};
-use crate::common::{has_tool, is_root, kiln_in, run_fails, run_ok};
-use crate::registry::fixture;
+use crate::builds::store_with_busybox;
+use crate::common::{has_tool, kiln_in, run_fails, run_ok};
 
 fn write(dir: &Path, rel: &str, content: &str) {
     let path = dir.join(rel);
@@ -37,19 +36,15 @@ fn skopeo_inspect(target: &str, extra: &[&str]) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_skopeo),
+    ignore = "needs root, busybox, skopeo"
+)]
 fn named_contexts_and_every_output_type_root() {
-    const TEST: &str = "named_contexts_and_every_output_type_root";
-    if !require_root(TEST) {
-        return;
-    }
-    if !has_tool("skopeo") {
-        eprintln!("SKIPPED {TEST}: skopeo is not installed");
-        return;
-    }
+    kiln_test::require_root();
+    kiln_test::require_tool("skopeo");
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     // An OCI layout to serve as `oci-layout://` (busybox re-exported with a marker file).
     let layout = tmp.path().join("layout");
     let marker = tmp.path().join("marker");
@@ -125,16 +120,23 @@ fn named_contexts_and_every_output_type_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(
+        kiln_no_root,
+        kiln_no_busybox,
+        kiln_no_docker_registry,
+        kiln_no_htpasswd,
+        kiln_no_skopeo,
+        kiln_no_umoci
+    ),
+    ignore = "needs root, busybox, docker-registry, htpasswd, skopeo, umoci"
+)]
 fn push_and_type_image_reach_the_registry_root() {
-    const TEST: &str = "push_and_type_image_reach_the_registry_root";
-    if !require_root(TEST) || !fixture::tools_available(TEST) {
-        return;
-    }
+    kiln_test::require_root();
+    crate::registry::require_registry_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
-    let registry = fixture::Registry::start();
+    let store = store_with_busybox(tmp.path());
+    let registry = crate::registry::Registry::start();
     let ctx = tmp.path().join("ctx");
     write(&ctx, "Dockerfile", "FROM busybox\nRUN echo pushed > /p\n");
     let first = format!("{}/kiln/pushed:1", registry.host);
@@ -160,15 +162,11 @@ fn push_and_type_image_reach_the_registry_root() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn rawjson_progress_is_one_event_per_line_root() {
-    const TEST: &str = "rawjson_progress_is_one_event_per_line_root";
-    if !require_root(TEST) {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     write(&ctx, "Dockerfile", "FROM busybox\nRUN echo hello-events\n");
     let out = run_ok(
@@ -278,29 +276,6 @@ fn tar_outputs_refuse_devices_fifos_symlinks_and_directories() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
     assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
 
-    // A null-like character device (1:7, what /dev/full is) made in the temp dir.
-    if is_root() {
-        let full = dests.join("full");
-        let made = Command::new("mknod")
-            .arg(&full)
-            .args(["c", "1", "7"])
-            .status()
-            .unwrap();
-        assert!(made.success());
-        for kind in ["oci", "docker"] {
-            let output = format!("type={kind},dest={}", full.display());
-            assert_refused(&store, &ctx, &output, &full, "character device");
-        }
-        assert!(
-            std::fs::symlink_metadata(&full)
-                .unwrap()
-                .file_type()
-                .is_char_device()
-        );
-    } else {
-        eprintln!("SKIPPED the character device case: mknod needs root");
-    }
-
     // Not in the store either: the build never ran.
     let images = run_ok(kiln_in(&store).arg("images"));
     assert!(!images.contains("probe"), "{images}");
@@ -311,6 +286,40 @@ fn tar_outputs_refuse_devices_fifos_symlinks_and_directories() {
         &format!("type=oci,dest={}", target.display()),
     ));
     assert!(std::fs::read(&target).unwrap().len() > 1024);
+}
+
+/// The device half of `tar_outputs_refuse_devices_fifos_symlinks_and_directories`: mknod
+/// needs root.
+#[test]
+#[cfg_attr(kiln_no_root, ignore = "needs root")]
+fn tar_outputs_refuse_a_character_device_root() {
+    kiln_test::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    let dests = tmp.path().join("dests");
+    std::fs::create_dir_all(&dests).unwrap();
+    // A null-like character device (1:7, what /dev/full is) made in the temp dir.
+    let full = dests.join("full");
+    let made = Command::new("mknod")
+        .arg(&full)
+        .args(["c", "1", "7"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for kind in ["oci", "docker"] {
+        let output = format!("type={kind},dest={}", full.display());
+        assert_refused(&store, &ctx, &output, &full, "character device");
+    }
+    assert!(
+        std::fs::symlink_metadata(&full)
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // Not in the store either: the build never ran.
+    let images = run_ok(kiln_in(&store).arg("images"));
+    assert!(!images.contains("probe"), "{images}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::builds::{require_root, store_with_busybox};
+use crate::builds::store_with_busybox;
 use crate::common::kiln_in;
 
 /// Writes `dockerfile` (and `files`, relative to the context) into a fresh context under
@@ -229,14 +229,11 @@ fn store_of_another_layout_version_is_refused() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn run_exiting_1_shows_the_command_status_and_tail_as_root() {
-    if !require_root("run_exiting_1_shows_the_command_status_and_tail_as_root") {
-        return;
-    }
+    kiln_test::require_root();
     let dir = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(dir.path()) else {
-        return;
-    };
+    let store = store_with_busybox(dir.path());
     let err = failed_build(
         dir.path(),
         &store,

@@ -2,10 +2,10 @@
 //! `examples/bases.sh` makes (busybox, debian:bookworm-slim, python:3.11-slim), then checked
 //! from outside: config, size, stages that ran, skopeo and umoci, and `kiln run`.
 //!
-//! The Debian-based tests are `#[ignore]`d as heavy (mmdebstrap + the Debian mirror; the first
-//! run bootstraps the root filesystems into ~/.cache/kiln-examples, later runs reuse them);
-//! the CI runs them with `--run-ignored all`, as root. The `kiln run` checks skip with a message
-//! when the binary has no `run` command.
+//! The Debian-based tests are heavy (mmdebstrap + the Debian mirror; the first run bootstraps
+//! the root filesystems into ~/.cache/kiln-examples, later runs reuse them) and named
+//! `heavy_*`: nextest's default profile leaves them out, `--profile full` (`.ci/test`) runs
+//! them, as root.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -14,27 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{build_plain, busybox_binary, has_tool, is_root, kiln_in, run_fails, run_ok};
-
-use crate::registry::fixture;
+use crate::common::{build_plain, busybox_binary, kiln_in, run_fails, run_ok};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-/// Whether this machine can make the Debian bases (root, mmdebstrap, jq); prints SKIPPED if not.
-fn can_make_debian_bases(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED {test}: mmdebstrap --mode=root needs root");
-        return false;
-    }
+/// Needs what `examples/bases.sh` needs to make the Debian bases: root (mmdebstrap
+/// --mode=root), mmdebstrap, jq and flock (and the Debian mirror, which is not probed).
+fn require_debian_bases() {
+    kiln_test::require_root();
     for tool in ["mmdebstrap", "jq", "flock"] {
-        if !has_tool(tool) {
-            eprintln!("SKIPPED {test}: `{tool}` is not installed");
-            return false;
-        }
+        kiln_test::require_tool(tool);
     }
-    true
 }
 
 /// Runs `examples/bases.sh BASES...` into `store`.
@@ -59,18 +51,6 @@ fn prepare_fastapi(store: &Path) -> PathBuf {
             .env("KILN_ROOT", store),
     );
     dir
-}
-
-/// Whether the binary has `kiln run`; prints SKIPPED when not.
-fn has_kiln_run(test: &str) -> bool {
-    let ok = crate::common::kiln()
-        .args(["run", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED {test}: this kiln has no `run` command yet");
-    }
-    ok
 }
 
 /// The stage names in `--progress plain` output (`#N [stage i/n] ...` lines).
@@ -143,12 +123,21 @@ fn free_port() -> u16 {
 }
 
 #[test]
-#[ignore = "heavy: needs mmdebstrap and network to the Debian mirror; run by .ci/test"]
-fn python_fastapi_production_image() {
-    const TEST: &str = "python_fastapi_production_image";
-    if !can_make_debian_bases(TEST) {
-        return;
-    }
+#[cfg_attr(
+    any(
+        kiln_no_root,
+        kiln_no_flock,
+        kiln_no_jq,
+        kiln_no_mmdebstrap,
+        kiln_no_skopeo,
+        kiln_no_umoci
+    ),
+    ignore = "needs root, flock, jq, mmdebstrap, skopeo, umoci"
+)]
+fn heavy_python_fastapi_production_image() {
+    require_debian_bases();
+    kiln_test::require_tool("skopeo");
+    kiln_test::require_tool("umoci");
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["python"]);
@@ -210,7 +199,7 @@ fn python_fastapi_production_image() {
     );
 
     // skopeo reads both outputs; umoci unpacks the layout.
-    if has_tool("skopeo") {
+    {
         let out = run_ok(
             Command::new("skopeo")
                 .arg("inspect")
@@ -228,10 +217,8 @@ fn python_fastapi_production_image() {
                 .arg(format!("oci:{}:latest", layout.display())),
         );
         assert!(out.contains("\"User\": \"app\""), "{out}");
-    } else {
-        eprintln!("{TEST}: skopeo not installed, not cross-checked");
     }
-    if has_tool("umoci") {
+    {
         let bundle = tmp.path().join("bundle");
         run_ok(
             Command::new("umoci")
@@ -261,13 +248,8 @@ fn python_fastapi_production_image() {
         );
         let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
         assert!(passwd.contains("app:x:1000:1000:"), "{passwd}");
-    } else {
-        eprintln!("{TEST}: umoci not installed, not unpacked");
     }
 
-    if !has_kiln_run(TEST) {
-        return;
-    }
     let whoami = run_ok(kiln_in(&store).args(["run", "fastapi-demo", "whoami"]));
     assert_eq!(whoami.trim(), "app");
     assert_ne!(whoami.trim(), "root");
@@ -343,12 +325,12 @@ fn python_fastapi_production_image() {
 }
 
 #[test]
-#[ignore = "heavy: needs mmdebstrap and network to the Debian mirror; run by .ci/test"]
-fn python_fastapi_targets_build_only_what_they_need() {
-    const TEST: &str = "python_fastapi_targets_build_only_what_they_need";
-    if !can_make_debian_bases(TEST) {
-        return;
-    }
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_flock, kiln_no_jq, kiln_no_mmdebstrap),
+    ignore = "needs root, flock, jq, mmdebstrap"
+)]
+fn heavy_python_fastapi_targets_build_only_what_they_need() {
+    require_debian_bases();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["python"]);
@@ -394,12 +376,12 @@ fn python_fastapi_targets_build_only_what_they_need() {
 }
 
 #[test]
-#[ignore = "heavy: needs mmdebstrap and network to the Debian mirror; run by .ci/test"]
-fn python_fastapi_failing_test_fails_the_build() {
-    const TEST: &str = "python_fastapi_failing_test_fails_the_build";
-    if !can_make_debian_bases(TEST) {
-        return;
-    }
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_flock, kiln_no_jq, kiln_no_mmdebstrap),
+    ignore = "needs root, flock, jq, mmdebstrap"
+)]
+fn heavy_python_fastapi_failing_test_fails_the_build() {
+    require_debian_bases();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["python"]);
@@ -429,12 +411,12 @@ fn python_fastapi_failing_test_fails_the_build() {
 }
 
 #[test]
-#[ignore = "heavy: needs mmdebstrap and network to the Debian mirror; run by .ci/test"]
-fn static_binary_is_tiny_and_runs() {
-    const TEST: &str = "static_binary_is_tiny_and_runs";
-    if !can_make_debian_bases(TEST) {
-        return;
-    }
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_flock, kiln_no_jq, kiln_no_mmdebstrap),
+    ignore = "needs root, flock, jq, mmdebstrap"
+)]
+fn heavy_static_binary_is_tiny_and_runs() {
+    require_debian_bases();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["debian"]);
@@ -455,9 +437,6 @@ fn static_binary_is_tiny_and_runs() {
     let config = config_of(&store, "static-hello");
     assert_eq!(config["Entrypoint"], serde_json::json!(["/hello"]));
 
-    if !has_kiln_run(TEST) {
-        return;
-    }
     let out = run_ok(kiln_in(&store).args(["run", "static-hello", "one", "two"]));
     assert!(out.starts_with("hello from a static binary"), "{out}");
     assert!(out.contains("arg 1: one\narg 2: two"), "{out}");
@@ -468,13 +447,19 @@ fn static_binary_is_tiny_and_runs() {
 }
 
 #[test]
-#[ignore = "heavy: needs mmdebstrap and network to the Debian mirror; run by .ci/test"]
-fn external_from_copies_a_file_out_of_an_image() {
-    const TEST: &str = "external_from_copies_a_file_out_of_an_image";
-    if !can_make_debian_bases(TEST) || busybox_binary().is_none() {
-        eprintln!("SKIPPED {TEST}: needs the Debian bases and busybox-static");
-        return;
-    }
+#[cfg_attr(
+    any(
+        kiln_no_root,
+        kiln_no_busybox,
+        kiln_no_flock,
+        kiln_no_jq,
+        kiln_no_mmdebstrap
+    ),
+    ignore = "needs root, busybox, flock, jq, mmdebstrap"
+)]
+fn heavy_external_from_copies_a_file_out_of_an_image() {
+    require_debian_bases();
+    kiln_test::require_busybox();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     make_bases(&store, &["busybox", "debian"]);
@@ -500,29 +485,30 @@ fn external_from_copies_a_file_out_of_an_image() {
         "on top of the debian base"
     );
 
-    if !has_kiln_run(TEST) {
-        return;
-    }
     let out = run_ok(kiln_in(&store).args(["run", "external-from", "busybox", "echo", "arrived"]));
     assert_eq!(out.trim(), "arrived");
 }
 
 /// `COPY --from=HOST:PORT/REPO:TAG` pulled from a loopback registry (no Debian needed).
 #[test]
+#[cfg_attr(
+    any(
+        kiln_no_busybox,
+        kiln_no_docker_registry,
+        kiln_no_htpasswd,
+        kiln_no_skopeo,
+        kiln_no_umoci
+    ),
+    ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
+)]
 fn external_from_a_registry_reference() {
-    const TEST: &str = "external_from_a_registry_reference";
-    if !fixture::tools_available(TEST) {
-        return;
-    }
+    crate::registry::require_registry_tools();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
-    let Some(busybox) = busybox_binary() else {
-        eprintln!("SKIPPED {TEST}: no static busybox");
-        return;
-    };
+    let busybox = kiln_test::require_busybox();
     let rootfs = tmp.path().join("bb");
-    crate::common::busybox_rootfs(&rootfs).expect("busybox rootfs");
-    let registry = fixture::Registry::start();
+    crate::common::busybox_rootfs(&rootfs);
+    let registry = crate::registry::Registry::start();
     let name = format!("{}/library/busybox:1.36", registry.host);
     run_ok(
         kiln_in(&store)

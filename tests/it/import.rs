@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use crate::common::{busybox_rootfs, has_tool, is_root, kiln_in, run_fails, run_ok};
+use crate::common::{busybox_rootfs, is_root, kiln_in, run_fails, run_ok};
 
 const EPOCH: &str = "1700000000";
 
@@ -91,11 +91,13 @@ fn skopeo_inspect(transport: &str) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_busybox, kiln_no_skopeo, kiln_no_umoci),
+    ignore = "needs busybox, skopeo, umoci"
+)]
 fn import_busybox_outputs_agree_with_skopeo_and_umoci() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let store = tmp.path().join("store");
     let oci_tar = tmp.path().join("out.tar");
     let oci_dir = tmp.path().join("layout");
@@ -149,10 +151,7 @@ fn import_busybox_outputs_agree_with_skopeo_and_umoci() {
     // type=local is the input tree.
     assert_eq!(tree(&local), tree(&rootfs));
 
-    if !has_tool("skopeo") {
-        eprintln!("SKIPPED: skopeo not installed; archive checks by skopeo not run");
-        return;
-    }
+    kiln_test::require_tool("skopeo");
     let oci = skopeo_inspect(&format!("oci-archive:{}", oci_tar.display()));
     assert_eq!(oci["Digest"], digest.as_str());
     assert_eq!(oci["Layers"], serde_json::json!(layers));
@@ -162,10 +161,7 @@ fn import_busybox_outputs_agree_with_skopeo_and_umoci() {
     assert_eq!(docker["Layers"].as_array().unwrap().len(), 1);
     assert_eq!(docker["Created"], "2023-11-14T22:13:20Z");
 
-    if !has_tool("umoci") {
-        eprintln!("SKIPPED: umoci not installed; unpack check not run");
-        return;
-    }
+    kiln_test::require_tool("umoci");
     let bundle = tmp.path().join("bundle");
     let mut umoci = std::process::Command::new("umoci");
     umoci
@@ -184,11 +180,10 @@ fn import_busybox_outputs_agree_with_skopeo_and_umoci() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_busybox, ignore = "needs busybox")]
 fn import_is_reproducible_across_runs_threads_and_stores() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let store_a = tmp.path().join("a");
     let store_b = tmp.path().join("b");
     let one = ["--compression-threads", "1"];
@@ -230,15 +225,11 @@ fn import_is_reproducible_across_runs_threads_and_stores() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_busybox, kiln_no_tar), ignore = "needs busybox, tar")]
 fn import_of_a_tarball_keeps_its_entries() {
-    if !crate::common::has_tool("tar") {
-        eprintln!("SKIPPED: tar not installed");
-        return;
-    }
+    kiln_test::require_tool("tar");
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let archive = tmp.path().join("rootfs.tar.gz");
     let status = std::process::Command::new("tar")
         .arg("-czf")
@@ -278,11 +269,10 @@ fn import_of_a_tarball_keeps_its_entries() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_busybox, ignore = "needs busybox")]
 fn images_lists_and_rmi_removes() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let store = tmp.path().join("store");
     import(&store, &rootfs, "busybox:fixture", &[]);
     let config_id = inspect(&store, "busybox:fixture")["Id"]

@@ -1,6 +1,6 @@
 //! `kiln push`, `kiln pull`, `kiln login` and `kiln logout` against a real loopback registry
-//! (`docker-registry serve`), cross-checked with skopeo. The registry fixture is shared with
-//! kiln-registry's own tests.
+//! (`docker-registry serve`), cross-checked with skopeo. The registry fixture comes from
+//! kiln-test (shared with kiln-registry's own tests).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -8,21 +8,14 @@ use std::process::{Command, Stdio};
 
 use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
 
-#[path = "../../crates/kiln-registry/tests/support/registry.rs"]
-#[expect(
-    dead_code,
-    reason = "the fixture has helpers only kiln-registry's tests use"
-)]
-pub(crate) mod fixture;
+pub(crate) use kiln_test::Registry;
 
-use fixture::{Registry, tools_available};
-
-#[path = "../../crates/kiln-registry/tests/support/proxy.rs"]
-#[expect(
-    dead_code,
-    reason = "the proxy has faults and a log only kiln-registry's tests use"
-)]
-mod proxy;
+/// The registry, its htpasswd auth, and skopeo and umoci for the cross-checks.
+pub(crate) fn require_registry_tools() {
+    for tool in ["docker-registry", "skopeo", "umoci", "htpasswd"] {
+        kiln_test::require_tool(tool);
+    }
+}
 
 /// The manifest digest skopeo computes for `reference` (`--creds` when given).
 fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
@@ -58,15 +51,20 @@ fn kiln_with(store: &Path, docker: &Path) -> Command {
 }
 
 #[test]
+#[cfg_attr(
+    any(
+        kiln_no_busybox,
+        kiln_no_docker_registry,
+        kiln_no_htpasswd,
+        kiln_no_skopeo,
+        kiln_no_umoci
+    ),
+    ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
+)]
 fn registry_push_then_pull_round_trip_keeps_the_digest() {
-    if !tools_available("registry_push_then_pull_round_trip_keeps_the_digest") {
-        return;
-    }
+    require_registry_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        eprintln!("SKIPPED registry_push_then_pull_round_trip_keeps_the_digest: no static busybox");
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let registry = Registry::start();
     let host = &registry.host;
     let docker = tmp.path().join("docker");
@@ -151,15 +149,20 @@ fn login(store: &Path, docker: &Path, host: &str, password: &str) -> std::proces
 }
 
 #[test]
+#[cfg_attr(
+    any(
+        kiln_no_busybox,
+        kiln_no_docker_registry,
+        kiln_no_htpasswd,
+        kiln_no_skopeo,
+        kiln_no_umoci
+    ),
+    ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
+)]
 fn registry_login_logout_with_htpasswd() {
-    if !tools_available("registry_login_logout_with_htpasswd") {
-        return;
-    }
+    require_registry_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        eprintln!("SKIPPED registry_login_logout_with_htpasswd: no static busybox");
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let registry = Registry::start_with_auth("kiln", "s3cret");
     let host = &registry.host;
     let docker = tmp.path().join("docker");
@@ -225,16 +228,20 @@ fn registry_login_logout_with_htpasswd() {
 }
 
 #[test]
+#[cfg_attr(
+    any(
+        kiln_no_busybox,
+        kiln_no_docker_registry,
+        kiln_no_htpasswd,
+        kiln_no_skopeo,
+        kiln_no_umoci
+    ),
+    ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
+)]
 fn stages_from_different_registry_images_pull_them_at_the_same_time() {
-    let test = "stages_from_different_registry_images_pull_them_at_the_same_time";
-    if !tools_available(test) {
-        return;
-    }
+    require_registry_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        eprintln!("SKIPPED {test}: no static busybox");
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let registry = Registry::start();
     let docker = tmp.path().join("docker");
     let seed = tmp.path().join("seed");
@@ -251,14 +258,14 @@ fn stages_from_different_registry_images_pull_them_at_the_same_time() {
         run_ok(kiln_with(&seed, &docker).args(["push", &reference, &reference]));
     }
     // A slow registry: every manifest request waits before it is answered.
-    let proxy = proxy::FaultProxy::start(&registry.host);
+    let proxy = kiln_test::FaultProxy::start(&registry.host);
     let delay = std::time::Duration::from_millis(1500);
     for method in ["GET", "HEAD"] {
-        proxy.add(proxy::Rule {
+        proxy.add(kiln_test::Rule {
             method,
             path: "/manifests/".to_owned(),
             times: usize::MAX,
-            fault: proxy::Fault::Delay(delay),
+            fault: kiln_test::Fault::Delay(delay),
         });
     }
     let ctx = tmp.path().join("ctx");

@@ -3,8 +3,8 @@
 //! workdir, CMD, ENTRYPOINT), exit codes (command's, signals, not found, no command, timeout,
 //! SIGTERM to kiln), and that nothing is left behind (mounts, store tmp, processes).
 //!
-//! Everything but `history_*` needs root (the CI runs as root); those tests print SKIPPED
-//! otherwise.
+//! Everything but `history_*` needs root (the CI runs as root); without it those tests are
+//! skipped (`kiln_no_root`), or fail under `CI=true`.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -54,15 +54,14 @@ impl Fixture {
     }
 }
 
-/// A busybox image named `name` imported with `changes` (`-c` instructions); `None` (after a
-/// SKIPPED line) without busybox or, when `needs_root`, without root.
-fn fixture(name: &str, changes: &[&str], needs_root: bool) -> Option<Fixture> {
-    if needs_root && !is_root() {
-        eprintln!("SKIPPED: kiln run needs root here (the CI runs as root)");
-        return None;
+/// A busybox image named `name` imported with `changes` (`-c` instructions). Needs busybox
+/// and, when `needs_root`, root.
+fn fixture(name: &str, changes: &[&str], needs_root: bool) -> Fixture {
+    if needs_root {
+        kiln_test::require_root();
     }
     let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(&dir.path().join("rootfs"))?;
+    let rootfs = busybox_rootfs(&dir.path().join("rootfs"));
     for applet in ["hostname", "kill", "ps"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -81,12 +80,12 @@ fn fixture(name: &str, changes: &[&str], needs_root: bool) -> Option<Fixture> {
         import.args(["-c", change]);
     }
     run_ok(&mut import);
-    Some(Fixture {
+    Fixture {
         dir,
         rootfs,
         store,
         image: name.to_owned(),
-    })
+    }
 }
 
 /// The host's mounts at or below the fixture's directory, where a leaked sandbox mount would
@@ -139,10 +138,9 @@ fn send_signal(pid: u32, signal: &str) {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn run_as_root_users_from_flag_name_and_image_config() {
-    let Some(fx) = fixture("users:1", &["USER alice"], true) else {
-        return;
-    };
+    let fx = fixture("users:1", &["USER alice"], true);
     // The image's User.
     assert_eq!(fx.output(&[], &["whoami"]), "alice\n");
     assert_eq!(fx.output(&[], &["id", "-g"]), "1002\n");
@@ -155,9 +153,7 @@ fn run_as_root_users_from_flag_name_and_image_config() {
         fx.output(&["-u", "user"], &["sh", "-c", "echo $HOME"]),
         "/home/user\n"
     );
-    let Some(plain) = fixture("users:plain", &[], true) else {
-        return;
-    };
+    let plain = fixture("users:plain", &[], true);
     assert_eq!(plain.output(&[], &["id", "-u"]), "0\n");
     assert_eq!(plain.output(&[], &["whoami"]), "root\n");
     // A name the image does not know fails to start the container.
@@ -170,10 +166,9 @@ fn run_as_root_users_from_flag_name_and_image_config() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn run_as_root_is_isolated_from_the_host() {
-    let Some(fx) = fixture("isolated:1", &[], true) else {
-        return;
-    };
+    let fx = fixture("isolated:1", &[], true);
     let host_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     assert!(host_file.is_file());
     let probe = format!(
@@ -223,8 +218,9 @@ fn run_as_root_is_isolated_from_the_host() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn run_as_root_env_workdir_cmd_and_entrypoint_follow_docker() {
-    let Some(fx) = fixture(
+    let fx = fixture(
         "config:1",
         &[
             "ENV A=image B=image",
@@ -233,9 +229,7 @@ fn run_as_root_env_workdir_cmd_and_entrypoint_follow_docker() {
             r#"CMD ["default"]"#,
         ],
         true,
-    ) else {
-        return;
-    };
+    );
     // Entrypoint + Cmd; arguments replace Cmd only.
     assert_eq!(fx.output(&[], &[]), "entry default\n");
     assert_eq!(fx.output(&[], &["x", "-n", "y"]), "entry x -n y\n");
@@ -282,10 +276,9 @@ fn run_as_root_env_workdir_cmd_and_entrypoint_follow_docker() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn run_as_root_exit_codes_and_failures_leave_nothing_behind() {
-    let Some(fx) = fixture("fail:1", &[], true) else {
-        return;
-    };
+    let fx = fixture("fail:1", &[], true);
     let mounts = mount_count(&fx);
     run_fails(fx.run().args([&fx.image, "sh", "-c", "exit 3"]), 3);
     // A process killed by a signal: 128 + 9, through the shell and as the command itself.
@@ -379,10 +372,9 @@ fn run_as_root_exit_codes_and_failures_leave_nothing_behind() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn run_as_root_sigterm_and_sigint_cancel_cleanly() {
-    let Some(fx) = fixture("cancel:1", &[], true) else {
-        return;
-    };
+    let fx = fixture("cancel:1", &[], true);
     let mounts = mount_count(&fx);
     // (signal, expected exit code, sleep marker, whether the whole process group gets it as
     // from a terminal's Ctrl-C, which also reaches kiln's sandbox helper).
@@ -445,10 +437,9 @@ fn tree_size(root: &Path) -> u64 {
 }
 
 #[test]
+#[cfg_attr(kiln_no_busybox, ignore = "needs busybox")]
 fn history_lists_entries_newest_first_with_layer_sizes() {
-    let Some(fx) = fixture("hist:1", &["ENV A=1", r#"CMD ["sh"]"#], false) else {
-        return;
-    };
+    let fx = fixture("hist:1", &["ENV A=1", r#"CMD ["sh"]"#], false);
     let table = run_ok(kiln_in(&fx.store).args(["history", &fx.image]));
     let lines: Vec<&str> = table.lines().collect();
     let header = lines[0];

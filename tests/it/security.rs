@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{busybox_rootfs, has_tool, is_root, kiln_in, run_ok};
+use crate::common::{busybox_rootfs, kiln_in, run_ok};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -18,22 +18,12 @@ struct Fixture {
 }
 
 /// A store with `busybox:latest` (plus the probe and a few more applets) and an empty
-/// context; `None` after a SKIPPED line without root, busybox or a static C toolchain.
-fn fixture() -> Option<Fixture> {
-    if !is_root() {
-        eprintln!("SKIPPED: the security tests need root (the CI runs as root)");
-        return None;
-    }
-    if !has_tool("gcc") {
-        assert!(
-            std::env::var("CI").is_err(),
-            "gcc is missing under CI=true: .ci/install-deps must install gcc and libc6-dev"
-        );
-        eprintln!("SKIPPED: no gcc to build the security probe");
-        return None;
-    }
+/// context. Needs root, busybox and gcc with a static libc (libc6-dev).
+fn fixture() -> Fixture {
+    kiln_test::require_root();
+    kiln_test::require_tool("gcc");
     let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(&dir.path().join("rootfs"))?;
+    let rootfs = busybox_rootfs(&dir.path().join("rootfs"));
     for applet in ["seq", "mount", "unshare", "ps"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -59,11 +49,11 @@ fn fixture() -> Option<Fixture> {
     );
     let context = dir.path().join("context");
     std::fs::create_dir(&context).unwrap();
-    Some(Fixture {
+    Fixture {
         dir,
         store,
         context,
-    })
+    }
 }
 
 impl Fixture {
@@ -126,8 +116,12 @@ RUN (echo 61 > /proc/sys/vm/swappiness) 2>/dev/null && echo WROTE-swappiness || 
 ";
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_gcc),
+    ignore = "needs root, busybox, gcc"
+)]
 fn hostile_run_cannot_change_host_kernel_settings_needs_root() {
-    let Some(fx) = fixture() else { return };
+    let fx = fixture();
     let before = (
         read("/proc/sys/vm/swappiness"),
         read("/proc/sys/kernel/core_pattern"),
@@ -152,8 +146,12 @@ fn hostile_run_cannot_change_host_kernel_settings_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_gcc),
+    ignore = "needs root, busybox, gcc"
+)]
 fn insecure_run_may_write_proc_sys_only_when_allowed_needs_root() {
-    let Some(fx) = fixture() else { return };
+    let fx = fixture();
     // Writes the host's current value back: the difference shows, the host does not change.
     let swappiness = read("/proc/sys/vm/swappiness");
     let swappiness = swappiness.trim();
@@ -203,8 +201,12 @@ fn probe_dockerfile(security: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_gcc),
+    ignore = "needs root, busybox, gcc"
+)]
 fn hostile_run_privileged_syscalls_are_refused_needs_root() {
-    let Some(fx) = fixture() else { return };
+    let fx = fixture();
     let results = probe_results(&fx.run_lines(&probe_dockerfile(""), &[]));
     for probe in PROBES {
         let result = results
@@ -236,8 +238,12 @@ fn hostile_run_privileged_syscalls_are_refused_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_gcc),
+    ignore = "needs root, busybox, gcc"
+)]
 fn capabilities_seccomp_and_masked_paths_follow_dockers_profile_needs_root() {
-    let Some(fx) = fixture() else { return };
+    let fx = fixture();
     let marker_dir = tempfile::tempdir().unwrap();
     let marker = marker_dir.path().join("host-secret");
     std::fs::write(&marker, "host secret").unwrap();
@@ -285,8 +291,12 @@ fn capabilities_seccomp_and_masked_paths_follow_dockers_profile_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_gcc),
+    ignore = "needs root, busybox, gcc"
+)]
 fn fork_bomb_fails_the_step_not_the_host_needs_root() {
-    let Some(fx) = fixture() else { return };
+    let fx = fixture();
     // More processes than the sandbox's limit (4096), each waiting long enough to count.
     let dockerfile = "FROM busybox\n\
         RUN i=0; while [ $i -lt 6000 ]; do sleep 60 & i=$((i+1)); done; echo spawned-all\n";
@@ -313,8 +323,12 @@ fn fork_bomb_fails_the_step_not_the_host_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_gcc),
+    ignore = "needs root, busybox, gcc"
+)]
 fn a_run_cannot_steer_the_host_side_cleanup_through_a_symlink_needs_root() {
-    let Some(fx) = fixture() else { return };
+    let fx = fixture();
     // With no /etc in the image, the sandbox makes /etc and /etc/hosts as stubs to mount
     // over; after the run the host-side helper removes untouched stubs from the layer. The
     // step moves /etc away and leaves a symlink to a host directory in its place, hoping the
@@ -333,8 +347,12 @@ fn a_run_cannot_steer_the_host_side_cleanup_through_a_symlink_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_gcc),
+    ignore = "needs root, busybox, gcc"
+)]
 fn a_tmpfs_mount_keeps_its_size_limit_needs_root() {
-    let Some(fx) = fixture() else { return };
+    let fx = fixture();
     let dockerfile = "FROM busybox\n\
         RUN --mount=type=tmpfs,target=/scratch,size=1048576 \
             (head -c 2097152 /dev/zero > /scratch/fill) 2>/dev/null && echo FILLED || echo FULL\n";

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::builds::{require_root, store_with_busybox};
+use crate::builds::store_with_busybox;
 use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
 
 fn blob_count(store: &Path) -> usize {
@@ -85,11 +85,10 @@ fn kill_9_during_import_leaves_a_store_verify_finds_consistent() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_busybox, ignore = "needs busybox")]
 fn verify_reports_corruption_and_prune_collects_removed_images() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     let store = tmp.path().join("store");
     run_ok(
         kiln_in(&store)
@@ -149,15 +148,12 @@ fn a_store_of_another_layout_version_is_refused() {
 }
 
 #[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn prune_waits_for_a_running_build_root() {
     use std::io::BufRead as _;
-    if !require_root("prune_waits_for_a_running_build_root") {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(store) = store_with_busybox(tmp.path()) else {
-        return;
-    };
+    let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(

@@ -6,8 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::builds::require_root;
-use crate::common::{busybox_rootfs, has_tool, kiln_in, run_fails, run_ok};
+use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
 
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
@@ -66,11 +65,9 @@ fn a_loosened_store_root_is_made_private_with_one_warning_and_verify_reports_it(
 }
 
 #[test]
+#[cfg_attr(kiln_no_root, ignore = "needs root")]
 fn verify_reports_a_store_root_owned_by_another_user_root() {
-    const TEST: &str = "verify_reports_a_store_root_owned_by_another_user_root";
-    if !require_root(TEST) {
-        return;
-    }
+    kiln_test::require_root();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     run_ok(kiln_in(&store).arg("images"));
@@ -100,21 +97,17 @@ fn find_in_snapshots(store: &Path, rel: &str) -> Option<PathBuf> {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_runuser),
+    ignore = "needs root, busybox, runuser"
+)]
 fn another_user_cannot_run_a_setuid_binary_from_a_snapshot_root() {
-    const TEST: &str = "another_user_cannot_run_a_setuid_binary_from_a_snapshot_root";
-    if !require_root(TEST) {
-        return;
-    }
-    if !has_tool("runuser") {
-        eprintln!("SKIPPED {TEST}: runuser (util-linux) is not installed");
-        return;
-    }
+    kiln_test::require_root();
+    kiln_test::require_tool("runuser");
     let tmp = tempfile::tempdir().unwrap();
     // Open the temp dir (whatever its mode) so that only the store root stands in the way.
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let Some(rootfs) = busybox_rootfs(&tmp.path().join("rootfs")) else {
-        return;
-    };
+    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     // A setuid-root copy of the host's `id`: run from the host, it reports its euid.
     let suid = rootfs.join("bin/suid-id");
     std::fs::copy("/usr/bin/id", &suid).unwrap();

@@ -1,32 +1,24 @@
 //! `.dockerignore` matching facts from moby/patternmatcher's tests
 //! (`../shared/conformance/dockerignore/cases.tsv`, conformance README section 5), read in
-//! place. Every row runs through `PatternMatcher::new` and `matches_or_parent_matches`. When
-//! the corpus is absent the test says so loudly and passes.
+//! place. Every row runs through `PatternMatcher::new` and `matches_or_parent_matches`. Without
+//! the corpus the tests are skipped (`kiln_no_conformance`), or fail under `CI=true`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kiln_dockerfile::PatternMatcher;
 
-fn cases_file() -> Option<PathBuf> {
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
-        PathBuf::from,
-    );
-    let file = dir.join("dockerignore/cases.tsv");
-    if file.is_file() {
-        Some(file)
-    } else {
-        eprintln!(
-            "SKIPPED: conformance data not found at {} (set KILN_CONFORMANCE_DIR)",
-            dir.display()
-        );
-        None
-    }
+/// The cases table (`kiln_test::require_conformance`).
+fn cases_file() -> PathBuf {
+    kiln_test::require_conformance().join("dockerignore/cases.tsv")
 }
 
 #[test]
+#[cfg_attr(
+    kiln_no_conformance,
+    ignore = "needs the conformance corpus (KILN_CONFORMANCE_DIR)"
+)]
 fn every_cases_tsv_row_matches_like_moby() {
-    let Some(file) = cases_file() else { return };
+    let file = cases_file();
     let text = std::fs::read_to_string(&file)
         .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
     let mut lines = text.lines();

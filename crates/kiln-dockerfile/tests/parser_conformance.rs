@@ -2,26 +2,16 @@
 //!
 //! Every `testfiles/<case>` must dump byte-identically to its `result`, every
 //! `testfiles-negative/<case>` must fail, and `testfile-line` must report BuildKit's line
-//! numbers. When the corpus is absent the tests say so loudly and pass.
+//! numbers. Without the corpus the tests are skipped (`kiln_no_conformance`), or fail under `CI=true`.
 
 use std::path::{Path, PathBuf};
 
 use kiln_dockerfile::parse_syntax;
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
-        PathBuf::from,
-    );
-    if dir.join("buildkit/parser").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: conformance data not found at {} (set KILN_CONFORMANCE_DIR)",
-            dir.display()
-        );
-        None
-    }
+/// The corpus (`kiln_test::require_conformance`): a test that calls this fails under CI
+/// when the corpus is absent, and is skipped (`kiln_no_conformance`) elsewhere.
+fn conformance_dir() -> PathBuf {
+    kiln_test::require_conformance()
 }
 
 fn cases(dir: &Path) -> Vec<PathBuf> {
@@ -39,10 +29,12 @@ fn read(path: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    kiln_no_conformance,
+    ignore = "needs the conformance corpus (KILN_CONFORMANCE_DIR)"
+)]
 fn golden_testfiles_dump_byte_for_byte() {
-    let Some(root) = conformance_dir() else {
-        return;
-    };
+    let root = conformance_dir();
     let cases = cases(&root.join("buildkit/parser/testfiles"));
     assert_eq!(cases.len(), 33, "expected BuildKit's 33 golden cases");
     let mut failures = Vec::new();
@@ -70,10 +62,12 @@ fn golden_testfiles_dump_byte_for_byte() {
 }
 
 #[test]
+#[cfg_attr(
+    kiln_no_conformance,
+    ignore = "needs the conformance corpus (KILN_CONFORMANCE_DIR)"
+)]
 fn negative_testfiles_fail_with_a_message() {
-    let Some(root) = conformance_dir() else {
-        return;
-    };
+    let root = conformance_dir();
     let cases = cases(&root.join("buildkit/parser/testfiles-negative"));
     assert_eq!(cases.len(), 4);
     for case in &cases {
@@ -88,10 +82,12 @@ fn negative_testfiles_fail_with_a_message() {
 }
 
 #[test]
+#[cfg_attr(
+    kiln_no_conformance,
+    ignore = "needs the conformance corpus (KILN_CONFORMANCE_DIR)"
+)]
 fn testfile_line_numbers_match_buildkit() {
-    let Some(root) = conformance_dir() else {
-        return;
-    };
+    let root = conformance_dir();
     let src = read(&root.join("buildkit/parser/testfile-line/Dockerfile"));
     let tree = parse_syntax(&src).expect("testfile-line parses");
     let lines: Vec<(u32, u32)> = tree

@@ -1,27 +1,15 @@
 //! BuildKit's shell lexer tables (`../shared/conformance/buildkit/shell`), read in place and
 //! run exactly as upstream's `TestShellParser4EnvVars` and `TestShellParser4Words` do (see the
-//! conformance README, sections 3 and 4). When the corpus is absent the tests say so loudly
-//! and pass.
+//! conformance README, sections 3 and 4). Without the corpus the tests are skipped
+//! (`kiln_no_conformance`), or fail under `CI=true`.
 
 use std::path::{Path, PathBuf};
 
 use kiln_dockerfile::{ExpandError, ShellLexer};
 
-fn shell_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KILN_CONFORMANCE_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
-        PathBuf::from,
-    );
-    let shell = dir.join("buildkit/shell");
-    if shell.is_dir() {
-        Some(shell)
-    } else {
-        eprintln!(
-            "SKIPPED: conformance data not found at {} (set KILN_CONFORMANCE_DIR)",
-            dir.display()
-        );
-        None
-    }
+/// The shell tables (`kiln_test::require_conformance`).
+fn shell_dir() -> PathBuf {
+    kiln_test::require_conformance().join("buildkit/shell")
 }
 
 fn read(path: &Path) -> String {
@@ -39,8 +27,12 @@ fn scanner_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 #[test]
+#[cfg_attr(
+    kiln_no_conformance,
+    ignore = "needs the conformance corpus (KILN_CONFORMANCE_DIR)"
+)]
 fn env_var_test_rows_expand_like_buildkit() {
-    let Some(dir) = shell_dir() else { return };
+    let dir = shell_dir();
     let env: [(&str, &str); 4] = [
         ("PWD", "/home"),
         ("SHELL", "bash"),
@@ -103,8 +95,12 @@ fn env_var_test_rows_expand_like_buildkit() {
 }
 
 #[test]
+#[cfg_attr(
+    kiln_no_conformance,
+    ignore = "needs the conformance corpus (KILN_CONFORMANCE_DIR)"
+)]
 fn words_test_rows_split_like_buildkit() {
-    let Some(dir) = shell_dir() else { return };
+    let dir = shell_dir();
     let lexer = ShellLexer::new('\\');
     let text = read(&dir.join("wordsTest"));
     let mut env: Vec<(String, String)> = Vec::new();

@@ -16,9 +16,7 @@ use kiln_oci::{
 };
 use rustix::fs::{Timespec, Timestamps, XattrFlags};
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+use kiln_test::is_root;
 
 /// `security.capability` v2 granting cap_net_raw (bit 13) permitted.
 const CAP_NET_RAW: [u8; 20] = [
@@ -726,13 +724,12 @@ impl Drop for Overlay {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay),
+    ignore = "needs root and overlayfs to mount an overlay"
+)]
 fn overlay_upperdir_whiteouts_become_layer_whiteouts_needs_root() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED: overlay_upperdir_whiteouts_become_layer_whiteouts_needs_root needs root to mount overlayfs"
-        );
-        return;
-    }
+    kiln_test::require_overlay();
     let tmp = tempfile::tempdir().unwrap();
     let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| {
         let p = tmp.path().join(d);
@@ -755,10 +752,11 @@ fn overlay_upperdir_whiteouts_become_layer_whiteouts_needs_root() {
         .arg(&merged)
         .status()
         .unwrap();
-    if !status.success() {
-        eprintln!("SKIPPED: overlay mount failed (no overlayfs in this kernel/container?)");
-        return;
-    }
+    assert!(
+        status.success(),
+        "mounting overlayfs at {} failed ({status}) although the kernel lists it",
+        merged.display()
+    );
     let guard = Overlay {
         merged: merged.clone(),
     };

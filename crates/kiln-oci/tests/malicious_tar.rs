@@ -10,10 +10,7 @@ use std::path::Path;
 
 use kiln_oci::{DevicePolicy, ExtractError, ExtractErrorKind, ExtractOptions, extract_layer};
 
-#[path = "support/raw_tar.rs"]
-mod raw_tar;
-
-use raw_tar::{RawTar, Sentinel};
+use kiln_test::{RawTar, Sentinel};
 
 /// Extracts `tar` with both resolvers (each into a fresh sentinel) and checks containment;
 /// `check` sees the result and the root of each run.

@@ -1,6 +1,7 @@
 //! kiln-registry against a real registry (`docker-registry serve`, CNCF distribution) on
 //! loopback, cross-checked with skopeo and umoci; faults injected by an in-test proxy.
-//! Every test needs the registry binary and says so in its name.
+//! Every test needs the registry binary and says so in its name; without it (or skopeo,
+//! umoci, htpasswd) the tests are skipped, or fail under `CI=true`.
 
 mod support;
 
@@ -11,9 +12,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use kiln_oci::{BlobSink as _, Digest, ImageRef, Platform};
 use kiln_registry::{Client, ClientConfig, Progress, ProgressEvent, RegistryError, RetryPolicy};
-use support::proxy::{Fault, FaultProxy, Rule};
-use support::registry::{Registry, tools_available};
-use support::store::{DirStore, build_image, build_index, random_bytes};
+use kiln_test::{Fault, FaultProxy, Registry, Rule};
+use support::{DirStore, build_image, build_index, random_bytes};
 
 /// Retries fast enough for tests, with the same shape as the defaults.
 fn fast_retries() -> RetryPolicy {
@@ -85,10 +85,17 @@ fn amd64() -> Platform {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(
+        kiln_no_docker_registry,
+        kiln_no_skopeo,
+        kiln_no_umoci,
+        kiln_no_htpasswd
+    ),
+    ignore = "needs docker-registry, skopeo, umoci and htpasswd"
+)]
 async fn registry_push_is_read_back_by_skopeo_and_unpacked_by_umoci() {
-    if !tools_available("registry_push_is_read_back_by_skopeo_and_unpacked_by_umoci") {
-        return;
-    }
+    require_registry_tools();
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = DirStore::new(&tmp.path().join("src"));
@@ -140,7 +147,7 @@ async fn registry_push_is_read_back_by_skopeo_and_unpacked_by_umoci() {
     let bundle = tmp.path().join("bundle");
     let mut umoci = Command::new("umoci");
     umoci.args(["unpack", "--image", &format!("{}:v1", layout.display())]);
-    if !is_root() {
+    if !kiln_test::is_root() {
         umoci.arg("--rootless");
     }
     run(umoci.arg(&bundle));
@@ -164,18 +171,26 @@ async fn registry_push_is_read_back_by_skopeo_and_unpacked_by_umoci() {
     );
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+/// The tools every test here uses: the registry itself, htpasswd for its auth, and skopeo and
+/// umoci for the cross-checks.
+fn require_registry_tools() {
+    for tool in ["docker-registry", "skopeo", "umoci", "htpasswd"] {
+        kiln_test::require_tool(tool);
+    }
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(
+        kiln_no_docker_registry,
+        kiln_no_skopeo,
+        kiln_no_umoci,
+        kiln_no_htpasswd
+    ),
+    ignore = "needs docker-registry, skopeo, umoci and htpasswd"
+)]
 async fn registry_pull_then_push_keeps_the_manifest_digest_and_mounts_blobs() {
-    if !tools_available("registry_pull_then_push_keeps_the_manifest_digest_and_mounts_blobs") {
-        return;
-    }
+    require_registry_tools();
     let registry = Registry::start();
     let host = &registry.host;
     let tmp = tempfile::tempdir().unwrap();
@@ -249,10 +264,17 @@ async fn registry_pull_then_push_keeps_the_manifest_digest_and_mounts_blobs() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(
+        kiln_no_docker_registry,
+        kiln_no_skopeo,
+        kiln_no_umoci,
+        kiln_no_htpasswd
+    ),
+    ignore = "needs docker-registry, skopeo, umoci and htpasswd"
+)]
 async fn registry_index_push_and_platform_selection() {
-    if !tools_available("registry_index_push_and_platform_selection") {
-        return;
-    }
+    require_registry_tools();
     let registry = Registry::start();
     let host = &registry.host;
     let tmp = tempfile::tempdir().unwrap();
@@ -303,10 +325,17 @@ async fn registry_index_push_and_platform_selection() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(
+        kiln_no_docker_registry,
+        kiln_no_skopeo,
+        kiln_no_umoci,
+        kiln_no_htpasswd
+    ),
+    ignore = "needs docker-registry, skopeo, umoci and htpasswd"
+)]
 async fn registry_with_htpasswd_needs_credentials_from_docker_config() {
-    if !tools_available("registry_with_htpasswd_needs_credentials_from_docker_config") {
-        return;
-    }
+    require_registry_tools();
     let registry = Registry::start_with_auth("kiln", "s3cret");
     let host = &registry.host;
     let tmp = tempfile::tempdir().unwrap();
@@ -359,7 +388,7 @@ async fn seed(
     registry: &Registry,
     tmp: &std::path::Path,
     repo: &str,
-) -> (support::store::TestImage, DirStore) {
+) -> (support::TestImage, DirStore) {
     let src = DirStore::new(&tmp.join("src"));
     let image = build_image(
         &src,
@@ -379,10 +408,17 @@ async fn seed(
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(
+        kiln_no_docker_registry,
+        kiln_no_skopeo,
+        kiln_no_umoci,
+        kiln_no_htpasswd
+    ),
+    ignore = "needs docker-registry, skopeo, umoci and htpasswd"
+)]
 async fn registry_pull_through_faults_retries_and_resumes() {
-    if !tools_available("registry_pull_through_faults_retries_and_resumes") {
-        return;
-    }
+    require_registry_tools();
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let (image, src) = seed(&registry, tmp.path(), "faulty/app").await;
@@ -453,10 +489,17 @@ async fn registry_pull_through_faults_retries_and_resumes() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(
+        kiln_no_docker_registry,
+        kiln_no_skopeo,
+        kiln_no_umoci,
+        kiln_no_htpasswd
+    ),
+    ignore = "needs docker-registry, skopeo, umoci and htpasswd"
+)]
 async fn registry_corrupt_blob_is_refused_and_nothing_is_stored() {
-    if !tools_available("registry_corrupt_blob_is_refused_and_nothing_is_stored") {
-        return;
-    }
+    require_registry_tools();
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let (image, _src) = seed(&registry, tmp.path(), "corrupt/app").await;
@@ -499,10 +542,17 @@ async fn registry_corrupt_blob_is_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(
+        kiln_no_docker_registry,
+        kiln_no_skopeo,
+        kiln_no_umoci,
+        kiln_no_htpasswd
+    ),
+    ignore = "needs docker-registry, skopeo, umoci and htpasswd"
+)]
 async fn registry_push_through_faults_retries_uploads() {
-    if !tools_available("registry_push_through_faults_retries_uploads") {
-        return;
-    }
+    require_registry_tools();
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = DirStore::new(&tmp.path().join("src"));

@@ -61,16 +61,13 @@ fn name(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap()
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 #[test]
+#[cfg_attr(
+    kiln_no_root,
+    ignore = "needs root: overlay whiteouts (0/0 devices, trusted xattrs)"
+)]
 fn snapshots_hold_one_layer_with_overlay_whiteouts_as_root() {
-    if !is_root() {
-        eprintln!("SKIPPED: overlay whiteouts (0/0 devices, trusted xattrs) need root");
-        return;
-    }
+    kiln_test::require_root();
     let (_d, store) = store();
     let base = put_layer(
         &store,

@@ -116,23 +116,6 @@ pub(crate) fn test_image(format: ManifestFormat) -> TestImage {
     }
 }
 
-/// Whether an external tool is on PATH; prints the loud skip message when not.
-pub(crate) fn have_tool(name: &str) -> bool {
-    have_tool_with(name, "--version")
-}
-
-/// Whether `name probe_arg` runs successfully; prints the loud skip message when not.
-pub(crate) fn have_tool_with(name: &str, probe_arg: &str) -> bool {
-    let found = Command::new(name)
-        .arg(probe_arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("SKIPPED: `{name}` is not installed; install it to run this check");
-    }
-    found
-}
-
 /// Runs a tool, returning stdout; panics with stderr on failure.
 pub(crate) fn run(program: &str, args: &[&str]) -> Vec<u8> {
     let output = Command::new(program).args(args).output().unwrap();

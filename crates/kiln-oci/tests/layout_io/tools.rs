@@ -1,12 +1,10 @@
 //! Layout writers checked by independent tools: `skopeo inspect` of `oci:`, `oci-archive:`
 //! and `docker-archive:` outputs, and `umoci unpack` of the layout giving back the layer's
-//! tree. Each test prints a SKIPPED line and returns when its tool is missing.
+//! tree. A test whose tool is missing is skipped (`kiln_no_<tool>`), or fails under `CI=true`.
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use crate::support::{
-    HELLO, have_tool, have_tool_with, run, skopeo_inspect, skopeo_raw, test_image,
-};
+use crate::support::{HELLO, run, skopeo_inspect, skopeo_raw, test_image};
 use kiln_oci::{
     ArchiveOptions, ExportImage, ManifestFormat, write_docker_archive, write_oci_archive,
     write_oci_layout_dir,
@@ -15,10 +13,9 @@ use kiln_oci::{
 const NAME: &str = "docker.io/library/kiln-test:1.0";
 
 #[test]
+#[cfg_attr(kiln_no_skopeo, ignore = "needs skopeo")]
 fn skopeo_reads_the_oci_layout_dir() {
-    if !have_tool("skopeo") {
-        return;
-    }
+    kiln_test::require_tool("skopeo");
     let img = test_image(ManifestFormat::Oci);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("layout");
@@ -45,10 +42,9 @@ fn skopeo_reads_the_oci_layout_dir() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_umoci, ignore = "needs umoci")]
 fn umoci_unpacks_the_layout_to_the_layer_tree() {
-    if !have_tool("umoci") {
-        return;
-    }
+    kiln_test::require_tool("umoci");
     let img = test_image(ManifestFormat::Oci);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("layout");
@@ -58,7 +54,7 @@ fn umoci_unpacks_the_layout_to_the_layer_tree() {
     let bundle = tmp.path().join("bundle");
     let image_arg = format!("{}:1.0", dir.display());
     let mut args = vec!["unpack", "--image", image_arg.as_str()];
-    let is_root = run("id", &["-u"]) == b"0\n";
+    let is_root = kiln_test::is_root();
     if !is_root {
         args.push("--rootless");
     }
@@ -96,10 +92,9 @@ fn umoci_unpacks_the_layout_to_the_layer_tree() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_skopeo, ignore = "needs skopeo")]
 fn skopeo_reads_the_oci_archive() {
-    if !have_tool("skopeo") {
-        return;
-    }
+    kiln_test::require_tool("skopeo");
     let img = test_image(ManifestFormat::Oci);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.tar");
@@ -114,10 +109,9 @@ fn skopeo_reads_the_oci_archive() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_skopeo, ignore = "needs skopeo")]
 fn skopeo_reads_the_docker_archive_in_both_formats() {
-    if !have_tool("skopeo") {
-        return;
-    }
+    kiln_test::require_tool("skopeo");
     for format in [ManifestFormat::Oci, ManifestFormat::Docker] {
         let img = test_image(format);
         let tmp = tempfile::tempdir().unwrap();
@@ -149,10 +143,9 @@ fn skopeo_reads_the_docker_archive_in_both_formats() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_oci_image_tool, ignore = "needs oci-image-tool")]
 fn oci_image_tool_validates_the_layout_and_every_json_blob() {
-    if !have_tool_with("oci-image-tool", "--version") {
-        return;
-    }
+    kiln_test::require_tool("oci-image-tool");
     let img = test_image(ManifestFormat::Oci);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("layout");
@@ -177,14 +170,13 @@ fn oci_image_tool_validates_the_layout_and_every_json_blob() {
 /// buildah (containers/image + containers/storage, as podman uses) pulls the archives into
 /// a throwaway vfs store and sees the same config. Root only: buildah's store needs it.
 #[test]
+#[cfg_attr(
+    any(kiln_no_buildah, kiln_no_root),
+    ignore = "needs buildah, and root for buildah's store"
+)]
 fn buildah_pulls_both_archives_needs_root() {
-    if !have_tool("buildah") {
-        return;
-    }
-    if run("id", &["-u"]) != b"0\n" {
-        eprintln!("SKIPPED: buildah_pulls_both_archives_needs_root needs root");
-        return;
-    }
+    kiln_test::require_tool("buildah");
+    kiln_test::require_root();
     let img = test_image(ManifestFormat::Oci);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("storage");

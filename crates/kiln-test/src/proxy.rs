@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 /// What to do to a matching request.
 #[derive(Debug, Clone)]
-pub(crate) enum Fault {
+pub enum Fault {
     /// Close the connection without answering.
     Drop,
     /// Answer with this status (and `Retry-After: secs`), not forwarding.
@@ -20,34 +20,31 @@ pub(crate) enum Fault {
     /// Forward with the last body byte flipped.
     Corrupt,
     /// Forward after waiting this long (a slow registry).
-    #[allow(
-        dead_code,
-        reason = "used by the kiln binary's tests, which share this proxy (tests/it/registry.rs)"
-    )]
     Delay(std::time::Duration),
 }
 
 /// Applies `fault` to the next `times` requests whose method is `method` and whose path
 /// contains `path`.
 #[derive(Debug, Clone)]
-pub(crate) struct Rule {
-    pub(crate) method: &'static str,
-    pub(crate) path: String,
-    pub(crate) times: usize,
-    pub(crate) fault: Fault,
+pub struct Rule {
+    pub method: &'static str,
+    pub path: String,
+    pub times: usize,
+    pub fault: Fault,
 }
 
 /// A running proxy; stops on drop.
-pub(crate) struct FaultProxy {
+#[derive(Debug)]
+pub struct FaultProxy {
     /// `127.0.0.1:PORT`.
-    pub(crate) host: String,
+    pub host: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
-    pub(crate) fn start(upstream: &str) -> Self {
+    pub fn start(upstream: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
         let host = listener.local_addr().expect("addr").to_string();
         let rules = Arc::new(Mutex::new(Vec::new()));
@@ -77,12 +74,12 @@ impl FaultProxy {
         }
     }
 
-    pub(crate) fn add(&self, rule: Rule) {
+    pub fn add(&self, rule: Rule) {
         self.rules.lock().unwrap().push(rule);
     }
 
     /// The request lines seen so far (`GET /v2/... range=bytes=5-`).
-    pub(crate) fn log(&self) -> Vec<String> {
+    pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 }

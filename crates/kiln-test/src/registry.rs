@@ -1,5 +1,7 @@
 //! A real CNCF distribution registry (`docker-registry serve`) on a free loopback port, with
 //! filesystem storage in a temp dir and optional htpasswd basic auth; killed on drop.
+//! Starting one panics (names the missing tool) when `docker-registry` or `htpasswd` is absent;
+//! tests that start one carry `#[cfg_attr(kiln_no_docker_registry, ignore = …)]`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -11,42 +13,31 @@ use std::time::{Duration, Instant};
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running registry.
-pub(crate) struct Registry {
+#[derive(Debug)]
+pub struct Registry {
     child: Child,
     /// `127.0.0.1:PORT`.
-    pub(crate) host: String,
+    pub host: String,
     dir: tempfile::TempDir,
-}
-
-/// Whether the registry binary and the cross-check tools are installed; prints a loud SKIPPED
-/// line when not.
-pub(crate) fn tools_available(test: &str) -> bool {
-    for tool in ["docker-registry", "skopeo", "umoci", "htpasswd"] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
-        if !found {
-            eprintln!("SKIPPED {test}: `{tool}` is not installed");
-            return false;
-        }
-    }
-    true
 }
 
 impl Registry {
     /// An open registry.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Self::start_inner(None)
     }
 
     /// A registry that wants basic auth `user`/`password`.
-    pub(crate) fn start_with_auth(user: &str, password: &str) -> Self {
+    pub fn start_with_auth(user: &str, password: &str) -> Self {
         Self::start_inner(Some((user, password)))
     }
 
     fn start_inner(auth: Option<(&str, &str)>) -> Self {
+        crate::require_tool("docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let mut auth_section = String::new();
         if let Some((user, password)) = auth {
+            crate::require_tool("htpasswd");
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
                 .output()
@@ -87,12 +78,12 @@ impl Registry {
     }
 
     /// The registry's log, for failure messages.
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// Where the temp files live.
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 }
@@ -127,7 +118,7 @@ fn free_port() -> u16 {
 }
 
 /// The status of a plain `GET`, or `None` when nothing answers.
-pub(crate) fn http_status(host: &str, path: &str) -> Option<u16> {
+pub fn http_status(host: &str, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(

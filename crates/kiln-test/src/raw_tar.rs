@@ -8,8 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 /// Builds raw tar streams, including ones no honest writer would produce.
-#[derive(Default)]
-pub(crate) struct RawTar {
+#[derive(Debug, Default)]
+pub struct RawTar {
     buf: Vec<u8>,
 }
 
@@ -20,7 +20,7 @@ fn octal(field: &mut [u8], value: u64) {
 }
 
 impl RawTar {
-    pub(crate) fn header_with_size_field(
+    pub fn header_with_size_field(
         &mut self,
         name: &[u8],
         typeflag: u8,
@@ -49,51 +49,58 @@ impl RawTar {
         self.buf.extend_from_slice(&h);
     }
 
-    pub(crate) fn header(&mut self, name: &[u8], typeflag: u8, size: u64, link: &[u8], mode: u32) {
+    pub fn header(&mut self, name: &[u8], typeflag: u8, size: u64, link: &[u8], mode: u32) {
         let mut field = [0u8; 12];
         octal(&mut field, size);
         self.header_with_size_field(name, typeflag, &field, link, mode, (0, 0));
     }
 
-    pub(crate) fn data(&mut self, data: &[u8]) {
+    pub fn data(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
         let pad = (512 - data.len() % 512) % 512;
         self.buf.extend(std::iter::repeat_n(0, pad));
     }
 
-    pub(crate) fn file(self, name: &str, data: &[u8]) -> Self {
+    #[must_use]
+    pub fn file(self, name: &str, data: &[u8]) -> Self {
         self.file_mode(name, data, 0o644)
     }
 
-    pub(crate) fn file_mode(mut self, name: &str, data: &[u8], mode: u32) -> Self {
+    #[must_use]
+    pub fn file_mode(mut self, name: &str, data: &[u8], mode: u32) -> Self {
         self.header(name.as_bytes(), b'0', data.len() as u64, b"", mode);
         self.data(data);
         self
     }
 
-    pub(crate) fn dir(mut self, name: &str) -> Self {
+    #[must_use]
+    pub fn dir(mut self, name: &str) -> Self {
         self.header(name.as_bytes(), b'5', 0, b"", 0o755);
         self
     }
 
-    pub(crate) fn symlink(mut self, name: &str, target: &str) -> Self {
+    #[must_use]
+    pub fn symlink(mut self, name: &str, target: &str) -> Self {
         self.header(name.as_bytes(), b'2', 0, target.as_bytes(), 0o777);
         self
     }
 
-    pub(crate) fn hardlink(mut self, name: &str, target: &str) -> Self {
+    #[must_use]
+    pub fn hardlink(mut self, name: &str, target: &str) -> Self {
         self.header(name.as_bytes(), b'1', 0, target.as_bytes(), 0o644);
         self
     }
 
-    pub(crate) fn device(mut self, name: &str, major: u64, minor: u64) -> Self {
+    #[must_use]
+    pub fn device(mut self, name: &str, major: u64, minor: u64) -> Self {
         let mut field = [0u8; 12];
         octal(&mut field, 0);
         self.header_with_size_field(name.as_bytes(), b'3', &field, b"", 0o666, (major, minor));
         self
     }
 
-    pub(crate) fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
+    #[must_use]
+    pub fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
         let mut data = Vec::new();
         for (key, value) in records {
             let base = key.len() + value.len() + 3;
@@ -110,7 +117,8 @@ impl RawTar {
         self
     }
 
-    pub(crate) fn gnu_longname(mut self, name: &[u8]) -> Self {
+    #[must_use]
+    pub fn gnu_longname(mut self, name: &[u8]) -> Self {
         let mut data = name.to_vec();
         data.push(0);
         self.header(b"././@LongLink", b'L', data.len() as u64, b"", 0o644);
@@ -118,7 +126,7 @@ impl RawTar {
         self
     }
 
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&[0u8; 1024]);
         self.buf
     }
@@ -126,14 +134,21 @@ impl RawTar {
 
 /// `<tmp>/root` is the extraction target; `<tmp>/outside` holds a secret; the listing of
 /// `<tmp>` without `root` must not change.
-pub(crate) struct Sentinel {
+#[derive(Debug)]
+pub struct Sentinel {
     dir: tempfile::TempDir,
 }
 
-pub(crate) type Listing = BTreeMap<PathBuf, (u32, u64, u64, Vec<u8>, Option<PathBuf>)>;
+pub type Listing = BTreeMap<PathBuf, (u32, u64, u64, Vec<u8>, Option<PathBuf>)>;
+
+impl Default for Sentinel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Sentinel {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("root")).unwrap();
         fs::create_dir(dir.path().join("outside")).unwrap();
@@ -142,15 +157,15 @@ impl Sentinel {
         Self { dir }
     }
 
-    pub(crate) fn root(&self) -> PathBuf {
+    pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }
 
-    pub(crate) fn outside(&self) -> PathBuf {
+    pub fn outside(&self) -> PathBuf {
         self.dir.path().join("outside")
     }
 
-    pub(crate) fn listing(&self) -> Listing {
+    pub fn listing(&self) -> Listing {
         let mut out = Listing::new();
         let base = self.dir.path().to_path_buf();
         let walker = walkdir::WalkDir::new(&base)

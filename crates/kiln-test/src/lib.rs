@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Example
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! if kiln_test::busybox_binary().is_some() {
+//!     let rootfs = kiln_test::busybox_rootfs(&dir.path().join("rootfs"));
+//!     assert!(rootfs.join("bin/sh").is_symlink());
+//! }
+//! ```
+
+mod busybox;
+mod filters;
+mod proxy;
+mod raw_tar;
+mod registry;
+mod requirements;
+
+pub use busybox::{BUSYBOX_APPLETS, busybox_rootfs};
+pub use filters::snapshot_filters;
+pub use kiln_test_probe::{Requirement, busybox_binary, conformance_dir, is_root};
+pub use proxy::{Fault, FaultProxy, Rule};
+pub use raw_tar::{Listing, RawTar, Sentinel};
+pub use registry::{Registry, http_status};
+pub use requirements::{
+    has_tool, require, require_busybox, require_conformance, require_overlay, require_root,
+    require_tool,
+};
