@@ -184,13 +184,9 @@ fn chown_chmod_and_owner_rules() {
 }
 
 #[test]
+#[cfg_attr(kiln_no_root, ignore = "needs root for mknod and trusted xattrs")]
 fn layered_tree_applies_whiteouts_and_opaque_dirs() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED layered_tree_applies_whiteouts_and_opaque_dirs: needs root for mknod and trusted xattrs"
-        );
-        return;
-    }
+    kiln_test::require_root();
     let base = tempfile::tempdir().unwrap();
     let lower = base.path().join("lower");
     let upper = base.path().join("upper");

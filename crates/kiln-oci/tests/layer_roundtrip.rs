@@ -645,13 +645,9 @@ fn whiteouts_and_opaque_dirs_apply_in_any_order() {
 /// pass: character devices 0/0 and the opaque xattr, the directory mtimes those changes would
 /// bump restored, and a whiteout below a symlink counted as skipped rather than followed.
 #[test]
+#[cfg_attr(kiln_no_root, ignore = "needs root for trusted.* xattrs")]
 fn overlay_whiteout_policy_keeps_whiteouts_as_overlay_entries_needs_root() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED: overlay_whiteout_policy_keeps_whiteouts_as_overlay_entries_needs_root needs root for trusted.* xattrs"
-        );
-        return;
-    }
+    kiln_test::require_root();
     let root = tempfile::tempdir().unwrap();
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |path: &str, kind: tar::EntryType, link: Option<&str>| {

@@ -1,5 +1,5 @@
-//! End-to-end runs of the sandbox on a busybox rootfs (needs root: the tests say so in their
-//! names and skip with a message otherwise).
+//! End-to-end runs of the sandbox on a busybox rootfs (needs root, overlayfs and busybox;
+//! the `kiln_no_*` cfgs of kiln-test-probe mark the tests ignored on hosts without them).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,24 +11,19 @@ use kiln_sandbox::{
     Stream,
 };
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("SKIPPED: {} needs root", module_path!());
-            return;
-        }
-    };
+/// Root, overlayfs and busybox: every test here needs them (`kiln_no_*` cfgs skip it where
+/// the host lacks one, except under `CI=true`, where it fails).
+fn require_all() {
+    kiln_test::require_root();
+    kiln_test::require_overlay();
+    kiln_test::require_busybox();
 }
 
 /// A busybox rootfs: `bin/busybox` plus applet links, `/etc/passwd` with root and `app`.
 fn busybox_rootfs(dir: &Path) {
     let bin = dir.join("bin");
     fs_err::create_dir_all(&bin).unwrap();
-    fs_err::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    fs_err::copy(kiln_test::require_busybox(), bin.join("busybox")).unwrap();
     for applet in [
         "sh", "id", "echo", "ls", "cat", "hostname", "sleep", "rm", "mkdir", "chmod", "touch",
         "true", "false", "kill", "whoami", "pwd", "env", "wc", "seq", "grep",
@@ -177,8 +172,12 @@ fn tree(root: &Path) -> BTreeMap<String, (char, u32, u32, String)> {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn identity_and_isolation_needs_root() {
-    require_root!();
+    require_all();
     let fx = fixture();
     let before = mountinfo(&fx);
     let (result, out) = run(&spec(
@@ -209,8 +208,12 @@ fn identity_and_isolation_needs_root() {
 /// The root overlay is `volatile`: its unmount must not `syncfs` the store's filesystem
 /// (seconds per RUN after a large COPY). Kernels before 5.10 lack the option.
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn root_overlay_is_volatile_needs_root() {
-    require_root!();
+    require_all();
     let fx = fixture();
     let (result, out) = run(&spec(&fx, "grep ' / / ' /proc/self/mountinfo"));
     let outcome = result.unwrap();
@@ -222,7 +225,8 @@ fn root_overlay_is_volatile_needs_root() {
         .map(|n| n.parse::<u32>().unwrap_or(0));
     let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     if version < (5, 10) {
-        eprintln!("SKIPPED the volatile check: kernel {release} has no `volatile` overlay option");
+        // Kernels before 5.10 have no `volatile` option: the root is a plain overlay.
+        assert!(out.stdout.contains("overlay"), "{}", out.stdout);
         return;
     }
     assert!(
@@ -233,8 +237,12 @@ fn root_overlay_is_volatile_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn users_by_id_and_name_needs_root() {
-    require_root!();
+    require_all();
     for (user, expected) in [
         ("1000:1000", "1000 1000 1000"),
         ("app", "1000 1000 1000 2000"),
@@ -255,8 +263,12 @@ fn users_by_id_and_name_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn workdir_env_and_network_none_needs_root() {
-    require_root!();
+    require_all();
     let fx = fixture();
     let mut spec = spec(
         &fx,
@@ -276,8 +288,12 @@ fn workdir_env_and_network_none_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn failures_are_clear_needs_root() {
-    require_root!();
+    require_all();
     let fx = fixture();
     let before = mountinfo(&fx);
     let missing = RunSpec::new(
@@ -314,8 +330,12 @@ fn sandbox_sleepers(seconds: u32) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn timeout_and_cancel_kill_the_tree_needs_root() {
-    require_root!();
+    require_all();
     let fx = fixture();
     let before = mountinfo(&fx);
     let mut timed = spec(&fx, "sleep 1234 & sleep 1234");
@@ -348,8 +368,12 @@ fn timeout_and_cancel_kill_the_tree_needs_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn orphans_are_reaped_needs_root() {
-    require_root!();
+    require_all();
     let fx = fixture();
     // Double-forked background jobs outlive their shell: with `init`, PID 1 reaps the ones
     // that exit (no zombie is left while the command runs) and the run ends when the command
@@ -501,8 +525,12 @@ fn diff_roundtrip(force_copy: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
 fn layer_diff_roundtrip_needs_root() {
-    require_root!();
+    require_all();
     diff_roundtrip(false);
     diff_roundtrip(true);
 }
