@@ -90,7 +90,7 @@ impl Sandbox {
 
     /// Runs `spec.argv` in a fresh sandbox, calling `on_output` with each complete line (the
     /// trailing newline included; a last unterminated line is passed as is). A command that
-    /// runs and fails is `Ok` with its [`ExitStatus`]; setup failures, a command that cannot
+    /// runs and fails is `Ok` with its [`ExitStatus`](crate::ExitStatus); setup failures, a command that cannot
     /// be executed, cancellation and timeouts are errors.
     pub fn run(
         &self,
