@@ -14,9 +14,9 @@ use kiln_oci::{Healthcheck, ImageConfiguration};
 use serde::Serialize;
 
 use crate::args::add_config_env;
-use crate::dispatch::{is_valid_signal, normalize_path};
 use crate::expose::parse_ports;
 use crate::gofmt;
+use crate::rules::{is_valid_signal, normalize_path};
 
 /// One change to an image configuration, fully expanded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -11,6 +11,7 @@ mod gofmt;
 mod graph;
 mod options;
 mod planner;
+mod rules;
 mod state;
 mod step;
 
