@@ -447,5 +447,4 @@ fn run_sequence<S: Syscalls + ?Sized>(
 }
 
 #[cfg(test)]
-#[path = "rootfs_tests.rs"]
 mod tests;
