@@ -109,9 +109,9 @@ pub(crate) fn fetch(
     let result = runtime.block_on(stream_to(&client, &parsed, file));
     let (digest, last_modified) = match result {
         Ok(done) => done,
-        Err(e) => {
+        Err(reason) => {
             let _ = std::fs::remove_file(&path);
-            return Err(e);
+            return Err(failed(reason));
         }
     };
     if let Some(expected) = expected
@@ -131,27 +131,25 @@ pub(crate) fn fetch(
     })
 }
 
+/// Streams the body of `url` into `file` while hashing it; the error is the reason, which
+/// [`fetch`] wraps with the URL as the user wrote it.
 async fn stream_to(
     client: &kiln_registry::Client,
     url: &reqwest::Url,
     file: std::fs::File,
-) -> Result<(Digest, Option<i64>), DownloadError> {
-    let failed = |reason: String| DownloadError::Failed {
-        url: url.to_string(),
-        reason,
-    };
+) -> Result<(Digest, Option<i64>), String> {
     let mut response = client.get_url(url).await.map_err(|e| match e {
         kiln_registry::RegistryError::Transport {
             attempts, source, ..
-        } => failed(format!(
+        } => format!(
             "failed after {attempts} attempt(s): {}",
             error_chain(&source)
-        )),
-        other => failed(error_chain(&other)),
+        ),
+        other => error_chain(&other),
     })?;
     let status = response.status();
     if !status.is_success() {
-        return Err(failed(format!("the server answered HTTP {status}")));
+        return Err(format!("the server answered HTTP {status}"));
     }
     let last_modified = response
         .headers()
@@ -162,19 +160,15 @@ async fn stream_to(
         .and_then(|d| i64::try_from(d.as_secs()).ok());
     let mut writer = std::io::BufWriter::new(file);
     let mut hasher = Sha256Hasher::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| failed(error_chain(&e)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
         hasher.update(&chunk);
         writer
             .write_all(&chunk)
-            .map_err(|e| failed(format!("writing the body: {e}")))?;
+            .map_err(|e| format!("writing the body: {e}"))?;
     }
     writer
         .flush()
-        .map_err(|e| failed(format!("writing the body: {e}")))?;
+        .map_err(|e| format!("writing the body: {e}"))?;
     Ok((hasher.finish(), last_modified))
 }
 
