@@ -16,3 +16,4 @@ mod run;
 mod security;
 mod store;
 mod store_perms;
+mod surface;

@@ -63,7 +63,7 @@ pub enum CopyError {
 
 /// Owner and mode overrides of a COPY.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CopyAttrs {
+pub(crate) struct CopyAttrs {
     /// `--chown` resolved to numbers.
     pub chown: Option<(u32, u32)>,
     /// `--chmod`, octal or symbolic.
@@ -74,7 +74,7 @@ pub struct CopyAttrs {
 
 /// Everything needed to plan one COPY.
 #[derive(Debug, Clone)]
-pub struct CopyRequest<'a> {
+pub(crate) struct CopyRequest<'a> {
     /// Sources after expansion, as written.
     pub sources: &'a [String],
     /// Absolute destination after expansion and WORKDIR joining; a trailing `/` is kept.
@@ -89,7 +89,7 @@ pub struct CopyRequest<'a> {
 
 /// One entry of the resulting layer.
 #[derive(Debug, Clone)]
-pub struct CopyItem {
+pub(crate) struct CopyItem {
     /// Absolute path in the image, without a trailing slash.
     pub dest: String,
     /// The source entry (kind, host path, mtime); for created parents, synthesized.
@@ -113,18 +113,18 @@ pub struct CopyItem {
 /// cache hit or not, and a map keyed by a second copy of each path, with the entries in
 /// half-full nodes, was a third of the time and most of the memory of that plan.
 #[derive(Debug, Clone, Default)]
-pub struct CopyPlan {
+pub(crate) struct CopyPlan {
     items: Vec<CopyItem>,
 }
 
 impl CopyPlan {
     /// The entries, sorted by destination path (a directory before what it holds).
-    pub fn items(&self) -> &[CopyItem] {
+    pub(crate) fn items(&self) -> &[CopyItem] {
         &self.items
     }
 
     /// The entry for the destination path `dest`.
-    pub fn get(&self, dest: &str) -> Option<&CopyItem> {
+    pub(crate) fn get(&self, dest: &str) -> Option<&CopyItem> {
         self.items
             .binary_search_by(|i| i.dest.as_str().cmp(dest))
             .ok()
@@ -132,22 +132,17 @@ impl CopyPlan {
     }
 
     /// Whether the plan writes `dest`.
-    pub fn contains(&self, dest: &str) -> bool {
+    pub(crate) fn contains(&self, dest: &str) -> bool {
         self.get(dest).is_some()
     }
 
     /// How many entries it writes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
-    /// Whether it writes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     /// The destination paths, sorted.
-    pub fn dests(&self) -> impl DoubleEndedIterator<Item = &str> {
+    pub(crate) fn dests(&self) -> impl DoubleEndedIterator<Item = &str> {
         self.items.iter().map(|i| i.dest.as_str())
     }
 
@@ -173,7 +168,7 @@ impl CopyPlan {
 }
 
 /// Whether a component contains glob syntax.
-pub fn has_wildcard(path: &str) -> bool {
+pub(crate) fn has_wildcard(path: &str) -> bool {
     path.bytes().any(|b| matches!(b, b'*' | b'?' | b'['))
 }
 
@@ -184,7 +179,7 @@ pub fn has_wildcard(path: &str) -> bool {
 /// that is not UTF-8 decodes to a one-byte `RuneError`, such a byte is one character: `?`
 /// and `*` match it, a class compares it as U+FFFD, and a literal in the pattern (UTF-8
 /// text) never equals it.
-pub fn match_component(pattern: &str, name: &str) -> bool {
+pub(crate) fn match_component(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     glob(&p, &n)
@@ -388,7 +383,7 @@ fn path_match(pat: &[String], parts: &[&str]) -> bool {
 
 /// Plans a COPY from `tree`. `dest_is_dir` answers whether an absolute path is an existing
 /// directory in the destination stage.
-pub fn plan_copy(
+pub(crate) fn plan_copy(
     tree: &dyn SourceTree,
     req: &CopyRequest<'_>,
     dest_is_dir: &dyn Fn(&str) -> bool,
@@ -704,6 +699,9 @@ fn list_dirs(
         None => Ok(work.listings),
     }
 }
+
+#[cfg(test)]
+mod against_trees;
 
 #[cfg(test)]
 mod tests {

@@ -102,7 +102,7 @@ type Loaded = (StampMap, Vec<u8>);
 
 /// A persistent memo of file content digests.
 #[derive(Debug, Default)]
-pub struct HashMemo {
+pub(crate) struct HashMemo {
     file: Option<PathBuf>,
     map: Mutex<MemoState>,
 }
@@ -166,16 +166,11 @@ const RECORD_LEN: usize = STAMP_LEN + 32 + 2;
 const MEMO_MAX_ENTRIES: usize = 200_000;
 
 impl HashMemo {
-    /// An in-memory memo.
-    pub fn in_memory() -> Self {
-        Self::default()
-    }
-
     /// A memo persisted at `file`, read on a thread of its own while the build plans and
     /// lists its context (a large context's memo takes milliseconds to decode); the first
     /// use waits for it. A damaged file is ignored with a warning, since it only costs
     /// re-hashing.
-    pub fn load(file: impl Into<PathBuf>) -> Self {
+    pub(crate) fn load(file: impl Into<PathBuf>) -> Self {
         let file = file.into();
         let path = file.clone();
         let read = move || read_memo(&path);
@@ -198,7 +193,7 @@ impl HashMemo {
     }
 
     /// The SHA-256 of a regular file's content, from the memo when its stamp is unchanged.
-    pub fn file_digest(&self, entry: &Entry) -> io::Result<Digest> {
+    pub(crate) fn file_digest(&self, entry: &Entry) -> io::Result<Digest> {
         let hashes = self.files_sha256(std::iter::once(entry))?;
         Ok(Digest::from_sha256_bytes(&hashes[0]))
     }
@@ -249,7 +244,7 @@ impl HashMemo {
 
     /// Where a COPY last wrote the content of `entry` (relative to the store's
     /// `snapshots/`), if the file is unchanged since.
-    pub fn copy_location(&self, entry: &Entry) -> Option<String> {
+    pub(crate) fn copy_location(&self, entry: &Entry) -> Option<String> {
         let state = self.lock();
         state
             .digests
@@ -259,7 +254,7 @@ impl HashMemo {
     }
 
     /// Remembers where a COPY wrote `entry` (see [`HashMemo::copy_location`]).
-    pub fn set_copy_location(&self, entry: &Entry, location: String) {
+    pub(crate) fn set_copy_location(&self, entry: &Entry, location: String) {
         let mut guard = self.lock();
         let state = &mut *guard;
         if let Some(known) = state.digests.get_mut(&FileStamp::of(entry))
@@ -271,7 +266,7 @@ impl HashMemo {
     }
 
     /// Writes the memo back if it gained entries (atomically: temp file + rename).
-    pub fn save(&self) -> io::Result<()> {
+    pub(crate) fn save(&self) -> io::Result<()> {
         let Some(file) = &self.file else {
             return Ok(());
         };
@@ -398,7 +393,7 @@ fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 /// The digest of exactly what a COPY writes: for each destination path (sorted) its type,
 /// mode, owner, and link target or content digest. Also returns per-file digests keyed by
 /// source path, which explain cache misses (`file app/main.py changed`).
-pub fn copy_plan_digest(
+pub(crate) fn copy_plan_digest(
     plan: &CopyPlan,
     memo: &HashMemo,
 ) -> io::Result<(Digest, Vec<(String, Digest)>)> {
@@ -561,7 +556,7 @@ mod tests {
             let plan = plan_copy(&tree, &request, &|_| false).unwrap();
             let item = plan.items().last().unwrap().clone();
             assert!(host_path(&ctx, &item.source_path).is_file());
-            let (digest, _) = copy_plan_digest(&plan, &HashMemo::in_memory()).unwrap();
+            let (digest, _) = copy_plan_digest(&plan, &HashMemo::default()).unwrap();
             (
                 kiln_dockerfile::decode_name(&item.dest).into_owned(),
                 digest,

@@ -13,17 +13,14 @@ mod scheduler;
 mod tree;
 mod users;
 
-pub use copy::{
-    CopyAttrs, CopyError, CopyItem, CopyPlan, CopyRequest, has_wildcard, match_component, plan_copy,
-};
+pub use copy::CopyError;
 pub use engine::{
     BaseError, BuildError, BuildOutcome, Builder, ContextError, CopyStepError, DownloadError,
     Entitlement, ExportError, InsecureNotAllowed, InternalError, LayerError, MountError,
-    NetworkDefault, OptionsError, SecretSource, SecretSpecError, StageResult, StepError, StepId,
+    NetworkDefault, OptionsError, SecretSource, SecretSpecError, StepError, StepId,
     UnknownEntitlement, default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};
-pub use hash::{HashMemo, copy_plan_digest};
 pub use images::{
     HistoryEntry, ImageError, ImageHistory, ImageInspection, ImageSummary, PullOutcome,
     PushOutcome, Untagged, find_image, image_history, inspect_image, list_images, login, logout,
@@ -35,12 +32,8 @@ pub use import::{
 };
 pub use output::{DestinationError, Output, OutputSpecError};
 pub use run_image::{ContainerRun, RunImageError, find_or_pull_image};
-pub use scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
-pub use tree::{
-    ContextFilter, ContextTree, Entry, EntryKind, IncludeAll, LayeredTree, SourceTree, clean_rel,
-    host_path,
-};
-pub use users::{Chmod, ChmodError, OwnerError, parse_chmod, resolve_chown};
+pub use scheduler::CancelToken;
+pub use users::{ChmodError, OwnerError};
 
 // The types of the crates below that the API above takes and returns, so an embedder (and
 // kiln-cli) needs no other kiln crate.

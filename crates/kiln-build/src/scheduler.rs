@@ -13,7 +13,7 @@ pub use kiln_sandbox::CancelToken;
 
 /// One node of the DAG: an id and the ids it needs.
 #[derive(Debug, Clone)]
-pub struct Node<Id> {
+pub(crate) struct Node<Id> {
     /// The node.
     pub id: Id,
     /// Nodes that must finish first.
@@ -21,7 +21,7 @@ pub struct Node<Id> {
 }
 
 /// Runs one node given the results of its dependencies.
-pub trait StageRunner<Id, Out>: Sync {
+pub(crate) trait StageRunner<Id, Out>: Sync {
     /// The error type.
     type Error: Send;
 
@@ -36,7 +36,7 @@ pub trait StageRunner<Id, Out>: Sync {
 
 /// Why the schedule stopped.
 #[derive(Debug)]
-pub enum ScheduleError<Id, E> {
+pub(crate) enum ScheduleError<Id, E> {
     /// A node failed (the first failure; later ones are consequences).
     Failed {
         /// The failing node.
@@ -56,7 +56,7 @@ struct State<Id, Out, E> {
 
 /// Runs every node of `nodes` (which must be closed under `deps`) with at most `jobs`
 /// running at once, and returns all outputs.
-pub fn run_dag<Id, Out, R>(
+pub(crate) fn run_dag<Id, Out, R>(
     nodes: &[Node<Id>],
     jobs: usize,
     runner: &R,
@@ -156,11 +156,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     struct Sleepy {
         fail: Option<u32>,
         log: Mutex<Vec<String>>,
+        /// Nodes 1 and 2 wait for each other (see `met_peer`).
+        meet: bool,
+    }
+
+    impl Sleepy {
+        /// Whether `id` (1 or 2) has met the other independent node: noted as `"{id} met
+        /// {other}"` when the other has started and not ended while `id` runs (proof of
+        /// running side by side, with no clock), or met by the other already.
+        fn met_peer(&self, id: u32) -> bool {
+            let other = 3 - id;
+            let mut log = self.log.lock().unwrap();
+            if log.contains(&format!("{other} met {id}")) {
+                return true;
+            }
+            let running =
+                log.contains(&format!("start {other}")) && !log.contains(&format!("end {other}"));
+            if running {
+                log.push(format!("{id} met {other}"));
+            }
+            running
+        }
     }
 
     impl StageRunner<u32, u32> for Sleepy {
@@ -172,9 +193,15 @@ mod tests {
             cancel: &CancelToken,
         ) -> Result<u32, String> {
             self.log.lock().unwrap().push(format!("start {id}"));
-            for _ in 0..20 {
+            // With `meet`, nodes 1 and 2 wait (up to 10 s) for each other, so they meet only
+            // if the scheduler runs them at the same time; otherwise each sleeps 200 ms.
+            let peer = self.meet && matches!(id, 1 | 2);
+            for _ in 0..if peer { 1000 } else { 20 } {
                 if cancel.is_cancelled() {
                     return Err(format!("{id} cancelled"));
+                }
+                if peer && self.met_peer(*id) {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -213,15 +240,14 @@ mod tests {
         let r = Sleepy {
             fail: None,
             log: Mutex::new(vec![]),
+            meet: true,
         };
-        let t = Instant::now();
         let out = run_dag(&dag(), 2, &r, &CancelToken::new()).unwrap();
-        let elapsed = t.elapsed();
         assert_eq!(*out[&4], 4 + 3 + 1 + 2);
-        // 3 levels of 200 ms; serial would be 4 × 200 ms.
-        assert!(elapsed < Duration::from_millis(750), "{elapsed:?}");
         let log = r.log.lock().unwrap();
         let pos = |s: &str| log.iter().position(|l| l == s).unwrap();
+        // 1 and 2 met while both were running (see `Sleepy::met_peer`): side by side.
+        assert!(log.iter().any(|l| l.contains(" met ")), "{log:?}");
         assert!(pos("end 1") < pos("start 3") && pos("end 2") < pos("start 3"));
     }
 
@@ -230,6 +256,7 @@ mod tests {
         let r = Sleepy {
             fail: None,
             log: Mutex::new(vec![]),
+            meet: false,
         };
         run_dag(&dag(), 1, &r, &CancelToken::new()).unwrap();
         let log = r.log.lock().unwrap();
@@ -246,6 +273,7 @@ mod tests {
         let r = Sleepy {
             fail: Some(1),
             log: Mutex::new(vec![]),
+            meet: false,
         };
         let err = run_dag(&dag(), 2, &r, &CancelToken::new()).unwrap_err();
         match err {
@@ -264,6 +292,7 @@ mod tests {
         let r = Sleepy {
             fail: None,
             log: Mutex::new(vec![]),
+            meet: false,
         };
         let cancel = CancelToken::new();
         cancel.cancel();

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use kiln_dockerfile::{decode_name, encode_name};
 
 /// `root` joined with the escaped relative path `rel`, with the name's original bytes.
-pub fn host_path(root: &Path, rel: &str) -> PathBuf {
+pub(crate) fn host_path(root: &Path, rel: &str) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(&decode_name(rel)))
 }
 
@@ -30,7 +30,7 @@ fn name_text(name: &std::ffi::OsStr) -> String {
 
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     /// A regular file.
     File,
     /// A directory.
@@ -43,7 +43,7 @@ pub enum EntryKind {
 
 /// Metadata of one entry, plus where its bytes live on the host.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Kind (and link target).
     pub kind: EntryKind,
     /// Permission bits including setuid/setgid/sticky.
@@ -131,13 +131,13 @@ impl Entry {
     }
 
     /// Whether this is a directory.
-    pub fn is_dir(&self) -> bool {
+    pub(crate) fn is_dir(&self) -> bool {
         self.kind == EntryKind::Dir
     }
 }
 
 /// A read-only tree COPY can take files from.
-pub trait SourceTree: Send + Sync {
+pub(crate) trait SourceTree: Send + Sync {
     /// The entry at `path` without following a final symlink; `None` when absent (or
     /// excluded from the context by `.dockerignore`).
     fn lookup(&self, path: &str) -> io::Result<Option<Entry>>;
@@ -220,10 +220,10 @@ pub(crate) fn split(path: &str) -> impl Iterator<Item = &str> {
 
 /// Cleans a path lexically relative to a root it cannot leave (BuildKit: sources are
 /// confined to the context).
-pub use kiln_oci::clean_rel;
+pub(crate) use kiln_oci::clean_rel;
 
 /// Decides whether a context path is excluded by `.dockerignore`.
-pub trait ContextFilter: Send + Sync {
+pub(crate) trait ContextFilter: Send + Sync {
     /// Whether `path` (relative, slash-separated) is excluded.
     fn is_excluded(&self, path: &str) -> bool;
 
@@ -244,7 +244,7 @@ pub trait ContextFilter: Send + Sync {
 
 /// No filter: everything is included.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct IncludeAll;
+pub(crate) struct IncludeAll;
 
 impl ContextFilter for IncludeAll {
     fn is_excluded(&self, _path: &str) -> bool {
@@ -257,7 +257,7 @@ impl ContextFilter for IncludeAll {
 }
 
 /// The local build context directory, filtered.
-pub struct ContextTree<F: ContextFilter = IncludeAll> {
+pub(crate) struct ContextTree<F: ContextFilter = IncludeAll> {
     root: PathBuf,
     filter: F,
 }
@@ -272,7 +272,7 @@ impl<F: ContextFilter> std::fmt::Debug for ContextTree<F> {
 
 impl<F: ContextFilter> ContextTree<F> {
     /// A context rooted at `root` with the given exclusion filter.
-    pub fn new(root: impl Into<PathBuf>, filter: F) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>, filter: F) -> Self {
         Self {
             root: root.into(),
             filter,
@@ -280,12 +280,12 @@ impl<F: ContextFilter> ContextTree<F> {
     }
 
     /// The context directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// The exclusion filter.
-    pub fn filter(&self) -> &F {
+    pub(crate) fn filter(&self) -> &F {
         &self.filter
     }
 }
@@ -412,7 +412,7 @@ fn is_absent(e: &io::Error) -> bool {
 /// A stage's root filesystem as a stack of snapshot directories in overlay form, read
 /// without mounting anything.
 #[derive(Debug, Clone)]
-pub struct LayeredTree {
+pub(crate) struct LayeredTree {
     /// Snapshot directories, topmost first.
     layers: Vec<PathBuf>,
     name: String,
@@ -430,7 +430,7 @@ enum LayerView {
 
 impl LayeredTree {
     /// A tree over `layers` (topmost first), named for messages (`stage builder`).
-    pub fn new(layers: Vec<PathBuf>, name: impl Into<String>) -> Self {
+    pub(crate) fn new(layers: Vec<PathBuf>, name: impl Into<String>) -> Self {
         Self {
             layers,
             name: name.into(),

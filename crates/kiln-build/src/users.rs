@@ -63,7 +63,7 @@ fn lookup(db: Option<&str>, name: &str) -> Option<(u32, Option<u32>)> {
 }
 
 /// Resolves `USER[:GROUP]` to numbers using the tree's passwd/group files.
-pub fn resolve_chown(spec: &str, tree: &dyn SourceTree) -> Result<(u32, u32), OwnerError> {
+pub(crate) fn resolve_chown(spec: &str, tree: &dyn SourceTree) -> Result<(u32, u32), OwnerError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -130,7 +130,7 @@ pub enum ChmodError {
 
 /// Parses a `--chmod` value: octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=r`) applied
 /// to `base` (the source mode).
-pub fn parse_chmod(spec: &str) -> Result<Chmod, ChmodError> {
+pub(crate) fn parse_chmod(spec: &str) -> Result<Chmod, ChmodError> {
     if !spec.is_empty() && spec.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         // Digits 0-7 only: too many of them is the one way to fail.
         let mode = u32::from_str_radix(spec, 8)
@@ -162,7 +162,7 @@ pub fn parse_chmod(spec: &str) -> Result<Chmod, ChmodError> {
 
 /// A parsed `--chmod`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Chmod {
+pub(crate) enum Chmod {
     /// An absolute mode.
     Octal(u32),
     /// Symbolic clauses, applied per file.
@@ -171,7 +171,7 @@ pub enum Chmod {
 
 impl Chmod {
     /// The mode for a file whose source mode is `base` (`is_dir` for `X`).
-    pub fn apply(&self, base: u32, is_dir: bool) -> u32 {
+    pub(crate) fn apply(&self, base: u32, is_dir: bool) -> u32 {
         match self {
             Self::Octal(m) => *m,
             Self::Symbolic(spec) => {

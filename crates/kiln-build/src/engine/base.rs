@@ -5,30 +5,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use kiln_oci::{BlobSource, ChainId, Digest, ImageConfiguration, ImageRef, OciLayout, Platform};
+use kiln_oci::{BlobSource, Digest, ImageRef, OciLayout, Platform};
 use kiln_store::Store;
 
 use super::Builder;
 use super::error::BaseError;
-use super::stage::{Engine, LayerBlob, LayerInfo};
-
-/// A resolved image: its manifest digest, config and unpacked layers.
-#[derive(Debug, Clone)]
-pub(crate) struct BaseImage {
-    pub(crate) manifest_digest: Digest,
-    pub(crate) config: ImageConfiguration,
-    pub(crate) layers: Vec<LayerInfo>,
-    /// Whether it came from the local store without a pull.
-    pub(crate) was_local: bool,
-}
-
-/// What a `--build-context NAME=…` is.
-pub(crate) enum NamedSource {
-    /// `docker-image://` or `oci-layout://`.
-    Image(Arc<BaseImage>),
-    /// A local directory.
-    Dir(PathBuf),
-}
+use super::model::{BaseImage, LayerBlob, LayerInfo, NamedSource};
+use super::seams::BaseResolver;
 
 /// One image's place in the [`Resolver`]: empty until the first stage that needs it has
 /// resolved it (an error leaves it empty, so the next stage tries again).
@@ -64,11 +47,10 @@ impl<'a> Resolver<'a> {
     }
 
     /// The image `reference` for `platform`; pulled at most once per build.
-    pub(crate) fn image(
+    fn resolve(
         &self,
         reference: &ImageRef,
         platform: &Platform,
-        engine: &Engine<'_>,
     ) -> Result<Arc<BaseImage>, BaseError> {
         let slot = self.slot(format!("{reference}|{platform}"));
         let mut cached = slot
@@ -84,19 +66,14 @@ impl<'a> Resolver<'a> {
         };
         let (digest, was_local) = match local {
             Some(d) => (d, true),
-            None => (self.pull(reference, platform, engine)?, false),
+            None => (self.pull(reference, platform)?, false),
         };
         let image = Arc::new(self.unpack(&digest, platform, was_local)?);
         *cached = Some(Arc::clone(&image));
         Ok(image)
     }
 
-    fn pull(
-        &self,
-        reference: &ImageRef,
-        platform: &Platform,
-        _engine: &Engine<'_>,
-    ) -> Result<Digest, BaseError> {
+    fn pull(&self, reference: &ImageRef, platform: &Platform) -> Result<Digest, BaseError> {
         let mut config = kiln_registry::ClientConfig::new();
         for host in &self.builder.insecure_registries {
             config = config.insecure_registry(host.clone());
@@ -172,12 +149,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// The named build context `name`.
-    pub(crate) fn named_context(
-        &self,
-        name: &str,
-        platform: &Platform,
-        engine: &Engine<'_>,
-    ) -> Result<NamedSource, BaseError> {
+    fn named(&self, name: &str, platform: &Platform) -> Result<NamedSource, BaseError> {
         let spec = self
             .builder
             .build_contexts
@@ -193,9 +165,7 @@ impl<'a> Resolver<'a> {
                     name: name.to_owned(),
                     source,
                 })?;
-            return self
-                .image(&reference, platform, engine)
-                .map(NamedSource::Image);
+            return self.resolve(&reference, platform).map(NamedSource::Image);
         }
         if let Some(layout) = spec.strip_prefix("oci-layout://") {
             return self
@@ -265,7 +235,24 @@ impl<'a> Resolver<'a> {
     }
 }
 
-/// The chain id of `parent` + `diff_id`.
-pub(crate) fn chain_of(parent: Option<&ChainId>, diff_id: &kiln_oci::DiffId) -> ChainId {
-    ChainId::on(parent, diff_id)
+impl BaseResolver for Resolver<'_> {
+    fn image(
+        &self,
+        reference: &ImageRef,
+        platform: &Platform,
+    ) -> Result<Arc<BaseImage>, BaseError> {
+        self.resolve(reference, platform)
+    }
+
+    fn local_image(&self, reference: &ImageRef, platform: &Platform) -> Option<Arc<BaseImage>> {
+        if self.builder.pull {
+            return None;
+        }
+        self.store.resolve_ref(reference).ok().flatten()?;
+        self.resolve(reference, platform).ok()
+    }
+
+    fn named_context(&self, name: &str, platform: &Platform) -> Result<NamedSource, BaseError> {
+        self.named(name, platform)
+    }
 }

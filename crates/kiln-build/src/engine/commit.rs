@@ -20,18 +20,15 @@ use kiln_oci::{ChainId, Compression, DiffId, DiffTar, LayerWriter, MediaType};
 use kiln_store::Store;
 use serde::{Deserialize, Serialize};
 
-use super::base::chain_of;
 use super::error::LayerError;
-use super::stage::{Engine, LayerBlob, LayerInfo};
+use super::model::{LayerBlob, LayerInfo};
 
 /// Writes `dir` as a layer on top of `parent`; `None` (and `dir` removed) when it is empty.
-/// `compress`: the layer is part of the build's image, so its blob is compressed now, in the
-/// background (the export waits for it).
 pub(crate) fn commit_dir(
-    engine: &Engine<'_>,
+    store: &Store,
     dir: &Path,
     parent: Option<&ChainId>,
-    compress: bool,
+    epoch: Option<i64>,
 ) -> Result<Option<LayerInfo>, LayerError> {
     let is_empty = fs::read_dir(dir)
         .map_err(|e| LayerError::io("reading", dir, e))?
@@ -41,12 +38,8 @@ pub(crate) fn commit_dir(
         let _ = fs::remove_dir_all(dir);
         return Ok(None);
     }
-    let _span = tracing::debug_span!("commit_layer", dir = %dir.display(), compress).entered();
-    let layer = commit_snapshot(engine.store, parent, dir, engine.builder.source_date_epoch)?;
-    if compress {
-        engine.compressor.submit(&layer);
-    }
-    Ok(Some(layer))
+    let _span = tracing::debug_span!("commit_layer", dir = %dir.display()).entered();
+    commit_snapshot(store, parent, dir, epoch).map(Some)
 }
 
 /// Adopts the non-empty `dir` as the snapshot of a layer on top of `parent` (no blob yet).
@@ -57,7 +50,7 @@ pub(crate) fn commit_snapshot(
     epoch: Option<i64>,
 ) -> Result<LayerInfo, LayerError> {
     let diff_id = diff_id_of(dir, epoch)?;
-    let chain = chain_of(parent, &diff_id);
+    let chain = ChainId::on(parent, &diff_id);
     store.adopt_snapshot(dir, &chain)?;
     Ok(LayerInfo {
         diff_id,

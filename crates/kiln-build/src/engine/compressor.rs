@@ -24,7 +24,7 @@ use kiln_store::Store;
 
 use super::commit;
 use super::error::LayerError;
-use super::stage::{LayerBlob, LayerInfo};
+use super::model::{LayerBlob, LayerInfo};
 
 /// Background compression of a build's layers; see the module docs.
 pub(crate) struct Compressor {

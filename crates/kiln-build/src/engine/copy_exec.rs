@@ -15,7 +15,8 @@ use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageI
 use super::copy_write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
 use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
 use super::error::{CopyStepError, StepError};
-use super::stage::{Engine, LayerInfo, StageResult};
+use super::local::Local;
+use super::model::{LayerInfo, StageResult};
 use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
 use crate::hash::copy_plan_digest_listing;
 use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, host_path};
@@ -90,7 +91,7 @@ impl PreparedCopy {
 
     /// Remembers where the context's files now are in the layer's snapshot, for the next
     /// COPY of them to link (see `Linker`).
-    pub(crate) fn remember_copies(&self, engine: &Engine<'_>, chain: &ChainId) {
+    pub(crate) fn remember_copies(&self, engine: &Local<'_>, chain: &ChainId) {
         let snapshots = snapshots_dir(engine);
         for item in self.plan.items() {
             if item.source.kind == EntryKind::File && !item.source.host_path.starts_with(&snapshots)
@@ -104,7 +105,7 @@ impl PreparedCopy {
     }
 
     /// Writes the planned entries into a fresh staging directory.
-    pub(crate) fn materialize(&self, engine: &Engine<'_>) -> Result<PathBuf, StepError> {
+    pub(crate) fn materialize(&self, engine: &Local<'_>) -> Result<PathBuf, StepError> {
         let _span = tracing::debug_span!("copy_materialize", entries = self.plan.len()).entered();
         // Sources keyed by `--checksum` are fetched (and verified) now that the step runs.
         let fetch_dir = if self.downloads.iter().any(|d| d.fetched.is_none()) {
@@ -194,7 +195,7 @@ impl PreparedCopy {
 }
 
 /// A temp directory under the store's `tmp/` for downloaded bodies, removed on drop.
-fn download_dir(engine: &Engine<'_>) -> Result<tempfile::TempDir, StepError> {
+fn download_dir(engine: &Local<'_>) -> Result<tempfile::TempDir, StepError> {
     let tmp = engine.store.root().join("tmp");
     fs::create_dir_all(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
     tempfile::Builder::new()
@@ -204,7 +205,7 @@ fn download_dir(engine: &Engine<'_>) -> Result<tempfile::TempDir, StepError> {
 }
 
 /// A fresh directory under the store's `tmp/` (same filesystem as snapshots).
-pub(crate) fn staging_dir(engine: &Engine<'_>, what: &str) -> Result<PathBuf, StepError> {
+pub(crate) fn staging_dir(engine: &Local<'_>, what: &str) -> Result<PathBuf, StepError> {
     let tmp = engine.store.root().join("tmp");
     fs::create_dir_all(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
     let dir = tempfile::Builder::new()
@@ -227,7 +228,7 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> StepError {
 
 /// Plans a COPY/ADD and digests its inputs.
 pub(crate) fn prepare(
-    engine: &Engine<'_>,
+    engine: &Local<'_>,
     copy: &CopyAction,
     layers: &[LayerInfo],
     deps: &BTreeMap<StageId, Arc<StageResult>>,
@@ -529,7 +530,7 @@ fn resolve_dest(tree: &dyn SourceTree, dest: &str) -> io::Result<String> {
 }
 
 /// How miss explanations name a COPY source: `context`, `stage builder`, `image alpine:3`.
-fn source_label(engine: &Engine<'_>, from: &SourceRef) -> String {
+fn source_label(engine: &Local<'_>, from: &SourceRef) -> String {
     match from {
         SourceRef::Context => "context".to_owned(),
         SourceRef::Scratch => "scratch".to_owned(),
@@ -651,12 +652,12 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// WORKDIR: creates `path` (and missing parents, owned by `user`) when it does not exist.
 pub(crate) fn make_dir(
-    engine: &Engine<'_>,
+    engine: &Local<'_>,
     path: &str,
     user: &str,
     layers: &[LayerInfo],
     parent: Option<&ChainId>,
-    compress: bool,
+    in_image: bool,
 ) -> Result<Option<LayerInfo>, StepError> {
     let tree = engine.layered(layers, "stage".to_owned());
     let rel = clean_rel(&encode_text(path));
@@ -702,7 +703,5 @@ pub(crate) fn make_dir(
             }
         }
     }
-    Ok(super::commit::commit_dir(
-        engine, &staging, parent, compress,
-    )?)
+    Ok(engine.commit(&staging, parent, in_image)?)
 }

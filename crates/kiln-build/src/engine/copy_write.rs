@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use kiln_oci::{ChainId, Digest};
 
-use super::stage::Engine;
+use super::local::Local;
 use crate::copy::{CopyItem, CopyPlan};
 use crate::tree::{EntryKind, host_path};
 
 /// The store's `snapshots/` directory: files below it are immutable, so they may be linked.
-pub(super) fn snapshots_dir(engine: &Engine<'_>) -> PathBuf {
+pub(super) fn snapshots_dir(engine: &Local<'_>) -> PathBuf {
     engine.store.root().join("snapshots")
 }
 
@@ -75,7 +75,7 @@ pub(super) struct Linker<'a> {
 }
 
 impl<'a> Linker<'a> {
-    pub(super) fn new(engine: &Engine<'a>) -> Self {
+    pub(super) fn new(engine: &Local<'a>) -> Self {
         Self {
             snapshots: snapshots_dir(engine),
             store: engine.store,

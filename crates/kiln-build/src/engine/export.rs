@@ -17,7 +17,7 @@ use kiln_store::Store;
 
 use super::compressor::Compressor;
 use super::error::ExportError;
-use super::stage::StageResult;
+use super::model::StageResult;
 use super::{BuildError, Builder};
 use crate::event::{Event, EventSink};
 use crate::output::Output;

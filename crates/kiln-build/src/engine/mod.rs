@@ -7,10 +7,17 @@ mod compressor;
 mod copy_exec;
 mod copy_write;
 mod download;
+mod driver;
 mod error;
+mod executor;
 mod export;
+mod local;
+mod model;
+mod results;
 mod run_exec;
-mod stage;
+mod seams;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,13 +33,12 @@ use crate::event::{Event, EventSink};
 use crate::hash::HashMemo;
 use crate::output::Output;
 use crate::scheduler::{CancelToken, Node, ScheduleError, run_dag};
-use crate::tree::ContextFilter;
+use crate::tree::{ContextFilter, ContextTree};
 
 pub use self::error::{
     BaseError, BuildError, ContextError, CopyStepError, DownloadError, ExportError,
     InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError, StepError, StepId,
 };
-pub use self::stage::StageResult;
 
 /// A `--secret id=…,src=…` (or `env=…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -479,15 +485,42 @@ impl Builder {
             "{}.bin",
             Digest::sha256_of(self.context.to_string_lossy().as_bytes()).hex()
         )));
-        let engine = stage::Engine::new(
+        let context_root =
+            std::fs::canonicalize(&self.context).map_err(|source| ContextError::Unreadable {
+                path: self.context.clone(),
+                source,
+            })?;
+        if !context_root.is_dir() {
+            return Err(ContextError::NotADirectory {
+                path: self.context.clone(),
+            }
+            .into());
+        }
+        let options = driver::DriverOptions {
+            no_cache: self.no_cache,
+            source_date_epoch: self.source_date_epoch,
+            history_name: history_name(&context_root, &dockerfile_name, self.target.as_deref()),
+            dockerfile_name,
+            started: match self.source_date_epoch {
+                Some(epoch) => kiln_oci::rfc3339_utc(epoch),
+                None => driver::now_rfc3339(),
+            },
+        };
+        let resolver = base::Resolver::new(self, &store);
+        let compressor =
+            compressor::Compressor::new(store.clone(), self.compression, self.source_date_epoch);
+        let executor = local::Local::new(
             self,
             &store,
             &graph,
             events,
-            filter,
+            ContextTree::new(context_root, filter),
             &memo,
-            &dockerfile_name,
-        )?;
+            &resolver,
+            &compressor,
+        );
+        let results = results::StoreResults::new(&store, self.compression);
+        let driver = driver::Driver::new(&graph, events, &executor, &results, &resolver, options);
         let nodes: Vec<Node<StageId>> = graph
             .stages
             .iter()
@@ -496,20 +529,23 @@ impl Builder {
                 deps: s.deps.clone(),
             })
             .collect();
-        let results = run_dag(&nodes, self.jobs, &engine, &self.cancel);
+        let results = run_dag(&nodes, self.jobs, &driver, &self.cancel);
         if let Err(e) = memo.save() {
             tracing::warn!("could not save the context hash memo: {e}");
         }
-        engine.save_history();
+        driver.save_history();
         let results = match results {
             Ok(r) => r,
-            Err(ScheduleError::Failed { error, .. }) => return Err(error),
+            Err(ScheduleError::Failed { id, error }) => {
+                tracing::debug!(stage = %id, "the build stopped at a failed stage");
+                return Err(error);
+            }
             Err(ScheduleError::Cancelled) => return Err(BuildError::Cancelled),
         };
         let target = results
             .get(&graph.target)
             .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
-        let image = export::assemble(&store, target, self.source_date_epoch, &engine.compressor)?;
+        let image = export::assemble(&store, target, self.source_date_epoch, &compressor)?;
         let tagged = export::export(self, &store, &image, events)?;
         events.emit(Event::Finished {
             manifest_digest: image.manifest_digest().to_string(),
@@ -692,7 +728,7 @@ impl Builder {
 
 /// The context's `.dockerignore` as a [`ContextFilter`].
 #[derive(Debug)]
-pub struct IgnoreFilter {
+pub(crate) struct IgnoreFilter {
     matcher: Option<PatternMatcher>,
 }
 
@@ -731,6 +767,23 @@ impl ContextFilter for Arc<IgnoreFilter> {
     fn excludes_nothing(&self) -> bool {
         (**self).excludes_nothing()
     }
+}
+
+/// The name this build's key inputs are saved under, to explain the next build's misses: one
+/// history per (context, Dockerfile, target). The store names records by hex only, so it is
+/// a digest (domain-separated from step keys, which are digests of a different encoding).
+fn history_name(context_root: &Path, dockerfile_name: &str, target: Option<&str>) -> String {
+    Digest::sha256_of(
+        format!(
+            "kiln build history v1\0{}\0{}\0{}",
+            context_root.display(),
+            dockerfile_name,
+            target.unwrap_or("")
+        )
+        .as_bytes(),
+    )
+    .hex()
+    .to_owned()
 }
 
 /// Line, column (in characters) and value of the first byte of `bytes` that is not UTF-8

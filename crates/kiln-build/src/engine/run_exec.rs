@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kiln_dockerfile::{NetworkMode, SecurityMode};
-use kiln_oci::{ChainId, Platform};
+use kiln_oci::Platform;
 use kiln_plan::{KeyInputs, RunAction, RunMount, SourceRef, StageId};
 use kiln_sandbox::{ExtraMount, Network, RunSpec, Security, Stream};
 
 use super::copy_exec::staging_dir;
 use super::error::{MountError, StepError};
-use super::stage::{Engine, LayerInfo, StageResult, StepContext};
+use super::local::Local;
+use super::model::{LayerInfo, StageResult, StepContext};
 use super::{Entitlement, NetworkDefault};
 use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
 use crate::event::{Event, LogStream};
@@ -27,7 +28,7 @@ const TAIL_LINES: usize = 30;
 /// Adds the content digests of bind-mounted sources to the key (cache mounts, tmpfs and
 /// secrets never enter a key).
 pub(crate) fn add_key_inputs(
-    engine: &Engine<'_>,
+    engine: &Local<'_>,
     run: &RunAction,
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     platform: &Platform,
@@ -57,12 +58,11 @@ pub(crate) fn add_key_inputs(
 
 /// Runs the step; returns its layer (`None` when it changed nothing).
 pub(crate) fn run(
-    engine: &Engine<'_>,
+    engine: &Local<'_>,
     run: &RunAction,
     ctx: &StepContext<'_>,
-    parent: Option<&ChainId>,
-    compress: bool,
 ) -> Result<Option<LayerInfo>, StepError> {
+    let parent = ctx.parent_chain();
     let (layers, deps, platform, step, cancel) =
         (ctx.layers, ctx.deps, ctx.platform, ctx.number, ctx.cancel);
     let sandbox = engine.sandbox()?;
@@ -162,7 +162,7 @@ pub(crate) fn run(
                 .to_owned(),
         });
     }
-    let layer = super::commit::commit_dir(engine, &upper, parent, compress)?;
+    let layer = engine.commit(&upper, parent, ctx.in_image)?;
     tracing::debug_span!("run_cleanup").in_scope(|| drop(cleanup));
     Ok(layer)
 }
@@ -185,7 +185,7 @@ impl Drop for Cleanup {
 }
 
 fn provide_mount(
-    engine: &Engine<'_>,
+    engine: &Local<'_>,
     mount: &RunMount,
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     platform: &Platform,
@@ -323,7 +323,7 @@ use kiln_oci::Digest;
 /// What a mount of `source` from `from` holds, planned like `COPY source /` (owners kept
 /// for stage and image sources): the same plan keys the step and provides the mount.
 fn plan_mount_source(
-    engine: &Engine<'_>,
+    engine: &Local<'_>,
     from: &SourceRef,
     source: &str,
     deps: &BTreeMap<StageId, Arc<StageResult>>,
@@ -346,7 +346,7 @@ fn plan_mount_source(
 
 /// Copies `source` of `from` into a fresh directory (a read-only view for a bind mount).
 fn materialize(
-    engine: &Engine<'_>,
+    engine: &Local<'_>,
     from: &SourceRef,
     source: &str,
     deps: &BTreeMap<StageId, Arc<StageResult>>,

@@ -4,10 +4,9 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use kiln_build::{
-    Chmod, ContextFilter, ContextTree, CopyAttrs, CopyError, CopyRequest, EntryKind, IncludeAll,
-    LayeredTree, SourceTree, plan_copy,
-};
+use crate::copy::{CopyAttrs, CopyError, CopyRequest, plan_copy};
+use crate::tree::{ContextFilter, ContextTree, EntryKind, IncludeAll, LayeredTree, SourceTree};
+use crate::users::Chmod;
 
 fn write(root: &Path, rel: &str, body: &str) {
     let p = root.join(rel);
