@@ -579,6 +579,10 @@ impl Builder {
                     path: src.clone(),
                     source,
                 };
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "SecretUnreadable names the path; fs_err would name it twice"
+                )]
                 let meta = std::fs::metadata(src).map_err(unreadable)?;
                 if !meta.is_file() {
                     return Err(OptionsError::SecretNotAFile {
@@ -587,6 +591,10 @@ impl Builder {
                     }
                     .into());
                 }
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "SecretUnreadable names the path; fs_err would name it twice"
+                )]
                 std::fs::File::open(src).map_err(unreadable)?;
             } else if let Some(var) = &secret.env
                 && std::env::var_os(var).is_none()
@@ -606,6 +614,10 @@ impl Builder {
             return Ok(("Dockerfile".to_owned(), text.clone()));
         }
         let path = self.dockerfile_path();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "ReadDockerfile names the path with a hint (snapshot-tested); fs_err would name it twice"
+        )]
         let bytes = std::fs::read(&path).map_err(|source| BuildError::ReadDockerfile {
             path: path.clone(),
             source,
@@ -636,7 +648,7 @@ impl Builder {
         }
         candidates.push(self.context.join(".dockerignore"));
         for path in candidates {
-            match std::fs::read_to_string(&path) {
+            match fs_err::read_to_string(&path) {
                 Ok(text) => {
                     let patterns = read_ignore_file(&text).map_err(|source| match source {
                         kiln_dockerfile::PatternError::LineTooLong { line, .. } => {

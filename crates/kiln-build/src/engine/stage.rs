@@ -124,6 +124,10 @@ impl<'a> Engine<'a> {
         memo: &'a HashMemo,
         dockerfile_name: &str,
     ) -> Result<Self, BuildError> {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "ContextError::Unreadable names the path with a hint; fs_err would name it twice"
+        )]
         let context_root =
             std::fs::canonicalize(&builder.context).map_err(|source| ContextError::Unreadable {
                 path: builder.context.clone(),
