@@ -114,8 +114,7 @@ pub(crate) fn cases() -> Vec<Case> {
         .filter(|p| p.join("Dockerfile").is_file())
         .map(|dir| {
             let expect_path = dir.join("expect.json");
-            let text = fs_err::read_to_string(&expect_path)
-                .unwrap_or_else(|e| panic!("{}: {e}", expect_path.display()));
+            let text = fs_err::read_to_string(&expect_path).unwrap_or_else(|e| panic!("{e}"));
             let expect = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{}: {e}", expect_path.display()));
             Case {

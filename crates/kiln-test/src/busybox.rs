@@ -32,8 +32,7 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     mkdir("tmp", 0o1777);
     mkdir("home/user", 0o755);
     let target = dir.join("bin/busybox");
-    fs_err::copy(&busybox, &target)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", busybox.display(), target.display()));
+    fs_err::copy(&busybox, &target).unwrap_or_else(|e| panic!("{e}"));
     fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("{e}"));
     for applet in BUSYBOX_APPLETS {

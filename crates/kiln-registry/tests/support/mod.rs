@@ -3,10 +3,10 @@
 //! skopeo as `oci:DIR:TAG`. Also builds test images with random, incompressible layers.
 
 use std::collections::BTreeMap;
-use fs_err::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use fs_err::File;
 use kiln_oci::{BlobError, BlobIngest, BlobSink, BlobSource, Digest, Sha256Hasher};
 
 /// Blobs in a directory.
