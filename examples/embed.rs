@@ -51,8 +51,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         demo = tempfile::tempdir()?;
         let context = demo.path().join("context");
-        std::fs::create_dir_all(&context)?;
-        std::fs::write(context.join("hello.txt"), "hello from kiln\n")?;
+        fs_err::create_dir_all(&context)?;
+        fs_err::write(context.join("hello.txt"), "hello from kiln\n")?;
         let builder = Builder::new(&context)
             .dockerfile_text(DEMO_DOCKERFILE)
             .store_root(demo.path().join("store"))

@@ -102,9 +102,9 @@ fn hostile_dockerfiles_are_refused_briefly_with_file_line_and_limit() {
     for case in cases() {
         let dir = tempfile::tempdir().expect("temp dir");
         let context = dir.path().join("context");
-        std::fs::create_dir(&context).expect("context");
-        std::fs::write(context.join("a"), "a").expect("file");
-        std::fs::write(context.join("Dockerfile"), &case.dockerfile).expect("Dockerfile");
+        fs_err::create_dir(&context).expect("context");
+        fs_err::write(context.join("a"), "a").expect("file");
+        fs_err::write(context.join("Dockerfile"), &case.dockerfile).expect("Dockerfile");
         let out = kiln_in(&dir.path().join("store"))
             .args(["build", "--progress", "plain", "-t", "bad:latest"])
             .arg(&context)

@@ -84,7 +84,7 @@ impl Case {
             return ctx;
         }
         let empty = scratch.join(format!("empty-context-{}", self.name));
-        std::fs::create_dir_all(&empty).unwrap();
+        fs_err::create_dir_all(&empty).unwrap();
         empty
     }
 
@@ -97,7 +97,7 @@ impl Case {
         if let Some(secrets) = self.expect["secrets"].as_object() {
             for (id, value) in secrets {
                 let file = scratch.join(format!("secret-{}-{id}", self.name));
-                std::fs::write(&file, value.as_str().unwrap()).unwrap();
+                fs_err::write(&file, value.as_str().unwrap()).unwrap();
                 args.push("--secret".into());
                 args.push(format!("id={id},src={}", file.display()));
             }
@@ -108,14 +108,13 @@ impl Case {
 
 /// Every case of the corpus, sorted by name.
 pub(crate) fn cases() -> Vec<Case> {
-    let mut cases: Vec<Case> = std::fs::read_dir(corpus_dir())
+    let mut cases: Vec<Case> = fs_err::read_dir(corpus_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("Dockerfile").is_file())
         .map(|dir| {
             let expect_path = dir.join("expect.json");
-            let text = std::fs::read_to_string(&expect_path)
-                .unwrap_or_else(|e| panic!("{}: {e}", expect_path.display()));
+            let text = fs_err::read_to_string(&expect_path).unwrap_or_else(|e| panic!("{e}"));
             let expect = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{}: {e}", expect_path.display()));
             Case {
@@ -145,14 +144,14 @@ pub(crate) fn walk(root: &Path) -> BTreeMap<String, FsEntry> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let meta = fs_err::symlink_metadata(&path).unwrap();
             let rel = format!("/{}", path.strip_prefix(root).unwrap().to_string_lossy());
             let (kind, data) = if meta.file_type().is_symlink() {
                 (
                     "symlink",
-                    std::fs::read_link(&path)
+                    fs_err::read_link(&path)
                         .unwrap()
                         .into_os_string()
                         .into_encoded_bytes(),
@@ -161,7 +160,7 @@ pub(crate) fn walk(root: &Path) -> BTreeMap<String, FsEntry> {
                 stack.push(path.clone());
                 ("dir", Vec::new())
             } else if meta.is_file() {
-                ("file", std::fs::read(&path).unwrap())
+                ("file", fs_err::read(&path).unwrap())
             } else {
                 ("special", Vec::new())
             };
@@ -183,13 +182,13 @@ pub(crate) fn walk(root: &Path) -> BTreeMap<String, FsEntry> {
 /// Reads a blob of an OCI layout directory.
 pub(crate) fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").unwrap();
-    std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()
+    fs_err::read(layout.join("blobs/sha256").join(hex)).unwrap()
 }
 
 /// The image config of the only image in an OCI layout directory.
 pub(crate) fn layout_config(layout: &Path) -> Value {
     let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap();
     let manifest: Value = serde_json::from_slice(&layout_blob(
         layout,
         index["manifests"][0]["digest"].as_str().unwrap(),
@@ -240,7 +239,7 @@ pub(crate) fn build_case_with_env(
     env: &[(&str, &str)],
 ) -> Built {
     let out_dir = work.join(&case.name);
-    std::fs::create_dir_all(&out_dir).unwrap();
+    fs_err::create_dir_all(&out_dir).unwrap();
     let layout = out_dir.join("layout");
     let local = out_dir.join("local");
     let use_umoci = has_tool("umoci");
@@ -432,7 +431,7 @@ fn corpus_builds_match_expectations_root() {
 fn corpus_runs_match_expectations_in_copy_fallback_mode_root() {
     kiln_test::require_root();
     run_corpus(&[("KILN_SANDBOX_FORCE_COPY", "1")], |case| {
-        std::fs::read_to_string(case.dir.join("Dockerfile"))
+        fs_err::read_to_string(case.dir.join("Dockerfile"))
             .unwrap()
             .lines()
             .any(|l| l.trim_start().starts_with("RUN"))

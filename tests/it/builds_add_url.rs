@@ -74,7 +74,7 @@ fn fixture() -> Fixture {
     let root = tmp.path().to_owned();
     let store = store_with_busybox(&root);
     let served = root.join("served");
-    std::fs::create_dir_all(&served).unwrap();
+    fs_err::create_dir_all(&served).unwrap();
     let server = Server::start(&served);
     Fixture {
         _tmp: tmp,
@@ -90,10 +90,10 @@ impl Fixture {
     /// `dockerfile`.
     fn build(&self, name: &str, dockerfile: &str) -> (Output, PathBuf) {
         let ctx = self.root.join(name).join("ctx");
-        std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        fs_err::create_dir_all(&ctx).unwrap();
+        fs_err::write(ctx.join("Dockerfile"), dockerfile).unwrap();
         let out_dir = self.root.join(name).join("out");
-        let _ = std::fs::remove_dir_all(&out_dir);
+        let _ = fs_err::remove_dir_all(&out_dir);
         let out = kiln_in(&self.store)
             .args(["build", "--progress", "plain", "-o"])
             .arg(format!("type=local,dest={}", out_dir.display()))
@@ -112,8 +112,8 @@ impl Fixture {
 
     fn build_fails(&self, name: &str, dockerfile: &str) -> String {
         let ctx = self.root.join(name).join("ctx");
-        std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        fs_err::create_dir_all(&ctx).unwrap();
+        fs_err::write(ctx.join("Dockerfile"), dockerfile).unwrap();
         let out = run_fails(
             kiln_in(&self.store)
                 .args(["build", "--progress", "plain"])
@@ -124,7 +124,7 @@ impl Fixture {
     }
 
     fn serve(&self, name: &str, content: &str) {
-        std::fs::write(self.served.join(name), content).unwrap();
+        fs_err::write(self.served.join(name), content).unwrap();
     }
 }
 
@@ -156,7 +156,7 @@ fn is_cached(log: &str, name: &str) -> bool {
 fn builds_add_url_downloads_into_a_directory_root() {
     let fx = fixture();
     fx.serve("hello.txt", "hello from http\n");
-    let served_mtime = std::fs::metadata(fx.served.join("hello.txt"))
+    let served_mtime = fs_err::metadata(fx.served.join("hello.txt"))
         .unwrap()
         .mtime();
     let url = fx.server.url("hello.txt");
@@ -166,11 +166,11 @@ fn builds_add_url_downloads_into_a_directory_root() {
     );
     let file = out.join("dest/hello.txt");
     assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
+        fs_err::read_to_string(&file).unwrap(),
         "hello from http\n",
         "{log}"
     );
-    let meta = std::fs::metadata(&file).unwrap();
+    let meta = fs_err::metadata(&file).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
     // http.server sends Last-Modified: the file keeps the served file's mtime.
@@ -195,15 +195,15 @@ fn builds_add_url_to_a_file_path_with_chmod_root() {
     let tool = out.join("usr/local/bin/tool");
     assert!(tool.is_file(), "{log}");
     assert_eq!(
-        std::fs::read_to_string(&tool).unwrap(),
+        fs_err::read_to_string(&tool).unwrap(),
         "#!/bin/sh\necho tool\n"
     );
     assert_eq!(
-        std::fs::metadata(&tool).unwrap().permissions().mode() & 0o7777,
+        fs_err::metadata(&tool).unwrap().permissions().mode() & 0o7777,
         0o600
     );
     assert_eq!(
-        std::fs::metadata(out.join("opt/run.sh"))
+        fs_err::metadata(out.join("opt/run.sh"))
             .unwrap()
             .permissions()
             .mode()
@@ -228,7 +228,7 @@ fn builds_add_url_checksum_is_verified_root() {
         &format!("FROM busybox\nADD --checksum=sha256:{right} {url} /data.bin\n"),
     );
     assert_eq!(
-        std::fs::read_to_string(out.join("data.bin")).unwrap(),
+        fs_err::read_to_string(out.join("data.bin")).unwrap(),
         content,
         "{log}"
     );
@@ -291,5 +291,5 @@ fn builds_add_url_cache_follows_the_served_content_root() {
         changed.contains(&format!("cache miss: url {url} changed")),
         "{changed}"
     );
-    assert_eq!(std::fs::read_to_string(out.join("v.txt")).unwrap(), "two\n");
+    assert_eq!(fs_err::read_to_string(out.join("v.txt")).unwrap(), "two\n");
 }

@@ -209,10 +209,10 @@ fn corpus_matches_buildah_root() {
     // buildah names an `oci:` image after its path, which must be lowercase; temp dirs
     // are mixed case, so the layout is pulled through a lowercase symlink.
     let base = std::env::temp_dir().join(format!("kiln-buildah-base-{}", std::process::id()));
-    let _ = std::fs::remove_file(&base);
-    std::os::unix::fs::symlink(busybox_layout(tmp.path()), &base).unwrap();
+    let _ = fs_err::remove_file(&base);
+    fs_err::os::unix::fs::symlink(busybox_layout(tmp.path()), &base).unwrap();
     buildah.run(&["pull", "-q", &format!("oci:{}:latest", base.display())]);
-    std::fs::remove_file(&base).unwrap();
+    fs_err::remove_file(&base).unwrap();
     let id = buildah.run(&["images", "-q"]);
     buildah.run(&["tag", id.lines().next().unwrap().trim(), "busybox"]);
 

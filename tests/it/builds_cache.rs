@@ -27,8 +27,8 @@ fn miss_reason<'a>(log: &'a str, name: &str) -> Option<&'a str> {
 
 fn write(dir: &Path, rel: &str, content: &str) {
     let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(path, content).unwrap();
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn onbuild_triggers_of_a_base_image_run_and_are_counted_in_labels_root() {
     );
     assert!(log.contains("[3/3] RUN cat /triggered > /seen"), "{log}");
     assert_eq!(
-        std::fs::read_to_string(out.join("seen")).unwrap(),
+        fs_err::read_to_string(out.join("seen")).unwrap(),
         "triggered\n"
     );
 }
@@ -463,7 +463,7 @@ fn sigint_cancels_a_running_build_and_cleans_up_root() {
         "the RUN was not stopped"
     );
     assert!(!out_tar.exists(), "a cancelled build wrote its output");
-    let leftovers: Vec<_> = std::fs::read_dir(store.join("tmp"))
+    let leftovers: Vec<_> = fs_err::read_dir(store.join("tmp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("run-") || n.starts_with("copy-"))
@@ -473,7 +473,7 @@ fn sigint_cancels_a_running_build_and_cleans_up_root() {
 
 /// Blobs in the store (`blobs/sha256/*`).
 fn blob_count(store: &Path) -> usize {
-    std::fs::read_dir(store.join("blobs/sha256")).map_or(0, Iterator::count)
+    fs_err::read_dir(store.join("blobs/sha256")).map_or(0, Iterator::count)
 }
 
 /// A stage outside the image (a builder reached through `COPY --from`) is kept as snapshots
@@ -530,15 +530,15 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
     if crate::common::has_tool("umoci") {
         let rootfs = crate::builds::umoci_unpack(&layout, "latest", &tmp.path().join("bundle"));
         assert_eq!(
-            std::fs::read_to_string(rootfs.join("out/small")).unwrap(),
+            fs_err::read_to_string(rootfs.join("out/small")).unwrap(),
             "built\n"
         );
         assert_eq!(
-            std::fs::metadata(rootfs.join("out/big")).unwrap().len(),
+            fs_err::metadata(rootfs.join("out/big")).unwrap().len(),
             300_000
         );
         assert_eq!(
-            std::fs::read_to_string(rootfs.join("out/input.txt")).unwrap(),
+            fs_err::read_to_string(rootfs.join("out/input.txt")).unwrap(),
             "payload\n"
         );
     }
@@ -561,7 +561,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
          COPY --from=builder /second /second\n",
     );
     build_plain(&store, &ctx2, &[]);
-    let snapshots: Vec<_> = std::fs::read_dir(store.join("snapshots"))
+    let snapshots: Vec<_> = fs_err::read_dir(store.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -569,7 +569,7 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
         .iter()
         .find(|p| p.join("unused").is_file())
         .expect("the builder's RUN snapshot");
-    std::fs::remove_dir_all(victim).unwrap();
+    fs_err::remove_dir_all(victim).unwrap();
     let log = build_plain(&store, &ctx2, &[]);
     assert!(
         log.lines()
@@ -580,12 +580,12 @@ fn layers_outside_the_image_are_compressed_only_when_an_image_needs_them_root() 
     // An image layer's record names no blob (it was compressed in the background after
     // the record was written), but the blob is remembered: with its snapshot gone, the step
     // is restored from that blob instead of running again.
-    let image_layer = std::fs::read_dir(store.join("snapshots"))
+    let image_layer = fs_err::read_dir(store.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.join("second").is_file() && !p.join("unused").exists())
         .expect("the final image's COPY snapshot");
-    std::fs::remove_dir_all(&image_layer).unwrap();
+    fs_err::remove_dir_all(&image_layer).unwrap();
     let log = build_plain(&store, &ctx2, &[]);
     assert!(
         step_lines(&log).iter().all(|l| l.ends_with(" CACHED")),
@@ -616,10 +616,10 @@ fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
             write(&ctx, &rel, &format!("{rel}\n{}", "x".repeat(f * 7)));
             let mode = modes[(d + f) % modes.len()];
             let path = ctx.join(&rel);
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let mtime = 1_600_000_000 + i64::try_from(d * 100 + f).unwrap();
             let when = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap());
-            std::fs::File::options()
+            fs_err::OpenOptions::new()
                 .write(true)
                 .open(&path)
                 .unwrap()
@@ -641,14 +641,13 @@ fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
     );
     for (rel, mode, mtime) in &expected {
         let got = out.join("data").join(rel.strip_prefix("tree/").unwrap());
-        let meta =
-            std::fs::symlink_metadata(&got).unwrap_or_else(|e| panic!("{}: {e}", got.display()));
+        let meta = fs_err::symlink_metadata(&got).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(meta.mode() & 0o7777, *mode, "{rel}");
         assert_eq!((meta.uid(), meta.gid()), (123, 456), "{rel}");
         assert_eq!(meta.mtime(), *mtime, "{rel}");
         assert_eq!(
-            std::fs::read_to_string(&got).unwrap(),
-            std::fs::read_to_string(ctx.join(rel)).unwrap()
+            fs_err::read_to_string(&got).unwrap(),
+            fs_err::read_to_string(ctx.join(rel)).unwrap()
         );
     }
     let files = walkdir_count(&out.join("data"));
@@ -684,7 +683,7 @@ fn a_large_copy_keeps_every_file_mode_owner_and_mtime_root() {
 fn max_nlink(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt as _;
     let mut max = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
+    for entry in fs_err::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let meta = entry.metadata().unwrap();
         if meta.is_dir() {
@@ -698,7 +697,7 @@ fn max_nlink(dir: &Path) -> u64 {
 
 fn walkdir_count(dir: &Path) -> usize {
     let mut count = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
+    for entry in fs_err::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         if entry.file_type().unwrap().is_dir() {
             count += walkdir_count(&entry.path());
@@ -711,7 +710,7 @@ fn walkdir_count(dir: &Path) -> usize {
 
 /// The first file named `name` under `dir`.
 fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()? {
+    for entry in fs_err::read_dir(dir).ok()? {
         let entry = entry.ok()?;
         let path = entry.path();
         if entry.file_type().ok()?.is_dir() {
@@ -744,7 +743,7 @@ fn copy_from_links_files_but_not_files_with_xattrs_root() {
     build_plain(&store, &ctx, &[]);
     let snapshots = store.join("snapshots");
     let plain = find_file(&snapshots, "plain").expect("the COPY's snapshot");
-    assert_eq!(std::fs::metadata(&plain).unwrap().nlink(), 2, "not linked");
+    assert_eq!(fs_err::metadata(&plain).unwrap().nlink(), 2, "not linked");
     let tagged_src = find_file(&snapshots, "tagged-src").expect("the RUN's snapshot");
     if let Err(e) = rustix::fs::lsetxattr(
         &tagged_src,
@@ -766,11 +765,11 @@ fn copy_from_links_files_but_not_files_with_xattrs_root() {
     build_plain(&store, &ctx, &[]);
     let tagged = find_file(&snapshots, "tagged").expect("the second COPY's snapshot");
     assert_eq!(
-        std::fs::metadata(&tagged).unwrap().nlink(),
+        fs_err::metadata(&tagged).unwrap().nlink(),
         1,
         "a file with xattrs was linked"
     );
-    assert_eq!(std::fs::read_to_string(&tagged).unwrap(), "tagged\n");
+    assert_eq!(fs_err::read_to_string(&tagged).unwrap(), "tagged\n");
     // The copy keeps the attribute, as BuildKit's does.
     let mut value = [0u8; 8];
     let n = rustix::fs::lgetxattr(&tagged, "user.kiln-test", &mut value)

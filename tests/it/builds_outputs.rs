@@ -15,8 +15,8 @@ use crate::common::{has_tool, kiln_in, run_fails, run_ok};
 
 fn write(dir: &Path, rel: &str, content: &str) {
     let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(path, content).unwrap();
 }
 
 /// `skopeo inspect TRANSPORT:PATH` as JSON.
@@ -94,7 +94,7 @@ fn named_contexts_and_every_output_type_root() {
     let rootfs = tmp.path().join("rootfs");
     build(&format!("type=local,dest={}", rootfs.display()));
     assert_eq!(
-        std::fs::read_to_string(rootfs.join("all.txt")).unwrap(),
+        fs_err::read_to_string(rootfs.join("all.txt")).unwrap(),
         "from-dir\nfrom-layout\nfrom-context\n"
     );
 
@@ -230,7 +230,7 @@ fn assert_refused(store: &Path, ctx: &Path, output: &str, dest: &Path, what: &st
         !stderr.contains("COPY hello.txt"),
         "{output}: refused before the build runs:\n{stderr}"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+    let leftovers: Vec<_> = fs_err::read_dir(dest.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".kiln-"))
@@ -244,7 +244,7 @@ fn tar_outputs_refuse_devices_fifos_symlinks_and_directories() {
     let store = tmp.path().join("store");
     let ctx = scratch_context(tmp.path());
     let dests = tmp.path().join("dests");
-    std::fs::create_dir_all(&dests).unwrap();
+    fs_err::create_dir_all(&dests).unwrap();
 
     let fifo = dests.join("fifo");
     assert!(
@@ -255,11 +255,11 @@ fn tar_outputs_refuse_devices_fifos_symlinks_and_directories() {
             .success()
     );
     let target = dests.join("target.tar");
-    std::fs::write(&target, "keep me").unwrap();
+    fs_err::write(&target, "keep me").unwrap();
     let link = dests.join("link.tar");
-    std::os::unix::fs::symlink(&target, &link).unwrap();
+    fs_err::os::unix::fs::symlink(&target, &link).unwrap();
     let dir = dests.join("dir");
-    std::fs::create_dir(&dir).unwrap();
+    fs_err::create_dir(&dir).unwrap();
     for kind in ["oci", "docker"] {
         let spec = |dest: &Path| format!("type={kind},dest={}", dest.display());
         assert_refused(&store, &ctx, &spec(&fifo), &fifo, "FIFO");
@@ -267,14 +267,14 @@ fn tar_outputs_refuse_devices_fifos_symlinks_and_directories() {
         assert_refused(&store, &ctx, &spec(&dir), &dir, "directory");
     }
     assert!(
-        std::fs::symlink_metadata(&fifo)
+        fs_err::symlink_metadata(&fifo)
             .unwrap()
             .file_type()
             .is_fifo()
     );
-    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
-    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
-    assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+    assert!(fs_err::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(fs_err::read_to_string(&target).unwrap(), "keep me");
+    assert!(fs_err::read_dir(&dir).unwrap().next().is_none());
 
     // Not in the store either: the build never ran.
     let images = run_ok(kiln_in(&store).arg("images"));
@@ -285,7 +285,7 @@ fn tar_outputs_refuse_devices_fifos_symlinks_and_directories() {
         &ctx,
         &format!("type=oci,dest={}", target.display()),
     ));
-    assert!(std::fs::read(&target).unwrap().len() > 1024);
+    assert!(fs_err::read(&target).unwrap().len() > 1024);
 }
 
 /// The device half of `tar_outputs_refuse_devices_fifos_symlinks_and_directories`: mknod
@@ -298,7 +298,7 @@ fn tar_outputs_refuse_a_character_device_root() {
     let store = tmp.path().join("store");
     let ctx = scratch_context(tmp.path());
     let dests = tmp.path().join("dests");
-    std::fs::create_dir_all(&dests).unwrap();
+    fs_err::create_dir_all(&dests).unwrap();
     // A null-like character device (1:7, what /dev/full is) made in the temp dir.
     let full = dests.join("full");
     let made = Command::new("mknod")
@@ -312,7 +312,7 @@ fn tar_outputs_refuse_a_character_device_root() {
         assert_refused(&store, &ctx, &output, &full, "character device");
     }
     assert!(
-        std::fs::symlink_metadata(&full)
+        fs_err::symlink_metadata(&full)
             .unwrap()
             .file_type()
             .is_char_device()
@@ -328,13 +328,13 @@ fn directory_outputs_refuse_files_and_symlinks() {
     let store = tmp.path().join("store");
     let ctx = scratch_context(tmp.path());
     let dests = tmp.path().join("dests");
-    std::fs::create_dir_all(&dests).unwrap();
+    fs_err::create_dir_all(&dests).unwrap();
     let file = dests.join("file");
-    std::fs::write(&file, "keep me").unwrap();
+    fs_err::write(&file, "keep me").unwrap();
     let empty = dests.join("empty");
-    std::fs::create_dir(&empty).unwrap();
+    fs_err::create_dir(&empty).unwrap();
     let link = dests.join("link");
-    std::os::unix::fs::symlink(&empty, &link).unwrap();
+    fs_err::os::unix::fs::symlink(&empty, &link).unwrap();
     for spec in ["type=local,dest={}", "type=oci,dest={},tar=false"] {
         for (dest, what) in [(&file, "regular file"), (&link, "symbolic link")] {
             let output = spec.replace("{}", &dest.display().to_string());
@@ -345,8 +345,8 @@ fn directory_outputs_refuse_files_and_symlinks() {
     write(&full, "x", "x");
     let output = format!("type=local,dest={}", full.display());
     assert_refused(&store, &ctx, &output, &full, "not empty");
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
-    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(fs_err::read_to_string(&file).unwrap(), "keep me");
+    assert!(fs_err::symlink_metadata(&link).unwrap().is_symlink());
     // The real empty directory is fine.
     run_ok(&mut build_to(
         &store,
@@ -354,7 +354,7 @@ fn directory_outputs_refuse_files_and_symlinks() {
         &format!("type=local,dest={}", empty.display()),
     ));
     assert_eq!(
-        std::fs::read_to_string(empty.join("hello.txt")).unwrap(),
+        fs_err::read_to_string(empty.join("hello.txt")).unwrap(),
         "hello\n"
     );
 }
@@ -372,17 +372,17 @@ fn a_failed_export_leaves_no_partial_output_or_temp_file() {
     ));
     // Corrupt every blob of the store but the small JSON ones: the layer's copy into the
     // archive is verified, so the second export fails after its temp file was created.
-    for entry in std::fs::read_dir(store.join("blobs/sha256")).unwrap() {
+    for entry in fs_err::read_dir(store.join("blobs/sha256")).unwrap() {
         let path = entry.unwrap().path();
-        let mut bytes = std::fs::read(&path).unwrap();
+        let mut bytes = fs_err::read(&path).unwrap();
         if bytes.first() != Some(&b'{') {
             let last = bytes.len() - 1;
             bytes[last] ^= 0xff;
-            std::fs::write(&path, bytes).unwrap();
+            fs_err::write(&path, bytes).unwrap();
         }
     }
     let outdir = tmp.path().join("out");
-    std::fs::create_dir(&outdir).unwrap();
+    fs_err::create_dir(&outdir).unwrap();
     let dest = outdir.join("image.tar");
     let out = run_fails(
         &mut build_to(
@@ -394,7 +394,7 @@ fn a_failed_export_leaves_no_partial_output_or_temp_file() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&dest.display().to_string()), "{stderr}");
-    let left: Vec<_> = std::fs::read_dir(&outdir).unwrap().collect();
+    let left: Vec<_> = fs_err::read_dir(&outdir).unwrap().collect();
     assert!(
         left.is_empty(),
         "nothing is left in {}: {left:?}",
@@ -530,7 +530,7 @@ fn build_args_and_secrets_are_checked_before_the_build() {
         "{out:?}"
     );
     let present = tmp.path().join("secret");
-    std::fs::write(&present, "s3cr3t").unwrap();
+    fs_err::write(&present, "s3cr3t").unwrap();
     run_ok(&mut build(&[
         "--secret",
         &format!("id=tok,src={}", present.display()),

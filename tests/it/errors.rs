@@ -21,12 +21,12 @@ fn failed_build(
     code: i32,
 ) -> String {
     let context = dir.join("context");
-    std::fs::create_dir_all(&context).unwrap();
-    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(context.join("Dockerfile"), dockerfile).unwrap();
     for (path, content) in files {
         let path = context.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, content).unwrap();
     }
     let out = kiln_in(store)
         .args(["build", "--progress", "quiet"])
@@ -161,7 +161,7 @@ fn invalid_dockerignore_pattern_names_the_file() {
 fn missing_dockerfile_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let context = dir.path().join("empty");
-    std::fs::create_dir_all(&context).unwrap();
+    fs_err::create_dir_all(&context).unwrap();
     let out = kiln_in(&dir.path().join("store"))
         .args(["build", "--progress", "quiet"])
         .arg(&context)
@@ -222,8 +222,8 @@ fn unreadable_secret_source_names_the_file() {
 fn store_of_another_layout_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("layout-version"), "99\n").unwrap();
+    fs_err::create_dir_all(&store).unwrap();
+    fs_err::write(store.join("layout-version"), "99\n").unwrap();
     let err = failed_build(dir.path(), &store, "FROM scratch\n", &[], &[], 1);
     assert_error_snapshot!("errors_store_layout_version", err);
 }
@@ -263,8 +263,8 @@ fn step_expansion_error_gets_the_dockerfile_name() {
 fn dockerfile_that_is_not_utf8_names_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let context = dir.path().join("context");
-    std::fs::create_dir_all(&context).unwrap();
-    std::fs::write(context.join("Dockerfile"), b"FROM scratch\nENV A=\xff\n").unwrap();
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(context.join("Dockerfile"), b"FROM scratch\nENV A=\xff\n").unwrap();
     let out = kiln_in(&dir.path().join("store"))
         .args(["build", "--progress", "quiet"])
         .arg(&context)

@@ -82,10 +82,10 @@ fn layer_sizes(dir: &Path) -> Vec<(u64, u64)> {
         dir.join("blobs/sha256").join(hex)
     };
     let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
     let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(read(manifest_digest)).unwrap()).unwrap();
+        serde_json::from_slice(&fs_err::read(read(manifest_digest)).unwrap()).unwrap();
     manifest["layers"]
         .as_array()
         .unwrap()
@@ -228,7 +228,7 @@ fn heavy_python_fastapi_production_image() {
                 .arg(&bundle),
         );
         let rootfs = bundle.join("rootfs");
-        let main = std::fs::metadata(rootfs.join("app/app/main.py")).expect("app copied");
+        let main = fs_err::metadata(rootfs.join("app/app/main.py")).expect("app copied");
         assert_eq!(main.uid(), 1000, "COPY --chown=app:app");
         assert!(
             rootfs.join("app/README.md").is_file(),
@@ -246,7 +246,7 @@ fn heavy_python_fastapi_production_image() {
             rootfs.join("opt/venv/bin/uvicorn").exists(),
             "the venv was copied"
         );
-        let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+        let passwd = fs_err::read_to_string(rootfs.join("etc/passwd")).unwrap();
         assert!(passwd.contains("app:x:1000:1000:"), "{passwd}");
     }
 
@@ -388,7 +388,7 @@ fn heavy_python_fastapi_failing_test_fails_the_build() {
     let source = prepare_fastapi(&store);
     let context = tmp.path().join("context");
     run_ok(Command::new("cp").arg("-a").arg(&source).arg(&context));
-    std::fs::write(
+    fs_err::write(
         context.join("tests/test_broken.py"),
         "def test_broken():\n    assert 1 + 1 == 3, \"deliberately broken\"\n",
     )
@@ -474,8 +474,8 @@ fn heavy_external_from_copies_a_file_out_of_an_image() {
             &format!("type=local,dest={}", rootfs.display()),
         ],
     );
-    let copied = std::fs::read(rootfs.join("usr/local/bin/busybox")).expect("busybox copied");
-    let original = std::fs::read(busybox_binary().unwrap()).unwrap();
+    let copied = fs_err::read(rootfs.join("usr/local/bin/busybox")).expect("busybox copied");
+    let original = fs_err::read(busybox_binary().unwrap()).unwrap();
     assert!(
         copied == original,
         "the copied busybox differs from the host's"
@@ -522,8 +522,8 @@ fn external_from_a_registry_reference() {
     // A fresh store: the reference can only come from the registry.
     let store = tmp.path().join("fresh");
     let context = tmp.path().join("context");
-    std::fs::create_dir_all(&context).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(
         context.join("Dockerfile"),
         format!("FROM scratch\nCOPY --from={name} /bin/busybox /busybox\n"),
     )
@@ -534,9 +534,9 @@ fn external_from_a_registry_reference() {
         &context,
         &["-o", &format!("type=local,dest={}", out.display())],
     );
-    let copied = std::fs::read(out.join("busybox")).expect("busybox arrived");
+    let copied = fs_err::read(out.join("busybox")).expect("busybox arrived");
     assert!(
-        copied == std::fs::read(busybox).unwrap(),
+        copied == fs_err::read(busybox).unwrap(),
         "same bytes as the source image's"
     );
 }

@@ -33,9 +33,9 @@ fn tree(root: &Path) -> BTreeMap<String, (String, u32, u32, u32, String)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let meta = fs_err::symlink_metadata(&path).unwrap();
             let rel = path
                 .strip_prefix(root)
                 .unwrap()
@@ -44,7 +44,7 @@ fn tree(root: &Path) -> BTreeMap<String, (String, u32, u32, u32, String)> {
             let (kind, detail) = if meta.file_type().is_symlink() {
                 (
                     "link",
-                    std::fs::read_link(&path)
+                    fs_err::read_link(&path)
                         .unwrap()
                         .to_string_lossy()
                         .into_owned(),
@@ -53,7 +53,7 @@ fn tree(root: &Path) -> BTreeMap<String, (String, u32, u32, u32, String)> {
                 stack.push(path.clone());
                 ("dir", String::new())
             } else {
-                let bytes = std::fs::read(&path).unwrap();
+                let bytes = fs_err::read(&path).unwrap();
                 ("file", format!("{}:{:x}", bytes.len(), crc(&bytes)))
             };
             let (uid, gid) = if is_root() {
@@ -258,7 +258,7 @@ fn import_of_a_tarball_keeps_its_entries() {
         kiln_in(&stdin_store)
             .env("SOURCE_DATE_EPOCH", EPOCH)
             .args(["import", "-", "-t", "from-stdin"])
-            .stdin(std::fs::File::open(&archive).unwrap()),
+            .stdin(fs_err::File::open(&archive).unwrap().into_file()),
     );
     let from_stdin = inspect(&stdin_store, "from-stdin");
     assert_eq!(
@@ -329,8 +329,8 @@ fn import_errors_are_clear_and_never_panic() {
     );
 
     let dir = tmp.path().join("tree");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("f"), "x").unwrap();
+    fs_err::create_dir_all(&dir).unwrap();
+    fs_err::write(dir.join("f"), "x").unwrap();
     let out = run_fails(
         kiln_in(&store)
             .arg("import")
@@ -365,7 +365,7 @@ fn import_errors_are_clear_and_never_panic() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported type"));
     let not_a_tar = tmp.path().join("junk.tar");
-    std::fs::write(&not_a_tar, vec![b'x'; 2000]).unwrap();
+    fs_err::write(&not_a_tar, vec![b'x'; 2000]).unwrap();
     run_fails(
         kiln_in(&store)
             .arg("import")

@@ -17,8 +17,8 @@ use crate::common::{build_plain, kiln_in, run_fails};
 /// Creates `rel` (bytes) under `dir` holding `content`, parents included.
 fn write_bytes(dir: &Path, rel: &[u8], content: &str) {
     let path = dir.join(OsStr::from_bytes(rel));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(path, content).unwrap();
 }
 
 /// Every entry name of every layer of the image in the OCI layout `layout`, as bytes, read
@@ -134,7 +134,7 @@ fn non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root() {
         );
     }
     assert_eq!(
-        std::fs::read_to_string(local.join(OsStr::from_bytes(b"x/bad\xfe\xffname"))).unwrap(),
+        fs_err::read_to_string(local.join(OsStr::from_bytes(b"x/bad\xfe\xffname"))).unwrap(),
         "second"
     );
     // No name anywhere was replaced by U+FFFD.
@@ -167,7 +167,7 @@ fn non_utf8_names_keep_their_bytes_through_copy_ignore_run_and_export_root() {
     }
 
     // Renaming a file to a name that differs only in invalid bytes misses the cache.
-    std::fs::rename(
+    fs_err::rename(
         ctx.join(OsStr::from_bytes(b"bad\xfe\xffname")),
         ctx.join(OsStr::from_bytes(b"bad\xfe\xfdname")),
     )

@@ -166,8 +166,8 @@ fn registry_login_logout_with_htpasswd() {
     let registry = Registry::start_with_auth("kiln", "s3cret");
     let host = &registry.host;
     let docker = tmp.path().join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
-    std::fs::write(docker.join("config.json"), r#"{"psFormat": "table"}"#).unwrap();
+    fs_err::create_dir_all(&docker).unwrap();
+    fs_err::write(docker.join("config.json"), r#"{"psFormat": "table"}"#).unwrap();
     let store = tmp.path().join("store");
     let name = format!("{host}/private/busybox:1");
     run_ok(
@@ -186,7 +186,7 @@ fn registry_login_logout_with_htpasswd() {
 
     let out = login(&store, &docker, host, "wrong");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let config = std::fs::read_to_string(docker.join("config.json")).unwrap();
+    let config = fs_err::read_to_string(docker.join("config.json")).unwrap();
     assert!(
         !config.contains(host.as_str()),
         "a refused login is not saved: {config}"
@@ -199,8 +199,7 @@ fn registry_login_logout_with_htpasswd() {
         String::from_utf8_lossy(&out.stderr)
     );
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(docker.join("config.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&fs_err::read_to_string(docker.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["psFormat"], "table", "other keys are kept");
     assert!(
         config["auths"][host.as_str()]["auth"].is_string(),
@@ -215,7 +214,7 @@ fn registry_login_logout_with_htpasswd() {
 
     let out = run_ok(kiln_with(&store, &docker).args(["logout", host]));
     assert!(out.is_empty());
-    let config = std::fs::read_to_string(docker.join("config.json")).unwrap();
+    let config = fs_err::read_to_string(docker.join("config.json")).unwrap();
     assert!(!config.contains(host.as_str()), "{config}");
     let out = run_fails(
         kiln_with(&tmp.path().join("other"), &docker).args(["pull", &name]),
@@ -247,7 +246,7 @@ fn stages_from_different_registry_images_pull_them_at_the_same_time() {
     let seed = tmp.path().join("seed");
     // Two images with different content, so nothing of one is the other's.
     for (name, marker) in [("a", "one"), ("b", "two")] {
-        std::fs::write(rootfs.join("marker"), marker).unwrap();
+        fs_err::write(rootfs.join("marker"), marker).unwrap();
         let reference = format!("{}/kiln/{name}:1", registry.host);
         run_ok(
             kiln_with(&seed, &docker)
@@ -269,8 +268,8 @@ fn stages_from_different_registry_images_pull_them_at_the_same_time() {
         });
     }
     let ctx = tmp.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
         ctx.join("Dockerfile"),
         format!(
             "FROM {host}/kiln/a:1 AS a\nFROM {host}/kiln/b:1 AS b\n",

@@ -40,14 +40,14 @@ impl Fixture {
     /// Entries of the store's `tmp/` other than its fixed subdirectories, plus live leases.
     fn leftovers(&self) -> Vec<String> {
         let tmp = self.store.join("tmp");
-        let mut out: Vec<String> = std::fs::read_dir(&tmp)
+        let mut out: Vec<String> = fs_err::read_dir(&tmp)
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                     .filter(|n| n != "leases" && n != "trash")
                     .collect()
             })
             .unwrap_or_default();
-        if let Ok(leases) = std::fs::read_dir(tmp.join("leases")) {
+        if let Ok(leases) = fs_err::read_dir(tmp.join("leases")) {
             out.extend(leases.map(|e| format!("leases/{}", e.unwrap().file_name().display())));
         }
         out
@@ -63,16 +63,16 @@ fn fixture(name: &str, changes: &[&str], needs_root: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(&dir.path().join("rootfs"));
     for applet in ["hostname", "kill", "ps"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        fs_err::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     let passwd = rootfs.join("etc/passwd");
-    let mut users = std::fs::read_to_string(&passwd).unwrap();
+    let mut users = fs_err::read_to_string(&passwd).unwrap();
     users.push_str("alice:x:1001:1002:Alice:/home/alice:/bin/sh\n");
-    std::fs::write(&passwd, users).unwrap();
+    fs_err::write(&passwd, users).unwrap();
     let group = rootfs.join("etc/group");
-    let mut groups = std::fs::read_to_string(&group).unwrap();
+    let mut groups = fs_err::read_to_string(&group).unwrap();
     groups.push_str("staff:x:1002:\n");
-    std::fs::write(&group, groups).unwrap();
+    fs_err::write(&group, groups).unwrap();
     let store = dir.path().join("store");
     let mut import = kiln_in(&store);
     import.arg("import").arg(&rootfs).args(["-t", name]);
@@ -93,7 +93,7 @@ fn fixture(name: &str, changes: &[&str], needs_root: bool) -> Fixture {
 /// whole table is not compared.)
 fn mount_count(fx: &Fixture) -> usize {
     let dir = fx.dir.path().to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
+    fs_err::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
         .filter(|line| {
@@ -110,10 +110,10 @@ fn pids_with_argv(argv: &[&str]) -> Vec<u32> {
         .iter()
         .flat_map(|a| [a.as_bytes(), b"\0"].concat())
         .collect();
-    std::fs::read_dir("/proc")
+    fs_err::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .filter(|pid| fs_err::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
         .collect()
 }
 
@@ -178,7 +178,7 @@ fn run_as_root_is_isolated_from_the_host() {
     assert_eq!(fx.output(&[], &["sh", "-c", &probe]), "invisible\n");
     assert_eq!(fx.output(&[], &["sh", "-c", "echo $$"]), "1\n");
     // The hostname is the container's: a 12-hex-digit ID by default, or --hostname.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = fs_err::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let name = fx.output(&[], &["hostname"]);
     assert_ne!(name.trim(), host.trim());
     assert_eq!(name.trim().len(), 12, "{name}");
@@ -194,7 +194,7 @@ fn run_as_root_is_isolated_from_the_host() {
         fx.output(&["--network", "none"], &["ls", "/sys/class/net"]),
         "lo\n"
     );
-    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let host_links = fs_err::read_dir("/sys/class/net").unwrap().count();
     let seen = fx.output(&["--network", "host"], &["ls", "/sys/class/net"]);
     assert_eq!(seen.lines().count(), host_links, "{seen}");
     // stdin is closed, stdout and stderr stay apart.
@@ -242,7 +242,7 @@ fn run_as_root_env_workdir_cmd_and_entrypoint_follow_docker() {
     );
     // Env: the image's, -e overrides, -e KEY from kiln's environment, --env-file.
     let env_file = fx.store.with_file_name("env.list");
-    std::fs::write(&env_file, "# comment\nB=file\nC=file\n").unwrap();
+    fs_err::write(&env_file, "# comment\nB=file\nC=file\n").unwrap();
     let out = run_ok(
         fx.run()
             .env("KILN_RUN_FROM_HOST", "host")
@@ -423,9 +423,9 @@ fn tree_size(root: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let meta = fs_err::symlink_metadata(&path).unwrap();
             if meta.is_dir() {
                 stack.push(path);
             } else if seen.insert(meta.ino()) {

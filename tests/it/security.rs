@@ -25,7 +25,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(&dir.path().join("rootfs"));
     for applet in ["seq", "mount", "unshare", "ps"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        fs_err::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/security/probe.c");
     let probe = rootfs.join("bin/probe");
@@ -48,7 +48,7 @@ fn fixture() -> Fixture {
             .args(["-t", "busybox:latest"]),
     );
     let context = dir.path().join("context");
-    std::fs::create_dir(&context).unwrap();
+    fs_err::create_dir(&context).unwrap();
     Fixture {
         dir,
         store,
@@ -59,7 +59,7 @@ fn fixture() -> Fixture {
 impl Fixture {
     /// `kiln build --no-cache --progress plain` of `dockerfile` with `flags`.
     fn build(&self, dockerfile: &str, flags: &[&str]) -> Output {
-        std::fs::write(self.context.join("Dockerfile"), dockerfile).unwrap();
+        fs_err::write(self.context.join("Dockerfile"), dockerfile).unwrap();
         let out = kiln_in(&self.store)
             .args(["build", "--no-cache", "--progress", "plain"])
             .args(flags)
@@ -94,7 +94,7 @@ fn log_lines(text: &str) -> Vec<String> {
 }
 
 fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
+    fs_err::read_to_string(path).unwrap_or_default()
 }
 
 /// `name=result` pairs printed by the probe.
@@ -246,7 +246,7 @@ fn capabilities_seccomp_and_masked_paths_follow_dockers_profile_needs_root() {
     let fx = fixture();
     let marker_dir = tempfile::tempdir().unwrap();
     let marker = marker_dir.path().join("host-secret");
-    std::fs::write(&marker, "host secret").unwrap();
+    fs_err::write(&marker, "host secret").unwrap();
     let dockerfile = format!(
         "FROM busybox\n\
          RUN grep -E '^(Cap|Seccomp:|NoNewPrivs)' /proc/self/status; \
@@ -335,7 +335,7 @@ fn a_run_cannot_steer_the_host_side_cleanup_through_a_symlink_needs_root() {
     // cleanup follows it to the host's empty `hosts` file.
     let host = tempfile::tempdir().unwrap();
     let bait = host.path().join("hosts");
-    std::fs::write(&bait, "").unwrap();
+    fs_err::write(&bait, "").unwrap();
     let dockerfile = format!(
         "FROM busybox AS tools\nFROM scratch\nCOPY --from=tools /bin /bin\n\
          RUN mv /etc /etc.moved && ln -s {} /etc && echo moved\n",

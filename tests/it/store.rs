@@ -11,16 +11,16 @@ use crate::builds::store_with_busybox;
 use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
 
 fn blob_count(store: &Path) -> usize {
-    std::fs::read_dir(store.join("blobs/sha256")).map_or(0, Iterator::count)
+    fs_err::read_dir(store.join("blobs/sha256")).map_or(0, Iterator::count)
 }
 
 #[test]
 fn kill_9_during_import_leaves_a_store_verify_finds_consistent() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("big");
-    std::fs::create_dir_all(&tree).unwrap();
+    fs_err::create_dir_all(&tree).unwrap();
     // Incompressible content so the single-threaded gzip takes a while.
-    let mut file = std::fs::File::create(tree.join("random.bin")).unwrap();
+    let mut file = fs_err::File::create(tree.join("random.bin")).unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut chunk = vec![0u8; 1 << 20];
     for _ in 0..96 {
@@ -47,7 +47,7 @@ fn kill_9_during_import_leaves_a_store_verify_finds_consistent() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_mins(2);
     let is_writing = |store: &Path| {
-        std::fs::read_dir(store.join("tmp"))
+        fs_err::read_dir(store.join("tmp"))
             .unwrap()
             .filter_map(Result::ok)
             .any(|e| {
@@ -96,7 +96,7 @@ fn verify_reports_corruption_and_prune_collects_removed_images() {
             .arg(&rootfs)
             .args(["-t", "keep"]),
     );
-    std::fs::write(rootfs.join("etc/extra"), "changed").unwrap();
+    fs_err::write(rootfs.join("etc/extra"), "changed").unwrap();
     run_ok(
         kiln_in(&store)
             .arg("import")
@@ -119,9 +119,9 @@ fn verify_reports_corruption_and_prune_collects_removed_images() {
         serde_json::from_str(&run_ok(kiln_in(&store).args(["inspect", "keep"]))).unwrap();
     let layer = info["Manifest"]["layers"][0]["digest"].as_str().unwrap();
     let path = store.join("blobs/sha256").join(&layer[7..]);
-    let mut bytes = std::fs::read(&path).unwrap();
+    let mut bytes = fs_err::read(&path).unwrap();
     bytes[100] ^= 0x55;
-    std::fs::write(&path, bytes).unwrap();
+    fs_err::write(&path, bytes).unwrap();
     let out = run_fails(kiln_in(&store).args(["store", "verify"]), 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -140,8 +140,8 @@ fn verify_reports_corruption_and_prune_collects_removed_images() {
 fn a_store_of_another_layout_version_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("layout-version"), "7\n").unwrap();
+    fs_err::create_dir_all(&store).unwrap();
+    fs_err::write(store.join("layout-version"), "7\n").unwrap();
     let out = run_fails(kiln_in(&store).arg("images"), 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("layout version 7"), "{stderr}");
@@ -155,8 +155,8 @@ fn prune_waits_for_a_running_build_root() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store_with_busybox(tmp.path());
     let ctx = tmp.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
         ctx.join("Dockerfile"),
         "FROM busybox\n\
          RUN echo one > /one\n\

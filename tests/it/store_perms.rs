@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::common::{busybox_rootfs, kiln_in, run_fails, run_ok};
 
 fn mode_of(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    fs_err::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
 #[test]
@@ -34,7 +34,7 @@ fn a_loosened_store_root_is_made_private_with_one_warning_and_verify_reports_it(
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     run_ok(kiln_in(&store).arg("images"));
-    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let out = kiln_in(&store).arg("images").output().unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -52,7 +52,7 @@ fn a_loosened_store_root_is_made_private_with_one_warning_and_verify_reports_it(
     assert!(out.stderr.is_empty(), "{out:?}");
 
     // `verify` reports a loose root as a finding (it is fixed by opening the store).
-    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = run_fails(kiln_in(&store).args(["store", "verify"]), 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -71,7 +71,7 @@ fn verify_reports_a_store_root_owned_by_another_user_root() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     run_ok(kiln_in(&store).arg("images"));
-    std::os::unix::fs::chown(&store, Some(65534), Some(65534)).unwrap();
+    fs_err::os::unix::fs::chown(&store, Some(65534), Some(65534)).unwrap();
     let out = run_fails(kiln_in(&store).args(["store", "verify", "--repair"]), 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("owned by uid 65534"), "{stdout}");
@@ -90,7 +90,7 @@ fn as_nobody(argv: &[&Path]) -> std::process::Output {
 }
 
 fn find_in_snapshots(store: &Path, rel: &str) -> Option<PathBuf> {
-    std::fs::read_dir(store.join("snapshots"))
+    fs_err::read_dir(store.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().path().join(rel))
         .find(|p| p.is_file())
@@ -106,12 +106,12 @@ fn another_user_cannot_run_a_setuid_binary_from_a_snapshot_root() {
     kiln_test::require_tool("runuser");
     let tmp = tempfile::tempdir().unwrap();
     // Open the temp dir (whatever its mode) so that only the store root stands in the way.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
     // A setuid-root copy of the host's `id`: run from the host, it reports its euid.
     let suid = rootfs.join("bin/suid-id");
-    std::fs::copy("/usr/bin/id", &suid).unwrap();
-    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    fs_err::copy("/usr/bin/id", &suid).unwrap();
+    fs_err::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let store = tmp.path().join("store");
     run_ok(
         kiln_in(&store)
@@ -121,8 +121,8 @@ fn another_user_cannot_run_a_setuid_binary_from_a_snapshot_root() {
     );
     // A build from it unpacks the base layer as a snapshot.
     let ctx = tmp.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM suid\nRUN true\n").unwrap();
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("Dockerfile"), "FROM suid\nRUN true\n").unwrap();
     run_ok(
         kiln_in(&store)
             .args(["build", "--progress", "plain"])
@@ -153,7 +153,7 @@ fn another_user_cannot_run_a_setuid_binary_from_a_snapshot_root() {
 
     // Control: with the root opened up as before the fix, the same binary is reachable (so
     // the denial above comes from the root's mode, not from the temp dir or a nosuid mount).
-    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = as_nobody(&[&unpacked]);
     assert!(out.status.success(), "control run: {out:?}");
     // Opening the store closes it again.

@@ -8,7 +8,7 @@ use std::path::Path;
 /// `kind name` for every public item at the root of the crate whose `lib.rs` is `path`; a
 /// `pub use` lists each name it brings in (renames by their new name, globs as `path::*`).
 fn public_names(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).expect("lib.rs is readable");
+    let text = fs_err::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
     let file = syn::parse_file(&text).expect("lib.rs parses");
     let mut names = Vec::new();
     for item in &file.items {

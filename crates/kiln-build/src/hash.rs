@@ -3,7 +3,6 @@
 //! and ctime).
 
 use std::collections::HashMap;
-use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -291,13 +290,13 @@ impl HashMemo {
             bytes.extend_from_slice(copy.as_bytes());
         }
         if let Some(dir) = file.parent() {
-            fs::create_dir_all(dir)?;
+            fs_err::create_dir_all(dir)?;
         }
         let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
-        fs::write(&tmp, bytes)?;
-        fs::rename(&tmp, file)?;
+        fs_err::write(&tmp, bytes)?;
+        fs_err::rename(&tmp, file)?;
         // The JSON memo of kiln before the binary format, superseded now.
-        let _ = fs::remove_file(file.with_extension("json"));
+        let _ = fs_err::remove_file(file.with_extension("json"));
         state.dirty = false;
         Ok(())
     }
@@ -320,7 +319,7 @@ impl HashMemo {
 /// damaged (with a warning).
 fn read_memo(file: &Path) -> Loaded {
     let _span = tracing::debug_span!("hash_memo_load").entered();
-    match fs::read(file) {
+    match fs_err::read(file) {
         // An older kiln's memo: re-hashing once replaces it.
         Ok(bytes) if bytes.starts_with(b"kilnmem") && !bytes.starts_with(MEMO_MAGIC) => {
             Loaded::default()
@@ -376,8 +375,7 @@ fn decode_memo(bytes: &[u8]) -> Option<StampMap> {
 
 /// The SHA-256 of the file's content, as raw bytes.
 fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = fs::File::open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))?;
+    let mut file = fs_err::File::open(path)?;
     let mut hasher = Sha256Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -489,7 +487,7 @@ mod tests {
     fn memo_survives_a_save_and_load_and_notices_changes() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.txt");
-        fs::write(&file, "hello").unwrap();
+        fs_err::write(&file, "hello").unwrap();
         let memo_file = dir.path().join("memo.bin");
         let memo = HashMemo::load(&memo_file);
         let first = memo.file_digest(&entry_of(&file)).unwrap();
@@ -514,7 +512,7 @@ mod tests {
         // A location read from the file (not decoded at load) is written back as it was
         // when the memo is saved for another reason.
         let other = dir.path().join("b.txt");
-        fs::write(&other, "other").unwrap();
+        fs_err::write(&other, "other").unwrap();
         let third = HashMemo::load(&memo_file);
         third.file_digest(&entry_of(&other)).unwrap();
         third.save().unwrap();
@@ -527,7 +525,7 @@ mod tests {
         assert_eq!(fourth.copy_location(&entry_of(&other)), None);
 
         // A changed file has a new stamp, so it is hashed again.
-        fs::write(&file, "hello, world").unwrap();
+        fs_err::write(&file, "hello, world").unwrap();
         assert_eq!(
             reloaded.file_digest(&entry_of(&file)).unwrap(),
             Digest::sha256_of(b"hello, world")
@@ -543,8 +541,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plan_of = |name: &[u8]| {
             let ctx = dir.path().join(format!("ctx-{}", name.escape_ascii()));
-            fs::create_dir_all(&ctx).unwrap();
-            fs::write(ctx.join(std::ffi::OsStr::from_bytes(name)), "same").unwrap();
+            fs_err::create_dir_all(&ctx).unwrap();
+            fs_err::write(ctx.join(std::ffi::OsStr::from_bytes(name)), "same").unwrap();
             let tree = ContextTree::new(&ctx, IncludeAll);
             let request = CopyRequest {
                 sources: &["bad*".to_owned()],
@@ -573,9 +571,9 @@ mod tests {
     fn a_damaged_memo_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let memo_file = dir.path().join("memo.bin");
-        fs::write(&memo_file, b"kilnmem3 and then garbage").unwrap();
+        fs_err::write(&memo_file, b"kilnmem3 and then garbage").unwrap();
         assert!(HashMemo::load(&memo_file).lock().digests.is_empty());
-        fs::write(&memo_file, br#"{"version":1,"entries":[]}"#).unwrap();
+        fs_err::write(&memo_file, br#"{"version":1,"entries":[]}"#).unwrap();
         assert!(HashMemo::load(&memo_file).lock().digests.is_empty());
     }
 }

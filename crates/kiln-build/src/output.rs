@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, Metadata};
+use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,7 @@ pub enum DestinationError {
         path: PathBuf,
     },
     /// The destination cannot be inspected.
-    #[error("--output {output}: inspecting destination {}: {source}", path.display())]
+    #[error("--output {output}: inspecting the destination: {source}")]
     Inspect {
         /// The output.
         output: String,
@@ -144,7 +144,7 @@ impl Output {
             }
             return Ok(());
         }
-        let meta = match fs::symlink_metadata(path) {
+        let meta = match fs_err::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(source) => {
@@ -175,7 +175,7 @@ impl Output {
             });
         }
         if let Self::Local(_) = self {
-            let is_empty = fs::read_dir(path)
+            let is_empty = fs_err::read_dir(path)
                 .map_err(|source| DestinationError::Inspect {
                     output: self.to_string(),
                     path: path.clone(),
@@ -387,11 +387,11 @@ mod tests {
     fn destinations_of_the_wrong_kind_are_refused_and_named() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
-        fs::write(&file, "x").unwrap();
+        fs_err::write(&file, "x").unwrap();
         let sub = dir.path().join("dir");
-        fs::create_dir(&sub).unwrap();
+        fs_err::create_dir(&sub).unwrap();
         let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
+        fs_err::os::unix::fs::symlink(&file, &link).unwrap();
         let fifo = dir.path().join("fifo");
         rustix::fs::mknodat(
             rustix::fs::CWD,
@@ -419,7 +419,7 @@ mod tests {
                 "{e}"
             );
         }
-        fs::write(sub.join("f"), "x").unwrap();
+        fs_err::write(sub.join("f"), "x").unwrap();
         let e = check("type=local,dest=DEST", &sub).unwrap_err().to_string();
         assert!(e.contains("not empty"), "{e}");
     }

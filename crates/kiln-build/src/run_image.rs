@@ -46,7 +46,7 @@ pub enum RunImageError {
         source: Box<StoreError>,
     },
     /// The scratch directory (upperdir and workdir) could not be created.
-    #[error("creating the container's scratch directory {}: {source}", path.display())]
+    #[error("creating the container's scratch directory: {source}")]
     Scratch {
         /// The directory.
         path: PathBuf,
@@ -290,7 +290,7 @@ impl Scratch {
             path: tmp.to_owned(),
             source,
         };
-        fs::create_dir_all(tmp).map_err(fail)?;
+        fs_err::create_dir_all(tmp).map_err(fail)?;
         let dir = tempfile::Builder::new()
             .prefix("run-")
             .tempdir_in(tmp)
@@ -298,19 +298,19 @@ impl Scratch {
             .keep();
         let scratch = Self(dir);
         // The sandboxed user must be able to reach the overlay's directories.
-        fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o755)).map_err(|source| {
-            RunImageError::Scratch {
+        fs_err::set_permissions(&scratch.0, fs::Permissions::from_mode(0o755)).map_err(
+            |source| RunImageError::Scratch {
                 path: scratch.0.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Ok(scratch)
     }
 
     fn make_dir(&self, name: &str) -> Result<PathBuf, RunImageError> {
         let path = self.0.join(name);
-        fs::create_dir(&path)
-            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o755)))
+        fs_err::create_dir(&path)
+            .and_then(|()| fs_err::set_permissions(&path, fs::Permissions::from_mode(0o755)))
             .map_err(|source| RunImageError::Scratch {
                 path: path.clone(),
                 source,
@@ -321,7 +321,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Err(err) = fs::remove_dir_all(&self.0) {
+        if let Err(err) = fs_err::remove_dir_all(&self.0) {
             tracing::warn!(
                 path = %self.0.display(),
                 %err,

@@ -82,7 +82,7 @@ impl Entry {
         } else if ft.is_file() {
             EntryKind::File
         } else if ft.is_symlink() {
-            EntryKind::Symlink(fs::read_link(&host_path)?)
+            EntryKind::Symlink(fs_err::read_link(&host_path)?)
         } else {
             EntryKind::Special
         };
@@ -109,7 +109,7 @@ impl Entry {
         let kind = match mode & libc_mode::S_IFMT {
             libc_mode::S_IFDIR => EntryKind::Dir,
             libc_mode::S_IFREG => EntryKind::File,
-            libc_mode::S_IFLNK => EntryKind::Symlink(fs::read_link(&host_path)?),
+            libc_mode::S_IFLNK => EntryKind::Symlink(fs_err::read_link(&host_path)?),
             _ => EntryKind::Special,
         };
         let dev = rustix::fs::makedev(stat.stx_dev_major, stat.stx_dev_minor);
@@ -308,7 +308,7 @@ impl<F: ContextFilter> SourceTree for ContextTree<F> {
     fn lookup(&self, path: &str) -> io::Result<Option<Entry>> {
         let path = clean_rel(path);
         let host = host_path(&self.root, &path);
-        let meta = match fs::symlink_metadata(&host) {
+        let meta = match fs_err::symlink_metadata(&host) {
             Ok(meta) => meta,
             Err(e) if is_absent(&e) => return Ok(None),
             Err(e) => return Err(e),
@@ -322,7 +322,7 @@ impl<F: ContextFilter> SourceTree for ContextTree<F> {
     fn read_dir(&self, path: &str) -> io::Result<Vec<String>> {
         let path = clean_rel(path);
         let mut names = Vec::new();
-        for item in fs::read_dir(host_path(&self.root, &path))? {
+        for item in fs_err::read_dir(host_path(&self.root, &path))? {
             let item = item?;
             let name = name_text(&item.file_name());
             let rel = if path.is_empty() {
@@ -444,7 +444,7 @@ impl LayeredTree {
         let mut host = layer.to_path_buf();
         for (i, c) in components.iter().enumerate() {
             host.push(std::ffi::OsStr::from_bytes(&decode_name(c)));
-            let meta = match fs::symlink_metadata(&host) {
+            let meta = match fs_err::symlink_metadata(&host) {
                 Ok(m) => m,
                 Err(e) if is_absent(&e) => return Ok(LayerView::Absent),
                 Err(e) => return Err(e),
@@ -460,7 +460,7 @@ impl LayeredTree {
                 return Ok(LayerView::Hidden);
             }
         }
-        let meta = fs::symlink_metadata(layer)?;
+        let meta = fs_err::symlink_metadata(layer)?;
         Ok(LayerView::Present(meta, host))
     }
 
@@ -536,7 +536,7 @@ impl SourceTree for LayeredTree {
                     if !meta.is_dir() {
                         break;
                     }
-                    for item in fs::read_dir(&host)? {
+                    for item in fs_err::read_dir(&host)? {
                         let item = item?;
                         let name = item.file_name();
                         if seen.contains_key(&name) {

@@ -4,8 +4,6 @@
 //! Docker: "Providing a username without groupname or a UID without GID will use the same
 //! numeric UID as the GID."
 
-use std::fs;
-
 use crate::tree::{EntryKind, SourceTree};
 
 /// Why an owner cannot be resolved.
@@ -46,7 +44,7 @@ fn read_tree_file(tree: &dyn SourceTree, path: &str) -> Option<String> {
     if entry.kind != EntryKind::File {
         return None;
     }
-    fs::read_to_string(&entry.host_path).ok()
+    fs_err::read_to_string(&entry.host_path).ok()
 }
 
 /// Looks `name` up in a colon-separated database (`/etc/passwd`, `/etc/group`): returns
@@ -225,13 +223,13 @@ mod tests {
     #[test]
     fn owners_resolve_from_the_trees_passwd_and_group() {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("etc")).unwrap();
-        fs::write(
+        fs_err::create_dir_all(dir.path().join("etc")).unwrap();
+        fs_err::write(
             dir.path().join("etc/passwd"),
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
         )
         .unwrap();
-        fs::write(
+        fs_err::write(
             dir.path().join("etc/group"),
             "root:x:0:\nstaff:x:50:\napp:x:1001:\n",
         )

@@ -233,8 +233,8 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     match result {
         Ok(outcome) => {
             if let Some(path) = &args.iidfile {
-                std::fs::write(path, outcome.config_digest.to_string())
-                    .with_context(|| format!("writing --iidfile {}", path.display()))?;
+                fs_err::write(path, outcome.config_digest.to_string())
+                    .context("writing --iidfile")?;
             }
             if mode == ProgressMode::Quiet {
                 if is_stdout_output {

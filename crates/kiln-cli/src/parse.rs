@@ -47,15 +47,13 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
         }
         Some(path) => (
             path.display().to_string(),
-            std::fs::read(path)
-                .with_context(|| format!("reading Dockerfile {}", path.display()))?,
+            fs_err::read(path).context("reading the Dockerfile")?,
         ),
         None => {
             let path = args.context.join("Dockerfile");
             (
                 path.display().to_string(),
-                std::fs::read(&path)
-                    .with_context(|| format!("reading Dockerfile {}", path.display()))?,
+                fs_err::read(&path).context("reading the Dockerfile")?,
             )
         }
     };
@@ -116,14 +114,14 @@ mod tests {
     fn parse_exit_codes_follow_the_parse_result() {
         let dir = tempfile::tempdir().expect("temp dir");
         let good = dir.path().join("Dockerfile");
-        std::fs::write(&good, "FROM alpine\nCMD [\"true\"]\n").expect("write Dockerfile");
+        fs_err::write(&good, "FROM alpine\nCMD [\"true\"]\n").expect("write Dockerfile");
         assert_eq!(run(&args(&good, Format::Json)).unwrap(), ExitCode::SUCCESS);
         assert_eq!(
             run(&args(&good, Format::BuildkitAst)).unwrap(),
             ExitCode::SUCCESS
         );
         let bad = dir.path().join("Bad.Dockerfile");
-        std::fs::write(&bad, "FROM alpine\nCOPPY a b\n").expect("write Dockerfile");
+        fs_err::write(&bad, "FROM alpine\nCOPPY a b\n").expect("write Dockerfile");
         assert_eq!(
             run(&args(&bad, Format::Json)).unwrap(),
             ExitCode::from(crate::EXIT_FAILURE)

@@ -121,8 +121,7 @@ fn container_of(args: &RunArgs) -> anyhow::Result<ContainerRun> {
     let lookup = |key: &str| std::env::var(key).ok();
     let mut container = ContainerRun::new().cmd(args.command.iter().cloned());
     for file in &args.env_files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading --env-file {}", file.display()))?;
+        let text = fs_err::read_to_string(file).context("reading --env-file")?;
         for entry in parse_env_file(&text, lookup)
             .with_context(|| format!("--env-file {}", file.display()))?
         {

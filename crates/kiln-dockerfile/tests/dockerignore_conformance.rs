@@ -19,8 +19,7 @@ fn cases_file() -> PathBuf {
 )]
 fn every_cases_tsv_row_matches_like_moby() {
     let file = cases_file();
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let text = fs_err::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
     let mut lines = text.lines();
     let header = lines.next().expect("cases.tsv has a header line");
     assert_eq!(

@@ -15,8 +15,8 @@ fn conformance_dir() -> PathBuf {
 }
 
 fn cases(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+    let mut out: Vec<PathBuf> = fs_err::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.is_dir())
         .collect();
@@ -25,7 +25,7 @@ fn cases(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    fs_err::read_to_string(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -10,8 +10,8 @@ fn corpus(name: &str) -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata")
         .join(name);
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+    let mut cases: Vec<PathBuf> = fs_err::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{e}"))
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.join("Dockerfile").is_file())
         .collect();
@@ -24,8 +24,8 @@ fn corpus(name: &str) -> Vec<(String, String)> {
                 .expect("case name")
                 .to_string_lossy()
                 .into_owned();
-            let src = std::fs::read_to_string(p.join("Dockerfile"))
-                .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+            let src =
+                fs_err::read_to_string(p.join("Dockerfile")).unwrap_or_else(|e| panic!("{e}"));
             (name, src)
         })
         .collect()

@@ -13,7 +13,7 @@ fn shell_dir() -> PathBuf {
 }
 
 fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    fs_err::read_to_string(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Physical lines as Go's `bufio.Scanner` yields them: split at `\n`, one trailing `\r`

@@ -80,14 +80,14 @@ fn tree() -> &'static Path {
         ];
         for i in 0..3000 {
             let sub = root.join(format!("src/pkg{:02}", i % 50));
-            std::fs::create_dir_all(&sub).expect("mkdir");
+            fs_err::create_dir_all(&sub).expect("mkdir");
             let mut text = String::new();
             while text.len() < 2000 + (i % 7) * 700 {
                 let w = words[usize::try_from(next() % 10).unwrap_or(0)];
                 text.push_str(w);
                 text.push(if next() % 9 == 0 { '\n' } else { ' ' });
             }
-            std::fs::write(sub.join(format!("file{i}.txt")), text).expect("write");
+            fs_err::write(sub.join(format!("file{i}.txt")), text).expect("write");
         }
         let mut log = String::new();
         let mut n = 0u64;
@@ -100,11 +100,11 @@ fn tree() -> &'static Path {
             );
             n += 1;
         }
-        std::fs::write(root.join("app.log"), log).expect("write");
+        fs_err::write(root.join("app.log"), log).expect("write");
         let random: Vec<u8> = (0..(4 << 20) / 8)
             .flat_map(|_| next().to_le_bytes())
             .collect();
-        std::fs::write(root.join("blob.bin"), random).expect("write");
+        fs_err::write(root.join("blob.bin"), random).expect("write");
         (dir, root)
     });
     path

@@ -6,7 +6,6 @@
 //! is itself a [`BlobSource`] for importing.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -37,7 +36,7 @@ impl TarArchive {
     /// Scans the tar at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, LayoutError> {
         let path = path.into();
-        let file = File::open(&path).map_err(io_error("opening", &path))?;
+        let file = fs_err::File::open(&path)?;
         let mut archive = tar::Archive::new(io::BufReader::new(file));
         let mut files = BTreeMap::new();
         let mut links = BTreeMap::new();
@@ -105,8 +104,7 @@ impl TarArchive {
             format: "image archive",
             reason: format!("it has no file `{member}`"),
         })?;
-        self.open_at(offset, size)
-            .map_err(io_error("reading", &self.path))
+        Ok(self.open_at(offset, size)?)
     }
 
     /// Length of the member `member`, if present.
@@ -125,14 +123,13 @@ impl TarArchive {
             });
         }
         let mut bytes = Vec::new();
-        self.open_member(member)?
-            .read_to_end(&mut bytes)
-            .map_err(io_error("reading", &self.path))?;
+        // fs_err::File: a read error names the archive
+        self.open_member(member)?.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
     fn open_at(&self, offset: u64, size: u64) -> io::Result<Box<dyn Read + Send>> {
-        let mut file = File::open(&self.path)?;
+        let mut file = fs_err::File::open(&self.path)?;
         file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(file.take(size)))
     }
@@ -145,11 +142,7 @@ impl BlobSource for TarArchive {
                 .ok_or_else(|| BlobError::NotFound {
                     digest: digest.clone(),
                 })?;
-        self.open_at(offset, size).map_err(|source| BlobError::Io {
-            action: "reading blob from archive",
-            path: self.path.clone(),
-            source,
-        })
+        self.open_at(offset, size).map_err(BlobError::Fs)
     }
 
     fn blob_len(&self, digest: &Digest) -> Result<u64, BlobError> {

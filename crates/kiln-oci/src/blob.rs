@@ -39,7 +39,10 @@ pub enum BlobError {
         /// The received size.
         actual: u64,
     },
-    /// An I/O error on a named file.
+    /// A file operation failed (fs_err's message names the path).
+    #[error(transparent)]
+    Fs(io::Error),
+    /// An I/O error on a named file, from an operation that does not name it.
     #[error("{action} {}: {source}", path.display())]
     Io {
         /// What was being done (`writing blob`, `renaming`, …).

@@ -5,7 +5,6 @@
 //!
 //! Writers live in `layout_write`; tar readers in `archive_read`.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -30,7 +29,10 @@ const MAX_INDEX_DEPTH: usize = 4;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LayoutError {
-    /// An I/O error on a named file.
+    /// A file operation failed (fs_err's message names the path).
+    #[error(transparent)]
+    Fs(#[from] io::Error),
+    /// An I/O error on a named file, from an operation that does not name it (a tar stream).
     #[error("{action} {}: {source}", path.display())]
     Io {
         /// What was being done.
@@ -363,8 +365,7 @@ impl OciLayout {
             reason,
         };
         let header_path = root.join(OCI_LAYOUT_FILE);
-        let header = std::fs::read(&header_path)
-            .map_err(|e| malformed(format!("cannot read {OCI_LAYOUT_FILE}: {e}")))?;
+        let header = fs_err::read(&header_path).map_err(|e| malformed(e.to_string()))?;
         check_layout_header(&header).map_err(|e| malformed(e.to_string()))?;
         let index_path = root.join(INDEX_JSON_FILE);
         let bytes = read_limited(&index_path)?;
@@ -406,31 +407,23 @@ impl OciLayout {
 impl BlobSource for OciLayout {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BlobError> {
         let path = self.blob_file(digest);
-        match File::open(&path) {
+        match fs_err::File::open(&path) {
             Ok(file) => Ok(Box::new(file)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BlobError::NotFound {
                 digest: digest.clone(),
             }),
-            Err(source) => Err(BlobError::Io {
-                action: "opening blob",
-                path,
-                source,
-            }),
+            Err(source) => Err(BlobError::Fs(source)),
         }
     }
 
     fn blob_len(&self, digest: &Digest) -> Result<u64, BlobError> {
         let path = self.blob_file(digest);
-        match std::fs::metadata(&path) {
+        match fs_err::metadata(&path) {
             Ok(meta) => Ok(meta.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(BlobError::NotFound {
                 digest: digest.clone(),
             }),
-            Err(source) => Err(BlobError::Io {
-                action: "reading metadata of blob",
-                path,
-                source,
-            }),
+            Err(source) => Err(BlobError::Fs(source)),
         }
     }
 }
@@ -461,11 +454,9 @@ pub(crate) fn check_layout_header(bytes: &[u8]) -> Result<(), LayoutHeaderError>
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, LayoutError> {
-    let file = File::open(path).map_err(io_error("opening", path))?;
+    let file = fs_err::File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(MAX_JSON_BLOB_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error("reading", path))?;
+    file.take(MAX_JSON_BLOB_SIZE + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_JSON_BLOB_SIZE {
         return Err(LayoutError::Malformed {
             path: path.to_owned(),

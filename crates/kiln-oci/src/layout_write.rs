@@ -287,9 +287,7 @@ fn parent_dir(dest: &Path) -> &Path {
 }
 
 fn sync_dir(path: &Path) -> Result<(), LayoutError> {
-    File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error("syncing directory", path))
+    Ok(fs_err::File::open(path)?.sync_all()?)
 }
 
 /// Writes an OCI image layout directory at `dest` holding `images` (blobs from `source`).
@@ -300,12 +298,9 @@ pub fn write_oci_layout_dir(
     source: &dyn BlobSource,
     images: &[ExportImage],
 ) -> Result<Vec<Descriptor>, LayoutError> {
-    let replace_existing = match fs::symlink_metadata(dest) {
+    let replace_existing = match fs_err::symlink_metadata(dest) {
         Ok(meta) if meta.is_dir() => {
-            let is_empty = fs::read_dir(dest)
-                .map_err(io_error("reading directory", dest))?
-                .next()
-                .is_none();
+            let is_empty = fs_err::read_dir(dest)?.next().is_none();
             if !is_empty && !dest.join(OCI_LAYOUT_FILE).is_file() {
                 return Err(LayoutError::DestinationExists {
                     path: dest.to_owned(),
@@ -325,10 +320,10 @@ pub fn write_oci_layout_dir(
             });
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(io_error("inspecting", dest)(e)),
+        Err(e) => return Err(e.into()),
     };
     let parent = parent_dir(dest);
-    fs::create_dir_all(parent).map_err(io_error("creating directory", parent))?;
+    fs_err::create_dir_all(parent)?;
     let staging = tempfile::Builder::new()
         .prefix(".kiln-layout-")
         .tempdir_in(parent)
@@ -343,19 +338,19 @@ pub fn write_oci_layout_dir(
         let path = root.join(blob_path(&descriptor.digest));
         let dir = parent_dir(&path).to_owned();
         if blob_dirs.insert(dir.clone()) {
-            fs::create_dir_all(&dir).map_err(io_error("creating directory", &dir))?;
+            fs_err::create_dir_all(&dir)?;
         }
-        let file = File::create(&path).map_err(io_error("creating", &path))?;
+        let file = fs_err::File::create(&path)?;
         let mut writer = BufWriter::new(file);
         copy_verified(source, descriptor, &mut writer)?;
         let file = writer
             .into_inner()
-            .map_err(|e| io_error("writing", &path)(e.into_error()))?;
-        file.sync_all().map_err(io_error("syncing", &path))?;
+            .map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
     }
     if blob_dirs.is_empty() {
         let dir = root.join("blobs").join("sha256");
-        fs::create_dir_all(&dir).map_err(io_error("creating directory", &dir))?;
+        fs_err::create_dir_all(&dir)?;
     }
     let index = ImageIndex::new(entries.clone());
     write_synced(&root.join(INDEX_JSON_FILE), &json_bytes(&index)?)?;
@@ -372,16 +367,16 @@ pub fn write_oci_layout_dir(
             .tempdir_in(parent)
             .map_err(io_error("creating a temporary directory in", parent))?;
         // rename(2) replaces the empty placeholder directory with the old layout.
-        fs::rename(dest, old.path()).map_err(io_error("moving aside the old layout", dest))?;
-        if let Err(e) = fs::rename(root, dest) {
+        fs_err::rename(dest, old.path())?;
+        if let Err(e) = fs_err::rename(root, dest) {
             // Put the old layout back; the new one is dropped with `staging`.
-            let _ = fs::rename(old.path(), dest);
-            return Err(io_error("renaming the new layout to", dest)(e));
+            let _ = fs_err::rename(old.path(), dest);
+            return Err(e.into());
         }
         let _ = staging.keep();
         drop(old);
     } else {
-        fs::rename(root, dest).map_err(io_error("renaming the new layout to", dest))?;
+        fs_err::rename(root, dest)?;
         let _ = staging.keep();
     }
     sync_dir(parent)?;
@@ -389,9 +384,9 @@ pub fn write_oci_layout_dir(
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
-    let mut file = File::create(path).map_err(io_error("creating", path))?;
-    file.write_all(bytes).map_err(io_error("writing", path))?;
-    file.sync_all().map_err(io_error("syncing", path))
+    let mut file = fs_err::File::create(path)?;
+    file.write_all(bytes)?;
+    Ok(file.sync_all()?)
 }
 
 /// A tar writer with the fixed entry metadata kiln's archives use.
@@ -653,7 +648,7 @@ fn write_file_atomically(
 ) -> Result<(), LayoutError> {
     // Only a regular file is replaced: renaming over a device (`/dev/full`), a FIFO or a
     // symbolic link would replace it, not write through it.
-    match fs::symlink_metadata(dest) {
+    match fs_err::symlink_metadata(dest) {
         Ok(meta) if meta.is_file() => {}
         Ok(meta) => {
             return Err(LayoutError::DestinationExists {
@@ -662,10 +657,10 @@ fn write_file_atomically(
             });
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error("inspecting", dest)(e)),
+        Err(e) => return Err(e.into()),
     }
     let parent = parent_dir(dest);
-    fs::create_dir_all(parent).map_err(io_error("creating directory", parent))?;
+    fs_err::create_dir_all(parent)?;
     let temp = tempfile::Builder::new()
         .prefix(".kiln-archive-")
         .tempfile_in(parent)

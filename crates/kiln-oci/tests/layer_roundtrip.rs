@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::num::NonZeroUsize;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,20 +42,20 @@ fn set_mtime(path: &Path, secs: i64) {
 
 /// A tree with every kind of entry the codec must carry.
 fn make_tree(root: &Path) {
-    fs::create_dir_all(root.join("a/b")).unwrap();
-    fs::create_dir_all(root.join("bin")).unwrap();
-    fs::create_dir(root.join("empty")).unwrap();
-    fs::write(root.join("a/hello"), b"hello\n").unwrap();
-    fs::write(root.join("a/b/exec"), b"#!/bin/sh\necho hi\n").unwrap();
-    fs::set_permissions(root.join("a/b/exec"), fs::Permissions::from_mode(0o750)).unwrap();
-    fs::set_permissions(root.join("a/b"), fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(root.join("bin/su"), vec![0x7f; 3000]).unwrap();
-    fs::set_permissions(root.join("bin/su"), fs::Permissions::from_mode(0o4755)).unwrap();
-    fs::write(root.join("bin/ping"), b"ping").unwrap();
-    symlink("hello", root.join("a/link")).unwrap();
-    symlink("/etc/passwd", root.join("abs")).unwrap();
-    fs::write(root.join("a/hard1"), b"shared inode").unwrap();
-    fs::hard_link(root.join("a/hard1"), root.join("a/hard2")).unwrap();
+    fs_err::create_dir_all(root.join("a/b")).unwrap();
+    fs_err::create_dir_all(root.join("bin")).unwrap();
+    fs_err::create_dir(root.join("empty")).unwrap();
+    fs_err::write(root.join("a/hello"), b"hello\n").unwrap();
+    fs_err::write(root.join("a/b/exec"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs_err::set_permissions(root.join("a/b/exec"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs_err::set_permissions(root.join("a/b"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs_err::write(root.join("bin/su"), vec![0x7f; 3000]).unwrap();
+    fs_err::set_permissions(root.join("bin/su"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs_err::write(root.join("bin/ping"), b"ping").unwrap();
+    fs_err::os::unix::fs::symlink("hello", root.join("a/link")).unwrap();
+    fs_err::os::unix::fs::symlink("/etc/passwd", root.join("abs")).unwrap();
+    fs_err::write(root.join("a/hard1"), b"shared inode").unwrap();
+    fs_err::hard_link(root.join("a/hard1"), root.join("a/hard2")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
         root.join("pipe"),
@@ -65,10 +65,10 @@ fn make_tree(root: &Path) {
     )
     .unwrap();
     let long_dir = root.join("x".repeat(90));
-    fs::create_dir(&long_dir).unwrap();
-    fs::write(long_dir.join("y".repeat(120)), b"long").unwrap();
-    fs::write(root.join("ünïcode.txt"), b"utf8").unwrap();
-    fs::write(
+    fs_err::create_dir(&long_dir).unwrap();
+    fs_err::write(long_dir.join("y".repeat(120)), b"long").unwrap();
+    fs_err::write(root.join("ünïcode.txt"), b"utf8").unwrap();
+    fs_err::write(
         root.join("big.bin"),
         (0..600_000u32)
             .flat_map(u32::to_le_bytes)
@@ -146,7 +146,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
     let mut inodes: BTreeMap<u64, String> = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let entry = entry.unwrap();
-        let meta = entry.path().symlink_metadata().unwrap();
+        let meta = fs_err::symlink_metadata(entry.path()).unwrap();
         let rel = entry.path().strip_prefix(root).unwrap().to_path_buf();
         let ft = meta.file_type();
         let kind = if ft.is_dir() {
@@ -180,11 +180,11 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
                 gid: meta.gid(),
                 mtime: meta.mtime(),
                 content: if ft.is_file() {
-                    fs::read(entry.path()).unwrap()
+                    fs_err::read(entry.path()).unwrap()
                 } else {
                     Vec::new()
                 },
-                link: fs::read_link(entry.path()).ok(),
+                link: fs_err::read_link(entry.path()).ok(),
                 xattrs,
                 inode_group: if ft.is_dir() { String::new() } else { group },
             },
@@ -329,7 +329,7 @@ fn gzip_blocks_are_thread_independent_on_multi_block_input() {
             data.extend_from_slice(b"compressible text ");
         }
     }
-    fs::write(src.path().join("data"), &data).unwrap();
+    fs_err::write(src.path().join("data"), &data).unwrap();
     let (one, _) = export(src.path(), Compression::Gzip { level: 6 }, 1);
     let (two, _) = export(src.path(), Compression::Gzip { level: 6 }, 2);
     let (four, _) = export(src.path(), Compression::Gzip { level: 6 }, 4);
@@ -342,8 +342,8 @@ fn gzip_blocks_are_thread_independent_on_multi_block_input() {
 #[test]
 fn source_date_epoch_clamps_newer_mtimes_only() {
     let src = tempfile::tempdir().unwrap();
-    fs::write(src.path().join("old"), b"o").unwrap();
-    fs::write(src.path().join("new"), b"n").unwrap();
+    fs_err::write(src.path().join("old"), b"o").unwrap();
+    fs_err::write(src.path().join("new"), b"n").unwrap();
     set_mtime(&src.path().join("old"), 1_000_000_000);
     set_mtime(&src.path().join("new"), 1_800_000_000);
     let mut tar = Vec::new();
@@ -372,8 +372,8 @@ fn entries_are_sorted_with_parents_first_and_excludes_apply() {
     let src = tempfile::tempdir().unwrap();
     for p in ["b/z", "b/a", "a-c", "a/x", "proc/self", "run/secrets/token"] {
         let path = src.path().join(p);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, b"").unwrap();
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, b"").unwrap();
     }
     let mut tar = Vec::new();
     DiffTar::new(src.path())
@@ -412,7 +412,7 @@ fn gnu_tar_gzip_and_zstd_accept_the_layers() {
     ] {
         let (blob, _) = export(src.path(), compression, 2);
         let path = work.path().join(file);
-        fs::write(&path, &blob).unwrap();
+        fs_err::write(&path, &blob).unwrap();
         if let Some(tool) = check {
             run(Command::new(tool).arg("-t").arg(&path));
         }
@@ -425,7 +425,7 @@ fn gnu_tar_gzip_and_zstd_accept_the_layers() {
     assert!(listing.contains(&"y".repeat(120)), "{listing}");
     // GNU tar extracts the gzip layer into the same tree (contents, modes, links, xattrs).
     let out = work.path().join("gnu");
-    fs::create_dir(&out).unwrap();
+    fs_err::create_dir(&out).unwrap();
     run(Command::new("tar")
         .args(["--xattrs", "--xattrs-include=*", "--same-owner", "-xpzf"])
         .arg(work.path().join("layer.tar.gz"))
@@ -464,8 +464,8 @@ fn gnu_tar_gzip_and_zstd_accept_the_layers() {
 #[test]
 fn file_list_layers_add_parents_sort_and_apply_overrides() {
     let disk = tempfile::tempdir().unwrap();
-    fs::write(disk.path().join("app.py"), b"print('hi')\n").unwrap();
-    fs::set_permissions(
+    fs_err::write(disk.path().join("app.py"), b"print('hi')\n").unwrap();
+    fs_err::set_permissions(
         disk.path().join("app.py"),
         fs::Permissions::from_mode(0o600),
     )
@@ -526,14 +526,14 @@ fn file_list_layers_add_parents_sort_and_apply_overrides() {
     let dst = tempfile::tempdir().unwrap();
     extract_layer(&tar[..], dst.path(), &ExtractOptions::new()).unwrap();
     assert_eq!(
-        fs::read(dst.path().join("srv/app/current")).unwrap(),
+        fs_err::read(dst.path().join("srv/app/current")).unwrap(),
         b"print('hi')\n"
     );
     assert_eq!(
-        fs::metadata(dst.path().join("srv/app/zz-again"))
+        fs_err::metadata(dst.path().join("srv/app/zz-again"))
             .unwrap()
             .ino(),
-        fs::metadata(dst.path().join("srv/app/z.txt"))
+        fs_err::metadata(dst.path().join("srv/app/z.txt"))
             .unwrap()
             .ino()
     );
@@ -674,13 +674,13 @@ fn overlay_whiteout_policy_keeps_whiteouts_as_overlay_entries_needs_root() {
     assert_eq!((stats.whiteouts, stats.opaque_dirs), (2, 1));
     assert_eq!(stats.whiteouts_skipped, 1, "the whiteout below the symlink");
 
-    let gone = fs::symlink_metadata(root.path().join("etc/gone")).unwrap();
+    let gone = fs_err::symlink_metadata(root.path().join("etc/gone")).unwrap();
     assert!(gone.file_type().is_char_device());
     assert_eq!(gone.rdev(), 0);
     assert!(!root.path().join("etc/.wh.gone").exists());
     assert!(!root.path().join("etc/escaped").exists());
     assert_eq!(
-        fs::metadata(root.path().join("etc")).unwrap().mtime(),
+        fs_err::metadata(root.path().join("etc")).unwrap().mtime(),
         1_000_000,
         "the directory keeps its tar mtime"
     );
@@ -729,14 +729,14 @@ fn overlay_upperdir_whiteouts_become_layer_whiteouts_needs_root() {
     let tmp = tempfile::tempdir().unwrap();
     let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| {
         let p = tmp.path().join(d);
-        fs::create_dir(&p).unwrap();
+        fs_err::create_dir(&p).unwrap();
         p
     });
-    fs::create_dir_all(lower.join("d/sub")).unwrap();
-    fs::write(lower.join("d/old"), b"old").unwrap();
-    fs::write(lower.join("d/sub/deeper"), b"deeper").unwrap();
-    fs::write(lower.join("gone"), b"bye").unwrap();
-    fs::write(lower.join("kept"), b"kept").unwrap();
+    fs_err::create_dir_all(lower.join("d/sub")).unwrap();
+    fs_err::write(lower.join("d/old"), b"old").unwrap();
+    fs_err::write(lower.join("d/sub/deeper"), b"deeper").unwrap();
+    fs_err::write(lower.join("gone"), b"bye").unwrap();
+    fs_err::write(lower.join("kept"), b"kept").unwrap();
     let status = Command::new("mount")
         .args(["-t", "overlay", "overlay", "-o"])
         .arg(format!(
@@ -756,11 +756,11 @@ fn overlay_upperdir_whiteouts_become_layer_whiteouts_needs_root() {
     let guard = Overlay {
         merged: merged.clone(),
     };
-    fs::remove_file(merged.join("gone")).unwrap();
-    fs::remove_dir_all(merged.join("d")).unwrap();
-    fs::create_dir(merged.join("d")).unwrap();
-    fs::write(merged.join("d/new"), b"new").unwrap();
-    fs::write(merged.join("added"), b"added").unwrap();
+    fs_err::remove_file(merged.join("gone")).unwrap();
+    fs_err::remove_dir_all(merged.join("d")).unwrap();
+    fs_err::create_dir(merged.join("d")).unwrap();
+    fs_err::write(merged.join("d/new"), b"new").unwrap();
+    fs_err::write(merged.join("added"), b"added").unwrap();
     let merged_view = snapshot(&merged);
     drop(guard);
 

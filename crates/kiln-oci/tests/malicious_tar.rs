@@ -4,7 +4,6 @@
 //! and link counts are compared before and after) and that the archive was refused or
 //! neutralized the way the case expects.
 
-use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -23,7 +22,7 @@ fn run_case(
     for userspace in [false, true] {
         let sentinel = Sentinel::new();
         let before = sentinel.listing();
-        let etc_before = fs::read_dir("/etc").unwrap().count();
+        let etc_before = fs_err::read_dir("/etc").unwrap().count();
         let options = options
             .clone()
             .force_userspace_resolver(userspace)
@@ -35,7 +34,7 @@ fn run_case(
             "case {name} (userspace resolver: {userspace}) wrote outside the root: {result:?}"
         );
         assert_eq!(
-            fs::read_dir("/etc").unwrap().count(),
+            fs_err::read_dir("/etc").unwrap().count(),
             etc_before,
             "case {name} touched /etc"
         );
@@ -95,7 +94,7 @@ fn absolute_path_is_neutralized_into_the_root() {
     let tar = RawTar::default().file("/abs/file", b"x").finish();
     run_case("absolute", &tar, &opts(), |r, s| {
         r.as_ref().unwrap();
-        assert_eq!(fs::read(s.root().join("abs/file")).unwrap(), b"x");
+        assert_eq!(fs_err::read(s.root().join("abs/file")).unwrap(), b"x");
     });
 }
 
@@ -125,7 +124,7 @@ fn symlink_to_etc_then_write_through_it_stays_inside() {
         r.as_ref().unwrap();
         assert!(!Path::new("/etc").join(&name).exists());
         assert_eq!(
-            fs::read(s.root().join("real-etc").join(&name)).unwrap(),
+            fs_err::read(s.root().join("real-etc").join(&name)).unwrap(),
             b"pwned"
         );
     });
@@ -158,7 +157,7 @@ fn absolute_symlink_to_the_sentinel_resolves_inside_the_root() {
             .root()
             .join(sentinel.outside().strip_prefix("/").unwrap())
             .join("pwned");
-        assert_eq!(fs::read(inside).unwrap(), b"pwned");
+        assert_eq!(fs_err::read(inside).unwrap(), b"pwned");
     }
     let _ = outside;
 }
@@ -171,7 +170,7 @@ fn relative_symlink_climbing_out_is_clamped_at_the_root() {
         .finish();
     run_case("symlink-up", &tar, &opts(), |r, s| {
         r.as_ref().unwrap();
-        assert_eq!(fs::read(s.root().join("pwned")).unwrap(), b"x");
+        assert_eq!(fs_err::read(s.root().join("pwned")).unwrap(), b"x");
     });
 }
 
@@ -188,8 +187,11 @@ fn symlink_chain_escape_stays_inside() {
         .finish();
     run_case("symlink-chain", &tar, &opts(), |r, s| {
         r.as_ref().unwrap();
-        assert_eq!(fs::read(s.root().join("chained")).unwrap(), b"1");
-        assert_eq!(fs::read(s.root().join("outside/chained2")).unwrap(), b"2");
+        assert_eq!(fs_err::read(s.root().join("chained")).unwrap(), b"1");
+        assert_eq!(
+            fs_err::read(s.root().join("outside/chained2")).unwrap(),
+            b"2"
+        );
     });
 }
 
@@ -211,7 +213,7 @@ fn symlink_loop_is_an_error_not_a_hang() {
 
 #[test]
 fn hardlink_to_etc_passwd_is_refused() {
-    let nlink = fs::metadata("/etc/passwd").map(|m| m.nlink()).ok();
+    let nlink = fs_err::metadata("/etc/passwd").map(|m| m.nlink()).ok();
     let tar = RawTar::default().hardlink("passwd", "/etc/passwd").finish();
     run_case("hardlink-passwd", &tar, &opts(), |r, _| {
         expect_kind(
@@ -220,7 +222,10 @@ fn hardlink_to_etc_passwd_is_refused() {
             "HardlinkTargetMissing",
         );
     });
-    assert_eq!(fs::metadata("/etc/passwd").map(|m| m.nlink()).ok(), nlink);
+    assert_eq!(
+        fs_err::metadata("/etc/passwd").map(|m| m.nlink()).ok(),
+        nlink
+    );
 }
 
 #[test]
@@ -258,7 +263,7 @@ fn hardlink_through_a_symlinked_dir_cannot_reach_outside() {
         );
         assert_eq!(sentinel.listing(), before);
         assert_eq!(
-            fs::metadata(sentinel.outside().join("secret"))
+            fs_err::metadata(sentinel.outside().join("secret"))
                 .unwrap()
                 .nlink(),
             1
@@ -450,7 +455,7 @@ fn setuid_bits_are_stripped_when_asked() {
         &opts().strip_setid(true),
         |r, s| {
             r.as_ref().unwrap();
-            let mode = fs::metadata(s.root().join("bin/su"))
+            let mode = fs_err::metadata(s.root().join("bin/su"))
                 .unwrap()
                 .permissions()
                 .mode();
@@ -459,7 +464,7 @@ fn setuid_bits_are_stripped_when_asked() {
     );
     run_case("setuid-kept", &tar, &opts(), |r, s| {
         r.as_ref().unwrap();
-        let mode = fs::metadata(s.root().join("bin/su"))
+        let mode = fs_err::metadata(s.root().join("bin/su"))
             .unwrap()
             .permissions()
             .mode();
@@ -545,9 +550,9 @@ fn duplicate_entries_last_one_wins() {
         .finish();
     run_case("duplicates", &tar, &opts(), |r, s| {
         r.as_ref().unwrap();
-        assert_eq!(fs::read(s.root().join("f")).unwrap(), b"two");
-        assert_eq!(fs::read(s.root().join("d")).unwrap(), b"now a file");
-        assert_eq!(fs::read(s.root().join("e/x")).unwrap(), b"x");
+        assert_eq!(fs_err::read(s.root().join("f")).unwrap(), b"two");
+        assert_eq!(fs_err::read(s.root().join("d")).unwrap(), b"now a file");
+        assert_eq!(fs_err::read(s.root().join("e/x")).unwrap(), b"x");
     });
 }
 
@@ -600,7 +605,7 @@ fn dir_replaced_by_symlink_then_file_under_it_stays_inside() {
         let inside = sentinel
             .root()
             .join(sentinel.outside().strip_prefix("/").unwrap());
-        assert_eq!(fs::read(inside.join("pwned")).unwrap(), b"p");
+        assert_eq!(fs_err::read(inside.join("pwned")).unwrap(), b"p");
     }
 }
 
@@ -669,9 +674,9 @@ fn debian_var_run_symlink_resolves_inside_the_root() {
         .finish();
     run_case("var-run", &tar, &opts(), |r, s| {
         r.as_ref().unwrap();
-        assert_eq!(fs::read(s.root().join("run/utmp")).unwrap(), b"u");
+        assert_eq!(fs_err::read(s.root().join("run/utmp")).unwrap(), b"u");
         assert_eq!(
-            fs::read_link(s.root().join("var/run")).unwrap(),
+            fs_err::read_link(s.root().join("var/run")).unwrap(),
             Path::new("/run")
         );
     });

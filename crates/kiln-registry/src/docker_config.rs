@@ -83,11 +83,7 @@ impl DockerConfig {
 
     /// Loads the config at `path` (an absent file is an empty config).
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
-        let bad = |reason: String| RegistryError::DockerConfig {
-            path: path.to_owned(),
-            reason,
-        };
-        match std::fs::read(path) {
+        match fs_err::read(path) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Self {
                 path: path.to_owned(),
                 json: Map::new(),
@@ -97,7 +93,7 @@ impl DockerConfig {
                 path: path.to_owned(),
                 json: Map::new(),
             }),
-            Err(err) => Err(bad(format!("cannot read: {err}"))),
+            Err(source) => Err(RegistryError::DockerConfigIo { source }),
         }
     }
 
@@ -278,25 +274,24 @@ impl DockerConfig {
             reason,
         };
         let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        std::fs::create_dir_all(dir)
-            .map_err(|err| bad(format!("cannot create {}: {err}", dir.display())))?;
+        fs_err::create_dir_all(dir).map_err(|source| RegistryError::DockerConfigIo { source })?;
         let mut text = serde_json::to_vec_pretty(&Value::Object(self.json.clone()))
             .map_err(|err| bad(format!("cannot serialize: {err}")))?;
         text.push(b'\n');
         let tmp = dir.join(format!(".config.json.kiln-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut options = std::fs::OpenOptions::new();
+            let mut options = fs_err::OpenOptions::new();
             options.write(true).create(true).truncate(true);
             #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            fs_err::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&tmp)?;
             file.write_all(&text)?;
             file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
+            fs_err::rename(&tmp, &self.path)
         };
-        write().map_err(|err| {
-            let _ = std::fs::remove_file(&tmp);
-            bad(format!("cannot write: {err}"))
+        write().map_err(|source| {
+            let _ = fs_err::remove_file(&tmp);
+            RegistryError::DockerConfigIo { source }
         })
     }
 }
@@ -547,14 +542,14 @@ mod tests {
     fn store_and_erase_keep_other_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
-        std::fs::write(
+        fs_err::write(
             &path,
             r#"{"psFormat": "table", "auths": {"other.io": {"auth": "eDp5"}}}"#,
         )
         .unwrap();
         let mut cfg = DockerConfig::load(&path).unwrap();
         cfg.store("localhost:5000", "user", "pass").unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = fs_err::read_to_string(&path).unwrap();
         let json: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["psFormat"], "table");
         assert_eq!(json["auths"]["other.io"]["auth"], "eDp5");
@@ -566,7 +561,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt as _;
             assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                fs_err::metadata(&path).unwrap().permissions().mode() & 0o777,
                 0o600
             );
         }
@@ -577,7 +572,7 @@ mod tests {
         );
         assert!(cfg.erase("localhost:5000").unwrap());
         assert!(!cfg.erase("localhost:5000").unwrap());
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let json: Value = serde_json::from_str(&fs_err::read_to_string(&path).unwrap()).unwrap();
         assert!(json["auths"].get("localhost:5000").is_none());
         assert_eq!(json["psFormat"], "table");
     }
@@ -588,7 +583,7 @@ mod tests {
         let path = dir.path().join("sub").join("config.json");
         let mut cfg = DockerConfig::load(&path).unwrap();
         cfg.store("docker.io", "u", "p").unwrap();
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let json: Value = serde_json::from_str(&fs_err::read_to_string(&path).unwrap()).unwrap();
         assert!(json["auths"].get(DOCKER_HUB_AUTH_KEY).is_some());
         assert_eq!(
             DockerConfig::load(&path)

@@ -148,7 +148,14 @@ pub enum RegistryError {
         /// What the index offers.
         available: String,
     },
-    /// The docker config file could not be read or written.
+    /// The docker config could not be read or written (fs_err's message names the file).
+    #[error("docker config: {source}")]
+    DockerConfigIo {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The docker config file is not what kiln can read, or could not be serialized.
     #[error("docker config {}: {reason}", path.display())]
     DockerConfig {
         /// The config file.

@@ -152,7 +152,7 @@ async fn registry_push_is_read_back_by_skopeo_and_unpacked_by_umoci() {
     }
     run(umoci.arg(&bundle));
     for (path, content) in &image.files {
-        let unpacked = std::fs::read(bundle.join("rootfs").join(path)).unwrap();
+        let unpacked = fs_err::read(bundle.join("rootfs").join(path)).unwrap();
         assert!(unpacked == *content, "{path} differs after skopeo + umoci");
     }
 
@@ -359,11 +359,11 @@ async fn registry_with_htpasswd_needs_credentials_from_docker_config() {
     assert!(matches!(err, RegistryError::AuthRequired { .. }), "{err:?}");
 
     let write_auth = |password: &str| {
-        std::fs::create_dir_all(docker_config.parent().unwrap()).unwrap();
+        fs_err::create_dir_all(docker_config.parent().unwrap()).unwrap();
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("kiln:{password}"));
         let json =
             serde_json::json!({"auths": {host.as_str(): {"auth": auth}}, "psFormat": "table"});
-        std::fs::write(&docker_config, json.to_string()).unwrap();
+        fs_err::write(&docker_config, json.to_string()).unwrap();
     };
     write_auth("wrong");
     let rejected = Client::new(config().docker_config(&docker_config)).unwrap();

@@ -80,7 +80,7 @@ impl Drop for PidsCgroup {
         // The pid namespace's last processes may still be exiting: retry for a while.
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            match std::fs::remove_dir(&self.dir) {
+            match fs_err::remove_dir(&self.dir) {
                 Ok(()) => return,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return,
                 Err(err) if Instant::now() >= deadline => {
@@ -177,7 +177,7 @@ fn unescape(field: &str) -> String {
 
 /// Removes cgroups left by helpers that were killed before their drop ran.
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
+    let Ok(entries) = fs_err::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
@@ -186,7 +186,7 @@ fn remove_stale(parent: &Path) {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir(entry.path());
+            let _ = fs_err::remove_dir(entry.path());
         }
     }
 }

@@ -149,7 +149,7 @@ mod tests {
         fs_err::create_dir_all(&upper).unwrap();
         fs_err::create_dir_all(host.join("empty-dir")).unwrap();
         fs_err::write(host.join("hosts"), "").unwrap();
-        std::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
+        fs_err::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
         let before = fs_err::metadata(&host).unwrap().modified().unwrap();
         let stubs = [
             Stub {

@@ -28,7 +28,7 @@ fn busybox_rootfs(dir: &Path) {
         "sh", "id", "echo", "ls", "cat", "hostname", "sleep", "rm", "mkdir", "chmod", "touch",
         "true", "false", "kill", "whoami", "pwd", "env", "wc", "seq", "grep",
     ] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        fs_err::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
     let etc = dir.join("etc");
     fs_err::create_dir_all(&etc).unwrap();
@@ -431,7 +431,7 @@ fn apply_dir(from: &Path, to: &Path) {
         }
         if meta.is_dir() {
             if !dest.is_dir() {
-                let _ = std::fs::remove_file(&dest);
+                let _ = fs_err::remove_file(&dest);
                 fs_err::create_dir(&dest).unwrap();
             }
             fs_err::set_permissions(&dest, meta.permissions()).unwrap();

@@ -5,7 +5,7 @@
 //! fsynced. Readers never see a partial blob; two writers of the same blob both rename a
 //! complete, identical file, so the result is one good blob.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -77,15 +77,17 @@ impl Store {
     /// Opens a committed blob for reading.
     pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
         let path = self.blob_path(digest);
-        File::open(&path).map_err(|err| {
-            if err.kind() == io::ErrorKind::NotFound {
-                StoreError::Blob(BlobError::NotFound {
-                    digest: digest.clone(),
-                })
-            } else {
-                StoreError::io("opening blob", path, err)
-            }
-        })
+        fs_err::File::open(&path)
+            .map(fs_err::File::into_file)
+            .map_err(|err| {
+                if err.kind() == io::ErrorKind::NotFound {
+                    StoreError::Blob(BlobError::NotFound {
+                        digest: digest.clone(),
+                    })
+                } else {
+                    StoreError::Fs(err)
+                }
+            })
     }
 
     /// Reads a whole (small) blob, re-checking its digest: for manifests, configs and indexes.
@@ -107,14 +109,14 @@ impl Store {
     /// The length of a committed blob.
     pub fn blob_len(&self, digest: &Digest) -> Result<u64, StoreError> {
         let path = self.blob_path(digest);
-        match fs::metadata(&path) {
+        match fs_err::metadata(&path) {
             Ok(meta) => Ok(meta.len()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 Err(StoreError::Blob(BlobError::NotFound {
                     digest: digest.clone(),
                 }))
             }
-            Err(err) => Err(StoreError::io("reading metadata of blob", path, err)),
+            Err(err) => Err(StoreError::Fs(err)),
         }
     }
 }
@@ -147,7 +149,7 @@ impl BlobWriter {
             && expected != &actual
         {
             drop(file);
-            let _ = fs::remove_file(&self.temp);
+            let _ = fs_err::remove_file(&self.temp);
             return Err(StoreError::Blob(BlobError::DigestMismatch {
                 expected: expected.clone(),
                 actual,
@@ -157,7 +159,7 @@ impl BlobWriter {
             && size != actual_len
         {
             drop(file);
-            let _ = fs::remove_file(&self.temp);
+            let _ = fs_err::remove_file(&self.temp);
             return Err(StoreError::Blob(BlobError::SizeMismatch {
                 digest: actual,
                 expected: size,
@@ -168,12 +170,12 @@ impl BlobWriter {
         if dest.is_file() {
             // Someone else committed the same content first: theirs is complete and identical.
             drop(file);
-            let _ = fs::remove_file(&self.temp);
+            let _ = fs_err::remove_file(&self.temp);
             return Ok(actual);
         }
         if let Err(err) = file.sync_all() {
             drop(file);
-            let _ = fs::remove_file(&self.temp);
+            let _ = fs_err::remove_file(&self.temp);
             return Err(StoreError::io("syncing blob", &self.temp, err));
         }
         drop(file);
@@ -209,7 +211,7 @@ impl Write for BlobWriter {
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.temp);
+            let _ = fs_err::remove_file(&self.temp);
         }
     }
 }
@@ -285,7 +287,7 @@ mod tests {
     }
 
     fn tmp_is_empty(store: &Store) -> bool {
-        fs::read_dir(store.root().join("tmp"))
+        fs_err::read_dir(store.root().join("tmp"))
             .unwrap()
             .filter_map(Result::ok)
             .all(|e| e.file_type().unwrap().is_dir())

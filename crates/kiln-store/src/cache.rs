@@ -7,7 +7,7 @@
 //! its mtime: `prune --older-than` and `--max-size` evict the least recently used first.
 
 use std::fmt::Write as _;
-use std::fs::{self, File, FileTimes};
+use std::fs::FileTimes;
 use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use kiln_oci::Digest;
 
 use crate::Store;
-use crate::error::{IoContext as _, StoreError};
+use crate::error::StoreError;
 use crate::layout::write_atomic;
 
 impl Store {
@@ -31,10 +31,10 @@ impl Store {
     /// The record stored under `key`, or `None`. A hit refreshes the record's age.
     pub fn get_cache_record(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let path = self.cache_record_path(key)?;
-        let bytes = match fs::read(&path) {
+        let bytes = match fs_err::read(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(StoreError::io("reading cache record", path, err)),
+            Err(err) => return Err(StoreError::Fs(err)),
         };
         let value = serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
             path: path.clone(),
@@ -42,7 +42,7 @@ impl Store {
             source,
         })?;
         // Best effort: an LRU hint, not a correctness matter (the store may be read-only).
-        if let Ok(file) = File::options().append(true).open(&path) {
+        if let Ok(file) = fs_err::OpenOptions::new().append(true).open(&path) {
             let _ = file.set_times(FileTimes::new().set_modified(SystemTime::now()));
         }
         Ok(Some(value))
@@ -51,10 +51,10 @@ impl Store {
     /// Removes the record under `key`; returns whether it existed.
     pub fn delete_cache_record(&self, key: &str) -> Result<bool, StoreError> {
         let path = self.cache_record_path(key)?;
-        match fs::remove_file(&path) {
+        match fs_err::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(StoreError::io("removing cache record", path, err)),
+            Err(err) => Err(StoreError::Fs(err)),
         }
     }
 
@@ -73,7 +73,7 @@ impl Store {
             return Err(invalid("the id is longer than 200 characters once encoded"));
         }
         let path = self.dir("mounts").join(encoded);
-        fs::create_dir_all(&path).at("creating cache mount", &path)?;
+        fs_err::create_dir_all(&path)?;
         Ok(path)
     }
 

@@ -10,7 +10,11 @@ use kiln_oci::{BlobError, ChainId, Digest};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// An I/O error on a named file or directory.
+    /// A file operation failed (fs_err's message names the path).
+    #[error(transparent)]
+    Fs(#[from] io::Error),
+    /// An I/O error on a named file or directory, from an operation whose error does not
+    /// name it (a lock, an encoder, a write through a temp file's handle).
     #[error("{action} {}: {source}", path.display())]
     Io {
         /// What was being done (`creating`, `renaming`, `reading ref`, …).

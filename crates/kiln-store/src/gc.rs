@@ -15,7 +15,7 @@ use kiln_oci::{ChainId, Digest};
 
 use crate::Store;
 use crate::cache::digests_in;
-use crate::error::{IoContext as _, StoreError};
+use crate::error::StoreError;
 use crate::graph::{Edges, edges_of};
 use crate::layout::{pid_is_alive, sync_dir, temp_owner};
 use crate::lock::LockMode;
@@ -156,11 +156,11 @@ impl Store {
         for record in &evicted {
             tracing::debug!(key = %record.key, "evicting cache record");
             if !options.dry_run {
-                match fs::remove_file(&record.path) {
+                match fs_err::remove_file(&record.path) {
                     Ok(()) => {}
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                     Err(err) => {
-                        return Err(StoreError::io("removing cache record", &record.path, err));
+                        return Err(StoreError::Fs(err));
                     }
                 }
             }
@@ -176,7 +176,7 @@ impl Store {
             report.freed_bytes += len;
             if !options.dry_run {
                 let path = self.blob_path(digest);
-                fs::remove_file(&path).at("removing blob", &path)?;
+                fs_err::remove_file(&path)?;
             }
         }
         blobs.retain(|d, _| live_blobs.contains(d));
@@ -194,14 +194,14 @@ impl Store {
             if !options.dry_run {
                 let path = self.snapshot_path(chain);
                 self.remove_dir_via_trash(&path)?;
-                let _ = fs::remove_file(crate::snapshot::unsynced_marker(&path));
+                let _ = fs_err::remove_file(crate::snapshot::unsynced_marker(&path));
             }
         }
 
         if options.all {
             let dir = self.dir("mounts");
-            for entry in fs::read_dir(&dir).at("listing cache mounts in", &dir)? {
-                let entry = entry.at("listing cache mounts in", &dir)?;
+            for entry in fs_err::read_dir(&dir)? {
+                let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.')
                     || leases
@@ -230,16 +230,13 @@ impl Store {
     pub(crate) fn list_blobs(&self) -> Result<BTreeMap<Digest, u64>, StoreError> {
         let dir = self.dir("blobs/sha256");
         let mut out = BTreeMap::new();
-        for entry in fs::read_dir(&dir).at("listing blobs in", &dir)? {
-            let entry = entry.at("listing blobs in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
                 continue;
             };
-            let len = entry
-                .metadata()
-                .at("reading metadata of", entry.path())?
-                .len();
+            let len = entry.metadata()?.len();
             out.insert(digest, len);
         }
         Ok(out)
@@ -249,8 +246,8 @@ impl Store {
     pub fn list_snapshots(&self) -> Result<BTreeSet<ChainId>, StoreError> {
         let dir = self.dir("snapshots");
         let mut out = BTreeSet::new();
-        for entry in fs::read_dir(&dir).at("listing snapshots in", &dir)? {
-            let entry = entry.at("listing snapshots in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Ok(digest) = format!("sha256:{name}").parse::<Digest>() {
                 out.insert(ChainId::from_stored(digest));
@@ -262,8 +259,8 @@ impl Store {
     fn list_records(&self) -> Result<Vec<Record>, StoreError> {
         let dir = self.dir("cache/v1");
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).at("listing cache records in", &dir)? {
-            let entry = entry.at("listing cache records in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let path = entry.path();
             let Some(key) = entry
                 .file_name()
@@ -273,13 +270,10 @@ impl Store {
             else {
                 continue;
             };
-            let used = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .at("reading metadata of", &path)?;
+            let used = entry.metadata().and_then(|m| m.modified())?;
             let mut digests = Vec::new();
             // An unparsable record keeps nothing alive; `verify` reports it.
-            if let Ok(bytes) = fs::read(&path)
+            if let Ok(bytes) = fs_err::read(&path)
                 && let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
             {
                 digests_in(&value, &mut digests);
@@ -303,8 +297,8 @@ impl Store {
     pub(crate) fn remove_dead_temp(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
         for dir in [self.tmp_dir(), self.dir("tmp/trash")] {
-            for entry in fs::read_dir(&dir).at("listing", &dir)? {
-                let entry = entry.at("listing", &dir)?;
+            for entry in fs_err::read_dir(&dir)? {
+                let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name == "leases" || name == "trash" {
                     continue;
@@ -322,7 +316,7 @@ impl Store {
     /// Whether a process holds the `sharing=locked` lock of the mount directory `name`.
     fn is_mount_locked(&self, name: &str) -> bool {
         let path = self.dir("mounts/.locks").join(name);
-        let Ok(file) = fs::File::open(&path) else {
+        let Ok(file) = fs_err::File::open(&path) else {
             return false;
         };
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
@@ -332,23 +326,24 @@ impl Store {
     pub(crate) fn remove_dir_via_trash(&self, dir: &Path) -> Result<(), StoreError> {
         let trash = crate::layout::create_temp_dir(&self.dir("tmp/trash"), "trash")?;
         let target = trash.join("t");
-        fs::rename(dir, &target).at("moving to trash", dir)?;
+        fs_err::rename(dir, &target)?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
         make_writable(&target);
-        fs::remove_dir_all(&trash).at("removing", &trash)
+        Ok(fs_err::remove_dir_all(&trash)?)
     }
 }
 
 pub(crate) fn remove_any(path: &Path) -> Result<(), StoreError> {
-    let meta = fs::symlink_metadata(path).at("reading metadata of", path)?;
+    let meta = fs_err::symlink_metadata(path)?;
     if meta.is_dir() {
         make_writable(path);
-        fs::remove_dir_all(path).at("removing", path)
+        fs_err::remove_dir_all(path)?;
     } else {
-        fs::remove_file(path).at("removing", path)
+        fs_err::remove_file(path)?;
     }
+    Ok(())
 }
 
 /// Layers may contain read-only directories (mode 0555); as non-root they would not be
@@ -363,7 +358,7 @@ fn make_writable(dir: &Path) {
             && let Ok(meta) = entry.metadata()
             && meta.permissions().mode() & 0o700 != 0o700
         {
-            let _ = fs::set_permissions(
+            let _ = fs_err::set_permissions(
                 entry.path(),
                 fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
             );

@@ -11,7 +11,7 @@
 //! lock                      flock: shared for builds, exclusive for GC
 //! ```
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ impl Store {
             .at("creating store directory", &root)?;
         let root_permissions = secure_root(&root)?;
         let version_path = root.join("layout-version");
-        match fs::read_to_string(&version_path) {
+        match fs_err::read_to_string(&version_path) {
             Ok(found) => {
                 let found = found.trim();
                 if found != LAYOUT_VERSION {
@@ -103,7 +103,7 @@ impl Store {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 for dir in DIRS {
                     let path = root.join(dir);
-                    fs::create_dir_all(&path).at("creating store directory", &path)?;
+                    fs_err::create_dir_all(&path)?;
                 }
                 // Written last and atomically: a store with a version file is complete.
                 write_atomic(
@@ -112,20 +112,19 @@ impl Store {
                     format!("{LAYOUT_VERSION}\n").as_bytes(),
                 )?;
             }
-            Err(err) => return Err(StoreError::io("reading", version_path, err)),
+            Err(err) => return Err(StoreError::Fs(err)),
         }
         for dir in DIRS {
             let path = root.join(dir);
             if !path.is_dir() {
-                fs::create_dir_all(&path).at("creating store directory", &path)?;
+                fs_err::create_dir_all(&path)?;
             }
         }
         let lock = root.join("lock");
-        OpenOptions::new()
+        fs_err::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&lock)
-            .at("creating lock file", &lock)?;
+            .open(&lock)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
@@ -175,7 +174,7 @@ impl Store {
 /// Makes `root` private to its owner: group and other bits are cleared (with a warning naming
 /// the old mode). Returns what was wrong, for `verify`.
 fn secure_root(root: &Path) -> Result<Vec<RootPermissions>, StoreError> {
-    let meta = fs::metadata(root).at("inspecting store directory", root)?;
+    let meta = fs_err::metadata(root)?;
     let mut found = Vec::new();
     let user = rustix::process::geteuid().as_raw();
     if meta.uid() != user {
@@ -192,8 +191,7 @@ fn secure_root(root: &Path) -> Result<Vec<RootPermissions>, StoreError> {
     }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
-        fs::set_permissions(root, fs::Permissions::from_mode(ROOT_MODE))
-            .at("making the store private (chmod 0700)", root)?;
+        fs_err::set_permissions(root, fs::Permissions::from_mode(ROOT_MODE))?;
         tracing::warn!(
             "the kiln store {} had mode {mode:04o}, open to other users; changed it to {ROOT_MODE:04o}",
             root.display()
@@ -205,7 +203,7 @@ fn secure_root(root: &Path) -> Result<Vec<RootPermissions>, StoreError> {
 
 /// The store root's permission problems right now (`verify` re-checks after `open`).
 pub(crate) fn root_permissions_now(root: &Path) -> Result<Vec<RootPermissions>, StoreError> {
-    let meta = fs::metadata(root).at("inspecting store directory", root)?;
+    let meta = fs_err::metadata(root)?;
     let mut found = Vec::new();
     let user = rustix::process::geteuid().as_raw();
     if meta.uid() != user {
@@ -233,9 +231,9 @@ pub(crate) fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), 
 
 /// Renames `from` to `to` and fsyncs the destination directory. On failure `from` is removed.
 pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<(), StoreError> {
-    if let Err(err) = fs::rename(from, to) {
-        let _ = fs::remove_file(from);
-        return Err(StoreError::io("renaming into place", to, err));
+    if let Err(err) = fs_err::rename(from, to) {
+        let _ = fs_err::remove_file(from);
+        return Err(StoreError::Fs(err));
     }
     if let Some(parent) = to.parent() {
         sync_dir(parent)?;
@@ -245,9 +243,7 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<(), StoreError> {
 
 /// fsyncs a directory so a rename or removal in it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .at("syncing directory", dir)
+    Ok(fs_err::File::open(dir)?.sync_all()?)
 }
 
 /// Creates a fresh temp file `tmp/<prefix>-<pid>-<n>` (exclusively). The pid in the name lets
@@ -256,15 +252,15 @@ pub(crate) fn create_temp(tmp: &Path, prefix: &str) -> Result<(File, PathBuf), S
     let pid = std::process::id();
     loop {
         let path = tmp.join(format!("{prefix}-{pid}-{}", unique_suffix()));
-        match OpenOptions::new()
+        match fs_err::OpenOptions::new()
             .write(true)
             .read(true)
             .create_new(true)
             .open(&path)
         {
-            Ok(file) => return Ok((file, path)),
+            Ok(file) => return Ok((file.into_file(), path)),
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(err) => return Err(StoreError::io("creating temp file", path, err)),
+            Err(err) => return Err(StoreError::Fs(err)),
         }
     }
 }
@@ -274,10 +270,10 @@ pub(crate) fn create_temp_dir(tmp: &Path, prefix: &str) -> Result<PathBuf, Store
     let pid = std::process::id();
     loop {
         let path = tmp.join(format!("{prefix}-{pid}-{}", unique_suffix()));
-        match fs::create_dir(&path) {
+        match fs_err::create_dir(&path) {
             Ok(()) => return Ok(path),
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(err) => return Err(StoreError::io("creating temp directory", path, err)),
+            Err(err) => return Err(StoreError::Fs(err)),
         }
     }
 }
@@ -319,7 +315,7 @@ mod tests {
             assert!(store.root().join(d).is_dir(), "{d}");
         }
         assert_eq!(
-            fs::read_to_string(store.root().join("layout-version")).unwrap(),
+            fs_err::read_to_string(store.root().join("layout-version")).unwrap(),
             "1\n"
         );
         assert!(store.root().join("lock").is_file());
@@ -329,14 +325,14 @@ mod tests {
     #[test]
     fn open_refuses_another_layout_version() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("layout-version"), "2\n").unwrap();
+        fs_err::write(dir.path().join("layout-version"), "2\n").unwrap();
         let err = Store::open(dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::LayoutVersion { ref found, .. } if found == "2"));
         assert!(err.to_string().contains("layout version 2"), "{err}");
     }
 
     fn mode_of(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+        fs_err::metadata(path).unwrap().permissions().mode() & 0o7777
     }
 
     #[test]
@@ -355,7 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("s");
         Store::open(&root).unwrap();
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs_err::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
         let store = Store::open(&root).unwrap();
         assert_eq!(mode_of(&root), 0o700);
         assert_eq!(

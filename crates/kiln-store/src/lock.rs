@@ -3,7 +3,7 @@
 //! blobs and snapshots a live process needs, stale once that process is gone.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -72,14 +72,14 @@ impl Store {
     pub fn lock_cache_mount(&self, id: &str) -> Result<StoreLock, StoreError> {
         let dir = self.cache_mount_dir(id)?;
         let locks = self.dir("mounts/.locks");
-        fs::create_dir_all(&locks).at("creating", &locks)?;
+        fs_err::create_dir_all(&locks)?;
         let path = locks.join(dir.file_name().unwrap_or_default());
-        let file = File::options()
+        let file = fs_err::OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
-            .open(&path)
-            .at("opening cache mount lock", &path)?;
+            .open(&path)?
+            .into_file();
         flock(&file, FlockOperation::LockExclusive)
             .map_err(std::io::Error::from)
             .at("locking", path)?;
@@ -91,12 +91,12 @@ impl Store {
 
     fn open_lock_file(&self) -> Result<(File, PathBuf), StoreError> {
         let path = self.root().join("lock");
-        let file = File::options()
+        let file = fs_err::OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
-            .open(&path)
-            .at("opening lock file", &path)?;
+            .open(&path)?
+            .into_file();
         Ok((file, path))
     }
 
@@ -120,18 +120,20 @@ impl Store {
     pub(crate) fn live_leases(&self, remove_stale: bool) -> Result<LeaseFile, StoreError> {
         let dir = self.dir("tmp/leases");
         let mut all = LeaseFile::default();
-        for entry in fs::read_dir(&dir).at("listing leases in", &dir)? {
-            let entry = entry.at("listing leases in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
             let is_live = temp_owner(&name).is_some_and(pid_is_alive);
             if !is_live {
                 if remove_stale {
-                    let _ = fs::remove_file(&path);
+                    let _ = fs_err::remove_file(&path);
                 }
                 continue;
             }
-            let Ok(bytes) = fs::read(&path) else { continue };
+            let Ok(bytes) = fs_err::read(&path) else {
+                continue;
+            };
             // A lease being rewritten right now is empty for an instant; the old one was
             // renamed away atomically, so a parse failure only means "nothing yet".
             if let Ok(file) = serde_json::from_slice::<LeaseFile>(&bytes) {
@@ -202,7 +204,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = fs_err::remove_file(&self.path);
     }
 }
 
@@ -262,7 +264,7 @@ mod tests {
         lease.protect_blob(&d).unwrap();
         assert!(store.live_leases(false).unwrap().blobs.contains(&d));
         // A lease of a process that no longer exists (pid beyond pid_max) is stale.
-        fs::write(
+        fs_err::write(
             store.root().join("tmp/leases/lease-2147483647-0-0"),
             serde_json::to_vec(&LeaseFile {
                 blobs: [Digest::sha256_of(b"stale")].into(),

@@ -6,7 +6,6 @@
 //! the name>`. The file holds the name itself, so listing never has to decode.
 
 use std::fmt::Write as _;
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -15,7 +14,7 @@ use kiln_oci::{Digest, ImageRef};
 use serde::{Deserialize, Serialize};
 
 use crate::Store;
-use crate::error::{IoContext as _, StoreError};
+use crate::error::StoreError;
 use crate::layout::{sync_dir, write_atomic};
 
 /// Longest encoded name stored as-is (file names are limited to 255 bytes).
@@ -59,10 +58,10 @@ impl Store {
     /// The manifest digest `name` points to, or `None`.
     pub fn resolve_ref(&self, name: &ImageRef) -> Result<Option<Digest>, StoreError> {
         let path = self.ref_path(name);
-        match fs::read(&path) {
+        match fs_err::read(&path) {
             Ok(bytes) => Ok(Some(parse_ref(&path, &bytes)?.digest)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(StoreError::io("reading ref", path, err)),
+            Err(err) => Err(StoreError::Fs(err)),
         }
     }
 
@@ -75,13 +74,13 @@ impl Store {
     /// Removes the ref `name`; returns whether it existed.
     pub fn delete_ref(&self, name: &ImageRef) -> Result<bool, StoreError> {
         let path = self.ref_path(name);
-        match fs::remove_file(&path) {
+        match fs_err::remove_file(&path) {
             Ok(()) => {
                 sync_dir(&self.dir("refs"))?;
                 Ok(true)
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(StoreError::io("removing ref", path, err)),
+            Err(err) => Err(StoreError::Fs(err)),
         }
     }
 
@@ -89,20 +88,17 @@ impl Store {
     pub fn list_refs(&self) -> Result<Vec<RefEntry>, StoreError> {
         let dir = self.dir("refs");
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).at("listing refs in", &dir)? {
-            let entry = entry.at("listing refs in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let path = entry.path();
-            let bytes = match fs::read(&path) {
+            let bytes = match fs_err::read(&path) {
                 Ok(bytes) => bytes,
                 // Deleted between listing and reading.
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(StoreError::io("reading ref", path, err)),
+                Err(err) => return Err(StoreError::Fs(err)),
             };
             let file = parse_ref(&path, &bytes)?;
-            let updated = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .at("reading metadata of ref", &path)?;
+            let updated = entry.metadata().and_then(|m| m.modified())?;
             out.push(RefEntry {
                 name: file.name,
                 digest: file.digest,

@@ -20,7 +20,6 @@
 //! crash: it is removed when next looked up, and re-unpacked from its blob (or its step
 //! rebuilt when it has none).
 
-use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +29,7 @@ use kiln_oci::{
 };
 
 use crate::Store;
-use crate::error::{IoContext as _, StoreError};
+use crate::error::StoreError;
 use crate::layout::{create_temp_dir, sync_dir};
 
 impl Store {
@@ -42,7 +41,7 @@ impl Store {
             return false;
         }
         let marker = unsynced_marker(&path);
-        match fs::read_to_string(&marker) {
+        match fs_err::read_to_string(&marker) {
             Ok(boot) if boot.trim() != boot_id() => {
                 self.discard_unsynced(&path, &marker);
                 false
@@ -56,7 +55,7 @@ impl Store {
     pub fn adopt_snapshot(&self, dir: &Path, chain: &ChainId) -> Result<(), StoreError> {
         let dest = self.snapshot_path(chain);
         if self.has_snapshot(chain) {
-            let _ = fs::remove_dir_all(dir);
+            let _ = fs_err::remove_dir_all(dir);
             return Ok(());
         }
         crate::layout::write_atomic(
@@ -64,13 +63,13 @@ impl Store {
             &unsynced_marker(&dest),
             boot_id().as_bytes(),
         )?;
-        if let Err(err) = fs::rename(dir, &dest) {
-            let _ = fs::remove_dir_all(dir);
+        if let Err(err) = fs_err::rename(dir, &dest) {
+            let _ = fs_err::remove_dir_all(dir);
             if dest.is_dir() {
                 // Another build adopted the same layer first.
                 return Ok(());
             }
-            return Err(StoreError::io("adopting snapshot", dest, err));
+            return Err(StoreError::Fs(err));
         }
         Ok(())
     }
@@ -81,14 +80,14 @@ impl Store {
         let Ok((_, claim)) = crate::layout::create_temp(&self.tmp_dir(), "unsynced") else {
             return;
         };
-        if fs::rename(marker, &claim).is_ok() {
+        if fs_err::rename(marker, &claim).is_ok() {
             tracing::warn!(
                 snapshot = %path.display(),
                 "removing a snapshot made before the last reboot and perhaps never written to disk; it is unpacked or rebuilt again"
             );
             let _ = self.remove_dir_via_trash(path);
         }
-        let _ = fs::remove_file(&claim);
+        let _ = fs_err::remove_file(&claim);
     }
 
     /// Makes sure the layer `blob` (whose uncompressed digest is `diff_id`) is unpacked as the
@@ -139,18 +138,18 @@ impl Store {
             Ok(())
         })();
         if let Err(err) = result {
-            let _ = fs::remove_dir_all(&staging);
+            let _ = fs_err::remove_dir_all(&staging);
             return Err(err);
         }
         tracing::debug_span!("sync_snapshot").in_scope(|| sync_tree(&staging));
         let dest = self.snapshot_path(&chain);
-        if let Err(err) = fs::rename(&staging, &dest) {
+        if let Err(err) = fs_err::rename(&staging, &dest) {
             let _ = self.remove_dir_via_trash(&staging);
             if dest.is_dir() {
                 // Another process unpacked it first; theirs is complete and identical.
                 return Ok(chain);
             }
-            return Err(StoreError::io("renaming snapshot into place", dest, err));
+            return Err(StoreError::Fs(err));
         }
         sync_dir(&self.dir("snapshots"))?;
         Ok(chain)
@@ -228,7 +227,7 @@ impl Store {
     /// with an error naming the entry (as `docker buildx build --output type=local` does,
     /// whose `mknod` fails without root). Either way `dir` is the caller's to clean up.
     pub fn flatten_to(&self, dir: &Path, layers: &[Digest]) -> Result<(), StoreError> {
-        fs::create_dir_all(dir).at("creating", dir)?;
+        fs_err::create_dir_all(dir)?;
         let devices = if self.is_privileged() {
             DevicePolicy::Create
         } else {
@@ -268,7 +267,7 @@ pub(crate) fn unsynced_marker(path: &Path) -> PathBuf {
 fn boot_id() -> &'static str {
     static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BOOT.get_or_init(|| {
-        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        fs_err::read_to_string("/proc/sys/kernel/random/boot_id")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default()
     })
@@ -278,7 +277,7 @@ fn boot_id() -> &'static str {
 /// store's filesystem instead of an fsync per file. Best effort: a snapshot that lost data in
 /// a crash anyway is what `verify --repair` and re-unpacking are for.
 fn sync_tree(dir: &Path) {
-    if let Ok(file) = fs::File::open(dir) {
+    if let Ok(file) = fs_err::File::open(dir) {
         let _ = rustix::fs::syncfs(&file);
     }
 }

@@ -6,14 +6,14 @@
 //! after `kill -9` verifies clean except for "leftover temp" notes, which repair removes.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs::{self};
 use std::io::{self, Read as _};
 use std::path::PathBuf;
 
 use kiln_oci::{Digest, Sha256Hasher};
 
 use crate::Store;
-use crate::error::{IoContext as _, StoreError};
+use crate::error::StoreError;
 use crate::graph::edges_of;
 use crate::layout::{RootPermissions, pid_is_alive, root_permissions_now, temp_owner};
 use crate::lock::LockMode;
@@ -184,7 +184,7 @@ impl Store {
         self.verify_records(&mut report, repair)?;
         if repair {
             for path in &report.leftover_temp {
-                if path.exists() || fs::symlink_metadata(path).is_ok() {
+                if path.exists() || fs_err::symlink_metadata(path).is_ok() {
                     crate::gc::remove_any(path)?;
                 }
             }
@@ -207,8 +207,7 @@ impl Store {
                 .iter()
                 .any(|f| matches!(f, RootPermissions::Loose { .. }))
         {
-            fs::set_permissions(&path, fs::Permissions::from_mode(crate::layout::ROOT_MODE))
-                .at("making the store private (chmod 0700)", &path)?;
+            fs_err::set_permissions(&path, fs::Permissions::from_mode(crate::layout::ROOT_MODE))?;
             for finding in &mut now {
                 if let RootPermissions::Loose { mode } = *finding {
                     report.problems.push(Problem::LoosePermissions {
@@ -253,8 +252,8 @@ impl Store {
             self.dir("tmp/trash"),
             self.dir("tmp/leases"),
         ] {
-            for entry in fs::read_dir(&dir).at("listing", &dir)? {
-                let entry = entry.at("listing", &dir)?;
+            for entry in fs_err::read_dir(&dir)? {
+                let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name == "leases" || name == "trash" {
                     continue;
@@ -270,8 +269,8 @@ impl Store {
     fn verify_blobs(&self, report: &mut VerifyReport, repair: bool) -> Result<(), StoreError> {
         let dir = self.dir("blobs/sha256");
         let mut buf = vec![0u8; 1 << 20];
-        for entry in fs::read_dir(&dir).at("listing blobs in", &dir)? {
-            let entry = entry.at("listing blobs in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             let Ok(expected) = format!("sha256:{name}").parse::<Digest>() else {
@@ -283,10 +282,10 @@ impl Store {
                 }
                 continue;
             };
-            let mut file = File::open(&path).at("opening blob", &path)?;
+            let mut file = fs_err::File::open(&path)?;
             let mut hasher = Sha256Hasher::new();
             loop {
-                let n = file.read(&mut buf).at("reading blob", &path)?;
+                let n = file.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
@@ -311,11 +310,11 @@ impl Store {
 
     fn verify_refs(&self, report: &mut VerifyReport, repair: bool) -> Result<(), StoreError> {
         let dir = self.dir("refs");
-        for entry in fs::read_dir(&dir).at("listing refs in", &dir)? {
-            let entry = entry.at("listing refs in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let path = entry.path();
             report.refs_checked += 1;
-            let bytes = fs::read(&path).at("reading ref", &path)?;
+            let bytes = fs_err::read(&path)?;
             let file = match crate::refs::parse_ref(&path, &bytes) {
                 Ok(file) => file,
                 Err(err) => {
@@ -366,11 +365,11 @@ impl Store {
 
     fn verify_records(&self, report: &mut VerifyReport, repair: bool) -> Result<(), StoreError> {
         let dir = self.dir("cache/v1");
-        for entry in fs::read_dir(&dir).at("listing cache records in", &dir)? {
-            let entry = entry.at("listing cache records in", &dir)?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
             let path = entry.path();
             report.records_checked += 1;
-            let bytes = fs::read(&path).at("reading cache record", &path)?;
+            let bytes = fs_err::read(&path)?;
             if let Err(err) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                 report.problems.push(Problem::CorruptRecord {
                     path: path.clone(),
@@ -386,15 +385,15 @@ impl Store {
 }
 
 fn remove_path(path: &std::path::Path) -> Result<(), StoreError> {
-    let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    let is_dir = fs_err::symlink_metadata(path).is_ok_and(|m| m.is_dir());
     let result = if is_dir {
-        fs::remove_dir_all(path)
+        fs_err::remove_dir_all(path)
     } else {
-        fs::remove_file(path)
+        fs_err::remove_file(path)
     };
     match result {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(StoreError::io("removing", path, err)),
+        Err(err) => Err(StoreError::Fs(err)),
     }
 }

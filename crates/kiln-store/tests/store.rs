@@ -1,7 +1,6 @@
 //! Store behaviour across modules: snapshots, GC reachability and limits, verify and repair,
 //! and crash consistency with a writer killed by SIGKILL.
 
-use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
@@ -99,13 +98,13 @@ fn snapshots_hold_one_layer_with_overlay_whiteouts_as_root() {
     );
 
     let lower = store.snapshot_path(&chains[0]);
-    assert_eq!(fs::read_to_string(lower.join("etc/gone")).unwrap(), "g");
+    assert_eq!(fs_err::read_to_string(lower.join("etc/gone")).unwrap(), "g");
     let upper = store.snapshot_path(&chains[1]);
     assert!(
         !upper.join("etc/keep").exists(),
         "a snapshot holds only its own layer"
     );
-    let whiteout = fs::symlink_metadata(upper.join("etc/gone")).unwrap();
+    let whiteout = fs_err::symlink_metadata(upper.join("etc/gone")).unwrap();
     assert!(whiteout.file_type().is_char_device());
     assert_eq!(whiteout.rdev(), 0);
     assert!(!upper.join("etc/.wh.gone").exists());
@@ -117,7 +116,10 @@ fn snapshots_hold_one_layer_with_overlay_whiteouts_as_root() {
     )
     .unwrap();
     assert_eq!(&opaque[..n], b"y");
-    assert_eq!(fs::read_to_string(upper.join("opt/old/new")).unwrap(), "n");
+    assert_eq!(
+        fs_err::read_to_string(upper.join("opt/old/new")).unwrap(),
+        "n"
+    );
 
     // Created once: a second call finds it.
     assert_eq!(store.unpack_image(&resolved).unwrap(), chains);
@@ -139,7 +141,7 @@ fn a_layer_that_does_not_match_its_diff_id_is_not_unpacked() {
     let err = store.ensure_snapshot(None, &wrong, &layer.0).unwrap_err();
     assert!(err.to_string().contains("diff id"), "{err}");
     assert!(store.list_snapshots().unwrap().is_empty());
-    let leftovers: Vec<_> = fs::read_dir(store.root().join("tmp"))
+    let leftovers: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "leases" && n != "trash")
@@ -221,7 +223,7 @@ fn gc_max_size_evicts_the_least_recently_used_records() {
         .unwrap();
     // Make the first record clearly older.
     let past = std::time::SystemTime::now() - Duration::from_hours(1);
-    fs::File::options()
+    fs_err::OpenOptions::new()
         .append(true)
         .open(store.root().join(format!("cache/v1/{old_key}.json")))
         .unwrap()
@@ -270,11 +272,11 @@ fn verify_finds_and_repairs_corruption() {
 
     // Bit rot in the layer, a stray file, a corrupt record.
     let path = store.blob_path(&layer.0);
-    let mut bytes = fs::read(&path).unwrap();
+    let mut bytes = fs_err::read(&path).unwrap();
     bytes[20] ^= 0xff;
-    fs::write(&path, bytes).unwrap();
-    fs::write(store.root().join("blobs/sha256/junk"), b"?").unwrap();
-    fs::write(
+    fs_err::write(&path, bytes).unwrap();
+    fs_err::write(store.root().join("blobs/sha256/junk"), b"?").unwrap();
+    fs_err::write(
         store
             .root()
             .join(format!("cache/v1/{}.json", "d".repeat(64))),
@@ -359,7 +361,7 @@ fn a_writer_killed_mid_ingest_leaves_a_consistent_store() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_mins(1);
     let partial = loop {
-        let found = fs::read_dir(store.root().join("tmp"))
+        let found = fs_err::read_dir(store.root().join("tmp"))
             .unwrap()
             .filter_map(Result::ok)
             .find(|e| {
@@ -381,7 +383,7 @@ fn a_writer_killed_mid_ingest_leaves_a_consistent_store() {
 
     // The lock died with the child; nothing partial is visible.
     assert!(store.try_lock(LockMode::Exclusive).unwrap().is_some());
-    let blobs: Vec<_> = fs::read_dir(store.root().join("blobs/sha256"))
+    let blobs: Vec<_> = fs_err::read_dir(store.root().join("blobs/sha256"))
         .unwrap()
         .collect();
     assert_eq!(blobs.len(), 1);
@@ -432,11 +434,11 @@ fn concurrent_unpacks_of_one_layer_end_with_one_snapshot() {
     assert_eq!(store.list_snapshots().unwrap().len(), 1);
     let snapshot = store.snapshot_path(&chains[0]);
     assert_eq!(
-        fs::read_to_string(snapshot.join("d3/f10")).unwrap(),
+        fs_err::read_to_string(snapshot.join("d3/f10")).unwrap(),
         "x".repeat(10)
     );
     assert!(store.verify(true).unwrap().is_consistent());
-    let leftovers: Vec<_> = fs::read_dir(store.root().join("tmp"))
+    let leftovers: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "leases" && n != "trash")
@@ -453,34 +455,37 @@ fn unsynced_snapshots_of_an_earlier_boot_are_not_trusted() {
     let (dir, store) = store();
     let chain = ChainId::base(&DiffId(Digest::sha256_of(b"a layer")));
     let staged = dir.path().join("store/tmp/staged");
-    fs::create_dir_all(&staged).unwrap();
-    fs::write(staged.join("f"), "content").unwrap();
+    fs_err::create_dir_all(&staged).unwrap();
+    fs_err::write(staged.join("f"), "content").unwrap();
     store.adopt_snapshot(&staged, &chain).unwrap();
     assert!(!staged.exists());
     let snapshot = store.snapshot_path(&chain);
-    assert_eq!(fs::read_to_string(snapshot.join("f")).unwrap(), "content");
+    assert_eq!(
+        fs_err::read_to_string(snapshot.join("f")).unwrap(),
+        "content"
+    );
     assert!(
         store.has_snapshot(&chain),
         "trusted in the boot that made it"
     );
     let marker = snapshot.with_extension("unsynced");
-    let boot = fs::read_to_string(&marker).unwrap();
+    let boot = fs_err::read_to_string(&marker).unwrap();
     assert_eq!(
         boot.trim(),
-        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        fs_err::read_to_string("/proc/sys/kernel/random/boot_id")
             .unwrap_or_default()
             .trim()
     );
     // Adopting the same layer again keeps the first snapshot and drops the new tree.
     let again = dir.path().join("store/tmp/again");
-    fs::create_dir_all(&again).unwrap();
+    fs_err::create_dir_all(&again).unwrap();
     store.adopt_snapshot(&again, &chain).unwrap();
     assert!(!again.exists() && snapshot.is_dir());
     // The snapshot is listed as one (the marker is not a snapshot).
     assert_eq!(store.list_snapshots().unwrap().len(), 1);
 
     // After a reboot.
-    fs::write(&marker, "00000000-0000-0000-0000-000000000000\n").unwrap();
+    fs_err::write(&marker, "00000000-0000-0000-0000-000000000000\n").unwrap();
     assert!(
         !store.has_snapshot(&chain),
         "an unsynced snapshot of another boot was trusted"
@@ -489,7 +494,7 @@ fn unsynced_snapshots_of_an_earlier_boot_are_not_trusted() {
 
     // GC removes a marker with its snapshot.
     let staged = dir.path().join("store/tmp/staged2");
-    fs::create_dir_all(&staged).unwrap();
+    fs_err::create_dir_all(&staged).unwrap();
     store.adopt_snapshot(&staged, &chain).unwrap();
     store.gc(&GcOptions::default()).unwrap();
     assert!(!snapshot.exists() && !marker.exists());

@@ -107,12 +107,12 @@ fn is_ci_value(value: &str) -> bool {
 
 /// Whether this process runs with effective uid 0 (`/proc/self` belongs to the euid).
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    fs_err::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Whether the kernel lists overlayfs.
 pub fn has_overlay() -> bool {
-    std::fs::read_to_string("/proc/filesystems").is_ok_and(|text| {
+    fs_err::read_to_string("/proc/filesystems").is_ok_and(|text| {
         text.lines()
             .any(|l| l.split_whitespace().last() == Some("overlay"))
     })
@@ -124,7 +124,7 @@ pub fn tool_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| {
-            std::fs::metadata(candidate)
+            fs_err::metadata(candidate)
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
 }

@@ -1,6 +1,6 @@
 //! Offline base-image trees made from the host's static busybox.
 
-use std::os::unix::fs::{PermissionsExt as _, symlink};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::{is_root, require_busybox};
@@ -21,9 +21,9 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     let busybox = require_busybox();
     let mkdir = |rel: &str, mode: u32| {
         let p = dir.join(rel);
-        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+        fs_err::create_dir_all(&p).unwrap_or_else(|e| panic!("{e}"));
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{e}"));
     };
     mkdir("", 0o755);
     mkdir("bin", 0o755);
@@ -32,21 +32,21 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     mkdir("tmp", 0o1777);
     mkdir("home/user", 0o755);
     let target = dir.join("bin/busybox");
-    std::fs::copy(&busybox, &target)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", busybox.display(), target.display()));
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", target.display()));
+    fs_err::copy(&busybox, &target).unwrap_or_else(|e| panic!("{e}"));
+    fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
     for applet in BUSYBOX_APPLETS {
-        symlink("busybox", dir.join("bin").join(applet)).expect("linking a busybox applet");
+        fs_err::os::unix::fs::symlink("busybox", dir.join("bin").join(applet))
+            .expect("linking a busybox applet");
     }
-    std::fs::write(
+    fs_err::write(
         dir.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
     )
     .expect("writing etc/passwd");
-    std::fs::write(dir.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("writing etc/group");
+    fs_err::write(dir.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("writing etc/group");
     if is_root() {
-        std::os::unix::fs::lchown(dir.join("home/user"), Some(1000), Some(1000))
+        fs_err::os::unix::fs::lchown(dir.join("home/user"), Some(1000), Some(1000))
             .expect("chown home/user");
     }
     dir.to_owned()

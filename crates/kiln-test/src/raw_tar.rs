@@ -3,7 +3,6 @@
 //! listing proves that nothing outside the extraction root changed.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -150,10 +149,10 @@ impl Default for Sentinel {
 impl Sentinel {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("root")).unwrap();
-        fs::create_dir(dir.path().join("outside")).unwrap();
-        fs::write(dir.path().join("outside/secret"), b"do not touch").unwrap();
-        fs::write(dir.path().join("beside-root"), b"sibling").unwrap();
+        fs_err::create_dir(dir.path().join("root")).unwrap();
+        fs_err::create_dir(dir.path().join("outside")).unwrap();
+        fs_err::write(dir.path().join("outside/secret"), b"do not touch").unwrap();
+        fs_err::write(dir.path().join("beside-root"), b"sibling").unwrap();
         Self { dir }
     }
 
@@ -182,13 +181,13 @@ impl Sentinel {
             if rel.starts_with("root") {
                 continue;
             }
-            let meta = entry.path().symlink_metadata().unwrap();
+            let meta = fs_err::symlink_metadata(entry.path()).unwrap();
             let content = if meta.is_file() {
-                fs::read(entry.path()).unwrap()
+                fs_err::read(entry.path()).unwrap()
             } else {
                 Vec::new()
             };
-            let link = fs::read_link(entry.path()).ok();
+            let link = fs_err::read_link(entry.path()).ok();
             out.insert(rel, (meta.mode(), meta.nlink(), meta.len(), content, link));
         }
         out

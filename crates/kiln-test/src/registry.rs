@@ -43,7 +43,7 @@ impl Registry {
                 .output()
                 .expect("running htpasswd");
             assert!(out.status.success(), "htpasswd failed");
-            std::fs::write(dir.path().join("htpasswd"), &out.stdout).expect("writing htpasswd");
+            fs_err::write(dir.path().join("htpasswd"), &out.stdout).expect("writing htpasswd");
             auth_section = format!(
                 "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
                 dir.path().join("htpasswd").display()
@@ -56,8 +56,10 @@ impl Registry {
                 dir.path().join("data").display()
             );
             let config_path = dir.path().join("config.yml");
-            std::fs::write(&config_path, config).expect("writing registry config");
-            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+            fs_err::write(&config_path, config).expect("writing registry config");
+            let log = fs_err::File::create(dir.path().join("registry.log"))
+                .expect("log file")
+                .into_file();
             let mut child = Command::new("docker-registry")
                 .arg("serve")
                 .arg(&config_path)
@@ -79,7 +81,7 @@ impl Registry {
 
     /// The registry's log, for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+        fs_err::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// Where the temp files live.

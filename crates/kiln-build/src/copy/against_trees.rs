@@ -1,7 +1,5 @@
 //! COPY source selection and destination mapping against real directories.
 
-use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use crate::copy::{CopyAttrs, CopyError, CopyRequest, plan_copy};
@@ -10,8 +8,8 @@ use crate::users::Chmod;
 
 fn write(root: &Path, rel: &str, body: &str) {
     let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, body).unwrap();
+    fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+    fs_err::write(p, body).unwrap();
 }
 
 fn context() -> tempfile::TempDir {
@@ -23,8 +21,8 @@ fn context() -> tempfile::TempDir {
     write(r, "requirements.txt", "fastapi");
     write(r, "README.md", "# hi");
     write(r, "docs/a.md", "a");
-    symlink("requirements.txt", r.join("reqs")).unwrap();
-    symlink("../../etc/passwd", r.join("escape")).unwrap();
+    fs_err::os::unix::fs::symlink("requirements.txt", r.join("reqs")).unwrap();
+    fs_err::os::unix::fs::symlink("../../etc/passwd", r.join("escape")).unwrap();
     dir
 }
 
@@ -193,7 +191,7 @@ fn layered_tree_applies_whiteouts_and_opaque_dirs() {
     write(&lower, "etc/b", "b");
     write(&lower, "opt/old/x", "x");
     write(&upper, "etc/c", "c");
-    fs::create_dir_all(upper.join("opt/old")).unwrap();
+    fs_err::create_dir_all(upper.join("opt/old")).unwrap();
     write(&upper, "opt/old/y", "y");
     rustix::fs::mknodat(
         rustix::fs::CWD,

@@ -10,7 +10,6 @@
 //! background while the next steps run; the layers of other stages (a builder whose files
 //! reach the image through `COPY --from`) stay snapshots until a later build needs them.
 
-use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -30,12 +29,12 @@ pub(crate) fn commit_dir(
     parent: Option<&ChainId>,
     epoch: Option<i64>,
 ) -> Result<Option<LayerInfo>, LayerError> {
-    let is_empty = fs::read_dir(dir)
-        .map_err(|e| LayerError::io("reading", dir, e))?
+    let is_empty = fs_err::read_dir(dir)
+        .map_err(LayerError::fs)?
         .next()
         .is_none();
     if is_empty {
-        let _ = fs::remove_dir_all(dir);
+        let _ = fs_err::remove_dir_all(dir);
         return Ok(None);
     }
     let _span = tracing::debug_span!("commit_layer", dir = %dir.display()).entered();

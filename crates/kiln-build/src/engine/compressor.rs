@@ -215,7 +215,7 @@ impl Drop for Compressor {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
+
     use std::path::Path;
 
     use super::*;
@@ -227,8 +227,8 @@ mod tests {
     /// A committed layer (snapshot and diffID, no blob) of a directory holding `name`.
     fn layer(store: &Store, dir: &Path, name: &str, content: &[u8]) -> LayerInfo {
         let staged = dir.join(format!("staged-{name}"));
-        fs::create_dir_all(&staged).unwrap();
-        fs::write(staged.join(name), content).unwrap();
+        fs_err::create_dir_all(&staged).unwrap();
+        fs_err::write(staged.join(name), content).unwrap();
         commit::commit_snapshot(store, None, &staged, None).unwrap()
     }
 
@@ -247,7 +247,7 @@ mod tests {
         // The blob is what compressing the same layer directly makes (in another store,
         // which remembers no blob for it).
         let other_dir = tmp.path().join("other");
-        fs::create_dir_all(&other_dir).unwrap();
+        fs_err::create_dir_all(&other_dir).unwrap();
         let other = self::store(&other_dir);
         let same = self::layer(&other, &other_dir, "a", b"aaaa");
         let direct = commit::ensure_blob(
@@ -294,7 +294,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = store(tmp.path());
         let layer = layer(&store, tmp.path(), "gone", b"x");
-        fs::remove_dir_all(store.snapshot_path(&layer.chain)).unwrap();
+        fs_err::remove_dir_all(store.snapshot_path(&layer.chain)).unwrap();
         let compressor = Compressor::new(store, Compression::Gzip { level: 6 }, None);
         compressor.submit(&layer);
         let err = compressor.blob(&layer).unwrap_err().to_string();
@@ -334,7 +334,7 @@ mod tests {
         let media_type = commit::media_type_of(Compression::Gzip { level: 9 });
         assert!(commit::remembered_blob(&store, &big.diff_id, &media_type).is_none());
         assert!(commit::remembered_blob(&store, &queued.diff_id, &media_type).is_none());
-        let leftovers: Vec<_> = fs::read_dir(store.root().join("tmp"))
+        let leftovers: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
             .unwrap()
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with("ingest"))

@@ -130,7 +130,7 @@ impl PreparedCopy {
             // metadata, so the layer does not change them.
             for (path, entry) in &self.dest_dirs {
                 let host = host_path(&staging, path.trim_start_matches('/'));
-                fs::create_dir_all(&host)?;
+                fs_err::create_dir_all(&host)?;
                 apply_meta(
                     &host,
                     entry.mode,
@@ -145,15 +145,15 @@ impl PreparedCopy {
             for (dest, content, mode, (uid, gid)) in &self.inline {
                 let host = host_path(&staging, dest.trim_start_matches('/'));
                 if let Some(parent) = host.parent() {
-                    fs::create_dir_all(parent)?;
+                    fs_err::create_dir_all(parent)?;
                 }
-                fs::write(&host, content)?;
+                fs_err::write(&host, content)?;
                 apply_meta(&host, *mode, *uid, *gid, None, false)?;
             }
             for (archive, dest, _owner) in &self.archives {
                 let host = host_path(&staging, dest.trim_start_matches('/'));
-                fs::create_dir_all(&host)?;
-                let reader = BufReader::new(fs::File::open(archive)?);
+                fs_err::create_dir_all(&host)?;
+                let reader = BufReader::new(fs_err::File::open(archive)?);
                 let options = ExtractOptions::new().layer_name(archive.display().to_string());
                 extract_layer(reader, &host, &options)
                     .map_err(|e| io::Error::other(e.to_string()))?;
@@ -164,9 +164,9 @@ impl PreparedCopy {
                 };
                 let host = host_path(&staging, download.dest.trim_start_matches('/'));
                 if let Some(parent) = host.parent() {
-                    fs::create_dir_all(parent)?;
+                    fs_err::create_dir_all(parent)?;
                 }
-                fs::copy(&body.path, &host)?;
+                fs_err::copy(&body.path, &host)?;
                 let (uid, gid) = download.owner;
                 apply_meta(
                     &host,
@@ -187,7 +187,7 @@ impl PreparedCopy {
             Ok(())
         })();
         result.map_err(|e| {
-            let _ = fs::remove_dir_all(&staging);
+            let _ = fs_err::remove_dir_all(&staging);
             CopyStepError::Materialize(e)
         })?;
         Ok(staging)
@@ -197,7 +197,7 @@ impl PreparedCopy {
 /// A temp directory under the store's `tmp/` for downloaded bodies, removed on drop.
 fn download_dir(engine: &Local<'_>) -> Result<tempfile::TempDir, StepError> {
     let tmp = engine.store.root().join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
+    fs_err::create_dir_all(&tmp).map_err(StepError::Fs)?;
     tempfile::Builder::new()
         .prefix("download-")
         .tempdir_in(&tmp)
@@ -207,14 +207,13 @@ fn download_dir(engine: &Local<'_>) -> Result<tempfile::TempDir, StepError> {
 /// A fresh directory under the store's `tmp/` (same filesystem as snapshots).
 pub(crate) fn staging_dir(engine: &Local<'_>, what: &str) -> Result<PathBuf, StepError> {
     let tmp = engine.store.root().join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| io_error("creating", &tmp, e))?;
+    fs_err::create_dir_all(&tmp).map_err(StepError::Fs)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("{what}-"))
         .tempdir_in(&tmp)
         .map_err(|e| io_error("creating a staging directory in", &tmp, e))?;
     let path = dir.keep();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-        .map_err(|e| io_error("setting the mode of", &path, e))?;
+    fs_err::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(StepError::Fs)?;
     Ok(path)
 }
 
@@ -613,7 +612,7 @@ fn plan_downloads(
 /// bzip2 and xz).
 fn is_archive(path: &Path) -> bool {
     let mut head = [0u8; 512];
-    let Ok(mut file) = fs::File::open(path) else {
+    let Ok(mut file) = fs_err::File::open(path) else {
         return false;
     };
     let Ok(n) = read_full(&mut file, &mut head) else {
@@ -622,7 +621,7 @@ fn is_archive(path: &Path) -> bool {
     let head = &head[..n];
     if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         // Compressed: check the decompressed start is a tar header.
-        let Ok(file) = fs::File::open(path) else {
+        let Ok(file) = fs_err::File::open(path) else {
             return false;
         };
         let Ok((_, mut decoded)) = kiln_oci::decompress(BufReader::new(file)) else {
@@ -685,7 +684,7 @@ pub(crate) fn make_dir(
         let host = host_path(&staging, &current);
         match tree.lookup(&current).map_err(read_stage(&current))? {
             Some(entry) if entry.is_dir() => {
-                fs::create_dir_all(&host).map_err(|e| io_error("creating", &host, e))?;
+                fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
                 apply_meta(
                     &host,
                     entry.mode,
@@ -697,7 +696,7 @@ pub(crate) fn make_dir(
                 .map_err(|e| io_error("setting the metadata of", &host, e))?;
             }
             _ => {
-                fs::create_dir_all(&host).map_err(|e| io_error("creating", &host, e))?;
+                fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
                 apply_meta(&host, 0o755, owner.0, owner.1, None, false)
                     .map_err(|e| io_error("setting the metadata of", &host, e))?;
             }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use kiln_oci::{ChainId, Digest};
@@ -110,7 +110,7 @@ impl<'a> Linker<'a> {
             }
             host_path(&self.snapshots, &location)
         };
-        let Ok(meta) = fs::symlink_metadata(&candidate) else {
+        let Ok(meta) = fs_err::symlink_metadata(&candidate) else {
             return false;
         };
         let same = meta.is_file()
@@ -131,7 +131,7 @@ impl<'a> Linker<'a> {
         {
             return false;
         }
-        fs::hard_link(&candidate, host).is_ok()
+        fs_err::hard_link(&candidate, host).is_ok()
     }
 }
 
@@ -139,34 +139,35 @@ impl<'a> Linker<'a> {
 /// `copy_file_range`, then owner, mode (after the owner: chown clears setuid bits) and mtime
 /// set on the open descriptor — no path walks beyond the create.
 fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
     let host = host_path(staging, item.dest.trim_start_matches('/'));
     let with_path =
         |e: io::Error, path: &Path| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    // std Files for io::copy, which uses copy_file_range only between std Files
     let create = || {
-        fs::OpenOptions::new()
+        fs_err::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&host)
+            .map(fs_err::File::into_file)
     };
     let mut dst = match create() {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = host.parent() {
-                fs::create_dir_all(parent).map_err(|e| with_path(e, parent))?;
+                fs_err::create_dir_all(parent)?;
             }
-            create().map_err(|e| with_path(e, &host))?
+            create()?
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Not expected in a new tree; COPY replaces what is there.
-            fs::remove_file(&host).map_err(|e| with_path(e, &host))?;
-            create().map_err(|e| with_path(e, &host))?
+            fs_err::remove_file(&host)?;
+            create()?
         }
-        Err(e) => return Err(with_path(e, &host)),
+        Err(e) => return Err(e),
     };
-    let mut src =
-        fs::File::open(&item.source.host_path).map_err(|e| with_path(e, &item.source.host_path))?;
+    let mut src = fs_err::File::open(&item.source.host_path)?.into_file();
     io::copy(&mut src, &mut dst).map_err(|e| with_path(e, &item.source.host_path))?;
     rustix::fs::fchown(
         &dst,
@@ -201,26 +202,26 @@ fn write_file(staging: &Path, item: &CopyItem) -> io::Result<()> {
 fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
     let host = host_path(staging, item.dest.trim_start_matches('/'));
     if let Some(parent) = host.parent() {
-        fs::create_dir_all(parent)?;
+        fs_err::create_dir_all(parent)?;
     }
     match &item.source.kind {
         EntryKind::Dir => {
-            match fs::symlink_metadata(&host) {
+            match fs_err::symlink_metadata(&host) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
-                    fs::remove_file(&host)?;
-                    fs::create_dir(&host)?;
+                    fs_err::remove_file(&host)?;
+                    fs_err::create_dir(&host)?;
                 }
-                Err(_) => fs::create_dir(&host)?,
+                Err(_) => fs_err::create_dir(&host)?,
             }
             apply_meta(&host, item.mode, item.uid, item.gid, None, false)?;
         }
         EntryKind::File => write_file(staging, item)?,
         EntryKind::Symlink(target) => {
-            if fs::symlink_metadata(&host).is_ok() {
-                let _ = fs::remove_file(&host);
+            if fs_err::symlink_metadata(&host).is_ok() {
+                let _ = fs_err::remove_file(&host);
             }
-            symlink(target, &host)?;
+            fs_err::os::unix::fs::symlink(target, &host)?;
             rustix::fs::chownat(
                 rustix::fs::CWD,
                 &host,
@@ -254,7 +255,7 @@ pub(super) fn apply_meta(
     )
     .map_err(io::Error::from)?;
     // chown clears setuid bits: set the mode afterwards.
-    fs::set_permissions(host, fs::Permissions::from_mode(mode))?;
+    fs_err::set_permissions(host, fs::Permissions::from_mode(mode))?;
     if let Some((s, ns)) = mtime {
         set_mtime(host, s, ns, nofollow)?;
     }

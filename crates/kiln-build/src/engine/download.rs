@@ -110,14 +110,14 @@ pub(crate) fn fetch(
     let (digest, last_modified) = match result {
         Ok(done) => done,
         Err(reason) => {
-            let _ = std::fs::remove_file(&path);
+            let _ = fs_err::remove_file(&path);
             return Err(failed(reason));
         }
     };
     if let Some(expected) = expected
         && *expected != digest
     {
-        let _ = std::fs::remove_file(&path);
+        let _ = fs_err::remove_file(&path);
         return Err(DownloadError::ChecksumMismatch {
             url: url.to_owned(),
             expected: expected.clone(),

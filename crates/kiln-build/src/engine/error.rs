@@ -185,7 +185,10 @@ pub enum StepError {
     /// A `--chmod` is invalid.
     #[error(transparent)]
     Chmod(#[from] ChmodError),
-    /// A file operation failed.
+    /// A file operation failed (fs_err's message names the path).
+    #[error(transparent)]
+    Fs(std::io::Error),
+    /// A file operation whose error does not name the path failed.
     #[error("{action} {}: {source}", .path.display())]
     Io {
         /// What was being done (`creating`, `reading`, `writing`).
@@ -437,16 +440,9 @@ pub enum BaseError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LayerError {
-    /// A file operation failed.
-    #[error("{action} {}: {source}", .path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// On which path.
-        path: PathBuf,
-        /// Why.
-        source: Arc<std::io::Error>,
-    },
+    /// A file operation failed (fs_err's message names the path).
+    #[error(transparent)]
+    Fs(Arc<std::io::Error>),
     /// The layer's tar could not be written.
     #[error("writing the layer of {}: {source}", .path.display())]
     Tar {
@@ -500,16 +496,9 @@ pub enum LayerError {
 }
 
 impl LayerError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Self::Io {
-            action,
-            path: path.into(),
-            source: Arc::new(source),
-        }
+    /// Wraps an fs_err error, whose message names the path.
+    pub(crate) fn fs(source: std::io::Error) -> Self {
+        Self::Fs(Arc::new(source))
     }
 
     pub(crate) fn stream(action: &'static str, source: std::io::Error) -> Self {
@@ -781,7 +770,10 @@ pub enum ExportError {
         /// Why.
         source: LayoutError,
     },
-    /// A file operation on an output failed.
+    /// A file operation on an output failed (fs_err's message names the path).
+    #[error(transparent)]
+    Fs(std::io::Error),
+    /// A file operation on an output, whose error does not name the path, failed.
     #[error("{action} {}: {source}", .path.display())]
     Io {
         /// `writing`, `creating`, `replacing`, …

@@ -4,7 +4,6 @@
 //! streams a tar output to stdout instead (a consumer sees a truncated stream on failure).
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -167,7 +166,7 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| export_io("creating", parent, e))?;
+    fs_err::create_dir_all(parent).map_err(ExportError::Fs)?;
     let temp = tempfile::Builder::new()
         .prefix(".kiln-local-")
         .tempdir_in(parent)
@@ -182,13 +181,13 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
     store.flatten_to(temp.path(), &blobs)?;
     // Checked before the build too; again here, since the destination may have changed.
     Output::Local(dest.to_owned()).check_destination()?;
-    if fs::symlink_metadata(dest).is_ok() {
-        fs::remove_dir(dest).map_err(|e| export_io("replacing", dest, e))?;
+    if fs_err::symlink_metadata(dest).is_ok() {
+        fs_err::remove_dir(dest).map_err(ExportError::Fs)?;
     }
     let kept = temp.keep();
-    fs::rename(&kept, dest).map_err(|e| {
-        let _ = fs::remove_dir_all(&kept);
-        export_io("moving the root filesystem to", dest, e)
+    fs_err::rename(&kept, dest).map_err(|e| {
+        let _ = fs_err::remove_dir_all(&kept);
+        ExportError::Fs(e)
     })?;
     Ok(())
 }

@@ -485,6 +485,10 @@ impl Builder {
             "{}.bin",
             Digest::sha256_of(self.context.to_string_lossy().as_bytes()).hex()
         )));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "ContextError::Unreadable names the path with a hint; fs_err would name it twice"
+        )]
         let context_root =
             std::fs::canonicalize(&self.context).map_err(|source| ContextError::Unreadable {
                 path: self.context.clone(),
@@ -615,6 +619,10 @@ impl Builder {
                     path: src.clone(),
                     source,
                 };
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "SecretUnreadable names the path; fs_err would name it twice"
+                )]
                 let meta = std::fs::metadata(src).map_err(unreadable)?;
                 if !meta.is_file() {
                     return Err(OptionsError::SecretNotAFile {
@@ -623,6 +631,10 @@ impl Builder {
                     }
                     .into());
                 }
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "SecretUnreadable names the path; fs_err would name it twice"
+                )]
                 std::fs::File::open(src).map_err(unreadable)?;
             } else if let Some(var) = &secret.env
                 && std::env::var_os(var).is_none()
@@ -642,6 +654,10 @@ impl Builder {
             return Ok(("Dockerfile".to_owned(), text.clone()));
         }
         let path = self.dockerfile_path();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "ReadDockerfile names the path with a hint (snapshot-tested); fs_err would name it twice"
+        )]
         let bytes = std::fs::read(&path).map_err(|source| BuildError::ReadDockerfile {
             path: path.clone(),
             source,
@@ -672,7 +688,7 @@ impl Builder {
         }
         candidates.push(self.context.join(".dockerignore"));
         for path in candidates {
-            match std::fs::read_to_string(&path) {
+            match fs_err::read_to_string(&path) {
                 Ok(text) => {
                     let patterns = read_ignore_file(&text).map_err(|source| match source {
                         kiln_dockerfile::PatternError::LineTooLong { line, .. } => {

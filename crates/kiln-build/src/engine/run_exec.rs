@@ -72,14 +72,13 @@ pub(crate) fn run(
     let work = scratch.join("work");
     let extras = scratch.join("extras");
     for d in [&upper, &work, &extras] {
-        fs::create_dir(d).map_err(|e| io_error("creating", d, e))?;
+        fs_err::create_dir(d).map_err(StepError::Fs)?;
     }
-    fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
-        .map_err(|e| io_error("setting the mode of", &upper, e))?;
+    fs_err::set_permissions(&upper, fs::Permissions::from_mode(0o755)).map_err(StepError::Fs)?;
     let mut lowers = engine.snapshot_dirs(layers);
     if lowers.is_empty() {
         let empty = scratch.join("empty");
-        fs::create_dir(&empty).map_err(|e| io_error("creating", &empty, e))?;
+        fs_err::create_dir(&empty).map_err(StepError::Fs)?;
         lowers.push(empty);
     }
     let mut spec = RunSpec::new(lowers, &upper, &work, run.argv.clone());
@@ -111,9 +110,9 @@ pub(crate) fn run(
     for file in &run.inline_files {
         counter += 1;
         let host = extras.join(counter.to_string());
-        fs::write(&host, &file.content).map_err(|e| io_error("writing", &host, e))?;
-        fs::set_permissions(&host, fs::Permissions::from_mode(file.mode))
-            .map_err(|e| io_error("setting the mode of", &host, e))?;
+        fs_err::write(&host, &file.content).map_err(StepError::Fs)?;
+        fs_err::set_permissions(&host, fs::Permissions::from_mode(file.mode))
+            .map_err(StepError::Fs)?;
         spec.mounts.push(ExtraMount::Bind {
             source: host,
             target: PathBuf::from(&file.path),
@@ -167,20 +166,12 @@ pub(crate) fn run(
     Ok(layer)
 }
 
-fn io_error(action: &'static str, path: &std::path::Path, source: std::io::Error) -> StepError {
-    StepError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Removes a scratch directory on every exit path.
 struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let _ = fs_err::remove_dir_all(&self.0);
     }
 }
 
@@ -221,14 +212,14 @@ fn provide_mount(
             let dir = engine
                 .store
                 .cache_mount_dir(&Digest::sha256_of(id.as_bytes()).hex()[..32])?;
-            let is_new = fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+            let is_new = fs_err::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
             if is_new {
                 if !matches!(from, SourceRef::Scratch) {
                     let seed = materialize(engine, from, source, deps, platform, extra)?;
                     copy_tree(&seed, &dir)?;
                 }
-                fs::set_permissions(&dir, fs::Permissions::from_mode(mode.unwrap_or(0o755)))
-                    .map_err(|e| io_error("setting the mode of", &dir, e))?;
+                fs_err::set_permissions(&dir, fs::Permissions::from_mode(mode.unwrap_or(0o755)))
+                    .map_err(StepError::Fs)?;
             }
             // A new cache directory gets its owner inside the sandbox's user namespace: as
             // root that is the same host ids, rootless the caller cannot chown on the host.
@@ -270,11 +261,17 @@ fn provide_mount(
                 return Ok(None);
             };
             let value = match (&secret.src, &secret.env) {
-                (Some(src), _) => fs::read(src).map_err(|source| MountError::SecretUnreadable {
-                    id: id.clone(),
-                    path: src.clone(),
-                    source,
-                })?,
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "SecretUnreadable names the path; fs_err would name it twice"
+                )]
+                (Some(src), _) => {
+                    std::fs::read(src).map_err(|source| MountError::SecretUnreadable {
+                        id: id.clone(),
+                        path: src.clone(),
+                        source,
+                    })?
+                }
                 (None, Some(var)) => std::env::var(var)
                     .map_err(|_| MountError::SecretEnvUnset {
                         id: id.clone(),
@@ -290,9 +287,9 @@ fn provide_mount(
             }
             match target {
                 Some(target) => {
-                    fs::write(extra, &value).map_err(|e| io_error("writing", extra, e))?;
-                    fs::set_permissions(extra, fs::Permissions::from_mode(*mode))
-                        .map_err(|e| io_error("setting the mode of", extra, e))?;
+                    fs_err::write(extra, &value).map_err(StepError::Fs)?;
+                    fs_err::set_permissions(extra, fs::Permissions::from_mode(*mode))
+                        .map_err(StepError::Fs)?;
                     Some(ExtraMount::Bind {
                         source: extra.to_path_buf(),
                         target: PathBuf::from(target),
@@ -359,31 +356,29 @@ fn materialize(
             source: Box::new(e),
         }
     })?;
-    fs::create_dir_all(extra).map_err(|e| io_error("creating", extra, e))?;
+    fs_err::create_dir_all(extra).map_err(StepError::Fs)?;
     // A single file source mounts as a file.
     if let [item] = plan.items()
         && item.source.kind == crate::tree::EntryKind::File
     {
         let file = extra.with_extension("file");
-        fs::copy(&item.source.host_path, &file)
-            .map_err(|e| io_error("copying", &item.source.host_path, e))?;
+        fs_err::copy(&item.source.host_path, &file).map_err(StepError::Fs)?;
         return Ok(file);
     }
     for item in plan.items() {
         let host = crate::tree::host_path(extra, item.dest.trim_start_matches('/'));
         match &item.source.kind {
             crate::tree::EntryKind::Dir => {
-                fs::create_dir_all(&host).map_err(|e| io_error("creating", &host, e))?;
+                fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
             }
             crate::tree::EntryKind::File => {
                 if let Some(p) = host.parent() {
-                    fs::create_dir_all(p).map_err(|e| io_error("creating", p, e))?;
+                    fs_err::create_dir_all(p).map_err(StepError::Fs)?;
                 }
-                fs::copy(&item.source.host_path, &host)
-                    .map_err(|e| io_error("copying", &item.source.host_path, e))?;
+                fs_err::copy(&item.source.host_path, &host).map_err(StepError::Fs)?;
             }
             crate::tree::EntryKind::Symlink(t) => {
-                let _ = std::os::unix::fs::symlink(t, &host);
+                let _ = fs_err::os::unix::fs::symlink(t, &host);
             }
             crate::tree::EntryKind::Special => {}
         }
@@ -404,13 +399,12 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), StepErr
         let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
         let dest = to.join(rel);
         if entry.file_type().is_dir() {
-            fs::create_dir_all(&dest).map_err(|e| io_error("creating", &dest, e))?;
+            fs_err::create_dir_all(&dest).map_err(StepError::Fs)?;
         } else if entry.file_type().is_symlink() {
-            let target =
-                fs::read_link(entry.path()).map_err(|e| io_error("reading", entry.path(), e))?;
-            let _ = std::os::unix::fs::symlink(target, &dest);
+            let target = fs_err::read_link(entry.path()).map_err(StepError::Fs)?;
+            let _ = fs_err::os::unix::fs::symlink(target, &dest);
         } else {
-            fs::copy(entry.path(), &dest).map_err(|e| io_error("copying", entry.path(), e))?;
+            fs_err::copy(entry.path(), &dest).map_err(StepError::Fs)?;
         }
     }
     Ok(())

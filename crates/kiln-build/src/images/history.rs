@@ -104,23 +104,15 @@ fn layer_size(store: &Store, chain: Option<&ChainId>, blob: &Digest) -> io::Resu
     blob_size(store, blob)
 }
 
-/// An I/O error whose message names what was being done to which path.
-fn at(action: &str, path: &Path, err: &io::Error) -> io::Error {
-    io::Error::new(err.kind(), format!("{action} {}: {err}", path.display()))
-}
-
 /// moby's `directory.Size` over an unpacked layer: non-directory sizes, each inode once.
 fn snapshot_size(root: &Path) -> io::Result<u64> {
     let mut seen = HashSet::new();
     let mut total = 0;
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| at("listing", &dir, &e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| at("listing", &dir, &e))?;
-            let meta = entry
-                .metadata()
-                .map_err(|e| at("reading", &entry.path(), &e))?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if meta.len() > 0 && seen.insert((meta.dev(), meta.ino())) {
@@ -167,10 +159,10 @@ mod tests {
     #[test]
     fn snapshot_size_counts_files_and_links_once() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("sub/a"), b"12345").unwrap();
-        std::fs::hard_link(dir.path().join("sub/a"), dir.path().join("b")).unwrap();
-        std::os::unix::fs::symlink("sub/a", dir.path().join("c")).unwrap();
+        fs_err::create_dir(dir.path().join("sub")).unwrap();
+        fs_err::write(dir.path().join("sub/a"), b"12345").unwrap();
+        fs_err::hard_link(dir.path().join("sub/a"), dir.path().join("b")).unwrap();
+        fs_err::os::unix::fs::symlink("sub/a", dir.path().join("c")).unwrap();
         assert_eq!(snapshot_size(dir.path()).unwrap(), 5 + 5);
     }
 

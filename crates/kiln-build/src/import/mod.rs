@@ -10,7 +10,6 @@
 mod tar_source;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufReader, BufWriter, Write as _};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -56,8 +55,8 @@ pub enum ImportError {
         #[source]
         source: Box<LayerError>,
     },
-    /// An archive source could not be opened.
-    #[error("opening {}", path.display())]
+    /// An archive source could not be opened (fs_err's source names the path).
+    #[error("opening the archive")]
     Open {
         /// The archive.
         path: PathBuf,
@@ -107,7 +106,11 @@ pub enum ImportError {
         /// The destination.
         dest: PathBuf,
     },
-    /// `type=local` staging could not be created or renamed into place.
+    /// `type=local` staging could not be created or renamed into place (fs_err's message
+    /// names the path).
+    #[error(transparent)]
+    LocalFs(std::io::Error),
+    /// `type=local` staging could not be created (tempfile names the path it tried).
     #[error("{action} {}", path.display())]
     LocalDir {
         /// What was being done.
@@ -268,7 +271,7 @@ impl Import {
         let source = source.into();
         let is_stdin = source.as_os_str() == "-";
         let is_dir = !is_stdin
-            && std::fs::metadata(&source)
+            && fs_err::metadata(&source)
                 .map_err(|err| ImportError::Source {
                     path: source.clone(),
                     source: err,
@@ -397,7 +400,7 @@ impl Import {
             let input: Box<dyn std::io::Read + Send> = if source.as_os_str() == "-" {
                 Box::new(std::io::stdin())
             } else {
-                Box::new(File::open(source).map_err(|err| ImportError::Open {
+                Box::new(fs_err::File::open(source).map_err(|err| ImportError::Open {
                     path: source.clone(),
                     source: err,
                 })?)
@@ -506,7 +509,7 @@ fn now_seconds() -> i64 {
 /// `type=local`: the root filesystem, unpacked in a sibling temp dir and renamed into place
 /// so no half-written tree is ever at `dest`.
 fn write_local(store: &Store, dest: &Path, layers: &[Digest]) -> Result<(), ImportError> {
-    if let Ok(mut entries) = std::fs::read_dir(dest)
+    if let Ok(mut entries) = fs_err::read_dir(dest)
         && entries.next().is_some()
     {
         return Err(ImportError::LocalNotEmpty {
@@ -525,15 +528,15 @@ fn write_local(store: &Store, dest: &Path, layers: &[Digest]) -> Result<(), Impo
             source,
         }
     };
-    std::fs::create_dir_all(&parent).map_err(fail("creating", &parent))?;
+    fs_err::create_dir_all(&parent).map_err(ImportError::LocalFs)?;
     let staging = tempfile::Builder::new()
         .prefix(".kiln-local-")
         .tempdir_in(&parent)
         .map_err(fail("creating a temp dir in", &parent))?;
     store.flatten_to(staging.path(), layers)?;
-    let _ = std::fs::remove_dir(dest);
+    let _ = fs_err::remove_dir(dest);
     let staged = staging.keep();
-    std::fs::rename(&staged, dest).map_err(fail("renaming into", dest))?;
+    fs_err::rename(&staged, dest).map_err(ImportError::LocalFs)?;
     Ok(())
 }
 
@@ -577,8 +580,8 @@ mod tests {
     fn a_directory_imports_as_one_named_layer() {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        std::fs::write(rootfs.join("bin/hello"), b"hi").unwrap();
+        fs_err::create_dir_all(rootfs.join("bin")).unwrap();
+        fs_err::write(rootfs.join("bin/hello"), b"hi").unwrap();
         let store = Store::open(dir.path().join("store")).unwrap();
         let name = ImageRef::parse("imported:1").unwrap();
         let import = Import::new(&rootfs, &Platform::new("linux", "amd64"))

@@ -5,12 +5,13 @@
 //! the same stream. Overlay whiteouts (0/0 character devices, `overlay.whiteout` files) become
 //! `.wh.NAME` entries; opaque directories get a `.wh..wh..opq` entry right after their own.
 
+use fs_err::os::unix::fs::OpenOptionsExt as _;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::source::{device_numbers, is_layer_xattr, read_xattrs};
@@ -171,11 +172,7 @@ impl<'a> DiffTar<'a> {
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_symlink() {
-            target = std::fs::read_link(path).map_err(|source| LayerError::Source {
-                action: "reading symlink",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            target = fs_err::read_link(path).map_err(LayerError::Fs)?;
             EntryKind::Symlink {
                 target: target.as_os_str().as_bytes(),
             }
@@ -248,15 +245,12 @@ impl<'a> DiffTar<'a> {
 }
 
 pub(super) fn open_nofollow(path: &Path) -> Result<File, LayerError> {
-    std::fs::OpenOptions::new()
+    fs_err::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
         .open(path)
-        .map_err(|source| LayerError::Source {
-            action: "opening",
-            path: path.to_path_buf(),
-            source,
-        })
+        .map(fs_err::File::into_file)
+        .map_err(LayerError::Fs)
 }
 
 /// An empty regular file with mode 0 and root owner, as containerd's differ writes whiteouts.

@@ -273,8 +273,7 @@ impl FileListTar {
             path: disk.to_path_buf(),
             source,
         };
-        let meta =
-            std::fs::symlink_metadata(disk).map_err(|e| source_error("reading metadata of", e))?;
+        let meta = fs_err::symlink_metadata(disk).map_err(LayerError::Fs)?;
         let xattrs: Vec<_> = read_xattrs(disk)
             .map_err(|e| source_error("reading xattrs of", e))?
             .into_iter()
@@ -292,8 +291,7 @@ impl FileListTar {
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_symlink() {
-            link_target =
-                std::fs::read_link(disk).map_err(|e| source_error("reading symlink", e))?;
+            link_target = fs_err::read_link(disk).map_err(LayerError::Fs)?;
             EntryKind::Symlink {
                 target: link_target.as_os_str().as_bytes(),
             }
@@ -463,7 +461,7 @@ mod tests {
         assert_eq!(fs_err_read(&at(b"bad\xfe\xffname")), b"second");
         assert_eq!(fs_err_read(&at(&long_name)), b"first");
         assert_eq!(
-            std::fs::read_link(at(b"dir\x80/in\xe9"))
+            fs_err::read_link(at(b"dir\x80/in\xe9"))
                 .unwrap()
                 .as_os_str()
                 .as_bytes(),
@@ -491,6 +489,6 @@ mod tests {
     }
 
     fn fs_err_read(path: &Path) -> Vec<u8> {
-        std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        fs_err::read(path).unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -32,7 +32,10 @@ use crate::{DiffId, Digest, Sha256Hasher};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LayerError {
-    /// Reading the source tree failed.
+    /// A file operation on the source tree failed (fs_err's message names the path).
+    #[error(transparent)]
+    Fs(io::Error),
+    /// Reading the source tree failed, in an operation whose error does not name the path.
     #[error("{action} {}: {source}", path.display())]
     Source {
         /// What was being done (`reading`, `listing xattrs of`, …).

@@ -38,7 +38,7 @@ fn layout_dir_has_spec_files_and_reads_back() {
     assert_eq!(entries.len(), 1);
     assert_eq!(dir_names(&dir), ["blobs", "index.json", "oci-layout"]);
     assert_eq!(
-        std::fs::read(dir.join("oci-layout")).unwrap(),
+        fs_err::read(dir.join("oci-layout")).unwrap(),
         br#"{"imageLayoutVersion":"1.0.0"}"#
     );
     assert_eq!(dir_names(&dir.join("blobs/sha256")).len(), 3);
@@ -300,15 +300,15 @@ fn existing_destinations_are_replaced_only_when_safe() {
     let tmp = tempfile::tempdir().unwrap();
 
     let precious = tmp.path().join("precious");
-    std::fs::create_dir(&precious).unwrap();
-    std::fs::write(precious.join("notes.txt"), b"keep me").unwrap();
+    fs_err::create_dir(&precious).unwrap();
+    fs_err::write(precious.join("notes.txt"), b"keep me").unwrap();
     let err = write_oci_layout_dir(&precious, &img.blobs(), &export(&img)).unwrap_err();
     assert!(
         matches!(err, LayoutError::DestinationExists { .. }),
         "{err}"
     );
     assert_eq!(
-        std::fs::read(precious.join("notes.txt")).unwrap(),
+        fs_err::read(precious.join("notes.txt")).unwrap(),
         b"keep me"
     );
 
@@ -325,7 +325,7 @@ fn existing_destinations_are_replaced_only_when_safe() {
     assert!(OciLayout::open(&layout).unwrap().find(Some("1.0")).is_err());
 
     let empty = tmp.path().join("empty");
-    std::fs::create_dir(&empty).unwrap();
+    fs_err::create_dir(&empty).unwrap();
     write_oci_layout_dir(&empty, &img.blobs(), &export(&img)).unwrap();
     assert!(OciLayout::open(&empty).is_ok());
 
@@ -351,7 +351,7 @@ fn malformed_inputs_get_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let err = OciLayout::open(tmp.path()).unwrap_err();
     assert!(err.to_string().contains("oci-layout"), "{err}");
-    std::fs::write(
+    fs_err::write(
         tmp.path().join("oci-layout"),
         br#"{"imageLayoutVersion":"2.0.0"}"#,
     )
@@ -360,7 +360,7 @@ fn malformed_inputs_get_clear_errors() {
     assert!(err.to_string().contains("2.0.0"), "{err}");
 
     let not_tar = tmp.path().join("x.tar");
-    std::fs::write(&not_tar, b"").unwrap();
+    fs_err::write(&not_tar, b"").unwrap();
     let err = OciArchive::open(&not_tar).unwrap_err();
     assert!(err.to_string().contains("oci-layout"), "{err}");
     let err = DockerArchive::open(&not_tar).unwrap_err();
@@ -374,7 +374,7 @@ fn check_layout_against_spec(root: &std::path::Path) {
     let blob = |d: &Value| -> Vec<u8> {
         let digest = d["digest"].as_str().expect("descriptor.digest is REQUIRED");
         let (algorithm, hex) = digest.split_once(':').unwrap();
-        let bytes = std::fs::read(root.join("blobs").join(algorithm).join(hex)).unwrap();
+        let bytes = fs_err::read(root.join("blobs").join(algorithm).join(hex)).unwrap();
         assert_eq!(kiln_oci::Digest::sha256_of(&bytes).to_string(), digest);
         assert_eq!(
             Some(bytes.len() as u64),
@@ -388,10 +388,10 @@ fn check_layout_against_spec(root: &std::path::Path) {
         bytes
     };
     let header: Value =
-        serde_json::from_slice(&std::fs::read(root.join("oci-layout")).unwrap()).unwrap();
+        serde_json::from_slice(&fs_err::read(root.join("oci-layout")).unwrap()).unwrap();
     assert_eq!(header["imageLayoutVersion"], "1.0.0");
     let mut pending: Vec<Value> =
-        vec![serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap()];
+        vec![serde_json::from_slice(&fs_err::read(root.join("index.json")).unwrap()).unwrap()];
     let mut seen = 0;
     while let Some(index) = pending.pop() {
         assert_eq!(index["schemaVersion"], 2);
@@ -481,7 +481,7 @@ fn legacy_docker_archives_with_linked_layers_are_read() {
     let bytes = builder.into_inner().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("legacy.tar");
-    std::fs::write(&path, bytes).unwrap();
+    fs_err::write(&path, bytes).unwrap();
 
     let archive = DockerArchive::open(&path).unwrap();
     let image = archive.image(None).unwrap();

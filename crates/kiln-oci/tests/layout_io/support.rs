@@ -146,7 +146,7 @@ pub(crate) fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
 
 /// Names of the entries in a directory, sorted.
 pub(crate) fn dir_names(path: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(path)
+    let mut names: Vec<String> = fs_err::read_dir(path)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();

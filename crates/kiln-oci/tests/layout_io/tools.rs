@@ -63,9 +63,9 @@ fn umoci_unpacks_the_layout_to_the_layer_tree() {
     run("umoci", &args);
 
     let rootfs = bundle.join("rootfs");
-    assert_eq!(std::fs::read(rootfs.join("app/hello.txt")).unwrap(), HELLO);
+    assert_eq!(fs_err::read(rootfs.join("app/hello.txt")).unwrap(), HELLO);
     let mode = |p: &str| {
-        std::fs::symlink_metadata(rootfs.join(p))
+        fs_err::symlink_metadata(rootfs.join(p))
             .unwrap()
             .permissions()
             .mode()
@@ -75,18 +75,16 @@ fn umoci_unpacks_the_layout_to_the_layer_tree() {
     assert_eq!(mode("app/run.sh"), 0o755);
     assert_eq!(mode("app"), 0o755);
     assert_eq!(
-        std::fs::read_link(rootfs.join("app/link"))
-            .unwrap()
-            .to_str(),
+        fs_err::read_link(rootfs.join("app/link")).unwrap().to_str(),
         Some("hello.txt")
     );
     if is_root {
         use std::os::unix::fs::MetadataExt as _;
-        let meta = std::fs::metadata(rootfs.join("app/run.sh")).unwrap();
+        let meta = fs_err::metadata(rootfs.join("app/run.sh")).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (0, 0));
     }
     let runtime: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs_err::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(runtime["process"]["cwd"], "/app");
     assert_eq!(runtime["process"]["args"][0], "/app/run.sh");
 }

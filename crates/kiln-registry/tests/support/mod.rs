@@ -3,10 +3,10 @@
 //! skopeo as `oci:DIR:TAG`. Also builds test images with random, incompressible layers.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use fs_err::File;
 use kiln_oci::{BlobError, BlobIngest, BlobSink, BlobSource, Digest, Sha256Hasher};
 
 /// Blobs in a directory.
@@ -16,11 +16,11 @@ pub(crate) struct DirStore {
 
 impl DirStore {
     pub(crate) fn new(root: &Path) -> Self {
-        std::fs::create_dir_all(root.join("blobs/sha256")).expect("creating blob dir");
-        std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        fs_err::create_dir_all(root.join("blobs/sha256")).expect("creating blob dir");
+        fs_err::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
             .expect("oci-layout");
         if !root.join("index.json").exists() {
-            std::fs::write(
+            fs_err::write(
                 root.join("index.json"),
                 r#"{"schemaVersion":2,"manifests":[]}"#,
             )
@@ -44,17 +44,17 @@ impl DirStore {
 
     pub(crate) fn put(&self, bytes: &[u8]) -> Digest {
         let digest = Digest::sha256_of(bytes);
-        std::fs::write(self.path(&digest), bytes).expect("writing blob");
+        fs_err::write(self.path(&digest), bytes).expect("writing blob");
         digest
     }
 
     pub(crate) fn read(&self, digest: &Digest) -> Vec<u8> {
-        std::fs::read(self.path(digest)).expect("reading blob")
+        fs_err::read(self.path(digest)).expect("reading blob")
     }
 
     /// Names of every blob and leftover temp file (to prove nothing corrupt was kept).
     pub(crate) fn files(&self) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(self.root.join("blobs/sha256"))
+        let mut out: Vec<String> = fs_err::read_dir(self.root.join("blobs/sha256"))
             .expect("listing blobs")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
@@ -64,10 +64,10 @@ impl DirStore {
 
     /// Adds `digest` to `index.json` under `tag` (so skopeo can read `oci:DIR:tag`).
     pub(crate) fn tag(&self, tag: &str, media_type: &str, digest: &Digest) {
-        let size = std::fs::metadata(self.path(digest)).expect("blob").len();
+        let size = fs_err::metadata(self.path(digest)).expect("blob").len();
         let path = self.root.join("index.json");
         let mut index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("index")).expect("json");
+            serde_json::from_slice(&fs_err::read(&path).expect("index")).expect("json");
         index["manifests"]
             .as_array_mut()
             .expect("manifests")
@@ -75,7 +75,7 @@ impl DirStore {
                 "mediaType": media_type, "digest": digest.to_string(), "size": size,
                 "annotations": {"org.opencontainers.image.ref.name": tag}
             }));
-        std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("index");
+        fs_err::write(&path, serde_json::to_vec(&index).expect("json")).expect("index");
     }
 }
 
@@ -93,11 +93,7 @@ impl BlobSink for DirStore {
             self.root
                 .join("blobs/sha256")
                 .join(format!(".tmp-{}-{}", expected.hex(), rand_u64()));
-        let file = File::create(&temp).map_err(|source| BlobError::Io {
-            action: "creating",
-            path: temp.clone(),
-            source,
-        })?;
+        let file = fs_err::File::create(&temp).map_err(BlobError::Fs)?;
         Ok(Box::new(DirIngest {
             file,
             temp,
@@ -112,7 +108,7 @@ impl BlobSink for DirStore {
 
 impl BlobSource for DirStore {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BlobError> {
-        File::open(self.path(digest))
+        fs_err::File::open(self.path(digest))
             .map(|f| Box::new(f) as Box<dyn Read + Send>)
             .map_err(|_| BlobError::NotFound {
                 digest: digest.clone(),
@@ -120,7 +116,7 @@ impl BlobSource for DirStore {
     }
 
     fn blob_len(&self, digest: &Digest) -> Result<u64, BlobError> {
-        std::fs::metadata(self.path(digest))
+        fs_err::metadata(self.path(digest))
             .map(|m| m.len())
             .map_err(|_| BlobError::NotFound {
                 digest: digest.clone(),
@@ -173,11 +169,7 @@ impl BlobIngest for DirIngest {
                 actual: written,
             });
         }
-        std::fs::rename(&self.temp, &self.target).map_err(|source| BlobError::Io {
-            action: "renaming",
-            path: self.target.clone(),
-            source,
-        })?;
+        fs_err::rename(&self.temp, &self.target).map_err(BlobError::Fs)?;
         self.is_done = true;
         Ok(())
     }
@@ -186,7 +178,7 @@ impl BlobIngest for DirIngest {
 impl Drop for DirIngest {
     fn drop(&mut self) {
         if !self.is_done {
-            let _ = std::fs::remove_file(&self.temp);
+            let _ = fs_err::remove_file(&self.temp);
         }
     }
 }
