@@ -1,10 +1,13 @@
-//! Cache records (`cache/v1/<key>.json`) and cache mounts (`mounts/<id>/`).
+//! Cache records (`cache/v2/<key>.json`) and cache mounts (`mounts/<id>/`).
 //!
-//! A record is opaque JSON to the store, written atomically by the build engine *after* the
-//! blobs it names are durable. For GC, every string in a record that parses as a digest
-//! (`sha256:<hex>`) counts as a reference to the blob — or snapshot — of that digest, so a
-//! record keeps what it needs without the store knowing its schema. Reading a record bumps
-//! its mtime: `prune --older-than` and `--max-size` evict the least recently used first.
+//! A record is a body the store does not read (the build engine's JSON) and its
+//! [`RecordRefs`]: the blobs and snapshots it needs, which GC keeps while the record lives
+//! and reads nothing else of the record for. The engine writes a record atomically *after*
+//! what it references is durable. Reading a record bumps its mtime: `prune --older-than`
+//! and `--max-size` evict the least recently used first.
+//!
+//! `cache/v1/` held records whose every digest-shaped string counted as a reference; they
+//! keep nothing alive any more, and the next GC removes them.
 
 use std::fmt::Write as _;
 use std::fs::FileTimes;
@@ -14,21 +17,67 @@ use std::time::SystemTime;
 
 use kiln_oci::Digest;
 
+use kiln_oci::ChainId;
+use serde::{Deserialize, Serialize};
+
 use crate::Store;
 use crate::error::StoreError;
 use crate::layout::write_atomic;
 
+/// The directory of cache records.
+pub(crate) const RECORDS_DIR: &str = "cache/v2";
+/// The records of older kilns, removed by GC.
+pub(crate) const LEGACY_RECORDS_DIR: &str = "cache/v1";
+
+/// What a cache record keeps alive: GC marks these blobs (and what they reference) and these
+/// snapshots as live for as long as the record is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordRefs {
+    /// Blobs the record names.
+    #[serde(default)]
+    pub blobs: Vec<Digest>,
+    /// Snapshots the record names.
+    #[serde(default)]
+    pub snapshots: Vec<ChainId>,
+}
+
+/// A record as stored.
+#[derive(Serialize, Deserialize)]
+struct Envelope<B> {
+    refs: RecordRefs,
+    body: B,
+}
+
+/// The references of the record `bytes`; `None` when it is not a record of this version.
+pub(crate) fn refs_of(bytes: &[u8]) -> Option<RecordRefs> {
+    parse_refs(bytes).ok()
+}
+
+/// The references of the record `bytes`, or why it is not a record of this version.
+pub(crate) fn parse_refs(bytes: &[u8]) -> Result<RecordRefs, serde_json::Error> {
+    serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(bytes).map(|e| e.refs)
+}
+
 impl Store {
-    /// Stores the record `json` under `key` (lowercase hex, e.g. a cache key's sha256),
-    /// replacing any previous one atomically.
-    pub fn put_cache_record(&self, key: &str, json: &serde_json::Value) -> Result<(), StoreError> {
+    /// Stores the record `body` under `key` (lowercase hex, e.g. a cache key's sha256),
+    /// replacing any previous one atomically; GC keeps what `refs` names while it lives.
+    pub fn put_cache_record(
+        &self,
+        key: &str,
+        refs: &RecordRefs,
+        body: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         let path = self.cache_record_path(key)?;
-        let bytes = serde_json::to_vec(json)
-            .map_err(|e| StoreError::io("encoding cache record", &path, io::Error::other(e)))?;
+        let bytes = serde_json::to_vec(&Envelope {
+            refs: refs.clone(),
+            body,
+        })
+        .map_err(|e| StoreError::io("encoding cache record", &path, io::Error::other(e)))?;
         write_atomic(&self.tmp_dir(), &path, &bytes)
     }
 
-    /// The record stored under `key`, or `None`. A hit refreshes the record's age.
+    /// The body of the record stored under `key`, or `None`. A hit refreshes the record's
+    /// age.
     pub fn get_cache_record(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let path = self.cache_record_path(key)?;
         let bytes = match fs_err::read(&path) {
@@ -36,11 +85,13 @@ impl Store {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(StoreError::Fs(err)),
         };
-        let value = serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-            path: path.clone(),
-            what: "cache record JSON",
-            source,
-        })?;
+        let value = serde_json::from_slice::<Envelope<serde_json::Value>>(&bytes)
+            .map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                what: "cache record JSON",
+                source,
+            })?
+            .body;
         // Best effort: an LRU hint, not a correctness matter (the store may be read-only).
         if let Ok(file) = fs_err::OpenOptions::new().append(true).open(&path) {
             let _ = file.set_times(FileTimes::new().set_modified(SystemTime::now()));
@@ -102,21 +153,7 @@ impl Store {
                 key: key.to_owned(),
             });
         }
-        Ok(self.dir("cache/v1").join(format!("{key}.json")))
-    }
-}
-
-/// Every digest string anywhere in `value`.
-pub(crate) fn digests_in(value: &serde_json::Value, out: &mut Vec<Digest>) {
-    match value {
-        serde_json::Value::String(s) => {
-            if let Ok(d) = s.parse::<Digest>() {
-                out.push(d);
-            }
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| digests_in(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| digests_in(v, out)),
-        _ => {}
+        Ok(self.dir(RECORDS_DIR).join(format!("{key}.json")))
     }
 }
 
@@ -131,15 +168,20 @@ mod tests {
         let key = "ab".repeat(32);
         assert_eq!(store.get_cache_record(&key).unwrap(), None);
         let rec = serde_json::json!({"layer": Digest::sha256_of(b"l").to_string(), "n": 1});
-        store.put_cache_record(&key, &rec).unwrap();
+        let refs = RecordRefs {
+            blobs: vec![Digest::sha256_of(b"blob")],
+            snapshots: vec![ChainId::from_stored(Digest::sha256_of(b"snapshot"))],
+        };
+        store.put_cache_record(&key, &refs, &rec).unwrap();
         assert_eq!(store.get_cache_record(&key).unwrap(), Some(rec.clone()));
-        let mut found = Vec::new();
-        digests_in(&rec, &mut found);
-        assert_eq!(found, vec![Digest::sha256_of(b"l")]);
+        let bytes = fs_err::read(store.cache_record_path(&key).unwrap()).unwrap();
+        assert_eq!(refs_of(&bytes), Some(refs.clone()));
+        // A record of cache/v1 (a bare body) has no references.
+        assert_eq!(refs_of(rec.to_string().as_bytes()), None);
         assert!(store.delete_cache_record(&key).unwrap());
         for bad in ["", "../x", "ABC", "a/b"] {
             assert!(matches!(
-                store.put_cache_record(bad, &rec),
+                store.put_cache_record(bad, &refs, &rec),
                 Err(StoreError::InvalidCacheKey { .. })
             ));
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use kiln_oci::{ChainId, Digest};
 
 use crate::Store;
-use crate::cache::digests_in;
+use crate::cache::{LEGACY_RECORDS_DIR, RECORDS_DIR, RecordRefs, refs_of};
 use crate::error::StoreError;
 use crate::graph::{Edges, edges_of};
 use crate::layout::{pid_is_alive, sync_dir, temp_owner};
@@ -56,7 +56,9 @@ struct Record {
     key: String,
     path: PathBuf,
     used: SystemTime,
-    digests: Vec<Digest>,
+    refs: RecordRefs,
+    /// A record of `cache/v1`: always evicted.
+    legacy: bool,
 }
 
 impl Store {
@@ -81,7 +83,7 @@ impl Store {
             let is_old = options
                 .older_than
                 .is_some_and(|age| now.duration_since(record.used).unwrap_or_default() > age);
-            if options.all || is_old {
+            if options.all || is_old || record.legacy {
                 evicted.push(record);
             } else {
                 kept.push(record);
@@ -104,11 +106,8 @@ impl Store {
             let mut live_chains: BTreeSet<ChainId> = leases.snapshots.clone();
             let mut stack: Vec<Digest> = roots.clone();
             for record in kept {
-                for digest in &record.digests {
-                    stack.push(digest.clone());
-                    // A record may name a snapshot by its chain id.
-                    live_chains.insert(ChainId::from_stored(digest.clone()));
-                }
+                stack.extend(record.refs.blobs.iter().cloned());
+                live_chains.extend(record.refs.snapshots.iter().cloned());
             }
             while let Some(digest) = stack.pop() {
                 let Some(&len) = blobs.get(&digest) else {
@@ -219,7 +218,7 @@ impl Store {
             }
         }
         if !options.dry_run {
-            for dir in ["blobs/sha256", "snapshots", "cache/v1"] {
+            for dir in ["blobs/sha256", "snapshots", RECORDS_DIR] {
                 sync_dir(&self.dir(dir))?;
             }
         }
@@ -256,34 +255,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The records of `cache/v2`, then those of `cache/v1` (an older kiln's, which keep
+    /// nothing alive and are evicted like any record that is too old).
     fn list_records(&self) -> Result<Vec<Record>, StoreError> {
-        let dir = self.dir("cache/v1");
         let mut out = Vec::new();
-        for entry in fs_err::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let Some(key) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(str::to_owned)
-            else {
+        for (dir, legacy) in [(RECORDS_DIR, false), (LEGACY_RECORDS_DIR, true)] {
+            let dir = self.dir(dir);
+            if legacy && !dir.exists() {
                 continue;
-            };
-            let used = entry.metadata().and_then(|m| m.modified())?;
-            let mut digests = Vec::new();
-            // An unparsable record keeps nothing alive; `verify` reports it.
-            if let Ok(bytes) = fs_err::read(&path)
-                && let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            {
-                digests_in(&value, &mut digests);
             }
-            out.push(Record {
-                key,
-                path,
-                used,
-                digests,
-            });
+            list_records_in(&dir, legacy, &mut out)?;
         }
         Ok(out)
     }
@@ -374,4 +355,34 @@ fn tree_size(dir: &Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// Appends the records of `dir` to `out` (`legacy`: of `cache/v1`).
+fn list_records_in(dir: &Path, legacy: bool, out: &mut Vec<Record>) -> Result<(), StoreError> {
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Some(key) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let used = entry.metadata().and_then(|m| m.modified())?;
+        // An unparsable record keeps nothing alive; `verify` reports it.
+        let refs = fs_err::read(&path)
+            .ok()
+            .and_then(|bytes| refs_of(&bytes))
+            .unwrap_or_default();
+        out.push(Record {
+            key,
+            path,
+            used,
+            refs,
+            legacy,
+        });
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! layout-version            "1"
 //! blobs/sha256/<hex>        immutable content
 //! snapshots/<chain-hex>/    unpacked layers (overlay lower dirs)
-//! cache/v1/<key>.json       cache records
+//! cache/v2/<key>.json       cache records: their references and a body the engine reads
 //! refs/<encoded name>       image name → manifest digest
 //! mounts/<id>/              cache mounts
 //! tmp/                      staging on the same filesystem; tmp/leases/ live-build leases
@@ -31,7 +31,7 @@ pub(crate) const ROOT_MODE: u32 = 0o700;
 const DIRS: [&str; 8] = [
     "blobs/sha256",
     "snapshots",
-    "cache/v1",
+    crate::cache::RECORDS_DIR,
     "refs",
     "mounts",
     "tmp",

@@ -17,6 +17,7 @@ mod snapshot;
 mod verify;
 
 pub use blobs::BlobWriter;
+pub use cache::RecordRefs;
 pub use error::StoreError;
 pub use gc::{GcOptions, GcReport};
 pub use layout::{LAYOUT_VERSION, Store};

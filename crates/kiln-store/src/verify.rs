@@ -364,13 +364,13 @@ impl Store {
     }
 
     fn verify_records(&self, report: &mut VerifyReport, repair: bool) -> Result<(), StoreError> {
-        let dir = self.dir("cache/v1");
+        let dir = self.dir(crate::cache::RECORDS_DIR);
         for entry in fs_err::read_dir(&dir)? {
             let entry = entry?;
             let path = entry.path();
             report.records_checked += 1;
             let bytes = fs_err::read(&path)?;
-            if let Err(err) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            if let Err(err) = crate::cache::parse_refs(&bytes) {
                 report.problems.push(Problem::CorruptRecord {
                     path: path.clone(),
                     reason: err.to_string(),

@@ -11,7 +11,7 @@ use kiln_oci::{
     ChainId, Compression, Descriptor, DiffId, Digest, EntrySource, FileListTar, ImageConfiguration,
     ImageRef, LayerEntry, LayerWriter, ManifestFormat, MediaType, Platform, assemble_image,
 };
-use kiln_store::{GcOptions, LockMode, Problem, Store};
+use kiln_store::{GcOptions, LockMode, Problem, RecordRefs, Store};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -168,7 +168,11 @@ fn gc_keeps_what_refs_records_and_leases_reach() {
     let cached = store.put_bytes(b"cached layer").unwrap();
     let key = "c".repeat(64);
     store
-        .put_cache_record(&key, &serde_json::json!({"layer": cached.to_string()}))
+        .put_cache_record(
+            &key,
+            &refs_to(&cached),
+            &serde_json::json!({"layer": "cached"}),
+        )
         .unwrap();
     let leased = store.put_bytes(b"in use by a build").unwrap();
     let lease = store.lease().unwrap();
@@ -209,6 +213,57 @@ fn gc_keeps_what_refs_records_and_leases_reach() {
         .unwrap();
 }
 
+/// References to the blob `digest` alone.
+fn refs_to(digest: &Digest) -> RecordRefs {
+    RecordRefs {
+        blobs: vec![digest.clone()],
+        ..RecordRefs::default()
+    }
+}
+
+#[test]
+fn a_record_keeps_alive_what_its_references_name_and_nothing_its_body_mentions() {
+    let (_d, store) = store();
+    let referenced = store.put_bytes(b"referenced").unwrap();
+    let mentioned = store.put_bytes(b"only mentioned in the body").unwrap();
+    let layer = put_layer(&store, vec![file("kept", "1")]);
+    let chain = store.ensure_snapshot(None, &layer.1, &layer.0).unwrap();
+    let orphan = put_layer(&store, vec![file("orphan", "2")]);
+    let orphan_chain = store.ensure_snapshot(None, &orphan.1, &orphan.0).unwrap();
+    let refs = RecordRefs {
+        blobs: vec![referenced.clone()],
+        snapshots: vec![chain.clone()],
+    };
+    let body = serde_json::json!({
+        "note": mentioned.to_string(),
+        "chain": orphan_chain.to_string(),
+    });
+    store
+        .put_cache_record(&"e".repeat(64), &refs, &body)
+        .unwrap();
+    // A record of an older kiln (`cache/v1`, a bare body) keeps nothing and is removed.
+    let legacy_dir = store.root().join("cache/v1");
+    fs_err::create_dir_all(&legacy_dir).unwrap();
+    let legacy = legacy_dir.join(format!("{}.json", "f".repeat(64)));
+    fs_err::write(
+        &legacy,
+        serde_json::json!([mentioned.to_string()]).to_string(),
+    )
+    .unwrap();
+
+    let report = store.gc(&GcOptions::default()).unwrap();
+    assert!(store.has_blob(&referenced));
+    assert!(store.has_snapshot(&chain));
+    assert!(
+        !store.has_blob(&mentioned),
+        "a digest in the body is not a reference"
+    );
+    assert!(!store.has_snapshot(&orphan_chain));
+    assert!(!legacy.exists());
+    assert_eq!(report.removed_records, 1);
+    assert_eq!(store.get_cache_record(&"e".repeat(64)).unwrap(), Some(body));
+}
+
 #[test]
 fn gc_max_size_evicts_the_least_recently_used_records() {
     let (_d, store) = store();
@@ -216,16 +271,16 @@ fn gc_max_size_evicts_the_least_recently_used_records() {
     let new = store.put_bytes(&[2u8; 4000]).unwrap();
     let (old_key, new_key) = ("a".repeat(64), "b".repeat(64));
     store
-        .put_cache_record(&old_key, &serde_json::json!([old.to_string()]))
+        .put_cache_record(&old_key, &refs_to(&old), &serde_json::json!({}))
         .unwrap();
     store
-        .put_cache_record(&new_key, &serde_json::json!([new.to_string()]))
+        .put_cache_record(&new_key, &refs_to(&new), &serde_json::json!({}))
         .unwrap();
     // Make the first record clearly older.
     let past = std::time::SystemTime::now() - Duration::from_hours(1);
     fs_err::OpenOptions::new()
         .append(true)
-        .open(store.root().join(format!("cache/v1/{old_key}.json")))
+        .open(store.root().join(format!("cache/v2/{old_key}.json")))
         .unwrap()
         .set_modified(past)
         .unwrap();
@@ -279,7 +334,7 @@ fn verify_finds_and_repairs_corruption() {
     fs_err::write(
         store
             .root()
-            .join(format!("cache/v1/{}.json", "d".repeat(64))),
+            .join(format!("cache/v2/{}.json", "d".repeat(64))),
         b"{tor",
     )
     .unwrap();

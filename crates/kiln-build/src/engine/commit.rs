@@ -106,13 +106,17 @@ pub(crate) fn ensure_blob(
             recorded: layer.diff_id.clone(),
         });
     }
+    let refs = kiln_store::RecordRefs {
+        blobs: vec![blob.digest.clone()],
+        ..kiln_store::RecordRefs::default()
+    };
     let memo_value = serde_json::to_value(BlobMemo {
         diff_id,
         blob: blob.clone(),
     });
     if let Err(e) = memo_value.map_err(|e| e.to_string()).and_then(|value| {
         store
-            .put_cache_record(&memo, &value)
+            .put_cache_record(&memo, &refs, &value)
             .map_err(|e| e.to_string())
     }) {
         tracing::warn!(

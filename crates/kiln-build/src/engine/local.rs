@@ -182,7 +182,10 @@ impl<'a> Local<'a> {
     /// Best effort: a memo that cannot be written is planned again next time.
     pub(crate) fn remember_copy_inputs(&self, memo: &str, inputs: &BTreeMap<String, Digest>) {
         let value = serde_json::json!({ "kind": "copy-inputs", "inputs": inputs });
-        if let Err(err) = self.store.put_cache_record(memo, &value) {
+        if let Err(err) =
+            self.store
+                .put_cache_record(memo, &kiln_store::RecordRefs::default(), &value)
+        {
             tracing::debug!("not remembering COPY inputs: {err}");
         }
     }

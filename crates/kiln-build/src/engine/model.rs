@@ -66,8 +66,8 @@ pub(crate) enum NamedSource {
 }
 
 /// What the cache remembers of a step that ran: its layer and when it ran. Stored under the
-/// step's cache key; the store keeps the blob and snapshot it names for as long as the
-/// record lives.
+/// step's cache key; the store keeps the blob and snapshot it names
+/// ([`CacheRecord::references`]) for as long as the record lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CacheRecord {
     /// The layer, `None` when the step changed nothing.
@@ -105,6 +105,16 @@ impl CacheRecord {
             }),
             created,
         }
+    }
+
+    /// What the record keeps alive in the store: its layer's blob and snapshot.
+    pub(crate) fn references(&self) -> kiln_store::RecordRefs {
+        let mut refs = kiln_store::RecordRefs::default();
+        if let Some(layer) = &self.layer {
+            refs.blobs.extend(layer.blob.iter().cloned());
+            refs.snapshots.extend(layer.chain.iter().cloned());
+        }
+        refs
     }
 }
 

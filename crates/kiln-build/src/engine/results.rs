@@ -71,7 +71,7 @@ impl ResultStore for StoreResults<'_> {
             .map_err(|e| e.to_string())
             .and_then(|value| {
                 self.store
-                    .put_cache_record(&key.to_hex(), &value)
+                    .put_cache_record(&key.to_hex(), &record.references(), &value)
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = written {
@@ -95,7 +95,9 @@ impl ResultStore for StoreResults<'_> {
 
     fn save_history(&self, name: &str, history: &BTreeMap<String, KeyInputs>) {
         if let Ok(value) = serde_json::to_value(history)
-            && let Err(e) = self.store.put_cache_record(name, &value)
+            && let Err(e) =
+                self.store
+                    .put_cache_record(name, &kiln_store::RecordRefs::default(), &value)
         {
             tracing::warn!("could not save build history for cache-miss explanations: {e}");
         }
