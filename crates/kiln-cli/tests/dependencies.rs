@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 /// What kiln-cli may depend on (normal dependencies).
-const ALLOWED: [&str; 8] = [
+const ALLOWED: [&str; 9] = [
     "anyhow",
     "clap",
+    "fs-err",
     "indicatif",
     "kiln-build",
     "serde_json",
