@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use kiln_oci::{BlobSource, Digest, ImageRef, OciLayout, Platform};
 use kiln_store::Store;
 
-use super::Builder;
 use super::error::BaseError;
 use super::model::{BaseImage, LayerBlob, LayerInfo, NamedSource};
+use super::options::Builder;
 use super::seams::BaseResolver;
 
 /// One image's place in the [`Resolver`]: empty until the first stage that needs it has

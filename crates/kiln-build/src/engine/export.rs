@@ -15,9 +15,10 @@ use kiln_oci::{
 use kiln_store::Store;
 
 use super::compressor::Compressor;
+use super::error::BuildError;
 use super::error::ExportError;
 use super::model::StageResult;
-use super::{BuildError, Builder};
+use super::options::Builder;
 use crate::event::{Event, EventSink};
 use crate::output::Output;
 

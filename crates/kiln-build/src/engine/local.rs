@@ -17,9 +17,10 @@ use super::base::Resolver;
 use super::commit;
 use super::compressor::Compressor;
 use super::error::{InternalError, LayerError, StepError};
+use super::ignore::IgnoreFilter;
 use super::model::{LayerInfo, NamedSource, StageResult};
+use super::options::Builder;
 use super::seams::BaseResolver;
-use super::{Builder, IgnoreFilter};
 use crate::event::EventSink;
 use crate::hash::HashMemo;
 use crate::tree::{ContextTree, LayeredTree, SourceTree};
@@ -138,10 +139,7 @@ impl<'a> Local<'a> {
                     true,
                 ),
                 NamedSource::Dir(dir) => (
-                    Box::new(ContextTree::new(
-                        dir,
-                        Arc::new(IgnoreFilter { matcher: None }),
-                    )),
+                    Box::new(ContextTree::new(dir, Arc::new(IgnoreFilter::none()))),
                     false,
                 ),
             },

@@ -17,7 +17,7 @@ use super::copy_exec::staging_dir;
 use super::error::{MountError, StepError};
 use super::local::Local;
 use super::model::{LayerInfo, StageResult, StepContext};
-use super::{Entitlement, NetworkDefault};
+use super::options::{Entitlement, NetworkDefault};
 use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
 use crate::event::{Event, LogStream};
 use crate::hash::copy_plan_digest;

@@ -1,0 +1,346 @@
+//! [`Builder::build`]: the composition root of a build. It reads and plans the Dockerfile,
+//! wires the real seams (the local executor, the store's results, the base resolver) into the
+//! stage driver, runs the stage DAG, then assembles and exports the image.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kiln_dockerfile::{PatternMatcher, read_ignore_file};
+use kiln_oci::{Digest, Platform};
+use kiln_plan::{PlanOptions, StageId};
+use kiln_store::Store;
+
+use super::error::{BuildError, ContextError, InternalError, OptionsError};
+use super::ignore::IgnoreFilter;
+use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
+use super::{base, compressor, driver, export, local, results};
+use crate::event::{Event, EventSink};
+use crate::hash::HashMemo;
+use crate::scheduler::{Node, ScheduleError, run_dag};
+use crate::tree::ContextTree;
+
+impl Builder {
+    /// Runs the build, sending progress to `events`.
+    pub fn build(&self, events: &dyn EventSink) -> Result<BuildOutcome, BuildError> {
+        let started = Instant::now();
+        self.check_before_build()?;
+        let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))?;
+        // Held for the whole build: `kiln prune` (exclusive) waits, so it never deletes a
+        // blob or snapshot this build has made but not yet recorded.
+        let _lock = store.lock(kiln_store::LockMode::Shared)?;
+        let (dockerfile_name, text) = self.read_dockerfile()?;
+        let dockerfile = kiln_dockerfile::parse(&text).map_err(|source| BuildError::Parse {
+            dockerfile: dockerfile_name.clone(),
+            text: text.as_str().into(),
+            source: Box::new(source),
+        })?;
+        let platform = self.platform.clone().unwrap_or_else(Platform::host);
+        let mut options = PlanOptions::new(platform.clone());
+        options.build_args = self.build_args.clone().into_iter().collect();
+        options.target.clone_from(&self.target);
+        options.all_stages = self.all_stages;
+        options.named_contexts = self.build_contexts.keys().cloned().collect();
+        let graph = kiln_plan::plan(&dockerfile, &options).map_err(|source| BuildError::Plan {
+            dockerfile: dockerfile_name.clone(),
+            source: Box::new(source),
+        })?;
+        self.check_entitlements(&graph, &dockerfile_name)?;
+        let mut warnings = Vec::new();
+        for w in &graph.warnings {
+            let message = w.to_string();
+            events.emit(Event::Warning {
+                message: message.clone(),
+            });
+            warnings.push(message);
+        }
+
+        let filter = self.context_filter(&dockerfile_name)?;
+        let memo = HashMemo::load(store.root().join("cache").join("filehash").join(format!(
+            "{}.bin",
+            Digest::sha256_of(self.context.to_string_lossy().as_bytes()).hex()
+        )));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "ContextError::Unreadable names the path with a hint; fs_err would name it twice"
+        )]
+        let context_root =
+            std::fs::canonicalize(&self.context).map_err(|source| ContextError::Unreadable {
+                path: self.context.clone(),
+                source,
+            })?;
+        if !context_root.is_dir() {
+            return Err(ContextError::NotADirectory {
+                path: self.context.clone(),
+            }
+            .into());
+        }
+        let options = driver::DriverOptions {
+            no_cache: self.no_cache,
+            source_date_epoch: self.source_date_epoch,
+            history_name: history_name(&context_root, &dockerfile_name, self.target.as_deref()),
+            dockerfile_name,
+            started: match self.source_date_epoch {
+                Some(epoch) => kiln_oci::rfc3339_utc(epoch),
+                None => driver::now_rfc3339(),
+            },
+        };
+        let resolver = base::Resolver::new(self, &store);
+        let compressor =
+            compressor::Compressor::new(store.clone(), self.compression, self.source_date_epoch);
+        let executor = local::Local::new(
+            self,
+            &store,
+            &graph,
+            events,
+            ContextTree::new(context_root, filter),
+            &memo,
+            &resolver,
+            &compressor,
+        );
+        let results = results::StoreResults::new(&store, self.compression);
+        let driver = driver::Driver::new(&graph, events, &executor, &results, &resolver, options);
+        let nodes: Vec<Node<StageId>> = graph
+            .stages
+            .iter()
+            .map(|s| Node {
+                id: s.id,
+                deps: s.deps.clone(),
+            })
+            .collect();
+        let results = run_dag(&nodes, self.jobs, &driver, &self.cancel);
+        if let Err(e) = memo.save() {
+            tracing::warn!("could not save the context hash memo: {e}");
+        }
+        driver.save_history();
+        let results = match results {
+            Ok(r) => r,
+            Err(ScheduleError::Failed { id, error }) => {
+                tracing::debug!(stage = %id, "the build stopped at a failed stage");
+                return Err(error);
+            }
+            Err(ScheduleError::Cancelled) => return Err(BuildError::Cancelled),
+        };
+        let target = results
+            .get(&graph.target)
+            .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
+        let image = export::assemble(&store, target, self.source_date_epoch, &compressor)?;
+        let tagged = export::export(self, &store, &image, events)?;
+        events.emit(Event::Finished {
+            manifest_digest: image.manifest_digest().to_string(),
+            config_digest: image.config_digest().to_string(),
+            duration: started.elapsed(),
+        });
+        Ok(BuildOutcome {
+            manifest_digest: image.manifest_digest().clone(),
+            config_digest: image.config_digest().clone(),
+            tagged,
+            warnings,
+        })
+    }
+
+    /// Refuses, before any step runs, a `RUN --security=insecure` of a stage the build
+    /// reaches when `security.insecure` was not granted (an image's `ONBUILD` trigger is
+    /// checked when it runs).
+    fn check_entitlements(
+        &self,
+        graph: &kiln_plan::BuildGraph,
+        dockerfile_name: &str,
+    ) -> Result<(), BuildError> {
+        if self.is_allowed(Entitlement::SecurityInsecure) {
+            return Ok(());
+        }
+        let insecure = graph
+            .stages
+            .iter()
+            .flat_map(|stage| stage.triggers.iter().chain(&stage.instructions))
+            .find(|instruction| {
+                matches!(
+                    &instruction.command,
+                    kiln_dockerfile::Command::Run(run)
+                        if run.security == kiln_dockerfile::SecurityMode::Insecure
+                )
+            });
+        match insecure {
+            None => Ok(()),
+            Some(instruction) => Err(BuildError::InsecureNotAllowed {
+                dockerfile: dockerfile_name.to_owned(),
+                line: instruction.syntax.start_line as usize,
+            }),
+        }
+    }
+
+    fn dockerfile_path(&self) -> PathBuf {
+        self.dockerfile
+            .clone()
+            .unwrap_or_else(|| self.context.join("Dockerfile"))
+    }
+
+    /// What can be checked before anything runs, as buildx does at the start: every output
+    /// destination (nothing that is not what the output writes gets replaced) and every
+    /// secret's source (a file that can be read, an environment variable that is set).
+    fn check_before_build(&self) -> Result<(), BuildError> {
+        for output in &self.outputs {
+            output.check_destination().map_err(OptionsError::from)?;
+        }
+        if self.outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
+            return Err(OptionsError::TwoStdoutOutputs.into());
+        }
+        for secret in &self.secrets {
+            let id = &secret.id;
+            if let Some(src) = &secret.src {
+                let unreadable = |source| OptionsError::SecretUnreadable {
+                    id: id.clone(),
+                    path: src.clone(),
+                    source,
+                };
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "SecretUnreadable names the path; fs_err would name it twice"
+                )]
+                let meta = std::fs::metadata(src).map_err(unreadable)?;
+                if !meta.is_file() {
+                    return Err(OptionsError::SecretNotAFile {
+                        id: id.clone(),
+                        path: src.clone(),
+                    }
+                    .into());
+                }
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "SecretUnreadable names the path; fs_err would name it twice"
+                )]
+                std::fs::File::open(src).map_err(unreadable)?;
+            } else if let Some(var) = &secret.env
+                && std::env::var_os(var).is_none()
+            {
+                return Err(OptionsError::SecretEnvUnset {
+                    id: id.clone(),
+                    var: var.clone(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_dockerfile(&self) -> Result<(String, String), BuildError> {
+        if let Some(text) = &self.dockerfile_text {
+            return Ok(("Dockerfile".to_owned(), text.clone()));
+        }
+        let path = self.dockerfile_path();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "ReadDockerfile names the path with a hint (snapshot-tested); fs_err would name it twice"
+        )]
+        let bytes = std::fs::read(&path).map_err(|source| BuildError::ReadDockerfile {
+            path: path.clone(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let (line, column, byte) = invalid_utf8_at(e.as_bytes(), e.utf8_error().valid_up_to());
+            BuildError::DockerfileNotUtf8 {
+                path: path.clone(),
+                line,
+                column,
+                byte,
+            }
+        })?;
+        Ok((path.display().to_string(), text))
+    }
+
+    /// `.dockerignore` of the context, or `<Dockerfile>.dockerignore` next to the
+    /// Dockerfile, which wins (BuildKit).
+    fn context_filter(&self, _dockerfile_name: &str) -> Result<Arc<IgnoreFilter>, BuildError> {
+        let mut candidates = Vec::new();
+        if self.dockerfile_text.is_none() {
+            let df = self.dockerfile_path();
+            if let Some(name) = df.file_name() {
+                let mut n = name.to_os_string();
+                n.push(".dockerignore");
+                candidates.push(df.with_file_name(n));
+            }
+        }
+        candidates.push(self.context.join(".dockerignore"));
+        for path in candidates {
+            match fs_err::read_to_string(&path) {
+                Ok(text) => {
+                    let patterns = read_ignore_file(&text).map_err(|source| match source {
+                        kiln_dockerfile::PatternError::LineTooLong { line, .. } => {
+                            ContextError::IgnoreLineTooLong {
+                                path: path.clone(),
+                                line,
+                                source,
+                            }
+                        }
+                        source => ContextError::IgnoreFile {
+                            path: path.clone(),
+                            source,
+                        },
+                    })?;
+                    let matcher = PatternMatcher::new(&patterns).map_err(|source| {
+                        ContextError::InvalidPattern {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    // A pattern that cannot be evaluated would fail every match (BuildKit
+                    // then fails the build); refuse it now rather than treat its files as
+                    // not excluded and copy what the user meant to keep out.
+                    if let Some(pattern) = matcher
+                        .patterns()
+                        .iter()
+                        .find(|p| p.unmatchable_reason().is_some())
+                    {
+                        return Err(ContextError::UnmatchablePattern {
+                            path,
+                            pattern: format!(
+                                "{}{}",
+                                if pattern.is_exclusion() { "!" } else { "" },
+                                pattern.as_str()
+                            ),
+                            reason: pattern.unmatchable_reason().unwrap_or_default().to_owned(),
+                        }
+                        .into());
+                    }
+                    return Ok(Arc::new(IgnoreFilter::new(matcher)));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ContextError::ReadIgnoreFile { path, source }.into());
+                }
+            }
+        }
+        Ok(Arc::new(IgnoreFilter::none()))
+    }
+}
+
+/// The name this build's key inputs are saved under, to explain the next build's misses: one
+/// history per (context, Dockerfile, target). The store names records by hex only, so it is
+/// a digest (domain-separated from step keys, which are digests of a different encoding).
+fn history_name(context_root: &Path, dockerfile_name: &str, target: Option<&str>) -> String {
+    Digest::sha256_of(
+        format!(
+            "kiln build history v1\0{}\0{}\0{}",
+            context_root.display(),
+            dockerfile_name,
+            target.unwrap_or("")
+        )
+        .as_bytes(),
+    )
+    .hex()
+    .to_owned()
+}
+
+/// Line, column (in characters) and value of the first byte of `bytes` that is not UTF-8
+/// (at `valid_up_to`).
+fn invalid_utf8_at(bytes: &[u8], valid_up_to: usize) -> (usize, usize, u8) {
+    let before = String::from_utf8_lossy(&bytes[..valid_up_to]);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    (
+        line,
+        before[line_start..].chars().count() + 1,
+        bytes[valid_up_to],
+    )
+}

@@ -1,0 +1,433 @@
+//! What a build is asked to do: [`Builder`] and its settings (secrets, network, entitlements),
+//! and what it answers ([`BuildOutcome`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kiln_oci::{Compression, Digest, Platform};
+
+use crate::output::Output;
+use crate::scheduler::CancelToken;
+
+/// A `--secret id=…,src=…` (or `env=…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    /// The id RUN `--mount=type=secret,id=…` refers to.
+    pub id: String,
+    /// A file with the secret's value.
+    pub src: Option<PathBuf>,
+    /// Or an environment variable of the kiln process.
+    pub env: Option<String>,
+}
+
+/// Why a `--secret` value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretSpecError {
+    /// A part without `=`.
+    #[error("invalid --secret `{spec}`: `{part}` is not key=value")]
+    NotKeyValue {
+        /// The whole value.
+        spec: String,
+        /// The part.
+        part: String,
+    },
+    /// `type=` other than `file` or `env`.
+    #[error("invalid --secret `{spec}`: unknown type `{kind}` (file or env)")]
+    UnknownType {
+        /// The whole value.
+        spec: String,
+        /// The type given.
+        kind: String,
+    },
+    /// A key kiln does not know.
+    #[error("invalid --secret `{spec}`: unknown key `{key}` (id, src, source, env, type)")]
+    UnknownKey {
+        /// The whole value.
+        spec: String,
+        /// The key.
+        key: String,
+    },
+    /// Neither `id=` nor `env=`.
+    #[error("invalid --secret `{spec}`: id=… is required")]
+    MissingId {
+        /// The whole value.
+        spec: String,
+    },
+}
+
+impl std::str::FromStr for SecretSource {
+    type Err = SecretSpecError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        for part in spec.split(',') {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| SecretSpecError::NotKeyValue {
+                    spec: spec.to_owned(),
+                    part: part.to_owned(),
+                })?;
+            match k.trim() {
+                "id" => id = Some(v.to_owned()),
+                "src" | "source" => src = Some(PathBuf::from(v)),
+                "env" => env = Some(v.to_owned()),
+                "type" if v == "file" || v == "env" => {}
+                "type" => {
+                    return Err(SecretSpecError::UnknownType {
+                        spec: spec.to_owned(),
+                        kind: v.to_owned(),
+                    });
+                }
+                other => {
+                    return Err(SecretSpecError::UnknownKey {
+                        spec: spec.to_owned(),
+                        key: other.to_owned(),
+                    });
+                }
+            }
+        }
+        let id = id
+            .or_else(|| env.clone())
+            .ok_or_else(|| SecretSpecError::MissingId {
+                spec: spec.to_owned(),
+            })?;
+        if src.is_none() && env.is_none() {
+            // buildx: `--secret id=X` alone reads the env var X.
+            env = Some(id.clone());
+        }
+        Ok(Self { id, src, env })
+    }
+}
+
+/// RUN's default network (`--network` of the build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkDefault {
+    /// The host's network (docker build's default).
+    #[default]
+    Host,
+    /// No network: only `lo`.
+    None,
+}
+
+/// A privilege a build must be granted before a Dockerfile may use it (`--allow`, as
+/// buildx's entitlements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Entitlement {
+    /// `security.insecure`: `RUN --security=insecure` runs without the default confinement
+    /// (every capability of the sandbox's user namespace, no seccomp filter, `/proc/sys`
+    /// writable, no masked paths).
+    SecurityInsecure,
+    /// `network.host`: RUN on the host's network. kiln grants it to every build (like
+    /// `docker build`); accepted so that buildx command lines work unchanged.
+    NetworkHost,
+}
+
+impl Entitlement {
+    /// The buildx spelling (`security.insecure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecurityInsecure => "security.insecure",
+            Self::NetworkHost => "network.host",
+        }
+    }
+}
+
+/// An `--allow` value kiln does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown entitlement `{name}` (kiln knows security.insecure and network.host)")]
+pub struct UnknownEntitlement {
+    /// The value given.
+    pub name: String,
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = UnknownEntitlement;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "security.insecure" => Ok(Self::SecurityInsecure),
+            "network.host" => Ok(Self::NetworkHost),
+            other => Err(UnknownEntitlement {
+                name: other.to_owned(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Entitlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of a successful build.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The manifest digest of the image.
+    pub manifest_digest: Digest,
+    /// The config digest (image ID).
+    pub config_digest: Digest,
+    /// Names stored in the local store.
+    pub tagged: Vec<String>,
+    /// Warnings emitted.
+    pub warnings: Vec<String>,
+}
+
+/// Builds images from Dockerfiles: the embedding API behind `kiln build`.
+///
+/// ```no_run
+/// use kiln_build::{Builder, Event};
+/// let outcome = Builder::new("./app")
+///     .target("production")
+///     .build_arg("PYTHON_VERSION", "3.11")
+///     .tag("app:dev")
+///     .build(&|event: Event| eprintln!("{event:?}"))
+///     .expect("build failed");
+/// println!("{}", outcome.manifest_digest);
+/// ```
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, one per buildx flag"
+)]
+pub struct Builder {
+    pub(crate) context: PathBuf,
+    pub(crate) dockerfile: Option<PathBuf>,
+    pub(crate) dockerfile_text: Option<String>,
+    pub(crate) target: Option<String>,
+    pub(crate) build_args: BTreeMap<String, String>,
+    pub(crate) build_contexts: BTreeMap<String, String>,
+    pub(crate) platform: Option<Platform>,
+    pub(crate) no_cache: bool,
+    pub(crate) pull: bool,
+    pub(crate) network: NetworkDefault,
+    pub(crate) secrets: Vec<SecretSource>,
+    pub(crate) outputs: Vec<Output>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) push: bool,
+    pub(crate) store_root: Option<PathBuf>,
+    pub(crate) jobs: usize,
+    pub(crate) all_stages: bool,
+    pub(crate) compression: Compression,
+    pub(crate) source_date_epoch: Option<i64>,
+    pub(crate) insecure_registries: Vec<String>,
+    pub(crate) sandbox_helper: Option<PathBuf>,
+    pub(crate) entitlements: std::collections::BTreeSet<Entitlement>,
+    pub(crate) cancel: CancelToken,
+}
+
+impl Builder {
+    /// A build of the context directory `context` with its `Dockerfile`.
+    pub fn new(context: impl Into<PathBuf>) -> Self {
+        Self {
+            context: context.into(),
+            dockerfile: None,
+            dockerfile_text: None,
+            target: None,
+            build_args: BTreeMap::new(),
+            build_contexts: BTreeMap::new(),
+            platform: None,
+            no_cache: false,
+            pull: false,
+            network: NetworkDefault::Host,
+            secrets: Vec::new(),
+            outputs: Vec::new(),
+            tags: Vec::new(),
+            push: false,
+            store_root: None,
+            // As BuildKit: every stage whose inputs are ready runs. A RUN mostly waits (on
+            // sleep, the network, a child's I/O); a bound of one stage per core made four
+            // `sleep 2` stages take two waves on 2 cores (bench/README.md, parallel cases).
+            jobs: usize::MAX,
+            all_stages: false,
+            compression: Compression::Gzip { level: 6 },
+            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            insecure_registries: Vec::new(),
+            sandbox_helper: None,
+            entitlements: std::collections::BTreeSet::new(),
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// `-f`: the Dockerfile path (default `<context>/Dockerfile`).
+    #[must_use]
+    pub fn dockerfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dockerfile = Some(path.into());
+        self
+    }
+
+    /// The Dockerfile's text (`-f -`); `.dockerignore` is then read from the context.
+    #[must_use]
+    pub fn dockerfile_text(mut self, text: impl Into<String>) -> Self {
+        self.dockerfile_text = Some(text.into());
+        self
+    }
+
+    /// `--target`.
+    #[must_use]
+    pub fn target(mut self, stage: impl Into<String>) -> Self {
+        self.target = Some(stage.into());
+        self
+    }
+
+    /// `--build-arg K=V`.
+    #[must_use]
+    pub fn build_arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.build_args.insert(name.into(), value.into());
+        self
+    }
+
+    /// `--build-context NAME=SRC` (a directory, `docker-image://REF`,
+    /// `oci-layout://PATH[:TAG|@DIGEST]`).
+    #[must_use]
+    pub fn build_context(mut self, name: impl Into<String>, source: impl Into<String>) -> Self {
+        self.build_contexts.insert(name.into(), source.into());
+        self
+    }
+
+    /// `--platform`.
+    #[must_use]
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = Some(platform);
+        self
+    }
+
+    /// `--no-cache`.
+    #[must_use]
+    pub fn no_cache(mut self, yes: bool) -> Self {
+        self.no_cache = yes;
+        self
+    }
+
+    /// `--pull`: re-resolve base image tags against their registries.
+    #[must_use]
+    pub fn pull(mut self, yes: bool) -> Self {
+        self.pull = yes;
+        self
+    }
+
+    /// `--network` default for RUN.
+    #[must_use]
+    pub fn network(mut self, network: NetworkDefault) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// `--allow ENTITLEMENT`: grants a privilege the Dockerfile may ask for
+    /// (`RUN --security=insecure` needs [`Entitlement::SecurityInsecure`]).
+    #[must_use]
+    pub fn allow(mut self, entitlement: Entitlement) -> Self {
+        self.entitlements.insert(entitlement);
+        self
+    }
+
+    /// Whether `entitlement` was granted.
+    pub fn is_allowed(&self, entitlement: Entitlement) -> bool {
+        self.entitlements.contains(&entitlement)
+    }
+
+    /// `--secret`.
+    #[must_use]
+    pub fn secret(mut self, secret: SecretSource) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
+    /// `--output`.
+    #[must_use]
+    pub fn output(mut self, output: Output) -> Self {
+        self.outputs.push(output);
+        self
+    }
+
+    /// `-t NAME`: store the result in the local store under this name.
+    #[must_use]
+    pub fn tag(mut self, name: impl Into<String>) -> Self {
+        self.tags.push(name.into());
+        self
+    }
+
+    /// `--push`: push the `-t` names to their registries.
+    #[must_use]
+    pub fn push(mut self, yes: bool) -> Self {
+        self.push = yes;
+        self
+    }
+
+    /// The store directory (default `$KILN_ROOT` resolution is the caller's business).
+    #[must_use]
+    pub fn store_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.store_root = Some(root.into());
+        self
+    }
+
+    /// `--jobs`: at most this many stages run at once (default: every ready stage).
+    #[must_use]
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// Build every stage, not just what the target needs.
+    #[must_use]
+    pub fn all_stages(mut self, yes: bool) -> Self {
+        self.all_stages = yes;
+        self
+    }
+
+    /// Layer compression.
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// `SOURCE_DATE_EPOCH` (default: the environment variable).
+    #[must_use]
+    pub fn source_date_epoch(mut self, epoch: Option<i64>) -> Self {
+        self.source_date_epoch = epoch;
+        self
+    }
+
+    /// `--insecure-registry HOST`.
+    #[must_use]
+    pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
+        self.insecure_registries.push(host.into());
+        self
+    }
+
+    /// The executable re-run as the sandbox helper (default: the current executable, which
+    /// must call `kiln_sandbox::run_helper_if_requested` first thing in `main`).
+    #[must_use]
+    pub fn sandbox_helper(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.sandbox_helper = Some(exe.into());
+        self
+    }
+
+    /// A token that cancels the build when triggered (e.g. on Ctrl-C).
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+}
+
+/// `$KILN_ROOT`, else `$XDG_DATA_HOME/kiln`, else `/var/lib/kiln` for root, else
+/// `~/.local/share/kiln`.
+pub fn default_store_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("KILN_ROOT").filter(|v| !v.is_empty()) {
+        return PathBuf::from(root);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Path::new(&xdg).join("kiln");
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/kiln");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/kiln")
+}
