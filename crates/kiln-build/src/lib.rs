@@ -4,16 +4,14 @@
 mod copy;
 mod engine;
 mod event;
-mod hash;
 mod images;
 mod import;
 mod output;
 mod run_image;
 mod scheduler;
-mod tree;
-mod users;
 
 pub use copy::CopyError;
+pub use copy::owners::{ChmodError, OwnerError};
 pub use engine::{
     BaseError, BuildError, BuildOutcome, Builder, ContextError, CopyStepError, DownloadError,
     Entitlement, ExportError, InsecureNotAllowed, InternalError, LayerError, MountError,
@@ -33,7 +31,6 @@ pub use import::{
 pub use output::{DestinationError, Output, OutputSpecError};
 pub use run_image::{ContainerRun, RunImageError, find_or_pull_image};
 pub use scheduler::CancelToken;
-pub use users::{ChmodError, OwnerError};
 
 // The types of the crates below that the API above takes and returns, so an embedder (and
 // kiln-cli) needs no other kiln crate.

@@ -15,10 +15,10 @@ use super::error::{BuildError, ContextError, InternalError, OptionsError};
 use super::ignore::IgnoreFilter;
 use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
 use super::{base, compressor, driver, export, local, results};
+use crate::copy::digest::HashMemo;
+use crate::copy::source::ContextTree;
 use crate::event::{Event, EventSink};
-use crate::hash::HashMemo;
 use crate::scheduler::{Node, ScheduleError, run_dag};
-use crate::tree::ContextTree;
 
 impl Builder {
     /// Runs the build, sending progress to `events`.

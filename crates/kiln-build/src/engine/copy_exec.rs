@@ -12,15 +12,15 @@ use kiln_dockerfile::encode_text;
 use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
 use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId};
 
-use super::copy_write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
 use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
 use super::error::{CopyStepError, StepError};
 use super::local::Local;
 use super::model::{LayerInfo, StageResult};
+use crate::copy::digest::copy_plan_digest_listing;
+use crate::copy::owners::{parse_chmod, resolve_chown};
+use crate::copy::source::{Entry, EntryKind, SourceTree, clean_rel, host_path};
+use crate::copy::write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
 use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
-use crate::hash::copy_plan_digest_listing;
-use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, host_path};
-use crate::users::{parse_chmod, resolve_chown};
 
 /// Per-file digests are kept for miss explanations up to this many files; larger copies
 /// are keyed by their aggregate digest only.
@@ -92,7 +92,7 @@ impl PreparedCopy {
     /// Remembers where the context's files now are in the layer's snapshot, for the next
     /// COPY of them to link (see `Linker`).
     pub(crate) fn remember_copies(&self, engine: &Local<'_>, chain: &ChainId) {
-        let snapshots = snapshots_dir(engine);
+        let snapshots = snapshots_dir(engine.store);
         for item in self.plan.items() {
             if item.source.kind == EntryKind::File && !item.source.host_path.starts_with(&snapshots)
             {
@@ -140,7 +140,7 @@ impl PreparedCopy {
                     false,
                 )?;
             }
-            let linker = Linker::new(engine);
+            let linker = Linker::new(engine.store, engine.memo);
             write_items(&staging, &self.plan, &linker)?;
             for (dest, content, mode, (uid, gid)) in &self.inline {
                 let host = host_path(&staging, dest.trim_start_matches('/'));
@@ -554,7 +554,7 @@ fn plan_downloads(
     urls: &[String],
     copy_dest: &str,
     dest_tree: &dyn SourceTree,
-    chmod: Option<&crate::users::Chmod>,
+    chmod: Option<&crate::copy::owners::Chmod>,
     owner: (u32, u32),
 ) -> Result<Vec<Download>, StepError> {
     if urls.is_empty() {

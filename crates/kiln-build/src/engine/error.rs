@@ -14,8 +14,8 @@ use kiln_sandbox::SandboxError;
 use kiln_store::StoreError;
 
 use crate::copy::CopyError;
+use crate::copy::owners::{ChmodError, OwnerError};
 use crate::output::DestinationError;
-use crate::users::{ChmodError, OwnerError};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]

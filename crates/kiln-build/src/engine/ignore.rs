@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kiln_dockerfile::{DirDecision, PatternMatcher};
 
-use crate::tree::ContextFilter;
+use crate::copy::source::ContextFilter;
 
 /// The context's `.dockerignore` as a [`ContextFilter`].
 #[derive(Debug)]

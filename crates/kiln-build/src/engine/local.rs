@@ -21,9 +21,9 @@ use super::ignore::IgnoreFilter;
 use super::model::{LayerInfo, NamedSource, StageResult};
 use super::options::Builder;
 use super::seams::BaseResolver;
+use crate::copy::digest::HashMemo;
+use crate::copy::source::{ContextTree, LayeredTree, SourceTree};
 use crate::event::EventSink;
-use crate::hash::HashMemo;
-use crate::tree::{ContextTree, LayeredTree, SourceTree};
 
 /// The state RUN and COPY/ADD run with; see the module docs.
 pub(crate) struct Local<'a> {

@@ -6,7 +6,6 @@ mod build;
 mod commit;
 mod compressor;
 mod copy_exec;
-mod copy_write;
 mod download;
 mod driver;
 mod error;

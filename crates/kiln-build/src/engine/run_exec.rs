@@ -18,9 +18,9 @@ use super::error::{MountError, StepError};
 use super::local::Local;
 use super::model::{LayerInfo, StageResult, StepContext};
 use super::options::{Entitlement, NetworkDefault};
+use crate::copy::digest::copy_plan_digest;
 use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
 use crate::event::{Event, LogStream};
-use crate::hash::copy_plan_digest;
 
 /// Lines of output kept for the error message of a failing RUN.
 const TAIL_LINES: usize = 30;
@@ -359,28 +359,28 @@ fn materialize(
     fs_err::create_dir_all(extra).map_err(StepError::Fs)?;
     // A single file source mounts as a file.
     if let [item] = plan.items()
-        && item.source.kind == crate::tree::EntryKind::File
+        && item.source.kind == crate::copy::source::EntryKind::File
     {
         let file = extra.with_extension("file");
         fs_err::copy(&item.source.host_path, &file).map_err(StepError::Fs)?;
         return Ok(file);
     }
     for item in plan.items() {
-        let host = crate::tree::host_path(extra, item.dest.trim_start_matches('/'));
+        let host = crate::copy::source::host_path(extra, item.dest.trim_start_matches('/'));
         match &item.source.kind {
-            crate::tree::EntryKind::Dir => {
+            crate::copy::source::EntryKind::Dir => {
                 fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
             }
-            crate::tree::EntryKind::File => {
+            crate::copy::source::EntryKind::File => {
                 if let Some(p) = host.parent() {
                     fs_err::create_dir_all(p).map_err(StepError::Fs)?;
                 }
                 fs_err::copy(&item.source.host_path, &host).map_err(StepError::Fs)?;
             }
-            crate::tree::EntryKind::Symlink(t) => {
+            crate::copy::source::EntryKind::Symlink(t) => {
                 let _ = fs_err::os::unix::fs::symlink(t, &host);
             }
-            crate::tree::EntryKind::Special => {}
+            crate::copy::source::EntryKind::Special => {}
         }
     }
     Ok(extra.to_path_buf())

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use kiln_oci::{Digest, Sha256Hasher};
 
 use crate::copy::CopyPlan;
-use crate::tree::{Entry, EntryKind};
+use crate::copy::source::{Entry, EntryKind};
 
 /// Identity of a file's content as far as `stat` can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -474,13 +474,16 @@ pub(crate) fn copy_plan_digest_listing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::SourceTree as _;
+    use crate::copy::source::SourceTree as _;
 
     fn entry_of(path: &Path) -> Entry {
-        crate::tree::ContextTree::new(path.parent().unwrap(), crate::tree::IncludeAll)
-            .lookup(path.file_name().unwrap().to_str().unwrap())
-            .unwrap()
-            .unwrap()
+        crate::copy::source::ContextTree::new(
+            path.parent().unwrap(),
+            crate::copy::source::IncludeAll,
+        )
+        .lookup(path.file_name().unwrap().to_str().unwrap())
+        .unwrap()
+        .unwrap()
     }
 
     #[test]
@@ -536,8 +539,8 @@ mod tests {
     fn names_that_are_not_utf8_keep_their_bytes_in_the_plan_and_the_key() {
         use std::os::unix::ffi::OsStrExt as _;
 
+        use crate::copy::source::{ContextTree, IncludeAll, host_path};
         use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
-        use crate::tree::{ContextTree, IncludeAll, host_path};
         let dir = tempfile::tempdir().unwrap();
         let plan_of = |name: &[u8]| {
             let ctx = dir.path().join(format!("ctx-{}", name.escape_ascii()));

@@ -4,7 +4,7 @@
 //! Docker: "Providing a username without groupname or a UID without GID will use the same
 //! numeric UID as the GID."
 
-use crate::tree::{EntryKind, SourceTree};
+use crate::copy::source::{EntryKind, SourceTree};
 
 /// Why an owner cannot be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +218,7 @@ impl Chmod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::{ContextTree, IncludeAll};
+    use crate::copy::source::{ContextTree, IncludeAll};
 
     #[test]
     fn owners_resolve_from_the_trees_passwd_and_group() {

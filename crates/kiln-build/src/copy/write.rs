@@ -8,19 +8,21 @@ use std::path::{Path, PathBuf};
 
 use kiln_oci::{ChainId, Digest};
 
-use super::local::Local;
+use kiln_store::Store;
+
+use crate::copy::digest::HashMemo;
+use crate::copy::source::{EntryKind, host_path};
 use crate::copy::{CopyItem, CopyPlan};
-use crate::tree::{EntryKind, host_path};
 
 /// The store's `snapshots/` directory: files below it are immutable, so they may be linked.
-pub(super) fn snapshots_dir(engine: &Local<'_>) -> PathBuf {
-    engine.store.root().join("snapshots")
+pub(crate) fn snapshots_dir(store: &Store) -> PathBuf {
+    store.root().join("snapshots")
 }
 
 /// Writes the plan's entries: directories first, in path order (each before what it holds),
 /// then regular files on a few threads at once — a large COPY is thousands of small,
 /// independent create-copy-chown-chmod-utime sequences that one thread runs back to back.
-pub(super) fn write_items(staging: &Path, plan: &CopyPlan, linker: &Linker<'_>) -> io::Result<()> {
+pub(crate) fn write_items(staging: &Path, plan: &CopyPlan, linker: &Linker<'_>) -> io::Result<()> {
     let mut files = Vec::new();
     for item in plan.items() {
         if item.source.kind == EntryKind::File {
@@ -63,10 +65,10 @@ pub(super) fn write_items(staging: &Path, plan: &CopyPlan, linker: &Linker<'_>) 
 /// data for the rest). Snapshots are never written after they are made, so sharing inodes
 /// between them is safe; each inode is linked once per layer, so the layer's tar has no
 /// hard links a copy would not have.
-pub(super) struct Linker<'a> {
+pub(crate) struct Linker<'a> {
     snapshots: PathBuf,
-    store: &'a kiln_store::Store,
-    memo: &'a crate::hash::HashMemo,
+    store: &'a Store,
+    memo: &'a HashMemo,
     /// Inodes (device, number) linked into this layer already.
     used: std::sync::Mutex<std::collections::HashSet<(u64, u64)>>,
     /// Whether a snapshot (by directory name) may be linked from (not an unsynced one of an
@@ -75,11 +77,12 @@ pub(super) struct Linker<'a> {
 }
 
 impl<'a> Linker<'a> {
-    pub(super) fn new(engine: &Local<'a>) -> Self {
+    /// A linker to files of `store`'s snapshots, found through `memo`'s copy locations.
+    pub(crate) fn new(store: &'a Store, memo: &'a HashMemo) -> Self {
         Self {
-            snapshots: snapshots_dir(engine),
-            store: engine.store,
-            memo: engine.memo,
+            snapshots: snapshots_dir(store),
+            store,
+            memo,
             used: std::sync::Mutex::default(),
             trusted: std::sync::Mutex::default(),
         }
@@ -240,7 +243,7 @@ fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
     Ok(())
 }
 
-pub(super) fn apply_meta(
+pub(crate) fn apply_meta(
     host: &Path,
     mode: u32,
     uid: u32,
@@ -262,7 +265,7 @@ pub(super) fn apply_meta(
     Ok(())
 }
 
-pub(super) fn set_mtime(host: &Path, secs: i64, nsecs: i64, nofollow: bool) -> io::Result<()> {
+pub(crate) fn set_mtime(host: &Path, secs: i64, nsecs: i64, nofollow: bool) -> io::Result<()> {
     let t = rustix::fs::Timespec {
         tv_sec: secs,
         tv_nsec: nsecs,

@@ -15,8 +15,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 use kiln_dockerfile::class_char;
 
-use crate::tree::{Entry, EntryKind, SourceTree, clean_rel, split};
-use crate::users::Chmod;
+use crate::copy::owners::Chmod;
+use crate::copy::source::{Entry, EntryKind, SourceTree, clean_rel, split};
 
 /// Why a COPY cannot be planned.
 #[derive(Debug, thiserror::Error)]

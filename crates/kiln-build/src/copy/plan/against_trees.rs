@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
+use crate::copy::owners::Chmod;
+use crate::copy::source::{
+    ContextFilter, ContextTree, EntryKind, IncludeAll, LayeredTree, SourceTree,
+};
 use crate::copy::{CopyAttrs, CopyError, CopyRequest, plan_copy};
-use crate::tree::{ContextFilter, ContextTree, EntryKind, IncludeAll, LayeredTree, SourceTree};
-use crate::users::Chmod;
 
 fn write(root: &Path, rel: &str, body: &str) {
     let p = root.join(rel);
