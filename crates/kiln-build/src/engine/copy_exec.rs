@@ -17,7 +17,7 @@ use super::error::{CopyStepError, StepError};
 use super::local::Local;
 use super::model::{LayerInfo, StageResult};
 use crate::copy::digest::copy_plan_digest_listing;
-use crate::copy::owners::{parse_chmod, resolve_chown};
+use crate::copy::owners::{Chmod, parse_chmod, resolve_chown};
 use crate::copy::source::{Entry, EntryKind, SourceTree, clean_rel, host_path};
 use crate::copy::write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
 use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
@@ -33,8 +33,8 @@ pub(crate) struct PreparedCopy {
     files: Vec<(String, Digest)>,
     /// More files than `MAX_LISTED_INPUTS`: `files` holds only those not from the plan.
     files_overflow: bool,
-    inline: Vec<(String, String, u32, (u32, u32))>,
-    archives: Vec<(PathBuf, String, (u32, u32))>,
+    inline: Vec<InlineFile>,
+    archives: Vec<ArchiveSource>,
     downloads: Vec<Download>,
     /// Holds the bodies fetched while keying (removed with the plan).
     _download_dir: Option<tempfile::TempDir>,
@@ -44,6 +44,12 @@ pub(crate) struct PreparedCopy {
     /// context, `stage builder:/` + `opt/venv/x` otherwise (DESIGN.md §6).
     file_prefix: String,
 }
+
+/// A heredoc source: destination, content, mode and owner.
+type InlineFile = (String, String, u32, (u32, u32));
+
+/// A local archive ADD extracts: the archive, the directory it lands in, its owner.
+type ArchiveSource = (PathBuf, String, (u32, u32));
 
 /// An `ADD <url>` source: where it lands and, once fetched, its body.
 struct Download {
@@ -234,20 +240,7 @@ pub(crate) fn prepare(
     platform: &Platform,
 ) -> Result<PreparedCopy, StepError> {
     let _span = tracing::debug_span!("copy_prepare").entered();
-    if let Some(source) = copy.sources.iter().find(|s| is_git_source(s)) {
-        return Err(CopyStepError::GitSource {
-            source_url: source.clone(),
-        }
-        .into());
-    }
-    if !copy.is_add
-        && let Some(source) = copy.sources.iter().find(|s| is_http_url(s))
-    {
-        return Err(CopyStepError::CopyUrl {
-            source_url: source.clone(),
-        }
-        .into());
-    }
+    refuse_unsupported_sources(copy)?;
     let dest_tree = engine.layered(layers, "destination stage".to_owned());
     let chown = match &copy.chown {
         Some(spec) => Some(resolve_chown(spec, &dest_tree)?),
@@ -278,39 +271,14 @@ pub(crate) fn prepare(
     };
     // ADD auto-extracts local tar archives (from the context, not from other stages'
     // files? BuildKit extracts for every local source) into the destination directory.
-    let mut archives = Vec::new();
-    let mut plain_sources = Vec::new();
     let (urls, local_sources): (Vec<String>, Vec<String>) =
         copy.sources.iter().cloned().partition(|s| is_http_url(s));
-    let local_sources: Vec<String> = local_sources
-        .iter()
-        .map(|s| encode_text(s).into_owned())
-        .collect();
     let exclude: Vec<String> = copy
         .exclude
         .iter()
         .map(|p| encode_text(p).into_owned())
         .collect();
-    if copy.is_add && copy.unpack != Some(false) {
-        for source in &local_sources {
-            let cleaned = clean_rel(source);
-            let resolved = if crate::copy::has_wildcard(&cleaned) {
-                None
-            } else {
-                tree.resolve(&cleaned).ok().flatten()
-            };
-            match resolved {
-                Some((_, entry))
-                    if entry.kind == EntryKind::File && is_archive(&entry.host_path) =>
-                {
-                    archives.push((entry, source.clone()));
-                }
-                _ => plain_sources.push(source.clone()),
-            }
-        }
-    } else {
-        plain_sources = local_sources;
-    }
+    let (archives, plain_sources) = split_archives(copy, tree.as_ref(), &local_sources);
     let request = CopyRequest {
         sources: &plain_sources,
         dest: copy_dest,
@@ -328,6 +296,147 @@ pub(crate) fn prepare(
         tracing::debug_span!("copy_plan")
             .in_scope(|| plan_copy(tree.as_ref(), &request, &dest_is_dir))?
     };
+    check_destination(&plan, &dest_tree)?;
+    let (mut aggregate, listed) = tracing::debug_span!("copy_digest")
+        .in_scope(|| copy_plan_digest_listing(&plan, engine.memo, MAX_LISTED_INPUTS))
+        .map_err(CopyStepError::HashSources)?;
+    let files_overflow = listed.is_none();
+    let mut files = listed.unwrap_or_default();
+    let dest_dir = copy_dest.trim_end_matches('/');
+    let dest_dir = if dest_dir.is_empty() { "/" } else { dest_dir };
+    let mut archive_list = Vec::new();
+    for (entry, source) in archives {
+        let d = engine
+            .memo
+            .file_digest(&entry)
+            .map_err(|e| CopyStepError::HashArchive {
+                source_path: source.clone(),
+                source: e,
+            })?;
+        files.push((format!("archive {source}"), d.clone()));
+        aggregate = Digest::sha256_of(format!("{aggregate} {d} {dest_dir}").as_bytes());
+        archive_list.push((
+            entry.host_path.clone(),
+            dest_dir.to_owned(),
+            chown.unwrap_or((0, 0)),
+        ));
+    }
+    let owner = chown.unwrap_or((0, 0));
+    let inline = inline_files(
+        copy,
+        copy_dest,
+        dest_dir,
+        chmod.as_ref(),
+        owner,
+        &dest_is_dir,
+    );
+    let mut downloads = plan_downloads(copy, &urls, copy_dest, &dest_tree, chmod.as_ref(), owner)?;
+    let download_dir = fetch_unchecked(engine, &mut downloads)?;
+    let dest_dirs = existing_dest_dirs(&plan, &inline, &archive_list, &downloads, &dest_tree);
+    let source = source_label(engine, &copy.from);
+    let file_prefix = match &copy.from {
+        SourceRef::Context => "file ".to_owned(),
+        _ => format!("{source}:/"),
+    };
+    let label = format!("{} {source}", if copy.is_add { "ADD" } else { "COPY" });
+    Ok(PreparedCopy {
+        plan,
+        aggregate,
+        files,
+        files_overflow,
+        inline,
+        archives: archive_list,
+        downloads,
+        _download_dir: download_dir,
+        dest_dirs,
+        label,
+        file_prefix,
+    })
+}
+
+/// ADD's local sources that are archives to extract (ADD extracts a local tar, plain or
+/// compressed, unless `--unpack=false`), and the others, encoded as the trees name them.
+fn split_archives(
+    copy: &CopyAction,
+    tree: &dyn SourceTree,
+    local_sources: &[String],
+) -> (Vec<(Entry, String)>, Vec<String>) {
+    let local_sources = local_sources.iter().map(|s| encode_text(s).into_owned());
+    if !copy.is_add || copy.unpack == Some(false) {
+        return (Vec::new(), local_sources.collect());
+    }
+    let mut archives = Vec::new();
+    let mut plain = Vec::new();
+    for source in local_sources {
+        let cleaned = clean_rel(&source);
+        let resolved = if crate::copy::has_wildcard(&cleaned) {
+            None
+        } else {
+            tree.resolve(&cleaned).ok().flatten()
+        };
+        match resolved {
+            Some((_, entry)) if entry.kind == EntryKind::File && is_archive(&entry.host_path) => {
+                archives.push((entry, source));
+            }
+            _ => plain.push(source),
+        }
+    }
+    (archives, plain)
+}
+
+/// The heredoc sources: each lands in `dest_dir` under its name, or at the destination
+/// itself when it is the only one and the destination is not a directory.
+fn inline_files(
+    copy: &CopyAction,
+    copy_dest: &str,
+    dest_dir: &str,
+    chmod: Option<&Chmod>,
+    owner: (u32, u32),
+    dest_is_dir: &dyn Fn(&str) -> bool,
+) -> Vec<InlineFile> {
+    copy.inline_sources
+        .iter()
+        .map(|f| {
+            let dest = if copy_dest.ends_with('/')
+                || copy.inline_sources.len() > 1
+                || dest_is_dir(dest_dir)
+            {
+                format!(
+                    "{}/{}",
+                    dest_dir.trim_end_matches('/'),
+                    f.path.trim_start_matches('/')
+                )
+            } else {
+                dest_dir.to_owned()
+            };
+            let mode = chmod.map_or(f.mode, |c| c.apply(f.mode, false));
+            (dest, f.content.clone(), mode, owner)
+        })
+        .collect()
+}
+
+/// A git source, or a URL given to COPY (not ADD): refused before anything is read.
+fn refuse_unsupported_sources(copy: &CopyAction) -> Result<(), StepError> {
+    if let Some(source) = copy.sources.iter().find(|s| is_git_source(s)) {
+        return Err(CopyStepError::GitSource {
+            source_url: source.clone(),
+        }
+        .into());
+    }
+    if !copy.is_add
+        && let Some(source) = copy.sources.iter().find(|s| is_http_url(s))
+    {
+        return Err(CopyStepError::CopyUrl {
+            source_url: source.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// BuildKit's refusals against the destination stage: a directory over a file or symlink, a
+/// file over a directory.
+fn check_destination(plan: &CopyPlan, dest_tree: &dyn SourceTree) -> Result<(), StepError> {
     // BuildKit (fsutil copyDirectory): a directory is never merged onto a file or a symlink
     // of the destination stage below the (resolved) destination; the copy fails.
     // Nor is a file put where the stage has a directory (fsutil ensureEmptyFileTarget).
@@ -381,64 +490,37 @@ pub(crate) fn prepare(
             .into());
         }
     }
-    let (mut aggregate, listed) = tracing::debug_span!("copy_digest")
-        .in_scope(|| copy_plan_digest_listing(&plan, engine.memo, MAX_LISTED_INPUTS))
-        .map_err(CopyStepError::HashSources)?;
-    let files_overflow = listed.is_none();
-    let mut files = listed.unwrap_or_default();
-    let dest_dir = copy_dest.trim_end_matches('/');
-    let dest_dir = if dest_dir.is_empty() { "/" } else { dest_dir };
-    let mut archive_list = Vec::new();
-    for (entry, source) in archives {
-        let d = engine
-            .memo
-            .file_digest(&entry)
-            .map_err(|e| CopyStepError::HashArchive {
-                source_path: source.clone(),
-                source: e,
-            })?;
-        files.push((format!("archive {source}"), d.clone()));
-        aggregate = Digest::sha256_of(format!("{aggregate} {d} {dest_dir}").as_bytes());
-        archive_list.push((
-            entry.host_path.clone(),
-            dest_dir.to_owned(),
-            chown.unwrap_or((0, 0)),
-        ));
-    }
-    let owner = chown.unwrap_or((0, 0));
-    let inline: Vec<_> = copy
-        .inline_sources
-        .iter()
-        .map(|f| {
-            let dest = if copy_dest.ends_with('/')
-                || copy.inline_sources.len() > 1
-                || dest_is_dir(dest_dir)
-            {
-                format!(
-                    "{}/{}",
-                    dest_dir.trim_end_matches('/'),
-                    f.path.trim_start_matches('/')
-                )
-            } else {
-                dest_dir.to_owned()
-            };
-            let mode = chmod.as_ref().map_or(f.mode, |c| c.apply(f.mode, false));
-            (dest, f.content.clone(), mode, owner)
-        })
-        .collect();
-    let downloads = plan_downloads(copy, &urls, copy_dest, &dest_tree, chmod.as_ref(), owner)?;
+    Ok(())
+}
+
+/// Fetches the URL sources without `--checksum` (their content is their key); the returned
+/// directory holds the bodies.
+fn fetch_unchecked(
+    engine: &Local<'_>,
+    downloads: &mut [Download],
+) -> Result<Option<tempfile::TempDir>, StepError> {
     let download_dir = if downloads.iter().any(|d| d.checksum.is_none()) {
         Some(download_dir(engine)?)
     } else {
         None
     };
-    let mut downloads = downloads;
     if let Some(dir) = &download_dir {
         for download in downloads.iter_mut().filter(|d| d.checksum.is_none()) {
             download.fetched = Some(fetch(&download.url, dir.path(), None)?);
         }
     }
-    // Existing destination directories on the way to every written path.
+    Ok(download_dir)
+}
+
+/// The directories of the destination stage on the way to every path the copy writes (they
+/// keep their metadata in the layer).
+fn existing_dest_dirs(
+    plan: &CopyPlan,
+    inline: &[InlineFile],
+    archive_list: &[ArchiveSource],
+    downloads: &[Download],
+    dest_tree: &dyn SourceTree,
+) -> BTreeMap<String, Entry> {
     let mut dest_dirs = BTreeMap::new();
     let archive_dirs: Vec<String> = archive_list
         .iter()
@@ -461,7 +543,7 @@ pub(crate) fn prepare(
             dest_dirs.insert(parent.to_owned(), entry);
         }
     });
-    for (_, dir, _) in &archive_list {
+    for (_, dir, _) in archive_list {
         if !dest_dirs.contains_key(dir)
             && dir != "/"
             && let Some(entry) = dest_tree
@@ -473,25 +555,7 @@ pub(crate) fn prepare(
             dest_dirs.insert(dir.clone(), entry);
         }
     }
-    let source = source_label(engine, &copy.from);
-    let file_prefix = match &copy.from {
-        SourceRef::Context => "file ".to_owned(),
-        _ => format!("{source}:/"),
-    };
-    let label = format!("{} {source}", if copy.is_add { "ADD" } else { "COPY" });
-    Ok(PreparedCopy {
-        plan,
-        aggregate,
-        files,
-        files_overflow,
-        inline,
-        archives: archive_list,
-        downloads,
-        _download_dir: download_dir,
-        dest_dirs,
-        label,
-        file_prefix,
-    })
+    dest_dirs
 }
 
 /// `dest` (absolute, trailing `/` kept) with the symlinks of its existing components
