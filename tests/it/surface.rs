@@ -6,7 +6,8 @@
 use std::path::Path;
 
 /// `kind name` for every public item at the root of the crate whose `lib.rs` is `path`; a
-/// `pub use` lists each name it brings in (renames by their new name, globs as `path::*`).
+/// `pub use` lists each name it brings in (renames by their new name, globs as `path::*`),
+/// without the path it is defined at inside the crate.
 fn public_names(path: &Path) -> Vec<String> {
     let text = fs_err::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
     let file = syn::parse_file(&text).expect("lib.rs parses");
@@ -40,8 +41,9 @@ fn public_names(path: &Path) -> Vec<String> {
 fn use_names(tree: &syn::UseTree, prefix: &str, out: &mut Vec<String>) {
     match tree {
         syn::UseTree::Path(p) => use_names(&p.tree, &format!("{prefix}{}::", p.ident), out),
-        syn::UseTree::Name(n) => out.push(format!("use {prefix}{}", n.ident)),
-        syn::UseTree::Rename(r) => out.push(format!("use {prefix}{} as {}", r.ident, r.rename)),
+        // The name as embedders see it, not where it is defined inside.
+        syn::UseTree::Name(n) => out.push(format!("use {}", n.ident)),
+        syn::UseTree::Rename(r) => out.push(format!("use {}", r.rename)),
         syn::UseTree::Glob(_) => out.push(format!("use {prefix}*")),
         syn::UseTree::Group(g) => g.items.iter().for_each(|t| use_names(t, prefix, out)),
     }

@@ -11,7 +11,7 @@ use kiln_oci::{ChainId, Digest};
 use kiln_store::Store;
 
 use crate::copy::digest::HashMemo;
-use crate::copy::source::{EntryKind, host_path};
+use crate::copy::source::{Entry, EntryKind, host_path};
 use crate::copy::{CopyItem, CopyPlan};
 
 /// The store's `snapshots/` directory: files below it are immutable, so they may be linked.
@@ -241,6 +241,19 @@ fn write_item(staging: &Path, item: &CopyItem) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Gives `host` the owner, mode and mtime of `entry` (a directory of the destination stage
+/// that the layer keeps as it is).
+pub(crate) fn apply_entry_meta(host: &Path, entry: &Entry) -> io::Result<()> {
+    apply_meta(
+        host,
+        entry.mode,
+        entry.uid,
+        entry.gid,
+        Some((entry.mtime, entry.mtime_nsec)),
+        false,
+    )
 }
 
 pub(crate) fn apply_meta(

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use kiln_dockerfile::{PatternMatcher, read_ignore_file};
 use kiln_oci::{Digest, Platform};
-use kiln_plan::{PlanOptions, StageId};
+use kiln_plan::PlanOptions;
 use kiln_store::Store;
 
 use super::error::{BuildError, ContextError, InternalError, OptionsError};
@@ -18,7 +18,6 @@ use super::{base, compressor, driver, export, local, results};
 use crate::copy::digest::HashMemo;
 use crate::copy::source::ContextTree;
 use crate::event::{Event, EventSink};
-use crate::scheduler::{Node, ScheduleError, run_dag};
 
 impl Builder {
     /// Runs the build, sending progress to `events`.
@@ -100,27 +99,12 @@ impl Builder {
         );
         let results = results::StoreResults::new(&store, self.compression);
         let driver = driver::Driver::new(&graph, events, &executor, &results, &resolver, options);
-        let nodes: Vec<Node<StageId>> = graph
-            .stages
-            .iter()
-            .map(|s| Node {
-                id: s.id,
-                deps: s.deps.clone(),
-            })
-            .collect();
-        let results = run_dag(&nodes, self.jobs, &driver, &self.cancel);
+        let results = driver.run_all(self.jobs, &self.cancel);
         if let Err(e) = memo.save() {
             tracing::warn!("could not save the context hash memo: {e}");
         }
         driver.save_history();
-        let results = match results {
-            Ok(r) => r,
-            Err(ScheduleError::Failed { id, error }) => {
-                tracing::debug!(stage = %id, "the build stopped at a failed stage");
-                return Err(error);
-            }
-            Err(ScheduleError::Cancelled) => return Err(BuildError::Cancelled),
-        };
+        let results = results?;
         let target = results
             .get(&graph.target)
             .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;

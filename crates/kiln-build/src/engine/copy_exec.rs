@@ -19,7 +19,9 @@ use super::model::{LayerInfo, StageResult};
 use crate::copy::digest::copy_plan_digest_listing;
 use crate::copy::owners::{Chmod, parse_chmod, resolve_chown};
 use crate::copy::source::{Entry, EntryKind, SourceTree, clean_rel, host_path};
-use crate::copy::write::{Linker, apply_meta, set_mtime, snapshots_dir, write_items};
+use crate::copy::write::{
+    Linker, apply_entry_meta, apply_meta, set_mtime, snapshots_dir, write_items,
+};
 use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
 
 /// Per-file digests are kept for miss explanations up to this many files; larger copies
@@ -137,14 +139,7 @@ impl PreparedCopy {
             for (path, entry) in &self.dest_dirs {
                 let host = host_path(&staging, path.trim_start_matches('/'));
                 fs_err::create_dir_all(&host)?;
-                apply_meta(
-                    &host,
-                    entry.mode,
-                    entry.uid,
-                    entry.gid,
-                    Some((entry.mtime, entry.mtime_nsec)),
-                    false,
-                )?;
+                apply_entry_meta(&host, entry)?;
             }
             let linker = Linker::new(engine.store, engine.memo);
             write_items(&staging, &self.plan, &linker)?;
@@ -749,15 +744,8 @@ pub(crate) fn make_dir(
         match tree.lookup(&current).map_err(read_stage(&current))? {
             Some(entry) if entry.is_dir() => {
                 fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
-                apply_meta(
-                    &host,
-                    entry.mode,
-                    entry.uid,
-                    entry.gid,
-                    Some((entry.mtime, entry.mtime_nsec)),
-                    false,
-                )
-                .map_err(|e| io_error("setting the metadata of", &host, e))?;
+                apply_entry_meta(&host, &entry)
+                    .map_err(|e| io_error("setting the metadata of", &host, e))?;
             }
             _ => {
                 fs_err::create_dir_all(&host).map_err(StepError::Fs)?;

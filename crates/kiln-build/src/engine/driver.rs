@@ -21,7 +21,7 @@ use super::error::{BaseError, BuildError, InternalError, StepError, StepId};
 use super::model::{BaseImage, CacheRecord, LayerInfo, NamedSource, StageResult, StepContext};
 use super::seams::{BaseResolver, ResultStore, StepExecutor};
 use crate::event::{Event, EventSink};
-use crate::scheduler::{CancelToken, StageRunner};
+use crate::scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 
 /// The build-wide settings the driver reads.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +105,31 @@ where
             current: Mutex::new(BTreeMap::new()),
             in_image,
         }
+    }
+
+    /// Runs every stage of the plan on the scheduler, at most `jobs` at once; the first
+    /// failure cancels the rest and is the error.
+    pub(crate) fn run_all(
+        &self,
+        jobs: usize,
+        cancel: &CancelToken,
+    ) -> Result<BTreeMap<StageId, Arc<StageResult>>, BuildError> {
+        let nodes: Vec<Node<StageId>> = self
+            .graph
+            .stages
+            .iter()
+            .map(|s| Node {
+                id: s.id,
+                deps: s.deps.clone(),
+            })
+            .collect();
+        run_dag(&nodes, jobs, self, cancel).map_err(|e| match e {
+            ScheduleError::Failed { id, error } => {
+                tracing::debug!(stage = %id, "the build stopped at a failed stage");
+                error
+            }
+            ScheduleError::Cancelled => BuildError::Cancelled,
+        })
     }
 
     fn next_step_number(&self) -> usize {

@@ -16,7 +16,7 @@ use super::error::{BaseError, BuildError, StepError};
 use super::model::{BaseImage, CacheRecord, LayerInfo, NamedSource, RecordLayer, StepContext};
 use super::seams::{BaseResolver, ResultStore, StepExecutor};
 use crate::event::Event;
-use crate::scheduler::{CancelToken, Node, ScheduleError, run_dag};
+use crate::scheduler::CancelToken;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -353,22 +353,11 @@ impl World {
                 started: "2026-01-01T00:00:00Z".to_owned(),
             },
         );
-        let nodes: Vec<Node<StageId>> = graph
-            .stages
-            .iter()
-            .map(|s| Node {
-                id: s.id,
-                deps: s.deps.clone(),
-            })
-            .collect();
-        let result = match run_dag(&nodes, usize::MAX, &driver, &CancelToken::new()) {
-            Ok(results) => {
+        let result = driver
+            .run_all(usize::MAX, &CancelToken::new())
+            .map(|results| {
                 assert!(results.contains_key(&graph.target), "the target was built");
-                Ok(())
-            }
-            Err(ScheduleError::Failed { error, .. }) => Err(error),
-            Err(ScheduleError::Cancelled) => Err(BuildError::Cancelled),
-        };
+            });
         driver.save_history();
         let mut names = BTreeMap::new();
         let mut steps = Vec::new();
