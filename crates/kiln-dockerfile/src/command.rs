@@ -1,4 +1,5 @@
-//! The typed view of an instruction: [`Command`] and the structs of its variants.
+//! The typed Dockerfile: [`Dockerfile`], its [`Instruction`]s, and the typed view of an
+//! instruction, [`Command`], with the structs of its variants.
 //!
 //! Values are unexpanded strings exactly as BuildKit's instruction parser keeps them;
 //! ARG/ENV expansion happens in the planner with [`crate::ShellLexer`]. Which instructions
@@ -9,9 +10,67 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::directive::Directive;
 use crate::heredoc::Heredoc;
-use crate::instruction::Instruction;
 use crate::mount::{Device, Mount};
+use crate::span::Span;
+use crate::syntax::{Node, Warning, go_lower};
+
+/// A parsed and checked Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dockerfile {
+    /// Parser directives from the top of the file.
+    pub directives: Vec<Directive>,
+    /// The escape token in effect.
+    pub escape: char,
+    /// The instructions in source order.
+    pub instructions: Vec<Instruction>,
+    /// Non-fatal findings.
+    pub warnings: Vec<Warning>,
+}
+
+impl Dockerfile {
+    /// The file in BuildKit's parser `result` format (no final newline).
+    pub fn dump_buildkit_ast(&self) -> String {
+        crate::dump::dump_nodes(self.instructions.iter().map(|i| &i.syntax))
+    }
+
+    /// The value of a parser directive (`syntax`, `escape`, `check`), if present.
+    pub fn directive(&self, name: &str) -> Option<&str> {
+        self.directives
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
+            .map(|d| d.value.as_str())
+    }
+}
+
+/// One instruction: its syntax (keyword, flags, raw arguments, spans) and its typed view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instruction {
+    /// The instruction as written.
+    pub syntax: Node,
+    /// What it does.
+    pub command: Command,
+}
+
+impl Instruction {
+    /// The keyword, uppercased (`RUN`).
+    pub fn keyword(&self) -> String {
+        self.syntax.keyword.to_uppercase()
+    }
+
+    /// The whole instruction's bytes in the source.
+    pub fn span(&self) -> Span {
+        self.syntax.span
+    }
+
+    /// Whether BuildKit expands `$VARS` in this instruction's arguments (ADD COPY ENV
+    /// EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR ONBUILD ARG; not RUN, CMD,
+    /// ENTRYPOINT, SHELL, HEALTHCHECK, MAINTAINER).
+    pub fn expands_variables(&self) -> bool {
+        crate::shell::instruction_expands(&go_lower(&self.syntax.keyword))
+    }
+}
 
 /// A command line in shell form (run through the stage's SHELL) or exec form (JSON array).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

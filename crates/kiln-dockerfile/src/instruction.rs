@@ -1,5 +1,5 @@
-//! The typed Dockerfile: [`parse`] checks every [`Node`] the way BuildKit's
-//! `instructions.ParseInstruction` does and builds its [`Command`].
+//! Lowering: [`parse`] checks every [`Node`] the way BuildKit's
+//! `instructions.ParseInstruction` does and builds its [`Command`], into a [`Dockerfile`].
 //!
 //! Checks mirror BuildKit, in BuildKit's order: argument counts, per-instruction flags,
 //! stage names, RUN mounts/network/security, HEALTHCHECK durations and retries, heredoc
@@ -8,14 +8,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::command::{
-    Add, ArgDecl, Command, Copy, From, Healthcheck, HealthcheckCmd, HeredocSource, KeyValue,
-    NetworkMode, Onbuild, Run, SecurityMode, ShellOrExec,
+    Add, ArgDecl, Command, Copy, Dockerfile, From, Healthcheck, HealthcheckCmd, HeredocSource,
+    Instruction, KeyValue, NetworkMode, Onbuild, Run, SecurityMode, ShellOrExec,
 };
 use crate::diagnostic::{ParseError, ParseErrorKind, suggest};
-use crate::directive::Directive;
 use crate::duration::parse_go_duration;
 use crate::flags::{
     ADD_FLAGS, COPY_FLAGS, FROM_FLAGS, FlagSpec, FlagValues, HEALTHCHECK_FLAGS, NO_FLAGS,
@@ -23,64 +20,7 @@ use crate::flags::{
 };
 use crate::heredoc::{Heredoc, chomp, parse_heredoc};
 use crate::mount::{parse_device, parse_mount};
-use crate::span::Span;
 use crate::syntax::{Node, SyntaxTree, Warning, go_lower, parse_syntax};
-
-/// A parsed and checked Dockerfile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Dockerfile {
-    /// Parser directives from the top of the file.
-    pub directives: Vec<Directive>,
-    /// The escape token in effect.
-    pub escape: char,
-    /// The instructions in source order.
-    pub instructions: Vec<Instruction>,
-    /// Non-fatal findings.
-    pub warnings: Vec<Warning>,
-}
-
-impl Dockerfile {
-    /// The file in BuildKit's parser `result` format (no final newline).
-    pub fn dump_buildkit_ast(&self) -> String {
-        crate::dump::dump_nodes(self.instructions.iter().map(|i| &i.syntax))
-    }
-
-    /// The value of a parser directive (`syntax`, `escape`, `check`), if present.
-    pub fn directive(&self, name: &str) -> Option<&str> {
-        self.directives
-            .iter()
-            .find(|d| d.name.eq_ignore_ascii_case(name))
-            .map(|d| d.value.as_str())
-    }
-}
-
-/// One instruction: its syntax (keyword, flags, raw arguments, spans) and its typed view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Instruction {
-    /// The instruction as written.
-    pub syntax: Node,
-    /// What it does.
-    pub command: Command,
-}
-
-impl Instruction {
-    /// The keyword, uppercased (`RUN`).
-    pub fn keyword(&self) -> String {
-        self.syntax.keyword.to_uppercase()
-    }
-
-    /// The whole instruction's bytes in the source.
-    pub fn span(&self) -> Span {
-        self.syntax.span
-    }
-
-    /// Whether BuildKit expands `$VARS` in this instruction's arguments (ADD COPY ENV
-    /// EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR ONBUILD ARG; not RUN, CMD,
-    /// ENTRYPOINT, SHELL, HEALTHCHECK, MAINTAINER).
-    pub fn expands_variables(&self) -> bool {
-        crate::shell::instruction_expands(&go_lower(&self.syntax.keyword))
-    }
-}
 
 /// Parses and checks a Dockerfile.
 ///

@@ -19,8 +19,8 @@ mod span;
 mod syntax;
 
 pub use command::{
-    Add, ArgDecl, Command, Copy, From, Healthcheck, HealthcheckCmd, HeredocSource, KeyValue,
-    NetworkMode, Onbuild, Run, SecurityMode, ShellOrExec,
+    Add, ArgDecl, Command, Copy, Dockerfile, From, Healthcheck, HealthcheckCmd, HeredocSource,
+    Instruction, KeyValue, NetworkMode, Onbuild, Run, SecurityMode, ShellOrExec,
 };
 pub use diagnostic::{ParseError, ParseErrorKind};
 pub use directive::{Directive, detect_syntax};
@@ -31,7 +31,7 @@ pub use dockerignore::{
 };
 pub use dump::{dump_buildkit_ast, go_quote};
 pub use heredoc::Heredoc;
-pub use instruction::{Dockerfile, Instruction, lower, parse};
+pub use instruction::{lower, parse};
 pub use limits::{
     ExpansionBudget, MAX_EXPANDED_WORD_LENGTH, MAX_EXPANSION_DEPTH, MAX_INSTRUCTIONS,
     MAX_LINE_LENGTH, MAX_LOGICAL_LINE_LENGTH, MAX_PATTERN_STEPS, MAX_TOTAL_EXPANSION, excerpt,

@@ -10,16 +10,15 @@
 //! [`Sandbox::run`]: crate::Sandbox::run
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::io::{self, BufRead};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use rustix::process::{Pid, WaitOptions};
-
 use crate::copyup;
 use crate::overlay;
+use crate::process::{HelperFailure, WorkPaths};
 use crate::protocol::{self, Event, HELPER_MARKER};
 use crate::rootfs::{RootSource, Stub};
 use crate::spec::{Network, RootfsMode, RunSpec};
@@ -40,33 +39,6 @@ pub fn run_helper_if_requested() -> Option<ExitCode> {
         return None;
     }
     Some(helper_main())
-}
-
-/// Paths inside the caller's scratch directory.
-pub(crate) struct WorkPaths {
-    pub(crate) merged: PathBuf,
-    pub(crate) overlay_work: PathBuf,
-    pub(crate) empty_lower: PathBuf,
-    pub(crate) rootfs: PathBuf,
-    pub(crate) hosts: PathBuf,
-    pub(crate) hostname: PathBuf,
-    pub(crate) resolv: PathBuf,
-    pub(crate) stubs: PathBuf,
-}
-
-impl WorkPaths {
-    pub(crate) fn new(work: &Path) -> Self {
-        Self {
-            merged: work.join("merged"),
-            overlay_work: work.join("ovl"),
-            empty_lower: work.join("empty"),
-            rootfs: work.join("rootfs"),
-            hosts: work.join("hosts"),
-            hostname: work.join("hostname"),
-            resolv: work.join("resolv.conf"),
-            stubs: work.join("stubs.jsonl"),
-        }
-    }
 }
 
 /// The caller's pid, so the helper can tell it was not orphaned before arming its
@@ -150,13 +122,6 @@ fn take_socket() -> io::Result<UnixStream> {
     std::mem::forget(stdin_fd);
     result?;
     Ok(UnixStream::from(socket))
-}
-
-pub(crate) enum HelperFailure {
-    Setup(String),
-    Diff(String),
-    /// A child already reported the failure on the socket.
-    Reported,
 }
 
 fn setup_err(what: &str, err: impl std::fmt::Display) -> HelperFailure {
@@ -314,45 +279,4 @@ fn read_stubs(path: &Path) -> io::Result<Vec<Stub>> {
         }
     }
     Ok(stubs)
-}
-
-/// Forks; `Ok(None)` in the child.
-pub(crate) fn fork() -> io::Result<Option<Pid>> {
-    // SAFETY: every process that calls this is single-threaded (the helper was exec'd fresh
-    // and its descendants never start threads), so the child gets a consistent copy of the
-    // allocator and all other process state.
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(None),
-        pid => Ok(Pid::from_raw(pid)),
-    }
-}
-
-/// Waits for `pid`, retrying on `EINTR`; returns the shell-style code.
-pub(crate) fn wait_code(pid: Pid) -> i32 {
-    loop {
-        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
-            Ok(Some((_, status))) => {
-                return status
-                    .exit_status()
-                    .or_else(|| status.terminating_signal().map(|s| 128 + s))
-                    .unwrap_or(1);
-            }
-            Ok(None) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return 1,
-        }
-    }
-}
-
-/// A one-byte handshake over a pipe.
-pub(crate) fn signal_pipe(fd: &OwnedFd) -> io::Result<()> {
-    let mut file = std::fs::File::from(fd.as_fd().try_clone_to_owned()?);
-    file.write_all(&[1])
-}
-
-pub(crate) fn await_pipe(fd: &OwnedFd) -> io::Result<bool> {
-    let mut file = std::fs::File::from(fd.as_fd().try_clone_to_owned()?);
-    let mut byte = [0u8; 1];
-    Ok(file.read(&mut byte)? == 1)
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use rustix::process::{Pid, WaitOptions};
 
 use crate::confine;
-use crate::helper::{self, WorkPaths};
+use crate::process::{self, WorkPaths};
 use crate::protocol::{self, Event};
 use crate::rootfs::{RootSource, RootfsPlan, setup_rootfs};
 use crate::spec::{DEFAULT_PATH, ExitStatus, RunSpec, Security};
@@ -137,7 +137,7 @@ pub(crate) fn init_main(
             libc::signal(signal, forward_signal as *const () as libc::sighandler_t);
         }
     }
-    let command = match helper::fork() {
+    let command = match process::fork() {
         Err(err) => return report(format!("cannot fork the command: {err}")),
         Ok(None) => {
             let (message, code) = exec_command(&spec.argv, &env, &user, workdir, &confinement);

@@ -23,6 +23,7 @@ mod helper;
 mod init;
 mod namespaces;
 mod overlay;
+mod process;
 mod protocol;
 mod rootfs;
 mod sandbox;

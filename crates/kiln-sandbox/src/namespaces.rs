@@ -13,7 +13,7 @@ use rustix::process::Pid;
 use rustix::thread::UnshareFlags;
 
 use crate::cgroup::PidsCgroup;
-use crate::helper::{self, HelperFailure, WorkPaths};
+use crate::process::{self, HelperFailure, WorkPaths};
 use crate::protocol::{self, Event};
 use crate::rootfs::RootSource;
 use crate::spec::{Network, RunSpec};
@@ -33,7 +33,7 @@ pub(crate) fn run_in_namespaces(
     let (go_read, go_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| setup("pipe", e))?;
     let helper_pid = rustix::process::getpid();
-    let holder = helper::fork().map_err(|e| setup("fork", e))?;
+    let holder = process::fork().map_err(|e| setup("fork", e))?;
     let Some(holder) = holder else {
         drop((ready_read, go_write));
         let code = holder_main(
@@ -51,27 +51,27 @@ pub(crate) fn run_in_namespaces(
     };
     drop((ready_write, go_read, overlay_fd));
     // The holder signals once it has unshared; EOF means it failed and reported why.
-    if !helper::await_pipe(&ready_read).unwrap_or(false) {
-        helper::wait_code(holder);
+    if !process::await_pipe(&ready_read).unwrap_or(false) {
+        process::wait_code(holder);
         return Err(HelperFailure::Reported);
     }
     if let ProcessLimit::Cgroup(cgroup) = limit
         && let Err(err) = cgroup.add(holder)
     {
         let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
-        helper::wait_code(holder);
+        process::wait_code(holder);
         return Err(HelperFailure::Setup(format!(
             "moving the sandbox into its pids cgroup: {err}"
         )));
     }
     if let Err(err) = write_id_maps(holder, is_root) {
         let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
-        helper::wait_code(holder);
+        process::wait_code(holder);
         return Err(HelperFailure::Setup(err.to_string()));
     }
-    helper::signal_pipe(&go_write).map_err(|e| setup("releasing the namespace holder", e))?;
+    process::signal_pipe(&go_write).map_err(|e| setup("releasing the namespace holder", e))?;
     drop(go_write);
-    Ok(helper::wait_code(holder))
+    Ok(process::wait_code(holder))
 }
 
 /// How the sandbox's process count is bounded.
@@ -151,7 +151,7 @@ fn holder_main(
              or the container's seccomp profile)"
         ));
     }
-    if helper::signal_pipe(ready).is_err() || !helper::await_pipe(go).unwrap_or(false) {
+    if process::signal_pipe(ready).is_err() || !process::await_pipe(go).unwrap_or(false) {
         return 1;
     }
     // Become root of the new user namespace (the mapped id of the caller).
@@ -164,7 +164,7 @@ fn holder_main(
     }
     // Denied when setgroups is disabled for a rootless map; the groups then stay empty anyway.
     let _ = rustix::thread::set_thread_groups(&[]);
-    match helper::fork() {
+    match process::fork() {
         Err(err) => report(format!("cannot fork PID 1 of the sandbox: {err}")),
         Ok(None) => {
             let code = crate::init::init_main(spec, paths, source, overlay_fd, socket, nproc_limit);

@@ -22,12 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::layout::write_atomic;
-
-/// The directory of cache records.
-pub(crate) const RECORDS_DIR: &str = "cache/v2";
-/// The records of older kilns, removed by GC.
-pub(crate) const LEGACY_RECORDS_DIR: &str = "cache/v1";
+use crate::layout::{RECORDS_DIR, write_atomic};
 
 /// What a cache record keeps alive: GC marks these blobs (and what they reference) and these
 /// snapshots as live for as long as the record is kept.

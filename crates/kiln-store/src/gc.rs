@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime};
 use kiln_oci::{ChainId, Digest};
 
 use crate::Store;
-use crate::cache::{LEGACY_RECORDS_DIR, RECORDS_DIR, RecordRefs, refs_of};
+use crate::cache::{RecordRefs, refs_of};
 use crate::error::StoreError;
 use crate::graph::{Edges, edges_of};
-use crate::layout::{pid_is_alive, sync_dir, temp_owner};
+use crate::layout::{LEGACY_RECORDS_DIR, RECORDS_DIR, pid_is_alive, sync_dir, temp_owner};
 use crate::lock::LockMode;
 
 /// What `prune` may remove. The default removes only what nothing references.

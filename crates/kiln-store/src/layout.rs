@@ -28,10 +28,16 @@ pub const LAYOUT_VERSION: &str = "1";
 /// nobody but the store's owner may reach them (DESIGN.md §1.7, "the store is private").
 pub(crate) const ROOT_MODE: u32 = 0o700;
 
+/// The directory of cache records.
+pub(crate) const RECORDS_DIR: &str = "cache/v2";
+/// The records of older kilns (a body whose digest-shaped strings were its references),
+/// removed by GC.
+pub(crate) const LEGACY_RECORDS_DIR: &str = "cache/v1";
+
 const DIRS: [&str; 8] = [
     "blobs/sha256",
     "snapshots",
-    crate::cache::RECORDS_DIR,
+    RECORDS_DIR,
     "refs",
     "mounts",
     "tmp",

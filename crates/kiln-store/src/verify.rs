@@ -364,7 +364,7 @@ impl Store {
     }
 
     fn verify_records(&self, report: &mut VerifyReport, repair: bool) -> Result<(), StoreError> {
-        let dir = self.dir(crate::cache::RECORDS_DIR);
+        let dir = self.dir(crate::layout::RECORDS_DIR);
         for entry in fs_err::read_dir(&dir)? {
             let entry = entry?;
             let path = entry.path();
