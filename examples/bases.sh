@@ -17,9 +17,9 @@
 #                                 the official image's conf.d/default.conf serving
 #                                 /usr/share/nginx/html, logs to stdout/stderr, EXPOSE 80,
 #                                 STOPSIGNAL SIGQUIT, CMD ["nginx", "-g", "daemon off;"]
-#   examples/bases.sh rust        rust:1.96 equivalent: bookworm-slim + Debian's rustc-web and
-#                                 cargo-web (bookworm's current toolchain; `rustc` is 1.63) and
-#                                 ca-certificates; CARGO_HOME=/usr/local/cargo, ENV PATH
+#   examples/bases.sh rust        rust:1.96 (and rust:1) equivalent: bookworm-slim + Debian's
+#                                 rustc-web and cargo-web (bookworm's current toolchain; `rustc`
+#                                 is 1.63) and ca-certificates; CARGO_HOME=/usr/local/cargo, PATH
 #   examples/bases.sh all         all of the above
 #
 # The golang, node and rust bases also trust the CA certificates of the host's bundle
@@ -280,7 +280,7 @@ deb_version() {
 # major_minor VERSION: 1.19.8 -> 1.19 (the tag the official images use).
 major_minor() { echo "$1" | sed -nE 's/^([0-9]+\.[0-9]+).*/\1/p'; }
 
-# import_base TARBALL NAME [--change ...]: imports the rootfs and reports its ID.
+# import_base TARBALL NAME [-t NAME]... [--change ...]: imports the rootfs and reports its ID.
 import_base() {
   local tarball=$1 name=$2; shift 2
   "$KILN" import "$tarball" -t "$name" "$@" >/dev/null
@@ -387,8 +387,9 @@ HOOK
   full=${full%%+*}
   [ -n "$full" ] || die "no rustc-web in $tarball"
   # The official image: CARGO_HOME=/usr/local/cargo (the registry cache tutorials mount), its
-  # bin first on PATH.
-  import_base "$tarball" "rust:$(major_minor "$full")" \
+  # bin first on PATH. Also tagged rust:1 (the latest 1.x, as on Docker Hub), which the example
+  # names: rustc-web follows Rust releases within bookworm.
+  import_base "$tarball" "rust:$(major_minor "$full")" -t rust:1 \
     --change "ENV RUST_VERSION=$full" \
     --change 'ENV CARGO_HOME=/usr/local/cargo' \
     --change "ENV PATH=/usr/local/cargo/bin:$BASE_PATH"

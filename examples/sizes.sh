@@ -106,13 +106,18 @@ table_frontend() {
   row "frontend-nginx, runtime (nginx)" frontend-nginx
 }
 
+# The Rust version of the store's rust:1 (its RUST_VERSION).
+rust_version() {
+  "$KILN" inspect rust:1 | jq -r '.Config.config.Env[] | select(startswith("RUST_VERSION=")) | ltrimstr("RUST_VERSION=")'
+}
+
 table_rust() {
-  export_base rust rust:1.96
+  export_base rust rust:1
   export_base debian-slim debian:bookworm-slim
   build rust-builder "$here/rust-deps" --target builder
   build rust-deps "$here/rust-deps"
   build rust-deps-cache-mount "$here/rust-deps" -f "$here/rust-deps/Dockerfile.cache-mount"
-  row "rust:1.96 (base)" rust
+  row "rust:1 (base; Rust $(rust_version))" rust
   row "debian:bookworm-slim (base)" debian-slim
   row "rust-deps, builder stage" rust-builder
   row "rust-deps, runtime (debian:bookworm-slim)" rust-deps
