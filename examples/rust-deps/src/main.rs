@@ -21,7 +21,10 @@ fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     let mut request_line = String::new();
     BufReader::new(&stream).read_line(&mut request_line)?;
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let body = format!("hello from rust-deps {} ({path})\n", env!("CARGO_PKG_VERSION"));
+    let body = format!(
+        "hello from rust-deps {} ({path})\n",
+        env!("CARGO_PKG_VERSION")
+    );
     write!(
         stream,
         "HTTP/1.0 200 OK\r\nDate: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
