@@ -63,7 +63,7 @@ use crate::builds::{
 };
 
 /// The config fields DESIGN.md §1 promises are the same as BuildKit's.
-const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "Env",
     "Cmd",
     "Entrypoint",
@@ -89,12 +89,12 @@ const BUILDAH_STUBS: &[&str] = &[
     "/etc/hostname",
 ];
 
-struct Buildah {
-    root: std::path::PathBuf,
+pub(crate) struct Buildah {
+    pub(crate) root: std::path::PathBuf,
 }
 
 impl Buildah {
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut cmd = Command::new("buildah");
         cmd.arg("--root")
             .arg(self.root.join("root"))
@@ -106,7 +106,7 @@ impl Buildah {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().unwrap();
         assert!(
             out.status.success(),
@@ -128,7 +128,7 @@ fn is_empty_value(v: &Value) -> bool {
 }
 
 /// The promised config fields, empty ones dropped and tool stamps removed.
-fn normalized_config(config: &Value) -> BTreeMap<String, Value> {
+pub(crate) fn normalized_config(config: &Value) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for field in FIELDS {
         let mut value = config.get(*field).cloned().unwrap_or(Value::Null);
@@ -165,7 +165,7 @@ fn describe(entry: Option<&FsEntry>) -> String {
 }
 
 /// Differences between kiln's and buildah's trees, buildah's mount stubs ignored.
-fn tree_differences(
+pub(crate) fn tree_differences(
     kiln: &BTreeMap<String, FsEntry>,
     buildah: &BTreeMap<String, FsEntry>,
 ) -> Vec<String> {

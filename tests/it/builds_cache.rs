@@ -9,14 +9,14 @@ use crate::builds::store_with_busybox;
 use crate::common::{build_plain, kiln_in, run_fails, run_ok};
 
 /// The `#N NAME` header lines of a plain progress log (one per step).
-fn step_lines(log: &str) -> Vec<&str> {
+pub(crate) fn step_lines(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.starts_with('#') && l.contains(" [") && !l.contains(" cache miss: "))
         .collect()
 }
 
 /// The miss reason printed for the step whose header contains `name`, if it missed.
-fn miss_reason<'a>(log: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn miss_reason<'a>(log: &'a str, name: &str) -> Option<&'a str> {
     let header = log
         .lines()
         .find(|l| l.contains(name) && !l.ends_with(" CACHED"))?;

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::{build_plain, busybox_binary, kiln_in, run_fails, run_ok};
 
-fn examples_dir() -> PathBuf {
+pub(crate) fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
 /// Needs what `examples/bases.sh` needs to make the Debian bases: root (mmdebstrap
 /// --mode=root), mmdebstrap, jq and flock (and the Debian mirror, which is not probed).
-fn require_debian_bases() {
+pub(crate) fn require_debian_bases() {
     kiln_test::require_root();
     for tool in ["mmdebstrap", "jq", "flock"] {
         kiln_test::require_tool(tool);
@@ -30,7 +30,7 @@ fn require_debian_bases() {
 }
 
 /// Runs `examples/bases.sh BASES...` into `store`.
-fn make_bases(store: &Path, bases: &[&str]) {
+pub(crate) fn make_bases(store: &Path, bases: &[&str]) {
     run_ok(
         Command::new("bash")
             .arg(examples_dir().join("bases.sh"))
@@ -54,7 +54,7 @@ fn prepare_fastapi(store: &Path) -> PathBuf {
 }
 
 /// The stage names in `--progress plain` output (`#N [stage i/n] ...` lines).
-fn stages_in(progress: &str) -> BTreeSet<String> {
+pub(crate) fn stages_in(progress: &str) -> BTreeSet<String> {
     progress
         .lines()
         .filter_map(|line| {
@@ -69,14 +69,14 @@ fn stages_in(progress: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn config_of(store: &Path, image: &str) -> serde_json::Value {
+pub(crate) fn config_of(store: &Path, image: &str) -> serde_json::Value {
     let inspect: serde_json::Value =
         serde_json::from_str(&run_ok(kiln_in(store).args(["inspect", image]))).unwrap();
     inspect["Config"]["config"].clone()
 }
 
 /// The layers of the only image in OCI layout `dir`: (compressed bytes, uncompressed bytes).
-fn layer_sizes(dir: &Path) -> Vec<(u64, u64)> {
+pub(crate) fn layer_sizes(dir: &Path) -> Vec<(u64, u64)> {
     let read = |digest: &str| {
         let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
         dir.join("blobs/sha256").join(hex)
@@ -115,7 +115,7 @@ fn layer_sizes(dir: &Path) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -9,6 +9,7 @@ mod builds_outputs;
 mod common;
 mod errors;
 mod examples;
+mod examples_lang;
 mod import;
 mod names;
 mod registry;

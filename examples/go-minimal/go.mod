@@ -1,0 +1,3 @@
+module example.invalid/go-minimal
+
+go 1.19
