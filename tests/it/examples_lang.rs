@@ -82,9 +82,9 @@ fn is_cached(log: &str, step: &str) -> bool {
 /// Replaces `from` (which must occur) by `to` in `context/rel`.
 fn edit(context: &Path, rel: &str, from: &str, to: &str) {
     let path = context.join(rel);
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = fs_err::read_to_string(&path).unwrap();
     assert!(text.contains(from), "{rel} lacks {from:?}");
-    std::fs::write(&path, text.replace(from, to)).unwrap();
+    fs_err::write(&path, text.replace(from, to)).unwrap();
 }
 
 /// A long-running command started with `kiln run`; SIGTERM (kiln then tears its sandbox down)
@@ -186,7 +186,7 @@ fn assert_matches_buildah(
         root: tmp.join("buildah"),
     };
     let empty_context = tmp.join("empty-context");
-    std::fs::create_dir_all(&empty_context).unwrap();
+    fs_err::create_dir_all(&empty_context).unwrap();
     for base in bases {
         // The base as kiln stores it, as an OCI layout buildah can pull (`-t` names its
         // manifest `latest` in the layout's index). buildah names an `oci:` image after its
@@ -216,10 +216,10 @@ fn assert_matches_buildah(
             std::process::id(),
             base.replace([':', '/', '.'], "-")
         ));
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&layout, &link).unwrap();
+        let _ = fs_err::remove_file(&link);
+        fs_err::os::unix::fs::symlink(&layout, &link).unwrap();
         let id = buildah.run(&["pull", "-q", &format!("oci:{}:latest", link.display())]);
-        std::fs::remove_file(&link).unwrap();
+        fs_err::remove_file(&link).unwrap();
         buildah.run(&["tag", id.trim(), base]);
     }
     let name = "localhost/kiln-diff:latest";
@@ -295,7 +295,7 @@ fn heavy_go_minimal_ships_the_binary_only() {
     // The runtime image is the binary: one layer, one file, statically linked.
     let files: Vec<String> = walk(&image.rootfs).into_keys().collect();
     assert_eq!(files, ["/server"], "FROM scratch + the binary");
-    let binary = std::fs::read(image.rootfs.join("server")).unwrap();
+    let binary = fs_err::read(image.rootfs.join("server")).unwrap();
     assert_eq!(&binary[..4], b"\x7fELF");
     assert!(
         !binary.windows(b"ld-linux".len()).any(|w| w == b"ld-linux"),
@@ -515,19 +515,19 @@ fn heavy_frontend_nginx_serves_the_built_assets_without_node() {
     // The built assets and the example's config on nginx; nothing of Node.js.
     let rootfs = &image.rootfs;
     let html = rootfs.join("usr/share/nginx/html");
-    let app_js = std::fs::read_to_string(html.join("app.js")).unwrap();
+    let app_js = fs_err::read_to_string(html.join("app.js")).unwrap();
     assert!(
         app_js.contains("greet") && !app_js.contains("not shipped"),
         "app.js is minified:\n{app_js}"
     );
-    let index = std::fs::read_to_string(context.join("src/index.html")).unwrap();
+    let index = fs_err::read_to_string(context.join("src/index.html")).unwrap();
     assert_eq!(
-        std::fs::read_to_string(html.join("index.html")).unwrap(),
+        fs_err::read_to_string(html.join("index.html")).unwrap(),
         index
     );
     assert_eq!(
-        std::fs::read(rootfs.join("etc/nginx/conf.d/default.conf")).unwrap(),
-        std::fs::read(context.join("nginx.conf")).unwrap()
+        fs_err::read(rootfs.join("etc/nginx/conf.d/default.conf")).unwrap(),
+        fs_err::read(context.join("nginx.conf")).unwrap()
     );
     let tree = walk(rootfs);
     let node: Vec<&String> = tree
@@ -707,9 +707,9 @@ fn heavy_rust_deps_dependency_layer_is_cached_both_ways() {
 #[test]
 fn examples_are_complete_and_listed() {
     let dir = examples_dir();
-    let index = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let index = fs_err::read_to_string(dir.join("README.md")).unwrap();
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    for entry in fs_err::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if !path.join("Dockerfile").is_file() {
             continue;
@@ -730,11 +730,11 @@ fn examples_are_complete_and_listed() {
         ]
         .contains(&&*name)
         {
-            let ignore = std::fs::read_to_string(path.join(".dockerignore"))
+            let ignore = fs_err::read_to_string(path.join(".dockerignore"))
                 .unwrap_or_else(|e| panic!("{name}/.dockerignore: {e}"));
             assert!(ignore.lines().any(|l| l == "Dockerfile*"), "{name}");
         }
-        for dockerfile in std::fs::read_dir(&path).unwrap() {
+        for dockerfile in fs_err::read_dir(&path).unwrap() {
             let dockerfile = dockerfile.unwrap().path();
             let file_name = dockerfile.file_name().unwrap().to_string_lossy();
             if file_name.starts_with("Dockerfile") {
