@@ -121,14 +121,7 @@ fn named_contexts_and_every_output_type_root() {
 
 #[test]
 #[cfg_attr(
-    any(
-        kiln_no_root,
-        kiln_no_busybox,
-        kiln_no_docker_registry,
-        kiln_no_htpasswd,
-        kiln_no_skopeo,
-        kiln_no_umoci
-    ),
+    any(kiln_no_root, kiln_no_busybox, kiln_no_registry_tools),
     ignore = "needs root, busybox, docker-registry, htpasswd, skopeo, umoci"
 )]
 fn push_and_type_image_reach_the_registry_root() {

@@ -28,10 +28,30 @@ fn failed_build(
         fs_err::create_dir_all(path.parent().unwrap()).unwrap();
         fs_err::write(path, content).unwrap();
     }
+    build_stderr(dir, store, &context, args, code)
+}
+
+/// [`failed_build`] in a fresh temp dir with its own empty store, expecting exit code 1: the
+/// common case.
+fn failed_fresh_build(dockerfile: &str, files: &[(&str, &str)], args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    failed_build(
+        dir.path(),
+        &dir.path().join("store"),
+        dockerfile,
+        files,
+        args,
+        1,
+    )
+}
+
+/// Runs `kiln build --progress quiet` with `args` on `context` against `store`, asserts the
+/// exit code and that nothing panicked, and returns stderr with `dir` replaced by `[TMP]`.
+fn build_stderr(dir: &Path, store: &Path, context: &Path, args: &[&str], code: i32) -> String {
     let out = kiln_in(store)
         .args(["build", "--progress", "quiet"])
         .args(args)
-        .arg(&context)
+        .arg(context)
         .output()
         .expect("spawning kiln build");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -61,98 +81,58 @@ macro_rules! assert_error_snapshot {
 
 #[test]
 fn parse_error_shows_the_line_and_a_caret() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
-        "FROM scratch\nCOPPY app /app\n",
-        &[],
-        &[],
-        1,
-    );
+    let err = failed_fresh_build("FROM scratch\nCOPPY app /app\n", &[], &[]);
     assert_error_snapshot!("errors_parse", err);
 }
 
 #[test]
 fn unknown_target_lists_the_stages() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
+    let err = failed_fresh_build(
         "FROM scratch AS build\nFROM scratch AS final\n",
         &[],
         &["--target", "nope"],
-        1,
     );
     assert_error_snapshot!("errors_unknown_target", err);
 }
 
 #[test]
 fn bad_stage_index_names_the_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
-        "FROM scratch\nCOPY --from=3 /a /a\n",
-        &[],
-        &[],
-        1,
-    );
+    let err = failed_fresh_build("FROM scratch\nCOPY --from=3 /a /a\n", &[], &[]);
     assert_error_snapshot!("errors_bad_stage_index", err);
 }
 
 #[test]
 fn expansion_error_gets_the_dockerfile_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
-        "FROM scratch\nENV A=${MISSING:?set MISSING}\n",
-        &[],
-        &[],
-        1,
-    );
+    let err = failed_fresh_build("FROM scratch\nENV A=${MISSING:?set MISSING}\n", &[], &[]);
     assert_error_snapshot!("errors_expansion", err);
 }
 
 #[test]
 fn copy_of_a_missing_file_names_the_step_and_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
+    let err = failed_fresh_build(
         "FROM scratch\nCOPY missing.txt /missing.txt\n",
         &[("present.txt", "x")],
         &[],
-        1,
     );
     assert_error_snapshot!("errors_copy_missing", err);
 }
 
 #[test]
 fn copy_of_an_ignored_file_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
+    let err = failed_fresh_build(
         "FROM scratch\nCOPY secret.txt /secret.txt\n",
         &[("secret.txt", "x"), (".dockerignore", "secret.txt\n")],
         &[],
-        1,
     );
     assert_error_snapshot!("errors_copy_ignored", err);
 }
 
 #[test]
 fn invalid_dockerignore_pattern_names_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
+    let err = failed_fresh_build(
         "FROM scratch\nCOPY a.txt /a.txt\n",
         &[("a.txt", "x"), (".dockerignore", "[z-a]\n")],
         &[],
-        1,
     );
     assert_error_snapshot!("errors_dockerignore_pattern", err);
 }
@@ -162,29 +142,14 @@ fn missing_dockerfile_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let context = dir.path().join("empty");
     fs_err::create_dir_all(&context).unwrap();
-    let out = kiln_in(&dir.path().join("store"))
-        .args(["build", "--progress", "quiet"])
-        .arg(&context)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err =
-        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "[TMP]");
+    let err = build_stderr(dir.path(), &dir.path().join("store"), &context, &[], 1);
     assert_error_snapshot!("errors_missing_dockerfile", err);
 }
 
 #[test]
 fn base_image_not_found_names_the_registry() {
-    let dir = tempfile::tempdir().unwrap();
     // Port 1 on loopback: nothing listens, the connection is refused at once.
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
-        "FROM 127.0.0.1:1/nothing/here:1\n",
-        &[],
-        &[],
-        1,
-    );
+    let err = failed_fresh_build("FROM 127.0.0.1:1/nothing/here:1\n", &[], &[]);
     assert_error_snapshot!("errors_base_not_found", err);
 }
 
@@ -247,15 +212,7 @@ fn run_exiting_1_shows_the_command_status_and_tail_as_root() {
 
 #[test]
 fn step_expansion_error_gets_the_dockerfile_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = failed_build(
-        dir.path(),
-        &dir.path().join("store"),
-        "FROM scratch\nEXPOSE 99999999\n",
-        &[],
-        &[],
-        1,
-    );
+    let err = failed_fresh_build("FROM scratch\nEXPOSE 99999999\n", &[], &[]);
     assert_error_snapshot!("errors_step_expansion", err);
 }
 
@@ -265,13 +222,6 @@ fn dockerfile_that_is_not_utf8_names_line_and_column() {
     let context = dir.path().join("context");
     fs_err::create_dir_all(&context).unwrap();
     fs_err::write(context.join("Dockerfile"), b"FROM scratch\nENV A=\xff\n").unwrap();
-    let out = kiln_in(&dir.path().join("store"))
-        .args(["build", "--progress", "quiet"])
-        .arg(&context)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err =
-        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "[TMP]");
+    let err = build_stderr(dir.path(), &dir.path().join("store"), &context, &[], 1);
     assert_error_snapshot!("errors_not_utf8", err);
 }

@@ -492,13 +492,7 @@ fn heavy_external_from_copies_a_file_out_of_an_image() {
 /// `COPY --from=HOST:PORT/REPO:TAG` pulled from a loopback registry (no Debian needed).
 #[test]
 #[cfg_attr(
-    any(
-        kiln_no_busybox,
-        kiln_no_docker_registry,
-        kiln_no_htpasswd,
-        kiln_no_skopeo,
-        kiln_no_umoci
-    ),
+    any(kiln_no_busybox, kiln_no_registry_tools),
     ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
 )]
 fn external_from_a_registry_reference() {

@@ -3,9 +3,9 @@
 //! removing; and clear errors.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
+use crate::builds::{FsEntry, walk};
 use crate::common::{busybox_rootfs, is_root, kiln_in, run_fails, run_ok};
 
 const EPOCH: &str = "1700000000";
@@ -28,46 +28,22 @@ fn inspect(store: &Path, name: &str) -> serde_json::Value {
     serde_json::from_str(&run_ok(kiln_in(store).args(["inspect", name]))).unwrap()
 }
 
-/// Every entry under `root`: relative path → (kind, mode, uid, gid, link target or content hash).
-fn tree(root: &Path) -> BTreeMap<String, (String, u32, u32, u32, String)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs_err::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = fs_err::symlink_metadata(&path).unwrap();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let (kind, detail) = if meta.file_type().is_symlink() {
-                (
-                    "link",
-                    fs_err::read_link(&path)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                )
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                ("dir", String::new())
-            } else {
-                let bytes = fs_err::read(&path).unwrap();
-                ("file", format!("{}:{:x}", bytes.len(), crc(&bytes)))
-            };
-            let (uid, gid) = if is_root() {
-                (meta.uid(), meta.gid())
-            } else {
-                (0, 0)
-            };
-            out.insert(
-                rel,
-                (kind.to_owned(), meta.mode() & 0o7777, uid, gid, detail),
-            );
-        }
-    }
-    out
+/// Every entry under `root` ([`walk`]), for comparing two trees: file contents reduced to
+/// their length and a fingerprint (short failure messages), owners zeroed unless running as
+/// root (an unprivileged import cannot keep them).
+fn tree(root: &Path) -> BTreeMap<String, FsEntry> {
+    walk(root)
+        .into_iter()
+        .map(|(path, mut entry)| {
+            if entry.kind == "file" {
+                entry.data = format!("{}:{:x}", entry.data.len(), crc(&entry.data)).into_bytes();
+            }
+            if !is_root() {
+                (entry.uid, entry.gid) = (0, 0);
+            }
+            (path, entry)
+        })
+        .collect()
 }
 
 /// A cheap content fingerprint (FNV-1a) for tree comparisons.

@@ -52,13 +52,7 @@ fn kiln_with(store: &Path, docker: &Path) -> Command {
 
 #[test]
 #[cfg_attr(
-    any(
-        kiln_no_busybox,
-        kiln_no_docker_registry,
-        kiln_no_htpasswd,
-        kiln_no_skopeo,
-        kiln_no_umoci
-    ),
+    any(kiln_no_busybox, kiln_no_registry_tools),
     ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
 )]
 fn registry_push_then_pull_round_trip_keeps_the_digest() {
@@ -150,13 +144,7 @@ fn login(store: &Path, docker: &Path, host: &str, password: &str) -> std::proces
 
 #[test]
 #[cfg_attr(
-    any(
-        kiln_no_busybox,
-        kiln_no_docker_registry,
-        kiln_no_htpasswd,
-        kiln_no_skopeo,
-        kiln_no_umoci
-    ),
+    any(kiln_no_busybox, kiln_no_registry_tools),
     ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
 )]
 fn registry_login_logout_with_htpasswd() {
@@ -228,13 +216,7 @@ fn registry_login_logout_with_htpasswd() {
 
 #[test]
 #[cfg_attr(
-    any(
-        kiln_no_busybox,
-        kiln_no_docker_registry,
-        kiln_no_htpasswd,
-        kiln_no_skopeo,
-        kiln_no_umoci
-    ),
+    any(kiln_no_busybox, kiln_no_registry_tools),
     ignore = "needs busybox, docker-registry, htpasswd, skopeo, umoci"
 )]
 fn stages_from_different_registry_images_pull_them_at_the_same_time() {

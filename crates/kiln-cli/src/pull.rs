@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use kiln_build::oci::{Digest, ImageRef, Platform};
-use kiln_build::{BlobOutcome, ClientConfig, Direction, TransferEvent, TransferProgress};
+use kiln_build::{
+    BlobOutcome, ClientConfig, Direction, ImageError, Store, TransferEvent, TransferProgress,
+};
 
 /// Registry connection flags shared by `pull`, `push` and `login`.
 #[derive(Debug, Clone, Args)]
@@ -59,14 +61,9 @@ pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
         Some(text) => text.parse::<Platform>()?,
         None => Platform::host(),
     };
-    let store = kiln_build::open_store(root)?;
-    let view = TransferView::new(args.quiet);
-    let config = args
-        .registry
-        .client_config()
-        .progress(Arc::new(view.clone()));
-    let pulled = kiln_build::pull_image(&store, &reference, &platform, config)?;
-    view.finish();
+    let pulled = with_transfer_view(root, &args.registry, args.quiet, |store, config| {
+        kiln_build::pull_image(store, &reference, &platform, config)
+    })?;
     let digest = pulled.digest;
     if !args.quiet {
         eprintln!(
@@ -82,6 +79,23 @@ pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
         format!("{}\n", reference.with_digest(digest)).as_bytes(),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `kiln pull` and `kiln push` share: opens the store at `root` and runs `transfer` on it
+/// with `registry`'s client config reporting to a [`TransferView`] (plain when `quiet`),
+/// finishing the view before returning the outcome.
+pub(crate) fn with_transfer_view<T>(
+    root: Option<&Path>,
+    registry: &RegistryArgs,
+    quiet: bool,
+    transfer: impl FnOnce(&Store, ClientConfig) -> Result<T, ImageError>,
+) -> anyhow::Result<T> {
+    let store = kiln_build::open_store(root)?;
+    let view = TransferView::new(quiet);
+    let config = registry.client_config().progress(Arc::new(view.clone()));
+    let outcome = transfer(&store, config)?;
+    view.finish();
+    Ok(outcome)
 }
 
 /// Renders [`TransferEvent`]s: one indicatif bar per blob on a TTY, plain lines otherwise.

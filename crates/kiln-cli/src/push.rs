@@ -4,13 +4,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 use kiln_build::oci::ImageRef;
 
 use crate::images::human_size;
-use crate::pull::{RegistryArgs, TransferView};
+use crate::pull::{RegistryArgs, with_transfer_view};
 
 /// Arguments of `kiln push`.
 #[derive(Debug, Args)]
@@ -37,14 +36,9 @@ pub(crate) fn run(args: &PushArgs, root: Option<&Path>) -> anyhow::Result<ExitCo
             .map(|t| ImageRef::parse(t))
             .collect::<Result<Vec<_>, _>>()?
     };
-    let store = kiln_build::open_store(root)?;
-    let view = TransferView::new(args.quiet);
-    let config = args
-        .registry
-        .client_config()
-        .progress(Arc::new(view.clone()));
-    let pushed = kiln_build::push_image(&store, &name, &targets, config)?;
-    view.finish();
+    let pushed = with_transfer_view(root, &args.registry, args.quiet, |store, config| {
+        kiln_build::push_image(store, &name, &targets, config)
+    })?;
     let digest = pushed.digest;
     if !args.quiet {
         eprintln!(

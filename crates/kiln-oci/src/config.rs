@@ -78,14 +78,14 @@ pub struct ImageConfiguration {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// Execution parameters (`config` object). Field names are Docker's, as the spec keeps them.
+/// Execution parameters (`config` object). Field names are Docker's, as the spec keeps them
+/// (`rename_all`: the PascalCase of the Rust names); a missing field is its default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct ContainerConfig {
     /// Spec: "The username or UID which is a platform-specific structure that allows specific
     /// control over which user the process run as."
     #[serde(
-        rename = "User",
-        default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "null_as_default"
     )]
@@ -93,17 +93,10 @@ pub struct ContainerConfig {
     /// Spec: "A set of ports to expose from a container running this image. Its keys can be
     /// in the format of: `port/tcp`, `port/udp`, `port` with the default protocol being
     /// `tcp` if not specified." Serialized as a map to `{}`.
-    #[serde(
-        rename = "ExposedPorts",
-        default,
-        skip_serializing_if = "BTreeSet::is_empty",
-        with = "object_set"
-    )]
+    #[serde(skip_serializing_if = "BTreeSet::is_empty", with = "object_set")]
     pub exposed_ports: BTreeSet<String>,
     /// Spec: "Entries are in the format of `VARNAME=VARVALUE`."
     #[serde(
-        rename = "Env",
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "null_as_default"
     )]
@@ -111,41 +104,28 @@ pub struct ContainerConfig {
     /// Spec: "A list of arguments to use as the command to execute when the container
     /// starts."
     #[serde(
-        rename = "Entrypoint",
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "null_as_default"
     )]
     pub entrypoint: Vec<String>,
     /// Spec: "Default arguments to the entrypoint of the container."
     #[serde(
-        rename = "Cmd",
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "null_as_default"
     )]
     pub cmd: Vec<String>,
     /// Spec: "A set of directories describing where the process is likely to write data
     /// specific to a container instance." Serialized as a map to `{}`.
-    #[serde(
-        rename = "Volumes",
-        default,
-        skip_serializing_if = "BTreeSet::is_empty",
-        with = "object_set"
-    )]
+    #[serde(skip_serializing_if = "BTreeSet::is_empty", with = "object_set")]
     pub volumes: BTreeSet<String>,
     /// Spec: "Sets the current working directory of the entrypoint process in the container."
     #[serde(
-        rename = "WorkingDir",
-        default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "null_as_default"
     )]
     pub working_dir: String,
     /// Spec: "The field contains arbitrary metadata for the container."
     #[serde(
-        rename = "Labels",
-        default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "null_as_default"
     )]
@@ -153,40 +133,25 @@ pub struct ContainerConfig {
     /// Spec: "The field contains the system call signal that will be sent to the container
     /// to exit."
     #[serde(
-        rename = "StopSignal",
-        default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "null_as_default"
     )]
     pub stop_signal: String,
     /// Spec: "Used for Windows images to indicate that the Cmd or Entrypoint was already
     /// escaped" (deprecated; BuildKit still sets it for shell-form on Windows).
-    #[serde(
-        rename = "ArgsEscaped",
-        default,
-        skip_serializing_if = "is_false",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(skip_serializing_if = "is_false", deserialize_with = "null_as_default")]
     pub args_escaped: bool,
     /// Docker extension: the `HEALTHCHECK` test. `Test: ["NONE"]` disables an inherited one.
-    #[serde(
-        rename = "Healthcheck",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
     /// Docker extension: `ONBUILD` triggers, run after a later `FROM` of this image.
     #[serde(
-        rename = "OnBuild",
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "null_as_default"
     )]
     pub on_build: Vec<String>,
     /// Docker extension: the shell for shell-form `RUN`, `CMD`, `ENTRYPOINT` (`SHELL`).
     #[serde(
-        rename = "Shell",
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "null_as_default"
     )]
@@ -200,30 +165,29 @@ pub struct ContainerConfig {
 /// `time.Duration` marshals; zero means "inherit / default" and is omitted. A closed set of
 /// fields (moby has had no others); a pulled config's original bytes keep anything else.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Healthcheck {
     /// `[]`: inherit; `["NONE"]`: disabled; `["CMD", args…]`: exec; `["CMD-SHELL", cmd]`:
     /// run with the system's default shell.
     #[serde(
-        rename = "Test",
-        default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "null_as_default"
     )]
     pub test: Vec<String>,
     /// Time between checks, in nanoseconds.
-    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub interval: i64,
     /// Time after which a check is considered hung, in nanoseconds.
-    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub timeout: i64,
     /// Start period for the container to initialize, in nanoseconds.
-    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub start_period: i64,
     /// Time between checks during the start period, in nanoseconds.
-    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub start_interval: i64,
     /// Consecutive failures needed to report unhealthy.
-    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub retries: i64,
 }
 

@@ -286,6 +286,23 @@ fn parent_dir(dest: &Path) -> &Path {
     }
 }
 
+/// The directory that will hold `dest` ([`parent_dir`]), created when missing: the staging
+/// file or directory goes there, so the final rename stays on one filesystem.
+fn created_parent(dest: &Path) -> Result<&Path, LayoutError> {
+    let parent = parent_dir(dest);
+    fs_err::create_dir_all(parent)?;
+    Ok(parent)
+}
+
+/// What is at `dest` now (not following a symbolic link), `None` when nothing is.
+fn existing_metadata(dest: &Path) -> Result<Option<fs::Metadata>, LayoutError> {
+    match fs_err::symlink_metadata(dest) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn sync_dir(path: &Path) -> Result<(), LayoutError> {
     Ok(fs_err::File::open(path)?.sync_all()?)
 }
@@ -298,8 +315,8 @@ pub fn write_oci_layout_dir(
     source: &dyn BlobSource,
     images: &[ExportImage],
 ) -> Result<Vec<Descriptor>, LayoutError> {
-    let replace_existing = match fs_err::symlink_metadata(dest) {
-        Ok(meta) if meta.is_dir() => {
+    let replace_existing = match existing_metadata(dest)? {
+        Some(meta) if meta.is_dir() => {
             let is_empty = fs_err::read_dir(dest)?.next().is_none();
             if !is_empty && !dest.join(OCI_LAYOUT_FILE).is_file() {
                 return Err(LayoutError::DestinationExists {
@@ -309,7 +326,7 @@ pub fn write_oci_layout_dir(
             }
             !is_empty
         }
-        Ok(meta) => {
+        Some(meta) => {
             return Err(LayoutError::DestinationExists {
                 path: dest.to_owned(),
                 reason: if meta.file_type().is_symlink() {
@@ -319,11 +336,9 @@ pub fn write_oci_layout_dir(
                 },
             });
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(e.into()),
+        None => false,
     };
-    let parent = parent_dir(dest);
-    fs_err::create_dir_all(parent)?;
+    let parent = created_parent(dest)?;
     let staging = tempfile::Builder::new()
         .prefix(".kiln-layout-")
         .tempdir_in(parent)
@@ -648,19 +663,17 @@ fn write_file_atomically(
 ) -> Result<(), LayoutError> {
     // Only a regular file is replaced: renaming over a device (`/dev/full`), a FIFO or a
     // symbolic link would replace it, not write through it.
-    match fs_err::symlink_metadata(dest) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(meta) => {
+    match existing_metadata(dest)? {
+        Some(meta) if meta.is_file() => {}
+        Some(meta) => {
             return Err(LayoutError::DestinationExists {
                 path: dest.to_owned(),
                 reason: not_a_file_reason(&meta),
             });
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
+        None => {}
     }
-    let parent = parent_dir(dest);
-    fs_err::create_dir_all(parent)?;
+    let parent = created_parent(dest)?;
     let temp = tempfile::Builder::new()
         .prefix(".kiln-archive-")
         .tempfile_in(parent)

@@ -218,16 +218,10 @@ impl StageState {
         let cache_text = edit.cache_text();
         let key = self.key_for(&cache_text, &[]);
         Step {
-            action: Action::None,
             created_by: edit.created_by(),
             config_edit: Some(edit),
             empty_layer: true,
-            progress: None,
-            source_text: instruction.syntax.original.trim().to_owned(),
-            span,
-            is_onbuild,
-            cache_text,
-            key,
+            ..bare_step(instruction, span, is_onbuild, cache_text, key)
         }
     }
 
@@ -330,15 +324,8 @@ impl StageState {
         let key = self.key_for(&cache_text, &args_in_scope);
         Ok(Step {
             action: Action::Run(action),
-            config_edit: None,
             created_by: Some(created_by),
-            empty_layer: false,
-            progress: None,
-            source_text: instruction.syntax.original.trim().to_owned(),
-            span,
-            is_onbuild,
-            cache_text,
-            key,
+            ..bare_step(instruction, span, is_onbuild, cache_text, key)
         })
     }
 
@@ -543,15 +530,8 @@ impl StageState {
         let key = self.key_for(&cache_text, &[]);
         Step {
             action: Action::Copy(action),
-            config_edit: None,
             created_by: Some(created_by),
-            empty_layer: false,
-            progress: None,
-            source_text: instruction.syntax.original.trim().to_owned(),
-            span,
-            is_onbuild,
-            cache_text,
-            key,
+            ..bare_step(instruction, span, is_onbuild, cache_text, key)
         }
     }
 
@@ -701,6 +681,29 @@ fn validate_chmod(mode: &str) -> Result<(), ChmodError> {
         Ok(())
     } else {
         Err(ChmodError::NotAMode(mode.to_owned()))
+    }
+}
+
+/// A step for `instruction` with its cache text and key and nothing else (no action, config
+/// edit or history, adds a layer); callers set the rest with struct update syntax.
+fn bare_step(
+    instruction: &Instruction,
+    span: Span,
+    is_onbuild: bool,
+    cache_text: String,
+    key: crate::KeyInputs,
+) -> Step {
+    Step {
+        action: Action::None,
+        config_edit: None,
+        created_by: None,
+        empty_layer: false,
+        progress: None,
+        source_text: instruction.syntax.original.trim().to_owned(),
+        span,
+        is_onbuild,
+        cache_text,
+        key,
     }
 }
 

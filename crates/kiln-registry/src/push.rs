@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use kiln_oci::{BlobSource, Descriptor, Digest, ImageIndex, ImageManifest, ImageRef, MediaType};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use reqwest::{StatusCode, Url};
+use reqwest::{Response, StatusCode, Url};
 
 use crate::auth::Scopes;
 use crate::pull::detect_media_type;
@@ -355,6 +355,14 @@ impl Transport {
             }
         })?));
         let progress = self.config.progress.clone();
+        // An upload request's response if the registry answered `expected`, else the error.
+        let answered = |expected: StatusCode, operation: String, response: Response| async move {
+            if response.status() == expected {
+                return Ok(response);
+            }
+            let what = format!("upload of {digest}");
+            Err(unexpected(endpoint, scopes, &operation, &what, response).await)
+        };
         if size > self.config.monolithic_limit {
             let mut offset = 0;
             while offset < size {
@@ -380,16 +388,7 @@ impl Transport {
                             .body(body))
                     })
                     .await?;
-                if response.status() != StatusCode::ACCEPTED {
-                    return Err(unexpected(
-                        endpoint,
-                        scopes,
-                        &operation,
-                        &format!("upload of {digest}"),
-                        response,
-                    )
-                    .await);
-                }
+                let response = answered(StatusCode::ACCEPTED, operation, response).await?;
                 location = location_of(endpoint, &response)?;
                 offset += len;
             }
@@ -402,16 +401,7 @@ impl Transport {
                     Ok(http.put(location.clone()).header(CONTENT_LENGTH, "0"))
                 })
                 .await?;
-            if response.status() != StatusCode::CREATED {
-                return Err(unexpected(
-                    endpoint,
-                    scopes,
-                    &operation,
-                    &format!("upload of {digest}"),
-                    response,
-                )
-                .await);
-            }
+            answered(StatusCode::CREATED, operation, response).await?;
         } else {
             location
                 .query_pairs_mut()
@@ -434,16 +424,7 @@ impl Transport {
                         .body(body))
                 })
                 .await?;
-            if response.status() != StatusCode::CREATED {
-                return Err(unexpected(
-                    endpoint,
-                    scopes,
-                    &operation,
-                    &format!("upload of {digest}"),
-                    response,
-                )
-                .await);
-            }
+            answered(StatusCode::CREATED, operation, response).await?;
         }
         Ok(BlobOutcome::Transferred)
     }

@@ -86,18 +86,11 @@ fn amd64() -> Platform {
 
 #[tokio::test]
 #[cfg_attr(
-    any(
-        kiln_no_docker_registry,
-        kiln_no_skopeo,
-        kiln_no_umoci,
-        kiln_no_htpasswd
-    ),
+    kiln_no_registry_tools,
     ignore = "needs docker-registry, skopeo, umoci and htpasswd"
 )]
 async fn registry_push_is_read_back_by_skopeo_and_unpacked_by_umoci() {
-    require_registry_tools();
-    let registry = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (registry, tmp) = start_registry();
     let src = DirStore::new(&tmp.path().join("src"));
     let image = build_image(
         &src,
@@ -171,6 +164,13 @@ async fn registry_push_is_read_back_by_skopeo_and_unpacked_by_umoci() {
     );
 }
 
+/// The set-up of most tests here: checks the tools, starts a registry without auth and makes
+/// a scratch directory for the stores.
+fn start_registry() -> (Registry, tempfile::TempDir) {
+    require_registry_tools();
+    (Registry::start(), tempfile::tempdir().unwrap())
+}
+
 /// The tools every test here uses: the registry itself, htpasswd for its auth, and skopeo and
 /// umoci for the cross-checks.
 fn require_registry_tools() {
@@ -181,19 +181,12 @@ fn require_registry_tools() {
 
 #[tokio::test]
 #[cfg_attr(
-    any(
-        kiln_no_docker_registry,
-        kiln_no_skopeo,
-        kiln_no_umoci,
-        kiln_no_htpasswd
-    ),
+    kiln_no_registry_tools,
     ignore = "needs docker-registry, skopeo, umoci and htpasswd"
 )]
 async fn registry_pull_then_push_keeps_the_manifest_digest_and_mounts_blobs() {
-    require_registry_tools();
-    let registry = Registry::start();
+    let (registry, tmp) = start_registry();
     let host = &registry.host;
-    let tmp = tempfile::tempdir().unwrap();
     let src = DirStore::new(&tmp.path().join("src"));
     let image = build_image(
         &src,
@@ -265,19 +258,12 @@ async fn registry_pull_then_push_keeps_the_manifest_digest_and_mounts_blobs() {
 
 #[tokio::test]
 #[cfg_attr(
-    any(
-        kiln_no_docker_registry,
-        kiln_no_skopeo,
-        kiln_no_umoci,
-        kiln_no_htpasswd
-    ),
+    kiln_no_registry_tools,
     ignore = "needs docker-registry, skopeo, umoci and htpasswd"
 )]
 async fn registry_index_push_and_platform_selection() {
-    require_registry_tools();
-    let registry = Registry::start();
+    let (registry, tmp) = start_registry();
     let host = &registry.host;
-    let tmp = tempfile::tempdir().unwrap();
     let src = DirStore::new(&tmp.path().join("src"));
     let amd = build_image(&src, &[("which", b"amd64".to_vec())], "amd64");
     let arm = build_image(&src, &[("which", b"arm64".to_vec())], "arm64");
@@ -326,12 +312,7 @@ async fn registry_index_push_and_platform_selection() {
 
 #[tokio::test]
 #[cfg_attr(
-    any(
-        kiln_no_docker_registry,
-        kiln_no_skopeo,
-        kiln_no_umoci,
-        kiln_no_htpasswd
-    ),
+    kiln_no_registry_tools,
     ignore = "needs docker-registry, skopeo, umoci and htpasswd"
 )]
 async fn registry_with_htpasswd_needs_credentials_from_docker_config() {
@@ -409,18 +390,11 @@ async fn seed(
 
 #[tokio::test]
 #[cfg_attr(
-    any(
-        kiln_no_docker_registry,
-        kiln_no_skopeo,
-        kiln_no_umoci,
-        kiln_no_htpasswd
-    ),
+    kiln_no_registry_tools,
     ignore = "needs docker-registry, skopeo, umoci and htpasswd"
 )]
 async fn registry_pull_through_faults_retries_and_resumes() {
-    require_registry_tools();
-    let registry = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (registry, tmp) = start_registry();
     let (image, src) = seed(&registry, tmp.path(), "faulty/app").await;
     let proxy = FaultProxy::start(&registry.host);
     let rule = |method, path: String, fault| Rule {
@@ -490,18 +464,11 @@ async fn registry_pull_through_faults_retries_and_resumes() {
 
 #[tokio::test]
 #[cfg_attr(
-    any(
-        kiln_no_docker_registry,
-        kiln_no_skopeo,
-        kiln_no_umoci,
-        kiln_no_htpasswd
-    ),
+    kiln_no_registry_tools,
     ignore = "needs docker-registry, skopeo, umoci and htpasswd"
 )]
 async fn registry_corrupt_blob_is_refused_and_nothing_is_stored() {
-    require_registry_tools();
-    let registry = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (registry, tmp) = start_registry();
     let (image, _src) = seed(&registry, tmp.path(), "corrupt/app").await;
     let proxy = FaultProxy::start(&registry.host);
     let bad = &image.layers[1];
@@ -543,18 +510,11 @@ async fn registry_corrupt_blob_is_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 #[cfg_attr(
-    any(
-        kiln_no_docker_registry,
-        kiln_no_skopeo,
-        kiln_no_umoci,
-        kiln_no_htpasswd
-    ),
+    kiln_no_registry_tools,
     ignore = "needs docker-registry, skopeo, umoci and htpasswd"
 )]
 async fn registry_push_through_faults_retries_uploads() {
-    require_registry_tools();
-    let registry = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
+    let (registry, tmp) = start_registry();
     let src = DirStore::new(&tmp.path().join("src"));
     let image = build_image(
         &src,

@@ -53,14 +53,9 @@ pub(crate) fn init_main(
     socket: &UnixStream,
     nproc_limit: Option<u32>,
 ) -> i32 {
-    let report = |message: String| {
-        protocol::send_event(socket, &Event::Setup(message));
-        1
-    };
+    let report = |message: String| protocol::setup_failed(socket, message);
     // The holder is our parent outside the pid namespace; with it gone, so are we.
-    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .is_err()
-    {
+    if !process::die_with_parent() {
         return report("cannot set the parent-death signal".into());
     }
     let mut stub_file = match fs_err::OpenOptions::new().append(true).open(&paths.stubs) {

@@ -127,14 +127,8 @@ fn holder_main(
     go: &OwnedFd,
     nproc_limit: Option<u32>,
 ) -> i32 {
-    let report = |message: String| {
-        protocol::send_event(socket, &Event::Setup(message));
-        1
-    };
-    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .is_err()
-        || rustix::process::getppid() != Some(helper_pid)
-    {
+    let report = |message: String| protocol::setup_failed(socket, message);
+    if !process::die_with_parent() || rustix::process::getppid() != Some(helper_pid) {
         return 1;
     }
     let mut flags =

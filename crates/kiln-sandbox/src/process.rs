@@ -43,6 +43,12 @@ pub(crate) enum HelperFailure {
     Reported,
 }
 
+/// Asks the kernel to SIGKILL this process when its parent dies (a forked child never
+/// outlives the process that waits for it); false when that cannot be set.
+pub(crate) fn die_with_parent() -> bool {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_ok()
+}
+
 /// Forks; `Ok(None)` in the child.
 pub(crate) fn fork() -> io::Result<Option<Pid>> {
     // SAFETY: every process that calls this is single-threaded (the helper was exec'd fresh

@@ -63,6 +63,13 @@ pub(crate) fn receive_spec(socket: &mut UnixStream) -> io::Result<RunSpec> {
     serde_json::from_slice(&body).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
 }
 
+/// Reports a setup failure of a forked process to the caller ([`Event::Setup`]) and returns
+/// the exit code (1) the process then exits with.
+pub(crate) fn setup_failed(socket: &UnixStream, message: String) -> i32 {
+    send_event(socket, &Event::Setup(message));
+    1
+}
+
 /// Sends one event as a single `write` (lines from several processes never interleave).
 pub(crate) fn send_event(socket: &UnixStream, event: &Event) {
     let Ok(mut line) = serde_json::to_vec(event) else {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kiln_oci::{ChainId, Digest};
@@ -41,7 +41,7 @@ impl StoreLock {
 impl Store {
     /// Takes the store lock in `mode`, waiting for conflicting holders.
     pub fn lock(&self, mode: LockMode) -> Result<StoreLock, StoreError> {
-        let (file, path) = self.open_lock_file()?;
+        let (file, path) = self.open_store_lock()?;
         let op = match mode {
             LockMode::Shared => FlockOperation::LockShared,
             LockMode::Exclusive => FlockOperation::LockExclusive,
@@ -54,7 +54,7 @@ impl Store {
 
     /// Takes the store lock in `mode` if nobody holds it in a conflicting mode.
     pub fn try_lock(&self, mode: LockMode) -> Result<Option<StoreLock>, StoreError> {
-        let (file, path) = self.open_lock_file()?;
+        let (file, path) = self.open_store_lock()?;
         let op = match mode {
             LockMode::Shared => FlockOperation::NonBlockingLockShared,
             LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
@@ -74,12 +74,7 @@ impl Store {
         let locks = self.dir("mounts/.locks");
         fs_err::create_dir_all(&locks)?;
         let path = locks.join(dir.file_name().unwrap_or_default());
-        let file = fs_err::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)?
-            .into_file();
+        let file = open_lock_file(&path)?;
         flock(&file, FlockOperation::LockExclusive)
             .map_err(std::io::Error::from)
             .at("locking", path)?;
@@ -89,15 +84,9 @@ impl Store {
         })
     }
 
-    fn open_lock_file(&self) -> Result<(File, PathBuf), StoreError> {
+    fn open_store_lock(&self) -> Result<(File, PathBuf), StoreError> {
         let path = self.root().join("lock");
-        let file = fs_err::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)?
-            .into_file();
-        Ok((file, path))
+        Ok((open_lock_file(&path)?, path))
     }
 
     /// Starts a lease: until it is dropped (or this process dies), GC keeps every blob and
@@ -144,6 +133,17 @@ impl Store {
         }
         Ok(all)
     }
+}
+
+/// Opens (creating when missing) a file that exists only to be `flock`ed: the store lock or
+/// a cache mount's lock.
+fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    Ok(fs_err::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)?
+        .into_file())
 }
 
 /// What one lease protects.

@@ -56,6 +56,17 @@ fn put_image(store: &Store, layers: &[(Digest, DiffId, u64)]) -> Digest {
     store.put_bytes(image.manifest.bytes()).unwrap()
 }
 
+/// Asserts that the store's `tmp` holds nothing but its fixed `leases` and `trash` dirs: no
+/// staging file or directory was left behind.
+fn assert_no_temp_leftovers(store: &Store) {
+    let leftovers: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "leases" && n != "trash")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 fn name(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap()
 }
@@ -141,12 +152,7 @@ fn a_layer_that_does_not_match_its_diff_id_is_not_unpacked() {
     let err = store.ensure_snapshot(None, &wrong, &layer.0).unwrap_err();
     assert!(err.to_string().contains("diff id"), "{err}");
     assert!(store.list_snapshots().unwrap().is_empty());
-    let leftovers: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "leases" && n != "trash")
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temp_leftovers(&store);
 }
 
 #[test]
@@ -493,12 +499,7 @@ fn concurrent_unpacks_of_one_layer_end_with_one_snapshot() {
         "x".repeat(10)
     );
     assert!(store.verify(true).unwrap().is_consistent());
-    let leftovers: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "leases" && n != "trash")
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temp_leftovers(&store);
 }
 
 /// A build's own layer is adopted as a snapshot without a sync, marked with the boot it was

@@ -30,6 +30,13 @@ pub const TOOLS: &[&str] = &[
     "umoci",
 ];
 
+/// Tools that many tests need together: each group has one `kiln_no_<group>` cfg, set when
+/// any of its tools is missing, so a test's attribute names the group instead of every tool.
+pub const TOOL_GROUPS: &[(&str, &[&str])] = &[(
+    "registry_tools",
+    &["docker-registry", "htpasswd", "skopeo", "umoci"],
+)];
+
 /// The variable naming the conformance corpus (BuildKit golden files, shell tables,
 /// `.dockerignore` cases); default [`default_conformance_dir`].
 pub const CONFORMANCE_VAR: &str = "KILN_CONFORMANCE_DIR";
@@ -162,6 +169,9 @@ pub fn cfg_lines(missing: &[Requirement], is_ci: bool) -> Vec<String> {
             requirement.cfg_name()
         ));
     }
+    for (group, _) in TOOL_GROUPS {
+        lines.push(format!("cargo::rustc-check-cfg=cfg(kiln_no_{group})"));
+    }
     if is_ci {
         if !missing.is_empty() {
             let what: Vec<String> = missing.iter().map(|r| r.describe()).collect();
@@ -173,6 +183,14 @@ pub fn cfg_lines(missing: &[Requirement], is_ci: bool) -> Vec<String> {
     } else {
         for requirement in missing {
             lines.push(format!("cargo::rustc-cfg={}", requirement.cfg_name()));
+        }
+        for (group, tools) in TOOL_GROUPS {
+            if missing
+                .iter()
+                .any(|r| matches!(r, Requirement::Tool(tool) if tools.contains(tool)))
+            {
+                lines.push(format!("cargo::rustc-cfg=kiln_no_{group}"));
+            }
         }
     }
     lines
@@ -218,6 +236,19 @@ mod tests {
         assert!(
             warning.contains("root") && warning.contains("`oci-image-tool`"),
             "{warning}"
+        );
+    }
+
+    #[test]
+    fn a_missing_tool_sets_its_group_cfg_outside_ci_only() {
+        let missing = [Requirement::Tool("umoci")];
+        let group = "cargo::rustc-cfg=kiln_no_registry_tools".to_owned();
+        assert!(cfg_lines(&missing, false).contains(&group));
+        assert!(!cfg_lines(&missing, true).contains(&group));
+        assert!(!cfg_lines(&[Requirement::Tool("jq")], false).contains(&group));
+        assert!(
+            cfg_lines(&[], false)
+                .contains(&"cargo::rustc-check-cfg=cfg(kiln_no_registry_tools)".to_owned())
         );
     }
 

@@ -347,22 +347,34 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
         }
     }
 
-    /// `'…'`: everything literal up to the next `'`.
-    fn process_single_quote(&mut self) -> Result<String, ExpandError> {
+    /// Consumes an opening quote: its position (for [`Self::unterminated_quote`]) and the
+    /// start of the quoted text, which keeps the quote itself when quotes stay raw.
+    fn open_quote(&mut self) -> (usize, String) {
         let open_position = self.position;
         let mut result = String::new();
         let quote = self.next_char();
         if self.lexer.is_raw_quotes {
             result.extend(quote);
         }
+        (open_position, result)
+    }
+
+    /// The error for a `quote` opened at `open_position` that the word never closes.
+    fn unterminated_quote(&self, open_position: usize, quote: char) -> ExpandError {
+        ExpandError::UnterminatedQuote {
+            word: self.error_word(),
+            position: open_position,
+            quote,
+        }
+    }
+
+    /// `'…'`: everything literal up to the next `'`.
+    fn process_single_quote(&mut self) -> Result<String, ExpandError> {
+        let (open_position, mut result) = self.open_quote();
         loop {
             match self.next_char() {
                 None => {
-                    return Err(ExpandError::UnterminatedQuote {
-                        word: self.error_word(),
-                        position: open_position,
-                        quote: '\'',
-                    });
+                    return Err(self.unterminated_quote(open_position, '\''));
                 }
                 Some('\'') => {
                     if self.lexer.is_raw_quotes {
@@ -378,20 +390,11 @@ impl<'lexer, 'word, 'env, E: Env + ?Sized> Expander<'lexer, 'word, 'env, E> {
     /// `"…"`: literal except `$` expansions; the escape token escapes only `"`, `$` and
     /// itself and stays literal before anything else.
     fn process_double_quote(&mut self) -> Result<String, ExpandError> {
-        let open_position = self.position;
-        let mut result = String::new();
-        let quote = self.next_char();
-        if self.lexer.is_raw_quotes {
-            result.extend(quote);
-        }
+        let (open_position, mut result) = self.open_quote();
         loop {
             match self.peek() {
                 None => {
-                    return Err(ExpandError::UnterminatedQuote {
-                        word: self.error_word(),
-                        position: open_position,
-                        quote: '"',
-                    });
+                    return Err(self.unterminated_quote(open_position, '"'));
                 }
                 Some('"') => {
                     self.next_char();

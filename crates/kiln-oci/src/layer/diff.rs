@@ -167,51 +167,9 @@ impl<'a> DiffTar<'a> {
             .filter(|(n, _)| is_layer_xattr(n))
             .collect();
 
-        let target;
+        let mut link_target = PathBuf::new();
         let mut file = None;
-        let kind = if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            target = fs_err::read_link(path).map_err(LayerError::Fs)?;
-            EntryKind::Symlink {
-                target: target.as_os_str().as_bytes(),
-            }
-        } else if ft.is_file() {
-            let key = (meta.dev(), meta.ino());
-            if meta.nlink() > 1
-                && let Some(first) = first_links.get(&key)
-            {
-                let first = first.clone();
-                return append(
-                    encoder,
-                    path,
-                    rel,
-                    &EntryHeader {
-                        path: rel,
-                        kind: EntryKind::Hardlink { target: &first },
-                        mode: meta.mode(),
-                        uid: u64::from(meta.uid()),
-                        gid: u64::from(meta.gid()),
-                        mtime,
-                        xattrs: &xattrs,
-                    },
-                    None,
-                );
-            }
-            if meta.nlink() > 1 {
-                first_links.insert(key, rel.to_vec());
-            }
-            file = Some(open_nofollow(path)?);
-            EntryKind::File { size: meta.len() }
-        } else if ft.is_char_device() {
-            let (major, minor) = device_numbers(meta.rdev());
-            EntryKind::CharDevice { major, minor }
-        } else if ft.is_block_device() {
-            let (major, minor) = device_numbers(meta.rdev());
-            EntryKind::BlockDevice { major, minor }
-        } else {
-            EntryKind::Fifo
-        };
+        let kind = disk_entry_kind(path, rel, meta, first_links, &mut link_target, &mut file)?;
         let header = EntryHeader {
             path: rel,
             kind,
@@ -242,6 +200,61 @@ impl<'a> DiffTar<'a> {
         }
         Ok(())
     }
+}
+
+/// The tar entry kind of the file at `disk` (archived as `archive_path`), from its metadata:
+/// a hardlink to the first path archived with the same inode (`first_links`), else by its
+/// type. A symlink's target is read into `link_target`, which the kind borrows; a regular
+/// file is opened into `file` for its data. A socket cannot be archived.
+pub(super) fn disk_entry_kind<'a>(
+    disk: &Path,
+    archive_path: &[u8],
+    meta: &Metadata,
+    first_links: &'a mut HashMap<(u64, u64), Vec<u8>>,
+    link_target: &'a mut PathBuf,
+    file: &mut Option<File>,
+) -> Result<EntryKind<'a>, LayerError> {
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        *link_target = fs_err::read_link(disk).map_err(LayerError::Fs)?;
+        let target: &'a PathBuf = link_target;
+        EntryKind::Symlink {
+            target: target.as_os_str().as_bytes(),
+        }
+    } else if ft.is_file() {
+        let key = (meta.dev(), meta.ino());
+        if meta.nlink() > 1 {
+            if first_links.contains_key(&key) {
+                let first_links: &'a HashMap<_, _> = first_links;
+                return Ok(EntryKind::Hardlink {
+                    target: &first_links[&key],
+                });
+            }
+            first_links.insert(key, archive_path.to_vec());
+        }
+        *file = Some(open_nofollow(disk)?);
+        EntryKind::File { size: meta.len() }
+    } else if ft.is_char_device() {
+        let (major, minor) = device_numbers(meta.rdev());
+        EntryKind::CharDevice { major, minor }
+    } else if ft.is_block_device() {
+        let (major, minor) = device_numbers(meta.rdev());
+        EntryKind::BlockDevice { major, minor }
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else {
+        return Err(LayerError::Source {
+            action: "archiving",
+            path: disk.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "sockets cannot be put in a layer",
+            ),
+        });
+    };
+    Ok(kind)
 }
 
 pub(super) fn open_nofollow(path: &Path) -> Result<File, LayerError> {

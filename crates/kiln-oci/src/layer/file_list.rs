@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::diff::{append, open_nofollow};
-use super::source::{device_numbers, is_layer_xattr, read_xattrs};
+use super::diff::{append, disk_entry_kind};
+use super::source::{is_layer_xattr, read_xattrs};
 use super::tar_encode::{EntryHeader, EntryKind, TarEncoder, TarSummary};
 use super::{LayerError, clamp_mtime};
 
@@ -285,53 +285,9 @@ impl FileListTar {
             gid: u64::from(meta.gid()),
             mtime: meta.mtime(),
         };
-        let ft = meta.file_type();
+        let mut link_target = PathBuf::new();
         let mut file = None;
-        let link_target;
-        let kind = if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            link_target = fs_err::read_link(disk).map_err(LayerError::Fs)?;
-            EntryKind::Symlink {
-                target: link_target.as_os_str().as_bytes(),
-            }
-        } else if ft.is_file() {
-            let key = (meta.dev(), meta.ino());
-            if meta.nlink() > 1
-                && let Some(first) = first_links.get(&key)
-            {
-                let first = first.clone();
-                let h = self.header(
-                    entry,
-                    path,
-                    EntryKind::Hardlink { target: &first },
-                    defaults,
-                    &xattrs,
-                );
-                return append(encoder, disk, path, &h, None);
-            }
-            if meta.nlink() > 1 {
-                first_links.insert(key, path.to_vec());
-            }
-            file = Some(open_nofollow(disk)?);
-            EntryKind::File { size: meta.len() }
-        } else if ft.is_char_device() {
-            let (major, minor) = device_numbers(meta.rdev());
-            EntryKind::CharDevice { major, minor }
-        } else if ft.is_block_device() {
-            let (major, minor) = device_numbers(meta.rdev());
-            EntryKind::BlockDevice { major, minor }
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else {
-            return Err(source_error(
-                "archiving",
-                std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "sockets cannot be put in a layer",
-                ),
-            ));
-        };
+        let kind = disk_entry_kind(disk, path, &meta, first_links, &mut link_target, &mut file)?;
         let h = self.header(entry, path, kind, defaults, &xattrs);
         append(
             encoder,

@@ -89,23 +89,20 @@ mod tests {
 
     #[test]
     fn overlay_xattrs() {
-        assert_eq!(
-            overlay_xattr(b"trusted.overlay.opaque", b"y"),
-            Some(OverlayXattr::Opaque)
-        );
-        assert_eq!(
-            overlay_xattr(b"user.overlay.opaque", b"y"),
-            Some(OverlayXattr::Opaque)
-        );
-        assert_eq!(
-            overlay_xattr(b"trusted.overlay.opaque", b"x"),
-            Some(OverlayXattr::Ignored)
-        );
-        assert_eq!(
-            overlay_xattr(b"trusted.overlay.redirect", b"/a"),
-            Some(OverlayXattr::Unsupported)
-        );
-        assert_eq!(overlay_xattr(b"security.capability", b""), None);
+        for (name, value, expected) in [
+            ("trusted.overlay.opaque", "y", Some(OverlayXattr::Opaque)),
+            ("user.overlay.opaque", "y", Some(OverlayXattr::Opaque)),
+            ("trusted.overlay.opaque", "x", Some(OverlayXattr::Ignored)),
+            (
+                "trusted.overlay.redirect",
+                "/a",
+                Some(OverlayXattr::Unsupported),
+            ),
+            ("security.capability", "", None),
+        ] {
+            let got = overlay_xattr(name.as_bytes(), value.as_bytes());
+            assert_eq!(got, expected, "{name}={value}");
+        }
         assert!(is_overlay_xattr(b"user.overlay.origin"));
         assert!(!is_overlay_xattr(b"user.mime_type"));
     }
