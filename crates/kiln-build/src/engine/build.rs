@@ -3,7 +3,7 @@
 //! stage driver, runs the stage DAG, then assembles and exports the image.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use kiln_dockerfile::{PatternMatcher, read_ignore_file};
@@ -11,10 +11,12 @@ use kiln_oci::{Digest, Platform};
 use kiln_plan::PlanOptions;
 use kiln_store::Store;
 
+use super::cache_import::{Remote, RemoteError};
 use super::error::{BuildError, ContextError, InternalError, OptionsError};
 use super::ignore::IgnoreFilter;
+use super::model::LayerInfo;
 use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
-use super::{base, compressor, driver, export, local, results};
+use super::{base, cache_export, cache_import, compressor, driver, export, local, results};
 use crate::copy::digest::HashMemo;
 use crate::copy::source::ContextTree;
 use crate::event::{Event, EventSink};
@@ -97,8 +99,20 @@ impl Builder {
             &resolver,
             &compressor,
         );
-        let results = results::StoreResults::new(&store, self.compression);
-        let driver = driver::Driver::new(&graph, events, &executor, &results, &resolver, options);
+        let remote_slot: Mutex<Option<Arc<Remote>>> = Mutex::new(None);
+        let remote = || -> Result<Arc<Remote>, RemoteError> {
+            let mut slot = remote_slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(remote) = slot.as_ref() {
+                return Ok(Arc::clone(remote));
+            }
+            let made = Arc::new(Remote::new(&self.insecure_registries)?);
+            *slot = Some(Arc::clone(&made));
+            Ok(made)
+        };
+        let imported = cache_import::import_caches(&self.cache_from, &store, &remote, events);
+        let local_results = results::StoreResults::new(&store, self.compression);
+        let layered = cache_import::LayeredResults::new(&local_results, imported, events);
+        let driver = driver::Driver::new(&graph, events, &executor, &layered, &resolver, options);
         let results = driver.run_all(self.jobs, &self.cancel);
         if let Err(e) = memo.save() {
             tracing::warn!("could not save the context hash memo: {e}");
@@ -110,6 +124,37 @@ impl Builder {
             .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
         let image = export::assemble(&store, target, self.source_date_epoch, &compressor)?;
         let tagged = export::export(self, &store, &image, events)?;
+        if !self.cache_to.is_empty() {
+            tracing::debug!(
+                fetched = layered.blobs_fetched(),
+                "layer blobs fetched from imported caches"
+            );
+            let steps = driver.ran_steps();
+            let build_blob = |layer: &LayerInfo| compressor.blob(layer);
+            let inputs = cache_export::ExportInputs {
+                store: &store,
+                steps: &steps,
+                image_stages: driver.image_stages(),
+                compression: self.compression,
+                build_blob: &build_blob,
+                epoch: self.source_date_epoch,
+            };
+            for export in &self.cache_to {
+                match cache_export::export_cache(export, &inputs, &remote) {
+                    Ok(digest) => {
+                        tracing::debug!(cache = %export.location, %digest, "exported the build cache")
+                    }
+                    Err(e) if export.ignore_error => {
+                        let message = format!("{e} (ignored: ignore-error=true)");
+                        events.emit(Event::Warning {
+                            message: message.clone(),
+                        });
+                        warnings.push(message);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         events.emit(Event::Finished {
             manifest_digest: image.manifest_digest().to_string(),
             config_digest: image.config_digest().to_string(),

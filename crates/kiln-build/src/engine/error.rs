@@ -94,6 +94,9 @@ pub enum BuildError {
     /// The image could not be assembled or written to an output.
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// `--cache-to` failed (without `ignore-error=true`).
+    #[error(transparent)]
+    CacheExport(#[from] CacheExportError),
     /// The plan and the schedule disagree (a stage without a result): a bug in kiln.
     #[error("{0}")]
     Internal(InternalError),
@@ -799,6 +802,64 @@ pub enum ExportError {
         names: String,
         /// Why.
         source: Box<RegistryError>,
+    },
+}
+
+/// Why a `--cache-to` export failed. Each names the cache (`REG/REPO:TAG` or a directory).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheExportError {
+    /// A layer's blob could not be made from its snapshot.
+    #[error("--cache-to {cache}: {source}")]
+    Layer {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: LayerError,
+    },
+    /// The records could not be encoded.
+    #[error("--cache-to {cache}: encoding the cache records: {source}")]
+    Encode {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: kiln_oci::JsonError,
+    },
+    /// The store failed while writing the cache's config or manifest.
+    #[error("--cache-to {cache}: {source}")]
+    Store {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: StoreError,
+    },
+    /// The async runtime for network I/O cannot start.
+    #[error("--cache-to {cache}: starting the network runtime: {source}")]
+    Runtime {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The registry client cannot be made, or the push failed.
+    #[error(
+        "--cache-to {cache}: pushing the cache: {source}; check the registry and your credentials (kiln login), or add ignore-error=true"
+    )]
+    Push {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: Box<RegistryError>,
+    },
+    /// The OCI layout directory could not be written.
+    #[error("--cache-to {cache}: writing the cache layout {}: {source}", .path.display())]
+    Layout {
+        /// The cache.
+        cache: String,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: LayoutError,
     },
 }
 

@@ -3,6 +3,9 @@
 
 mod base;
 mod build;
+mod cache_export;
+mod cache_format;
+mod cache_import;
 mod commit;
 mod compressor;
 mod copy_exec;
@@ -22,8 +25,9 @@ mod seams;
 mod tests;
 
 pub use self::error::{
-    BaseError, BuildError, ContextError, CopyStepError, DownloadError, ExportError,
-    InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError, StepError, StepId,
+    BaseError, BuildError, CacheExportError, ContextError, CopyStepError, DownloadError,
+    ExportError, InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError,
+    StepError, StepId,
 };
 pub use self::options::{
     BuildOutcome, Builder, Entitlement, NetworkDefault, SecretSource, SecretSpecError,
