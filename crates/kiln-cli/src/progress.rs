@@ -166,11 +166,11 @@ impl Renderer {
                 if let Some(bar) = bars.remove(step) {
                     bar.finish_and_clear();
                 }
-                let from = from
-                    .as_ref()
-                    .map(|cache| format!(" (from {cache})"))
-                    .unwrap_or_default();
-                let _ = live.multi.println(format!("✔ #{step} {name} CACHED{from}"));
+                let line = match from {
+                    None => format!("✔ #{step} {name} CACHED"),
+                    Some(cache) => format!("✔ #{step} {name} CACHED (from {cache})"),
+                };
+                let _ = live.multi.println(line);
             }
             Event::Log { step, line, .. } => {
                 if let Some(bar) = bars.get(step) {
