@@ -207,7 +207,7 @@ pub enum CacheSpecError {
         /// The reference given.
         reference: String,
         /// Why it does not parse.
-        source: ReferenceError,
+        source: Box<ReferenceError>,
     },
 }
 
@@ -352,7 +352,7 @@ fn parse_ref(flag: &'static str, spec: &str, reference: &str) -> Result<ImageRef
         flag,
         spec: spec.to_owned(),
         reference: reference.to_owned(),
-        source,
+        source: Box::new(source),
     })
 }
 

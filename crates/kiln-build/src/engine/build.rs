@@ -142,7 +142,7 @@ impl Builder {
             for export in &self.cache_to {
                 match cache_export::export_cache(export, &inputs, &remote) {
                     Ok(digest) => {
-                        tracing::debug!(cache = %export.location, %digest, "exported the build cache")
+                        tracing::debug!(cache = %export.location, %digest, "exported the build cache");
                     }
                     Err(e) if export.ignore_error => {
                         let message = format!("{e} (ignored: ignore-error=true)");

@@ -72,7 +72,7 @@ pub(crate) fn cache_records(
                 }
                 .map_err(|source| CacheExportError::Layer {
                     cache: cache.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 layers.entry(blob.digest.clone()).or_insert_with(|| {
                     Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size)
@@ -115,24 +115,19 @@ pub(crate) fn export_cache(
     let (config, layers) = cache_records(export, inputs)?;
     let store_error = |source| CacheExportError::Store {
         cache: cache.clone(),
-        source,
+        source: Box::new(source),
     };
-    let config_bytes = config
-        .to_bytes()
-        .map_err(|source| CacheExportError::Encode {
-            cache: cache.clone(),
-            source,
-        })?;
+    let encode_error = |source| CacheExportError::Encode {
+        cache: cache.clone(),
+        source: Box::new(source),
+    };
+    let config_bytes = config.to_bytes().map_err(encode_error)?;
     inputs.store.put_bytes(&config_bytes).map_err(store_error)?;
     let manifest = ImageManifest::new(
         Descriptor::of_bytes(MediaType::from(CACHE_CONFIG_MEDIA_TYPE), &config_bytes),
         layers,
     );
-    let manifest_bytes =
-        kiln_oci::to_canonical_json(&manifest).map_err(|source| CacheExportError::Encode {
-            cache: cache.clone(),
-            source,
-        })?;
+    let manifest_bytes = kiln_oci::to_canonical_json(&manifest).map_err(encode_error)?;
     let digest = inputs
         .store
         .put_bytes(&manifest_bytes)
@@ -171,7 +166,7 @@ pub(crate) fn export_cache(
                 .map_err(|source| CacheExportError::Layout {
                     cache: cache.clone(),
                     path: dir.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
     }

@@ -96,7 +96,7 @@ pub enum BuildError {
     Export(#[from] ExportError),
     /// `--cache-to` failed (without `ignore-error=true`).
     #[error(transparent)]
-    CacheExport(#[from] CacheExportError),
+    CacheExport(Box<CacheExportError>),
     /// The plan and the schedule disagree (a stage without a result): a bug in kiln.
     #[error("{0}")]
     Internal(InternalError),
@@ -805,6 +805,12 @@ pub enum ExportError {
     },
 }
 
+impl From<CacheExportError> for BuildError {
+    fn from(e: CacheExportError) -> Self {
+        Self::CacheExport(Box::new(e))
+    }
+}
+
 /// Why a `--cache-to` export failed. Each names the cache (`REG/REPO:TAG` or a directory).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -815,7 +821,7 @@ pub enum CacheExportError {
         /// The cache.
         cache: String,
         /// Why.
-        source: LayerError,
+        source: Box<LayerError>,
     },
     /// The records could not be encoded.
     #[error("--cache-to {cache}: encoding the cache records: {source}")]
@@ -823,7 +829,7 @@ pub enum CacheExportError {
         /// The cache.
         cache: String,
         /// Why.
-        source: kiln_oci::JsonError,
+        source: Box<kiln_oci::JsonError>,
     },
     /// The store failed while writing the cache's config or manifest.
     #[error("--cache-to {cache}: {source}")]
@@ -831,7 +837,7 @@ pub enum CacheExportError {
         /// The cache.
         cache: String,
         /// Why.
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// The async runtime for network I/O cannot start.
     #[error("--cache-to {cache}: starting the network runtime: {source}")]
@@ -859,7 +865,7 @@ pub enum CacheExportError {
         /// The directory.
         path: PathBuf,
         /// Why.
-        source: LayoutError,
+        source: Box<LayoutError>,
     },
 }
 
