@@ -69,7 +69,19 @@ pub struct CacheExport {
     pub ignore_error: bool,
     /// `compression=…`: the layer blobs' compression (default: the build's).
     pub compression: Option<Compression>,
+    /// `max-age=…`: records of the cache already at this location that no build has used
+    /// for longer are not carried into the new export (default 7 days).
+    pub max_age: std::time::Duration,
+    /// `max-size=…`: the carried records' layers, with this build's, stay under this many
+    /// bytes; the least recently used are dropped first (default 10 GiB).
+    pub max_size: u64,
 }
+
+/// Default [`CacheExport::max_age`]: a week.
+pub(crate) const DEFAULT_CACHE_MAX_AGE: std::time::Duration =
+    std::time::Duration::from_hours(7 * 24);
+/// Default [`CacheExport::max_size`]: 10 GiB.
+pub(crate) const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
 
 impl CacheExport {
     /// An export to `location` with buildx's defaults (`mode=min`, errors fail the build,
@@ -80,6 +92,8 @@ impl CacheExport {
             mode: CacheMode::Min,
             ignore_error: false,
             compression: None,
+            max_age: DEFAULT_CACHE_MAX_AGE,
+            max_size: DEFAULT_CACHE_MAX_SIZE,
         }
     }
 
@@ -103,6 +117,56 @@ impl CacheExport {
         self.compression = Some(compression);
         self
     }
+
+    /// `max-age=`.
+    #[must_use]
+    pub fn max_age(mut self, age: std::time::Duration) -> Self {
+        self.max_age = age;
+        self
+    }
+
+    /// `max-size=`.
+    #[must_use]
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+}
+
+/// `30m`, `168h`, `7d`, `90s`: a whole number and one unit.
+fn parse_age(value: &str) -> Option<std::time::Duration> {
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(number.checked_mul(unit)?))
+}
+
+/// `500MB`, `10GiB`, `1048576`: a whole number of bytes with an optional decimal (kB, MB,
+/// GB) or binary (KiB, MiB, GiB) unit.
+fn parse_size(value: &str) -> Option<u64> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit: u64 = match unit {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 /// Why a `--cache-from` / `--cache-to` value is invalid.
@@ -398,6 +462,8 @@ impl FromStr for CacheExport {
         let mut mode = CacheMode::Min;
         let mut ignore_error = false;
         let mut compression = None;
+        let mut max_age = DEFAULT_CACHE_MAX_AGE;
+        let mut max_size = DEFAULT_CACHE_MAX_SIZE;
         for &(key, value) in &parts.pairs {
             match (parts.kind, key) {
                 ("registry", "ref") => reference = Some(value),
@@ -418,10 +484,28 @@ impl FromStr for CacheExport {
                         _ => return Err(parts.invalid(key, value, "gzip, zstd or uncompressed")),
                     });
                 }
-                ("registry", _) => {
-                    return Err(parts.unknown_key(key, "ref, mode, ignore-error, compression"));
+                (_, "max-age") => {
+                    max_age = parse_age(value).ok_or_else(|| {
+                        parts.invalid(key, value, "a duration such as 168h or 7d")
+                    })?;
                 }
-                _ => return Err(parts.unknown_key(key, "dest, mode, ignore-error, compression")),
+                (_, "max-size") => {
+                    max_size = parse_size(value).ok_or_else(|| {
+                        parts.invalid(key, value, "a size such as 10GiB or 500MB")
+                    })?;
+                }
+                ("registry", _) => {
+                    return Err(parts.unknown_key(
+                        key,
+                        "ref, mode, ignore-error, compression, max-age, max-size",
+                    ));
+                }
+                _ => {
+                    return Err(parts.unknown_key(
+                        key,
+                        "dest, mode, ignore-error, compression, max-age, max-size",
+                    ));
+                }
             }
         }
         Ok(Self {
@@ -429,6 +513,8 @@ impl FromStr for CacheExport {
             mode,
             ignore_error,
             compression,
+            max_age,
+            max_size,
         })
     }
 }
@@ -451,6 +537,32 @@ mod tests {
         assert_eq!(export.mode, CacheMode::Max);
         assert!(export.ignore_error);
         assert_eq!(export.compression, Some(Compression::Zstd { level: 3 }));
+    }
+
+    #[test]
+    fn cache_to_bounds_parse_and_bad_ones_are_refused() {
+        let export: CacheExport = "type=local,dest=/c,max-age=48h,max-size=500MiB"
+            .parse()
+            .unwrap();
+        assert_eq!(export.max_age, std::time::Duration::from_hours(48));
+        assert_eq!(export.max_size, 500 << 20);
+        let export: CacheExport = "type=local,dest=/c,max-age=7d,max-size=1048576"
+            .parse()
+            .unwrap();
+        assert_eq!(export.max_age, DEFAULT_CACHE_MAX_AGE);
+        assert_eq!(export.max_size, 1 << 20);
+        for bad in [
+            "max-age=7",
+            "max-age=1w",
+            "max-age=h",
+            "max-size=10XB",
+            "max-size=-1",
+        ] {
+            let error = format!("type=local,dest=/c,{bad}")
+                .parse::<CacheExport>()
+                .unwrap_err();
+            assert!(error.to_string().contains("such as"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub(crate) const MAX_RECORDS: usize = 100_000;
 pub(crate) const MAX_LAYERS: usize = 50_000;
 /// Longest `created` or `step` string in a record.
 const MAX_FIELD_LEN: usize = 256;
+/// Longest label of a COPY key input (a path in the copied tree).
+const MAX_LABEL_LEN: usize = 8192;
+/// Most COPY key inputs one cache may hold, over all its memos.
+const MAX_COPY_INPUTS: usize = 2_000_000;
 
 /// The config blob: the records of a cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +41,11 @@ pub(crate) struct CacheConfig {
     pub(crate) version: u32,
     /// One per step key, sorted by key.
     pub(crate) records: Vec<ExportedRecord>,
+    /// The key inputs of the `COPY --from=<stage>` steps, by their memo key (a digest of the
+    /// copy, its destination chain and its source chain): with them a fresh runner computes
+    /// such a step's key without the source stage's files, so a hit downloads nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) copy_inputs: BTreeMap<String, BTreeMap<String, Digest>>,
 }
 
 /// What the cache remembers of one step.
@@ -57,6 +66,10 @@ pub(crate) struct ExportedRecord {
     pub(crate) layer: Option<ExportedLayer>,
     /// Everything the key was computed from: why a later build misses.
     pub(crate) inputs: KeyInputs,
+    /// When a build last answered the step and exported this record (RFC 3339): what
+    /// `max-age` and `max-size` measure when a later export carries the record over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_used: Option<String>,
 }
 
 /// The layer of an [`ExportedRecord`]: its diffID and its blob (a layer of the manifest).
@@ -73,11 +86,20 @@ pub(crate) struct ExportedLayer {
     pub(crate) media_type: MediaType,
 }
 
+/// A cache of this version, checked.
+#[derive(Debug, Default)]
+pub(crate) struct CacheRecords {
+    /// Its records by key.
+    pub(crate) records: BTreeMap<CacheKey, ExportedRecord>,
+    /// Its COPY key inputs by memo key ([`CacheConfig::copy_inputs`]).
+    pub(crate) copy_inputs: BTreeMap<String, BTreeMap<String, Digest>>,
+}
+
 /// What [`parse_cache`] found.
 #[derive(Debug)]
 pub(crate) enum ParsedCache {
-    /// A cache of this version: its records by key.
-    Records(BTreeMap<CacheKey, ExportedRecord>),
+    /// A cache of this version.
+    Records(CacheRecords),
     /// A cache of a version this kiln does not read.
     UnknownVersion(u32),
 }
@@ -211,7 +233,13 @@ pub(crate) fn parse_cache(
         if !seen.insert(record.key) {
             return Err(bad("appears twice".to_owned()));
         }
-        if record.created.len() > MAX_FIELD_LEN || record.step.len() > MAX_FIELD_LEN {
+        if record.created.len() > MAX_FIELD_LEN
+            || record.step.len() > MAX_FIELD_LEN
+            || record
+                .last_used
+                .as_ref()
+                .is_some_and(|t| t.len() > MAX_FIELD_LEN)
+        {
             return Err(bad(format!("a field is longer than {MAX_FIELD_LEN} bytes")));
         }
         if record.parent != record.inputs.parent {
@@ -245,7 +273,34 @@ pub(crate) fn parse_cache(
         }
         records.insert(record.key, record);
     }
-    Ok(ParsedCache::Records(records))
+    let mut inputs_seen = 0;
+    for (memo, inputs) in &parsed.copy_inputs {
+        let bad = |reason: String| CacheFormatError::Record {
+            key: format!("copy inputs {memo}"),
+            reason,
+        };
+        if memo.len() != 64 || !memo.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(bad("the memo key is not 64 lowercase hex digits".to_owned()));
+        }
+        inputs_seen += inputs.len();
+        if inputs_seen > MAX_COPY_INPUTS {
+            return Err(CacheFormatError::TooLarge {
+                what: "COPY key inputs",
+                found: inputs_seen as u64,
+                limit: MAX_COPY_INPUTS as u64,
+            });
+        }
+        if let Some(label) = inputs.keys().find(|l| l.len() > MAX_LABEL_LEN) {
+            return Err(bad(format!(
+                "the label {}… is longer than {MAX_LABEL_LEN} bytes",
+                label.chars().take(40).collect::<String>()
+            )));
+        }
+    }
+    Ok(ParsedCache::Records(CacheRecords {
+        records,
+        copy_inputs: parsed.copy_inputs,
+    }))
 }
 
 #[cfg(test)]
@@ -277,6 +332,7 @@ mod tests {
             created: "2024-01-01T00:00:00Z".to_owned(),
             layer,
             inputs,
+            last_used: None,
         }
     }
 
@@ -284,6 +340,7 @@ mod tests {
         let config = CacheConfig {
             version: CACHE_FORMAT_VERSION,
             records,
+            copy_inputs: BTreeMap::new(),
         };
         let bytes = config.to_bytes().unwrap();
         let layers = config
@@ -304,7 +361,9 @@ mod tests {
         let first = record("RUN a", None, Some(layer_blob(1)));
         let second = record("RUN b", Some(first.key), None);
         let (manifest, bytes) = cache(vec![first.clone(), second.clone()]);
-        let ParsedCache::Records(records) = parse_cache(&manifest, &bytes).unwrap() else {
+        let ParsedCache::Records(CacheRecords { records, .. }) =
+            parse_cache(&manifest, &bytes).unwrap()
+        else {
             panic!("not records");
         };
         assert_eq!(records.len(), 2);
@@ -312,6 +371,39 @@ mod tests {
         assert_eq!(records[&second.key], second);
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.contains(r#""diffId":"sha256:"#), "{text}");
+    }
+
+    #[test]
+    fn copy_inputs_round_trip_and_bad_memo_keys_are_refused() {
+        let (manifest, _) = cache(Vec::new());
+        let memo = "ab".repeat(32);
+        let inputs = BTreeMap::from([("file app/main.py".to_owned(), Digest::sha256_of(b"x"))]);
+        let config = CacheConfig {
+            version: CACHE_FORMAT_VERSION,
+            records: Vec::new(),
+            copy_inputs: BTreeMap::from([(memo.clone(), inputs.clone())]),
+        };
+        let ParsedCache::Records(parsed) =
+            parse_cache(&manifest, &config.to_bytes().unwrap()).unwrap()
+        else {
+            panic!("not records");
+        };
+        assert_eq!(parsed.copy_inputs[&memo], inputs);
+        for bad in [
+            "AB".repeat(32),
+            "ab".repeat(31),
+            format!("{}/x", "a".repeat(62)),
+        ] {
+            let config = CacheConfig {
+                copy_inputs: BTreeMap::from([(bad.clone(), inputs.clone())]),
+                ..config.clone()
+            };
+            let error = parse_cache(&manifest, &config.to_bytes().unwrap()).unwrap_err();
+            assert!(
+                error.to_string().contains("64 lowercase hex"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -5,22 +5,23 @@
 //! (the format is `cache_format`'s); a cache that cannot be read — an unreachable registry,
 //! a missing ref, a foreign or corrupt manifest, a newer format — is a warning, and the build
 //! goes on without it. [`LayeredResults`] then answers a step's key from the local store
-//! first, then from the imported records in the order the flags gave them. A layer blob of an
-//! imported cache is fetched only when a hit needs its files (`adopt`), verified by digest on
-//! its way into the store, and unpacked against its diffID: nothing unverified is used.
+//! first, then from the imported records in the order the flags gave them. A hit takes the
+//! record's layer as a descriptor; its blob is fetched only when the build needs its files or
+//! bytes (`lazy`), verified by digest on its way into the store, and unpacked against its
+//! diffID: nothing unverified is used.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln_oci::{ChainId, Digest, ImageManifest, ImageRef, LayoutError, OciLayout};
 use kiln_plan::{CacheKey, KeyInputs};
 use kiln_registry::RegistryError;
 use kiln_store::{Store, StoreError};
 
-use super::cache_format::{self, CacheFormatError, ExportedRecord, ParsedCache};
+use super::cache_format::{self, CacheFormatError, CacheRecords, ExportedRecord, ParsedCache};
 use super::error::StepError;
+use super::lazy::LazyLayers;
 use super::model::{CacheRecord, FoundRecord, LayerBlob, LayerInfo, RecordLayer, RecordOrigin};
 use super::seams::ResultStore;
 use crate::cache_options::{CacheLocation, CacheSource};
@@ -102,6 +103,11 @@ impl From<LayoutError> for CacheImportError {
 pub(crate) trait BlobFetcher: Send + Sync {
     /// Puts `blob` into the local store, verified against its digest and size.
     fn fetch(&self, blob: &LayerBlob) -> Result<(), CacheImportError>;
+
+    /// The registry and repository that have the blobs, for a push to mount them from.
+    fn origin(&self) -> Option<(&str, &str)> {
+        None
+    }
 }
 
 /// A cache read by `--cache-from`: its records, and where to fetch the blobs they name.
@@ -111,7 +117,9 @@ pub(crate) struct ImportedCache {
     pub(crate) records: BTreeMap<CacheKey, ExportedRecord>,
     /// The layer blobs its manifest lists.
     pub(crate) blobs: BTreeSet<Digest>,
-    pub(crate) fetcher: Box<dyn BlobFetcher>,
+    /// Its COPY key inputs by memo key.
+    pub(crate) copy_inputs: BTreeMap<String, BTreeMap<String, Digest>>,
+    pub(crate) fetcher: Arc<dyn BlobFetcher>,
 }
 
 impl std::fmt::Debug for ImportedCache {
@@ -125,11 +133,11 @@ impl std::fmt::Debug for ImportedCache {
 
 impl ImportedCache {
     /// A cache named `name` with `records` whose blobs `fetcher` fetches.
-    pub(crate) fn new(
-        name: String,
-        records: BTreeMap<CacheKey, ExportedRecord>,
-        fetcher: Box<dyn BlobFetcher>,
-    ) -> Self {
+    pub(crate) fn new(name: String, cache: CacheRecords, fetcher: Arc<dyn BlobFetcher>) -> Self {
+        let CacheRecords {
+            records,
+            copy_inputs,
+        } = cache;
         let blobs = records
             .values()
             .filter_map(|r| r.layer.as_ref().map(|l| l.digest.clone()))
@@ -138,6 +146,7 @@ impl ImportedCache {
             name,
             records,
             blobs,
+            copy_inputs,
             fetcher,
         }
     }
@@ -162,7 +171,7 @@ pub(crate) fn import_caches(
         };
         match read {
             Ok((ParsedCache::Records(records), fetcher)) => {
-                tracing::debug!(cache = %name, records = records.len(), "imported cache records");
+                tracing::debug!(cache = %name, records = records.records.len(), "imported cache records");
                 caches.push(ImportedCache::new(name, records, fetcher));
             }
             Ok((ParsedCache::UnknownVersion(version), _)) => events.emit(Event::Warning {
@@ -179,7 +188,7 @@ pub(crate) fn import_caches(
     caches
 }
 
-type ReadCache = (ParsedCache, Box<dyn BlobFetcher>);
+type ReadCache = (ParsedCache, Arc<dyn BlobFetcher>);
 
 fn read_registry_cache(
     remote: &Arc<Remote>,
@@ -208,12 +217,20 @@ fn read_registry_cache(
     }
     let bytes = read_capped(store, &config.digest)?;
     let parsed = cache_format::parse_cache(&manifest, &bytes)?;
+    // A push to another repository of this registry can mount these blobs from the cache's.
+    for layer in &manifest.layers {
+        remote.client.record_blob_origin(
+            reference.registry(),
+            reference.repository(),
+            &layer.digest,
+        );
+    }
     let fetcher = RegistryBlobs {
         remote: Arc::clone(remote),
         reference: reference.clone(),
         store: store.clone(),
     };
-    Ok((parsed, Box::new(fetcher)))
+    Ok((parsed, Arc::new(fetcher)))
 }
 
 fn read_local_cache(dir: &std::path::Path, store: &Store) -> Result<ReadCache, CacheImportError> {
@@ -239,7 +256,7 @@ fn read_local_cache(dir: &std::path::Path, store: &Store) -> Result<ReadCache, C
         layout,
         store: store.clone(),
     };
-    Ok((parsed, Box::new(fetcher)))
+    Ok((parsed, Arc::new(fetcher)))
 }
 
 /// The blob `digest` of the store, read whole up to the cache config cap.
@@ -295,6 +312,10 @@ impl BlobFetcher for RegistryBlobs {
         ))?;
         Ok(())
     }
+
+    fn origin(&self) -> Option<(&str, &str)> {
+        Some((self.reference.registry(), self.reference.repository()))
+    }
 }
 
 /// Blobs of a `type=local` cache: copied (verified) into the store.
@@ -313,9 +334,7 @@ impl BlobFetcher for LayoutBlobs {
 pub(crate) struct LayeredResults<'a, L> {
     local: &'a L,
     imported: Vec<ImportedCache>,
-    events: &'a dyn EventSink,
-    /// Layer blobs fetched from imported caches.
-    fetched: AtomicUsize,
+    lazy: &'a LazyLayers,
 }
 
 impl<L> std::fmt::Debug for LayeredResults<'_, L> {
@@ -327,22 +346,49 @@ impl<L> std::fmt::Debug for LayeredResults<'_, L> {
 }
 
 impl<'a, L: ResultStore> LayeredResults<'a, L> {
-    pub(crate) fn new(
-        local: &'a L,
-        imported: Vec<ImportedCache>,
-        events: &'a dyn EventSink,
-    ) -> Self {
+    /// `local` first, then `imported` in order; imported layers are offered to `lazy`.
+    pub(crate) fn new(local: &'a L, imported: Vec<ImportedCache>, lazy: &'a LazyLayers) -> Self {
         Self {
             local,
             imported,
-            events,
-            fetched: AtomicUsize::new(0),
+            lazy,
         }
     }
+}
 
-    /// How many layer blobs were fetched from imported caches.
-    pub(crate) fn blobs_fetched(&self) -> usize {
-        self.fetched.load(Ordering::SeqCst)
+impl<L> LayeredResults<'_, L> {
+    /// The records and COPY key inputs of the imported cache named `name` (the location an
+    /// export writes to), their layers offered to the lazy layers so the export can push or
+    /// copy them.
+    pub(crate) fn records_at(&self, name: &str) -> CacheRecords {
+        let Some(cache) = self.imported.iter().find(|c| c.name == name) else {
+            return CacheRecords::default();
+        };
+        for layer in cache.records.values().filter_map(|r| r.layer.as_ref()) {
+            if self.lazy.is_excluded(&layer.digest) {
+                continue;
+            }
+            let blob = LayerBlob {
+                digest: layer.digest.clone(),
+                size: layer.size,
+                media_type: layer.media_type.clone(),
+            };
+            self.lazy.offer(&blob, &cache.name, &cache.fetcher);
+        }
+        let records = cache
+            .records
+            .iter()
+            .filter(|(_, r)| {
+                r.layer
+                    .as_ref()
+                    .is_none_or(|l| !self.lazy.is_excluded(&l.digest))
+            })
+            .map(|(k, r)| (*k, r.clone()))
+            .collect();
+        CacheRecords {
+            records,
+            copy_inputs: cache.copy_inputs.clone(),
+        }
     }
 }
 
@@ -353,6 +399,11 @@ impl<L: ResultStore> ResultStore for LayeredResults<'_, L> {
         }
         self.imported.iter().find_map(|cache| {
             let record = cache.records.get(key)?;
+            if let Some(layer) = &record.layer
+                && self.lazy.is_excluded(&layer.digest)
+            {
+                return None;
+            }
             Some(FoundRecord {
                 record: CacheRecord {
                     layer: record.layer.as_ref().map(|l| RecordLayer {
@@ -380,6 +431,9 @@ impl<L: ResultStore> ResultStore for LayeredResults<'_, L> {
         let (Some(digest), Some(media_type)) = (&layer.blob, &layer.media_type) else {
             return Ok(None);
         };
+        if self.lazy.is_excluded(digest) {
+            return Ok(None);
+        }
         let Some(cache) = self.imported.iter().find(|c| c.blobs.contains(digest)) else {
             return Ok(None);
         };
@@ -388,30 +442,23 @@ impl<L: ResultStore> ResultStore for LayeredResults<'_, L> {
             size: layer.size,
             media_type: media_type.clone(),
         };
-        let warn = |what: String| {
-            self.events.emit(Event::Warning {
-                message: format!(
-                    "--cache-from {}: {what}; running the step instead",
-                    cache.name
-                ),
-            });
-        };
-        if let Err(e) = cache.fetcher.fetch(&blob) {
-            warn(format!("fetching layer {digest}: {e}"));
-            return Ok(None);
-        }
-        self.fetched.fetch_add(1, Ordering::SeqCst);
-        // The blob's digest was verified; its content must also make the record's diffID.
-        match self.local.adopt(layer, parent) {
-            Ok(adopted) => Ok(adopted),
-            Err(e) => {
-                warn(format!("unpacking layer {digest}: {e}"));
-                Ok(None)
-            }
-        }
+        // Nothing is fetched for a hit: the blob comes when something needs its files.
+        self.lazy.offer(&blob, &cache.name, &cache.fetcher);
+        Ok(Some(LayerInfo {
+            diff_id: layer.diff_id.clone(),
+            blob: Some(blob),
+            chain: ChainId::on(parent, &layer.diff_id),
+        }))
     }
 
     fn record(&self, key: &CacheKey, record: &CacheRecord) {
+        // A layer not fetched yet is not kept locally: the store holds only what it has.
+        if let Some(layer) = &record.layer
+            && let Some(blob) = &layer.blob
+            && self.lazy.is_pending(blob)
+        {
+            return;
+        }
         self.local.record(key, record);
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln_dockerfile::{ParseError, PatternError};
-use kiln_oci::{AssembleError, BlobError, DiffId, ImageRef, LayoutError, ReferenceError};
+use kiln_oci::{AssembleError, BlobError, DiffId, Digest, ImageRef, LayoutError, ReferenceError};
 use kiln_plan::{PlanError, StageId};
 use kiln_registry::RegistryError;
 use kiln_sandbox::SandboxError;
@@ -225,6 +225,17 @@ pub enum StepError {
     /// A RUN `--mount` cannot be provided.
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// A layer of a `--cache-from` cache could not be fetched or did not unpack to its
+    /// diffID. The build leaves that layer out and runs the steps that needed it.
+    #[error("layer {digest} of the cache {cache}: {source}")]
+    ImportedLayer {
+        /// The cache, as `--cache-from` named it.
+        cache: String,
+        /// The layer blob.
+        digest: Digest,
+        /// What went wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `RUN --security=insecure` without the entitlement.
     #[error("{}", InsecureNotAllowed)]
     InsecureNotAllowed,
@@ -258,6 +269,9 @@ pub enum InternalError {
     /// The target stage finished without a result.
     #[error("the target stage produced no result")]
     NoTargetResult,
+    /// A layer of an imported cache failed after it was left out.
+    #[error("layer {0} of an imported cache failed again after it was left out")]
+    ExcludedLayerFailed(Digest),
 }
 
 /// Why the build context or its `.dockerignore` cannot be used.
@@ -866,6 +880,16 @@ pub enum CacheExportError {
         path: PathBuf,
         /// Why.
         source: Box<LayoutError>,
+    },
+    /// A layer of an imported cache that the directory must hold could not be fetched.
+    #[error("--cache-to {cache}: fetching layer {digest} {reason}")]
+    Fetch {
+        /// The cache.
+        cache: String,
+        /// The layer blob.
+        digest: Digest,
+        /// Where from, and why it failed.
+        reason: String,
     },
 }
 

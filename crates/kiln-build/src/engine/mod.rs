@@ -15,6 +15,7 @@ mod error;
 mod executor;
 mod export;
 mod ignore;
+mod lazy;
 mod local;
 mod model;
 mod options;
