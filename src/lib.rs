@@ -5,6 +5,9 @@
 //!
 //! - **Build**: [`Builder`] (a Dockerfile and its context → an image in the local store and
 //!   any [`Output`]s), with a stream of progress [`Event`]s and a [`BuildError`].
+//!   Builds share a cache across machines with [`Builder::cache_from`] and
+//!   [`Builder::cache_to`] (a registry or an OCI layout directory, [`CacheSource`],
+//!   [`CacheExport`]).
 //! - **Run**: [`ContainerRun`] runs a command in a stored image, like `docker run --rm`;
 //!   [`find_or_pull_image`] finds the image (or pulls it).
 //! - **Import**: [`Import`] makes a one-layer image from a root filesystem, like `docker
@@ -46,14 +49,15 @@
 #![forbid(unsafe_code)]
 
 pub use kiln_build::{
-    BlobOutcome, BuildError, BuildOutcome, Builder, ChangeError, ClientConfig, ConfigChanges,
-    ContainerRun, Direction, Event, EventSink, ExitStatus, GcOptions, GcReport, HistoryEntry,
-    ImageError, ImageHistory, ImageInspection, ImageSummary, Import, ImportError, ImportOutcome,
-    ImportOutput, ImportOutputError, ImportStep, LogStream, Network, NetworkDefault, Output,
-    PullOutcome, PushOutcome, RunImageError, RunOutcome, SandboxError, SecretSource, Store,
-    StoreError, Stream, TransferEvent, TransferProgress, Untagged, VerifyReport,
-    default_store_root, find_image, find_or_pull_image, image_history, inspect_image, list_images,
-    login, logout, oci, open_store, prune, pull_image, push_image, registry_host, require_image,
-    resolve_store_root, run_sandbox_helper_if_requested, untag_images,
+    BlobOutcome, BuildError, BuildOutcome, Builder, CacheExport, CacheExportError, CacheLocation,
+    CacheMode, CacheSource, CacheSpecError, ChangeError, ClientConfig, ConfigChanges, ContainerRun,
+    Direction, Event, EventSink, ExitStatus, GcOptions, GcReport, HistoryEntry, ImageError,
+    ImageHistory, ImageInspection, ImageSummary, Import, ImportError, ImportOutcome, ImportOutput,
+    ImportOutputError, ImportStep, LogStream, Network, NetworkDefault, Output, PullOutcome,
+    PushOutcome, RunImageError, RunOutcome, SandboxError, SecretSource, Store, StoreError, Stream,
+    TransferEvent, TransferProgress, Untagged, VerifyReport, default_store_root, find_image,
+    find_or_pull_image, image_history, inspect_image, list_images, login, logout, oci, open_store,
+    prune, pull_image, push_image, registry_host, require_image, resolve_store_root,
+    run_sandbox_helper_if_requested, untag_images,
 };
 pub use kiln_dockerfile as dockerfile;

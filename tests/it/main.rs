@@ -6,6 +6,7 @@ mod builds_add_url;
 mod builds_buildah;
 mod builds_cache;
 mod builds_outputs;
+mod builds_remote_cache;
 mod common;
 mod errors;
 mod examples;

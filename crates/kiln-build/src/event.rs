@@ -33,6 +33,10 @@ pub enum Event {
         step: usize,
         /// The step's name.
         name: String,
+        /// The imported cache (`--cache-from`) the record came from, as the flag named it
+        /// (`REG/REPO:TAG`, a directory); `None` for the local store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
     },
     /// The step must run; why its cache key changed.
     CacheMiss {

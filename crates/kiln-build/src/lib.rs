@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod cache_options;
 mod copy;
 mod engine;
 mod event;
@@ -10,12 +11,13 @@ mod output;
 mod run_image;
 mod scheduler;
 
+pub use cache_options::{CacheExport, CacheLocation, CacheMode, CacheSource, CacheSpecError};
 pub use copy::CopyError;
 pub use copy::owners::{ChmodError, OwnerError};
 pub use engine::{
-    BaseError, BuildError, BuildOutcome, Builder, ContextError, CopyStepError, DownloadError,
-    Entitlement, ExportError, InsecureNotAllowed, InternalError, LayerError, MountError,
-    NetworkDefault, OptionsError, SecretSource, SecretSpecError, StepError, StepId,
+    BaseError, BuildError, BuildOutcome, Builder, CacheExportError, ContextError, CopyStepError,
+    DownloadError, Entitlement, ExportError, InsecureNotAllowed, InternalError, LayerError,
+    MountError, NetworkDefault, OptionsError, SecretSource, SecretSpecError, StepError, StepId,
     UnknownEntitlement, default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};

@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use kiln_build::oci::{Compression, Platform};
-use kiln_build::{BuildError, Builder, Entitlement, NetworkDefault, Output, SecretSource};
+use kiln_build::{
+    BuildError, Builder, CacheExport, CacheSource, Entitlement, NetworkDefault, Output,
+    SecretSource,
+};
 
 use crate::progress::{ProgressMode, Renderer};
 
@@ -64,6 +67,15 @@ pub(crate) struct BuildArgs {
     /// Output destination (type=oci|docker|local|image,…; dest=- writes a tar to stdout).
     #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
     outputs: Vec<Output>,
+    /// Import build cache (type=registry,ref=REG/REPO:TAG | type=local,src=DIR); repeatable,
+    /// searched in order after the local store.
+    #[arg(long = "cache-from", value_name = "SPEC", value_parser = parse_cache_from)]
+    cache_from: Vec<CacheSource>,
+    /// Export build cache after a successful build (type=registry,ref=REG/REPO:TAG |
+    /// type=local,dest=DIR, with mode=min|max, ignore-error=true|false,
+    /// compression=gzip|zstd|uncompressed); repeatable.
+    #[arg(long = "cache-to", value_name = "SPEC", value_parser = parse_cache_to)]
+    cache_to: Vec<CacheExport>,
     /// Push the `-t` names to their registries (same as --output type=image,push=true).
     #[arg(long)]
     push: bool,
@@ -114,6 +126,14 @@ fn parse_build_arg(spec: &str) -> Result<BuildArg, String> {
 }
 
 fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError> {
+    spec.parse()
+}
+
+fn parse_cache_from(spec: &str) -> Result<CacheSource, kiln_build::CacheSpecError> {
+    spec.parse()
+}
+
+fn parse_cache_to(spec: &str) -> Result<CacheExport, kiln_build::CacheSpecError> {
     spec.parse()
 }
 
@@ -193,6 +213,12 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     }
     for host in &args.insecure_registries {
         builder = builder.insecure_registry(host);
+    }
+    for source in &args.cache_from {
+        builder = builder.cache_from(source.clone());
+    }
+    for export in &args.cache_to {
+        builder = builder.cache_to(export.clone());
     }
     if let Some(jobs) = args.jobs {
         builder = builder.jobs(jobs);

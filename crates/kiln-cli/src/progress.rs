@@ -98,9 +98,12 @@ impl Renderer {
                 names.insert(*step, name.clone());
                 return None;
             }
-            Event::StepCached { step, name } => {
+            Event::StepCached { step, name, from } => {
                 names.remove(step);
-                format!("#{step} {name} CACHED")
+                match from {
+                    None => format!("#{step} {name} CACHED"),
+                    Some(cache) => format!("#{step} {name} CACHED (from {cache})"),
+                }
             }
             Event::CacheMiss { step, reason } => {
                 let name = names.remove(step).unwrap_or_default();
@@ -159,11 +162,15 @@ impl Renderer {
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
                 bars.insert(*step, bar);
             }
-            Event::StepCached { step, name } => {
+            Event::StepCached { step, name, from } => {
                 if let Some(bar) = bars.remove(step) {
                     bar.finish_and_clear();
                 }
-                let _ = live.multi.println(format!("✔ #{step} {name} CACHED"));
+                let line = match from {
+                    None => format!("✔ #{step} {name} CACHED"),
+                    Some(cache) => format!("✔ #{step} {name} CACHED (from {cache})"),
+                };
+                let _ = live.multi.println(line);
             }
             Event::Log { step, line, .. } => {
                 if let Some(bar) = bars.get(step) {
@@ -254,7 +261,11 @@ mod tests {
                 step,
                 name: name.clone(),
             });
-            renderer.render(&Event::StepCached { step, name });
+            renderer.render(&Event::StepCached {
+                step,
+                name,
+                from: None,
+            });
         }
         let line = renderer
             .plain_line(&Event::Finished {
@@ -264,5 +275,32 @@ mod tests {
             })
             .unwrap();
         assert!(line.starts_with("#4 writing image sha256:c"), "{line}");
+    }
+
+    #[test]
+    fn an_imported_hit_names_its_cache_and_a_local_hit_is_unchanged() {
+        let renderer = Renderer::new(ProgressMode::Plain);
+        for (step, from) in [
+            (1, None),
+            (2, Some("localhost:5000/app/cache:main".to_owned())),
+        ] {
+            renderer.render(&Event::StepStarted {
+                step,
+                name: "[2/2] RUN make".into(),
+            });
+            let line = renderer
+                .plain_line(&Event::StepCached {
+                    step,
+                    name: "[2/2] RUN make".into(),
+                    from,
+                })
+                .unwrap();
+            let expected = if step == 1 {
+                "#1 [2/2] RUN make CACHED".to_owned()
+            } else {
+                "#2 [2/2] RUN make CACHED (from localhost:5000/app/cache:main)".to_owned()
+            };
+            assert_eq!(line, expected);
+        }
     }
 }

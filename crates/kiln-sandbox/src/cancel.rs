@@ -3,7 +3,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// Cancels the runs it was given to; clones share the state.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +16,8 @@ struct Inner {
     is_cancelled: AtomicBool,
     next_id: AtomicU64,
     wakers: Mutex<Vec<(u64, OwnedFd)>>,
+    /// Tokens made by [`CancelToken::child`]: cancelled with this one.
+    children: Mutex<Vec<Weak<Inner>>>,
 }
 
 impl CancelToken {
@@ -24,9 +26,36 @@ impl CancelToken {
         Self::default()
     }
 
+    /// A token cancelled when this one is (now or later), and cancellable on its own
+    /// without cancelling this one: one attempt of a larger job.
+    pub fn child(&self) -> Self {
+        let child = Self::new();
+        self.inner
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(&child.inner));
+        if self.is_cancelled() {
+            child.cancel();
+        }
+        child
+    }
+
     /// Cancels every run using this token (now and later): their process trees are killed.
+    /// Its children are cancelled too.
     pub fn cancel(&self) {
         self.inner.is_cancelled.store(true, Ordering::SeqCst);
+        let children: Vec<Arc<Inner>> = self
+            .inner
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .filter_map(|c| c.upgrade())
+            .collect();
+        for inner in children {
+            Self { inner }.cancel();
+        }
         let wakers = self
             .inner
             .wakers
@@ -78,5 +107,30 @@ impl Drop for Registration {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         wakers.retain(|(id, _)| *id != self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_falls_with_its_parent_but_not_the_parent_with_it() {
+        let parent = CancelToken::new();
+        let first = parent.child();
+        first.cancel();
+        assert!(first.is_cancelled());
+        assert!(!parent.is_cancelled(), "a child's cancel stays its own");
+        let second = parent.child();
+        assert!(!second.is_cancelled());
+        parent.cancel();
+        assert!(
+            second.is_cancelled(),
+            "the parent's cancel reaches its children"
+        );
+        assert!(
+            parent.child().is_cancelled(),
+            "a child of a cancelled token starts cancelled"
+        );
     }
 }

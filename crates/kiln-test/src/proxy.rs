@@ -78,6 +78,11 @@ impl FaultProxy {
         self.rules.lock().unwrap().push(rule);
     }
 
+    /// Forgets every rule: requests are forwarded again.
+    pub fn clear_rules(&self) {
+        self.rules.lock().unwrap().clear();
+    }
+
     /// The request lines seen so far (`GET /v2/... range=bytes=5-`).
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()

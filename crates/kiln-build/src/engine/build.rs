@@ -2,8 +2,9 @@
 //! wires the real seams (the local executor, the store's results, the base resolver) into the
 //! stage driver, runs the stage DAG, then assembles and exports the image.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use kiln_dockerfile::{PatternMatcher, read_ignore_file};
@@ -11,13 +12,23 @@ use kiln_oci::{Digest, Platform};
 use kiln_plan::PlanOptions;
 use kiln_store::Store;
 
+use super::cache_import::{Remote, RemoteError};
 use super::error::{BuildError, ContextError, InternalError, OptionsError};
 use super::ignore::IgnoreFilter;
+use super::lazy::{LazyLayers, RoundError, with_fallback};
+use super::model::LayerInfo;
 use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
-use super::{base, compressor, driver, export, local, results};
+use super::{base, cache_export, cache_import, compressor, driver, export, local, results};
 use crate::copy::digest::HashMemo;
 use crate::copy::source::ContextTree;
 use crate::event::{Event, EventSink};
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 impl Builder {
     /// Runs the build, sending progress to `events`.
@@ -87,6 +98,30 @@ impl Builder {
         let resolver = base::Resolver::new(self, &store);
         let compressor =
             compressor::Compressor::new(store.clone(), self.compression, self.source_date_epoch);
+        let remote_slot: Mutex<Option<Arc<Remote>>> = Mutex::new(None);
+        let remote = || -> Result<Arc<Remote>, RemoteError> {
+            let mut slot = remote_slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(remote) = slot.as_ref() {
+                return Ok(Arc::clone(remote));
+            }
+            let made = Arc::new(Remote::new(&self.insecure_registries)?);
+            *slot = Some(Arc::clone(&made));
+            Ok(made)
+        };
+        let imported = if self.no_cache {
+            Vec::new()
+        } else {
+            cache_import::import_caches(&self.cache_from, &store, &remote, events)
+        };
+        let mut copy_inputs = BTreeMap::new();
+        for cache in &imported {
+            for (memo, inputs) in &cache.copy_inputs {
+                copy_inputs
+                    .entry(memo.clone())
+                    .or_insert_with(|| inputs.clone());
+            }
+        }
+        let lazy = LazyLayers::new(store.clone(), copy_inputs);
         let executor = local::Local::new(
             self,
             &store,
@@ -96,20 +131,82 @@ impl Builder {
             &memo,
             &resolver,
             &compressor,
+            &lazy,
         );
-        let results = results::StoreResults::new(&store, self.compression);
-        let driver = driver::Driver::new(&graph, events, &executor, &results, &resolver, options);
-        let results = driver.run_all(self.jobs, &self.cancel);
-        if let Err(e) = memo.save() {
-            tracing::warn!("could not save the context hash memo: {e}");
+        let local_results = results::StoreResults::new(&store, self.compression);
+        let layered = cache_import::LayeredResults::new(&local_results, imported, &lazy);
+        // An imported layer that cannot be fetched or unpacked is left out and the build
+        // runs again (`lazy::with_fallback`).
+        let mut last_driver = None;
+        let image = with_fallback(&lazy, events, &mut warnings, || {
+            let driver = driver::Driver::new(
+                &graph,
+                events,
+                &executor,
+                &layered,
+                &resolver,
+                options.clone(),
+            );
+            // A failed round cancels its own stages, not the build: the next round runs.
+            let round = self.cancel.child();
+            let built = driver.run_all(self.jobs, &round).and_then(|results| {
+                let target = results
+                    .get(&graph.target)
+                    .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
+                export::assemble(&store, target, self.source_date_epoch, &compressor)
+            });
+            if let Err(e) = memo.save() {
+                tracing::warn!("could not save the context hash memo: {e}");
+            }
+            driver.save_history();
+            let image = built?;
+            if export::needs_local_blobs(self) {
+                lazy.ensure_blobs(image.manifest.value().layers.iter().map(|l| &l.digest))
+                    .map_err(RoundError::Fault)?;
+            }
+            last_driver = Some(driver);
+            Ok(image)
+        })?;
+        let driver = last_driver.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
+        let tagged = export::export(self, &store, &image, &lazy, events)?;
+        let (fetched, fetched_bytes) = lazy.fetched();
+        tracing::debug!(
+            fetched,
+            fetched_bytes,
+            "layer blobs fetched from imported caches"
+        );
+        if !self.cache_to.is_empty() {
+            let steps = driver.ran_steps();
+            let build_blob = |layer: &LayerInfo| compressor.blob(layer);
+            let inputs = cache_export::ExportInputs {
+                store: &store,
+                lazy: &lazy,
+                steps: &steps,
+                copy_inputs: executor.used_copy_inputs(),
+                image_stages: driver.image_stages(),
+                compression: self.compression,
+                build_blob: &build_blob,
+                epoch: self.source_date_epoch,
+                now: (driver::now_rfc3339(), unix_now()),
+            };
+            for export in &self.cache_to {
+                // The cache this build imported from the same location is merged, not wiped.
+                let carried = layered.records_at(&export.location.to_string());
+                match cache_export::export_cache(export, &inputs, &carried, &remote) {
+                    Ok(digest) => {
+                        tracing::debug!(cache = %export.location, %digest, "exported the build cache");
+                    }
+                    Err(e) if export.ignore_error => {
+                        let message = format!("{e} (ignored: ignore-error=true)");
+                        events.emit(Event::Warning {
+                            message: message.clone(),
+                        });
+                        warnings.push(message);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
-        driver.save_history();
-        let results = results?;
-        let target = results
-            .get(&graph.target)
-            .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
-        let image = export::assemble(&store, target, self.source_date_epoch, &compressor)?;
-        let tagged = export::export(self, &store, &image, events)?;
         events.emit(Event::Finished {
             manifest_digest: image.manifest_digest().to_string(),
             config_digest: image.config_digest().to_string(),

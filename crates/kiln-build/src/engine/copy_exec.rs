@@ -226,6 +226,47 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> StepError {
     }
 }
 
+/// A digest of what a `COPY` from the build context reads — the source entries it selects
+/// (names, kinds, modes, sizes, contents) — without looking at its destination. With the
+/// copy and the destination's chain it names the step's key inputs (`local::copy_inputs_memo_key`),
+/// so a warm or imported hit needs no walk of the destination, whose layers may be in a
+/// registry cache and not here. `None` for what it does not cover (ADD, URLs, other
+/// sources) and when the sources cannot be planned (the real plan reports that).
+pub(crate) fn context_fingerprint(engine: &Local<'_>, copy: &CopyAction) -> Option<Digest> {
+    if copy.is_add
+        || !matches!(copy.from, SourceRef::Context)
+        || copy.sources.is_empty()
+        || copy.sources.iter().any(|s| is_http_url(s))
+    {
+        return None;
+    }
+    let tree = engine.context_ref();
+    let sources: Vec<String> = copy
+        .sources
+        .iter()
+        .map(|s| encode_text(s).into_owned())
+        .collect();
+    let exclude: Vec<String> = copy
+        .exclude
+        .iter()
+        .map(|p| encode_text(p).into_owned())
+        .collect();
+    let request = CopyRequest {
+        sources: &sources,
+        dest: "/",
+        parents: copy.parents,
+        exclude: &exclude,
+        attrs: CopyAttrs {
+            chown: None,
+            chmod: None,
+            keep_owners: false,
+        },
+    };
+    let plan = plan_copy(&tree, &request, &|_| false).ok()?;
+    let (aggregate, _) = copy_plan_digest_listing(&plan, engine.memo, 0).ok()?;
+    Some(aggregate)
+}
+
 /// Plans a COPY/ADD and digests its inputs.
 pub(crate) fn prepare(
     engine: &Local<'_>,
@@ -236,7 +277,7 @@ pub(crate) fn prepare(
 ) -> Result<PreparedCopy, StepError> {
     let _span = tracing::debug_span!("copy_prepare").entered();
     refuse_unsupported_sources(copy)?;
-    let dest_tree = engine.layered(layers, "destination stage".to_owned());
+    let dest_tree = engine.layered(layers, "destination stage".to_owned())?;
     let chown = match &copy.chown {
         Some(spec) => Some(resolve_chown(spec, &dest_tree)?),
         None => None,
@@ -717,7 +758,7 @@ pub(crate) fn make_dir(
     parent: Option<&ChainId>,
     in_image: bool,
 ) -> Result<Option<LayerInfo>, StepError> {
-    let tree = engine.layered(layers, "stage".to_owned());
+    let tree = engine.layered(layers, "stage".to_owned())?;
     let rel = clean_rel(&encode_text(path));
     let read_stage = |path: &str| -> Box<dyn FnOnce(io::Error) -> CopyStepError> {
         let path = format!("/{path}");

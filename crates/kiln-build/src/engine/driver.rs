@@ -18,7 +18,10 @@ use kiln_plan::{
 };
 
 use super::error::{BaseError, BuildError, InternalError, StepError, StepId};
-use super::model::{BaseImage, CacheRecord, LayerInfo, NamedSource, StageResult, StepContext};
+use super::model::{
+    BaseImage, CacheRecord, FoundRecord, LayerInfo, NamedSource, RanStep, RecordOrigin,
+    StageResult, StepContext,
+};
 use super::seams::{BaseResolver, ResultStore, StepExecutor};
 use crate::event::{Event, EventSink};
 use crate::scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
@@ -51,6 +54,8 @@ pub(crate) struct Driver<'a, X, S, B> {
     previous: BTreeMap<String, KeyInputs>,
     /// This build's.
     current: Mutex<BTreeMap<String, KeyInputs>>,
+    /// The filesystem steps this build answered.
+    ran: Mutex<Vec<RanStep>>,
     /// The target and the stages it is built `FROM`: their layers are in the image.
     in_image: BTreeSet<StageId>,
 }
@@ -59,6 +64,13 @@ impl<X, S, B> std::fmt::Debug for Driver<'_, X, S, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver").finish_non_exhaustive()
     }
+}
+
+/// A step answered from a cache record: its layer, history time and where the record was.
+struct Hit {
+    layer: Option<LayerInfo>,
+    created: String,
+    origin: RecordOrigin,
 }
 
 /// Where a stage starts: its base's layers, config and the key its first step chains from.
@@ -103,6 +115,7 @@ where
             step_counter: AtomicUsize::new(0),
             previous,
             current: Mutex::new(BTreeMap::new()),
+            ran: Mutex::new(Vec::new()),
             in_image,
         }
     }
@@ -371,6 +384,7 @@ where
                     Event::StepCached {
                         step: n,
                         name: label.to_owned(),
+                        from: None,
                     }
                 } else {
                     Event::StepDone {
@@ -430,12 +444,27 @@ where
             step: ctx.number,
             name: ctx.id.label.clone(),
         });
-        if let Some((layer, created)) = self.cached(&key, ctx)? {
+        if let Some(Hit {
+            layer,
+            created,
+            origin,
+        }) = self.cached(&key, ctx)?
+        {
+            let from = match origin {
+                RecordOrigin::Local => None,
+                RecordOrigin::Imported(cache) => {
+                    // Kept in the local store too: the next build here is a local hit.
+                    self.results
+                        .record(&key, &CacheRecord::new(layer.as_ref(), created.clone()));
+                    Some(cache)
+                }
+            };
             self.events.emit(Event::StepCached {
                 step: ctx.number,
                 name: ctx.id.label.clone(),
+                from,
             });
-            self.remember_inputs(history_key, inputs);
+            self.remember_step(ctx, history_key, inputs, layer.as_ref(), &created);
             return Ok((layer, created));
         }
         let reason = if self.options.no_cache {
@@ -454,7 +483,7 @@ where
         let layer = self.executor.execute(step, prepared, ctx)?;
         self.results
             .record(&key, &CacheRecord::new(layer.as_ref(), created.clone()));
-        self.remember_inputs(history_key, inputs);
+        self.remember_step(ctx, history_key, inputs, layer.as_ref(), &created);
         self.events.emit(Event::StepDone {
             step: ctx.number,
             duration: started.elapsed(),
@@ -462,37 +491,77 @@ where
         Ok((layer, created))
     }
 
-    /// The step's layer and time from the record under `key`, when there is one whose
-    /// layer is still in the store (a record whose layer was pruned is a miss).
-    fn cached(
-        &self,
-        key: &CacheKey,
-        ctx: &StepContext<'_>,
-    ) -> Result<Option<(Option<LayerInfo>, String)>, StepError> {
+    /// The step's layer, time and the record's origin from the record under `key`, when
+    /// there is one whose layer is still in the store or can be fetched from the imported
+    /// cache that has it (a record whose layer is gone is a miss).
+    fn cached(&self, key: &CacheKey, ctx: &StepContext<'_>) -> Result<Option<Hit>, StepError> {
         if self.options.no_cache {
             return Ok(None);
         }
-        Ok(match self.results.lookup(key) {
-            Some(CacheRecord {
+        let Some(FoundRecord { record, origin }) = self.results.lookup(key) else {
+            return Ok(None);
+        };
+        Ok(match record {
+            CacheRecord {
                 layer: Some(layer),
                 created,
-            }) => self
+            } => self
                 .results
                 .adopt(&layer, ctx.parent_chain())?
-                .map(|layer| (Some(layer), created)),
-            Some(CacheRecord {
+                .map(|layer| Hit {
+                    layer: Some(layer),
+                    created,
+                    origin,
+                }),
+            CacheRecord {
                 layer: None,
                 created,
-            }) => Some((None, created)),
-            None => None,
+            } => Some(Hit {
+                layer: None,
+                created,
+                origin,
+            }),
         })
     }
 
-    fn remember_inputs(&self, history_key: String, inputs: &KeyInputs) {
+    /// Remembers a step this build answered: its inputs for the next build's miss reasons,
+    /// and the whole step for `--cache-to`.
+    fn remember_step(
+        &self,
+        ctx: &StepContext<'_>,
+        history_key: String,
+        inputs: &KeyInputs,
+        layer: Option<&LayerInfo>,
+        created: &str,
+    ) {
+        self.ran
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(RanStep {
+                stage: ctx.stage,
+                step: history_key.clone(),
+                inputs: inputs.clone(),
+                layer: layer.cloned(),
+                created: created.to_owned(),
+            });
         self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(history_key, inputs.clone());
+    }
+
+    /// The filesystem steps this build answered, in the order they finished.
+    pub(crate) fn ran_steps(&self) -> Vec<RanStep> {
+        self.ran
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The target and the stages it is built `FROM`: the stages whose layers are in the
+    /// image (what `--cache-to mode=min` exports).
+    pub(crate) fn image_stages(&self) -> &BTreeSet<StageId> {
+        &self.in_image
     }
 }
 

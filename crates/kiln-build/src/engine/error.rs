@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln_dockerfile::{ParseError, PatternError};
-use kiln_oci::{AssembleError, BlobError, DiffId, ImageRef, LayoutError, ReferenceError};
+use kiln_oci::{AssembleError, BlobError, DiffId, Digest, ImageRef, LayoutError, ReferenceError};
 use kiln_plan::{PlanError, StageId};
 use kiln_registry::RegistryError;
 use kiln_sandbox::SandboxError;
@@ -94,6 +94,9 @@ pub enum BuildError {
     /// The image could not be assembled or written to an output.
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// `--cache-to` failed (without `ignore-error=true`).
+    #[error(transparent)]
+    CacheExport(Box<CacheExportError>),
     /// The plan and the schedule disagree (a stage without a result): a bug in kiln.
     #[error("{0}")]
     Internal(InternalError),
@@ -222,6 +225,17 @@ pub enum StepError {
     /// A RUN `--mount` cannot be provided.
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// A layer of a `--cache-from` cache could not be fetched or did not unpack to its
+    /// diffID. The build leaves that layer out and runs the steps that needed it.
+    #[error("layer {digest} of the cache {cache}: {source}")]
+    ImportedLayer {
+        /// The cache, as `--cache-from` named it.
+        cache: String,
+        /// The layer blob.
+        digest: Digest,
+        /// What went wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `RUN --security=insecure` without the entitlement.
     #[error("{}", InsecureNotAllowed)]
     InsecureNotAllowed,
@@ -255,6 +269,9 @@ pub enum InternalError {
     /// The target stage finished without a result.
     #[error("the target stage produced no result")]
     NoTargetResult,
+    /// A layer of an imported cache failed after it was left out.
+    #[error("layer {0} of an imported cache failed again after it was left out")]
+    ExcludedLayerFailed(Digest),
 }
 
 /// Why the build context or its `.dockerignore` cannot be used.
@@ -799,6 +816,80 @@ pub enum ExportError {
         names: String,
         /// Why.
         source: Box<RegistryError>,
+    },
+}
+
+impl From<CacheExportError> for BuildError {
+    fn from(e: CacheExportError) -> Self {
+        Self::CacheExport(Box::new(e))
+    }
+}
+
+/// Why a `--cache-to` export failed. Each names the cache (`REG/REPO:TAG` or a directory).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheExportError {
+    /// A layer's blob could not be made from its snapshot.
+    #[error("--cache-to {cache}: {source}")]
+    Layer {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: Box<LayerError>,
+    },
+    /// The records could not be encoded.
+    #[error("--cache-to {cache}: encoding the cache records: {source}")]
+    Encode {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: Box<kiln_oci::JsonError>,
+    },
+    /// The store failed while writing the cache's config or manifest.
+    #[error("--cache-to {cache}: {source}")]
+    Store {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: Box<StoreError>,
+    },
+    /// The async runtime for network I/O cannot start.
+    #[error("--cache-to {cache}: starting the network runtime: {source}")]
+    Runtime {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The registry client cannot be made, or the push failed.
+    #[error(
+        "--cache-to {cache}: pushing the cache: {source}; check the registry and your credentials (kiln login), or add ignore-error=true"
+    )]
+    Push {
+        /// The cache.
+        cache: String,
+        /// Why.
+        source: Box<RegistryError>,
+    },
+    /// The OCI layout directory could not be written.
+    #[error("--cache-to {cache}: writing the cache layout {}: {source}", .path.display())]
+    Layout {
+        /// The cache.
+        cache: String,
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: Box<LayoutError>,
+    },
+    /// A layer of an imported cache that the directory must hold could not be fetched.
+    #[error("--cache-to {cache}: fetching layer {digest} {reason}")]
+    Fetch {
+        /// The cache.
+        cache: String,
+        /// The layer blob.
+        digest: Digest,
+        /// Where from, and why it failed.
+        reason: String,
     },
 }
 

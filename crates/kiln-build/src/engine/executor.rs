@@ -24,11 +24,13 @@ impl StepExecutor for Local<'_> {
     ) -> Result<Option<PreparedCopy>, StepError> {
         match &step.action {
             Action::Copy(copy) => {
-                let memo = copy_inputs_memo_key(copy, ctx.layers, ctx.deps);
+                let fingerprint = copy_exec::context_fingerprint(self, copy);
+                let memo = copy_inputs_memo_key(copy, ctx.layers, ctx.deps, fingerprint.as_ref());
                 if let Some(remembered) = memo.as_deref().and_then(|m| self.recall_copy_inputs(m)) {
-                    // The source stage and the destination are immutable layer chains: the
-                    // inputs are what they were when this COPY was last planned, and the plan
-                    // (a walk of both trees) is only made again if the step has to run.
+                    // The destination is an immutable layer chain and the source one too, or
+                    // context files of the same content: the inputs are what they were when
+                    // this COPY was last planned, and the plan (a walk of both trees) is only
+                    // made again if the step has to run.
                     for (label, digest) in remembered {
                         inputs.add_input(label, digest);
                     }

@@ -17,6 +17,7 @@ use kiln_store::Store;
 use super::compressor::Compressor;
 use super::error::BuildError;
 use super::error::ExportError;
+use super::lazy::LazyLayers;
 use super::model::StageResult;
 use super::options::Builder;
 use crate::event::{Event, EventSink};
@@ -56,10 +57,23 @@ pub(crate) fn assemble(
 }
 
 /// Writes every output; returns the names stored locally.
+/// Whether an output needs the image's layer bytes here: an archive, a directory, or a name
+/// kept in the local store and not pushed. A pushed image whose layers came from a registry
+/// cache needs none: the registry has them or mounts them.
+pub(crate) fn needs_local_blobs(builder: &Builder) -> bool {
+    let pushed_tags = builder.push;
+    (!builder.tags.is_empty() && !pushed_tags)
+        || builder.outputs.iter().any(|o| match o {
+            Output::Image { push, .. } => !push,
+            _ => true,
+        })
+}
+
 pub(crate) fn export(
     builder: &Builder,
     store: &Store,
     image: &AssembledImage,
+    lazy: &LazyLayers,
     events: &dyn EventSink,
 ) -> Result<Vec<String>, BuildError> {
     let descriptor = image.manifest_descriptor();
@@ -77,8 +91,19 @@ pub(crate) fn export(
             }
         }
     }
+    // Like `buildx --push`, an image whose layers are still only in a registry cache is
+    // pushed, not kept here: the store holds no image it lacks the blobs of.
+    let complete = image
+        .manifest
+        .value()
+        .layers
+        .iter()
+        .all(|l| !lazy.is_pending(&l.digest));
     let mut refs = Vec::new();
     for name in &names {
+        if !complete && push_names.contains(name) {
+            continue;
+        }
         let reference = ImageRef::parse(name).map_err(|source| ExportError::InvalidName {
             name: name.clone(),
             source,
@@ -142,8 +167,9 @@ pub(crate) fn export(
         }
     }
     if !push_names.is_empty() {
-        push(builder, store, image, &push_names, events)?;
+        push(builder, lazy, image, &push_names, events)?;
     }
+    names.retain(|n| complete || !push_names.contains(n));
     Ok(names)
 }
 
@@ -195,7 +221,7 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
 
 fn push(
     builder: &Builder,
-    store: &Store,
+    lazy: &LazyLayers,
     image: &AssembledImage,
     names: &[String],
     events: &dyn EventSink,
@@ -215,13 +241,16 @@ fn push(
     }
     let client =
         kiln_registry::Client::new(config).map_err(|e| ExportError::Client(Box::new(e)))?;
+    for (digest, registry, repository) in lazy.pending_origins() {
+        client.record_blob_origin(&registry, &repository, &digest);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(ExportError::Runtime)?;
     runtime
-        .block_on(client.push_image(store, image.manifest_digest(), &targets))
+        .block_on(client.push_image(&lazy.source(), image.manifest_digest(), &targets))
         .map_err(|source| ExportError::Push {
             names: names.join(", "),
             source: Box::new(source),

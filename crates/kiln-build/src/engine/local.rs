@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use kiln_oci::{ChainId, Digest, Platform};
 use kiln_plan::{BuildGraph, SourceRef, StageId};
@@ -18,6 +18,7 @@ use super::commit;
 use super::compressor::Compressor;
 use super::error::{InternalError, LayerError, StepError};
 use super::ignore::IgnoreFilter;
+use super::lazy::LazyLayers;
 use super::model::{LayerInfo, NamedSource, StageResult};
 use super::options::Builder;
 use super::seams::BaseResolver;
@@ -36,7 +37,11 @@ pub(crate) struct Local<'a> {
     pub(crate) resolver: &'a Resolver<'a>,
     /// Compresses the image's layers in the background while the next steps run.
     pub(crate) compressor: &'a Compressor,
+    /// Imported layers not fetched yet; fetched when a step needs their files.
+    pub(crate) lazy: &'a LazyLayers,
     sandbox: OnceLock<Result<Sandbox, Arc<kiln_sandbox::SandboxError>>>,
+    /// The COPY key inputs this build used, by memo key: `--cache-to` exports them.
+    copy_inputs: Mutex<BTreeMap<String, BTreeMap<String, Digest>>>,
 }
 
 impl std::fmt::Debug for Local<'_> {
@@ -56,6 +61,7 @@ impl<'a> Local<'a> {
         memo: &'a HashMemo,
         resolver: &'a Resolver<'a>,
         compressor: &'a Compressor,
+        lazy: &'a LazyLayers,
     ) -> Self {
         Self {
             builder,
@@ -66,7 +72,9 @@ impl<'a> Local<'a> {
             memo,
             resolver,
             compressor,
+            lazy,
             sandbox: OnceLock::new(),
+            copy_inputs: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -117,7 +125,7 @@ impl<'a> Local<'a> {
                     || format!("stage {id}"),
                     |s| format!("stage {}", s.name.clone().unwrap_or_else(|| id.to_string())),
                 );
-                (Box::new(self.layered(&result.layers, name)), true)
+                (Box::new(self.layered(&result.layers, name)?), true)
             }
             SourceRef::Image(reference) => {
                 let image = self
@@ -125,7 +133,7 @@ impl<'a> Local<'a> {
                     .image(reference, platform)
                     .map_err(|e| StepError::Base(Box::new(e)))?;
                 (
-                    Box::new(self.layered(&image.layers, format!("image {reference}"))),
+                    Box::new(self.layered(&image.layers, format!("image {reference}"))?),
                     true,
                 )
             }
@@ -135,7 +143,7 @@ impl<'a> Local<'a> {
                 .map_err(|e| StepError::Base(Box::new(e)))?
             {
                 NamedSource::Image(image) => (
-                    Box::new(self.layered(&image.layers, format!("build context {name}"))),
+                    Box::new(self.layered(&image.layers, format!("build context {name}"))?),
                     true,
                 ),
                 NamedSource::Dir(dir) => (
@@ -146,7 +154,7 @@ impl<'a> Local<'a> {
         })
     }
 
-    fn context_ref(&self) -> ContextTree<Arc<IgnoreFilter>> {
+    pub(crate) fn context_ref(&self) -> ContextTree<Arc<IgnoreFilter>> {
         ContextTree::new(
             self.context.root().to_path_buf(),
             Arc::clone(self.context.filter()),
@@ -154,31 +162,61 @@ impl<'a> Local<'a> {
     }
 
     /// A read-only view of `layers` (base first).
-    pub(crate) fn layered(&self, layers: &[LayerInfo], name: String) -> LayeredTree {
-        LayeredTree::new(self.snapshot_dirs(layers), name)
+    pub(crate) fn layered(
+        &self,
+        layers: &[LayerInfo],
+        name: String,
+    ) -> Result<LayeredTree, StepError> {
+        Ok(LayeredTree::new(self.snapshot_dirs(layers)?, name))
     }
 
-    /// The snapshot directories of `layers`, top first (overlay's lowerdir order).
-    pub(crate) fn snapshot_dirs(&self, layers: &[LayerInfo]) -> Vec<PathBuf> {
-        layers
+    /// The snapshot directories of `layers`, top first (overlay's lowerdir order); layers of
+    /// an imported cache are fetched and unpacked first.
+    pub(crate) fn snapshot_dirs(&self, layers: &[LayerInfo]) -> Result<Vec<PathBuf>, StepError> {
+        self.lazy.ensure_snapshots(layers)?;
+        Ok(layers
             .iter()
             .rev()
             .map(|l| self.store.snapshot_path(&l.chain))
-            .collect()
+            .collect())
+    }
+
+    /// The COPY key inputs this build used, by memo key.
+    pub(crate) fn used_copy_inputs(&self) -> BTreeMap<String, BTreeMap<String, Digest>> {
+        self.copy_inputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn note_copy_inputs(&self, memo: &str, inputs: &BTreeMap<String, Digest>) {
+        self.copy_inputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(memo.to_owned(), inputs.clone());
     }
 
     /// The key inputs a COPY from an earlier stage had when it was last planned on the same
     /// destination chain (see [`copy_inputs_memo_key`]).
+    /// Imported caches' memos answer when the store has none.
     pub(crate) fn recall_copy_inputs(&self, memo: &str) -> Option<BTreeMap<String, Digest>> {
         if self.builder.no_cache {
             return None;
         }
-        let value = self.store.get_cache_record(memo).ok()??;
-        serde_json::from_value(value.get("inputs")?.clone()).ok()
+        let local = self
+            .store
+            .get_cache_record(memo)
+            .ok()
+            .flatten()
+            .and_then(|value| serde_json::from_value(value.get("inputs")?.clone()).ok());
+        let inputs = local.or_else(|| self.lazy.copy_inputs(memo).cloned())?;
+        self.note_copy_inputs(memo, &inputs);
+        Some(inputs)
     }
 
     /// Best effort: a memo that cannot be written is planned again next time.
     pub(crate) fn remember_copy_inputs(&self, memo: &str, inputs: &BTreeMap<String, Digest>) {
+        self.note_copy_inputs(memo, inputs);
         let value = serde_json::json!({ "kind": "copy-inputs", "inputs": inputs });
         if let Err(err) =
             self.store
@@ -189,29 +227,33 @@ impl<'a> Local<'a> {
     }
 }
 
-/// The memo key of a `COPY --from=<stage>`'s key inputs: the copy as planned, the chain of the
-/// destination stage so far and the chain of the source stage. Both chains name immutable
-/// snapshots, so the same key always yields the same inputs (names, modes, owners, contents of
-/// the copied subtree) and the walk of both trees can be skipped on a warm rebuild. `None` for
-/// sources that can change under the same name (the context, named contexts, images).
+/// The memo key of a COPY's key inputs: the copy as planned, the chain of the destination
+/// stage so far and what it reads — the chain of the source stage for `--from=<stage>`, or
+/// the [`context_fingerprint`](super::copy_exec::context_fingerprint) of what it selects from
+/// the build context. The chains name immutable snapshots and the fingerprint the sources'
+/// content, so the same key always yields the same inputs (names, modes, owners, contents of
+/// the copied subtree) and the walk of both trees can be skipped on a hit. `None` for sources
+/// that can change under the same name (named contexts, images) or are not covered.
 pub(crate) fn copy_inputs_memo_key(
     copy: &kiln_plan::CopyAction,
     layers: &[LayerInfo],
     deps: &BTreeMap<StageId, Arc<StageResult>>,
+    context: Option<&Digest>,
 ) -> Option<String> {
-    let SourceRef::Stage(source) = &copy.from else {
-        return None;
-    };
     if copy.sources.iter().any(|s| super::download::is_http_url(s)) {
         // A URL's content is not part of either chain.
         return None;
     }
-    let source = deps.get(source)?;
     let chain = |layers: &[LayerInfo]| {
         layers
             .last()
             .map(|l| l.chain.to_string())
             .unwrap_or_default()
+    };
+    let source = match (&copy.from, context) {
+        (SourceRef::Stage(source), _) => chain(&deps.get(source)?.layers),
+        (SourceRef::Context, Some(fingerprint)) => format!("context {fingerprint}"),
+        _ => return None,
     };
     let material = serde_json::json!({
         "memo": "copy-inputs",
@@ -219,7 +261,7 @@ pub(crate) fn copy_inputs_memo_key(
         "schema": kiln_plan::CACHE_KEY_SCHEMA,
         "copy": copy,
         "destination": chain(layers),
-        "source": chain(&source.layers),
+        "source": source,
     });
     Some(
         Digest::sha256_of(material.to_string().as_bytes())

@@ -3,6 +3,9 @@
 
 mod base;
 mod build;
+mod cache_export;
+mod cache_format;
+mod cache_import;
 mod commit;
 mod compressor;
 mod copy_exec;
@@ -12,6 +15,7 @@ mod error;
 mod executor;
 mod export;
 mod ignore;
+mod lazy;
 mod local;
 mod model;
 mod options;
@@ -22,8 +26,9 @@ mod seams;
 mod tests;
 
 pub use self::error::{
-    BaseError, BuildError, ContextError, CopyStepError, DownloadError, ExportError,
-    InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError, StepError, StepId,
+    BaseError, BuildError, CacheExportError, ContextError, CopyStepError, DownloadError,
+    ExportError, InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError,
+    StepError, StepId,
 };
 pub use self::options::{
     BuildOutcome, Builder, Entitlement, NetworkDefault, SecretSource, SecretSpecError,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln_oci::{ChainId, DiffId, Digest, ImageConfiguration, MediaType, Platform};
-use kiln_plan::{CacheKey, StageId, StageOutput};
+use kiln_plan::{CacheKey, KeyInputs, StageId, StageOutput};
 use serde::{Deserialize, Serialize};
 
 use super::error::StepId;
@@ -73,6 +73,38 @@ pub(crate) struct CacheRecord {
     /// The layer, `None` when the step changed nothing.
     pub(crate) layer: Option<RecordLayer>,
     /// When the step originally ran (history `created`).
+    pub(crate) created: String,
+}
+
+/// Where a record the build found comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordOrigin {
+    /// The local store.
+    Local,
+    /// An imported cache (`--cache-from`), as progress names it (`REG/REPO:TAG`, a directory).
+    Imported(String),
+}
+
+/// A record found under a step's key, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FoundRecord {
+    pub(crate) record: CacheRecord,
+    pub(crate) origin: RecordOrigin,
+}
+
+/// A filesystem step this build answered (ran or found in a cache): what `--cache-to`
+/// exports.
+#[derive(Debug, Clone)]
+pub(crate) struct RanStep {
+    /// Its stage.
+    pub(crate) stage: StageId,
+    /// `stage:position`, as build histories name it.
+    pub(crate) step: String,
+    /// Its key inputs (their digest is its key).
+    pub(crate) inputs: KeyInputs,
+    /// Its layer, `None` when it changed nothing.
+    pub(crate) layer: Option<LayerInfo>,
+    /// History `created`.
     pub(crate) created: String,
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_oci::{Compression, Digest, Platform};
 
+use crate::cache_options::{CacheExport, CacheSource};
 use crate::output::Output;
 use crate::scheduler::CancelToken;
 
@@ -217,6 +218,8 @@ pub struct Builder {
     pub(crate) insecure_registries: Vec<String>,
     pub(crate) sandbox_helper: Option<PathBuf>,
     pub(crate) entitlements: std::collections::BTreeSet<Entitlement>,
+    pub(crate) cache_from: Vec<CacheSource>,
+    pub(crate) cache_to: Vec<CacheExport>,
     pub(crate) cancel: CancelToken,
 }
 
@@ -251,6 +254,8 @@ impl Builder {
             insecure_registries: Vec::new(),
             sandbox_helper: None,
             entitlements: std::collections::BTreeSet::new(),
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
             cancel: CancelToken::new(),
         }
     }
@@ -407,6 +412,23 @@ impl Builder {
     #[must_use]
     pub fn sandbox_helper(mut self, exe: impl Into<PathBuf>) -> Self {
         self.sandbox_helper = Some(exe.into());
+        self
+    }
+
+    /// `--cache-from`: a cache (registry or OCI layout) whose records the build may reuse
+    /// after the local store's; repeatable, searched in the order given. One that cannot be
+    /// read is a warning, and the build goes on without it.
+    #[must_use]
+    pub fn cache_from(mut self, source: CacheSource) -> Self {
+        self.cache_from.push(source);
+        self
+    }
+
+    /// `--cache-to`: where the build exports its cache after it succeeds; repeatable. A
+    /// failed export fails the build unless the export says `ignore_error`.
+    #[must_use]
+    pub fn cache_to(mut self, export: CacheExport) -> Self {
+        self.cache_to.push(export);
         self
     }
 

@@ -10,7 +10,7 @@ use kiln_store::Store;
 
 use super::commit;
 use super::error::StepError;
-use super::model::{CacheRecord, LayerBlob, LayerInfo, RecordLayer};
+use super::model::{CacheRecord, FoundRecord, LayerBlob, LayerInfo, RecordLayer, RecordOrigin};
 use super::seams::ResultStore;
 
 /// Cache records and layers in a [`Store`].
@@ -29,9 +29,13 @@ impl<'a> StoreResults<'a> {
 }
 
 impl ResultStore for StoreResults<'_> {
-    fn lookup(&self, key: &CacheKey) -> Option<CacheRecord> {
+    fn lookup(&self, key: &CacheKey) -> Option<FoundRecord> {
         let value = self.store.get_cache_record(&key.to_hex()).ok()??;
-        serde_json::from_value(value).ok()
+        let record = serde_json::from_value(value).ok()?;
+        Some(FoundRecord {
+            record,
+            origin: RecordOrigin::Local,
+        })
     }
 
     fn adopt(

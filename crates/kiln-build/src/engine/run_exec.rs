@@ -75,7 +75,7 @@ pub(crate) fn run(
         fs_err::create_dir(d).map_err(StepError::Fs)?;
     }
     fs_err::set_permissions(&upper, fs::Permissions::from_mode(0o755)).map_err(StepError::Fs)?;
-    let mut lowers = engine.snapshot_dirs(layers);
+    let mut lowers = engine.snapshot_dirs(layers)?;
     if lowers.is_empty() {
         let empty = scratch.join("empty");
         fs_err::create_dir(&empty).map_err(StepError::Fs)?;

@@ -12,7 +12,9 @@ use kiln_oci::{ChainId, ImageRef, Platform};
 use kiln_plan::{CacheKey, KeyInputs, Step};
 
 use super::error::{BaseError, StepError};
-use super::model::{BaseImage, CacheRecord, LayerInfo, NamedSource, RecordLayer, StepContext};
+use super::model::{
+    BaseImage, CacheRecord, FoundRecord, LayerInfo, NamedSource, RecordLayer, StepContext,
+};
 
 /// Runs filesystem steps (RUN, COPY/ADD, WORKDIR's directory).
 pub(crate) trait StepExecutor: Sync {
@@ -40,12 +42,13 @@ pub(crate) trait StepExecutor: Sync {
 
 /// Cache records and the layers they name.
 pub(crate) trait ResultStore: Sync {
-    /// The record stored under `key`, if any (an unreadable one is none).
-    fn lookup(&self, key: &CacheKey) -> Option<CacheRecord>;
+    /// The record stored under `key`, if any (an unreadable one is none), and where it was
+    /// found.
+    fn lookup(&self, key: &CacheKey) -> Option<FoundRecord>;
 
     /// The recorded `layer` on top of `parent`, ready to use: its snapshot, unpacked from its
-    /// blob if the snapshot was pruned; `None` when neither is left (the record is then a
-    /// miss).
+    /// blob if the snapshot was pruned (an imported cache's blob is downloaded first, only
+    /// now that a hit needs it); `None` when neither is left (the record is then a miss).
     fn adopt(
         &self,
         layer: &RecordLayer,

@@ -3,7 +3,7 @@
 //! (its records, snapshots and history persist between builds, like a store) and reads what
 //! the driver decided from its events.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -11,9 +11,15 @@ use std::time::{Duration, Instant};
 use kiln_oci::{ChainId, DiffId, Digest, ImageConfiguration, ImageRef, Platform};
 use kiln_plan::{Action, CacheKey, KeyInputs, PlanOptions, SourceRef, StageId, Step};
 
+use super::cache_format::{CacheRecords, ExportedLayer, ExportedRecord};
+use super::cache_import::{BlobFetcher, CacheImportError, ImportedCache, LayeredResults};
 use super::driver::{Driver, DriverOptions};
 use super::error::{BaseError, BuildError, StepError};
-use super::model::{BaseImage, CacheRecord, LayerInfo, NamedSource, RecordLayer, StepContext};
+use super::lazy::{LayerStore, LazyLayers, RoundError, with_fallback};
+use super::model::{
+    BaseImage, CacheRecord, FoundRecord, LayerBlob, LayerInfo, NamedSource, RanStep, RecordLayer,
+    RecordOrigin, StepContext,
+};
 use super::seams::{BaseResolver, ResultStore, StepExecutor};
 use crate::event::Event;
 use crate::scheduler::CancelToken;
@@ -34,6 +40,9 @@ struct FakeExecutor {
     /// How many `wait-for-peer` steps have arrived.
     peers: Mutex<usize>,
     arrived: Condvar,
+    /// The build's imported layers: a step that runs needs the files of the layers below
+    /// it (and of a stage it copies from), as the real executor does.
+    lazy: Mutex<Option<Arc<LazyLayers>>>,
 }
 
 impl FakeExecutor {
@@ -131,6 +140,15 @@ impl StepExecutor for FakeExecutor {
         _prepared: Option<()>,
         ctx: &StepContext<'_>,
     ) -> Result<Option<LayerInfo>, StepError> {
+        let lazy = lock(&self.lazy).clone();
+        if let Some(lazy) = lazy {
+            lazy.ensure_snapshots(ctx.layers)?;
+            if let Action::Copy(copy) = &step.action
+                && let SourceRef::Stage(id) = &copy.from
+            {
+                lazy.ensure_snapshots(&ctx.deps[id].layers)?;
+            }
+        }
         lock(&self.ran).push(ctx.id.label.clone());
         let command = Self::command(step);
         if command.contains("fail") {
@@ -170,7 +188,9 @@ impl StepExecutor for FakeExecutor {
 #[derive(Default)]
 struct FakeResults {
     records: Mutex<HashMap<CacheKey, CacheRecord>>,
-    snapshots: Mutex<HashSet<ChainId>>,
+    snapshots: Arc<Mutex<HashSet<ChainId>>>,
+    /// Layer blobs in the fake store (put there by a fetch from an imported cache).
+    blobs: Arc<Mutex<HashSet<Digest>>>,
     histories: Mutex<BTreeMap<String, BTreeMap<String, KeyInputs>>>,
 }
 
@@ -182,8 +202,14 @@ impl FakeResults {
 }
 
 impl ResultStore for FakeResults {
-    fn lookup(&self, key: &CacheKey) -> Option<CacheRecord> {
-        lock(&self.records).get(key).cloned()
+    fn lookup(&self, key: &CacheKey) -> Option<FoundRecord> {
+        lock(&self.records)
+            .get(key)
+            .cloned()
+            .map(|record| FoundRecord {
+                record,
+                origin: RecordOrigin::Local,
+            })
     }
 
     fn adopt(
@@ -192,7 +218,16 @@ impl ResultStore for FakeResults {
         parent: Option<&ChainId>,
     ) -> Result<Option<LayerInfo>, StepError> {
         let chain = ChainId::on(parent, &layer.diff_id);
-        Ok(lock(&self.snapshots).contains(&chain).then(|| LayerInfo {
+        let has_blob = layer
+            .blob
+            .as_ref()
+            .is_some_and(|b| lock(&self.blobs).contains(b));
+        let mut snapshots = lock(&self.snapshots);
+        if has_blob {
+            // Unpacked from the blob.
+            snapshots.insert(chain.clone());
+        }
+        Ok(snapshots.contains(&chain).then(|| LayerInfo {
             diff_id: layer.diff_id.clone(),
             blob: None,
             chain,
@@ -212,6 +247,65 @@ impl ResultStore for FakeResults {
 
     fn save_history(&self, name: &str, history: &BTreeMap<String, KeyInputs>) {
         lock(&self.histories).insert(name.to_owned(), history.clone());
+    }
+}
+
+/// The fake store's blobs and snapshots as the lazy layers see them: unpacking a blob that
+/// is there makes its snapshot.
+struct FakeLayerStore {
+    blobs: Arc<Mutex<HashSet<Digest>>>,
+    snapshots: Arc<Mutex<HashSet<ChainId>>>,
+}
+
+impl LayerStore for FakeLayerStore {
+    fn has_blob(&self, digest: &Digest) -> bool {
+        lock(&self.blobs).contains(digest)
+    }
+
+    fn has_snapshot(&self, chain: &ChainId) -> bool {
+        lock(&self.snapshots).contains(chain)
+    }
+
+    fn snapshot_path(&self, chain: &ChainId) -> std::path::PathBuf {
+        std::path::PathBuf::from(chain.hex())
+    }
+
+    fn unpack(
+        &self,
+        parent: Option<&ChainId>,
+        diff_id: &DiffId,
+        blob: &Digest,
+    ) -> Result<(), kiln_store::StoreError> {
+        assert!(
+            self.has_blob(blob),
+            "unpacking {blob}, which was not fetched"
+        );
+        lock(&self.snapshots).insert(ChainId::on(parent, diff_id));
+        Ok(())
+    }
+
+    fn blobs(&self) -> &dyn kiln_oci::BlobSource {
+        &NoBlobs
+    }
+}
+
+/// A blob source without blobs.
+struct NoBlobs;
+
+impl kiln_oci::BlobSource for NoBlobs {
+    fn open_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Box<dyn std::io::Read + Send>, kiln_oci::BlobError> {
+        Err(kiln_oci::BlobError::NotFound {
+            digest: digest.clone(),
+        })
+    }
+
+    fn blob_len(&self, digest: &Digest) -> Result<u64, kiln_oci::BlobError> {
+        Err(kiln_oci::BlobError::NotFound {
+            digest: digest.clone(),
+        })
     }
 }
 
@@ -300,6 +394,12 @@ struct Request<'a> {
 struct Built {
     steps: Vec<(String, String)>,
     result: Result<(), BuildError>,
+    /// The steps the build answered (what `--cache-to` exports).
+    ran: Vec<RanStep>,
+    /// The image's stages.
+    image_stages: BTreeSet<StageId>,
+    /// Warnings emitted.
+    warnings: Vec<String>,
 }
 
 impl Built {
@@ -328,6 +428,17 @@ impl Built {
 
 impl World {
     fn build(&self, dockerfile: &str, request: &Request<'_>) -> Built {
+        self.build_importing(dockerfile, request, Vec::new())
+    }
+
+    /// A build whose results are the machine's, layered over `imported` caches (as
+    /// `--cache-from` does).
+    fn build_importing(
+        &self,
+        dockerfile: &str,
+        request: &Request<'_>,
+        imported: Vec<ImportedCache>,
+    ) -> Built {
         let parsed = kiln_dockerfile::parse(dockerfile).expect("the test's Dockerfile parses");
         let mut options = PlanOptions::new(platform());
         options.target = request.target.map(str::to_owned);
@@ -339,36 +450,70 @@ impl World {
         let graph = kiln_plan::plan(&parsed, &options).expect("the test's Dockerfile plans");
         let events = Mutex::new(Vec::new());
         let sink = |event: Event| lock(&events).push(event);
-        let driver = Driver::new(
-            &graph,
-            &sink,
-            &self.executor,
-            &self.results,
-            &self.bases,
-            DriverOptions {
-                no_cache: request.no_cache,
-                source_date_epoch: None,
-                dockerfile_name: "Dockerfile".to_owned(),
-                history_name: "ab".repeat(32),
-                started: "2026-01-01T00:00:00Z".to_owned(),
+        let lazy = Arc::new(LazyLayers::new(
+            FakeLayerStore {
+                blobs: Arc::clone(&self.results.blobs),
+                snapshots: Arc::clone(&self.results.snapshots),
             },
-        );
-        let result = driver
-            .run_all(usize::MAX, &CancelToken::new())
-            .map(|results| {
-                assert!(results.contains_key(&graph.target), "the target was built");
-            });
-        driver.save_history();
+            BTreeMap::new(),
+        ));
+        *lock(&self.executor.lazy) = Some(Arc::clone(&lazy));
+        // The base images are unpacked, as the resolver leaves them.
+        for image in lock(&self.bases.images).values() {
+            let mut snapshots = lock(&self.results.snapshots);
+            snapshots.extend(image.layers.iter().map(|l| l.chain.clone()));
+        }
+        let results = LayeredResults::new(&self.results, imported, &lazy);
+        let options = DriverOptions {
+            no_cache: request.no_cache,
+            source_date_epoch: None,
+            dockerfile_name: "Dockerfile".to_owned(),
+            history_name: "ab".repeat(32),
+            started: "2026-01-01T00:00:00Z".to_owned(),
+        };
+        // As the composition root does: a layer that cannot be fetched is left out and the
+        // build runs again; the events are those of the last round.
+        let mut fallback_warnings = Vec::new();
+        let mut last = None;
+        let result = with_fallback(&lazy, &sink, &mut fallback_warnings, || {
+            lock(&events).clear();
+            let driver = Driver::new(
+                &graph,
+                &sink,
+                &self.executor,
+                &results,
+                &self.bases,
+                options.clone(),
+            );
+            let result = driver
+                .run_all(usize::MAX, &CancelToken::new())
+                .map(|results| {
+                    assert!(results.contains_key(&graph.target), "the target was built");
+                });
+            driver.save_history();
+            let ran = driver.ran_steps();
+            let image_stages = driver.image_stages().clone();
+            last = Some((ran, image_stages));
+            result.map_err(RoundError::Build)
+        });
+        *lock(&self.executor.lazy) = None;
+        let (ran, image_stages) = last.expect("a round ran");
         let mut names = BTreeMap::new();
         let mut steps = Vec::new();
+        let mut warnings = fallback_warnings;
         for event in lock(&events).drain(..) {
             match event {
                 Event::StepStarted { step, name } => {
                     names.insert(step, name);
                 }
-                Event::StepCached { step, .. } => {
-                    steps.push((names[&step].clone(), "CACHED".to_owned()));
+                Event::StepCached { step, from, .. } => {
+                    let outcome = match from {
+                        None => "CACHED".to_owned(),
+                        Some(cache) => format!("CACHED (from {cache})"),
+                    };
+                    steps.push((names[&step].clone(), outcome));
                 }
+                Event::Warning { message } => warnings.push(message),
                 Event::CacheMiss { step, reason } => {
                     steps.push((names[&step].clone(), format!("miss: {reason}")));
                 }
@@ -378,7 +523,13 @@ impl World {
                 _ => {}
             }
         }
-        Built { steps, result }
+        Built {
+            steps,
+            result,
+            ran,
+            image_stages,
+            warnings,
+        }
     }
 }
 
@@ -692,4 +843,177 @@ fn an_unknown_base_image_fails_its_from_step() {
     assert_eq!(step.line, 1);
     assert!(matches!(**source, StepError::Base(_)), "{source:?}");
     assert!(world.executor.ran().is_empty());
+}
+
+// --- `--cache-from`: the local store layered over imported caches -----------------------
+
+/// Fetches an imported cache's blobs into a fake store, or fails when `fails`.
+struct FakeFetcher {
+    into: Arc<Mutex<HashSet<Digest>>>,
+    fetched: Arc<AtomicUsize>,
+    fails: bool,
+}
+
+impl BlobFetcher for FakeFetcher {
+    fn fetch(&self, blob: &LayerBlob) -> Result<(), CacheImportError> {
+        if self.fails {
+            return Err(CacheImportError::ReadBlob {
+                digest: blob.digest.clone(),
+                source: std::io::Error::other("connection reset"),
+            });
+        }
+        self.fetched.fetch_add(1, Ordering::SeqCst);
+        lock(&self.into).insert(blob.digest.clone());
+        Ok(())
+    }
+}
+
+/// What runner A's `--cache-to` would export (every stage: `mode=max`; the image's stages
+/// only: `mode=min`), as imported records; a layer's blob digest is derived from its diffID.
+fn exported(built: &Built, max: bool) -> BTreeMap<CacheKey, ExportedRecord> {
+    built
+        .ran
+        .iter()
+        .filter(|s| max || built.image_stages.contains(&s.stage))
+        .map(|s| {
+            let key = s.inputs.key();
+            let layer = s.layer.as_ref().map(|l| ExportedLayer {
+                diff_id: l.diff_id.clone(),
+                digest: Digest::sha256_of(l.diff_id.to_string().as_bytes()),
+                size: 42,
+                media_type: kiln_oci::MediaType::OciLayerTarGzip,
+            });
+            let record = ExportedRecord {
+                key,
+                parent: s.inputs.parent,
+                step: s.step.clone(),
+                created: s.created.clone(),
+                layer,
+                inputs: s.inputs.clone(),
+                last_used: None,
+            };
+            (key, record)
+        })
+        .collect()
+}
+
+/// Runner B: a fresh machine with the same context and base images as `python_world`, and
+/// the cache `records` to import through a fetcher that fails when `fails`.
+fn fresh_runner(
+    records: BTreeMap<CacheKey, ExportedRecord>,
+    fails: bool,
+) -> (World, Vec<ImportedCache>, Arc<AtomicUsize>) {
+    let world = python_world();
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let fetcher = FakeFetcher {
+        into: Arc::clone(&world.results.blobs),
+        fetched: Arc::clone(&fetched),
+        fails,
+    };
+    let cache = ImportedCache::new(
+        "reg.test/app/cache:main".to_owned(),
+        CacheRecords {
+            records,
+            copy_inputs: BTreeMap::new(),
+        },
+        Arc::new(fetcher),
+    );
+    (world, vec![cache], fetched)
+}
+
+#[test]
+fn a_fresh_runner_hits_every_step_from_an_imported_cache_and_fetches_no_layer() {
+    let runner_a = python_world();
+    let built_a = runner_a.build(PYTHON_SERVICE, &Request::default());
+    built_a.result.as_ref().unwrap();
+    let (runner_b, imported, fetched) = fresh_runner(exported(&built_a, true), false);
+    let built = runner_b.build_importing(PYTHON_SERVICE, &Request::default(), imported);
+    built.result.as_ref().unwrap();
+    assert!(runner_b.executor.ran().is_empty(), "{built:#?}");
+    for step in [
+        "WORKDIR",
+        "COPY requirements.txt",
+        "RUN pip install",
+        "COPY app app",
+        "RUN python",
+        "COPY --from=builder",
+    ] {
+        assert_eq!(
+            built.outcome(step),
+            "CACHED (from reg.test/app/cache:main)",
+            "{step}"
+        );
+    }
+    assert_eq!(
+        fetched.load(Ordering::SeqCst),
+        0,
+        "a hit downloads nothing: no step needed the files"
+    );
+}
+
+#[test]
+fn an_edit_on_a_fresh_runner_reruns_only_what_follows_and_says_why() {
+    let runner_a = python_world();
+    let built_a = runner_a.build(PYTHON_SERVICE, &Request::default());
+    built_a.result.as_ref().unwrap();
+    let (runner_b, imported, fetched) = fresh_runner(exported(&built_a, true), false);
+    runner_b.executor.write("app/main.py", "print('changed')\n");
+    let built = runner_b.build_importing(PYTHON_SERVICE, &Request::default(), imported);
+    built.result.as_ref().unwrap();
+    assert_eq!(
+        built.outcome("RUN pip install"),
+        "CACHED (from reg.test/app/cache:main)"
+    );
+    // The COPY that misses runs on the layers below it: those (and only those) were fetched.
+    assert!(fetched.load(Ordering::SeqCst) > 0, "{built:#?}");
+    // The imported records' inputs explain the misses of a runner with no history.
+    assert_eq!(
+        built.outcome("COPY app app"),
+        "miss: file app/main.py changed"
+    );
+    assert_eq!(built.misses().len(), 3, "{built:#?}");
+}
+
+#[test]
+fn mode_min_leaves_the_builder_stage_out() {
+    let runner_a = python_world();
+    let built_a = runner_a.build(PYTHON_SERVICE, &Request::default());
+    built_a.result.as_ref().unwrap();
+    let (runner_b, imported, _) = fresh_runner(exported(&built_a, false), false);
+    let built = runner_b.build_importing(PYTHON_SERVICE, &Request::default(), imported);
+    built.result.as_ref().unwrap();
+    assert!(
+        built.outcome("RUN pip install").starts_with("miss"),
+        "{built:#?}"
+    );
+    assert!(
+        built
+            .outcome("COPY --from=builder")
+            .starts_with("CACHED (from"),
+        "{built:#?}"
+    );
+}
+
+#[test]
+fn a_blob_that_cannot_be_fetched_is_a_warning_and_the_step_runs() {
+    let runner_a = python_world();
+    let built_a = runner_a.build(PYTHON_SERVICE, &Request::default());
+    built_a.result.as_ref().unwrap();
+    let (runner_b, imported, _) = fresh_runner(exported(&built_a, true), true);
+    // The edit makes a step run on the imported layers: they are needed, and cannot come.
+    runner_b.executor.write("app/main.py", "print('changed')\n");
+    let built = runner_b.build_importing(PYTHON_SERVICE, &Request::default(), imported);
+    built.result.as_ref().unwrap();
+    assert!(
+        built.outcome("RUN pip install").starts_with("miss"),
+        "{built:#?}"
+    );
+    assert!(
+        built
+            .warnings
+            .iter()
+            .any(|w| w.contains("reg.test/app/cache:main") && w.contains("connection reset")),
+        "{:?}",
+        built.warnings
+    );
 }
