@@ -6,6 +6,9 @@
 #                              usage error (exit 2)
 # bench_kiln                   sets and exports `KILN`: $KILN, or target/release/kiln after
 #                              `cargo build --release --bin kiln`
+# many_files_context DIR       writes the many-files case: 20,000 small files in 200 dirs,
+#                              ~90 MB of random blobs, and a Dockerfile on debian that copies
+#                              them and edits 2,000, deletes 1,000, chmods 1,000 and grows one
 
 bench_setup() {
     repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,4 +35,32 @@ bench_kiln() {
         KILN="$repo/target/release/kiln"
     fi
     export KILN
+}
+
+many_files_context() {
+    python3 - "$1" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(9)
+for d in range(200):
+    dd = os.path.join(root, "small", f"d{d:03}")
+    os.makedirs(dd)
+    for f in range(100):
+        with open(os.path.join(dd, f"f{f:03}.txt"), "w") as fh:
+            fh.write(f"file {d}/{f}\n" + "x" * rng.randint(64, 2048) + "\n")
+os.makedirs(os.path.join(root, "blobs"))
+for i, mb in enumerate([24, 24, 24, 9, 9]):
+    with open(os.path.join(root, "blobs", f"blob{i}.bin"), "wb") as fh:
+        fh.write(rng.randbytes(mb * 1_000_000))
+PY
+    cat >"$1/Dockerfile" <<'EOF'
+FROM debian:bookworm-slim
+COPY . /data/
+RUN cd /data/small \
+    && find d00* d01* -type f -exec sh -c 'for f; do echo edited >> "$f"; done' sh {} + \
+    && find d02* -type f -delete \
+    && find d03* -type f -exec chmod 600 {} + \
+    && head -c 8000000 /dev/urandom >> /data/blobs/blob0.bin \
+    && find /data -type f | wc -l
+EOF
 }

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 REPS=${REPS:-3}
 CASES=${CASES:-"fastapi fastapi-test static-binary many-files parallel parallel-light"}
 TOOLS=${TOOLS:-"kiln buildah buildah-j4"}
@@ -76,31 +78,7 @@ rm -rf "$ctx/fastapi/.prepare.lock"
 cp -a "$repo/examples/static-binary" "$ctx/static-binary"
 
 log "generating the many-files context (20,000 files + ~90 MB)"
-python3 - "$ctx/many-files" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-rng = random.Random(9)
-for d in range(200):
-    dd = os.path.join(root, "small", f"d{d:03}")
-    os.makedirs(dd)
-    for f in range(100):
-        with open(os.path.join(dd, f"f{f:03}.txt"), "w") as fh:
-            fh.write(f"file {d}/{f}\n" + "x" * rng.randint(64, 2048) + "\n")
-os.makedirs(os.path.join(root, "blobs"))
-for i, mb in enumerate([24, 24, 24, 9, 9]):
-    with open(os.path.join(root, "blobs", f"blob{i}.bin"), "wb") as fh:
-        fh.write(rng.randbytes(mb * 1_000_000))
-PY
-cat >"$ctx/many-files/Dockerfile" <<'EOF'
-FROM debian:bookworm-slim
-COPY . /data/
-RUN cd /data/small \
-    && find d00* d01* -type f -exec sh -c 'for f; do echo edited >> "$f"; done' sh {} + \
-    && find d02* -type f -delete \
-    && find d03* -type f -exec chmod 600 {} + \
-    && head -c 8000000 /dev/urandom >> /data/blobs/blob0.bin \
-    && find /data -type f | wc -l
-EOF
+many_files_context "$ctx/many-files"
 
 # parallel_context DIR BYTES: 4 stages of `sleep 2` + hashing BYTES of zeros, and a join.
 parallel_context() {

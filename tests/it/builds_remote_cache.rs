@@ -603,13 +603,70 @@ fn four_concurrent_runners_share_one_registry_cache_root() {
 }
 
 #[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_docker_registry, kiln_no_skopeo),
+    ignore = "needs root, busybox, docker-registry, skopeo"
+)]
+fn an_inline_cache_rides_in_the_pushed_image_root() {
+    kiln_test::require_root();
+    kiln_test::require_tool("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let ctx = tmp.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY app.txt /app.txt\nRUN cat /app.txt > /copy.txt\n",
+    )
+    .unwrap();
+    fs_err::write(ctx.join("app.txt"), "app\n").unwrap();
+    let image = format!("{}/app:inline", registry.host);
+    let log_a = build_plain(
+        &runner(tmp.path(), "a"),
+        &ctx,
+        &[
+            "--cache-to",
+            "type=inline",
+            "--output",
+            &format!("type=image,name={image},push=true"),
+        ],
+    );
+    // skopeo, independently: an ordinary image manifest, the records in an annotation.
+    let manifest = skopeo_manifest(&image);
+    assert_eq!(
+        manifest["config"]["mediaType"], "application/vnd.oci.image.config.v1+json",
+        "{manifest}"
+    );
+    let records = manifest["annotations"]["dev.kiln.cache.config.v1"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no inline cache annotation: {manifest}"));
+    assert!(records.contains("\"records\""), "{records}");
+    let log_b = build_plain(&runner(tmp.path(), "b"), &ctx, &["--cache-from", &image]);
+    let lines = fs_step_lines(&log_b);
+    assert_eq!(lines.len(), 2, "{log_b}");
+    for line in lines {
+        assert!(
+            line.ends_with(&format!("CACHED (from {image})")),
+            "{line}\n{log_b}"
+        );
+    }
+    // An unchanged rebuild with the inline cache makes the same manifest.
+    let log_again = build_plain(
+        &runner(tmp.path(), "c"),
+        &ctx,
+        &["--cache-from", &image, "--cache-to", "type=inline"],
+    );
+    assert_eq!(manifest_digest(&log_again), manifest_digest(&log_a));
+}
+
+#[test]
 fn cache_flags_refuse_unknown_and_unimplemented_options() {
     let tmp = tempfile::tempdir().unwrap();
     for (flag, spec, expected) in [
         (
             "--cache-to",
-            "type=inline",
-            "type=inline is not supported yet",
+            "type=inline,mode=max",
+            "mode=max is not valid",
         ),
         (
             "--cache-to",

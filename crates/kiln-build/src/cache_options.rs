@@ -21,6 +21,9 @@ pub enum CacheLocation {
     Registry(ImageRef),
     /// `type=local,dest=DIR` / `type=local,src=DIR`: an OCI image layout directory.
     Local(PathBuf),
+    /// `--cache-to type=inline`: the records ride in the built image's manifest (its
+    /// layers are the image's), and `--cache-from IMAGE-REF` reads them back.
+    Inline,
 }
 
 impl fmt::Display for CacheLocation {
@@ -29,6 +32,7 @@ impl fmt::Display for CacheLocation {
         match self {
             Self::Registry(reference) => write!(f, "{reference}"),
             Self::Local(dir) => write!(f, "{}", dir.display()),
+            Self::Inline => f.write_str("inline"),
         }
     }
 }
@@ -192,7 +196,9 @@ pub enum CacheSpecError {
         spec: String,
     },
     /// A type kiln does not know.
-    #[error("invalid {flag} `{spec}`: unknown type `{kind}` (kiln knows registry and local)")]
+    #[error(
+        "invalid {flag} `{spec}`: unknown type `{kind}` (kiln knows registry, local and, for --cache-to, inline)"
+    )]
     UnknownType {
         /// `--cache-from` or `--cache-to`.
         flag: &'static str,
@@ -288,9 +294,6 @@ const NOT_YET_KEYS: &[&str] = &[
     "oci-mediatypes",
 ];
 
-/// buildx cache types kiln does not implement yet.
-const NOT_YET_TYPES: &[&str] = &["inline"];
-
 /// A spec split into its type and its other `key=value` pairs, in order.
 struct Parts<'a> {
     flag: &'static str,
@@ -329,14 +332,8 @@ impl<'a> Parts<'a> {
             flag,
             spec: spec.to_owned(),
         })?;
-        if NOT_YET_TYPES.contains(&kind) {
-            return Err(CacheSpecError::NotSupportedYet {
-                flag,
-                spec: spec.to_owned(),
-                what: format!("type={kind}"),
-            });
-        }
-        if kind != "registry" && kind != "local" {
+        let inline = kind == "inline" && flag == TO_FLAG;
+        if kind != "registry" && kind != "local" && !inline {
             return Err(CacheSpecError::UnknownType {
                 flag,
                 spec: spec.to_owned(),
@@ -359,10 +356,10 @@ impl<'a> Parts<'a> {
     }
 
     fn kind_name(&self) -> &'static str {
-        if self.kind == "registry" {
-            "registry"
-        } else {
-            "local"
+        match self.kind {
+            "registry" => "registry",
+            "inline" => "inline",
+            _ => "local",
         }
     }
 
@@ -399,7 +396,9 @@ impl<'a> Parts<'a> {
             kind: self.kind_name(),
             key,
         };
-        if self.kind == "registry" {
+        if self.kind == "inline" {
+            Ok(CacheLocation::Inline)
+        } else if self.kind == "registry" {
             let reference = reference.ok_or_else(|| missing("ref"))?;
             parse_ref(self.flag, self.spec, reference).map(CacheLocation::Registry)
         } else {
@@ -468,6 +467,15 @@ impl FromStr for CacheExport {
             match (parts.kind, key) {
                 ("registry", "ref") => reference = Some(value),
                 ("local", "dest") => dest = Some(value),
+                ("inline", "mode") if value != "min" => {
+                    return Err(parts.invalid(
+                        key,
+                        value,
+                        "min (an inline cache holds the steps of the image's own stages)",
+                    ));
+                }
+                ("inline", "mode") => {}
+                ("inline", _) => return Err(parts.unknown_key(key, "mode=min")),
                 (_, "mode") => {
                     mode = match value {
                         "min" => CacheMode::Min,
@@ -642,7 +650,6 @@ mod tests {
     #[test]
     fn buildx_options_not_implemented_yet_are_refused_by_name() {
         for (spec, what) in [
-            ("type=inline", "type=inline"),
             (
                 "type=registry,ref=r/c:t,cache-mounts=true",
                 "key `cache-mounts`",
@@ -666,13 +673,27 @@ mod tests {
                 "{spec}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn inline_is_a_cache_to_of_the_image_steps_only() {
+        let export: CacheExport = "type=inline".parse().unwrap();
+        assert_eq!(export.location, CacheLocation::Inline);
+        assert_eq!(export.mode, CacheMode::Min);
+        assert!("type=inline,mode=min".parse::<CacheExport>().is_ok());
+        for (spec, expected) in [
+            ("type=inline,mode=max", "own stages"),
+            ("type=inline,ref=r/c:t", "unknown key `ref`"),
+            ("type=inline,compression=zstd", "unknown key `compression`"),
+        ] {
+            let message = spec.parse::<CacheExport>().unwrap_err().to_string();
+            assert!(message.contains(expected), "{spec}: {message}");
+        }
+        // Reading an inline cache is `--cache-from IMAGE-REF`, as with buildx.
         let message = "type=inline"
             .parse::<CacheSource>()
             .unwrap_err()
             .to_string();
-        assert!(
-            message.contains("type=inline is not supported yet"),
-            "{message}"
-        );
+        assert!(message.contains("unknown type `inline`"), "{message}");
     }
 }

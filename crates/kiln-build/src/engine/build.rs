@@ -19,6 +19,7 @@ use super::lazy::{LazyLayers, RoundError, with_fallback};
 use super::model::LayerInfo;
 use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
 use super::{base, cache_export, cache_import, compressor, driver, export, local, results};
+use crate::cache_options::CacheLocation;
 use crate::copy::digest::HashMemo;
 use crate::copy::source::ContextTree;
 use crate::event::{Event, EventSink};
@@ -138,6 +139,12 @@ impl Builder {
         // An imported layer that cannot be fetched or unpacked is left out and the build
         // runs again (`lazy::with_fallback`).
         let mut last_driver = None;
+        let mut inline_warnings = Vec::new();
+        let inline = self
+            .cache_to
+            .iter()
+            .find(|e| e.location == CacheLocation::Inline);
+        let build_blob = |layer: &LayerInfo| compressor.blob(layer);
         let image = with_fallback(&lazy, events, &mut warnings, || {
             let driver = driver::Driver::new(
                 &graph,
@@ -153,7 +160,40 @@ impl Builder {
                 let target = results
                     .get(&graph.target)
                     .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
-                export::assemble(&store, target, self.source_date_epoch, &compressor)
+                // `--cache-to type=inline`: the image's records ride in its manifest.
+                let mut annotations = BTreeMap::new();
+                if let Some(export) = inline {
+                    let steps = driver.ran_steps();
+                    let inputs = cache_export::ExportInputs {
+                        store: &store,
+                        lazy: &lazy,
+                        steps: &steps,
+                        copy_inputs: executor.used_copy_inputs(),
+                        image_stages: driver.image_stages(),
+                        compression: self.compression,
+                        build_blob: &build_blob,
+                        epoch: self.source_date_epoch,
+                        now: (driver::now_rfc3339(), unix_now()),
+                    };
+                    match cache_export::inline_annotation(export, &inputs) {
+                        Ok(inline) => annotations = inline,
+                        Err(e) if export.ignore_error => {
+                            let message = format!("{e} (ignored: ignore-error=true)");
+                            events.emit(Event::Warning {
+                                message: message.clone(),
+                            });
+                            inline_warnings.push(message);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                export::assemble(
+                    &store,
+                    target,
+                    self.source_date_epoch,
+                    &compressor,
+                    annotations,
+                )
             });
             if let Err(e) = memo.save() {
                 tracing::warn!("could not save the context hash memo: {e}");
@@ -168,6 +208,7 @@ impl Builder {
             Ok(image)
         })?;
         let driver = last_driver.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
+        warnings.extend(inline_warnings);
         let tagged = export::export(self, &store, &image, &lazy, events)?;
         let (fetched, fetched_bytes) = lazy.fetched();
         tracing::debug!(
@@ -175,9 +216,12 @@ impl Builder {
             fetched_bytes,
             "layer blobs fetched from imported caches"
         );
-        if !self.cache_to.is_empty() {
+        if self
+            .cache_to
+            .iter()
+            .any(|e| e.location != CacheLocation::Inline)
+        {
             let steps = driver.ran_steps();
-            let build_blob = |layer: &LayerInfo| compressor.blob(layer);
             let inputs = cache_export::ExportInputs {
                 store: &store,
                 lazy: &lazy,
@@ -189,7 +233,11 @@ impl Builder {
                 epoch: self.source_date_epoch,
                 now: (driver::now_rfc3339(), unix_now()),
             };
-            for export in &self.cache_to {
+            for export in self
+                .cache_to
+                .iter()
+                .filter(|e| e.location != CacheLocation::Inline)
+            {
                 // The cache this build imported from the same location is merged, not wiped.
                 let carried = layered.records_at(&export.location.to_string());
                 match cache_export::export_cache(export, &inputs, &carried, &remote) {

@@ -13,7 +13,7 @@ use kiln_store::Store;
 
 use super::cache_format::{
     CACHE_CONFIG_MEDIA_TYPE, CACHE_FORMAT_VERSION, CacheConfig, CacheRecords, ExportedLayer,
-    ExportedRecord,
+    ExportedRecord, INLINE_ANNOTATION, MAX_INLINE_BYTES,
 };
 use super::cache_import::{Remote, RemoteError};
 use super::commit;
@@ -150,6 +150,33 @@ pub(crate) fn cache_records(
     Ok((config, layers.into_values().collect()))
 }
 
+/// `--cache-to type=inline`: the image manifest's annotation that holds the records of the
+/// image's own stages. Their layers are the image's, so the cache adds no blob. The records
+/// carry no `last_used`, so an unchanged rebuild makes the same manifest.
+pub(crate) fn inline_annotation(
+    export: &CacheExport,
+    inputs: &ExportInputs<'_>,
+) -> Result<BTreeMap<String, String>, CacheExportError> {
+    let (mut config, _) = cache_records(export, inputs, &CacheRecords::default())?;
+    for record in &mut config.records {
+        record.last_used = None;
+    }
+    let bytes = config
+        .to_bytes()
+        .map_err(|source| CacheExportError::Encode {
+            cache: export.location.to_string(),
+            source: Box::new(source),
+        })?;
+    if bytes.len() > MAX_INLINE_BYTES {
+        return Err(CacheExportError::InlineTooLarge {
+            size: bytes.len(),
+            limit: MAX_INLINE_BYTES,
+        });
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Ok(BTreeMap::from([(INLINE_ANNOTATION.to_owned(), text)]))
+}
+
 /// Adds the `carried` records that are not in `records`, within the export's bounds.
 fn carry_over(
     export: &CacheExport,
@@ -241,6 +268,8 @@ pub(crate) fn export_cache(
                     source: Box::new(source),
                 })?;
         }
+        // Written into the image's manifest when it is assembled (`inline_annotation`).
+        CacheLocation::Inline => {}
         CacheLocation::Local(dir) => {
             inputs
                 .lazy

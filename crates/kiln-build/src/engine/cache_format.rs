@@ -16,6 +16,12 @@ use kiln_oci::{DiffId, Digest, ImageManifest, MediaType};
 use kiln_plan::{CACHE_KEY_SCHEMA, CacheKey, KeyInputs};
 use serde::{Deserialize, Serialize};
 
+/// The image manifest annotation an inline cache (`--cache-to type=inline`) keeps its
+/// [`CacheConfig`] in.
+pub(crate) const INLINE_ANNOTATION: &str = "dev.kiln.cache.config.v1";
+/// Largest inline cache kept in an image manifest (registries cap manifests at 4 MiB).
+pub(crate) const MAX_INLINE_BYTES: usize = 1024 * 1024;
+
 /// Media type of the cache config blob.
 pub(crate) const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
 /// The version of [`CacheConfig`] this kiln writes and reads.
@@ -190,12 +196,38 @@ pub(crate) fn parse_cache(
     manifest: &ImageManifest,
     config: &[u8],
 ) -> Result<ParsedCache, CacheFormatError> {
+    check_manifest(manifest)?;
+    parse_records(manifest, config)
+}
+
+/// Parses the inline cache of an image manifest (its [`INLINE_ANNOTATION`]); `None` when it
+/// has none. The records may only name the image's own layers.
+pub(crate) fn parse_inline(
+    manifest: &ImageManifest,
+) -> Result<Option<ParsedCache>, CacheFormatError> {
+    let Some(text) = manifest.annotations.get(INLINE_ANNOTATION) else {
+        return Ok(None);
+    };
+    manifest
+        .validate()
+        .map_err(|e| CacheFormatError::Manifest(e.to_string()))?;
+    if text.len() > MAX_INLINE_BYTES {
+        return Err(CacheFormatError::TooLarge {
+            what: "inline cache",
+            found: text.len() as u64,
+            limit: MAX_INLINE_BYTES as u64,
+        });
+    }
+    parse_records(manifest, text.as_bytes()).map(Some)
+}
+
+/// The records of `config`, checked against the layers `manifest` lists.
+fn parse_records(manifest: &ImageManifest, config: &[u8]) -> Result<ParsedCache, CacheFormatError> {
     /// Only the version: read first, so a newer format is recognised, not refused.
     #[derive(Deserialize)]
     struct VersionOnly {
         version: u32,
     }
-    check_manifest(manifest)?;
     if config.len() as u64 > MAX_CONFIG_BYTES {
         return Err(CacheFormatError::TooLarge {
             what: "config",
@@ -404,6 +436,31 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn an_inline_cache_names_only_the_images_layers() {
+        let first = record("RUN a", None, Some(layer_blob(1)));
+        let (mut manifest, bytes) = cache(vec![first.clone()]);
+        manifest.config.media_type = MediaType::OciConfig;
+        assert!(
+            parse_inline(&manifest).unwrap().is_none(),
+            "no annotation: no cache"
+        );
+        manifest.annotations.insert(
+            INLINE_ANNOTATION.to_owned(),
+            String::from_utf8(bytes).unwrap(),
+        );
+        let Some(ParsedCache::Records(parsed)) = parse_inline(&manifest).unwrap() else {
+            panic!("not records");
+        };
+        assert_eq!(parsed.records[&first.key], first);
+        manifest.layers.clear();
+        let error = parse_inline(&manifest).unwrap_err();
+        assert!(
+            error.to_string().contains("not a layer of the manifest"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -168,6 +168,8 @@ pub(crate) fn import_caches(
                 .map_err(CacheImportError::from)
                 .and_then(|remote| read_registry_cache(&remote, reference, store)),
             CacheLocation::Local(dir) => read_local_cache(dir, store),
+            // `CacheSource` refuses it: an inline cache is read as `--cache-from IMAGE-REF`.
+            CacheLocation::Inline => continue,
         };
         match read {
             Ok((ParsedCache::Records(records), fetcher)) => {
@@ -205,18 +207,23 @@ fn read_registry_cache(
     }
     let manifest: ImageManifest =
         serde_json::from_slice(&raw.bytes).map_err(CacheImportError::ManifestJson)?;
-    cache_format::check_manifest(&manifest)?;
-    let config = &manifest.config;
-    if !store.has_blob(&config.digest) {
-        remote.runtime.block_on(remote.client.pull_blob(
-            reference,
-            &config.digest,
-            config.size,
-            store,
-        ))?;
-    }
-    let bytes = read_capped(store, &config.digest)?;
-    let parsed = cache_format::parse_cache(&manifest, &bytes)?;
+    // An image built with `--cache-to type=inline`: its layers are the cache's.
+    let parsed = if let Some(parsed) = cache_format::parse_inline(&manifest)? {
+        parsed
+    } else {
+        cache_format::check_manifest(&manifest)?;
+        let config = &manifest.config;
+        if !store.has_blob(&config.digest) {
+            remote.runtime.block_on(remote.client.pull_blob(
+                reference,
+                &config.digest,
+                config.size,
+                store,
+            ))?;
+        }
+        let bytes = read_capped(store, &config.digest)?;
+        cache_format::parse_cache(&manifest, &bytes)?
+    };
     // A push to another repository of this registry can mount these blobs from the cache's.
     for layer in &manifest.layers {
         remote.client.record_blob_origin(
@@ -243,15 +250,19 @@ fn read_local_cache(dir: &std::path::Path, store: &Store) -> Result<ReadCache, C
     }
     let manifest = kiln_oci::read_json_blob::<ImageManifest>(&layout, &top)?;
     let manifest = manifest.value().clone();
-    cache_format::check_manifest(&manifest)?;
-    copy_verified(
-        &layout,
-        store,
-        &manifest.config.digest,
-        manifest.config.size,
-    )?;
-    let bytes = read_capped(store, &manifest.config.digest)?;
-    let parsed = cache_format::parse_cache(&manifest, &bytes)?;
+    let parsed = if let Some(parsed) = cache_format::parse_inline(&manifest)? {
+        parsed
+    } else {
+        cache_format::check_manifest(&manifest)?;
+        copy_verified(
+            &layout,
+            store,
+            &manifest.config.digest,
+            manifest.config.size,
+        )?;
+        let bytes = read_capped(store, &manifest.config.digest)?;
+        cache_format::parse_cache(&manifest, &bytes)?
+    };
     let fetcher = LayoutBlobs {
         layout,
         store: store.clone(),

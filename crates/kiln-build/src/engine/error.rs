@@ -881,6 +881,16 @@ pub enum CacheExportError {
         /// Why.
         source: Box<LayoutError>,
     },
+    /// The inline cache would make the image manifest too large.
+    #[error(
+        "--cache-to type=inline: the records take {size} bytes, more than the {limit} an image manifest may hold; use type=registry or type=local"
+    )]
+    InlineTooLarge {
+        /// Their size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// A layer of an imported cache that the directory must hold could not be fetched.
     #[error("--cache-to {cache}: fetching layer {digest} {reason}")]
     Fetch {

@@ -30,6 +30,7 @@ pub(crate) fn assemble(
     target: &StageResult,
     epoch: Option<i64>,
     compressor: &Compressor,
+    annotations: BTreeMap<String, String>,
 ) -> Result<AssembledImage, BuildError> {
     let mut config = target.output.image.clone();
     if let Some(epoch) = epoch {
@@ -45,7 +46,7 @@ pub(crate) fn assemble(
                 .map_err(ExportError::Layer)
         })
         .collect::<Result<_, _>>()?;
-    let image = assemble_image(config, layers, ManifestFormat::Oci, BTreeMap::new())
+    let image = assemble_image(config, layers, ManifestFormat::Oci, annotations)
         .map_err(|e| ExportError::Assemble(Box::new(e)))?;
     store
         .put_bytes(image.config.bytes())
