@@ -28,6 +28,7 @@ impl CancelToken {
 
     /// A token cancelled when this one is (now or later), and cancellable on its own
     /// without cancelling this one: one attempt of a larger job.
+    #[must_use]
     pub fn child(&self) -> Self {
         let child = Self::new();
         self.inner
