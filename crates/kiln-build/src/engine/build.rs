@@ -13,6 +13,7 @@ use kiln_plan::PlanOptions;
 use kiln_store::Store;
 
 use super::cache_import::{Remote, RemoteError};
+use super::cache_mounts::CacheMounts;
 use super::error::{BuildError, ContextError, InternalError, OptionsError};
 use super::ignore::IgnoreFilter;
 use super::lazy::{LazyLayers, RoundError, with_fallback};
@@ -122,6 +123,7 @@ impl Builder {
             }
         }
         let lazy = LazyLayers::new(store.clone(), copy_inputs);
+        let cache_mounts = CacheMounts::new(&imported);
         let executor = local::Local::new(
             self,
             &store,
@@ -132,6 +134,7 @@ impl Builder {
             &resolver,
             &compressor,
             &lazy,
+            &cache_mounts,
         );
         let local_results = results::StoreResults::new(&store, self.compression);
         let layered = cache_import::LayeredResults::new(&local_results, imported, &lazy);
@@ -167,6 +170,7 @@ impl Builder {
             last_driver = Some(driver);
             Ok(image)
         })?;
+        warnings.extend(cache_mounts.take_warnings());
         let driver = last_driver.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
         let tagged = export::export(self, &store, &image, &lazy, events)?;
         let (fetched, fetched_bytes) = lazy.fetched();
@@ -192,7 +196,24 @@ impl Builder {
             for export in &self.cache_to {
                 // The cache this build imported from the same location is merged, not wiped.
                 let carried = layered.records_at(&export.location.to_string());
-                match cache_export::export_cache(export, &inputs, &carried, &remote) {
+                let mounts = if export.cache_mounts {
+                    let (mounts, skipped) = cache_mounts.export_layers(
+                        &store,
+                        export.compression.unwrap_or(self.compression),
+                        export.cache_mounts_max_size,
+                        &export.location.to_string(),
+                    );
+                    for message in skipped {
+                        events.emit(Event::Warning {
+                            message: message.clone(),
+                        });
+                        warnings.push(message);
+                    }
+                    mounts
+                } else {
+                    BTreeMap::new()
+                };
+                match cache_export::export_cache(export, &inputs, &carried, &mounts, &remote) {
                     Ok(digest) => {
                         tracing::debug!(cache = %export.location, %digest, "exported the build cache");
                     }
