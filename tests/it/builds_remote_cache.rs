@@ -810,3 +810,63 @@ fn cache_mounts_past_the_max_size_are_left_out_with_a_warning_root() {
     );
     assert_ne!(seen_by_b, filled_by_a, "the skipped mount was restored");
 }
+
+/// The layer digest of the one cache mount in the OCI layout cache `dir`.
+fn layout_cache_mount_blob(dir: &Path) -> PathBuf {
+    let read_json = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&fs_err::read(path).unwrap()).unwrap()
+    };
+    let blob = |digest: &serde_json::Value| {
+        let digest = digest.as_str().expect("digest");
+        dir.join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").expect("sha256"))
+    };
+    let index = read_json(dir.join("index.json"));
+    let manifest = read_json(blob(&index["manifests"][0]["digest"]));
+    let config = read_json(blob(&manifest["config"]["digest"]));
+    let mounts = config["cacheMounts"].as_object().expect("cacheMounts");
+    assert_eq!(mounts.len(), 1, "{config}");
+    let (_, layer) = mounts.iter().next().unwrap();
+    blob(&layer["digest"])
+}
+
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn a_cache_mount_that_cannot_be_fetched_is_a_warning_and_the_run_gets_an_empty_mount_root() {
+    kiln_test::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ci-cache");
+    let ctx = cache_mount_context(tmp.path(), "one\n");
+    let (_, filled_by_a) = build_was_warm(
+        &runner(tmp.path(), "a"),
+        &ctx,
+        &tmp.path().join("out-a"),
+        &[
+            "--cache-to",
+            &format!(
+                "type=local,dest={},mode=max,cache-mounts=true",
+                dir.display()
+            ),
+        ],
+    );
+    // The mount's blob, corrupted in the directory: its digest no longer matches.
+    let blob = layout_cache_mount_blob(&dir);
+    let len = fs_err::metadata(&blob).unwrap().len();
+    fs_err::write(&blob, vec![0u8; usize::try_from(len).unwrap()]).unwrap();
+    fs_err::write(ctx.join("stamp.txt"), "two\n").unwrap();
+    let (log_b, seen_by_b) = build_was_warm(
+        &runner(tmp.path(), "b"),
+        &ctx,
+        &tmp.path().join("out-b"),
+        &["--cache-from", &format!("type=local,src={}", dir.display())],
+    );
+    assert!(
+        log_b.contains(&format!(
+            "WARNING: --cache-from {}: cache mount `/root/.cache`",
+            dir.display()
+        )) && log_b.contains("the RUN uses the empty mount"),
+        "{log_b}"
+    );
+    assert_ne!(seen_by_b, filled_by_a);
+    assert_eq!(seen_by_b.trim().len(), 36, "B filled its own: {seen_by_b}");
+}
