@@ -325,3 +325,41 @@ fn restore(
     }
     unpacked
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_mounts_are_exported_smallest_first_under_the_cap() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mounts = CacheMounts::new(&[]);
+        let no_events = |_: Event| {};
+        for (id, size) in [("a", 30), ("b", 10), ("c", 20), ("empty", 0)] {
+            let store_id = format!("{id:0>32}");
+            let dir = store.cache_mount_dir(&store_id).unwrap();
+            if size > 0 {
+                fs_err::write(dir.join("f"), vec![b'x'; size]).unwrap();
+            }
+            assert!(!mounts.before_run(&store, &store_id, id, &dir, &no_events));
+        }
+        // Filled, but no RUN used it.
+        let unused = store.cache_mount_dir(&"u".repeat(32)).unwrap();
+        fs_err::write(unused.join("f"), b"x").unwrap();
+
+        let (layers, warnings) =
+            mounts.export_layers(&store, Compression::Gzip { level: 6 }, 35, "c.test/x:y");
+        let exported: Vec<&str> = layers.keys().map(String::as_str).collect();
+        assert_eq!(exported, [format!("{:0>32}", "b"), format!("{:0>32}", "c")]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("cache mount `a`") && warnings[0].contains("holds 30 bytes"),
+            "{warnings:?}"
+        );
+        for layer in layers.values() {
+            assert!(store.has_blob(&layer.digest));
+            assert_eq!(layer.media_type, kiln_oci::MediaType::OciLayerTarGzip);
+        }
+    }
+}
