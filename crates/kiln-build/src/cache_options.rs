@@ -79,6 +79,12 @@ pub struct CacheExport {
     /// `max-size=…`: the carried records' layers, with this build's, stay under this many
     /// bytes; the least recently used are dropped first (default 10 GiB).
     pub max_size: u64,
+    /// `cache-mounts=true`: the `RUN --mount=type=cache` directories this build's steps
+    /// used travel in the cache too, one layer each (default false).
+    pub cache_mounts: bool,
+    /// `cache-mounts-max-size=…`: the exported cache mounts' contents stay under this many
+    /// bytes; the smallest go first, and each one left out is a warning (default 1 GiB).
+    pub cache_mounts_max_size: u64,
 }
 
 /// Default [`CacheExport::max_age`]: a week.
@@ -86,6 +92,8 @@ pub(crate) const DEFAULT_CACHE_MAX_AGE: std::time::Duration =
     std::time::Duration::from_hours(7 * 24);
 /// Default [`CacheExport::max_size`]: 10 GiB.
 pub(crate) const DEFAULT_CACHE_MAX_SIZE: u64 = 10 << 30;
+/// Default [`CacheExport::cache_mounts_max_size`]: 1 GiB.
+pub(crate) const DEFAULT_CACHE_MOUNTS_MAX_SIZE: u64 = 1 << 30;
 
 impl CacheExport {
     /// An export to `location` with buildx's defaults (`mode=min`, errors fail the build,
@@ -98,6 +106,8 @@ impl CacheExport {
             compression: None,
             max_age: DEFAULT_CACHE_MAX_AGE,
             max_size: DEFAULT_CACHE_MAX_SIZE,
+            cache_mounts: false,
+            cache_mounts_max_size: DEFAULT_CACHE_MOUNTS_MAX_SIZE,
         }
     }
 
@@ -133,6 +143,20 @@ impl CacheExport {
     #[must_use]
     pub fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = bytes;
+        self
+    }
+
+    /// `cache-mounts=`.
+    #[must_use]
+    pub fn cache_mounts(mut self, yes: bool) -> Self {
+        self.cache_mounts = yes;
+        self
+    }
+
+    /// `cache-mounts-max-size=`.
+    #[must_use]
+    pub fn cache_mounts_max_size(mut self, bytes: u64) -> Self {
+        self.cache_mounts_max_size = bytes;
         self
     }
 }
@@ -286,8 +310,6 @@ const TO_FLAG: &str = "--cache-to";
 
 /// buildx cache options kiln does not implement yet: refused by name, not ignored.
 const NOT_YET_KEYS: &[&str] = &[
-    "cache-mounts",
-    "cache-mounts-max-size",
     "compression-level",
     "force-compression",
     "image-manifest",
@@ -453,7 +475,8 @@ impl FromStr for CacheSource {
 impl FromStr for CacheExport {
     type Err = CacheSpecError;
 
-    /// `type=registry,ref=REF[,mode=min|max][,ignore-error=true|false][,compression=…]`, or
+    /// `type=registry,ref=REF[,mode=min|max][,ignore-error=true|false][,compression=…]
+    /// [,max-age=…][,max-size=…][,cache-mounts=true|false][,cache-mounts-max-size=…]`, or
     /// `type=local,dest=DIR[,…]`.
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let parts = Parts::split(TO_FLAG, spec)?;
@@ -463,6 +486,8 @@ impl FromStr for CacheExport {
         let mut compression = None;
         let mut max_age = DEFAULT_CACHE_MAX_AGE;
         let mut max_size = DEFAULT_CACHE_MAX_SIZE;
+        let mut cache_mounts = false;
+        let mut cache_mounts_max_size = DEFAULT_CACHE_MOUNTS_MAX_SIZE;
         for &(key, value) in &parts.pairs {
             match (parts.kind, key) {
                 ("registry", "ref") => reference = Some(value),
@@ -502,16 +527,21 @@ impl FromStr for CacheExport {
                         parts.invalid(key, value, "a size such as 10GiB or 500MB")
                     })?;
                 }
+                (_, "cache-mounts") => cache_mounts = parse_bool(&parts, key, value)?,
+                (_, "cache-mounts-max-size") => {
+                    cache_mounts_max_size = parse_size(value)
+                        .ok_or_else(|| parts.invalid(key, value, "a size such as 1GiB or 500MB"))?;
+                }
                 ("registry", _) => {
                     return Err(parts.unknown_key(
                         key,
-                        "ref, mode, ignore-error, compression, max-age, max-size",
+                        "ref, mode, ignore-error, compression, max-age, max-size, cache-mounts, cache-mounts-max-size",
                     ));
                 }
                 _ => {
                     return Err(parts.unknown_key(
                         key,
-                        "dest, mode, ignore-error, compression, max-age, max-size",
+                        "dest, mode, ignore-error, compression, max-age, max-size, cache-mounts, cache-mounts-max-size",
                     ));
                 }
             }
@@ -523,6 +553,8 @@ impl FromStr for CacheExport {
             compression,
             max_age,
             max_size,
+            cache_mounts,
+            cache_mounts_max_size,
         })
     }
 }
@@ -571,6 +603,47 @@ mod tests {
                 .unwrap_err();
             assert!(error.to_string().contains("such as"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn cache_mounts_keys_parse_and_bad_values_are_refused() {
+        let export: CacheExport = "type=local,dest=/c,cache-mounts=true,cache-mounts-max-size=2GiB"
+            .parse()
+            .unwrap();
+        assert!(export.cache_mounts);
+        assert_eq!(export.cache_mounts_max_size, 2 << 30);
+        let export: CacheExport = "type=registry,ref=r/c:t,cache-mounts=false"
+            .parse()
+            .unwrap();
+        assert!(!export.cache_mounts);
+        assert_eq!(export.cache_mounts_max_size, DEFAULT_CACHE_MOUNTS_MAX_SIZE);
+        for (bad, expected) in [
+            (
+                "cache-mounts=yes",
+                "cache-mounts=yes is not valid (expected true or false)",
+            ),
+            (
+                "cache-mounts-max-size=1TB",
+                "cache-mounts-max-size=1TB is not valid",
+            ),
+            (
+                "cache-mounts-max-size=",
+                "cache-mounts-max-size= is not valid",
+            ),
+        ] {
+            let error = format!("type=local,dest=/c,{bad}")
+                .parse::<CacheExport>()
+                .unwrap_err();
+            assert!(error.to_string().contains(expected), "{bad}: {error}");
+        }
+        // An import takes no export key.
+        let error = "type=local,src=/c,cache-mounts=true"
+            .parse::<CacheSource>()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown key `cache-mounts`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -651,8 +724,8 @@ mod tests {
     fn buildx_options_not_implemented_yet_are_refused_by_name() {
         for (spec, what) in [
             (
-                "type=registry,ref=r/c:t,cache-mounts=true",
-                "key `cache-mounts`",
+                "type=registry,ref=r/c:t,force-compression=true",
+                "key `force-compression`",
             ),
             (
                 "type=registry,ref=r/c:t,image-manifest=true",

@@ -13,6 +13,7 @@ use kiln_plan::PlanOptions;
 use kiln_store::Store;
 
 use super::cache_import::{Remote, RemoteError};
+use super::cache_mounts::CacheMounts;
 use super::error::{BuildError, ContextError, InternalError, OptionsError};
 use super::ignore::IgnoreFilter;
 use super::lazy::{LazyLayers, RoundError, with_fallback};
@@ -123,6 +124,7 @@ impl Builder {
             }
         }
         let lazy = LazyLayers::new(store.clone(), copy_inputs);
+        let cache_mounts = CacheMounts::new(&imported);
         let executor = local::Local::new(
             self,
             &store,
@@ -133,6 +135,7 @@ impl Builder {
             &resolver,
             &compressor,
             &lazy,
+            &cache_mounts,
         );
         let local_results = results::StoreResults::new(&store, self.compression);
         let layered = cache_import::LayeredResults::new(&local_results, imported, &lazy);
@@ -207,6 +210,7 @@ impl Builder {
             last_driver = Some(driver);
             Ok(image)
         })?;
+        warnings.extend(cache_mounts.take_warnings());
         let driver = last_driver.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
         warnings.extend(inline_warnings);
         let tagged = export::export(self, &store, &image, &lazy, events)?;
@@ -240,7 +244,24 @@ impl Builder {
             {
                 // The cache this build imported from the same location is merged, not wiped.
                 let carried = layered.records_at(&export.location.to_string());
-                match cache_export::export_cache(export, &inputs, &carried, &remote) {
+                let mounts = if export.cache_mounts {
+                    let (mounts, skipped) = cache_mounts.export_layers(
+                        &store,
+                        export.compression.unwrap_or(self.compression),
+                        export.cache_mounts_max_size,
+                        &export.location.to_string(),
+                    );
+                    for message in skipped {
+                        events.emit(Event::Warning {
+                            message: message.clone(),
+                        });
+                        warnings.push(message);
+                    }
+                    mounts
+                } else {
+                    BTreeMap::new()
+                };
+                match cache_export::export_cache(export, &inputs, &carried, &mounts, &remote) {
                     Ok(digest) => {
                         tracing::debug!(cache = %export.location, %digest, "exported the build cache");
                     }

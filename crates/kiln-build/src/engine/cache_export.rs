@@ -146,6 +146,7 @@ pub(crate) fn cache_records(
         version: CACHE_FORMAT_VERSION,
         records: records.into_values().collect(),
         copy_inputs,
+        cache_mounts: BTreeMap::new(),
     };
     Ok((config, layers.into_values().collect()))
 }
@@ -215,16 +216,39 @@ fn carry_over(
     }
 }
 
+/// Adds the cache mounts' layers to the cache: named in the config by mount id, and layers
+/// of the manifest (still sorted by digest).
+fn add_cache_mounts(
+    config: &mut CacheConfig,
+    layers: &mut Vec<Descriptor>,
+    mounts: &BTreeMap<String, ExportedLayer>,
+) {
+    for layer in mounts.values() {
+        if !layers.iter().any(|d| d.digest == layer.digest) {
+            layers.push(Descriptor::new(
+                layer.media_type.clone(),
+                layer.digest.clone(),
+                layer.size,
+            ));
+        }
+    }
+    layers.sort_by(|a, b| a.digest.cmp(&b.digest));
+    config.cache_mounts.clone_from(mounts);
+}
+
 /// Exports the cache: its config and manifest into the store, then pushed to the registry
-/// or written with its blobs as an OCI layout directory. Returns the manifest digest.
+/// or written with its blobs as an OCI layout directory. `mounts` are the cache mounts'
+/// layers (`cache-mounts=true`, their blobs in the store). Returns the manifest digest.
 pub(crate) fn export_cache(
     export: &CacheExport,
     inputs: &ExportInputs<'_>,
     carried: &CacheRecords,
+    mounts: &BTreeMap<String, ExportedLayer>,
     remote: &dyn Fn() -> Result<std::sync::Arc<Remote>, RemoteError>,
 ) -> Result<Digest, CacheExportError> {
     let cache = export.location.to_string();
-    let (config, layers) = cache_records(export, inputs, carried)?;
+    let (mut config, mut layers) = cache_records(export, inputs, carried)?;
+    add_cache_mounts(&mut config, &mut layers, mounts);
     let store_error = |source| CacheExportError::Store {
         cache: cache.clone(),
         source: Box::new(source),

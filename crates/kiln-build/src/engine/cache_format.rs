@@ -9,6 +9,10 @@
 //! a warning by the caller), no unknown fields, every record's key recomputed from its inputs,
 //! and every layer it names listed in the manifest with the same size and type. The blobs
 //! themselves are verified by digest when they are fetched. Pure: no I/O here.
+//!
+//! With `cache-mounts=true` the config also names the cache mounts' layers
+//! ([`CacheConfig::cache_mounts`]): each a tar of one `RUN --mount=type=cache` directory, a
+//! layer of the manifest like the records' layers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +42,11 @@ const MAX_FIELD_LEN: usize = 256;
 const MAX_LABEL_LEN: usize = 8192;
 /// Most COPY key inputs one cache may hold, over all its memos.
 const MAX_COPY_INPUTS: usize = 2_000_000;
+/// Most cache mounts one cache may hold.
+pub(crate) const MAX_CACHE_MOUNTS: usize = 1_000;
+/// The length of a cache mount id as the store names its directory: the first 32 hex digits
+/// of the SHA-256 of the Dockerfile's `id=` (what `Store::cache_mount_dir` receives).
+pub(crate) const CACHE_MOUNT_ID_LEN: usize = 32;
 
 /// The config blob: the records of a cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +61,10 @@ pub(crate) struct CacheConfig {
     /// such a step's key without the source stage's files, so a hit downloads nothing.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) copy_inputs: BTreeMap<String, BTreeMap<String, Digest>>,
+    /// The cache mounts' contents (`cache-mounts=true`), by mount id: each a layer of the
+    /// manifest, a tar of the directory, restored by `--cache-from` into an empty mount.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) cache_mounts: BTreeMap<String, ExportedLayer>,
 }
 
 /// What the cache remembers of one step.
@@ -99,6 +112,8 @@ pub(crate) struct CacheRecords {
     pub(crate) records: BTreeMap<CacheKey, ExportedRecord>,
     /// Its COPY key inputs by memo key ([`CacheConfig::copy_inputs`]).
     pub(crate) copy_inputs: BTreeMap<String, BTreeMap<String, Digest>>,
+    /// Its cache mounts' layers by mount id ([`CacheConfig::cache_mounts`]).
+    pub(crate) cache_mounts: BTreeMap<String, ExportedLayer>,
 }
 
 /// What [`parse_cache`] found.
@@ -329,10 +344,60 @@ fn parse_records(manifest: &ImageManifest, config: &[u8]) -> Result<ParsedCache,
             )));
         }
     }
+    check_cache_mounts(&parsed.cache_mounts, &layers)?;
     Ok(ParsedCache::Records(CacheRecords {
         records,
         copy_inputs: parsed.copy_inputs,
+        cache_mounts: parsed.cache_mounts,
     }))
+}
+
+/// At most [`MAX_CACHE_MOUNTS`] mounts, each named by a store mount id and its layer one of
+/// the manifest's, of that size and a layer type.
+fn check_cache_mounts(
+    mounts: &BTreeMap<String, ExportedLayer>,
+    layers: &BTreeMap<&Digest, (u64, &MediaType)>,
+) -> Result<(), CacheFormatError> {
+    if mounts.len() > MAX_CACHE_MOUNTS {
+        return Err(CacheFormatError::TooLarge {
+            what: "cache mount list",
+            found: mounts.len() as u64,
+            limit: MAX_CACHE_MOUNTS as u64,
+        });
+    }
+    for (id, layer) in mounts {
+        let bad = |reason: String| CacheFormatError::Record {
+            key: format!(
+                "cache mount {}",
+                id.chars().take(CACHE_MOUNT_ID_LEN + 8).collect::<String>()
+            ),
+            reason,
+        };
+        if id.len() != CACHE_MOUNT_ID_LEN
+            || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad(format!(
+                "the mount id is not {CACHE_MOUNT_ID_LEN} lowercase hex digits"
+            )));
+        }
+        match layers.get(&layer.digest) {
+            Some((size, media_type)) if *size == layer.size && **media_type == layer.media_type => {
+            }
+            _ => {
+                return Err(bad(format!(
+                    "its layer {} is not a layer of the manifest of that size and type",
+                    layer.digest
+                )));
+            }
+        }
+        if !layer.media_type.is_layer() {
+            return Err(bad(format!(
+                "its layer has media type {}, not a layer type",
+                layer.media_type
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -373,6 +438,7 @@ mod tests {
             version: CACHE_FORMAT_VERSION,
             records,
             copy_inputs: BTreeMap::new(),
+            cache_mounts: BTreeMap::new(),
         };
         let bytes = config.to_bytes().unwrap();
         let layers = config
@@ -414,6 +480,7 @@ mod tests {
             version: CACHE_FORMAT_VERSION,
             records: Vec::new(),
             copy_inputs: BTreeMap::from([(memo.clone(), inputs.clone())]),
+            cache_mounts: BTreeMap::new(),
         };
         let ParsedCache::Records(parsed) =
             parse_cache(&manifest, &config.to_bytes().unwrap()).unwrap()
@@ -436,6 +503,115 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+    }
+
+    /// A cache whose config has one record and the mount `id` with `mount`'s layer; the
+    /// manifest lists the record's layer and `listed`.
+    fn cache_with_mount(
+        id: &str,
+        mount: ExportedLayer,
+        listed: Option<&ExportedLayer>,
+    ) -> (ImageManifest, Vec<u8>) {
+        let record = record("RUN a", None, Some(layer_blob(1)));
+        let config = CacheConfig {
+            version: CACHE_FORMAT_VERSION,
+            records: vec![record.clone()],
+            copy_inputs: BTreeMap::new(),
+            cache_mounts: BTreeMap::from([(id.to_owned(), mount)]),
+        };
+        let bytes = config.to_bytes().unwrap();
+        let layers = record
+            .layer
+            .iter()
+            .chain(listed)
+            .map(|l| Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size))
+            .collect();
+        let manifest = ImageManifest::new(
+            Descriptor::of_bytes(MediaType::from(CACHE_CONFIG_MEDIA_TYPE), &bytes),
+            layers,
+        );
+        (manifest, bytes)
+    }
+
+    #[test]
+    fn cache_mounts_round_trip_through_the_config() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let mount = layer_blob(7);
+        let (manifest, bytes) = cache_with_mount(id, mount.clone(), Some(&mount));
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""cacheMounts":{"0123456789abcdef"#),
+            "{text}"
+        );
+        let ParsedCache::Records(parsed) = parse_cache(&manifest, &bytes).unwrap() else {
+            panic!("not records");
+        };
+        assert_eq!(
+            parsed.cache_mounts,
+            BTreeMap::from([(id.to_owned(), mount)])
+        );
+        assert_eq!(parsed.records.len(), 1);
+        // A config without mounts does not name the field (older kilns read it).
+        let (_, bytes) = cache(Vec::new());
+        assert!(!String::from_utf8(bytes).unwrap().contains("cacheMounts"));
+    }
+
+    #[test]
+    fn a_cache_mount_not_in_the_manifest_or_badly_named_is_refused() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let mount = layer_blob(7);
+        // Not listed at all.
+        let (manifest, bytes) = cache_with_mount(id, mount.clone(), None);
+        let error = parse_cache(&manifest, &bytes).unwrap_err().to_string();
+        assert!(error.contains("not a layer of the manifest"), "{error}");
+        assert!(error.contains(&format!("cache mount {id}")), "{error}");
+        // Listed with another size.
+        let mut other_size = mount.clone();
+        other_size.size += 1;
+        let (manifest, bytes) = cache_with_mount(id, mount.clone(), Some(&other_size));
+        let error = parse_cache(&manifest, &bytes).unwrap_err().to_string();
+        assert!(error.contains("not a layer of the manifest"), "{error}");
+        // Listed, but not a layer type.
+        let mut not_a_layer = mount.clone();
+        not_a_layer.media_type = MediaType::OciConfig;
+        let (manifest, bytes) = cache_with_mount(id, not_a_layer.clone(), Some(&not_a_layer));
+        let error = parse_cache(&manifest, &bytes).unwrap_err().to_string();
+        assert!(error.contains("not a layer type"), "{error}");
+        // Ids that are not a store mount id.
+        for bad in [
+            "../../etc",
+            "ABCDEF0123456789ABCDEF0123456789",
+            &"a".repeat(300),
+            "",
+        ] {
+            let (manifest, bytes) = cache_with_mount(bad, mount.clone(), Some(&mount));
+            let error = parse_cache(&manifest, &bytes).unwrap_err().to_string();
+            assert!(error.contains("lowercase hex digits"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn too_many_cache_mounts_are_refused() {
+        let mount = layer_blob(7);
+        let config = CacheConfig {
+            version: CACHE_FORMAT_VERSION,
+            records: Vec::new(),
+            copy_inputs: BTreeMap::new(),
+            cache_mounts: (0..=MAX_CACHE_MOUNTS)
+                .map(|n| (format!("{n:032x}"), mount.clone()))
+                .collect(),
+        };
+        let bytes = config.to_bytes().unwrap();
+        let manifest = ImageManifest::new(
+            Descriptor::of_bytes(MediaType::from(CACHE_CONFIG_MEDIA_TYPE), &bytes),
+            vec![Descriptor::new(
+                mount.media_type.clone(),
+                mount.digest.clone(),
+                mount.size,
+            )],
+        );
+        let error = parse_cache(&manifest, &bytes).unwrap_err().to_string();
+        assert!(error.contains("cache mount list"), "{error}");
     }
 
     #[test]

@@ -19,7 +19,9 @@ use kiln_plan::{CacheKey, KeyInputs};
 use kiln_registry::RegistryError;
 use kiln_store::{Store, StoreError};
 
-use super::cache_format::{self, CacheFormatError, CacheRecords, ExportedRecord, ParsedCache};
+use super::cache_format::{
+    self, CacheFormatError, CacheRecords, ExportedLayer, ExportedRecord, ParsedCache,
+};
 use super::error::StepError;
 use super::lazy::LazyLayers;
 use super::model::{CacheRecord, FoundRecord, LayerBlob, LayerInfo, RecordLayer, RecordOrigin};
@@ -119,6 +121,8 @@ pub(crate) struct ImportedCache {
     pub(crate) blobs: BTreeSet<Digest>,
     /// Its COPY key inputs by memo key.
     pub(crate) copy_inputs: BTreeMap<String, BTreeMap<String, Digest>>,
+    /// Its cache mounts' layers by mount id (`cache_mounts` restores them).
+    pub(crate) cache_mounts: BTreeMap<String, ExportedLayer>,
     pub(crate) fetcher: Arc<dyn BlobFetcher>,
 }
 
@@ -137,6 +141,7 @@ impl ImportedCache {
         let CacheRecords {
             records,
             copy_inputs,
+            cache_mounts,
         } = cache;
         let blobs = records
             .values()
@@ -147,6 +152,7 @@ impl ImportedCache {
             records,
             blobs,
             copy_inputs,
+            cache_mounts,
             fetcher,
         }
     }
@@ -396,9 +402,11 @@ impl<L> LayeredResults<'_, L> {
             })
             .map(|(k, r)| (*k, r.clone()))
             .collect();
+        // Its cache mounts are not carried over: an export has the mounts this build used.
         CacheRecords {
             records,
             copy_inputs: cache.copy_inputs.clone(),
+            cache_mounts: BTreeMap::new(),
         }
     }
 }

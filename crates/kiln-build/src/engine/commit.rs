@@ -142,7 +142,7 @@ fn blob_memo_key(diff_id: &DiffId, media_type: &MediaType) -> String {
 }
 
 /// Tars and compresses `dir` into a new blob of the store.
-fn write_blob(
+pub(crate) fn write_blob(
     store: &Store,
     compression: Compression,
     epoch: Option<i64>,

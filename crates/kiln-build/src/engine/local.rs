@@ -14,6 +14,7 @@ use kiln_sandbox::Sandbox;
 use kiln_store::Store;
 
 use super::base::Resolver;
+use super::cache_mounts::CacheMounts;
 use super::commit;
 use super::compressor::Compressor;
 use super::error::{InternalError, LayerError, StepError};
@@ -39,6 +40,8 @@ pub(crate) struct Local<'a> {
     pub(crate) compressor: &'a Compressor,
     /// Imported layers not fetched yet; fetched when a step needs their files.
     pub(crate) lazy: &'a LazyLayers,
+    /// The cache mounts RUN steps used, and those imported caches can restore.
+    pub(crate) cache_mounts: &'a CacheMounts,
     sandbox: OnceLock<Result<Sandbox, Arc<kiln_sandbox::SandboxError>>>,
     /// The COPY key inputs this build used, by memo key: `--cache-to` exports them.
     copy_inputs: Mutex<BTreeMap<String, BTreeMap<String, Digest>>>,
@@ -62,6 +65,7 @@ impl<'a> Local<'a> {
         resolver: &'a Resolver<'a>,
         compressor: &'a Compressor,
         lazy: &'a LazyLayers,
+        cache_mounts: &'a CacheMounts,
     ) -> Self {
         Self {
             builder,
@@ -73,6 +77,7 @@ impl<'a> Local<'a> {
             resolver,
             compressor,
             lazy,
+            cache_mounts,
             sandbox: OnceLock::new(),
             copy_inputs: Mutex::new(BTreeMap::new()),
         }

@@ -6,6 +6,7 @@ mod build;
 mod cache_export;
 mod cache_format;
 mod cache_import;
+mod cache_mounts;
 mod commit;
 mod compressor;
 mod copy_exec;

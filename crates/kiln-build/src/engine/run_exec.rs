@@ -13,6 +13,7 @@ use kiln_oci::Platform;
 use kiln_plan::{KeyInputs, RunAction, RunMount, SourceRef, StageId};
 use kiln_sandbox::{ExtraMount, Network, RunSpec, Security, Stream};
 
+use super::cache_format::CACHE_MOUNT_ID_LEN;
 use super::copy_exec::staging_dir;
 use super::error::{MountError, StepError};
 use super::local::Local;
@@ -209,12 +210,19 @@ fn provide_mount(
             gid,
             ..
         } => {
-            let dir = engine
-                .store
-                .cache_mount_dir(&Digest::sha256_of(id.as_bytes()).hex()[..32])?;
-            let is_new = fs_err::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+            let digest = Digest::sha256_of(id.as_bytes());
+            let store_id = &digest.hex()[..CACHE_MOUNT_ID_LEN];
+            let dir = engine.store.cache_mount_dir(store_id)?;
+            // An empty mount an imported cache has content for gets that content first
+            // (`--cache-from`; never part of the key).
+            let is_restored =
+                engine
+                    .cache_mounts
+                    .before_run(engine.store, store_id, id, &dir, engine.events);
+            let is_new =
+                is_restored || fs_err::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
             if is_new {
-                if !matches!(from, SourceRef::Scratch) {
+                if !is_restored && !matches!(from, SourceRef::Scratch) {
                     let seed = materialize(engine, from, source, deps, platform, extra)?;
                     copy_tree(&seed, &dir)?;
                 }

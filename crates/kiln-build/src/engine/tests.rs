@@ -914,7 +914,7 @@ fn fresh_runner(
         "reg.test/app/cache:main".to_owned(),
         CacheRecords {
             records,
-            copy_inputs: BTreeMap::new(),
+            ..CacheRecords::default()
         },
         Arc::new(fetcher),
     );
