@@ -67,13 +67,15 @@ pub(crate) struct BuildArgs {
     /// Output destination (type=oci|docker|local|image,…; dest=- writes a tar to stdout).
     #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
     outputs: Vec<Output>,
-    /// Import build cache (type=registry,ref=REG/REPO:TAG | type=local,src=DIR); repeatable,
-    /// searched in order after the local store.
+    /// Import build cache (type=registry,ref=REG/REPO:TAG | type=local,src=DIR | an image
+    /// REF built with --cache-to type=inline); repeatable, searched in order after the local
+    /// store.
     #[arg(long = "cache-from", value_name = "SPEC", value_parser = parse_cache_from)]
     cache_from: Vec<CacheSource>,
     /// Export build cache after a successful build (type=registry,ref=REG/REPO:TAG |
     /// type=local,dest=DIR, with mode=min|max, ignore-error=true|false,
-    /// compression=gzip|zstd|uncompressed); repeatable.
+    /// compression=gzip|zstd|uncompressed, max-age=DURATION, max-size=SIZE,
+    /// cache-mounts=true|false, cache-mounts-max-size=SIZE | type=inline); repeatable.
     #[arg(long = "cache-to", value_name = "SPEC", value_parser = parse_cache_to)]
     cache_to: Vec<CacheExport>,
     /// Push the `-t` names to their registries (same as --output type=image,push=true).
