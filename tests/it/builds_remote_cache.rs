@@ -220,6 +220,43 @@ fn local_cache_round_trip_root() {
         &["--cache-to", &format!("type=local,dest={}", dir.display())],
     );
     assert!(dir.join("index.json").is_file());
+    // compression-level makes blobs of its own, not the build's gzip level 6 ones.
+    let level_one = tmp.path().join("level-1");
+    build_plain(
+        &store_a,
+        &ctx,
+        &[
+            "--cache-to",
+            &format!(
+                "type=local,dest={},compression-level=1",
+                level_one.display()
+            ),
+        ],
+    );
+    let (default_layers, level_one_layers) = (layout_layers(&dir), layout_layers(&level_one));
+    assert_eq!(default_layers.len(), level_one_layers.len());
+    assert!(
+        default_layers.iter().all(|d| !level_one_layers.contains(d)),
+        "{default_layers:?} {level_one_layers:?}"
+    );
+}
+
+/// The layer digests of the cache manifest of the OCI layout `dir`.
+fn layout_layers(dir: &Path) -> Vec<String> {
+    let blob = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        let bytes = fs_err::read(dir.join("blobs/sha256").join(hex)).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -670,8 +707,8 @@ fn cache_flags_refuse_unknown_and_unimplemented_options() {
         ),
         (
             "--cache-to",
-            "type=registry,ref=r.test/c:t,compression-level=3",
-            "key `compression-level` is not supported yet",
+            "type=registry,ref=r.test/c:t,force-compression=true",
+            "key `force-compression` is not supported yet",
         ),
         (
             "--cache-to",

@@ -309,12 +309,7 @@ const FROM_FLAG: &str = "--cache-from";
 const TO_FLAG: &str = "--cache-to";
 
 /// buildx cache options kiln does not implement yet: refused by name, not ignored.
-const NOT_YET_KEYS: &[&str] = &[
-    "compression-level",
-    "force-compression",
-    "image-manifest",
-    "oci-mediatypes",
-];
+const NOT_YET_KEYS: &[&str] = &["force-compression"];
 
 /// A spec split into its type and its other `key=value` pairs, in order.
 struct Parts<'a> {
@@ -488,6 +483,7 @@ impl FromStr for CacheExport {
         let mut max_size = DEFAULT_CACHE_MAX_SIZE;
         let mut cache_mounts = false;
         let mut cache_mounts_max_size = DEFAULT_CACHE_MOUNTS_MAX_SIZE;
+        let mut level = None;
         for &(key, value) in &parts.pairs {
             match (parts.kind, key) {
                 ("registry", "ref") => reference = Some(value),
@@ -509,6 +505,23 @@ impl FromStr for CacheExport {
                     };
                 }
                 (_, "ignore-error") => ignore_error = parse_bool(&parts, key, value)?,
+                // What kiln always writes: accepted as buildx spells it, refused otherwise.
+                (_, "oci-mediatypes" | "image-manifest") if value == "true" => {}
+                (_, "oci-mediatypes") => {
+                    return Err(parts.invalid(
+                        key,
+                        value,
+                        "true: kiln writes OCI media types only",
+                    ));
+                }
+                (_, "image-manifest") => {
+                    return Err(parts.invalid(
+                        key,
+                        value,
+                        "true: kiln's cache is always an image manifest, which every registry accepts",
+                    ));
+                }
+                (_, "compression-level") => level = Some(value),
                 (_, "compression") => {
                     compression = Some(match value {
                         "gzip" => Compression::Gzip { level: 6 },
@@ -535,16 +548,44 @@ impl FromStr for CacheExport {
                 ("registry", _) => {
                     return Err(parts.unknown_key(
                         key,
-                        "ref, mode, ignore-error, compression, max-age, max-size, cache-mounts, cache-mounts-max-size",
+                        "ref, mode, ignore-error, compression, compression-level, max-age, max-size, cache-mounts, cache-mounts-max-size, oci-mediatypes, image-manifest",
                     ));
                 }
                 _ => {
                     return Err(parts.unknown_key(
                         key,
-                        "dest, mode, ignore-error, compression, max-age, max-size, cache-mounts, cache-mounts-max-size",
+                        "dest, mode, ignore-error, compression, compression-level, max-age, max-size, cache-mounts, cache-mounts-max-size, oci-mediatypes, image-manifest",
                     ));
                 }
             }
+        }
+        if let Some(value) = level {
+            // As buildx: the level of the cache's compression, gzip unless compression= says.
+            compression = Some(
+                match compression.unwrap_or(Compression::Gzip { level: 6 }) {
+                    Compression::Gzip { .. } => Compression::Gzip {
+                        level: value.parse().ok().filter(|l| *l <= 9).ok_or_else(|| {
+                            parts.invalid("compression-level", value, "0 to 9 for gzip")
+                        })?,
+                    },
+                    Compression::Zstd { .. } => Compression::Zstd {
+                        level: value
+                            .parse()
+                            .ok()
+                            .filter(|l| (1..=22).contains(l))
+                            .ok_or_else(|| {
+                                parts.invalid("compression-level", value, "1 to 22 for zstd")
+                            })?,
+                    },
+                    Compression::None => {
+                        return Err(parts.invalid(
+                            "compression-level",
+                            value,
+                            "no level: compression=uncompressed",
+                        ));
+                    }
+                },
+            );
         }
         Ok(Self {
             location: parts.location(reference, dest, "dest")?,
@@ -722,29 +763,36 @@ mod tests {
 
     #[test]
     fn buildx_options_not_implemented_yet_are_refused_by_name() {
-        for (spec, what) in [
-            (
-                "type=registry,ref=r/c:t,force-compression=true",
-                "key `force-compression`",
-            ),
-            (
-                "type=registry,ref=r/c:t,image-manifest=true",
-                "key `image-manifest`",
-            ),
-            (
-                "type=registry,ref=r/c:t,oci-mediatypes=true",
-                "key `oci-mediatypes`",
-            ),
-            (
-                "type=registry,ref=r/c:t,compression-level=3",
-                "key `compression-level`",
-            ),
+        let spec = "type=registry,ref=r/c:t,force-compression=true";
+        let message = spec.parse::<CacheExport>().unwrap_err().to_string();
+        assert!(
+            message.contains("key `force-compression` is not supported yet"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn compression_level_and_what_kiln_always_writes() {
+        let export: CacheExport =
+            "type=local,dest=/c,compression-level=9,oci-mediatypes=true,image-manifest=true"
+                .parse()
+                .unwrap();
+        assert_eq!(export.compression, Some(Compression::Gzip { level: 9 }));
+        let export: CacheExport = "type=local,dest=/c,compression=zstd,compression-level=19"
+            .parse()
+            .unwrap();
+        assert_eq!(export.compression, Some(Compression::Zstd { level: 19 }));
+        for (bad, expected) in [
+            ("compression-level=10", "0 to 9 for gzip"),
+            ("compression=zstd,compression-level=0", "1 to 22 for zstd"),
+            ("compression=uncompressed,compression-level=1", "no level"),
+            ("oci-mediatypes=false", "OCI media types only"),
+            ("image-manifest=false", "always an image manifest"),
         ] {
-            let message = spec.parse::<CacheExport>().unwrap_err().to_string();
-            assert!(
-                message.contains(&format!("{what} is not supported yet")),
-                "{spec}: {message}"
-            );
+            let error = format!("type=local,dest=/c,{bad}")
+                .parse::<CacheExport>()
+                .unwrap_err();
+            assert!(error.to_string().contains(expected), "{bad}: {error}");
         }
     }
 

@@ -74,7 +74,7 @@ pub(crate) struct BuildArgs {
     cache_from: Vec<CacheSource>,
     /// Export build cache after a successful build (type=registry,ref=REG/REPO:TAG |
     /// type=local,dest=DIR, with mode=min|max, ignore-error=true|false,
-    /// compression=gzip|zstd|uncompressed, max-age=DURATION, max-size=SIZE,
+    /// compression=gzip|zstd|uncompressed, compression-level=N, max-age=DURATION, max-size=SIZE,
     /// cache-mounts=true|false, cache-mounts-max-size=SIZE | type=inline); repeatable.
     #[arg(long = "cache-to", value_name = "SPEC", value_parser = parse_cache_to)]
     cache_to: Vec<CacheExport>,

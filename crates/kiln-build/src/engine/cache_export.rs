@@ -85,9 +85,9 @@ pub(crate) fn cache_records(
                     (inputs.build_blob)(layer)
                 } else {
                     // A blob of another compression: made (or found) for this layer.
-                    let wanted = commit::media_type_of(compression);
+                    // The build's blob is of the build's compression and level.
                     let mut other = layer.clone();
-                    other.blob = other.blob.filter(|b| b.media_type == wanted);
+                    other.blob = None;
                     commit::ensure_blob(
                         inputs.store,
                         compression,

@@ -58,15 +58,15 @@ pub(crate) fn commit_snapshot(
     })
 }
 
-/// The blob an earlier [`ensure_blob`] compressed for the layer `diff_id`, if it is still in
-/// the store.
+/// The blob an earlier [`ensure_blob`] compressed for the layer `diff_id` with
+/// `compression`, if it is still in the store.
 pub(crate) fn remembered_blob(
     store: &Store,
     diff_id: &DiffId,
-    media_type: &MediaType,
+    compression: Compression,
 ) -> Option<LayerBlob> {
     store
-        .get_cache_record(&blob_memo_key(diff_id, media_type))
+        .get_cache_record(&blob_memo_key(diff_id, compression))
         .ok()
         .flatten()
         .and_then(|v| serde_json::from_value::<BlobMemo>(v).ok())
@@ -86,11 +86,10 @@ pub(crate) fn ensure_blob(
     if let Some(blob) = &layer.blob {
         return Ok(blob.clone());
     }
-    let media_type = media_type_of(compression);
-    if let Some(remembered) = remembered_blob(store, &layer.diff_id, &media_type) {
+    if let Some(remembered) = remembered_blob(store, &layer.diff_id, compression) {
         return Ok(remembered);
     }
-    let memo = blob_memo_key(&layer.diff_id, &media_type);
+    let memo = blob_memo_key(&layer.diff_id, compression);
     let snapshot = store.snapshot_path(&layer.chain);
     if !store.has_snapshot(&layer.chain) {
         return Err(LayerError::Missing {
@@ -135,8 +134,20 @@ struct BlobMemo {
     blob: LayerBlob,
 }
 
-fn blob_memo_key(diff_id: &DiffId, media_type: &MediaType) -> String {
-    kiln_oci::Digest::sha256_of(format!("kiln layer blob {diff_id} {media_type}").as_bytes())
+/// The memo of a layer's blob in `compression`; a level other than the default one is part
+/// of it (`--cache-to …,compression-level=N` wants its own blob).
+fn blob_memo_key(diff_id: &DiffId, compression: Compression) -> String {
+    let media_type = media_type_of(compression);
+    let material = match compression {
+        Compression::Gzip { level } if level != 6 => {
+            format!("kiln layer blob {diff_id} {media_type} level {level}")
+        }
+        Compression::Zstd { level } if level != 3 => {
+            format!("kiln layer blob {diff_id} {media_type} level {level}")
+        }
+        _ => format!("kiln layer blob {diff_id} {media_type}"),
+    };
+    kiln_oci::Digest::sha256_of(material.as_bytes())
         .hex()
         .to_owned()
 }

@@ -331,9 +331,9 @@ mod tests {
             matches!(&*lock(&job.state), JobState::Done(Err(e)) if e.to_string().contains("ended")),
             "the compression ran to its end"
         );
-        let media_type = commit::media_type_of(Compression::Gzip { level: 9 });
-        assert!(commit::remembered_blob(&store, &big.diff_id, &media_type).is_none());
-        assert!(commit::remembered_blob(&store, &queued.diff_id, &media_type).is_none());
+        let compression = Compression::Gzip { level: 9 };
+        assert!(commit::remembered_blob(&store, &big.diff_id, compression).is_none());
+        assert!(commit::remembered_blob(&store, &queued.diff_id, compression).is_none());
         let leftovers: Vec<_> = fs_err::read_dir(store.root().join("tmp"))
             .unwrap()
             .filter_map(Result::ok)

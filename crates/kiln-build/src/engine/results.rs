@@ -54,8 +54,7 @@ impl ResultStore for StoreResults<'_> {
         let chain = ChainId::on(parent, &layer.diff_id);
         if !self.store.has_snapshot(&chain) {
             if blob.is_none() {
-                let media_type = commit::media_type_of(self.compression);
-                blob = commit::remembered_blob(self.store, &layer.diff_id, &media_type);
+                blob = commit::remembered_blob(self.store, &layer.diff_id, self.compression);
             }
             let Some(blob) = &blob else {
                 return Ok(None);
