@@ -529,3 +529,66 @@ fn build_args_and_secrets_are_checked_before_the_build() {
         &format!("id=tok,src={}", present.display()),
     ]));
 }
+
+/// The blob `digest` (`sha256:…`) of the OCI layout directory `layout`, as JSON.
+fn layout_blob(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    serde_json::from_slice(&fs_err::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+#[test]
+fn metadata_file_names_the_digests_of_the_image_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    let layout = tmp.path().join("layout");
+    let meta_dir = tmp.path().join("meta");
+    fs_err::create_dir(&meta_dir).unwrap();
+    let meta = meta_dir.join("metadata.json");
+    run_ok(
+        build_to(
+            &store,
+            &ctx,
+            &format!("type=oci,dest={},tar=false", layout.display()),
+        )
+        .arg("--metadata-file")
+        .arg(&meta),
+    );
+    let written: serde_json::Value = serde_json::from_slice(&fs_err::read(&meta).unwrap()).unwrap();
+    let index = layout_blob_index(&layout);
+    let manifest = &index["manifests"][0];
+    let digest = manifest["digest"].as_str().unwrap();
+    assert_eq!(written["containerimage.digest"], digest, "{written}");
+    assert_eq!(
+        written["containerimage.config.digest"],
+        layout_blob(&layout, digest)["config"]["digest"],
+        "{written}"
+    );
+    let descriptor = &written["containerimage.descriptor"];
+    assert_eq!(descriptor["digest"], digest);
+    assert_eq!(descriptor["size"], manifest["size"]);
+    assert_eq!(descriptor["mediaType"], manifest["mediaType"]);
+    assert_eq!(
+        descriptor["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(written["image.name"], "probe:1");
+    // Renamed into place: nothing else is left in the directory.
+    let entries: Vec<_> = fs_err::read_dir(&meta_dir).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // Without a name, `image.name` is left out; the file is replaced.
+    run_ok(
+        kiln_in(&store)
+            .args(["build", "--progress", "quiet", "--metadata-file"])
+            .arg(&meta)
+            .arg(&ctx),
+    );
+    let written: serde_json::Value = serde_json::from_slice(&fs_err::read(&meta).unwrap()).unwrap();
+    assert!(written.get("image.name").is_none(), "{written}");
+    assert_eq!(written["containerimage.digest"], digest, "{written}");
+}
+
+fn layout_blob_index(layout: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap()
+}

@@ -96,6 +96,9 @@ pub(crate) struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Write the build result's metadata (digests, descriptor, names) to this file as JSON.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
@@ -264,6 +267,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
                 fs_err::write(path, outcome.config_digest.to_string())
                     .context("writing --iidfile")?;
             }
+            if let Some(path) = &args.metadata_file {
+                write_metadata(path, &metadata(args, &outcome))?;
+            }
             if mode == ProgressMode::Quiet {
                 if is_stdout_output {
                     // stdout carries the archive (dest=-).
@@ -289,6 +295,55 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
     }
+}
+
+/// buildx's `--metadata-file` JSON: the manifest and config digests, the manifest's
+/// descriptor and, when the image has names (`-t`, `type=image,name=`), `image.name`.
+fn metadata(args: &BuildArgs, outcome: &kiln_build::BuildOutcome) -> serde_json::Value {
+    let mut names: Vec<&str> = args.tags.iter().map(String::as_str).collect();
+    for output in &args.outputs {
+        if let Output::Image { names: more, .. } = output {
+            names.extend(more.iter().map(String::as_str));
+        }
+    }
+    let mut metadata = serde_json::json!({
+        "containerimage.digest": outcome.manifest.digest.to_string(),
+        "containerimage.config.digest": outcome.config_digest.to_string(),
+        "containerimage.descriptor": {
+            "mediaType": outcome.manifest.media_type.to_string(),
+            "digest": outcome.manifest.digest.to_string(),
+            "size": outcome.manifest.size,
+        },
+    });
+    if !names.is_empty() {
+        metadata["image.name"] = names.join(",").into();
+    }
+    metadata
+}
+
+/// Writes `metadata` to `path` through a temporary file beside it, renamed into place: a
+/// reader never sees half a file.
+fn write_metadata(path: &std::path::Path, metadata: &serde_json::Value) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".kiln-metadata-")
+        .tempfile_in(dir)
+        .with_context(|| {
+            format!(
+                "--metadata-file: creating a temporary file in {}",
+                dir.display()
+            )
+        })?;
+    let mut text = serde_json::to_vec_pretty(metadata).context("--metadata-file: encoding")?;
+    text.push(b'\n');
+    std::io::Write::write_all(&mut temp, &text)
+        .with_context(|| format!("--metadata-file: writing {}", temp.path().display()))?;
+    temp.persist(path)
+        .with_context(|| format!("--metadata-file: renaming into {}", path.display()))?;
+    Ok(())
 }
 
 fn parse_entitlement(text: &str) -> Result<Entitlement, kiln_build::UnknownEntitlement> {

@@ -284,6 +284,7 @@ impl Builder {
         Ok(BuildOutcome {
             manifest_digest: image.manifest_digest().clone(),
             config_digest: image.config_digest().clone(),
+            manifest: image.manifest_descriptor(),
             tagged,
             warnings,
         })

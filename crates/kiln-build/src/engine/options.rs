@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kiln_oci::{Compression, Digest, Platform};
+use kiln_oci::{Compression, Descriptor, Digest, Platform};
 
 use crate::cache_options::{CacheExport, CacheSource};
 use crate::output::Output;
@@ -172,6 +172,9 @@ pub struct BuildOutcome {
     pub manifest_digest: Digest,
     /// The config digest (image ID).
     pub config_digest: Digest,
+    /// The manifest's descriptor: media type, digest and size (buildx's
+    /// `containerimage.descriptor`).
+    pub manifest: Descriptor,
     /// Names stored in the local store.
     pub tagged: Vec<String>,
     /// Warnings emitted.
