@@ -592,3 +592,68 @@ fn metadata_file_names_the_digests_of_the_image_written() {
 fn layout_blob_index(layout: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap()
 }
+
+/// The config and the layer digests of the image in the OCI layout directory `layout`.
+fn layout_image(layout: &Path) -> (serde_json::Value, serde_json::Value) {
+    let index = layout_blob_index(layout);
+    let manifest = layout_blob(layout, index["manifests"][0]["digest"].as_str().unwrap());
+    let config = layout_blob(layout, manifest["config"]["digest"].as_str().unwrap());
+    (config, manifest["layers"].clone())
+}
+
+#[test]
+fn cli_labels_override_the_dockerfiles_and_change_only_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "hello.txt", "hello\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nLABEL a=x c=d\nCOPY hello.txt /hello.txt\n",
+    );
+    let build = |labels: &[&str], layout: &Path| {
+        let mut cmd = kiln_in(&store);
+        cmd.args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=oci,dest={},tar=false", layout.display()));
+        for label in labels {
+            cmd.args(["--label", label]);
+        }
+        run_ok(cmd.arg(&ctx));
+        layout_image(layout)
+    };
+    let (config, layers) = build(&["a=b", "e=f=g"], &tmp.path().join("one"));
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"a": "b", "c": "d", "e": "f=g"}),
+        "{config}"
+    );
+    // The same steps, from cache, with another label: a new config, the same layers.
+    let (again, same_layers) = build(&["a=z"], &tmp.path().join("two"));
+    assert_eq!(
+        again["config"]["Labels"],
+        serde_json::json!({"a": "z", "c": "d"}),
+        "{again}"
+    );
+    assert_eq!(layers, same_layers);
+    // No history entry for a CLI label (BuildKit adds none).
+    let created_by = |config: &serde_json::Value| -> Vec<serde_json::Value> {
+        config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["created_by"].clone())
+            .collect()
+    };
+    assert_eq!(created_by(&config), created_by(&again));
+    assert_eq!(created_by(&config).len(), 2, "{config}");
+
+    let out = run_fails(
+        kiln_in(&store)
+            .args(["build", "--label", "novalue"])
+            .arg(&ctx),
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`novalue`"), "{stderr}");
+}

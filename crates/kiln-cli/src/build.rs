@@ -37,6 +37,9 @@ pub(crate) struct BuildArgs {
     /// Set a build-time variable (K=V, or K to take it from the environment).
     #[arg(long = "build-arg", value_name = "K=V", value_parser = parse_build_arg)]
     build_args: Vec<BuildArg>,
+    /// Set a label of the image (K=V), over the Dockerfile's `LABEL K=…`; repeatable.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
     #[arg(long = "build-context", value_name = "NAME=SRC")]
     build_contexts: Vec<String>,
@@ -130,6 +133,15 @@ fn parse_build_arg(spec: &str) -> Result<BuildArg, String> {
     })
 }
 
+/// Parses `--label K=V`; a label without `=` or without a key is a usage error naming it.
+fn parse_label(spec: &str) -> Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        Some(_) => Err(format!("label `{spec}` has no key: expected K=V")),
+        None => Err(format!("label `{spec}` has no value: expected K=V")),
+    }
+}
+
 fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError> {
     spec.parse()
 }
@@ -189,6 +201,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             },
         };
         builder = builder.build_arg(&arg.name, value);
+    }
+    for (key, value) in &args.labels {
+        builder = builder.label(key, value);
     }
     for ctx in &args.build_contexts {
         let (name, source) = ctx
@@ -394,6 +409,17 @@ mod tests {
         assert_eq!(parse_build_arg("A").unwrap().value, None);
         assert!(parse_build_arg("").unwrap_err().contains("empty"));
         assert!(parse_build_arg("=v").unwrap_err().contains("`=v`"));
+    }
+
+    #[test]
+    fn labels_need_a_key_and_an_equals_sign() {
+        assert_eq!(
+            parse_label("a=b=c").unwrap(),
+            ("a".to_owned(), "b=c".to_owned())
+        );
+        assert_eq!(parse_label("a=").unwrap(), ("a".to_owned(), String::new()));
+        assert!(parse_label("novalue").unwrap_err().contains("`novalue`"));
+        assert!(parse_label("=v").unwrap_err().contains("`=v`"));
     }
 
     #[test]

@@ -194,6 +194,7 @@ impl Builder {
                     &store,
                     target,
                     self.source_date_epoch,
+                    &self.labels,
                     &compressor,
                     annotations,
                 )

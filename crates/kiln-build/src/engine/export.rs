@@ -24,15 +24,25 @@ use crate::event::{Event, EventSink};
 use crate::output::Output;
 
 /// Assembles the target stage's image and stores its config and manifest (with the blobs of
-/// its layers: compressed in the background since their commit, or now).
+/// its layers: compressed in the background since their commit, or now). `labels` (`--label`)
+/// are set last, over the Dockerfile's: the config is made here on every build, so a changed
+/// label never comes from a cached config.
 pub(crate) fn assemble(
     store: &Store,
     target: &StageResult,
     epoch: Option<i64>,
+    labels: &BTreeMap<String, String>,
     compressor: &Compressor,
     annotations: BTreeMap<String, String>,
 ) -> Result<AssembledImage, BuildError> {
     let mut config = target.output.image.clone();
+    // BuildKit dockerfile2llb: `opt.Labels` are set on the target's config after its last
+    // instruction, with no history entry.
+    config.config.labels.extend(
+        labels
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
     if let Some(epoch) = epoch {
         config.created = Some(kiln_oci::rfc3339_utc(epoch));
     }

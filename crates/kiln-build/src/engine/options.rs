@@ -204,6 +204,7 @@ pub struct Builder {
     pub(crate) dockerfile_text: Option<String>,
     pub(crate) target: Option<String>,
     pub(crate) build_args: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     pub(crate) build_contexts: BTreeMap<String, String>,
     pub(crate) platform: Option<Platform>,
     pub(crate) no_cache: bool,
@@ -235,6 +236,7 @@ impl Builder {
             dockerfile_text: None,
             target: None,
             build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
             platform: None,
             no_cache: false,
@@ -288,6 +290,14 @@ impl Builder {
     #[must_use]
     pub fn build_arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.build_args.insert(name.into(), value.into());
+        self
+    }
+
+    /// `--label K=V`: a label of the image's config, set after the target stage's last
+    /// instruction (it overrides the Dockerfile's `LABEL K=…`; no layer changes).
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
         self
     }
 
