@@ -657,3 +657,42 @@ fn cli_labels_override_the_dockerfiles_and_change_only_the_config() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`novalue`"), "{stderr}");
 }
+
+#[test]
+fn source_date_epoch_build_arg_makes_builds_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = scratch_context(tmp.path());
+    let build = |name: &str, env: Option<&str>| {
+        let layout = tmp.path().join(format!("{name}-layout"));
+        let mut cmd = kiln_in(&tmp.path().join(format!("{name}-store")));
+        if let Some(env) = env {
+            cmd.env("SOURCE_DATE_EPOCH", env);
+        }
+        run_ok(
+            cmd.args(["build", "--progress", "plain"])
+                .args(["--build-arg", "SOURCE_DATE_EPOCH=0", "-o"])
+                .arg(format!("type=oci,dest={},tar=false", layout.display()))
+                .arg(&ctx),
+        );
+        let index = layout_blob_index(&layout);
+        let (config, _) = layout_image(&layout);
+        (index["manifests"][0]["digest"].clone(), config)
+    };
+    let (first, config) = build("one", None);
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z", "{config}");
+    for history in config["history"].as_array().unwrap() {
+        assert_eq!(history["created"], "1970-01-01T00:00:00Z", "{config}");
+    }
+    // Another fresh store, later, and the environment saying otherwise: the build arg wins.
+    let (second, _) = build("two", Some("86400"));
+    assert_eq!(first, second);
+
+    let out = run_fails(
+        kiln_in(&tmp.path().join("store"))
+            .args(["build", "--build-arg", "SOURCE_DATE_EPOCH=yesterday"])
+            .arg(&ctx),
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SOURCE_DATE_EPOCH=yesterday"), "{stderr}");
+}

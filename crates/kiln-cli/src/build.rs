@@ -127,6 +127,16 @@ fn parse_build_arg(spec: &str) -> Result<BuildArg, String> {
             format!("`{spec}` has no name: expected NAME=VALUE or NAME")
         });
     }
+    // The build's time: a number of seconds, as the environment variable (empty is unset).
+    if name == "SOURCE_DATE_EPOCH"
+        && let Some(v) = &value
+        && !v.is_empty()
+        && v.parse::<i64>().is_err()
+    {
+        return Err(format!(
+            "`{spec}`: SOURCE_DATE_EPOCH must be a number of seconds since the epoch"
+        ));
+    }
     Ok(BuildArg {
         name: name.to_owned(),
         value,
@@ -409,6 +419,13 @@ mod tests {
         assert_eq!(parse_build_arg("A").unwrap().value, None);
         assert!(parse_build_arg("").unwrap_err().contains("empty"));
         assert!(parse_build_arg("=v").unwrap_err().contains("`=v`"));
+        assert!(parse_build_arg("SOURCE_DATE_EPOCH=0").is_ok());
+        assert!(parse_build_arg("SOURCE_DATE_EPOCH=").is_ok());
+        assert!(
+            parse_build_arg("SOURCE_DATE_EPOCH=yesterday")
+                .unwrap_err()
+                .contains("`SOURCE_DATE_EPOCH=yesterday`")
+        );
     }
 
     #[test]

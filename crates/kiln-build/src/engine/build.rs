@@ -338,6 +338,15 @@ impl Builder {
         if self.outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
             return Err(OptionsError::TwoStdoutOutputs.into());
         }
+        if let Some(value) = self.build_args.get("SOURCE_DATE_EPOCH")
+            && !value.is_empty()
+            && value.parse::<i64>().is_err()
+        {
+            return Err(OptionsError::InvalidSourceDateEpoch {
+                value: value.clone(),
+            }
+            .into());
+        }
         for secret in &self.secrets {
             let id = &secret.id;
             if let Some(src) = &secret.src {

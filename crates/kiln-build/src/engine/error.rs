@@ -377,6 +377,12 @@ pub enum OptionsError {
         /// The variable.
         var: String,
     },
+    /// `--build-arg SOURCE_DATE_EPOCH=…` that is not a number of seconds.
+    #[error("--build-arg SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since the epoch")]
+    InvalidSourceDateEpoch {
+        /// The value given.
+        value: String,
+    },
 }
 
 /// Why a base image, `--from` image or named build context cannot be resolved.

@@ -10,6 +10,9 @@ use crate::cache_options::{CacheExport, CacheSource};
 use crate::output::Output;
 use crate::scheduler::CancelToken;
 
+/// The variable (and build arg) whose value is the build's time, in seconds since the epoch.
+const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
 /// A `--secret id=…,src=…` (or `env=…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSource {
@@ -253,7 +256,7 @@ impl Builder {
             jobs: usize::MAX,
             all_stages: false,
             compression: Compression::Gzip { level: 6 },
-            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+            source_date_epoch: std::env::var(SOURCE_DATE_EPOCH)
                 .ok()
                 .and_then(|v| v.parse().ok()),
             insecure_registries: Vec::new(),
@@ -286,10 +289,18 @@ impl Builder {
         self
     }
 
-    /// `--build-arg K=V`.
+    /// `--build-arg K=V`. `SOURCE_DATE_EPOCH=N` also sets [`Builder::source_date_epoch`], over
+    /// the environment variable (BuildKit's rule: the build arg is the epoch the build sees);
+    /// an empty value leaves it as it was, and one that is not a number fails the build.
     #[must_use]
     pub fn build_arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.build_args.insert(name.into(), value.into());
+        let (name, value) = (name.into(), value.into());
+        if name == SOURCE_DATE_EPOCH
+            && let Ok(epoch) = value.parse()
+        {
+            self.source_date_epoch = Some(epoch);
+        }
+        self.build_args.insert(name, value);
         self
     }
 
