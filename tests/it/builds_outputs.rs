@@ -425,7 +425,7 @@ fn dest_dash_writes_a_tar_output_to_stdout() {
     assert!(tar_listing(&out.stdout).contains("index.json"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sha256:"));
     // Not for directory outputs, nor with rawjson progress on stdout.
-    for output in ["type=local,dest=-", "type=oci,dest=-,tar=false", "-"] {
+    for output in ["type=local,dest=-", "type=oci,dest=-,tar=false"] {
         let out = run_fails(&mut build_to(&store, &ctx, output), 2);
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("stdout"),
@@ -695,4 +695,70 @@ fn source_date_epoch_build_arg_makes_builds_reproducible() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SOURCE_DATE_EPOCH=yesterday"), "{stderr}");
+}
+
+#[test]
+fn tar_output_is_the_root_filesystem_as_one_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "hello.txt", "hello\n");
+    write(&ctx, "sub/a.txt", "a\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nCOPY hello.txt /hello.txt\nCOPY sub /app/sub\n",
+    );
+    let names = |listing: &str| -> Vec<String> {
+        let mut names: Vec<String> = listing
+            .lines()
+            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_owned())
+            .filter(|l| !l.is_empty() && l != ".")
+            .collect();
+        names.sort();
+        names
+    };
+    let expected = ["app", "app/sub", "app/sub/a.txt", "hello.txt"];
+
+    let file = tmp.path().join("out/rootfs.tar");
+    run_ok(&mut build_to(
+        &store,
+        &ctx,
+        &format!("type=tar,dest={}", file.display()),
+    ));
+    let listing = run_ok(Command::new("tar").arg("-tf").arg(&file));
+    assert_eq!(names(&listing), expected, "{listing}");
+    let content = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(&file)
+            .arg(listing.lines().find(|l| l.ends_with("a.txt")).unwrap()),
+    );
+    assert_eq!(content, "a\n");
+    // Renamed into place: no temporary file or directory is left beside it.
+    let entries: Vec<_> = fs_err::read_dir(file.parent().unwrap()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // `dest=-` and `-o -`: the same tar on stdout.
+    for output in ["type=tar,dest=-", "-"] {
+        let out = build_to(&store, &ctx, output)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(names(&tar_listing(&out.stdout)), expected, "{output}");
+        assert_eq!(out.stdout, fs_err::read(&file).unwrap(), "{output}");
+    }
+
+    // Every key but dest is refused, by name.
+    let out = run_fails(
+        &mut build_to(
+            &store,
+            &ctx,
+            &format!("type=tar,dest={},compression=zstd", file.display()),
+        ),
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`compression`"), "{stderr}");
 }

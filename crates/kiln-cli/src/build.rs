@@ -67,7 +67,7 @@ pub(crate) struct BuildArgs {
     /// Secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
     #[arg(long = "secret", value_name = "id=…,src=…", value_parser = parse_secret)]
     secrets: Vec<SecretSource>,
-    /// Output destination (type=oci|docker|local|image,…; dest=- writes a tar to stdout).
+    /// Output destination (type=oci|docker|local|tar|image,…; dest=- writes a tar to stdout).
     #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
     outputs: Vec<Output>,
     /// Import build cache (type=registry,ref=REG/REPO:TAG | type=local,src=DIR | an image

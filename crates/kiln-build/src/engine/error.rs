@@ -806,6 +806,14 @@ pub enum ExportError {
         /// Why.
         source: std::io::Error,
     },
+    /// The root filesystem tar (`type=tar`) could not be written.
+    #[error("writing {output}: {source}")]
+    RootfsTar {
+        /// The output.
+        output: String,
+        /// Why.
+        source: kiln_oci::LayerError,
+    },
     /// The output destination changed during the build.
     #[error(transparent)]
     Destination(#[from] DestinationError),
