@@ -762,3 +762,47 @@ fn tar_output_is_the_root_filesystem_as_one_tar() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`compression`"), "{stderr}");
 }
+
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn tar_output_keeps_owners_and_modes_root() {
+    kiln_test::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN mkdir /made && echo x > /made/f && chown 1000:1001 /made/f && chmod 0640 /made/f \
+         && rm /bin/ls\n",
+    );
+    let file = tmp.path().join("rootfs.tar");
+    run_ok(
+        kiln_in(&store)
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=tar,dest={}", file.display()))
+            .arg(&ctx),
+    );
+    let listing = run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&file),
+    );
+    let line = listing
+        .lines()
+        .find(|l| l.trim_end().ends_with("made/f"))
+        .unwrap_or_else(|| panic!("no made/f in\n{listing}"));
+    assert!(
+        line.starts_with("-rw-r-----") && line.contains("1000/1001"),
+        "{line}"
+    );
+    // The base's files are there, the removed one is not, and no whiteout is.
+    assert!(listing.contains("bin/busybox"), "{listing}");
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.trim_end().ends_with("bin/ls") || l.contains(".wh.")),
+        "{listing}"
+    );
+}

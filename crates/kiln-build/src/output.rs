@@ -429,6 +429,8 @@ mod tests {
         for (spec, dest, what) in [
             ("type=oci,dest=DEST", &sub, "a directory"),
             ("type=docker,dest=DEST", &fifo, "a FIFO"),
+            ("type=tar,dest=DEST", &sub, "a directory"),
+            ("type=tar,dest=DEST", &link, "a symbolic link"),
             ("type=docker,dest=DEST", &link, "a symbolic link"),
             ("type=local,dest=DEST", &file, "a regular file"),
             ("type=oci,dest=DEST,tar=false", &link, "a symbolic link"),
