@@ -346,28 +346,31 @@ fn metadata(args: &BuildArgs, outcome: &kiln_build::BuildOutcome) -> serde_json:
     metadata
 }
 
-/// Writes `metadata` to `path` through a temporary file beside it, renamed into place: a
-/// reader never sees half a file.
+/// Writes `metadata` to `path` through a temporary file beside it (`.NAME.PID.tmp`), renamed
+/// into place: a reader never sees half a file.
 fn write_metadata(path: &std::path::Path, metadata: &serde_json::Value) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".kiln-metadata-")
-        .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "--metadata-file: creating a temporary file in {}",
-                dir.display()
-            )
-        })?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("--metadata-file {}: not a file name", path.display()))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(temp_name);
     let mut text = serde_json::to_vec_pretty(metadata).context("--metadata-file: encoding")?;
     text.push(b'\n');
-    std::io::Write::write_all(&mut temp, &text)
-        .with_context(|| format!("--metadata-file: writing {}", temp.path().display()))?;
-    temp.persist(path)
-        .with_context(|| format!("--metadata-file: renaming into {}", path.display()))?;
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .context("writing --metadata-file")?;
+    let written = std::io::Write::write_all(&mut file, &text)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs_err::rename(&temp, path));
+    if let Err(e) = written {
+        // A failed write leaves nothing behind (the file is the one this process created).
+        let _ = fs_err::remove_file(&temp);
+        return Err(e).context("writing --metadata-file");
+    }
     Ok(())
 }
 
