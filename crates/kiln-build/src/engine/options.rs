@@ -477,3 +477,36 @@ pub fn default_store_root() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/share/kiln")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_build_arg_sets_the_epoch() {
+        let from_env = Builder::new(".").source_date_epoch;
+        let builder = Builder::new(".").build_arg("SOURCE_DATE_EPOCH", "5");
+        assert_eq!(builder.source_date_epoch, Some(5));
+        assert_eq!(builder.build_args["SOURCE_DATE_EPOCH"], "5");
+        // Empty is unset, as for the environment variable; other arguments change nothing.
+        let builder = Builder::new(".")
+            .build_arg("SOURCE_DATE_EPOCH", "")
+            .build_arg("OTHER", "7");
+        assert_eq!(builder.source_date_epoch, from_env);
+    }
+
+    #[test]
+    fn an_invalid_source_date_epoch_build_arg_fails_before_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Builder::new(dir.path())
+            .dockerfile_text("FROM scratch\n")
+            .store_root(dir.path().join("store"))
+            .build_arg("SOURCE_DATE_EPOCH", "soon")
+            .build(&|_| {})
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("SOURCE_DATE_EPOCH=`soon`"),
+            "{err}"
+        );
+    }
+}
