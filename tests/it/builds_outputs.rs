@@ -4,7 +4,9 @@
 //! Destinations that are not what the output writes (devices, FIFOs, symbolic links, a
 //! directory for a tar, a file for a directory) are refused before the build and left alone;
 //! a failed export leaves no temp file; `dest=-` streams a tar to stdout; `--build-arg` and
-//! `--secret` are checked at the start.
+//! `--secret` are checked at the start. `type=tar` is the root filesystem as one tar;
+//! `--metadata-file`, `--label` and `--build-arg SOURCE_DATE_EPOCH` are checked against the
+//! image written.
 
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
@@ -749,6 +751,14 @@ fn tar_output_is_the_root_filesystem_as_one_tar() {
         assert_eq!(names(&tar_listing(&out.stdout)), expected, "{output}");
         assert_eq!(out.stdout, fs_err::read(&file).unwrap(), "{output}");
     }
+
+    // The flattened tree was the store's scratch, and is gone.
+    let left: Vec<_> = fs_err::read_dir(store.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("rootfs-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // Every key but dest is refused, by name.
     let out = run_fails(

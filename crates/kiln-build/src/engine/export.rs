@@ -240,21 +240,14 @@ fn write_rootfs_tar(
     output: &Output,
     dest: &Path,
 ) -> Result<(), ExportError> {
-    let is_stdout = output.is_stdout();
-    let parent = if is_stdout {
-        // The store's tmp is private to its owner, as the image's files need.
-        store.root().join("tmp")
-    } else {
-        dest.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf()
-    };
-    fs_err::create_dir_all(&parent).map_err(ExportError::Fs)?;
+    // Flattened in the store's tmp, private to its owner as the image's files (setuid
+    // binaries, device nodes) need; only the tar is written beside `dest`.
+    let scratch = store.root().join("tmp");
+    fs_err::create_dir_all(&scratch).map_err(ExportError::Fs)?;
     let rootfs = tempfile::Builder::new()
-        .prefix(".kiln-rootfs-")
-        .tempdir_in(&parent)
-        .map_err(|e| export_io("creating a temporary directory in", &parent, e))?;
+        .prefix("rootfs-")
+        .tempdir_in(&scratch)
+        .map_err(|e| export_io("creating a temporary directory in", &scratch, e))?;
     let blobs: Vec<_> = image
         .manifest
         .value()
@@ -267,7 +260,7 @@ fn write_rootfs_tar(
         output: output.to_string(),
         source,
     };
-    if is_stdout {
+    if output.is_stdout() {
         let stdout = std::io::stdout().lock();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
         kiln_oci::DiffTar::new(rootfs.path())
@@ -279,10 +272,15 @@ fn write_rootfs_tar(
         })?;
         return Ok(());
     }
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs_err::create_dir_all(parent).map_err(ExportError::Fs)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".kiln-tar-")
-        .tempfile_in(&parent)
-        .map_err(|e| export_io("creating a temporary file in", &parent, e))?;
+        .tempfile_in(parent)
+        .map_err(|e| export_io("creating a temporary file in", parent, e))?;
     let temp_path = temp.path().to_path_buf();
     {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
