@@ -4,7 +4,9 @@
 //! Destinations that are not what the output writes (devices, FIFOs, symbolic links, a
 //! directory for a tar, a file for a directory) are refused before the build and left alone;
 //! a failed export leaves no temp file; `dest=-` streams a tar to stdout; `--build-arg` and
-//! `--secret` are checked at the start.
+//! `--secret` are checked at the start. `type=tar` is the root filesystem as one tar;
+//! `--metadata-file`, `--label` and `--build-arg SOURCE_DATE_EPOCH` are checked against the
+//! image written.
 
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
@@ -425,7 +427,7 @@ fn dest_dash_writes_a_tar_output_to_stdout() {
     assert!(tar_listing(&out.stdout).contains("index.json"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sha256:"));
     // Not for directory outputs, nor with rawjson progress on stdout.
-    for output in ["type=local,dest=-", "type=oci,dest=-,tar=false", "-"] {
+    for output in ["type=local,dest=-", "type=oci,dest=-,tar=false"] {
         let out = run_fails(&mut build_to(&store, &ctx, output), 2);
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("stdout"),
@@ -528,4 +530,289 @@ fn build_args_and_secrets_are_checked_before_the_build() {
         "--secret",
         &format!("id=tok,src={}", present.display()),
     ]));
+}
+
+/// The blob `digest` (`sha256:…`) of the OCI layout directory `layout`, as JSON.
+fn layout_blob(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    serde_json::from_slice(&fs_err::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+#[test]
+fn metadata_file_names_the_digests_of_the_image_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = scratch_context(tmp.path());
+    let layout = tmp.path().join("layout");
+    let meta_dir = tmp.path().join("meta");
+    fs_err::create_dir(&meta_dir).unwrap();
+    let meta = meta_dir.join("metadata.json");
+    run_ok(
+        build_to(
+            &store,
+            &ctx,
+            &format!("type=oci,dest={},tar=false", layout.display()),
+        )
+        .arg("--metadata-file")
+        .arg(&meta),
+    );
+    let written: serde_json::Value = serde_json::from_slice(&fs_err::read(&meta).unwrap()).unwrap();
+    let index = layout_blob_index(&layout);
+    let manifest = &index["manifests"][0];
+    let digest = manifest["digest"].as_str().unwrap();
+    assert_eq!(written["containerimage.digest"], digest, "{written}");
+    assert_eq!(
+        written["containerimage.config.digest"],
+        layout_blob(&layout, digest)["config"]["digest"],
+        "{written}"
+    );
+    let descriptor = &written["containerimage.descriptor"];
+    assert_eq!(descriptor["digest"], digest);
+    assert_eq!(descriptor["size"], manifest["size"]);
+    assert_eq!(descriptor["mediaType"], manifest["mediaType"]);
+    assert_eq!(
+        descriptor["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(written["image.name"], "probe:1");
+    // Renamed into place: nothing else is left in the directory.
+    let entries: Vec<_> = fs_err::read_dir(&meta_dir).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // Without a name, `image.name` is left out; the file is replaced.
+    run_ok(
+        kiln_in(&store)
+            .args(["build", "--progress", "quiet", "--metadata-file"])
+            .arg(&meta)
+            .arg(&ctx),
+    );
+    let written: serde_json::Value = serde_json::from_slice(&fs_err::read(&meta).unwrap()).unwrap();
+    assert!(written.get("image.name").is_none(), "{written}");
+    assert_eq!(written["containerimage.digest"], digest, "{written}");
+}
+
+fn layout_blob_index(layout: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap()
+}
+
+/// The config and the layer digests of the image in the OCI layout directory `layout`.
+fn layout_image(layout: &Path) -> (serde_json::Value, serde_json::Value) {
+    let index = layout_blob_index(layout);
+    let manifest = layout_blob(layout, index["manifests"][0]["digest"].as_str().unwrap());
+    let config = layout_blob(layout, manifest["config"]["digest"].as_str().unwrap());
+    (config, manifest["layers"].clone())
+}
+
+#[test]
+fn cli_labels_override_the_dockerfiles_and_change_only_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "hello.txt", "hello\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nLABEL a=x c=d\nCOPY hello.txt /hello.txt\n",
+    );
+    let build = |labels: &[&str], layout: &Path| {
+        let mut cmd = kiln_in(&store);
+        cmd.args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=oci,dest={},tar=false", layout.display()));
+        for label in labels {
+            cmd.args(["--label", label]);
+        }
+        run_ok(cmd.arg(&ctx));
+        layout_image(layout)
+    };
+    let (config, layers) = build(&["a=b", "e=f=g"], &tmp.path().join("one"));
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"a": "b", "c": "d", "e": "f=g"}),
+        "{config}"
+    );
+    // The same steps, from cache, with another label: a new config, the same layers.
+    let (again, same_layers) = build(&["a=z"], &tmp.path().join("two"));
+    assert_eq!(
+        again["config"]["Labels"],
+        serde_json::json!({"a": "z", "c": "d"}),
+        "{again}"
+    );
+    assert_eq!(layers, same_layers);
+    // No history entry for a CLI label (BuildKit adds none).
+    let created_by = |config: &serde_json::Value| -> Vec<serde_json::Value> {
+        config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["created_by"].clone())
+            .collect()
+    };
+    assert_eq!(created_by(&config), created_by(&again));
+    assert_eq!(created_by(&config).len(), 2, "{config}");
+
+    let out = run_fails(
+        kiln_in(&store)
+            .args(["build", "--label", "novalue"])
+            .arg(&ctx),
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`novalue`"), "{stderr}");
+}
+
+#[test]
+fn source_date_epoch_build_arg_makes_builds_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = scratch_context(tmp.path());
+    let build = |name: &str, env: Option<&str>| {
+        let layout = tmp.path().join(format!("{name}-layout"));
+        let mut cmd = kiln_in(&tmp.path().join(format!("{name}-store")));
+        if let Some(env) = env {
+            cmd.env("SOURCE_DATE_EPOCH", env);
+        }
+        run_ok(
+            cmd.args(["build", "--progress", "plain"])
+                .args(["--build-arg", "SOURCE_DATE_EPOCH=0", "-o"])
+                .arg(format!("type=oci,dest={},tar=false", layout.display()))
+                .arg(&ctx),
+        );
+        let index = layout_blob_index(&layout);
+        let (config, _) = layout_image(&layout);
+        (index["manifests"][0]["digest"].clone(), config)
+    };
+    let (first, config) = build("one", None);
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z", "{config}");
+    for history in config["history"].as_array().unwrap() {
+        assert_eq!(history["created"], "1970-01-01T00:00:00Z", "{config}");
+    }
+    // Another fresh store, later, and the environment saying otherwise: the build arg wins.
+    let (second, _) = build("two", Some("86400"));
+    assert_eq!(first, second);
+
+    let out = run_fails(
+        kiln_in(&tmp.path().join("store"))
+            .args(["build", "--build-arg", "SOURCE_DATE_EPOCH=yesterday"])
+            .arg(&ctx),
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SOURCE_DATE_EPOCH=yesterday"), "{stderr}");
+}
+
+#[test]
+fn tar_output_is_the_root_filesystem_as_one_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "hello.txt", "hello\n");
+    write(&ctx, "sub/a.txt", "a\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nCOPY hello.txt /hello.txt\nCOPY sub /app/sub\n",
+    );
+    let names = |listing: &str| -> Vec<String> {
+        let mut names: Vec<String> = listing
+            .lines()
+            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_owned())
+            .filter(|l| !l.is_empty() && l != ".")
+            .collect();
+        names.sort();
+        names
+    };
+    let expected = ["app", "app/sub", "app/sub/a.txt", "hello.txt"];
+
+    let file = tmp.path().join("out/rootfs.tar");
+    run_ok(&mut build_to(
+        &store,
+        &ctx,
+        &format!("type=tar,dest={}", file.display()),
+    ));
+    let listing = run_ok(Command::new("tar").arg("-tf").arg(&file));
+    assert_eq!(names(&listing), expected, "{listing}");
+    let content = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(&file)
+            .arg(listing.lines().find(|l| l.ends_with("a.txt")).unwrap()),
+    );
+    assert_eq!(content, "a\n");
+    // Renamed into place: no temporary file or directory is left beside it.
+    let entries: Vec<_> = fs_err::read_dir(file.parent().unwrap()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // `dest=-` and `-o -`: the same tar on stdout.
+    for output in ["type=tar,dest=-", "-"] {
+        let out = build_to(&store, &ctx, output)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(names(&tar_listing(&out.stdout)), expected, "{output}");
+        assert_eq!(out.stdout, fs_err::read(&file).unwrap(), "{output}");
+    }
+
+    // The flattened tree was the store's scratch, and is gone.
+    let left: Vec<_> = fs_err::read_dir(store.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("rootfs-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Every key but dest is refused, by name.
+    let out = run_fails(
+        &mut build_to(
+            &store,
+            &ctx,
+            &format!("type=tar,dest={},compression=zstd", file.display()),
+        ),
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`compression`"), "{stderr}");
+}
+
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn tar_output_keeps_owners_and_modes_root() {
+    kiln_test::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN mkdir /made && echo x > /made/f && chown 1000:1001 /made/f && chmod 0640 /made/f \
+         && rm /bin/ls\n",
+    );
+    let file = tmp.path().join("rootfs.tar");
+    run_ok(
+        kiln_in(&store)
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=tar,dest={}", file.display()))
+            .arg(&ctx),
+    );
+    let listing = run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&file),
+    );
+    let line = listing
+        .lines()
+        .find(|l| l.trim_end().ends_with("made/f"))
+        .unwrap_or_else(|| panic!("no made/f in\n{listing}"));
+    assert!(
+        line.starts_with("-rw-r-----") && line.contains("1000/1001"),
+        "{line}"
+    );
+    // The base's files are there, the removed one is not, and no whiteout is.
+    assert!(listing.contains("bin/busybox"), "{listing}");
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.trim_end().ends_with("bin/ls") || l.contains(".wh.")),
+        "{listing}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Where a build's result goes: the `--output` specs of `docker buildx build`.
 //!
 //! Destinations are checked before the build runs ([`Output::check_destination`]): a tar
-//! output (`type=oci`, `type=docker`) replaces only a regular file, a directory output
+//! output (`type=oci`, `type=docker`, `type=tar`) replaces only a regular file, a directory output
 //! (`type=oci,tar=false`, `type=local`) only a directory; anything else that exists there
 //! (a device such as `/dev/full`, a FIFO, a socket, a symbolic link — even one to a
 //! regular file or a directory) is refused and left alone. `dest=-` writes a tar output to
@@ -27,6 +27,9 @@ pub enum Output {
     DockerTar(PathBuf),
     /// `type=local,dest=DIR`: the final root filesystem as a directory.
     Local(PathBuf),
+    /// `type=tar,dest=FILE` (or `-o -`): the final root filesystem as one tar, what
+    /// `type=local` writes to a directory.
+    Tar(PathBuf),
     /// `type=image,name=REF[,push=true]`: a named image in the local store, pushed when asked.
     Image {
         /// Names (comma-separated in `name=`; quoted lists allowed by buildx).
@@ -121,7 +124,7 @@ impl Output {
     /// Whether this output writes to stdout (`dest=-`).
     pub fn is_stdout(&self) -> bool {
         match self {
-            Self::OciTar(p) | Self::DockerTar(p) => is_stdout_path(p),
+            Self::OciTar(p) | Self::DockerTar(p) | Self::Tar(p) => is_stdout_path(p),
             _ => false,
         }
     }
@@ -132,7 +135,7 @@ impl Output {
     /// whatever it points to. Writing checks again (the destination may change meanwhile).
     pub fn check_destination(&self) -> Result<(), DestinationError> {
         let (path, wants_dir) = match self {
-            Self::OciTar(p) | Self::DockerTar(p) => (p, false),
+            Self::OciTar(p) | Self::DockerTar(p) | Self::Tar(p) => (p, false),
             Self::OciDir(p) | Self::Local(p) => (p, true),
             Self::Image { .. } => return Ok(()),
         };
@@ -205,12 +208,10 @@ impl FromStr for Output {
         if spec.is_empty() {
             return Err(err("empty value"));
         }
-        // buildx: a value without `=` is a local destination directory (and `-` a rootfs
-        // tarball on stdout, an exporter kiln does not have).
+        // buildx: a value without `=` is a local destination directory, and `-` the root
+        // filesystem as a tar on stdout.
         if spec == "-" {
-            return Err(err(
-                "`-` (a root filesystem tar on stdout) is not supported; use type=oci,dest=- or type=docker,dest=-",
-            ));
+            return Ok(Self::Tar(PathBuf::from(spec)));
         }
         if !spec.contains('=') {
             return Ok(Self::Local(PathBuf::from(spec)));
@@ -251,6 +252,17 @@ impl FromStr for Output {
                 Self::DockerTar(dest)
             }
             "local" => Self::Local(dest.ok_or_else(|| err("type=local needs dest=DIR"))?),
+            "tar" => {
+                let dest =
+                    dest.ok_or_else(|| err("type=tar needs dest=FILE (or dest=- for stdout)"))?;
+                // BuildKit's tar exporter has no image options: every other key is refused.
+                if let Some(k) = fields.keys().next() {
+                    return Err(err(&format!(
+                        "unknown option `{k}` for type=tar (it takes dest=)"
+                    )));
+                }
+                Self::Tar(dest)
+            }
             "image" | "registry" => {
                 let names: Vec<String> = fields
                     .remove("name")
@@ -266,7 +278,7 @@ impl FromStr for Output {
             }
             other => {
                 return Err(err(&format!(
-                    "unknown type `{other}`; use oci, docker, local, image or registry"
+                    "unknown type `{other}`; use oci, docker, local, tar, image or registry"
                 )));
             }
         };
@@ -274,7 +286,7 @@ impl FromStr for Output {
             && is_stdout_path(p)
         {
             return Err(err(
-                "dest=- (stdout) is only for tar outputs (type=oci or type=docker)",
+                "dest=- (stdout) is only for tar outputs (type=oci, type=docker or type=tar)",
             ));
         }
         // Options buildx accepts that do not change kiln's output.
@@ -318,6 +330,7 @@ impl fmt::Display for Output {
             Self::OciDir(p) => write!(f, "type=oci,dest={},tar=false", p.display()),
             Self::DockerTar(p) => write!(f, "type=docker,dest={}", p.display()),
             Self::Local(p) => write!(f, "type=local,dest={}", p.display()),
+            Self::Tar(p) => write!(f, "type=tar,dest={}", p.display()),
             Self::Image { names, push } => {
                 write!(f, "type=image,name={},push={push}", names.join(","))
             }
@@ -348,6 +361,11 @@ mod tests {
             Output::Local("root".into())
         );
         assert_eq!(
+            "type=tar,dest=root.tar".parse::<Output>().unwrap(),
+            Output::Tar("root.tar".into())
+        );
+        assert_eq!("-".parse::<Output>().unwrap(), Output::Tar("-".into()));
+        assert_eq!(
             "outdir".parse::<Output>().unwrap(),
             Output::Local("outdir".into())
         );
@@ -373,6 +391,8 @@ mod tests {
     fn dest_dash_is_stdout_for_tar_outputs() {
         assert!("type=oci,dest=-".parse::<Output>().unwrap().is_stdout());
         assert!("type=docker,dest=-".parse::<Output>().unwrap().is_stdout());
+        assert!("type=tar,dest=-".parse::<Output>().unwrap().is_stdout());
+        assert!("-".parse::<Output>().unwrap().is_stdout());
         assert!(!"type=oci,dest=x".parse::<Output>().unwrap().is_stdout());
     }
 
@@ -409,6 +429,8 @@ mod tests {
         for (spec, dest, what) in [
             ("type=oci,dest=DEST", &sub, "a directory"),
             ("type=docker,dest=DEST", &fifo, "a FIFO"),
+            ("type=tar,dest=DEST", &sub, "a directory"),
+            ("type=tar,dest=DEST", &link, "a symbolic link"),
             ("type=docker,dest=DEST", &link, "a symbolic link"),
             ("type=local,dest=DEST", &file, "a regular file"),
             ("type=oci,dest=DEST,tar=false", &link, "a symbolic link"),
@@ -425,6 +447,17 @@ mod tests {
     }
 
     #[test]
+    fn tar_refuses_every_key_but_dest_and_names_it() {
+        for key in ["compression=gzip", "tar=false", "name=x", "color=red"] {
+            let e = format!("type=tar,dest=x,{key}")
+                .parse::<Output>()
+                .unwrap_err();
+            let name = key.split('=').next().unwrap();
+            assert!(e.reason.contains(&format!("`{name}`")), "{}", e.reason);
+        }
+    }
+
+    #[test]
     fn rejects_bad_specs_with_a_reason() {
         for bad in [
             "type=oci",
@@ -432,7 +465,7 @@ mod tests {
             "type=oci,dest=x,tar=maybe",
             "type=local,dest=x,color=red",
             "",
-            "-",
+            "type=tar",
             "type=local,dest=-",
             "type=oci,dest=-,tar=false",
         ] {

@@ -37,6 +37,9 @@ pub(crate) struct BuildArgs {
     /// Set a build-time variable (K=V, or K to take it from the environment).
     #[arg(long = "build-arg", value_name = "K=V", value_parser = parse_build_arg)]
     build_args: Vec<BuildArg>,
+    /// Set a label of the image (K=V), over the Dockerfile's `LABEL K=…`; repeatable.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
     #[arg(long = "build-context", value_name = "NAME=SRC")]
     build_contexts: Vec<String>,
@@ -64,7 +67,7 @@ pub(crate) struct BuildArgs {
     /// Secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
     #[arg(long = "secret", value_name = "id=…,src=…", value_parser = parse_secret)]
     secrets: Vec<SecretSource>,
-    /// Output destination (type=oci|docker|local|image,…; dest=- writes a tar to stdout).
+    /// Output destination (type=oci|docker|local|tar|image,…; dest=- writes a tar to stdout).
     #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
     outputs: Vec<Output>,
     /// Import build cache (type=registry,ref=REG/REPO:TAG | type=local,src=DIR | an image
@@ -96,6 +99,9 @@ pub(crate) struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Write the build result's metadata (digests, descriptor, names) to this file as JSON.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
@@ -121,10 +127,29 @@ fn parse_build_arg(spec: &str) -> Result<BuildArg, String> {
             format!("`{spec}` has no name: expected NAME=VALUE or NAME")
         });
     }
+    // The build's time: a number of seconds, as the environment variable (empty is unset).
+    if name == "SOURCE_DATE_EPOCH"
+        && let Some(v) = &value
+        && !v.is_empty()
+        && v.parse::<i64>().is_err()
+    {
+        return Err(format!(
+            "`{spec}`: SOURCE_DATE_EPOCH must be a number of seconds since the epoch"
+        ));
+    }
     Ok(BuildArg {
         name: name.to_owned(),
         value,
     })
+}
+
+/// Parses `--label K=V`; a label without `=` or without a key is a usage error naming it.
+fn parse_label(spec: &str) -> Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        Some(_) => Err(format!("label `{spec}` has no key: expected K=V")),
+        None => Err(format!("label `{spec}` has no value: expected K=V")),
+    }
 }
 
 fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError> {
@@ -186,6 +211,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             },
         };
         builder = builder.build_arg(&arg.name, value);
+    }
+    for (key, value) in &args.labels {
+        builder = builder.label(key, value);
     }
     for ctx in &args.build_contexts {
         let (name, source) = ctx
@@ -264,6 +292,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
                 fs_err::write(path, outcome.config_digest.to_string())
                     .context("writing --iidfile")?;
             }
+            if let Some(path) = &args.metadata_file {
+                write_metadata(path, &metadata(args, &outcome))?;
+            }
             if mode == ProgressMode::Quiet {
                 if is_stdout_output {
                     // stdout carries the archive (dest=-).
@@ -289,6 +320,58 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             Ok(ExitCode::from(crate::EXIT_FAILURE))
         }
     }
+}
+
+/// buildx's `--metadata-file` JSON: the manifest and config digests, the manifest's
+/// descriptor and, when the image has names (`-t`, `type=image,name=`), `image.name`.
+fn metadata(args: &BuildArgs, outcome: &kiln_build::BuildOutcome) -> serde_json::Value {
+    let mut names: Vec<&str> = args.tags.iter().map(String::as_str).collect();
+    for output in &args.outputs {
+        if let Output::Image { names: more, .. } = output {
+            names.extend(more.iter().map(String::as_str));
+        }
+    }
+    let mut metadata = serde_json::json!({
+        "containerimage.digest": outcome.manifest.digest.to_string(),
+        "containerimage.config.digest": outcome.config_digest.to_string(),
+        "containerimage.descriptor": {
+            "mediaType": outcome.manifest.media_type.to_string(),
+            "digest": outcome.manifest.digest.to_string(),
+            "size": outcome.manifest.size,
+        },
+    });
+    if !names.is_empty() {
+        metadata["image.name"] = names.join(",").into();
+    }
+    metadata
+}
+
+/// Writes `metadata` to `path` through a temporary file beside it (`.NAME.PID.tmp`), renamed
+/// into place: a reader never sees half a file.
+fn write_metadata(path: &std::path::Path, metadata: &serde_json::Value) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("--metadata-file {}: not a file name", path.display()))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+    let mut text = serde_json::to_vec_pretty(metadata).context("--metadata-file: encoding")?;
+    text.push(b'\n');
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .context("writing --metadata-file")?;
+    let written = std::io::Write::write_all(&mut file, &text)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs_err::rename(&temp, path));
+    if let Err(e) = written {
+        // A failed write leaves nothing behind (the file is the one this process created).
+        let _ = fs_err::remove_file(&temp);
+        return Err(e).context("writing --metadata-file");
+    }
+    Ok(())
 }
 
 fn parse_entitlement(text: &str) -> Result<Entitlement, kiln_build::UnknownEntitlement> {
@@ -339,6 +422,24 @@ mod tests {
         assert_eq!(parse_build_arg("A").unwrap().value, None);
         assert!(parse_build_arg("").unwrap_err().contains("empty"));
         assert!(parse_build_arg("=v").unwrap_err().contains("`=v`"));
+        assert!(parse_build_arg("SOURCE_DATE_EPOCH=0").is_ok());
+        assert!(parse_build_arg("SOURCE_DATE_EPOCH=").is_ok());
+        assert!(
+            parse_build_arg("SOURCE_DATE_EPOCH=yesterday")
+                .unwrap_err()
+                .contains("`SOURCE_DATE_EPOCH=yesterday`")
+        );
+    }
+
+    #[test]
+    fn labels_need_a_key_and_an_equals_sign() {
+        assert_eq!(
+            parse_label("a=b=c").unwrap(),
+            ("a".to_owned(), "b=c".to_owned())
+        );
+        assert_eq!(parse_label("a=").unwrap(), ("a".to_owned(), String::new()));
+        assert!(parse_label("novalue").unwrap_err().contains("`novalue`"));
+        assert!(parse_label("=v").unwrap_err().contains("`=v`"));
     }
 
     #[test]

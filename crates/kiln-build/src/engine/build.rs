@@ -194,6 +194,7 @@ impl Builder {
                     &store,
                     target,
                     self.source_date_epoch,
+                    &self.labels,
                     &compressor,
                     annotations,
                 )
@@ -284,6 +285,7 @@ impl Builder {
         Ok(BuildOutcome {
             manifest_digest: image.manifest_digest().clone(),
             config_digest: image.config_digest().clone(),
+            manifest: image.manifest_descriptor(),
             tagged,
             warnings,
         })
@@ -335,6 +337,15 @@ impl Builder {
         }
         if self.outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
             return Err(OptionsError::TwoStdoutOutputs.into());
+        }
+        if let Some(value) = self.build_args.get("SOURCE_DATE_EPOCH")
+            && !value.is_empty()
+            && value.parse::<i64>().is_err()
+        {
+            return Err(OptionsError::InvalidSourceDateEpoch {
+                value: value.clone(),
+            }
+            .into());
         }
         for secret in &self.secrets {
             let id = &secret.id;

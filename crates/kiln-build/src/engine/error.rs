@@ -377,6 +377,12 @@ pub enum OptionsError {
         /// The variable.
         var: String,
     },
+    /// `--build-arg SOURCE_DATE_EPOCH=…` that is not a number of seconds.
+    #[error("--build-arg SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since the epoch")]
+    InvalidSourceDateEpoch {
+        /// The value given.
+        value: String,
+    },
 }
 
 /// Why a base image, `--from` image or named build context cannot be resolved.
@@ -799,6 +805,14 @@ pub enum ExportError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The root filesystem tar (`type=tar`) could not be written.
+    #[error("writing {output}: {source}")]
+    RootfsTar {
+        /// The output.
+        output: String,
+        /// Why.
+        source: kiln_oci::LayerError,
     },
     /// The output destination changed during the build.
     #[error(transparent)]

@@ -24,15 +24,25 @@ use crate::event::{Event, EventSink};
 use crate::output::Output;
 
 /// Assembles the target stage's image and stores its config and manifest (with the blobs of
-/// its layers: compressed in the background since their commit, or now).
+/// its layers: compressed in the background since their commit, or now). `labels` (`--label`)
+/// are set last, over the Dockerfile's: the config is made here on every build, so a changed
+/// label never comes from a cached config.
 pub(crate) fn assemble(
     store: &Store,
     target: &StageResult,
     epoch: Option<i64>,
+    labels: &BTreeMap<String, String>,
     compressor: &Compressor,
     annotations: BTreeMap<String, String>,
 ) -> Result<AssembledImage, BuildError> {
     let mut config = target.output.image.clone();
+    // BuildKit dockerfile2llb: `opt.Labels` are set on the target's config after its last
+    // instruction, with no history entry.
+    config.config.labels.extend(
+        labels
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
     if let Some(epoch) = epoch {
         config.created = Some(kiln_oci::rfc3339_utc(epoch));
     }
@@ -164,6 +174,7 @@ pub(crate) fn export(
                     .map_err(|source| archive_error(dest, source))?;
             }
             Output::Local(dest) => write_local(store, image, dest)?,
+            Output::Tar(dest) => write_rootfs_tar(store, image, output, dest)?,
             Output::Image { .. } => {}
         }
     }
@@ -217,6 +228,72 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
         let _ = fs_err::remove_dir_all(&kept);
         ExportError::Fs(e)
     })?;
+    Ok(())
+}
+
+/// `type=tar`: the root filesystem `type=local` would write, flattened into a temporary
+/// directory and written as one tar (sorted, so the same image gives the same tar), to a
+/// temporary file beside `dest` renamed into place, or to stdout for `dest=-`.
+fn write_rootfs_tar(
+    store: &Store,
+    image: &AssembledImage,
+    output: &Output,
+    dest: &Path,
+) -> Result<(), ExportError> {
+    // Flattened in the store's tmp, private to its owner as the image's files (setuid
+    // binaries, device nodes) need; only the tar is written beside `dest`.
+    let scratch = store.root().join("tmp");
+    fs_err::create_dir_all(&scratch).map_err(ExportError::Fs)?;
+    let rootfs = tempfile::Builder::new()
+        .prefix("rootfs-")
+        .tempdir_in(&scratch)
+        .map_err(|e| export_io("creating a temporary directory in", &scratch, e))?;
+    let blobs: Vec<_> = image
+        .manifest
+        .value()
+        .layers
+        .iter()
+        .map(|d| d.digest.clone())
+        .collect();
+    store.flatten_to(rootfs.path(), &blobs)?;
+    let tar_error = |source| ExportError::RootfsTar {
+        output: output.to_string(),
+        source,
+    };
+    if output.is_stdout() {
+        let stdout = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
+        kiln_oci::DiffTar::new(rootfs.path())
+            .write_to(&mut out)
+            .map_err(tar_error)?;
+        out.flush().map_err(|source| ExportError::Stdout {
+            output: output.to_string(),
+            source,
+        })?;
+        return Ok(());
+    }
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs_err::create_dir_all(parent).map_err(ExportError::Fs)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".kiln-tar-")
+        .tempfile_in(parent)
+        .map_err(|e| export_io("creating a temporary file in", parent, e))?;
+    let temp_path = temp.path().to_path_buf();
+    {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        kiln_oci::DiffTar::new(rootfs.path())
+            .write_to(&mut out)
+            .map_err(tar_error)?;
+        out.flush()
+            .map_err(|e| export_io("writing", &temp_path, e))?;
+    }
+    // Checked before the build too; again here, since the destination may have changed.
+    output.check_destination()?;
+    temp.persist(dest)
+        .map_err(|e| export_io("renaming a temporary file to", dest, e.error))?;
     Ok(())
 }
 

@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kiln_oci::{Compression, Digest, Platform};
+use kiln_oci::{Compression, Descriptor, Digest, Platform};
 
 use crate::cache_options::{CacheExport, CacheSource};
 use crate::output::Output;
 use crate::scheduler::CancelToken;
+
+/// The variable (and build arg) whose value is the build's time, in seconds since the epoch.
+const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// A `--secret id=…,src=…` (or `env=…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +175,9 @@ pub struct BuildOutcome {
     pub manifest_digest: Digest,
     /// The config digest (image ID).
     pub config_digest: Digest,
+    /// The manifest's descriptor: media type, digest and size (buildx's
+    /// `containerimage.descriptor`).
+    pub manifest: Descriptor,
     /// Names stored in the local store.
     pub tagged: Vec<String>,
     /// Warnings emitted.
@@ -201,6 +207,7 @@ pub struct Builder {
     pub(crate) dockerfile_text: Option<String>,
     pub(crate) target: Option<String>,
     pub(crate) build_args: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     pub(crate) build_contexts: BTreeMap<String, String>,
     pub(crate) platform: Option<Platform>,
     pub(crate) no_cache: bool,
@@ -232,6 +239,7 @@ impl Builder {
             dockerfile_text: None,
             target: None,
             build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
             platform: None,
             no_cache: false,
@@ -248,7 +256,7 @@ impl Builder {
             jobs: usize::MAX,
             all_stages: false,
             compression: Compression::Gzip { level: 6 },
-            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+            source_date_epoch: std::env::var(SOURCE_DATE_EPOCH)
                 .ok()
                 .and_then(|v| v.parse().ok()),
             insecure_registries: Vec::new(),
@@ -281,10 +289,26 @@ impl Builder {
         self
     }
 
-    /// `--build-arg K=V`.
+    /// `--build-arg K=V`. `SOURCE_DATE_EPOCH=N` also sets [`Builder::source_date_epoch`], over
+    /// the environment variable (BuildKit's rule: the build arg is the epoch the build sees);
+    /// an empty value leaves it as it was, and one that is not a number fails the build.
     #[must_use]
     pub fn build_arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.build_args.insert(name.into(), value.into());
+        let (name, value) = (name.into(), value.into());
+        if name == SOURCE_DATE_EPOCH
+            && let Ok(epoch) = value.parse()
+        {
+            self.source_date_epoch = Some(epoch);
+        }
+        self.build_args.insert(name, value);
+        self
+    }
+
+    /// `--label K=V`: a label of the image's config, set after the target stage's last
+    /// instruction (it overrides the Dockerfile's `LABEL K=…`; no layer changes).
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
         self
     }
 
@@ -452,4 +476,37 @@ pub fn default_store_root() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/share/kiln")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_build_arg_sets_the_epoch() {
+        let from_env = Builder::new(".").source_date_epoch;
+        let builder = Builder::new(".").build_arg("SOURCE_DATE_EPOCH", "5");
+        assert_eq!(builder.source_date_epoch, Some(5));
+        assert_eq!(builder.build_args["SOURCE_DATE_EPOCH"], "5");
+        // Empty is unset, as for the environment variable; other arguments change nothing.
+        let builder = Builder::new(".")
+            .build_arg("SOURCE_DATE_EPOCH", "")
+            .build_arg("OTHER", "7");
+        assert_eq!(builder.source_date_epoch, from_env);
+    }
+
+    #[test]
+    fn an_invalid_source_date_epoch_build_arg_fails_before_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Builder::new(dir.path())
+            .dockerfile_text("FROM scratch\n")
+            .store_root(dir.path().join("store"))
+            .build_arg("SOURCE_DATE_EPOCH", "soon")
+            .build(&|_| {})
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("SOURCE_DATE_EPOCH=`soon`"),
+            "{err}"
+        );
+    }
 }
