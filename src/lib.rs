@@ -14,8 +14,10 @@
 //!   import`, its config edited by `--change` instructions ([`ConfigChanges`]).
 //! - **The local store**: [`open_store`] (at [`resolve_store_root`]); [`find_image`] looks an
 //!   image up by name or image ID prefix; [`list_images`], [`image_history`],
-//!   [`inspect_image`], [`untag_images`] and [`prune`] are `kiln images`, `history`,
-//!   `inspect`, `rmi` and `prune`.
+//!   [`inspect_image`], [`tag_image`], [`untag_images`] and [`prune`] are `kiln images`,
+//!   `history`, `inspect`, `tag`, `rmi` and `prune`; [`save_images`] and [`load_images`]
+//!   move images to and from docker-archive or OCI tars ([`ArchiveFormat`]), like `docker
+//!   save` and `docker load`.
 //! - **Registries**: [`pull_image`], [`push_image`], [`login`] and [`logout`], configured by a
 //!   [`ClientConfig`] that carries a [`TransferProgress`] sink.
 //! - **Types**: [`oci`] is the image model (`ImageRef`, `Digest`, `Platform`, configs,
@@ -49,15 +51,16 @@
 #![forbid(unsafe_code)]
 
 pub use kiln_build::{
-    BlobOutcome, BuildError, BuildOutcome, Builder, CacheExport, CacheExportError, CacheLocation,
-    CacheMode, CacheSource, CacheSpecError, ChangeError, ClientConfig, ConfigChanges, ContainerRun,
-    Direction, Event, EventSink, ExitStatus, GcOptions, GcReport, HistoryEntry, ImageError,
-    ImageHistory, ImageInspection, ImageSummary, Import, ImportError, ImportOutcome, ImportOutput,
-    ImportOutputError, ImportStep, LogStream, Network, NetworkDefault, Output, PullOutcome,
-    PushOutcome, RunImageError, RunOutcome, SandboxError, SecretSource, Store, StoreError, Stream,
-    TransferEvent, TransferProgress, Untagged, VerifyReport, default_store_root, find_image,
-    find_or_pull_image, image_history, inspect_image, list_images, login, logout, oci, open_store,
-    prune, pull_image, push_image, registry_host, require_image, resolve_store_root,
-    run_sandbox_helper_if_requested, untag_images,
+    ArchiveFormat, BlobOutcome, BuildError, BuildOutcome, Builder, CacheExport, CacheExportError,
+    CacheLocation, CacheMode, CacheSource, CacheSpecError, ChangeError, ClientConfig,
+    ConfigChanges, ContainerRun, Direction, Event, EventSink, ExitStatus, GcOptions, GcReport,
+    HistoryEntry, ImageError, ImageHistory, ImageInspection, ImageSummary, Import, ImportError,
+    ImportOutcome, ImportOutput, ImportOutputError, ImportStep, LoadedImage, LogStream, Network,
+    NetworkDefault, Output, PullOutcome, PushOutcome, RunImageError, RunOutcome, SandboxError,
+    SecretSource, Store, StoreError, Stream, TransferEvent, TransferProgress, Untagged,
+    VerifyReport, default_store_root, find_image, find_or_pull_image, image_history, inspect_image,
+    list_images, load_images, load_images_from, login, logout, oci, open_store, prune, pull_image,
+    push_image, registry_host, require_image, resolve_store_root, run_sandbox_helper_if_requested,
+    save_images, save_images_to, tag_image, untag_images,
 };
 pub use kiln_dockerfile as dockerfile;

@@ -1,5 +1,6 @@
 //! Integration tests of the real `kiln` binary, one module per feature.
 
+mod archives;
 mod bad_input;
 mod builds;
 mod builds_add_url;

@@ -227,3 +227,44 @@ fn a_dockerignore_pattern_that_cannot_match_fails_the_build() {
     assert!(stderr.contains(".dockerignore"), "{stderr}");
     assert!(!tmp.path().join("out/Local-Only").exists());
 }
+
+/// Builds `ctx` to a `type=local` export at `out` (no RUN, no base image: no root needed).
+fn local_export(store: &Path, ctx: &Path, out: &Path) {
+    build_plain(
+        store,
+        ctx,
+        &["-o", &format!("type=local,dest={}", out.display())],
+    );
+}
+
+#[test]
+fn a_context_with_only_a_containerfile_builds_with_its_own_ignore_file() {
+    // podman and buildah's name: used when there is no Dockerfile, its
+    // `Containerfile.dockerignore` winning over `.dockerignore` as `Dockerfile.dockerignore`
+    // does.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let ctx = tmp.path().join("ctx");
+    write_bytes(&ctx, b"Containerfile", "FROM scratch\nCOPY . /\n");
+    write_bytes(&ctx, b"keep.txt", "kept");
+    write_bytes(&ctx, b"secret.txt", "secret");
+    write_bytes(&ctx, b".dockerignore", "keep.txt\n");
+    write_bytes(&ctx, b"Containerfile.dockerignore", "secret.txt\n");
+    let out = tmp.path().join("out");
+    local_export(&store, &ctx, &out);
+    assert!(out.join("keep.txt").is_file());
+    assert!(out.join("Containerfile").is_file());
+    assert!(!out.join("secret.txt").exists());
+
+    // A Dockerfile next to it wins, with its own ignore file (none: `.dockerignore`).
+    write_bytes(
+        &ctx,
+        b"Dockerfile",
+        "FROM scratch\nCOPY keep.txt secret.txt /d/\n",
+    );
+    write_bytes(&ctx, b".dockerignore", "nothing\n");
+    let out = tmp.path().join("out-dockerfile");
+    local_export(&store, &ctx, &out);
+    assert!(out.join("d/secret.txt").is_file());
+    assert!(!out.join("Containerfile").exists());
+}

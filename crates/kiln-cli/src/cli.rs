@@ -32,6 +32,12 @@ enum Command {
     History(crate::history::HistoryArgs),
     /// Show an image's manifest and config as JSON.
     Inspect(crate::inspect::InspectArgs),
+    /// Give a local image another name.
+    Tag(crate::tag::TagArgs),
+    /// Write local images to a tar archive (docker-archive or OCI).
+    Save(crate::save::SaveArgs),
+    /// Load images from a tar archive (docker-archive or OCI).
+    Load(crate::save::LoadArgs),
     /// Remove image names from the local store.
     Rmi(crate::rmi::RmiArgs),
     /// Remove unused data from the local store.
@@ -59,6 +65,9 @@ impl Cli {
             Command::Run(args) => Ok(crate::run::run(&args, self.root.as_deref())),
             Command::History(args) => crate::history::run(&args, self.root.as_deref()),
             Command::Inspect(args) => crate::inspect::run(&args, self.root.as_deref()),
+            Command::Tag(args) => crate::tag::run(&args, self.root.as_deref()),
+            Command::Save(args) => crate::save::run_save(&args, self.root.as_deref()),
+            Command::Load(args) => crate::save::run_load(&args, self.root.as_deref()),
             Command::Rmi(args) => crate::rmi::run(&args, self.root.as_deref()),
             Command::Prune(args) => crate::prune::run(&args, self.root.as_deref()),
             Command::Store(args) => crate::store_cmd::run(&args, self.root.as_deref()),

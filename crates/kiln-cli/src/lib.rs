@@ -16,8 +16,10 @@ mod push;
 mod rmi;
 mod root;
 mod run;
+mod save;
 mod signals;
 mod store_cmd;
+mod tag;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,11 @@ use crate::copy::digest::HashMemo;
 use crate::copy::source::ContextTree;
 use crate::event::{Event, EventSink};
 
+/// The Dockerfile's name in the context when no `-f` is given.
+const DEFAULT_DOCKERFILE: &str = "Dockerfile";
+/// The name used when the context has no `Dockerfile` (podman, buildah).
+const DEFAULT_CONTAINERFILE: &str = "Containerfile";
+
 /// Seconds since the Unix epoch, now.
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -322,10 +327,21 @@ impl Builder {
         }
     }
 
+    /// The `-f` file, else the context's `Dockerfile`, else its `Containerfile` (podman and
+    /// buildah's name, which BuildKit's dockerui also falls back to). When neither exists the
+    /// `Dockerfile` path is returned, so the error names the file docker users expect.
     fn dockerfile_path(&self) -> PathBuf {
-        self.dockerfile
-            .clone()
-            .unwrap_or_else(|| self.context.join("Dockerfile"))
+        if let Some(path) = &self.dockerfile {
+            return path.clone();
+        }
+        let dockerfile = self.context.join(DEFAULT_DOCKERFILE);
+        let containerfile = self.context.join(DEFAULT_CONTAINERFILE);
+        if fs_err::symlink_metadata(&dockerfile).is_err()
+            && fs_err::symlink_metadata(&containerfile).is_ok()
+        {
+            return containerfile;
+        }
+        dockerfile
     }
 
     /// What can be checked before anything runs, as buildx does at the start: every output

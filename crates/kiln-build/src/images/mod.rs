@@ -1,30 +1,36 @@
 //! Operations on the images of the local store and on registries, as library calls: where the
 //! store lives ([`resolve_store_root`], [`open_store`]), one image lookup ([`find_image`]:
 //! a name, an image ID prefix), pull-and-name ([`pull_image`]), [`push_image`],
-//! [`login`]/[`logout`], the listings `kiln images`, `history` and `inspect` print
+//! [`login`]/[`logout`], [`tag_image`], [`save_images`] and [`load_images`], the listings `kiln images`, `history` and `inspect` print
 //! ([`list_images`], [`image_history`], [`inspect_image`]), [`untag_images`] and [`prune`].
 //!
 //! Each returns typed data and an [`ImageError`] that names its image, registry or path; a
 //! front end only renders them (`kiln-cli` is one).
 
+mod archive;
 mod history;
 mod listing;
 mod lookup;
 mod remove;
 mod store_root;
+mod tag;
 mod transfer;
 
 use std::path::PathBuf;
 
-use kiln_oci::{Digest, ImageRef, ReferenceError};
+use kiln_oci::{Digest, ImageRef, LayoutError, ReferenceError};
 use kiln_registry::RegistryError;
 use kiln_store::StoreError;
 
+pub use archive::{
+    ArchiveFormat, LoadedImage, load_images, load_images_from, save_images, save_images_to,
+};
 pub use history::{HistoryEntry, ImageHistory, image_history};
 pub use listing::{ImageInspection, ImageSummary, inspect_image, list_images};
 pub use lookup::{find_image, parse_image_name, require_image};
 pub use remove::{Untagged, prune, untag_images};
 pub use store_root::{open_store, resolve_store_root};
+pub use tag::tag_image;
 pub use transfer::{
     PullOutcome, PushOutcome, login, logout, pull_image, push_image, registry_host, without_echo,
 };
@@ -151,6 +157,72 @@ pub enum ImageError {
     /// The async runtime for network transfers could not start.
     #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// An image tar could not be written (`save`).
+    #[error("saving images to {dest}")]
+    Save {
+        /// The file, or `standard output`.
+        dest: String,
+        /// What failed.
+        #[source]
+        source: Box<LayoutError>,
+    },
+    /// An image tar could not be read (`load`).
+    #[error("loading images from {file}")]
+    Load {
+        /// The file, or `standard input`.
+        file: String,
+        /// What failed.
+        #[source]
+        source: Box<LayoutError>,
+    },
+    /// A member of an image tar could not be read (`load`).
+    #[error("loading images from {file}: reading `{member}`")]
+    LoadRead {
+        /// The file, or `standard input`.
+        file: String,
+        /// The member of the tar.
+        member: String,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blob of an image tar could not be stored, or did not match its digest (`load`).
+    #[error("loading images from {file}: blob {digest}")]
+    LoadBlob {
+        /// The file, or `standard input`.
+        file: String,
+        /// The blob.
+        digest: Digest,
+        /// What failed (a digest or size mismatch: the archive is corrupt).
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// A legacy docker-archive layer does not match its config's `diff_ids` (`load`).
+    #[error(
+        "loading images from {file}: layer `{member}` is {actual}, but its config says \
+         {expected}; the archive is corrupt"
+    )]
+    LayerMismatch {
+        /// The file, or `standard input`.
+        file: String,
+        /// The layer member of the tar.
+        member: String,
+        /// The config's diff ID.
+        expected: Digest,
+        /// The uncompressed layer's digest.
+        actual: Digest,
+    },
+    /// An image tar names an image with something that is not an image name (`load`).
+    #[error("loading images from {file}: `{name}` is not an image name")]
+    ArchiveName {
+        /// The file, or `standard input`.
+        file: String,
+        /// The name as recorded.
+        name: String,
+        /// Why it is not a reference.
+        #[source]
+        source: ReferenceError,
+    },
     /// A store operation failed (the store's error names its path or digest).
     #[error(transparent)]
     Store(Box<StoreError>),
