@@ -25,7 +25,7 @@ use crate::progress::{ProgressMode, Renderer};
     reason = "`build_args` mirrors --build-arg"
 )]
 pub(crate) struct BuildArgs {
-    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin).
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile; `-` reads it from stdin).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
     /// Name (and optionally tag) for the image, stored in the local store; repeatable.
