@@ -293,22 +293,7 @@ fn parse_records(manifest: &ImageManifest, config: &[u8]) -> Result<ParsedCache,
             return Err(bad("its parent is not its inputs' parent".to_owned()));
         }
         if let Some(layer) = &record.layer {
-            match layers.get(&layer.digest) {
-                Some((size, media_type))
-                    if *size == layer.size && **media_type == layer.media_type => {}
-                _ => {
-                    return Err(bad(format!(
-                        "its layer {} is not a layer of the manifest of that size and type",
-                        layer.digest
-                    )));
-                }
-            }
-            if !layer.media_type.is_layer() {
-                return Err(bad(format!(
-                    "its layer has media type {}, not a layer type",
-                    layer.media_type
-                )));
-            }
+            check_layer(layer, &layers).map_err(bad)?;
         }
         // A record of another key schema can never match a key of this kiln: skip it. One of
         // this schema must be what its inputs hash to, or it could answer for another step.
@@ -326,7 +311,7 @@ fn parse_records(manifest: &ImageManifest, config: &[u8]) -> Result<ParsedCache,
             key: format!("copy inputs {memo}"),
             reason,
         };
-        if memo.len() != 64 || !memo.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !is_lower_hex(memo, 64) {
             return Err(bad("the memo key is not 64 lowercase hex digits".to_owned()));
         }
         inputs_seen += inputs.len();
@@ -352,6 +337,35 @@ fn parse_records(manifest: &ImageManifest, config: &[u8]) -> Result<ParsedCache,
     }))
 }
 
+/// Why `layer` cannot be used: not a layer of the manifest (`layers`) of that size and type,
+/// or not of a layer media type.
+fn check_layer(
+    layer: &ExportedLayer,
+    layers: &BTreeMap<&Digest, (u64, &MediaType)>,
+) -> Result<(), String> {
+    match layers.get(&layer.digest) {
+        Some((size, media_type)) if *size == layer.size && **media_type == layer.media_type => {}
+        _ => {
+            return Err(format!(
+                "its layer {} is not a layer of the manifest of that size and type",
+                layer.digest
+            ));
+        }
+    }
+    if !layer.media_type.is_layer() {
+        return Err(format!(
+            "its layer has media type {}, not a layer type",
+            layer.media_type
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `text` is exactly `len` lowercase hex digits.
+fn is_lower_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// At most [`MAX_CACHE_MOUNTS`] mounts, each named by a store mount id and its layer one of
 /// the manifest's, of that size and a layer type.
 fn check_cache_mounts(
@@ -373,29 +387,12 @@ fn check_cache_mounts(
             ),
             reason,
         };
-        if id.len() != CACHE_MOUNT_ID_LEN
-            || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        if !is_lower_hex(id, CACHE_MOUNT_ID_LEN) {
             return Err(bad(format!(
                 "the mount id is not {CACHE_MOUNT_ID_LEN} lowercase hex digits"
             )));
         }
-        match layers.get(&layer.digest) {
-            Some((size, media_type)) if *size == layer.size && **media_type == layer.media_type => {
-            }
-            _ => {
-                return Err(bad(format!(
-                    "its layer {} is not a layer of the manifest of that size and type",
-                    layer.digest
-                )));
-            }
-        }
-        if !layer.media_type.is_layer() {
-            return Err(bad(format!(
-                "its layer has media type {}, not a layer type",
-                layer.media_type
-            )));
-        }
+        check_layer(layer, layers).map_err(bad)?;
     }
     Ok(())
 }
