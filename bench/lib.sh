@@ -6,6 +6,10 @@
 #                              usage error (exit 2)
 # bench_kiln                   sets and exports `KILN`: $KILN, or target/release/kiln after
 #                              `cargo build --release --bin kiln`
+# bench_bases STORE DIR REF...  imports examples/bases.sh's busybox, debian and python into
+#                              STORE (and prepares the fastapi wheels), and exports each REF as
+#                              an OCI archive under DIR for buildah; fills `base_archive`
+#                              (REF -> archive), which the caller declares with `declare -A`
 # many_files_context DIR       writes the many-files case: 20,000 small files in 200 dirs,
 #                              ~90 MB of random blobs, and a Dockerfile on debian that copies
 #                              them and edits 2,000, deletes 1,000, chmods 1,000 and grows one
@@ -63,4 +67,19 @@ RUN cd /data/small \
     && head -c 8000000 /dev/urandom >> /data/blobs/blob0.bin \
     && find /data -type f | wc -l
 EOF
+}
+
+bench_bases() {
+    local store=$1 dir=$2 ref
+    shift 2
+    KILN_ROOT=$store bash "$repo/examples/bases.sh" busybox debian python >&2
+    KILN_ROOT=$store bash "$repo/examples/python-fastapi/prepare.sh" >&2
+    mkdir -p "$dir/bases" "$dir/empty"
+    for ref in "$@"; do
+        local name=${ref##*/}
+        base_archive[$ref]=$dir/bases/${name%%:*}.tar
+        [ -s "${base_archive[$ref]}" ] && continue
+        printf 'FROM %s\n' "$ref" | KILN_ROOT=$store "$KILN" build -q -f - \
+            -o "type=oci,dest=${base_archive[$ref]}" "$dir/empty" >/dev/null
+    done
 }

@@ -48,18 +48,8 @@ log() { echo "remote-cache.sh: $*" >&2; }
 
 # ---- bases, as OCI archives for buildah; contexts ----------------------------------------
 bases_store=$work/bases-store
-KILN_ROOT=$bases_store bash "$repo/examples/bases.sh" busybox debian python >&2
-KILN_ROOT=$bases_store bash "$repo/examples/python-fastapi/prepare.sh" >&2
-mkdir -p "$work/bases" "$work/empty"
-declare -A base_archive=(
-  [docker.io/library/debian:bookworm-slim]=$work/bases/debian.tar
-  [docker.io/library/python:3.11-slim]=$work/bases/python.tar
-)
-for ref in "${!base_archive[@]}"; do
-  [ -s "${base_archive[$ref]}" ] && continue
-  printf 'FROM %s\n' "$ref" | KILN_ROOT=$bases_store "$KILN" build -q -f - \
-    -o "type=oci,dest=${base_archive[$ref]}" "$work/empty" >/dev/null
-done
+declare -A base_archive=()
+bench_bases "$bases_store" "$work" docker.io/library/debian:bookworm-slim docker.io/library/python:3.11-slim
 ctx=$work/contexts
 rm -rf "$ctx"
 mkdir -p "$ctx"

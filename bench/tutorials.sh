@@ -55,19 +55,8 @@ log() { echo "tutorials.sh: $*" >&2; }
 
 # ---- bases: made once, exported as OCI archives for buildah ------------------------------
 bases_store=$work/bases-store
-KILN_ROOT=$bases_store bash "$repo/examples/bases.sh" busybox debian python >&2
-KILN_ROOT=$bases_store bash "$repo/examples/python-fastapi/prepare.sh" >&2
-mkdir -p "$work/bases" "$work/empty"
-declare -A base_archive=(
-  [docker.io/library/busybox:latest]=$work/bases/busybox.tar
-  [docker.io/library/debian:bookworm-slim]=$work/bases/debian.tar
-  [docker.io/library/python:3.11-slim]=$work/bases/python.tar
-)
-for ref in "${!base_archive[@]}"; do
-  [ -s "${base_archive[$ref]}" ] && continue
-  printf 'FROM %s\n' "$ref" | KILN_ROOT=$bases_store "$KILN" build -q -f - \
-    -o "type=oci,dest=${base_archive[$ref]}" "$work/empty" >/dev/null
-done
+declare -A base_archive=()
+bench_bases "$bases_store" "$work" docker.io/library/busybox:latest docker.io/library/debian:bookworm-slim docker.io/library/python:3.11-slim
 
 # ---- contexts ------------------------------------------------------------------------------
 ctx=$work/contexts
