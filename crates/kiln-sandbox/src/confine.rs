@@ -479,15 +479,32 @@ pub fn seccomp_programs() -> io::Result<Vec<BpfProgram>> {
     Ok(vec![allow_list, clone3])
 }
 
-/// First half, before the user switch (still holding `CAP_SYS_ADMIN` and `CAP_SETPCAP` in
-/// the user namespace): installs the seccomp filters and cuts the bounding set.
-pub(crate) fn confine_before_user_switch(programs: &[BpfProgram]) -> io::Result<()> {
+/// Docker's default set less `CAP_SYS_CHROOT` and `CAP_MKNOD`, for chroot isolation: a
+/// second `chroot` is the classic way out of one, and without a `nodev` mount or a devices
+/// cgroup a node the command makes could open a host device.
+pub(crate) const CHROOT_CAPABILITIES: CapabilitySet = DEFAULT_CAPABILITIES
+    .difference(CapabilitySet::SYS_CHROOT)
+    .difference(CapabilitySet::MKNOD);
+
+/// Whether this process may install a seccomp filter without `no_new_privs` (which would
+/// stop setuid programs in the command): it needs `CAP_SYS_ADMIN`.
+pub(crate) fn can_install_seccomp() -> bool {
+    rustix::thread::capabilities(None)
+        .is_ok_and(|sets| sets.effective.contains(CapabilitySet::SYS_ADMIN))
+}
+
+/// First half, before the user switch (still holding `CAP_SETPCAP`, and `CAP_SYS_ADMIN` when
+/// there are `programs`): installs the seccomp filters and cuts the bounding set to `keep`.
+pub(crate) fn confine_before_user_switch(
+    programs: &[BpfProgram],
+    keep: CapabilitySet,
+) -> io::Result<()> {
     for program in programs {
         install_filter(program)?;
     }
     for bit in 0..64 {
         let capability = CapabilitySet::from_bits_retain(1 << bit);
-        if DEFAULT_CAPABILITIES.contains(capability) {
+        if keep.contains(capability) {
             continue;
         }
         match rustix::thread::remove_capability_from_bounding_set(capability) {
@@ -549,12 +566,11 @@ fn install_filter(program: &BpfProgram) -> io::Result<()> {
     }
 }
 
-/// Second half, after the user switch: the permitted and effective sets keep at most
-/// [`DEFAULT_CAPABILITIES`] (a non-root user has none left already), the inheritable and
-/// ambient sets are emptied.
-pub(crate) fn confine_after_user_switch() -> io::Result<()> {
+/// Second half, after the user switch: the permitted and effective sets keep at most `keep`
+/// (a non-root user has none left already), the inheritable and ambient sets are emptied.
+pub(crate) fn confine_after_user_switch(keep: CapabilitySet) -> io::Result<()> {
     let current = rustix::thread::capabilities(None)?;
-    let permitted = current.permitted & DEFAULT_CAPABILITIES;
+    let permitted = current.permitted & keep;
     rustix::thread::set_capabilities(
         None,
         CapabilitySets {

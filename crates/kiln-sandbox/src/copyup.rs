@@ -14,18 +14,28 @@ use rustix::fs::FileType;
 
 use crate::fsmeta::{self, Meta};
 
+/// What [`copy_lowers`] does with device nodes of the layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Devices {
+    /// Created with `mknod` (the copy is bound `nodev` before anything runs on it).
+    Copy,
+    /// Left out: chroot isolation may have no `nodev` mount and no devices cgroup, so a node
+    /// from a hostile layer would open the host's device.
+    Skip,
+}
+
 /// Applies `lowers` (top-most first, like overlay's `lowerdir`) into the empty directory
 /// `rootfs`.
-pub(crate) fn copy_lowers(lowers: &[PathBuf], rootfs: &Path) -> io::Result<()> {
+pub(crate) fn copy_lowers(lowers: &[PathBuf], rootfs: &Path, devices: Devices) -> io::Result<()> {
     for lower in lowers.iter().rev() {
-        apply_dir(lower, rootfs)?;
+        apply_dir(lower, rootfs, devices)?;
         let stat = fsmeta::lstat(lower)?;
         fsmeta::copy_metadata(lower, &stat, rootfs)?;
     }
     Ok(())
 }
 
-fn apply_dir(source: &Path, dest: &Path) -> io::Result<()> {
+fn apply_dir(source: &Path, dest: &Path, devices: Devices) -> io::Result<()> {
     if fsmeta::is_opaque(source) {
         for entry in fs_err::read_dir(dest)? {
             fsmeta::remove_all(&entry?.path())?;
@@ -47,15 +57,35 @@ fn apply_dir(source: &Path, dest: &Path) -> io::Result<()> {
                 fsmeta::remove_all(&to)?;
                 fs_err::create_dir(&to)?;
             }
-            apply_dir(&from, &to)?;
+            apply_dir(&from, &to, devices)?;
             // After the children: writing them changed the directory's mtime.
             fsmeta::copy_metadata(&from, &stat, &to)?;
         } else {
             fsmeta::remove_all(&to)?;
+            let kind = FileType::from_raw_mode(stat.st_mode);
+            let is_device = matches!(kind, FileType::CharacterDevice | FileType::BlockDevice);
+            if is_device && devices == Devices::Skip {
+                tracing::debug!(path = %from.display(), "device node left out of the chroot copy");
+                continue;
+            }
             fsmeta::copy_entry(&from, &stat, &to)?;
         }
     }
     Ok(())
+}
+
+/// Copies the host file or directory `source` onto `target`, which exists with the same
+/// kind (chroot isolation's stand-in for a bind mount): a directory's entries are merged in,
+/// a file is replaced; owners, modes, xattrs and times come along, device nodes do not.
+pub(crate) fn copy_in(source: &Path, target: &Path) -> io::Result<()> {
+    let stat = fsmeta::lstat(source)?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+        apply_dir(source, target, Devices::Skip)?;
+        fsmeta::copy_metadata(source, &stat, target)
+    } else {
+        fsmeta::remove_all(target)?;
+        fsmeta::copy_entry(source, &stat, target)
+    }
 }
 
 /// The rootfs's metadata right after the copy.
@@ -94,17 +124,21 @@ struct Differ<'a> {
     upper: &'a Path,
     baseline: &'a Baseline,
     stubs: &'a HashSet<PathBuf>,
+    masked: &'a HashSet<PathBuf>,
     opaque_xattr: &'a str,
     /// Upper directories created, to restore their times after their children were written.
     created_dirs: Vec<PathBuf>,
 }
 
 /// Writes the changes of `rootfs` since `baseline` into `upper` in overlay form, ignoring
-/// `stubs` (mountpoints created by the sandbox).
+/// `stubs` (mountpoints created by the sandbox: only what was written inside them counts) and
+/// everything at and below `masked` (paths that stood for a mount: `/proc`, `/dev`, a cache
+/// mount's target copied in under chroot isolation…).
 pub(crate) fn write_diff(
     rootfs: &Path,
     baseline: &Baseline,
     stubs: &HashSet<PathBuf>,
+    masked: &HashSet<PathBuf>,
     upper: &Path,
     opaque_xattr: &str,
 ) -> io::Result<()> {
@@ -113,6 +147,7 @@ pub(crate) fn write_diff(
         upper,
         baseline,
         stubs,
+        masked,
         opaque_xattr,
         created_dirs: Vec::new(),
     };
@@ -152,7 +187,7 @@ impl Differ<'_> {
         self.ensure_upper_dir(rel)?;
         for entry in fs_err::read_dir(&source)? {
             let child = rel.join(entry?.file_name());
-            if self.stubs.contains(&child) {
+            if self.stubs.contains(&child) || self.masked.contains(&child) {
                 continue;
             }
             self.copy_tree(&child)?;
@@ -168,7 +203,7 @@ impl Differ<'_> {
         let empty = Vec::new();
         let before = self.baseline.children.get(rel).unwrap_or(&empty);
         for name in before {
-            if !current.contains(name) {
+            if !current.contains(name) && !self.masked.contains(&rel.join(name)) {
                 self.ensure_upper_dir(rel)?;
                 fsmeta::make_whiteout(&self.upper.join(rel).join(name))?;
             }
@@ -177,6 +212,9 @@ impl Differ<'_> {
         names.sort();
         for name in names {
             let child = rel.join(&name);
+            if self.masked.contains(&child) {
+                continue;
+            }
             let path = self.rootfs.join(&child);
             let now = fsmeta::meta(&path)?;
             let is_dir = now.kind == FileType::Directory;
@@ -256,7 +294,7 @@ mod tests {
         write(&lower.join("dead"), "d");
         write(&lower.join("mode"), "m");
         write(&lower.join("redo/old"), "o");
-        copy_lowers(std::slice::from_ref(&lower), &rootfs).unwrap();
+        copy_lowers(std::slice::from_ref(&lower), &rootfs, Devices::Copy).unwrap();
         let baseline = snapshot(&rootfs).unwrap();
 
         fs_err::remove_dir_all(rootfs.join("gone")).unwrap();
@@ -269,7 +307,15 @@ mod tests {
         write(&rootfs.join("stub/inside"), "i");
 
         let stubs = HashSet::from([PathBuf::from("stub")]);
-        write_diff(&rootfs, &baseline, &stubs, &upper, "user.overlay.opaque").unwrap();
+        write_diff(
+            &rootfs,
+            &baseline,
+            &stubs,
+            &HashSet::new(),
+            &upper,
+            "user.overlay.opaque",
+        )
+        .unwrap();
 
         assert!(
             !upper.join("keep").exists(),
@@ -319,7 +365,7 @@ mod tests {
             rustix::fs::XattrFlags::empty(),
         )
         .unwrap();
-        copy_lowers(&[top, bottom], &rootfs).unwrap();
+        copy_lowers(&[top, bottom], &rootfs, Devices::Copy).unwrap();
         assert!(!rootfs.join("a").exists());
         assert!(rootfs.join("d/new").exists());
         assert!(!rootfs.join("d/old").exists());

@@ -21,7 +21,7 @@ use crate::overlay;
 use crate::process::{HelperFailure, WorkPaths};
 use crate::protocol::{self, Event, HELPER_MARKER};
 use crate::rootfs::{RootSource, Stub};
-use crate::spec::{Network, RootfsMode, RunSpec};
+use crate::spec::{Isolation, Network, RootfsMode, RunSpec};
 
 /// Environment variable that forces the copy fallback (for tests and broken overlays).
 pub const FORCE_COPY_ENV: &str = "KILN_SANDBOX_FORCE_COPY";
@@ -188,7 +188,7 @@ fn prepare_rootfs(
     }
     fs_err::create_dir_all(&paths.rootfs)
         .map_err(|err| setup_err("creating the copy rootfs", err))?;
-    copyup::copy_lowers(&spec.lowers, &paths.rootfs).map_err(|err| {
+    copyup::copy_lowers(&spec.lowers, &paths.rootfs, copyup::Devices::Copy).map_err(|err| {
         setup_err(
             &format!("copying the layers into {}", paths.rootfs.display()),
             err,
@@ -213,6 +213,9 @@ fn run_helper(spec: &RunSpec, socket: &UnixStream) -> Result<RootfsMode, HelperF
     }
     let paths = WorkPaths::new(&spec.work);
     prepare_work(spec, &paths)?;
+    if spec.isolation == Isolation::Chroot {
+        return crate::chroot::run_chrooted(spec, &paths, socket);
+    }
     let is_root = rustix::process::geteuid().is_root();
     let prepared = prepare_rootfs(spec, &paths, is_root)?;
     let (mode, source, overlay_fd, baseline) = match prepared {
@@ -260,8 +263,15 @@ fn run_helper(spec: &RunSpec, socket: &UnixStream) -> Result<RootfsMode, HelperF
             } else {
                 overlay::OPAQUE_XATTR_USER
             };
-            copyup::write_diff(&paths.rootfs, &baseline, &stub_set, &spec.upper, opaque)
-                .map_err(|err| HelperFailure::Diff(err.to_string()))?;
+            copyup::write_diff(
+                &paths.rootfs,
+                &baseline,
+                &stub_set,
+                &HashSet::new(),
+                &spec.upper,
+                opaque,
+            )
+            .map_err(|err| HelperFailure::Diff(err.to_string()))?;
             crate::fsmeta::remove_all(&paths.rootfs)
                 .map_err(|err| HelperFailure::Diff(err.to_string()))?;
         }

@@ -95,34 +95,20 @@ pub(crate) fn init_main(
             paths.merged.display()
         ));
     }
-    let passwd = fs_err::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = fs_err::read_to_string("/etc/group").unwrap_or_default();
-    let user = match resolve_user(&spec.user, &passwd, &group) {
-        Ok(user) => user,
-        Err(err) => return report(err.to_string()),
+    let prepared = match prepare(spec, nproc_limit, Mode::Namespaces) {
+        Ok(prepared) => prepared,
+        Err(message) => return report(message),
     };
-    let workdir = if spec.workdir.is_empty() {
-        "/"
-    } else {
-        spec.workdir.as_str()
-    };
-    if let Err(err) = fs_err::create_dir_all(workdir) {
-        return report(format!("creating the working directory: {err}"));
-    }
-    let env = command_env(&spec.env, &user);
-    let confinement = Confinement {
-        seccomp: match spec.security {
-            Security::Sandbox => match confine::seccomp_programs() {
-                Ok(programs) => Some(programs),
-                Err(err) => return report(err.to_string()),
-            },
-            Security::Insecure => None,
-        },
-        nproc_limit,
-    };
+    let Prepared {
+        user,
+        workdir,
+        env,
+        confinement,
+    } = &prepared;
+    let workdir = workdir.as_str();
     if !spec.init {
         // The command becomes PID 1 itself; the holder reports its exit status.
-        let (message, code) = exec_command(&spec.argv, &env, &user, workdir, &confinement);
+        let (message, code) = exec_command(&spec.argv, env, user, workdir, confinement);
         protocol::send_event(socket, &Event::Exec { message, code });
         return code;
     }
@@ -135,7 +121,7 @@ pub(crate) fn init_main(
     let command = match process::fork() {
         Err(err) => return report(format!("cannot fork the command: {err}")),
         Ok(None) => {
-            let (message, code) = exec_command(&spec.argv, &env, &user, workdir, &confinement);
+            let (message, code) = exec_command(&spec.argv, env, user, workdir, confinement);
             protocol::send_event(socket, &Event::Exec { message, code });
             std::process::exit(code);
         }
@@ -145,6 +131,88 @@ pub(crate) fn init_main(
     let status = reap_until(command);
     protocol::send_event(socket, &Event::Exit(status));
     0
+}
+
+/// Which sandbox the command is executed in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mode {
+    /// PID 1 of the namespace sandbox, after `pivot_root`.
+    Namespaces,
+    /// The chrooted child of the helper; `has_seccomp` when it may install the filter.
+    Chroot { has_seccomp: bool },
+}
+
+/// What the command is executed with.
+struct Prepared {
+    user: ExecUser,
+    workdir: String,
+    env: Vec<String>,
+    confinement: Confinement,
+}
+
+/// With the rootfs in place (after `pivot_root` or `chroot`): resolves the user in the
+/// image's `/etc/passwd`, creates the working directory and assembles the environment and
+/// the confinement.
+fn prepare(spec: &RunSpec, nproc_limit: Option<u32>, mode: Mode) -> Result<Prepared, String> {
+    let passwd = fs_err::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs_err::read_to_string("/etc/group").unwrap_or_default();
+    let user = resolve_user(&spec.user, &passwd, &group).map_err(|err| err.to_string())?;
+    let workdir = if spec.workdir.is_empty() {
+        "/".to_owned()
+    } else {
+        spec.workdir.clone()
+    };
+    fs_err::create_dir_all(&workdir)
+        .map_err(|err| format!("creating the working directory: {err}"))?;
+    let env = command_env(&spec.env, &user);
+    let seccomp = || confine::seccomp_programs().map_err(|err| err.to_string());
+    let confinement = match (spec.security, mode) {
+        (Security::Insecure, _) => Confinement {
+            seccomp: Vec::new(),
+            capabilities: None,
+            nproc_limit,
+        },
+        (Security::Sandbox, Mode::Namespaces) => Confinement {
+            seccomp: seccomp()?,
+            capabilities: Some(confine::DEFAULT_CAPABILITIES),
+            nproc_limit,
+        },
+        (Security::Sandbox, Mode::Chroot { has_seccomp }) => Confinement {
+            seccomp: if has_seccomp { seccomp()? } else { Vec::new() },
+            capabilities: Some(confine::CHROOT_CAPABILITIES),
+            nproc_limit,
+        },
+    };
+    Ok(Prepared {
+        user,
+        workdir,
+        env,
+        confinement,
+    })
+}
+
+/// Chroot isolation's last step in the command's process: prepares and executes the
+/// command; returns (after reporting why) only when that fails.
+pub(crate) fn exec_prepared(
+    spec: &RunSpec,
+    socket: &UnixStream,
+    nproc_limit: Option<u32>,
+    mode: Mode,
+) -> i32 {
+    match prepare(spec, nproc_limit, mode) {
+        Ok(prepared) => {
+            let (message, code) = exec_command(
+                &spec.argv,
+                &prepared.env,
+                &prepared.user,
+                &prepared.workdir,
+                &prepared.confinement,
+            );
+            protocol::send_event(socket, &Event::Exec { message, code });
+            code
+        }
+        Err(message) => protocol::setup_failed(socket, message),
+    }
 }
 
 /// Reaps every child (orphans are re-parented to us) until `command` ends.
@@ -186,8 +254,10 @@ fn cstrings<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<CString
 
 /// What [`exec_command`] applies to the command before `execve`.
 struct Confinement {
-    /// Docker's default seccomp profile and capability set (`Security::Sandbox`).
-    seccomp: Option<Vec<seccompiler::BpfProgram>>,
+    /// Docker's default seccomp profile (`Security::Sandbox`); empty for none.
+    seccomp: Vec<seccompiler::BpfProgram>,
+    /// The capabilities the command may keep; `None` keeps them all (`Security::Insecure`).
+    capabilities: Option<rustix::thread::CapabilitySet>,
     /// `RLIMIT_NPROC`, where no pids cgroup could be made.
     nproc_limit: Option<u32>,
 }
@@ -222,8 +292,8 @@ fn exec_command(
             return (format!("cannot limit the number of processes: {err}"), 126);
         }
     }
-    if let Some(programs) = &confinement.seccomp
-        && let Err(err) = confine::confine_before_user_switch(programs)
+    if let Some(keep) = confinement.capabilities
+        && let Err(err) = confine::confine_before_user_switch(&confinement.seccomp, keep)
     {
         return (format!("cannot confine the command: {err}"), 126);
     }
@@ -244,8 +314,8 @@ fn exec_command(
             126,
         );
     }
-    if confinement.seccomp.is_some()
-        && let Err(err) = confine::confine_after_user_switch()
+    if let Some(keep) = confinement.capabilities
+        && let Err(err) = confine::confine_after_user_switch(keep)
     {
         return (format!("cannot drop capabilities: {err}"), 126);
     }

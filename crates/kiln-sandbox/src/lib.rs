@@ -15,6 +15,7 @@
 
 mod cancel;
 mod cgroup;
+mod chroot;
 mod confine;
 mod copyup;
 mod error;
@@ -33,6 +34,7 @@ mod upper;
 mod user;
 
 pub use cancel::CancelToken;
+pub use chroot::NO_MOUNTS_ENV;
 pub use confine::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, seccomp_programs};
 pub use error::{SandboxError, UserError};
 pub use helper::{FORCE_COPY_ENV, run_helper_if_requested};
@@ -41,7 +43,7 @@ pub use protocol::HELPER_MARKER;
 pub use rootfs::{RootSource, RootfsPlan, Stub, setup_rootfs};
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use spec::{
-    DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount, Network,
+    DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount, Isolation, Network,
     RootfsMode, RunOutcome, RunSpec, Security, Stream,
 };
 pub use syscalls::{FileKind, MountOptions, Op, RealSyscalls, RecordingSyscalls, Syscalls};

@@ -100,7 +100,7 @@ impl ProcessLimit {
         }
     }
 
-    fn nproc(&self) -> Option<u32> {
+    pub(crate) fn nproc(&self) -> Option<u32> {
         match self {
             Self::Rlimit(limit) => Some(*limit),
             Self::None | Self::Cgroup(_) => None,

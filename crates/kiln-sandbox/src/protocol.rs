@@ -30,6 +30,11 @@ pub(crate) enum Event {
     },
     /// The command ended.
     Exit(ExitStatus),
+    /// Chroot isolation started the command in this process group: on cancellation the
+    /// caller kills the group (there is no pid namespace to take it down).
+    ProcessGroup(i32),
+    /// Something the command has to do without (chroot isolation), for the caller's warning.
+    Notice(String),
     /// The diff post-processing failed.
     Diff(String),
     /// The helper finished; the upperdir holds the diff.

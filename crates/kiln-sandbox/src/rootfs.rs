@@ -330,6 +330,346 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
     }
 }
 
+/// Host device nodes chroot isolation creates with `mknod` where it cannot bind them:
+/// (name, major, minor).
+const CHROOT_DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// What [`setup_chroot`] did, for the run and for the diff afterwards.
+#[derive(Debug, Default)]
+pub(crate) struct ChrootSetup {
+    /// Paths created only to stand for a mountpoint.
+    pub(crate) stubs: Vec<Stub>,
+    /// Paths (relative to the rootfs) that stand for a mount: nothing at or below them is
+    /// part of the layer.
+    pub(crate) masked: Vec<PathBuf>,
+    /// Read-write binds that were copied in: (path in the rootfs, host source) to copy back
+    /// after the run.
+    pub(crate) copy_back: Vec<(PathBuf, PathBuf)>,
+    /// What the command has to do without, one line each, for the caller's warning.
+    pub(crate) limits: Vec<String>,
+}
+
+/// `target` (absolute in the sandbox) as a path relative to `rootfs` whose parent directories
+/// are symlink-free: every symlink on the way is resolved the way the command will see it
+/// after `chroot` (absolute links from the rootfs, `..` stopping at its top), so the helper's
+/// writes never land outside the rootfs. The final component is not followed.
+pub(crate) fn resolve_in_root(rootfs: &Path, target: &Path) -> io::Result<PathBuf> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    fn parts(path: &Path) -> VecDeque<std::ffi::OsString> {
+        path.components()
+            .filter_map(|component| match component {
+                Component::Normal(name) => Some(name.to_owned()),
+                Component::ParentDir => Some("..".into()),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+            })
+            .collect()
+    }
+    const MAX_LINKS: usize = 40;
+    let mut resolved = PathBuf::new();
+    let mut pending = parts(target);
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&name);
+        if pending.is_empty() {
+            return Ok(candidate);
+        }
+        let host = rootfs.join(&candidate);
+        match rustix::fs::lstat(&host) {
+            Ok(stat)
+                if rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                    == rustix::fs::FileType::Symlink =>
+            {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("too many symlinks resolving {}", target.display()),
+                    ));
+                }
+                let link = fs_err::read_link(&host)?;
+                if link.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut next = parts(&link);
+                next.extend(pending);
+                pending = next;
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(resolved)
+}
+
+/// Prepares the rootfs copy at `plan.merged` for chroot isolation. With `can_mount` (the
+/// helper is in its own mount namespace and may mount) it makes the same mounts as the
+/// namespace sandbox, except that `/proc` and `/sys` are the container's, bound; without, it
+/// creates `/dev`'s nodes with `mknod` (a plain `/dev/null` file where even that is refused),
+/// copies the generated `/etc` files and every mount source in, and leaves `/proc` and `/sys`
+/// empty. Either way every path that stands for a mount is listed as masked.
+pub(crate) fn setup_chroot<S: Syscalls + ?Sized>(
+    sys: &mut S,
+    plan: &RootfsPlan,
+    can_mount: bool,
+    out: &mut ChrootSetup,
+) -> io::Result<()> {
+    let mut setup = Setup {
+        sys,
+        merged: &plan.merged,
+        stubs: Vec::new(),
+    };
+    let result = chroot_sequence(&mut setup, plan, can_mount, out);
+    out.stubs.append(&mut setup.stubs);
+    result
+}
+
+fn chroot_sequence<S: Syscalls + ?Sized>(
+    setup: &mut Setup<'_, S>,
+    plan: &RootfsPlan,
+    can_mount: bool,
+    out: &mut ChrootSetup,
+) -> io::Result<()> {
+    let rootfs = plan.merged.clone();
+    if can_mount {
+        setup.op(&Op::MakeRootPrivate)?;
+        // The copy bound onto itself: one mount to detach with everything under it, and
+        // `nodev` over it all.
+        setup.op(&Op::Bind {
+            source: rootfs.clone(),
+            target: rootfs.clone(),
+            is_recursive: true,
+        })?;
+        setup.op(&Op::MakeNodev {
+            target: rootfs.clone(),
+            is_recursive: true,
+        })?;
+    }
+    for (dir, mode) in [("proc", 0o555), ("sys", 0o555)] {
+        if let Ensured::IsSymlink = setup.ensure(Path::new(dir), true, mode)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("/{dir} is a symlink in the image"),
+            ));
+        }
+        out.masked.push(PathBuf::from(dir));
+        if can_mount {
+            setup.op(&Op::Bind {
+                source: Path::new("/").join(dir),
+                target: rootfs.join(dir),
+                is_recursive: true,
+            })?;
+            if dir == "sys" {
+                setup.op(&Op::MakeReadonly {
+                    target: rootfs.join(dir),
+                    is_recursive: true,
+                })?;
+            }
+        }
+    }
+    if can_mount {
+        if plan.security == Security::Sandbox {
+            for path in READONLY_PATHS {
+                setup.make_readonly(path)?;
+            }
+            for path in MASKED_PATHS {
+                setup.mask(path)?;
+            }
+        }
+        setup.mount_dev()?;
+    } else {
+        out.limits
+            .push("this container allows no mounts: RUN gets an empty /proc and /sys".to_owned());
+        chroot_dev(setup, out)?;
+    }
+    out.masked.push(PathBuf::from("dev"));
+    if setup.sys.file_kind(&rootfs.join("tmp"))?.is_none() {
+        setup.ensure(Path::new("tmp"), true, 0o1777)?;
+        out.masked.push(PathBuf::from("tmp"));
+        if can_mount {
+            setup.op(&Op::MountFs {
+                fstype: "tmpfs".into(),
+                target: rootfs.join("tmp"),
+                options: MountOptions::SAFE,
+                data: TMP_TMPFS_DATA.into(),
+            })?;
+        }
+    }
+    for (source, rel) in [
+        (&plan.hosts_file, "etc/hosts"),
+        (&plan.resolv_file, "etc/resolv.conf"),
+        (&plan.hostname_file, "etc/hostname"),
+    ] {
+        let rel = resolve_in_root(&rootfs, Path::new(rel))?;
+        match setup.ensure(&rel, false, 0o644)? {
+            Ensured::IsSymlink => tracing::warn!(
+                path = %rel.display(),
+                "is a symlink in the image; not providing the sandbox's own file there"
+            ),
+            Ensured::Ready => {
+                out.masked.push(rel.clone());
+                let target = rootfs.join(&rel);
+                if can_mount {
+                    setup.op(&Op::Bind {
+                        source: source.clone(),
+                        target,
+                        is_recursive: false,
+                    })?;
+                } else {
+                    setup.op(&Op::CopyIn {
+                        source: source.clone(),
+                        target,
+                    })?;
+                }
+            }
+        }
+    }
+    for mount in &plan.mounts {
+        let rel = resolve_in_root(&rootfs, mount.target())?;
+        out.masked.push(rel.clone());
+        if can_mount {
+            let mount = match mount {
+                ExtraMount::Bind {
+                    source,
+                    is_readonly,
+                    owner,
+                    ..
+                } => ExtraMount::Bind {
+                    source: source.clone(),
+                    target: Path::new("/").join(&rel),
+                    is_readonly: *is_readonly,
+                    owner: *owner,
+                },
+                ExtraMount::Tmpfs { size, .. } => ExtraMount::Tmpfs {
+                    target: Path::new("/").join(&rel),
+                    size: *size,
+                },
+            };
+            setup.extra_mount(&mount)?;
+            continue;
+        }
+        let symlink_target = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("mount target {} is a symlink in the image", rel.display()),
+            )
+        };
+        match mount {
+            ExtraMount::Bind {
+                source,
+                is_readonly,
+                owner,
+                ..
+            } => {
+                if let Ensured::IsSymlink = setup.ensure(&rel, source.is_dir(), 0o755)? {
+                    return Err(symlink_target());
+                }
+                let target = rootfs.join(&rel);
+                setup.op(&Op::CopyIn {
+                    source: source.clone(),
+                    target: target.clone(),
+                })?;
+                if let Some((uid, gid)) = *owner {
+                    setup.op(&Op::Chown {
+                        path: target,
+                        uid,
+                        gid,
+                    })?;
+                }
+                if !is_readonly {
+                    out.copy_back.push((rel, source.clone()));
+                }
+            }
+            ExtraMount::Tmpfs { size, .. } => {
+                if let Ensured::IsSymlink = setup.ensure(&rel, true, 0o1777)? {
+                    return Err(symlink_target());
+                }
+                if size.is_some() {
+                    out.limits.push(format!(
+                        "the tmpfs size of {} is not enforced (no mounts)",
+                        mount.target().display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `/dev` without mounts: nodes by `mknod` (refused in a user namespace: then `/dev/null` is
+/// a plain file and the others are missing), `pts` and `shm` directories and the usual links.
+fn chroot_dev<S: Syscalls + ?Sized>(
+    setup: &mut Setup<'_, S>,
+    out: &mut ChrootSetup,
+) -> io::Result<()> {
+    if let Ensured::IsSymlink = setup.ensure(Path::new("dev"), true, 0o755)? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "/dev is a symlink in the image",
+        ));
+    }
+    let dev = setup.merged.join("dev");
+    let mut refused = false;
+    for (name, major, minor) in CHROOT_DEVICES {
+        let path = dev.join(name);
+        if setup.sys.file_kind(&path)?.is_some() {
+            continue;
+        }
+        if refused {
+            continue;
+        }
+        match setup.op(&Op::MakeCharDevice {
+            path: path.clone(),
+            major,
+            minor,
+            mode: 0o666,
+        }) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                refused = true;
+                out.limits.push(
+                    "device nodes cannot be created here: /dev/null is a plain file and \
+                     /dev/zero, /dev/random, /dev/urandom, /dev/full, /dev/tty are missing"
+                        .to_owned(),
+                );
+                setup.op(&Op::CreateFile {
+                    path: dev.join("null"),
+                    mode: 0o666,
+                })?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    for (name, mode) in [("pts", 0o755), ("shm", 0o1777)] {
+        if setup.sys.file_kind(&dev.join(name))?.is_none() {
+            setup.op(&Op::Mkdir {
+                path: dev.join(name),
+                mode,
+            })?;
+        }
+    }
+    for (name, target) in DEVICE_LINKS {
+        if name == "ptmx" || setup.sys.file_kind(&dev.join(name))?.is_some() {
+            continue;
+        }
+        setup.op(&Op::Symlink {
+            target: target.into(),
+            link: dev.join(name),
+        })?;
+    }
+    Ok(())
+}
+
 /// Runs the setup sequence (before the command is started), appending the stubs it creates
 /// to `stubs` (also when it fails half-way, so they can still be cleaned up). The process must
 /// already be PID 1 of the new pid namespace (for `/proc`) and inside the new user, uts, ipc

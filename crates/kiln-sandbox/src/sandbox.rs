@@ -151,6 +151,7 @@ impl Sandbox {
         }
         let mut exit = None;
         let mut mode = None;
+        let mut notices = Vec::new();
         for event in events {
             match event {
                 Event::Setup(message) => return Err(SandboxError::Setup { message }),
@@ -169,6 +170,8 @@ impl Sandbox {
                 }
                 Event::Exit(status) => exit = Some(status),
                 Event::Done(done) => mode = Some(done),
+                Event::Notice(notice) => notices.push(notice),
+                Event::ProcessGroup(_) => {}
             }
         }
         match (exit, mode) {
@@ -176,7 +179,11 @@ impl Sandbox {
                 if mode == RootfsMode::CopyFallback {
                     tracing::warn!(command, "ran on the copy fallback (no overlayfs)");
                 }
-                Ok(RunOutcome { status, mode })
+                Ok(RunOutcome {
+                    status,
+                    mode,
+                    notices,
+                })
             }
             _ => Err(SandboxError::HelperDied {
                 helper: self.helper.clone(),
@@ -217,7 +224,7 @@ impl Sandbox {
             };
             if timeout == Some(Duration::ZERO) {
                 stop = spec.timeout.map(Stop::TimedOut);
-                let _ = child.kill();
+                kill_tree(child, &events);
                 continue;
             }
             let slots: [Option<BorrowedFd<'_>>; 4] = [
@@ -266,7 +273,7 @@ impl Sandbox {
                     // Cancelled: kill the helper; the pdeathsig chain kills PID 1 and with it
                     // the whole pid namespace. Keep draining until every pipe closes.
                     stop = Some(Stop::Cancelled);
-                    let _ = child.kill();
+                    kill_tree(child, &events);
                     *fd = None;
                     continue;
                 }
@@ -309,11 +316,24 @@ impl Sandbox {
                     .is_some_and(crate::CancelToken::is_cancelled)
             {
                 stop = Some(Stop::Cancelled);
-                let _ = child.kill();
+                kill_tree(child, &events);
             }
         }
         Ok((events, stop))
     }
+}
+
+/// Kills the helper (whose death takes the namespace sandbox with it) and, under chroot
+/// isolation, the command's process group, which has no pid namespace to die with.
+fn kill_tree(child: &mut Child, events: &[Event]) {
+    for event in events {
+        if let Event::ProcessGroup(group) = event
+            && let Some(group) = rustix::process::Pid::from_raw(*group)
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+    let _ = child.kill();
 }
 
 #[cfg(test)]

@@ -36,6 +36,37 @@ pub enum Security {
     Insecure,
 }
 
+/// How a command is kept apart from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Isolation {
+    /// User, mount, pid, uts and ipc namespaces over an overlay (or copied) rootfs, with a
+    /// fresh `/proc`: the full sandbox. Needs user namespaces (and, rootless, subuid ranges).
+    #[default]
+    Namespaces,
+    /// No new namespaces: the command runs chrooted into a private copy of the rootfs, for a
+    /// root process in an unprivileged container (no `CAP_SYS_ADMIN`, user namespaces
+    /// blocked). Mounts are made where the container allows them, else the mount sources are
+    /// copied in and out; see the crate's README for what it cannot do.
+    Chroot,
+}
+
+impl Isolation {
+    /// `namespaces` or `chroot`, as the `--isolation` flag spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Namespaces => "namespaces",
+            Self::Chroot => "chroot",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Default process limit of a sandbox (pids cgroup, or `RLIMIT_NPROC` where no cgroup can
 /// be made): a fork bomb fails the step instead of stalling the host.
 pub const DEFAULT_PIDS_LIMIT: u32 = 4096;
@@ -114,6 +145,9 @@ pub struct RunSpec {
     pub init: bool,
     /// Capabilities, seccomp and masked paths: Docker's default profile unless `Insecure`.
     pub security: Security,
+    /// Namespaces (the default) or chroot isolation.
+    #[serde(default)]
+    pub isolation: Isolation,
     /// The most processes (and threads) the sandbox may have at once; `None` means no limit.
     /// Enforced with a pids cgroup (v2 where delegated, else v1), else `RLIMIT_NPROC`.
     pub pids_limit: Option<u32>,
@@ -152,6 +186,7 @@ impl RunSpec {
             mounts: Vec::new(),
             init: false,
             security: Security::Sandbox,
+            isolation: Isolation::Namespaces,
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
             timeout: None,
             cancel: None,
@@ -209,13 +244,19 @@ pub enum RootfsMode {
     /// Overlayfs was unavailable (or `KILN_SANDBOX_FORCE_COPY=1`): the lowers were copied into
     /// a private rootfs and a metadata differ wrote the diff into the upperdir afterwards.
     CopyFallback,
+    /// [`Isolation::Chroot`]: the command ran chrooted into a private copy of the rootfs; a
+    /// metadata differ wrote the diff into the upperdir afterwards.
+    Chroot,
 }
 
 /// The result of a run that started the command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
     /// The command's exit status.
     pub status: ExitStatus,
     /// How the rootfs was provided.
     pub mode: RootfsMode,
+    /// What the command had to do without under chroot isolation (no `/proc`, no device
+    /// nodes…), one line each; empty under namespaces.
+    pub notices: Vec<String>,
 }

@@ -163,6 +163,26 @@ pub enum Op {
     },
     /// `sethostname(2)`.
     SetHostname(String),
+    /// Create a character device node (chroot isolation without mount rights: `/dev/null`…).
+    MakeCharDevice {
+        /// Path.
+        path: PathBuf,
+        /// Device major number.
+        major: u32,
+        /// Device minor number.
+        minor: u32,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Copy a host file or directory tree (with owners, modes, xattrs and times; device nodes
+    /// left out) onto `target`, an existing file or directory of the same kind: how chroot
+    /// isolation provides a mount where it cannot mount.
+    CopyIn {
+        /// Host path.
+        source: PathBuf,
+        /// Path in the rootfs copy (checked for symlinks by the caller).
+        target: PathBuf,
+    },
     /// Bring the loopback interface up (fresh network namespace).
     LoopbackUp,
 }
@@ -400,6 +420,21 @@ impl Syscalls for RealSyscalls {
                 rustix::system::sethostname(name.as_bytes()).map_err(io::Error::from)
             }
             Op::LoopbackUp => loopback_up(),
+            Op::MakeCharDevice {
+                path,
+                major,
+                minor,
+                mode,
+            } => rustix::fs::mknodat(
+                CWD,
+                path,
+                rustix::fs::FileType::CharacterDevice,
+                Mode::from_raw_mode(*mode),
+                rustix::fs::makedev(*major, *minor),
+            )
+            .and_then(|()| rustix::fs::chmod(path, Mode::from_raw_mode(*mode)))
+            .map_err(io::Error::from),
+            Op::CopyIn { source, target } => crate::copyup::copy_in(source, target),
         }
     }
 
@@ -450,6 +485,9 @@ impl Syscalls for RecordingSyscalls {
             }
             Op::Symlink { link, .. } => {
                 self.existing.insert(link.clone(), FileKind::Symlink);
+            }
+            Op::MakeCharDevice { path, .. } => {
+                self.existing.insert(path.clone(), FileKind::Other);
             }
             _ => {}
         }

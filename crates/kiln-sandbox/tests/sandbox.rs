@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_sandbox::{
-    CancelToken, ExitStatus, Network, RootfsMode, RunSpec, Sandbox, SandboxConfig, SandboxError,
-    Stream,
+    CancelToken, ExitStatus, ExtraMount, Isolation, Network, RootfsMode, RunSpec, Sandbox,
+    SandboxConfig, SandboxError, Stream,
 };
 
 /// Root, overlayfs and busybox: every test here needs them (`kiln_no_*` cfgs skip it where
@@ -457,7 +457,17 @@ fn is_opaque(path: &Path) -> bool {
         })
 }
 
-fn diff_roundtrip(force_copy: bool) {
+/// How [`diff_roundtrip`] runs the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Overlay,
+    Copy,
+    /// Chroot isolation; `true` with the mounts the host allows, `false` copying instead.
+    Chroot(bool),
+}
+
+fn diff_roundtrip(way: Way) {
+    let force_copy = way != Way::Overlay;
     let fx = fixture();
     let mut expected_root = fx.lower.parent().unwrap().join("expected");
     fs_err::create_dir_all(&expected_root).unwrap();
@@ -479,15 +489,22 @@ fn diff_roundtrip(force_copy: bool) {
 
     let mut command = spec(&fx, MUTATIONS);
     command.hostname = "differ".into();
-    let (result, out) = run_on(&sandbox_with(force_copy), &command);
+    let sandbox = match way {
+        Way::Chroot(can_mount) => {
+            command.isolation = Isolation::Chroot;
+            chroot_sandbox(can_mount)
+        }
+        _ => sandbox_with(force_copy),
+    };
+    let (result, out) = run_on(&sandbox, &command);
     let outcome = result.unwrap();
     assert!(outcome.status.is_success(), "{}", out.stderr);
     assert_eq!(
         outcome.mode,
-        if force_copy {
-            RootfsMode::CopyFallback
-        } else {
-            RootfsMode::Overlay
+        match way {
+            Way::Overlay => RootfsMode::Overlay,
+            Way::Copy => RootfsMode::CopyFallback,
+            Way::Chroot(_) => RootfsMode::Chroot,
         }
     );
     let applied = fx.lower.parent().unwrap().join("applied");
@@ -531,6 +548,225 @@ fn diff_roundtrip(force_copy: bool) {
 )]
 fn layer_diff_roundtrip_needs_root() {
     require_all();
-    diff_roundtrip(false);
-    diff_roundtrip(true);
+    diff_roundtrip(Way::Overlay);
+    diff_roundtrip(Way::Copy);
+    diff_roundtrip(Way::Chroot(true));
+    diff_roundtrip(Way::Chroot(false));
+}
+
+/// A sandbox for chroot isolation; without `can_mount` it copies where it could mount.
+fn chroot_sandbox(can_mount: bool) -> Sandbox {
+    let helper = env!("CARGO_BIN_EXE_kiln-sandbox-init");
+    if can_mount {
+        return sandbox();
+    }
+    // The helper is the executable itself; a wrapper script sets the variable for it alone.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let wrapper = dir.join("helper");
+    fs_err::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport {}=1\nexec {helper} \"$@\"\n",
+            kiln_sandbox::NO_MOUNTS_ENV
+        ),
+    )
+    .unwrap();
+    fs_err::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Sandbox::new(SandboxConfig {
+        helper_exe: Some(wrapper),
+        force_copy: false,
+    })
+    .unwrap()
+}
+
+fn chroot_spec(fx: &Fixture, script: &str) -> RunSpec {
+    let mut spec = spec(fx, script);
+    spec.isolation = Isolation::Chroot;
+    spec
+}
+
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
+fn chroot_runs_commands_like_namespaces_needs_root() {
+    require_all();
+    for can_mount in [true, false] {
+        let sandbox = chroot_sandbox(can_mount);
+        let fx = fixture();
+        let before = mountinfo(&fx);
+        let mut command = chroot_spec(
+            &fx,
+            "id; pwd; echo \"$GREETING\"; echo hidden > /dev/null; cat /dev/null; \
+             grep -c . /etc/hosts; grep CapBnd /proc/self/status 2>/dev/null || echo no-proc; echo err >&2",
+        );
+        command.user = "app".into();
+        command.workdir = "/work/dir".into();
+        command.env = vec!["GREETING=hello there".into()];
+        let (result, out) = run_on(&sandbox, &command);
+        let outcome = result.unwrap();
+        assert!(outcome.status.is_success(), "{}", out.stderr);
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines[0], "uid=1000(app) gid=1000(app) groups=2000(extra)");
+        assert_eq!(lines[1], "/work/dir");
+        assert_eq!(lines[2], "hello there");
+        assert_eq!(lines[3], "2", "the generated /etc/hosts");
+        if can_mount {
+            // A non-root user has an empty bounding set under both isolations; root's is
+            // checked below.
+            assert!(lines[4].starts_with("CapBnd:"), "{lines:?}");
+            assert!(outcome.notices.is_empty(), "{:?}", outcome.notices);
+        } else {
+            assert_eq!(lines[4], "no-proc");
+            assert!(
+                outcome.notices.iter().any(|n| n.contains("empty /proc")),
+                "{:?}",
+                outcome.notices
+            );
+        }
+        assert_eq!(out.stderr, "err\n");
+        // The working directory is the layer's; nothing else is.
+        let upper = tree(&fx.upper);
+        assert!(upper.contains_key("work/dir"), "{upper:?}");
+        for name in ["dev", "proc", "sys", "tmp", "etc/hosts", "etc/hostname"] {
+            assert!(
+                !upper.contains_key(name),
+                "{name} leaked into the layer: {upper:?}"
+            );
+        }
+        assert_eq!(before, mountinfo(&fx), "mounts leaked");
+        assert!(
+            !fx.work.join("rootfs").exists(),
+            "the chroot copy was left behind"
+        );
+
+        // Exit codes and exec errors are the namespace sandbox's.
+        let fx = fixture();
+        let (result, _) = run_on(&sandbox, &chroot_spec(&fx, "exit 3"));
+        assert_eq!(result.unwrap().status, ExitStatus::Exited(3));
+        let mut missing = chroot_spec(&fx, "");
+        missing.argv = vec!["no-such-cmd".into()];
+        let fx = fixture();
+        missing.upper = fx.upper.clone();
+        missing.work = fx.work.clone();
+        match run_on(&sandbox, &missing).0 {
+            Err(SandboxError::Exec { code, .. }) => assert_eq!(code, 127),
+            other => panic!("expected an exec error, got {other:?}"),
+        }
+    }
+    // Root keeps Docker's capabilities less SYS_CHROOT (18) and MKNOD (27).
+    let fx = fixture();
+    let (result, out) = run_on(
+        &chroot_sandbox(true),
+        &chroot_spec(&fx, "grep CapBnd /proc/self/status"),
+    );
+    assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+    let bounding = u64::from_str_radix(out.stdout.trim().rsplit('\t').next().unwrap(), 16).unwrap();
+    assert_eq!(bounding & (1 << 18), 0, "CAP_SYS_CHROOT kept: {bounding:x}");
+    assert_eq!(bounding & (1 << 27), 0, "CAP_MKNOD kept: {bounding:x}");
+    assert_ne!(bounding & 1, 0, "CAP_CHOWN dropped: {bounding:x}");
+}
+
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
+fn chroot_mounts_and_leftovers_needs_root() {
+    require_all();
+    for (can_mount, sleep) in [(true, 1240), (false, 1241)] {
+        let sandbox = chroot_sandbox(can_mount);
+        let fx = fixture();
+        let cache = fx.tmp.path().join("cache");
+        let secret = fx.tmp.path().join("secret");
+        fs_err::create_dir_all(&cache).unwrap();
+        fs_err::write(cache.join("old"), "old").unwrap();
+        fs_err::write(&secret, "s3cret").unwrap();
+        let mut command = chroot_spec(
+            &fx,
+            &format!(
+                "cat /cache/old; rm /cache/old; echo new > /cache/new; cat /run/secrets/s; \
+                 echo scratch > /scratch/file; (sleep {sleep} &); setsid sleep {sleep} & echo done"
+            ),
+        );
+        command.mounts = vec![
+            ExtraMount::Bind {
+                source: cache.clone(),
+                target: "/cache".into(),
+                is_readonly: false,
+                owner: Some((1000, 1000)),
+            },
+            ExtraMount::Bind {
+                source: secret.clone(),
+                target: "/run/secrets/s".into(),
+                is_readonly: true,
+                owner: Some((0, 0)),
+            },
+            ExtraMount::Tmpfs {
+                target: "/scratch".into(),
+                size: None,
+            },
+        ];
+        let (result, out) = run_on(&sandbox, &command);
+        assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+        assert_eq!(out.stdout, "olds3cretdone\n");
+        // The cache's writes reached the host, as through a bind mount, with its owner.
+        assert!(!cache.join("old").exists());
+        assert_eq!(fs_err::read_to_string(cache.join("new")).unwrap(), "new\n");
+        assert_eq!(fs_err::metadata(&cache).unwrap().uid(), 1000);
+        assert_eq!(fs_err::read_to_string(&secret).unwrap(), "s3cret");
+        let upper = tree(&fx.upper);
+        for name in ["cache", "run/secrets/s", "run/secrets", "scratch"] {
+            assert!(
+                !upper.contains_key(name),
+                "{name} leaked into the layer: {upper:?}"
+            );
+        }
+        assert_eq!(
+            sandbox_sleepers(sleep),
+            0,
+            "a RUN's leftover processes survived"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
+fn chroot_refuses_what_it_cannot_honour_needs_root() {
+    require_all();
+    let fx = fixture();
+    let mut command = chroot_spec(&fx, "true");
+    command.network = Network::None;
+    match run(&command).0 {
+        Err(SandboxError::Setup { message }) => {
+            assert!(message.contains("--network=none"), "{message}");
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    // A symlink in the image never takes the helper's writes outside the rootfs.
+    let fx = fixture();
+    let outside = fx.tmp.path().join("outside");
+    fs_err::create_dir_all(&outside).unwrap();
+    fs_err::os::unix::fs::symlink(&outside, fx.lower.join("run")).unwrap();
+    let mut command = chroot_spec(&fx, "cat /run/secrets/s");
+    let secret = fx.tmp.path().join("secret");
+    fs_err::write(&secret, "s3cret").unwrap();
+    command.mounts = vec![ExtraMount::Bind {
+        source: secret,
+        target: "/run/secrets/s".into(),
+        is_readonly: true,
+        owner: None,
+    }];
+    let (result, out) = run_on(&chroot_sandbox(false), &command);
+    assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "s3cret");
+    assert_eq!(
+        fs_err::read_dir(&outside).unwrap().count(),
+        0,
+        "the helper followed the image's symlink out of the rootfs"
+    );
 }

@@ -71,6 +71,12 @@ fn summary(ops: &[Op]) -> Vec<String> {
             Op::PivotRoot { new_root } => format!("pivot {}", new_root.display()),
             Op::SetHostname(name) => format!("hostname {name}"),
             Op::LoopbackUp => "lo up".to_owned(),
+            Op::MakeCharDevice {
+                path, major, minor, ..
+            } => format!("mknod {} c {major}:{minor}", path.display()),
+            Op::CopyIn { source, target } => {
+                format!("copy {} {}", source.display(), target.display())
+            }
         })
         .collect()
 }
@@ -309,4 +315,138 @@ fn bind_mounts_and_copied_roots_are_nodev() {
         position("nodev -r /w/merged/cache"),
         position("bind -r /host/cache /w/merged/cache") + 1
     );
+}
+
+fn chroot_plan(mounts: Vec<ExtraMount>) -> RootfsPlan {
+    RootfsPlan {
+        merged: "/w/merged".into(),
+        source: RootSource::CopiedRootfs("/w/merged".into()),
+        hosts_file: "/w/hosts".into(),
+        hostname_file: "/w/hostname".into(),
+        resolv_file: "/w/resolv.conf".into(),
+        hostname: "kiln".into(),
+        network: Network::Host,
+        mounts,
+        security: Security::Sandbox,
+    }
+}
+
+#[test]
+fn chroot_without_mounts_copies_in_and_masks_every_stand_in() {
+    let mut sys = image_with(&[("etc", FileKind::Directory), ("tmp", FileKind::Directory)]);
+    let mounts = vec![
+        ExtraMount::Bind {
+            source: "/store/cache/ab".into(),
+            target: "/root/.cache".into(),
+            is_readonly: false,
+            owner: Some((1000, 1000)),
+        },
+        ExtraMount::Bind {
+            source: "/w/extra".into(),
+            target: "/run/secrets/token".into(),
+            is_readonly: true,
+            owner: None,
+        },
+        ExtraMount::Tmpfs {
+            target: "/scratch".into(),
+            size: Some(1 << 20),
+        },
+    ];
+    let mut out = ChrootSetup::default();
+    setup_chroot(&mut sys, &chroot_plan(mounts), false, &mut out).unwrap();
+    let ops = summary(&sys.ops);
+    assert!(
+        !ops.iter().any(|op| op.starts_with("bind")
+            || op.starts_with("tmpfs")
+            || op.starts_with("proc")
+            || op.starts_with("unshare")),
+        "no mount without mount rights: {ops:#?}"
+    );
+    for expected in [
+        "mkdir /w/merged/proc 555",
+        "mknod /w/merged/dev/null c 1:3",
+        "mknod /w/merged/dev/urandom c 1:9",
+        "ln /w/merged/dev/fd /proc/self/fd",
+        "copy /w/hosts /w/merged/etc/hosts",
+        "copy /store/cache/ab /w/merged/root/.cache",
+        "chown 1000:1000 /w/merged/root/.cache",
+        "copy /w/extra /w/merged/run/secrets/token",
+        "mkdir /w/merged/scratch 1777",
+    ] {
+        assert!(ops.iter().any(|op| op == expected), "{expected}: {ops:#?}");
+    }
+    // The image's own /tmp stays part of the layer; every stand-in for a mount does not.
+    let masked: Vec<String> = out.masked.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(
+        masked,
+        [
+            "proc",
+            "sys",
+            "dev",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "etc/hostname",
+            "root/.cache",
+            "run/secrets/token",
+            "scratch"
+        ]
+    );
+    assert_eq!(
+        out.copy_back,
+        [(
+            PathBuf::from("root/.cache"),
+            PathBuf::from("/store/cache/ab")
+        )]
+    );
+    assert!(out.limits.iter().any(|l| l.contains("empty /proc")));
+    assert!(out.limits.iter().any(|l| l.contains("tmpfs size")));
+}
+
+#[test]
+fn chroot_with_mounts_binds_the_containers_proc_and_sys() {
+    let mut sys = image_with(&[("etc", FileKind::Directory)]);
+    let mut out = ChrootSetup::default();
+    setup_chroot(&mut sys, &chroot_plan(Vec::new()), true, &mut out).unwrap();
+    let ops = summary(&sys.ops);
+    assert_eq!(
+        ops[..4],
+        [
+            "rprivate /",
+            "bind -r /w/merged /w/merged",
+            "nodev -r /w/merged",
+            "mkdir /w/merged/proc 555",
+        ]
+    );
+    for expected in [
+        "bind -r /proc /w/merged/proc",
+        "bind -r /sys /w/merged/sys",
+        "ro -r /w/merged/sys",
+        "tmpfs /w/merged/dev",
+        "tmpfs /w/merged/tmp",
+        "bind /w/hosts /w/merged/etc/hosts",
+    ] {
+        assert!(ops.iter().any(|op| op == expected), "{expected}: {ops:#?}");
+    }
+    assert!(out.limits.is_empty(), "{:?}", out.limits);
+}
+
+#[test]
+fn resolving_in_the_root_never_leaves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fs_err::create_dir_all(root.join("usr/run")).unwrap();
+    fs_err::os::unix::fs::symlink("/usr/run", root.join("run")).unwrap();
+    fs_err::os::unix::fs::symlink("../../../../..", root.join("usr/up")).unwrap();
+    fs_err::os::unix::fs::symlink("/etc", root.join("usr/etc")).unwrap();
+    let resolve = |target: &str| resolve_in_root(root, Path::new(target)).unwrap();
+    assert_eq!(
+        resolve("/run/secrets/s"),
+        PathBuf::from("usr/run/secrets/s")
+    );
+    assert_eq!(resolve("/usr/up/etc/passwd"), PathBuf::from("etc/passwd"));
+    assert_eq!(resolve("/usr/etc/hosts"), PathBuf::from("etc/hosts"));
+    // The final component is not followed.
+    assert_eq!(resolve("/run"), PathBuf::from("run"));
+    fs_err::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+    assert!(resolve_in_root(root, Path::new("/loop/x")).is_err());
 }

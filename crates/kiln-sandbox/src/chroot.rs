@@ -1,0 +1,325 @@
+//! Chroot isolation ([`Isolation::Chroot`]), for a root process in an unprivileged container
+//! (Docker's default capabilities: no `CAP_SYS_ADMIN`, user namespaces blocked), where the
+//! namespace sandbox cannot start. The helper, single-threaded and started fresh for this run:
+//!
+//! 1. copies the lowers into `work/rootfs` (device nodes left out) and snapshots its metadata;
+//! 2. tries a private mount namespace; with it, makes the sandbox's mounts over the copy
+//!    ([`setup_chroot`]), without it copies the mount sources in;
+//! 3. becomes a child subreaper and forks the command, which starts its own session (process
+//!    group), chroots into the copy, drops `CAP_SYS_CHROOT` and `CAP_MKNOD` with the rest of
+//!    the capabilities Docker does not grant, switches user and executes;
+//! 4. after the command ends, kills its process group and every process re-parented to the
+//!    helper, detaches the mounts, copies read-write mount sources back, and writes the diff
+//!    into the upperdir with the metadata differ, ignoring the paths that stood for mounts.
+//!
+//! What this cannot give, compared with the namespace sandbox, is listed in the crate README.
+//!
+//! [`Isolation::Chroot`]: crate::Isolation::Chroot
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use rustix::process::{Pid, Signal};
+
+use crate::copyup;
+use crate::namespaces::ProcessLimit;
+use crate::overlay;
+use crate::process::{self, HelperFailure, WorkPaths};
+use crate::protocol::{self, Event};
+use crate::rootfs::{ChrootSetup, RootSource, RootfsPlan, resolve_in_root, setup_chroot};
+use crate::spec::{ExitStatus, Network, RootfsMode, RunSpec};
+use crate::syscalls::{RealSyscalls, Syscalls};
+
+/// Environment variable that makes chroot isolation act as if no mount were allowed even
+/// where one is (for tests of the copy-in path on a privileged host).
+pub const NO_MOUNTS_ENV: &str = "KILN_SANDBOX_NO_MOUNTS";
+
+fn setup_err(what: &str, err: impl std::fmt::Display) -> HelperFailure {
+    HelperFailure::Setup(format!("{what}: {err}"))
+}
+
+/// Runs `spec` under chroot isolation; the helper's whole job for such a spec.
+pub(crate) fn run_chrooted(
+    spec: &RunSpec,
+    paths: &WorkPaths,
+    socket: &UnixStream,
+) -> Result<RootfsMode, HelperFailure> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(HelperFailure::Setup(
+            "chroot isolation needs root (it is meant for root in an unprivileged container); \
+             as an ordinary user kiln needs user namespaces and subuid ranges: use \
+             --isolation=namespaces and `usermod --add-subuids 100000-165535 --add-subgids \
+             100000-165535 USER`"
+                .to_owned(),
+        ));
+    }
+    if spec.network == Network::None {
+        return Err(HelperFailure::Setup(
+            "--network=none cannot be honoured under chroot isolation: it has no network \
+             namespace, so the command would see the container's network; use \
+             --isolation=namespaces where user namespaces are allowed, or drop \
+             --network=none"
+                .to_owned(),
+        ));
+    }
+    let rootfs = &paths.rootfs;
+    fs_err::create_dir_all(rootfs).map_err(|err| setup_err("creating the chroot", err))?;
+    copyup::copy_lowers(&spec.lowers, rootfs, copyup::Devices::Skip).map_err(|err| {
+        setup_err(
+            &format!("copying the layers into {}", rootfs.display()),
+            err,
+        )
+    })?;
+    let baseline = copyup::snapshot(rootfs)
+        .map_err(|err| setup_err(&format!("recording {}", rootfs.display()), err))?;
+    let mut sys = RealSyscalls::default();
+    let can_mount = private_mount_namespace(&mut sys);
+    let plan = RootfsPlan {
+        merged: rootfs.clone(),
+        source: RootSource::CopiedRootfs(rootfs.clone()),
+        hosts_file: paths.hosts.clone(),
+        hostname_file: paths.hostname.clone(),
+        resolv_file: paths.resolv.clone(),
+        hostname: spec.hostname.clone(),
+        network: spec.network,
+        mounts: spec.mounts.clone(),
+        security: spec.security,
+    };
+    let mut setup = ChrootSetup::default();
+    if let Err(err) = setup_chroot(&mut sys, &plan, can_mount, &mut setup) {
+        detach(rootfs, can_mount);
+        return Err(setup_err(
+            &format!("preparing the chroot at {}", rootfs.display()),
+            err,
+        ));
+    }
+    let has_seccomp = crate::confine::can_install_seccomp();
+    if !has_seccomp {
+        setup.limits.push(
+            "kiln's seccomp filter needs CAP_SYS_ADMIN: RUN is filtered by the container's \
+             own profile only"
+                .to_owned(),
+        );
+    }
+    for limit in &setup.limits {
+        protocol::send_event(socket, &Event::Notice(limit.clone()));
+    }
+    let status = run_command(spec, rootfs, socket, has_seccomp);
+    detach(rootfs, can_mount);
+    let status = status?;
+    tracing::debug!(%status, "chrooted command ended");
+    for (rel, source) in &setup.copy_back {
+        copy_back(rootfs, rel, source).map_err(|err| {
+            HelperFailure::Diff(format!(
+                "copying {} back to {}: {err}",
+                Path::new("/").join(rel).display(),
+                source.display()
+            ))
+        })?;
+    }
+    let stubs: HashSet<PathBuf> = setup.stubs.into_iter().map(|stub| stub.path).collect();
+    let masked: HashSet<PathBuf> = setup.masked.into_iter().collect();
+    copyup::write_diff(
+        rootfs,
+        &baseline,
+        &stubs,
+        &masked,
+        &spec.upper,
+        overlay::OPAQUE_XATTR_USER,
+    )
+    .map_err(|err| HelperFailure::Diff(err.to_string()))?;
+    crate::fsmeta::remove_all(rootfs).map_err(|err| HelperFailure::Diff(err.to_string()))?;
+    Ok(RootfsMode::Chroot)
+}
+
+/// A private mount namespace for the helper, if the container allows one (`CAP_SYS_ADMIN`).
+fn private_mount_namespace(sys: &mut RealSyscalls) -> bool {
+    if std::env::var_os(NO_MOUNTS_ENV).is_some_and(|v| v == "1") {
+        return false;
+    }
+    match sys.apply(&crate::syscalls::Op::UnshareMountNamespace) {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::debug!(%err, "no mount namespace: chroot without mounts");
+            false
+        }
+    }
+}
+
+/// Lazily unmounts the copy bound onto itself (and so everything mounted under it); the
+/// mounts only ever existed in the helper's private mount namespace.
+fn detach(rootfs: &Path, can_mount: bool) {
+    if can_mount
+        && let Err(err) = rustix::mount::unmount(rootfs, rustix::mount::UnmountFlags::DETACH)
+    {
+        tracing::debug!(%err, "detaching the chroot's mounts");
+    }
+}
+
+/// Forks the command, waits for it, reports its status, and kills whatever it left behind.
+fn run_command(
+    spec: &RunSpec,
+    rootfs: &Path,
+    socket: &UnixStream,
+    has_seccomp: bool,
+) -> Result<ExitStatus, HelperFailure> {
+    let limit = ProcessLimit::for_spec(spec);
+    // Orphans of the command are re-parented to us, so none can outlive the step.
+    if let Err(err) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        return Err(setup_err("becoming the child subreaper", err));
+    }
+    let (go_read, go_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|err| setup_err("pipe", err))?;
+    let helper = rustix::process::getpid();
+    let child = process::fork().map_err(|err| setup_err("fork", err))?;
+    let Some(child) = child else {
+        drop(go_write);
+        let code = command_main(spec, rootfs, socket, helper, &go_read, &limit, has_seccomp);
+        std::process::exit(code);
+    };
+    drop(go_read);
+    if let ProcessLimit::Cgroup(cgroup) = &limit
+        && let Err(err) = cgroup.add(child)
+    {
+        kill_all(child);
+        return Err(HelperFailure::Setup(format!(
+            "moving the command into its pids cgroup: {err}"
+        )));
+    }
+    protocol::send_event(socket, &Event::ProcessGroup(child.as_raw_nonzero().get()));
+    if let Err(err) = process::signal_pipe(&go_write) {
+        kill_all(child);
+        return Err(setup_err("releasing the command", err));
+    }
+    drop(go_write);
+    let status = wait_status(child);
+    protocol::send_event(socket, &Event::Exit(status));
+    kill_all(child);
+    drop(limit);
+    Ok(status)
+}
+
+fn command_main(
+    spec: &RunSpec,
+    rootfs: &Path,
+    socket: &UnixStream,
+    helper: Pid,
+    go: &OwnedFd,
+    limit: &ProcessLimit,
+    has_seccomp: bool,
+) -> i32 {
+    let report = |message: String| protocol::setup_failed(socket, message);
+    if !process::die_with_parent() || rustix::process::getppid() != Some(helper) {
+        return 1;
+    }
+    // Its own session and process group: the helper kills the group when it ends.
+    if let Err(err) = rustix::process::setsid() {
+        return report(format!("starting a session for the command: {err}"));
+    }
+    if !process::await_pipe(go).unwrap_or(false) {
+        return 1;
+    }
+    if let Err(err) = rustix::process::chroot(rootfs).and_then(|()| rustix::process::chdir("/")) {
+        return report(format!("chroot into {}: {err}", rootfs.display()));
+    }
+    crate::init::exec_prepared(
+        spec,
+        socket,
+        limit.nproc(),
+        crate::init::Mode::Chroot { has_seccomp },
+    )
+}
+
+/// Waits for `pid`; other children (re-parented orphans) are reaped later by [`kill_all`].
+fn wait_status(pid: Pid) -> ExitStatus {
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(signal) = status.terminating_signal() {
+                    return ExitStatus::Signaled(signal);
+                }
+                if let Some(code) = status.exit_status() {
+                    return ExitStatus::Exited(code);
+                }
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return ExitStatus::Exited(1),
+        }
+    }
+}
+
+/// Kills the command's process group and every child of the helper (the orphans it adopted
+/// as subreaper), until none is left. Without a pid namespace this is what stops daemons a
+/// RUN started.
+fn kill_all(command: Pid) {
+    let _ = rustix::process::kill_process_group(command, Signal::KILL);
+    loop {
+        for pid in children() {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            // ECHILD: nothing left.
+            Err(_) => return,
+        }
+    }
+}
+
+/// The helper's children, from `/proc/*/stat` (the kernel may lack `/proc/PID/task/*/children`).
+fn children() -> Vec<Pid> {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                == Some(me)
+        })
+        .filter_map(Pid::from_raw)
+        .collect()
+}
+
+/// Copies a read-write mount's content back to its host source after the run, as a bind
+/// mount would have written it. The path is re-checked: a command that replaced the mount's
+/// directory (or a parent) with a symlink loses its writes rather than have kiln follow it.
+fn copy_back(rootfs: &Path, rel: &Path, source: &Path) -> std::io::Result<()> {
+    if resolve_in_root(rootfs, &Path::new("/").join(rel))? != rel {
+        tracing::warn!(path = %rel.display(), "mount target replaced by a symlink; its writes are dropped");
+        return Ok(());
+    }
+    let target = rootfs.join(rel);
+    let Ok(stat) = rustix::fs::lstat(&target) else {
+        tracing::warn!(path = %rel.display(), "mount target removed by the command; its writes are dropped");
+        return Ok(());
+    };
+    let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+    let is_dir = kind == rustix::fs::FileType::Directory;
+    let is_file = kind == rustix::fs::FileType::RegularFile;
+    if !(is_dir || is_file) || is_dir != source.is_dir() {
+        tracing::warn!(path = %rel.display(), "mount target changed type; its writes are dropped");
+        return Ok(());
+    }
+    crate::fsmeta::remove_all(source)?;
+    match fs_err::rename(&target, source) {
+        Ok(()) => Ok(()),
+        Err(err) if err.raw_os_error() == Some(libc::EXDEV) => {
+            if is_dir {
+                fs_err::create_dir(source)?;
+            } else {
+                fs_err::File::create(source)?;
+            }
+            copyup::copy_in(&target, source)
+        }
+        Err(err) => Err(err),
+    }
+}
