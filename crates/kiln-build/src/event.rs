@@ -71,6 +71,14 @@ pub enum Event {
         /// The error, one line.
         error: String,
     },
+    /// How RUN steps are isolated in this build, said once, before the first RUN runs.
+    Isolation {
+        /// `namespaces` or `chroot`.
+        mode: String,
+        /// Why the build settled for a weaker mode than the namespace sandbox (`--isolation
+        /// auto`), in one line; `None` when it did not.
+        reason: Option<String>,
+    },
     /// A warning (unused build arg, fallback sandbox mode…).
     Warning {
         /// The message.

@@ -16,9 +16,9 @@ pub use copy::CopyError;
 pub use copy::owners::{ChmodError, OwnerError};
 pub use engine::{
     BaseError, BuildError, BuildOutcome, Builder, CacheExportError, ContextError, CopyStepError,
-    DownloadError, Entitlement, ExportError, InsecureNotAllowed, InternalError, LayerError,
-    MountError, NetworkDefault, OptionsError, SecretSource, SecretSpecError, StepError, StepId,
-    UnknownEntitlement, default_store_root,
+    DownloadError, Entitlement, ExportError, InsecureNotAllowed, InternalError, IsolationMode,
+    LayerError, MountError, NetworkDefault, OptionsError, SecretSource, SecretSpecError, StepError,
+    StepId, UnknownEntitlement, default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};
 pub use images::{

@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use kiln_build::oci::{Compression, Platform};
 use kiln_build::{
-    BuildError, Builder, CacheExport, CacheSource, Entitlement, NetworkDefault, Output,
-    SecretSource,
+    BuildError, Builder, CacheExport, CacheSource, Entitlement, IsolationMode, NetworkDefault,
+    Output, SecretSource,
 };
 
 use crate::progress::{ProgressMode, Renderer};
@@ -61,6 +61,11 @@ pub(crate) struct BuildArgs {
     /// Default network for RUN: host or none.
     #[arg(long, value_enum, default_value = "host")]
     network: NetworkArg,
+    /// How RUN steps are isolated: auto (probe once, use the strongest that works),
+    /// namespaces (user/mount/pid namespaces + overlayfs) or chroot (root in an unprivileged
+    /// container, no user namespaces).
+    #[arg(long, value_enum, env = "KILN_ISOLATION", default_value = "auto")]
+    isolation: IsolationArg,
     /// Grant an entitlement: security.insecure (for RUN --security=insecure) or network.host.
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = parse_entitlement)]
     allow: Vec<Entitlement>,
@@ -175,6 +180,13 @@ enum NetworkArg {
     Default,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IsolationArg {
+    Auto,
+    Namespaces,
+    Chroot,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CompressionArg {
     Gzip,
@@ -238,6 +250,13 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         );
         return Ok(ExitCode::from(crate::EXIT_USAGE));
     }
+    if args.isolation == IsolationArg::Chroot && matches!(args.network, NetworkArg::None) {
+        eprintln!(
+            "error: --network none cannot be honoured with --isolation chroot (no network \
+             namespace): use --isolation namespaces where user namespaces are allowed"
+        );
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
     for output in &args.outputs {
         builder = builder.output(output.clone());
     }
@@ -264,6 +283,11 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         .network(match args.network {
             NetworkArg::None => NetworkDefault::None,
             NetworkArg::Host | NetworkArg::Default => NetworkDefault::Host,
+        })
+        .isolation(match args.isolation {
+            IsolationArg::Auto => IsolationMode::Auto,
+            IsolationArg::Namespaces => IsolationMode::Namespaces,
+            IsolationArg::Chroot => IsolationMode::Chroot,
         })
         .compression(match args.compression {
             CompressionArg::Gzip => Compression::Gzip { level: 6 },

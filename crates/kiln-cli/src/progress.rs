@@ -131,6 +131,7 @@ impl Renderer {
                 format!("{header}#{step} ERROR: {first}")
             }
             Event::Warning { message } => format!("WARNING: {message}"),
+            Event::Isolation { mode, reason } => isolation_line(mode, reason.as_deref()),
             Event::Pushed { reference } => format!("pushed {reference}"),
             Event::Finished {
                 manifest_digest,
@@ -204,6 +205,9 @@ impl Renderer {
             }
             Event::Warning { message } => {
                 let _ = live.multi.println(format!("WARNING: {message}"));
+            }
+            Event::Isolation { mode, reason } => {
+                let _ = live.multi.println(isolation_line(mode, reason.as_deref()));
             }
             Event::Pushed { reference } => {
                 let _ = live.multi.println(format!("pushed {reference}"));
@@ -302,5 +306,14 @@ mod tests {
             };
             assert_eq!(line, expected);
         }
+    }
+}
+
+/// The line for [`Event::Isolation`]: the mode, or, when the build settled for a weaker one,
+/// a warning that says why (and names the mode).
+fn isolation_line(mode: &str, reason: Option<&str>) -> String {
+    match reason {
+        None => format!("isolation: {mode}"),
+        Some(reason) => format!("WARNING: {reason}"),
     }
 }

@@ -72,8 +72,6 @@ pub(crate) fn run_chrooted(
             err,
         )
     })?;
-    let baseline = copyup::snapshot(rootfs)
-        .map_err(|err| setup_err(&format!("recording {}", rootfs.display()), err))?;
     let mut sys = RealSyscalls::default();
     let can_mount = private_mount_namespace(&mut sys);
     let plan = RootfsPlan {
@@ -95,6 +93,17 @@ pub(crate) fn run_chrooted(
             err,
         ));
     }
+    // The baseline is taken after the setup, so the directories it touched (the parents of
+    // `/etc/hosts`, of a secret's target…) are no change of the command's, as under the
+    // namespace sandbox, which removes its stubs and restores their parents' times.
+    let masked: HashSet<PathBuf> = setup.masked.iter().cloned().collect();
+    let baseline = match copyup::snapshot_except(rootfs, &masked) {
+        Ok(baseline) => baseline,
+        Err(err) => {
+            detach(rootfs, can_mount);
+            return Err(setup_err(&format!("recording {}", rootfs.display()), err));
+        }
+    };
     let has_seccomp = crate::confine::can_install_seccomp();
     if !has_seccomp {
         setup.limits.push(
@@ -120,7 +129,6 @@ pub(crate) fn run_chrooted(
         })?;
     }
     let stubs: HashSet<PathBuf> = setup.stubs.into_iter().map(|stub| stub.path).collect();
-    let masked: HashSet<PathBuf> = setup.masked.into_iter().collect();
     copyup::write_diff(
         rootfs,
         &baseline,

@@ -97,22 +97,37 @@ pub(crate) struct Baseline {
 
 /// Records the metadata of every path under `rootfs`.
 pub(crate) fn snapshot(rootfs: &Path) -> io::Result<Baseline> {
+    snapshot_except(rootfs, &HashSet::new())
+}
+
+/// Records the metadata of every path under `rootfs` but those at or below `masked` (which
+/// the differ skips too: they may be mounts of `/proc` or `/sys`).
+pub(crate) fn snapshot_except(rootfs: &Path, masked: &HashSet<PathBuf>) -> io::Result<Baseline> {
     let mut baseline = Baseline::default();
-    snapshot_dir(rootfs, Path::new(""), &mut baseline)?;
+    snapshot_dir(rootfs, Path::new(""), masked, &mut baseline)?;
     Ok(baseline)
 }
 
-fn snapshot_dir(rootfs: &Path, rel: &Path, baseline: &mut Baseline) -> io::Result<()> {
+fn snapshot_dir(
+    rootfs: &Path,
+    rel: &Path,
+    masked: &HashSet<PathBuf>,
+    baseline: &mut Baseline,
+) -> io::Result<()> {
     let mut names = Vec::new();
     for entry in fs_err::read_dir(rootfs.join(rel))? {
         let entry = entry?;
         let child = rel.join(entry.file_name());
+        if masked.contains(&child) {
+            names.push(entry.file_name());
+            continue;
+        }
         let meta = fsmeta::meta(&rootfs.join(&child))?;
         let is_dir = meta.kind == FileType::Directory;
         baseline.entries.insert(child.clone(), meta);
         names.push(entry.file_name());
         if is_dir {
-            snapshot_dir(rootfs, &child, baseline)?;
+            snapshot_dir(rootfs, &child, masked, baseline)?;
         }
     }
     baseline.children.insert(rel.to_path_buf(), names);

@@ -41,7 +41,7 @@ pub use helper::{FORCE_COPY_ENV, run_helper_if_requested};
 pub use overlay::{OPAQUE_XATTR_TRUSTED, OPAQUE_XATTR_USER};
 pub use protocol::HELPER_MARKER;
 pub use rootfs::{RootSource, RootfsPlan, Stub, setup_rootfs};
-pub use sandbox::{Sandbox, SandboxConfig};
+pub use sandbox::{IsolationProbe, Sandbox, SandboxConfig};
 pub use spec::{
     DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount, Isolation, Network,
     RootfsMode, RunOutcome, RunSpec, Security, Stream,

@@ -14,7 +14,7 @@ use rustix::event::{PollFd, PollFlags};
 
 use crate::error::SandboxError;
 use crate::protocol::{self, Event, HELPER_MARKER};
-use crate::spec::{RootfsMode, RunOutcome, RunSpec, Stream};
+use crate::spec::{Isolation, RootfsMode, RunOutcome, RunSpec, Stream};
 
 /// How to start sandboxes.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +60,15 @@ impl LineBuffer {
     }
 }
 
+/// What [`Sandbox::probe`] found the host allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationProbe {
+    /// The strongest isolation that works here.
+    pub isolation: Isolation,
+    /// Why the namespace sandbox does not work, when it does not (one line).
+    pub reason: Option<String>,
+}
+
 enum Stop {
     Cancelled,
     TimedOut(Duration),
@@ -86,6 +95,57 @@ impl Sandbox {
     /// The helper executable.
     pub fn helper_exe(&self) -> &std::path::Path {
         &self.helper
+    }
+
+    /// Finds the strongest isolation this host allows, by starting the namespace sandbox
+    /// (user, mount and pid namespaces, the overlay, a fresh `/proc`, `/dev`, `pivot_root`)
+    /// on an empty rootfs up to the point where it executes a command that does not exist.
+    /// Where that fails and this process is root, chroot isolation is the answer, with the
+    /// reason; a non-root process keeps the namespace sandbox (chroot needs root) and its
+    /// first `RUN` reports the failure. `scratch` is an empty directory the probe may use;
+    /// the caller removes it.
+    pub fn probe(&self, scratch: &std::path::Path) -> IsolationProbe {
+        let namespaces = IsolationProbe {
+            isolation: Isolation::Namespaces,
+            reason: None,
+        };
+        let upper = scratch.join("upper");
+        let work = scratch.join("work");
+        for dir in [&upper, &work] {
+            if let Err(err) = fs_err::create_dir_all(dir) {
+                tracing::debug!(%err, "isolation probe: no scratch directory");
+                return namespaces;
+            }
+        }
+        let mut spec = RunSpec::new(
+            Vec::new(),
+            &upper,
+            &work,
+            vec!["/kiln-isolation-probe".into()],
+        );
+        spec.pids_limit = None;
+        spec.timeout = Some(Duration::from_secs(60));
+        let result = self.run(&spec, &mut |_, _| {});
+        let failure = match result {
+            Ok(_) | Err(SandboxError::Exec { .. }) => return namespaces,
+            Err(SandboxError::Setup { message }) => why_not_namespaces(&message),
+            Err(other) => other.to_string(),
+        };
+        tracing::debug!(
+            reason = failure,
+            "the namespace sandbox does not start here"
+        );
+        if rustix::process::geteuid().is_root() {
+            IsolationProbe {
+                isolation: Isolation::Chroot,
+                reason: Some(failure),
+            }
+        } else {
+            IsolationProbe {
+                reason: Some(failure),
+                ..namespaces
+            }
+        }
     }
 
     /// Runs `spec.argv` in a fresh sandbox, calling `on_output` with each complete line (the
@@ -321,6 +381,30 @@ impl Sandbox {
         }
         Ok((events, stop))
     }
+}
+
+/// The namespace sandbox's setup error, said in a few words.
+fn why_not_namespaces(message: &str) -> String {
+    if let Some(rest) = message.split_once("cannot create user/pid/uts/ipc namespaces: ") {
+        let errno = rest.1.split(';').next().unwrap_or_default().trim();
+        return if errno.contains("os error 28") {
+            "user namespaces are disabled (user.max_user_namespaces is 0)".to_owned()
+        } else {
+            format!("user namespaces are blocked ({errno}; by seccomp, AppArmor or a sysctl)")
+        };
+    }
+    if message.contains("fstype: \"proc\"") {
+        return "a fresh /proc cannot be mounted (the container masks parts of /proc)".to_owned();
+    }
+    if message.contains("Overlay") {
+        return "overlayfs cannot be mounted".to_owned();
+    }
+    let line = message.lines().next().unwrap_or_default();
+    let mut short: String = line.chars().take(200).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    format!("the namespace sandbox does not start ({short})")
 }
 
 /// Kills the helper (whose death takes the namespace sandbox with it) and, under chroot

@@ -56,7 +56,8 @@ pub struct Store {
 struct Inner {
     root: PathBuf,
     /// Whether this process may create device nodes and set `trusted.*` xattrs
-    /// (overlay whiteouts in snapshots); decided once at open.
+    /// (overlay whiteouts in snapshots): root with `CAP_SYS_ADMIN`, which root in an
+    /// unprivileged container lacks; decided once at open.
     is_privileged: bool,
     /// What was wrong with the root's permissions when it was opened (reported by `verify`).
     root_permissions: Vec<RootPermissions>,
@@ -134,7 +135,7 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
-                is_privileged: rustix::process::geteuid().is_root(),
+                is_privileged: has_sys_admin(),
                 root_permissions,
             }),
         })
@@ -373,4 +374,14 @@ mod tests {
         assert_eq!(temp_owner("ingest-123-4-abc"), Some(123));
         assert_eq!(temp_owner("garbage"), None);
     }
+}
+
+/// Root with `CAP_SYS_ADMIN` in its effective set: what `trusted.*` xattrs need. Root in an
+/// unprivileged container (Docker's default capabilities) is not, and gets `user.*` ones.
+fn has_sys_admin() -> bool {
+    rustix::process::geteuid().is_root()
+        && rustix::thread::capabilities(None).is_ok_and(|sets| {
+            sets.effective
+                .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
+        })
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use kiln_oci::{ChainId, Digest, Platform};
 use kiln_plan::{BuildGraph, SourceRef, StageId};
-use kiln_sandbox::Sandbox;
+use kiln_sandbox::{Isolation, Sandbox};
 use kiln_store::Store;
 
 use super::base::Resolver;
@@ -21,11 +21,11 @@ use super::error::{InternalError, LayerError, StepError};
 use super::ignore::IgnoreFilter;
 use super::lazy::LazyLayers;
 use super::model::{LayerInfo, NamedSource, StageResult};
-use super::options::Builder;
+use super::options::{Builder, IsolationMode};
 use super::seams::BaseResolver;
 use crate::copy::digest::HashMemo;
 use crate::copy::source::{ContextTree, LayeredTree, SourceTree};
-use crate::event::EventSink;
+use crate::event::{Event, EventSink};
 
 /// The state RUN and COPY/ADD run with; see the module docs.
 pub(crate) struct Local<'a> {
@@ -42,7 +42,9 @@ pub(crate) struct Local<'a> {
     pub(crate) lazy: &'a LazyLayers,
     /// The cache mounts RUN steps used, and those imported caches can restore.
     pub(crate) cache_mounts: &'a CacheMounts,
-    sandbox: OnceLock<Result<Sandbox, Arc<kiln_sandbox::SandboxError>>>,
+    sandbox: OnceLock<Result<(Sandbox, Isolation), Arc<kiln_sandbox::SandboxError>>>,
+    /// The sandbox's notices (chroot isolation's limits) already shown as warnings.
+    notices: Mutex<std::collections::BTreeSet<String>>,
     /// The COPY key inputs this build used, by memo key: `--cache-to` exports them.
     copy_inputs: Mutex<BTreeMap<String, BTreeMap<String, Digest>>>,
 }
@@ -79,21 +81,71 @@ impl<'a> Local<'a> {
             lazy,
             cache_mounts,
             sandbox: OnceLock::new(),
+            notices: Mutex::new(std::collections::BTreeSet::new()),
             copy_inputs: Mutex::new(BTreeMap::new()),
         }
     }
 
-    pub(crate) fn sandbox(&self) -> Result<&Sandbox, StepError> {
+    /// The sandbox and the isolation RUN steps use: made, and for `--isolation auto` probed,
+    /// on the first RUN (a cached build never pays for the probe), and said once.
+    pub(crate) fn sandbox(&self) -> Result<(&Sandbox, Isolation), StepError> {
         self.sandbox
             .get_or_init(|| {
                 let config = kiln_sandbox::SandboxConfig {
                     helper_exe: self.builder.sandbox_helper.clone(),
                     ..kiln_sandbox::SandboxConfig::default()
                 };
-                Sandbox::new(config).map_err(Arc::new)
+                let sandbox = Sandbox::new(config).map_err(Arc::new)?;
+                let (isolation, reason) = match self.builder.isolation {
+                    IsolationMode::Namespaces => (Isolation::Namespaces, None),
+                    IsolationMode::Chroot => (Isolation::Chroot, None),
+                    IsolationMode::Auto => self.probe(&sandbox),
+                };
+                self.events.emit(Event::Isolation {
+                    mode: isolation.to_string(),
+                    reason,
+                });
+                Ok((sandbox, isolation))
             })
             .as_ref()
+            .map(|(sandbox, isolation)| (sandbox, *isolation))
             .map_err(|e| StepError::SandboxUnavailable(Arc::clone(e)))
+    }
+
+    fn probe(&self, sandbox: &Sandbox) -> (Isolation, Option<String>) {
+        let _span = tracing::debug_span!("isolation_probe").entered();
+        let scratch = match tempfile::Builder::new()
+            .prefix("probe-")
+            .tempdir_in(self.store.root().join("tmp"))
+        {
+            Ok(dir) => dir,
+            Err(err) => {
+                tracing::debug!(%err, "no scratch directory for the isolation probe");
+                return (Isolation::Namespaces, None);
+            }
+        };
+        let probe = sandbox.probe(scratch.path());
+        match probe.isolation {
+            Isolation::Chroot => (
+                Isolation::Chroot,
+                probe
+                    .reason
+                    .map(|reason| format!("{reason}: using chroot isolation")),
+            ),
+            _ => (probe.isolation, None),
+        }
+    }
+
+    /// Shows each distinct notice of a sandbox run once per build, as a warning.
+    pub(crate) fn notice(&self, notices: &[String]) {
+        let mut seen = self.notices.lock().unwrap_or_else(PoisonError::into_inner);
+        for notice in notices {
+            if seen.insert(notice.clone()) {
+                self.events.emit(Event::Warning {
+                    message: format!("chroot isolation: {notice}"),
+                });
+            }
+        }
     }
 
     /// Writes `dir` as a layer on top of `parent` (see [`commit::commit_dir`]); a layer of

@@ -32,6 +32,6 @@ pub use self::error::{
     StepError, StepId,
 };
 pub use self::options::{
-    BuildOutcome, Builder, Entitlement, NetworkDefault, SecretSource, SecretSpecError,
-    UnknownEntitlement, default_store_root,
+    BuildOutcome, Builder, Entitlement, IsolationMode, NetworkDefault, SecretSource,
+    SecretSpecError, UnknownEntitlement, default_store_root,
 };

@@ -116,6 +116,20 @@ pub enum NetworkDefault {
     None,
 }
 
+/// How RUN steps are isolated (`--isolation`, `KILN_ISOLATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationMode {
+    /// Probe the host once, at the first RUN, and use the strongest mode that works: the
+    /// namespace sandbox, else (as root, in an unprivileged container) chroot isolation, with
+    /// a warning saying why.
+    #[default]
+    Auto,
+    /// User, mount and pid namespaces over an overlay rootfs (see `kiln-sandbox`).
+    Namespaces,
+    /// Chroot into a copy of the stage's rootfs, for root in an unprivileged container.
+    Chroot,
+}
+
 /// A privilege a build must be granted before a Dockerfile may use it (`--allow`, as
 /// buildx's entitlements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -213,6 +227,7 @@ pub struct Builder {
     pub(crate) no_cache: bool,
     pub(crate) pull: bool,
     pub(crate) network: NetworkDefault,
+    pub(crate) isolation: IsolationMode,
     pub(crate) secrets: Vec<SecretSource>,
     pub(crate) outputs: Vec<Output>,
     pub(crate) tags: Vec<String>,
@@ -245,6 +260,7 @@ impl Builder {
             no_cache: false,
             pull: false,
             network: NetworkDefault::Host,
+            isolation: IsolationMode::Auto,
             secrets: Vec::new(),
             outputs: Vec::new(),
             tags: Vec::new(),
@@ -345,6 +361,14 @@ impl Builder {
     #[must_use]
     pub fn network(mut self, network: NetworkDefault) -> Self {
         self.network = network;
+        self
+    }
+
+    /// `--isolation`: how RUN steps are isolated. Isolation never changes the image or a
+    /// cache key: a cache made under one mode serves the other.
+    #[must_use]
+    pub fn isolation(mut self, isolation: IsolationMode) -> Self {
+        self.isolation = isolation;
         self
     }
 

@@ -66,7 +66,7 @@ pub(crate) fn run(
     let parent = ctx.parent_chain();
     let (layers, deps, platform, step, cancel) =
         (ctx.layers, ctx.deps, ctx.platform, ctx.number, ctx.cancel);
-    let sandbox = engine.sandbox()?;
+    let (sandbox, isolation) = engine.sandbox()?;
     let scratch = staging_dir(engine, "run")?;
     let cleanup = Cleanup(scratch.clone());
     let upper = scratch.join("upper");
@@ -83,6 +83,7 @@ pub(crate) fn run(
         lowers.push(empty);
     }
     let mut spec = RunSpec::new(lowers, &upper, &work, run.argv.clone());
+    spec.isolation = isolation;
     spec.env.clone_from(&run.env);
     spec.user.clone_from(&run.user);
     spec.workdir.clone_from(&run.workdir);
@@ -156,6 +157,7 @@ pub(crate) fn run(
             tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
         });
     }
+    engine.notice(&outcome.notices);
     if outcome.mode == kiln_sandbox::RootfsMode::CopyFallback {
         engine.events.emit(Event::Warning {
             message: "overlayfs is unavailable: RUN used the copy-based fallback (slower)"
