@@ -124,7 +124,7 @@ impl Sandbox {
             vec!["/kiln-isolation-probe".into()],
         );
         spec.pids_limit = None;
-        spec.timeout = Some(Duration::from_secs(60));
+        spec.timeout = Some(Duration::from_mins(1));
         let result = self.run(&spec, &mut |_, _| {});
         let failure = match result {
             Ok(_) | Err(SandboxError::Exec { .. }) => return namespaces,
