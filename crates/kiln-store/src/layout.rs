@@ -310,6 +310,16 @@ pub(crate) fn pid_is_alive(pid: i32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
+/// Root with `CAP_SYS_ADMIN` in its effective set: what `trusted.*` xattrs need. Root in an
+/// unprivileged container (Docker's default capabilities) is not, and gets `user.*` ones.
+fn has_sys_admin() -> bool {
+    rustix::process::geteuid().is_root()
+        && rustix::thread::capabilities(None).is_ok_and(|sets| {
+            sets.effective
+                .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,14 +384,4 @@ mod tests {
         assert_eq!(temp_owner("ingest-123-4-abc"), Some(123));
         assert_eq!(temp_owner("garbage"), None);
     }
-}
-
-/// Root with `CAP_SYS_ADMIN` in its effective set: what `trusted.*` xattrs need. Root in an
-/// unprivileged container (Docker's default capabilities) is not, and gets `user.*` ones.
-fn has_sys_admin() -> bool {
-    rustix::process::geteuid().is_root()
-        && rustix::thread::capabilities(None).is_ok_and(|sets| {
-            sets.effective
-                .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
-        })
 }
