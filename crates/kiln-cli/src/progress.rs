@@ -252,6 +252,15 @@ fn step_of(event: &Event) -> Option<usize> {
     }
 }
 
+/// The line for [`Event::Isolation`]: the mode, or, when the build settled for a weaker one,
+/// a warning that says why (and names the mode).
+fn isolation_line(mode: &str, reason: Option<&str>) -> String {
+    match reason {
+        None => format!("isolation: {mode}"),
+        Some(reason) => format!("WARNING: {reason}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,14 +315,5 @@ mod tests {
             };
             assert_eq!(line, expected);
         }
-    }
-}
-
-/// The line for [`Event::Isolation`]: the mode, or, when the build settled for a weaker one,
-/// a warning that says why (and names the mode).
-fn isolation_line(mode: &str, reason: Option<&str>) -> String {
-    match reason {
-        None => format!("isolation: {mode}"),
-        Some(reason) => format!("WARNING: {reason}"),
     }
 }
