@@ -13,6 +13,7 @@ mod errors;
 mod examples;
 mod examples_lang;
 mod import;
+mod isolation;
 mod names;
 mod registry;
 mod run;
