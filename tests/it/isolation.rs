@@ -96,6 +96,7 @@ fn chroot_and_namespaces_give_the_same_image_root() {
                 "{log}"
             );
         }
+        assert!(log.contains(" lines=1\n"), "{name}:\n{log}");
         digests.push((name, manifest_digest(&log)));
         // The cache mount was written through in every mode: a second build of the first
         // RUN (no cache) sees the first one's line.
@@ -106,7 +107,10 @@ fn chroot_and_namespaces_give_the_same_image_root() {
             &[&["--no-cache"][..], extra].concat(),
             env,
         );
-        assert!(again.contains("isolation:"), "{again}");
+        assert!(
+            again.contains(" lines=2\n"),
+            "{name}: the cache mount lost its write:\n{again}"
+        );
     }
     assert!(
         digests.iter().all(|(_, d)| *d == digests[0].1),
