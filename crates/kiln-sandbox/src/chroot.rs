@@ -174,6 +174,9 @@ fn run_command(
     has_seccomp: bool,
 ) -> Result<ExitStatus, HelperFailure> {
     let limit = ProcessLimit::for_spec(spec);
+    // The command runs as our uid: not dumpable, we cannot be ptraced by it (the command
+    // itself becomes dumpable again at `execve`).
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     // Orphans of the command are re-parented to us, so none can outlive the step.
     if let Err(err) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
         return Err(setup_err("becoming the child subreaper", err));

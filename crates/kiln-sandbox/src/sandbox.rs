@@ -171,6 +171,13 @@ impl Sandbox {
                 });
             }
         }
+        if spec.isolation == Isolation::Chroot {
+            // Without a pid namespace the command shares our uid and our process table: not
+            // dumpable, this process cannot be ptraced or read through /proc/PID by it.
+            let _ = rustix::process::set_dumpable_behavior(
+                rustix::process::DumpableBehavior::NotDumpable,
+            );
+        }
         let io_err = |source| SandboxError::HelperIo {
             helper: self.helper.clone(),
             source,

@@ -666,6 +666,20 @@ fn chroot_runs_commands_like_namespaces_needs_root() {
     assert_eq!(bounding & (1 << 18), 0, "CAP_SYS_CHROOT kept: {bounding:x}");
     assert_eq!(bounding & (1 << 27), 0, "CAP_MKNOD kept: {bounding:x}");
     assert_ne!(bounding & 1, 0, "CAP_CHOWN dropped: {bounding:x}");
+    // The container's /proc is bound, but the helper (our uid, no pid namespace between us)
+    // cannot be read or entered through it: it holds capabilities the command does not
+    // (ptrace access needs a superset), and it is not dumpable.
+    let fx = fixture();
+    let (result, out) = run_on(
+        &chroot_sandbox(true),
+        &chroot_spec(
+            &fx,
+            "ls /proc/$PPID/root/ >/dev/null 2>&1 && echo escaped; \
+             cat /proc/$PPID/environ >/dev/null 2>&1 && echo read; echo checked",
+        ),
+    );
+    assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "checked\n");
 }
 
 #[test]
