@@ -65,13 +65,10 @@ pub(crate) fn run_chrooted(
         ));
     }
     let rootfs = &paths.rootfs;
-    fs_err::create_dir_all(rootfs).map_err(|err| setup_err("creating the chroot", err))?;
-    copyup::copy_lowers(&spec.lowers, rootfs, copyup::Devices::Skip).map_err(|err| {
-        setup_err(
-            &format!("copying the layers into {}", rootfs.display()),
-            err,
-        )
-    })?;
+    prepare_copy(spec, rootfs)?;
+    let saved_dir = spec.work.join("saved");
+    fs_err::create_dir_all(&saved_dir).map_err(|err| setup_err("creating the chroot", err))?;
+    let touched = touched_dirs(rootfs, spec);
     let mut sys = RealSyscalls::default();
     let can_mount = private_mount_namespace(&mut sys);
     let plan = RootfsPlan {
@@ -86,7 +83,7 @@ pub(crate) fn run_chrooted(
         security: spec.security,
     };
     let mut setup = ChrootSetup::default();
-    if let Err(err) = setup_chroot(&mut sys, &plan, can_mount, &mut setup) {
+    if let Err(err) = setup_chroot(&mut sys, &plan, can_mount, &saved_dir, &mut setup) {
         detach(rootfs, can_mount);
         return Err(setup_err(
             &format!("preparing the chroot at {}", rootfs.display()),
@@ -128,7 +125,7 @@ pub(crate) fn run_chrooted(
             ))
         })?;
     }
-    let stubs: HashSet<PathBuf> = setup.stubs.into_iter().map(|stub| stub.path).collect();
+    let stubs: HashSet<PathBuf> = setup.stubs.iter().map(|stub| stub.path.clone()).collect();
     copyup::write_diff(
         rootfs,
         &baseline,
@@ -138,8 +135,128 @@ pub(crate) fn run_chrooted(
         overlay::OPAQUE_XATTR_USER,
     )
     .map_err(|err| HelperFailure::Diff(err.to_string()))?;
-    crate::fsmeta::remove_all(rootfs).map_err(|err| HelperFailure::Diff(err.to_string()))?;
+    let is_kept = spec.chroot_keep
+        && status.is_success()
+        && undo(rootfs, &setup, &masked, &touched)
+            .inspect_err(|err| tracing::debug!(%err, "the chroot is not kept"))
+            .is_ok();
+    if !is_kept {
+        crate::fsmeta::remove_all(rootfs).map_err(|err| HelperFailure::Diff(err.to_string()))?;
+    }
     Ok(RootfsMode::Chroot)
+}
+
+/// Fills `rootfs`: the caller's kept rootfs of an earlier run with only the newer lowers
+/// applied on top, else a copy of every lower.
+fn prepare_copy(spec: &RunSpec, rootfs: &Path) -> Result<(), HelperFailure> {
+    let reused = spec.chroot_reuse.as_ref().and_then(|reuse| {
+        let new = spec.lowers.len().checked_sub(reuse.applied)?;
+        match fs_err::rename(&reuse.rootfs, rootfs) {
+            Ok(()) => Some(&spec.lowers[..new]),
+            Err(err) => {
+                tracing::debug!(%err, "the kept chroot cannot be reused; copying");
+                None
+            }
+        }
+    });
+    let lowers = match reused {
+        Some(new) => new,
+        None => {
+            fs_err::create_dir_all(rootfs).map_err(|err| setup_err("creating the chroot", err))?;
+            &spec.lowers[..]
+        }
+    };
+    copyup::copy_lowers(lowers, rootfs, copyup::Devices::Skip).map_err(|err| {
+        setup_err(
+            &format!("copying the layers into {}", rootfs.display()),
+            err,
+        )
+    })
+}
+
+/// The directories the setup may change (the parents of every stand-in), with their
+/// metadata before it, so that [`undo`] can give them their times back.
+fn touched_dirs(rootfs: &Path, spec: &RunSpec) -> Vec<(PathBuf, rustix::fs::Stat)> {
+    let mut targets: Vec<PathBuf> = ["/proc", "/sys", "/dev", "/tmp"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    for file in ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"] {
+        targets.push(PathBuf::from(file));
+    }
+    targets.extend(spec.mounts.iter().map(|m| m.target().to_path_buf()));
+    let mut dirs = std::collections::BTreeSet::new();
+    for target in targets {
+        let Ok(rel) = resolve_in_root(rootfs, &target) else {
+            continue;
+        };
+        let mut dir = rel.parent();
+        while let Some(parent) = dir {
+            dirs.insert(parent.to_path_buf());
+            dir = parent.parent();
+        }
+    }
+    dirs.into_iter()
+        .filter_map(|rel| {
+            let stat = crate::fsmeta::lstat(&rootfs.join(&rel)).ok()?;
+            (rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory)
+                .then_some((rel, stat))
+        })
+        .collect()
+}
+
+/// Takes the setup back out of the rootfs after the run (the command and every process it
+/// left are dead): removes the stand-ins and the directories made for them (those the command
+/// wrote into stay), puts back what they hid, and restores the touched directories' times. The
+/// rootfs is then the lowers plus the diff just written, ready for the next step. Every path
+/// is checked for a symlink the command may have put in its way first.
+fn undo(
+    rootfs: &Path,
+    setup: &ChrootSetup,
+    masked: &HashSet<PathBuf>,
+    touched: &[(PathBuf, rustix::fs::Stat)],
+) -> std::io::Result<()> {
+    let checked = |rel: &Path| -> std::io::Result<PathBuf> {
+        if resolve_in_root(rootfs, &Path::new("/").join(rel))? == rel {
+            Ok(rootfs.join(rel))
+        } else {
+            Err(std::io::Error::other(format!(
+                "{} was moved behind a symlink",
+                rel.display()
+            )))
+        }
+    };
+    for stub in setup.stubs.iter().rev() {
+        let path = checked(&stub.path)?;
+        let is_masked = masked.iter().any(|m| stub.path.starts_with(m));
+        if is_masked || !stub.is_dir {
+            crate::fsmeta::remove_all(&path)?;
+            continue;
+        }
+        match fs_err::remove_dir(&path) {
+            Ok(()) => {}
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::ENOTEMPTY | libc::ENOENT | libc::EEXIST)
+                ) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    for (rel, saved) in setup.saved.iter().rev() {
+        let path = checked(rel)?;
+        crate::fsmeta::remove_all(&path)?;
+        fs_err::rename(saved, &path)?;
+    }
+    for (rel, stat) in touched {
+        let path = checked(rel)?;
+        if rustix::fs::lstat(&path).is_ok_and(|now| {
+            rustix::fs::FileType::from_raw_mode(now.st_mode) == rustix::fs::FileType::Directory
+        }) {
+            crate::fsmeta::set_times(&path, stat)?;
+        }
+    }
+    Ok(())
 }
 
 /// A private mount namespace for the helper, if the container allows one (`CAP_SYS_ADMIN`).

@@ -43,8 +43,8 @@ pub use protocol::HELPER_MARKER;
 pub use rootfs::{RootSource, RootfsPlan, Stub, setup_rootfs};
 pub use sandbox::{IsolationProbe, Sandbox, SandboxConfig};
 pub use spec::{
-    DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount, Isolation, Network,
-    RootfsMode, RunOutcome, RunSpec, Security, Stream,
+    ChrootReuse, DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount,
+    Isolation, Network, RootfsMode, RunOutcome, RunSpec, Security, Stream,
 };
 pub use syscalls::{FileKind, MountOptions, Op, RealSyscalls, RecordingSyscalls, Syscalls};
 pub use user::{ExecUser, resolve_user};

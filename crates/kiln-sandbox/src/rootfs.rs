@@ -354,6 +354,9 @@ pub(crate) struct ChrootSetup {
     pub(crate) copy_back: Vec<(PathBuf, PathBuf)>,
     /// What the command has to do without, one line each, for the caller's warning.
     pub(crate) limits: Vec<String>,
+    /// Paths of the image a stand-in replaced (without mounts): (path in the rootfs, where
+    /// the original waits), to put back after the run.
+    pub(crate) saved: Vec<(PathBuf, PathBuf)>,
 }
 
 /// `target` (absolute in the sandbox) as a path relative to `rootfs` whose parent directories
@@ -422,6 +425,7 @@ pub(crate) fn setup_chroot<S: Syscalls + ?Sized>(
     sys: &mut S,
     plan: &RootfsPlan,
     can_mount: bool,
+    saved_dir: &Path,
     out: &mut ChrootSetup,
 ) -> io::Result<()> {
     let mut setup = Setup {
@@ -429,17 +433,64 @@ pub(crate) fn setup_chroot<S: Syscalls + ?Sized>(
         merged: &plan.merged,
         stubs: Vec::new(),
     };
-    let result = chroot_sequence(&mut setup, plan, can_mount, out);
+    let mut chroot = ChrootTargets {
+        can_mount,
+        saved_dir,
+        out,
+    };
+    let result = chroot_sequence(&mut setup, plan, &mut chroot);
     out.stubs.append(&mut setup.stubs);
     result
+}
+
+/// Where chroot isolation's stand-ins for mounts come from.
+struct ChrootTargets<'a> {
+    can_mount: bool,
+    saved_dir: &'a Path,
+    out: &'a mut ChrootSetup,
+}
+
+impl ChrootTargets<'_> {
+    /// Makes `rel` a stand-in for a mount: with mounts, the path to mount on (as the
+    /// namespace sandbox does); without, a fresh file or directory, the image's own (if any)
+    /// moved aside so that it is hidden during the run, as a mount would hide it, and put
+    /// back afterwards. Masks it for the diff.
+    fn stand_in<S: Syscalls + ?Sized>(
+        &mut self,
+        setup: &mut Setup<'_, S>,
+        rel: &Path,
+        is_dir: bool,
+        mode: u32,
+    ) -> io::Result<Ensured> {
+        let path = setup.merged.join(rel);
+        if !self.can_mount {
+            match setup.sys.file_kind(&path)? {
+                Some(FileKind::Symlink) => return Ok(Ensured::IsSymlink),
+                Some(_) => {
+                    let to = self.saved_dir.join(self.out.saved.len().to_string());
+                    setup.op(&Op::Rename {
+                        from: path,
+                        to: to.clone(),
+                    })?;
+                    self.out.saved.push((rel.to_path_buf(), to));
+                }
+                None => {}
+            }
+        }
+        let ensured = setup.ensure(rel, is_dir, mode)?;
+        if let Ensured::Ready = ensured {
+            self.out.masked.push(rel.to_path_buf());
+        }
+        Ok(ensured)
+    }
 }
 
 fn chroot_sequence<S: Syscalls + ?Sized>(
     setup: &mut Setup<'_, S>,
     plan: &RootfsPlan,
-    can_mount: bool,
-    out: &mut ChrootSetup,
+    targets: &mut ChrootTargets<'_>,
 ) -> io::Result<()> {
+    let can_mount = targets.can_mount;
     let rootfs = plan.merged.clone();
     if can_mount {
         setup.op(&Op::MakeRootPrivate)?;
@@ -456,13 +507,12 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
         })?;
     }
     for (dir, mode) in [("proc", 0o555), ("sys", 0o555)] {
-        if let Ensured::IsSymlink = setup.ensure(Path::new(dir), true, mode)? {
+        if let Ensured::IsSymlink = targets.stand_in(setup, Path::new(dir), true, mode)? {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("/{dir} is a symlink in the image"),
             ));
         }
-        out.masked.push(PathBuf::from(dir));
         if can_mount {
             setup.op(&Op::Bind {
                 source: Path::new("/").join(dir),
@@ -487,15 +537,16 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
             }
         }
         setup.mount_dev()?;
+        targets.out.masked.push(PathBuf::from("dev"));
     } else {
-        out.limits
+        targets
+            .out
+            .limits
             .push("this container allows no mounts: RUN gets an empty /proc and /sys".to_owned());
-        chroot_dev(setup, out)?;
+        chroot_dev(setup, targets)?;
     }
-    out.masked.push(PathBuf::from("dev"));
     if setup.sys.file_kind(&rootfs.join("tmp"))?.is_none() {
-        setup.ensure(Path::new("tmp"), true, 0o1777)?;
-        out.masked.push(PathBuf::from("tmp"));
+        targets.stand_in(setup, Path::new("tmp"), true, 0o1777)?;
         if can_mount {
             setup.op(&Op::MountFs {
                 fstype: "tmpfs".into(),
@@ -511,13 +562,12 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
         (&plan.hostname_file, "etc/hostname"),
     ] {
         let rel = resolve_in_root(&rootfs, Path::new(rel))?;
-        match setup.ensure(&rel, false, 0o644)? {
+        match targets.stand_in(setup, &rel, false, 0o644)? {
             Ensured::IsSymlink => tracing::warn!(
                 path = %rel.display(),
                 "is a symlink in the image; not providing the sandbox's own file there"
             ),
             Ensured::Ready => {
-                out.masked.push(rel.clone());
                 let target = rootfs.join(&rel);
                 if can_mount {
                     setup.op(&Op::Bind {
@@ -536,8 +586,8 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
     }
     for mount in &plan.mounts {
         let rel = resolve_in_root(&rootfs, mount.target())?;
-        out.masked.push(rel.clone());
         if can_mount {
+            targets.out.masked.push(rel.clone());
             let mount = match mount {
                 ExtraMount::Bind {
                     source,
@@ -571,7 +621,7 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
                 owner,
                 ..
             } => {
-                if let Ensured::IsSymlink = setup.ensure(&rel, source.is_dir(), 0o755)? {
+                if let Ensured::IsSymlink = targets.stand_in(setup, &rel, source.is_dir(), 0o755)? {
                     return Err(symlink_target());
                 }
                 let target = rootfs.join(&rel);
@@ -587,15 +637,15 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
                     })?;
                 }
                 if !is_readonly {
-                    out.copy_back.push((rel, source.clone()));
+                    targets.out.copy_back.push((rel, source.clone()));
                 }
             }
             ExtraMount::Tmpfs { size, .. } => {
-                if let Ensured::IsSymlink = setup.ensure(&rel, true, 0o1777)? {
+                if let Ensured::IsSymlink = targets.stand_in(setup, &rel, true, 0o1777)? {
                     return Err(symlink_target());
                 }
                 if size.is_some() {
-                    out.limits.push(format!(
+                    targets.out.limits.push(format!(
                         "the tmpfs size of {} is not enforced (no mounts)",
                         mount.target().display()
                     ));
@@ -610,9 +660,9 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
 /// a plain file and the others are missing), `pts` and `shm` directories and the usual links.
 fn chroot_dev<S: Syscalls + ?Sized>(
     setup: &mut Setup<'_, S>,
-    out: &mut ChrootSetup,
+    targets: &mut ChrootTargets<'_>,
 ) -> io::Result<()> {
-    if let Ensured::IsSymlink = setup.ensure(Path::new("dev"), true, 0o755)? {
+    if let Ensured::IsSymlink = targets.stand_in(setup, Path::new("dev"), true, 0o755)? {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "/dev is a symlink in the image",
@@ -637,7 +687,7 @@ fn chroot_dev<S: Syscalls + ?Sized>(
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
                 refused = true;
-                out.limits.push(
+                targets.out.limits.push(
                     "device nodes cannot be created here: /dev/null is a plain file and \
                      /dev/zero, /dev/random, /dev/urandom, /dev/full, /dev/tty are missing"
                         .to_owned(),

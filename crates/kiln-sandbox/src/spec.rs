@@ -67,6 +67,17 @@ impl std::fmt::Display for Isolation {
     }
 }
 
+/// A rootfs kept by an earlier chroot run, to reuse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChrootReuse {
+    /// The kept directory (moved, not copied: it must be on the work directory's
+    /// filesystem).
+    pub rootfs: PathBuf,
+    /// How many of the spec's lowers, counted from the bottom, it already holds; the ones
+    /// above are applied on top.
+    pub applied: usize,
+}
+
 /// Default process limit of a sandbox (pids cgroup, or `RLIMIT_NPROC` where no cgroup can
 /// be made): a fork bomb fails the step instead of stalling the host.
 pub const DEFAULT_PIDS_LIMIT: u32 = 4096;
@@ -148,6 +159,15 @@ pub struct RunSpec {
     /// Namespaces (the default) or chroot isolation.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Chroot isolation: start from a rootfs an earlier run kept ([`RunSpec::chroot_keep`])
+    /// instead of copying every lower.
+    #[serde(default)]
+    pub chroot_reuse: Option<ChrootReuse>,
+    /// Chroot isolation: after a successful run, leave the rootfs at `work/rootfs`, holding
+    /// exactly the lowers plus the diff, for the caller to pass to the next step as
+    /// [`RunSpec::chroot_reuse`] (a stage's RUNs then copy its base once).
+    #[serde(default)]
+    pub chroot_keep: bool,
     /// The most processes (and threads) the sandbox may have at once; `None` means no limit.
     /// Enforced with a pids cgroup (v2 where delegated, else v1), else `RLIMIT_NPROC`.
     pub pids_limit: Option<u32>,
@@ -187,6 +207,8 @@ impl RunSpec {
             init: false,
             security: Security::Sandbox,
             isolation: Isolation::Namespaces,
+            chroot_reuse: None,
+            chroot_keep: false,
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
             timeout: None,
             cancel: None,

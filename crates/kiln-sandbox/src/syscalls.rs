@@ -174,6 +174,13 @@ pub enum Op {
         /// Permission bits.
         mode: u32,
     },
+    /// Rename a path (chroot isolation moves an image's file aside for a stand-in).
+    Rename {
+        /// Old path.
+        from: PathBuf,
+        /// New path.
+        to: PathBuf,
+    },
     /// Copy a host file or directory tree (with owners, modes, xattrs and times; device nodes
     /// left out) onto `target`, an existing file or directory of the same kind: how chroot
     /// isolation provides a mount where it cannot mount.
@@ -435,6 +442,7 @@ impl Syscalls for RealSyscalls {
             .and_then(|()| rustix::fs::chmod(path, Mode::from_raw_mode(*mode)))
             .map_err(io::Error::from),
             Op::CopyIn { source, target } => crate::copyup::copy_in(source, target),
+            Op::Rename { from, to } => rustix::fs::rename(from, to).map_err(io::Error::from),
         }
     }
 
@@ -488,6 +496,11 @@ impl Syscalls for RecordingSyscalls {
             }
             Op::MakeCharDevice { path, .. } => {
                 self.existing.insert(path.clone(), FileKind::Other);
+            }
+            Op::Rename { from, to } => {
+                if let Some(kind) = self.existing.remove(from) {
+                    self.existing.insert(to.clone(), kind);
+                }
             }
             _ => {}
         }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_sandbox::{
-    CancelToken, ExitStatus, ExtraMount, Isolation, Network, RootfsMode, RunSpec, Sandbox,
-    SandboxConfig, SandboxError, Stream,
+    CancelToken, ChrootReuse, ExitStatus, ExtraMount, Isolation, Network, RootfsMode, RunSpec,
+    Sandbox, SandboxConfig, SandboxError, Stream,
 };
 
 /// Root, overlayfs and busybox: every test here needs them (`kiln_no_*` cfgs skip it where
@@ -783,4 +783,100 @@ fn chroot_refuses_what_it_cannot_honour_needs_root() {
         0,
         "the helper followed the image's symlink out of the rootfs"
     );
+}
+
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
+fn chroot_keeps_its_rootfs_for_the_next_step_needs_root() {
+    require_all();
+    for can_mount in [true, false] {
+        let sandbox = chroot_sandbox(can_mount);
+        let fx = fixture();
+        let secret = fx.tmp.path().join("secret");
+        let cache = fx.tmp.path().join("cache");
+        fs_err::write(&secret, "s3cret").unwrap();
+        fs_err::create_dir_all(&cache).unwrap();
+        // The image has its own /etc/hostname and a directory where the cache goes: both
+        // are hidden during the run and back afterwards.
+        fs_err::write(fx.lower.join("etc/hostname"), "image\n").unwrap();
+        fs_err::create_dir_all(fx.lower.join("cache")).unwrap();
+        fs_err::write(fx.lower.join("cache/image-file"), "i").unwrap();
+        let mut first = chroot_spec(
+            &fx,
+            &format!("{MUTATIONS} && echo c > /cache/new && echo t > /tmp/t && cat /etc/hostname"),
+        );
+        first.chroot_keep = true;
+        first.mounts = vec![
+            ExtraMount::Bind {
+                source: secret.clone(),
+                target: "/run/secrets/s".into(),
+                is_readonly: true,
+                owner: None,
+            },
+            ExtraMount::Bind {
+                source: cache.clone(),
+                target: "/cache".into(),
+                is_readonly: false,
+                owner: None,
+            },
+            ExtraMount::Tmpfs {
+                target: "/scratch".into(),
+                size: None,
+            },
+        ];
+        let (result, out) = run_on(&sandbox, &first);
+        assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+        assert_eq!(out.stdout, "kiln-sandbox\n", "the generated /etc/hostname");
+        let kept = fx.work.join("rootfs");
+        assert!(
+            kept.is_dir(),
+            "can_mount={can_mount}: the rootfs was not kept"
+        );
+        // The kept rootfs is exactly the lower with the layer applied: no stand-in, no mount
+        // content, the image's own files back.
+        let applied = fx.tmp.path().join("applied");
+        apply_diff(&fx.lower, &fx.upper, &applied);
+        let mut want = tree(&applied);
+        let mut got = tree(&kept);
+        want.retain(|k, _| !k.is_empty());
+        got.retain(|k, _| !k.is_empty());
+        assert_eq!(got, want, "can_mount={can_mount}");
+        assert_eq!(
+            fs_err::read_to_string(kept.join("etc/hostname")).unwrap(),
+            "image\n"
+        );
+        assert_eq!(fs_err::read_to_string(cache.join("new")).unwrap(), "c\n");
+
+        // The next step starts from it: nothing is copied, and its diff is its own.
+        let moved = fx.tmp.path().join("kept");
+        fs_err::rename(&kept, &moved).unwrap();
+        let upper2 = fx.tmp.path().join("upper2");
+        let work2 = fx.tmp.path().join("work2");
+        fs_err::create_dir_all(&upper2).unwrap();
+        fs_err::create_dir_all(&work2).unwrap();
+        let mut second = RunSpec::new(
+            vec![fx.upper.clone(), fx.lower.clone()],
+            &upper2,
+            &work2,
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat /replace /data/sub/n; ls /cache; echo more > /data/more".into(),
+            ],
+        );
+        second.isolation = Isolation::Chroot;
+        second.chroot_reuse = Some(ChrootReuse {
+            rootfs: moved.clone(),
+            applied: 2,
+        });
+        let (result, out) = run_on(&sandbox, &second);
+        assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+        assert_eq!(out.stdout, "f\nnew\nimage-file\n");
+        assert!(!moved.exists(), "the kept rootfs was copied, not moved");
+        let layer: Vec<String> = tree(&upper2).into_keys().collect();
+        assert_eq!(layer, ["data", "data/more"], "can_mount={can_mount}");
+    }
 }

@@ -77,6 +77,7 @@ fn summary(ops: &[Op]) -> Vec<String> {
             Op::CopyIn { source, target } => {
                 format!("copy {} {}", source.display(), target.display())
             }
+            Op::Rename { from, to } => format!("mv {} {}", from.display(), to.display()),
         })
         .collect()
 }
@@ -353,7 +354,14 @@ fn chroot_without_mounts_copies_in_and_masks_every_stand_in() {
         },
     ];
     let mut out = ChrootSetup::default();
-    setup_chroot(&mut sys, &chroot_plan(mounts), false, &mut out).unwrap();
+    setup_chroot(
+        &mut sys,
+        &chroot_plan(mounts),
+        false,
+        Path::new("/w/saved"),
+        &mut out,
+    )
+    .unwrap();
     let ops = summary(&sys.ops);
     assert!(
         !ops.iter().any(|op| op.starts_with("bind")
@@ -406,7 +414,14 @@ fn chroot_without_mounts_copies_in_and_masks_every_stand_in() {
 fn chroot_with_mounts_binds_the_containers_proc_and_sys() {
     let mut sys = image_with(&[("etc", FileKind::Directory)]);
     let mut out = ChrootSetup::default();
-    setup_chroot(&mut sys, &chroot_plan(Vec::new()), true, &mut out).unwrap();
+    setup_chroot(
+        &mut sys,
+        &chroot_plan(Vec::new()),
+        true,
+        Path::new("/w/saved"),
+        &mut out,
+    )
+    .unwrap();
     let ops = summary(&sys.ops);
     assert_eq!(
         ops[..4],
