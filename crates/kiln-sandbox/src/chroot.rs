@@ -159,12 +159,11 @@ fn prepare_copy(spec: &RunSpec, rootfs: &Path) -> Result<(), HelperFailure> {
             }
         }
     });
-    let lowers = match reused {
-        Some(new) => new,
-        None => {
-            fs_err::create_dir_all(rootfs).map_err(|err| setup_err("creating the chroot", err))?;
-            &spec.lowers[..]
-        }
+    let lowers = if let Some(new) = reused {
+        new
+    } else {
+        fs_err::create_dir_all(rootfs).map_err(|err| setup_err("creating the chroot", err))?;
+        &spec.lowers[..]
     };
     copyup::copy_lowers(lowers, rootfs, copyup::Devices::Skip).map_err(|err| {
         setup_err(
