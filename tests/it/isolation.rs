@@ -97,6 +97,13 @@ fn chroot_and_namespaces_give_the_same_image_root() {
             );
         }
         assert!(log.contains(" lines=1\n"), "{name}:\n{log}");
+        // The rootfs copies chroot isolation keeps between a stage's steps go with the build.
+        let left: Vec<_> = fs_err::read_dir(store.join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("chroot-") || n.starts_with("run-"))
+            .collect();
+        assert!(left.is_empty(), "{name}: left in the store's tmp: {left:?}");
         digests.push((name, manifest_digest(&log)));
         // The cache mount was written through in every mode: a second build of the first
         // RUN (no cache) sees the first one's line.

@@ -45,6 +45,8 @@ pub(crate) struct Local<'a> {
     sandbox: OnceLock<Result<(Sandbox, Isolation), Arc<kiln_sandbox::SandboxError>>>,
     /// The sandbox's notices (chroot isolation's limits) already shown as warnings.
     notices: Mutex<std::collections::BTreeSet<String>>,
+    /// Chroot isolation: each stage's rootfs after its last RUN, for its next RUN.
+    kept_roots: KeptRoots,
     /// The COPY key inputs this build used, by memo key: `--cache-to` exports them.
     copy_inputs: Mutex<BTreeMap<String, BTreeMap<String, Digest>>>,
 }
@@ -82,6 +84,7 @@ impl<'a> Local<'a> {
             cache_mounts,
             sandbox: OnceLock::new(),
             notices: Mutex::new(std::collections::BTreeSet::new()),
+            kept_roots: KeptRoots::default(),
             copy_inputs: Mutex::new(BTreeMap::new()),
         }
     }
@@ -134,6 +137,26 @@ impl<'a> Local<'a> {
             ),
             _ => (probe.isolation, None),
         }
+    }
+
+    /// The rootfs chroot isolation kept after `stage`'s last RUN, taken for its next one.
+    pub(crate) fn take_kept_root(&self, stage: StageId) -> Option<KeptRoot> {
+        self.kept_roots
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&stage)
+    }
+
+    /// Keeps `root` for `stage`'s next RUN (replacing, and deleting, an older one).
+    pub(crate) fn keep_root(&self, stage: StageId, root: KeptRoot) {
+        let old = self
+            .kept_roots
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(stage, root);
+        drop(old);
     }
 
     /// Shows each distinct notice of a sandbox run once per build, as a warning.
@@ -326,3 +349,34 @@ pub(crate) fn copy_inputs_memo_key(
             .to_owned(),
     )
 }
+
+/// A stage's rootfs as chroot isolation left it after a RUN: the stage's layers `chains`
+/// (base first) applied, nothing else. Deleted when dropped, unless handed to the sandbox.
+#[derive(Debug)]
+pub(crate) struct KeptRoot {
+    /// A directory of the store's `tmp`, holding `rootfs`.
+    pub(crate) dir: PathBuf,
+    /// The layers it holds, base first.
+    pub(crate) chains: Vec<ChainId>,
+}
+
+impl KeptRoot {
+    /// The rootfs itself.
+    pub(crate) fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+impl Drop for KeptRoot {
+    fn drop(&mut self) {
+        if let Err(err) = fs_err::remove_dir_all(&self.dir)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%err, "removing a kept chroot");
+        }
+    }
+}
+
+/// Every stage's kept rootfs; what is left is deleted with the build.
+#[derive(Debug, Default)]
+struct KeptRoots(Mutex<std::collections::HashMap<StageId, KeptRoot>>);

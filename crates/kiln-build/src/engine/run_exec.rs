@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kiln_dockerfile::{NetworkMode, SecurityMode};
-use kiln_oci::Platform;
+use kiln_oci::{ChainId, Platform};
 use kiln_plan::{KeyInputs, RunAction, RunMount, SourceRef, StageId};
-use kiln_sandbox::{ExtraMount, Network, RunSpec, Security, Stream};
+use kiln_sandbox::{ExtraMount, Isolation, Network, RunSpec, Security, Stream};
 
 use super::cache_format::CACHE_MOUNT_ID_LEN;
 use super::copy_exec::staging_dir;
 use super::error::{MountError, StepError};
-use super::local::Local;
+use super::local::{KeptRoot, Local};
 use super::model::{LayerInfo, StageResult, StepContext};
 use super::options::{Entitlement, NetworkDefault};
 use crate::copy::digest::copy_plan_digest;
@@ -84,6 +84,23 @@ pub(crate) fn run(
     }
     let mut spec = RunSpec::new(lowers, &upper, &work, run.argv.clone());
     spec.isolation = isolation;
+    // Chroot isolation copies the stage's rootfs for a RUN; the next RUN of the stage starts
+    // from what this one leaves, with only the layers made since applied on top.
+    let chains: Vec<ChainId> = layers.iter().map(|l| l.chain.clone()).collect();
+    let mut reused = None;
+    if isolation == Isolation::Chroot {
+        spec.chroot_keep = true;
+        if let Some(kept) = engine.take_kept_root(ctx.stage)
+            && chains.starts_with(&kept.chains)
+        {
+            spec.chroot_reuse = Some(kiln_sandbox::ChrootReuse {
+                rootfs: kept.rootfs(),
+                applied: kept.chains.len(),
+            });
+            // Deleted, if the sandbox did not move it away, when this step ends.
+            reused = Some(kept);
+        }
+    }
     spec.env.clone_from(&run.env);
     spec.user.clone_from(&run.user);
     spec.workdir.clone_from(&run.workdir);
@@ -165,6 +182,15 @@ pub(crate) fn run(
         });
     }
     let layer = engine.commit(&upper, parent, ctx.in_image)?;
+    drop(reused);
+    let kept = work.join("rootfs");
+    if isolation == Isolation::Chroot && kept.is_dir() {
+        let dir = staging_dir(engine, "chroot")?;
+        fs_err::rename(&kept, dir.join("rootfs")).map_err(StepError::Fs)?;
+        let mut chains = chains;
+        chains.extend(layer.as_ref().map(|l| l.chain.clone()));
+        engine.keep_root(ctx.stage, KeptRoot { dir, chains });
+    }
     tracing::debug_span!("run_cleanup").in_scope(|| drop(cleanup));
     Ok(layer)
 }
