@@ -11,7 +11,11 @@ use std::process::{Command, Output, Stdio};
 
 use kiln_test::TestUser;
 
-use crate::builds::store_with_busybox;
+use serde_json::Value;
+
+use crate::builds::{
+    Case, EPOCH, FsEntry, cases, layout_config, parallel, store_with_busybox, umoci_unpack, walk,
+};
 use crate::common::{has_tool, kiln_in, run_ok};
 
 /// The kiln binary under test.
@@ -409,4 +413,248 @@ fn rootless_user_without_subordinate_ids_is_told_both_ways_out() {
     }
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(fx.leftovers(), Vec::<String>::new());
+}
+
+/// COPY, ADD and WORKDIR write their staging tree with the container's owners by a
+/// host-side `fchown`/`chownat` (kiln-build copy/write.rs): EPERM for an unprivileged caller,
+/// even for owner 0.
+const COPY_CHOWNS_ON_HOST: &str = "COPY/ADD/WORKDIR chown their staging tree on the host (EPERM)";
+
+/// The layer of a RUN is read on the host, as the caller: a file a container user made
+/// private (mode 0640, owner a subordinate id) cannot be read (EACCES).
+const COMMIT_READS_ON_HOST: &str = "the RUN layer is read on the host (EACCES on private files)";
+
+/// The layer of a RUN records host ids: the caller's uid for the container's root and
+/// 200000+ for its users; nothing maps them back to container ids (and snapshots are
+/// unpacked without owners rootless).
+const LAYER_HAS_HOST_IDS: &str = "the RUN layer records host ids, not the container's";
+
+/// Corpus cases that fail rootless, with the reason. Each must exist and must still fail
+/// rootless, so a fix shows up as a stale entry here.
+const CORPUS_NOT_ROOTLESS: &[(&str, &str)] = &[
+    ("add-tar-chown", COPY_CHOWNS_ON_HOST),
+    ("add-tar-extract", COPY_CHOWNS_ON_HOST),
+    ("copy-chmod", COPY_CHOWNS_ON_HOST),
+    ("copy-chmod-dir", COPY_CHOWNS_ON_HOST),
+    ("copy-chown-name", COPY_CHOWNS_ON_HOST),
+    ("copy-dir-contents", COPY_CHOWNS_ON_HOST),
+    ("copy-dot-context", COPY_CHOWNS_ON_HOST),
+    ("copy-exclude", COPY_CHOWNS_ON_HOST),
+    ("copy-from-stage-keeps-owner", COMMIT_READS_ON_HOST),
+    ("copy-from-stage-wildcard", COPY_CHOWNS_ON_HOST),
+    ("copy-heredoc", COPY_CHOWNS_ON_HOST),
+    ("copy-outside-context", COPY_CHOWNS_ON_HOST),
+    ("copy-overwrite-and-delete", COPY_CHOWNS_ON_HOST),
+    ("copy-parents", COPY_CHOWNS_ON_HOST),
+    ("copy-parents-pivot", COPY_CHOWNS_ON_HOST),
+    ("copy-relative-dest", COPY_CHOWNS_ON_HOST),
+    ("copy-symlink", COPY_CHOWNS_ON_HOST),
+    ("copy-through-dest-symlink", COPY_CHOWNS_ON_HOST),
+    ("copy-trailing-slash", COPY_CHOWNS_ON_HOST),
+    ("copy-wildcards", COPY_CHOWNS_ON_HOST),
+    ("dockerignore-reinclude", COPY_CHOWNS_ON_HOST),
+    (
+        "dockerignore-reinclude-in-excluded-dir",
+        COPY_CHOWNS_ON_HOST,
+    ),
+    ("env-in-instructions", COPY_CHOWNS_ON_HOST),
+    ("multistage-copy-from-name", COPY_CHOWNS_ON_HOST),
+    ("run-env-and-workdir", COPY_CHOWNS_ON_HOST),
+    ("run-heredoc-shebang-and-chmod", COPY_CHOWNS_ON_HOST),
+    ("run-special-files", LAYER_HAS_HOST_IDS),
+    ("user-added-in-run", COPY_CHOWNS_ON_HOST),
+    ("user-numeric-unknown", LAYER_HAS_HOST_IDS),
+    ("user-whoami", LAYER_HAS_HOST_IDS),
+    ("whiteout-delete-chmod", LAYER_HAS_HOST_IDS),
+    ("workdir-created-relative", COPY_CHOWNS_ON_HOST),
+    ("workdir-owned-by-user", COPY_CHOWNS_ON_HOST),
+];
+
+/// The build corpus (`testdata/builds`, see builds.rs) built by the rootless user into its
+/// own store; root unpacks the OCI layouts with umoci to check owners.
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_umoci),
+    ignore = "needs root, busybox, umoci"
+)]
+fn rootless_corpus_builds_match_expectations() {
+    let fx = Rootless::new();
+    let work = fx.dir.path().join("work");
+    fs_err::create_dir(&work).unwrap();
+    fx.user.give(&work);
+    let cases = cases();
+    for (name, _) in CORPUS_NOT_ROOTLESS {
+        assert!(
+            cases.iter().any(|c| c.name == *name),
+            "CORPUS_NOT_ROOTLESS names `{name}`, which is not in the corpus"
+        );
+    }
+    let only = std::env::var("KILN_CORPUS_CASE").ok();
+    let selected: Vec<&Case> = cases
+        .iter()
+        .filter(|c| only.as_deref().is_none_or(|o| o == c.name))
+        .collect();
+    let reports = parallel(&selected, |case| {
+        let built = fx.build_case(case, &work);
+        let problems = check_built(case, &built);
+        (case.name.clone(), problems, built.stderr)
+    });
+    let mut failures = Vec::new();
+    for (name, problems, stderr) in reports {
+        let excluded = CORPUS_NOT_ROOTLESS.iter().any(|(n, _)| *n == name);
+        match (excluded, problems.is_empty()) {
+            (false, false) => failures.push(format!(
+                "== {name}:\n  {}\n  --- kiln output:\n{stderr}",
+                problems.join("\n  ")
+            )),
+            (true, true) => failures.push(format!(
+                "== {name}: passes rootless now; remove it from CORPUS_NOT_ROOTLESS"
+            )),
+            _ => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed rootless:\n{}",
+        failures.len(),
+        selected.len(),
+        failures.join("\n")
+    );
+    // A failed WORKDIR step leaves its staging directory (kiln-build copy_exec.rs, as
+    // root too); RUN steps must leave nothing, whatever their users wrote.
+    let run_scratch: Vec<String> = fx
+        .leftovers()
+        .into_iter()
+        .filter(|name| !name.starts_with("workdir-"))
+        .collect();
+    assert_eq!(
+        run_scratch,
+        Vec::<String>::new(),
+        "builds left scratch behind"
+    );
+}
+
+/// What a rootless build of a corpus case produced.
+struct Built {
+    code: Option<i32>,
+    stderr: String,
+    layout: PathBuf,
+    rootfs: Option<PathBuf>,
+}
+
+impl Rootless {
+    /// Builds `case` as the user into `work/<case>/layout` (an OCI layout), unpacked by root.
+    fn build_case(&self, case: &Case, work: &Path) -> Built {
+        let out_dir = work.join(&case.name);
+        fs_err::create_dir_all(&out_dir).unwrap();
+        let args = case.build_args(&out_dir);
+        self.user.give(&out_dir);
+        let layout = out_dir.join("layout");
+        let out = self
+            .kiln()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .args(["build", "--progress", "plain", "-t"])
+            .arg(format!("corpus-{}:latest", case.name))
+            .arg("-f")
+            .arg(case.dir.join("Dockerfile"))
+            .arg("-o")
+            .arg(format!("type=oci,dest={},tar=false", layout.display()))
+            .args(args)
+            .arg(case.context(&out_dir))
+            .output()
+            .unwrap();
+        let rootfs = out
+            .status
+            .success()
+            .then(|| umoci_unpack(&layout, "latest", &out_dir.join("bundle")));
+        Built {
+            code: out.status.code(),
+            stderr: stderr_of(&out),
+            layout,
+            rootfs,
+        }
+    }
+}
+
+/// The expectations of builds.rs's corpus (`log_contains`, `fail`, `config`, `files`)
+/// checked against a rootless build; returns the mismatches.
+fn check_built(case: &Case, built: &Built) -> Vec<String> {
+    let expect = &case.expect;
+    let mut problems: Vec<String> = expect["log_contains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|needle| !built.stderr.contains(needle))
+        .map(|needle| format!("output lacks `{needle}`"))
+        .collect();
+    if let Some(fail) = expect.get("fail") {
+        if built.code != Some(1) {
+            problems.push(format!("expected exit 1, got {:?}", built.code));
+        }
+        for needle in fail["stderr"].as_array().into_iter().flatten() {
+            let needle = needle.as_str().unwrap();
+            if !built.stderr.contains(needle) {
+                problems.push(format!("stderr lacks `{needle}`"));
+            }
+        }
+        return problems;
+    }
+    let Some(rootfs) = &built.rootfs else {
+        problems.push(format!("build failed ({:?})", built.code));
+        return problems;
+    };
+    let config = layout_config(&built.layout);
+    for (field, want) in expect["config"].as_object().into_iter().flatten() {
+        let got = config["config"].get(field).cloned().unwrap_or(Value::Null);
+        if &got != want {
+            problems.push(format!("config {field}: expected {want}, got {got}"));
+        }
+    }
+    let tree = walk(rootfs);
+    for (path, want) in expect["files"].as_object().into_iter().flatten() {
+        problems.extend(check_entry(path, want, tree.get(path)));
+    }
+    problems
+}
+
+fn check_entry(path: &str, want: &Value, got: Option<&FsEntry>) -> Vec<String> {
+    let want_kind = want["type"].as_str().unwrap_or("file");
+    let Some(got) = got else {
+        return if want_kind == "absent" {
+            Vec::new()
+        } else {
+            vec![format!("{path}: missing (expected {want_kind})")]
+        };
+    };
+    let mut problems = Vec::new();
+    if got.kind != want_kind {
+        problems.push(format!("{path}: is a {}, expected {want_kind}", got.kind));
+    }
+    if let Some(mode) = want["mode"].as_str()
+        && got.mode != u32::from_str_radix(mode, 8).unwrap()
+    {
+        problems.push(format!("{path}: mode {:04o}, expected {mode}", got.mode));
+    }
+    for (field, value) in [("uid", got.uid), ("gid", got.gid)] {
+        if let Some(want) = want[field].as_u64()
+            && u64::from(value) != want
+        {
+            problems.push(format!("{path}: {field} {value}, expected {want}"));
+        }
+    }
+    let data = String::from_utf8_lossy(&got.data);
+    for field in ["content", "target"] {
+        if let Some(want) = want[field].as_str()
+            && data != want
+        {
+            problems.push(format!("{path}: {field} {data:?}, expected {want:?}"));
+        }
+    }
+    if let Some(want) = want["contains"].as_str()
+        && !data.contains(want)
+    {
+        problems.push(format!("{path}: content {data:?} lacks {want:?}"));
+    }
+    problems
 }
