@@ -22,10 +22,10 @@ const SUBGID_FILE: &str = "/etc/subgid";
 
 /// Removes `path` (a directory tree or a single file); a missing path is not an error.
 ///
-/// Directories without owner write or search permission are opened up first (the overlay's
-/// mode-0 `work/` directory, read-only layer directories). What is still refused to an
-/// unprivileged caller is removed inside a user namespace mapped like the sandbox's; when
-/// that is impossible the error says what to configure.
+/// When that is refused, directories without owner write or search permission are opened up
+/// (the overlay's mode-0 `work/` directory, read-only layer directories) and it is tried
+/// again. What is still refused to an unprivileged caller is removed inside a user namespace
+/// mapped like the sandbox's; when that is impossible the error says what to configure.
 pub fn remove_tree(path: &Path) -> Result<(), StoreError> {
     let meta = match fs_err::symlink_metadata(path) {
         Ok(meta) => meta,
@@ -35,8 +35,16 @@ pub fn remove_tree(path: &Path) -> Result<(), StoreError> {
     if !meta.is_dir() {
         return Ok(fs_err::remove_file(path)?);
     }
-    make_owner_writable(path);
-    match fs_err::remove_dir_all(path) {
+    // The common case (root, or nothing private in the tree) costs one pass.
+    let first = fs_err::remove_dir_all(path);
+    let retried = match first {
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+            make_owner_writable(path);
+            fs_err::remove_dir_all(path)
+        }
+        other => other,
+    };
+    match retried {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(err)
