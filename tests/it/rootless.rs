@@ -325,8 +325,8 @@ fn rootless_kiln_run_leaves_nothing_behind() {
 }
 
 /// A `kiln run` killed with SIGKILL leaves its scratch directory, with files of subordinate
-/// ids in a directory the user may not write: `verify` reports it, `prune` removes it (and
-/// cache mounts given to uid 1000), both as the user.
+/// ids in a directory the user may not read: `verify` reports it and `verify --repair`
+/// removes it; `prune` removes another (and cache mounts given to uid 1000), all as the user.
 #[test]
 #[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn rootless_prune_and_verify_after_builds_and_runs() {
@@ -343,6 +343,47 @@ fn rootless_prune_and_verify_after_builds_and_runs() {
     fx.build_local(&ctx, "out", &["-t", "owned:latest"]);
     run_ok(fx.kiln().args(["run", "owned", "ls", "/home/user/d"]));
 
+    crash_a_run(&fx);
+    let report = verify(&fx);
+    assert!(report.contains("leftover temp"), "{report}");
+    let out = fx
+        .kiln()
+        .args(["store", "verify", "--repair"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        fx.leftovers(),
+        Vec::<String>::new(),
+        "verify --repair left them"
+    );
+
+    crash_a_run(&fx);
+    run_ok(fx.kiln().args(["rmi", "owned"]));
+    let pruned = run_ok(fx.kiln().args(["prune", "--all"]));
+    assert!(pruned.contains("1 cache mounts"), "{pruned}");
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+    assert_eq!(
+        fs_err::read_dir(fx.store().join("mounts"))
+            .unwrap()
+            .filter(|e| !e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.'))
+            .count(),
+        0,
+        "a cache mount survived prune --all"
+    );
+    let report = verify(&fx);
+    assert!(!report.contains("leftover"), "{report}");
+    assert_eq!(fx.foreign_files_outside_the_store(), Vec::<String>::new());
+}
+
+/// Starts a `kiln run` that makes a directory of uid 1000 (a subordinate id on the host) that
+/// the user may not read, and kills kiln with SIGKILL once it is there: its scratch stays.
+fn crash_a_run(fx: &Rootless) {
     let mut crashed = fx
         .kiln()
         .args([
@@ -367,30 +408,6 @@ fn rootless_prune_and_verify_after_builds_and_runs() {
         !fx.leftovers().is_empty(),
         "the killed run left no scratch to clean"
     );
-
-    let report = verify(&fx);
-    assert!(report.contains("leftover temp"), "{report}");
-
-    run_ok(fx.kiln().args(["rmi", "owned"]));
-    let pruned = run_ok(fx.kiln().args(["prune", "--all"]));
-    assert!(pruned.contains("1 cache mounts"), "{pruned}");
-    assert_eq!(fx.leftovers(), Vec::<String>::new());
-    assert_eq!(
-        fs_err::read_dir(fx.store().join("mounts"))
-            .unwrap()
-            .filter(|e| !e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.'))
-            .count(),
-        0,
-        "a cache mount survived prune --all"
-    );
-    let report = verify(&fx);
-    assert!(!report.contains("leftover"), "{report}");
-    assert_eq!(fx.foreign_files_outside_the_store(), Vec::<String>::new());
 }
 
 #[test]
