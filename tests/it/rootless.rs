@@ -415,24 +415,32 @@ fn crash_a_run(fx: &Rootless) {
 fn rootless_user_without_subordinate_ids_is_told_both_ways_out() {
     let fx = Rootless::for_user(kiln_test::user_without_subids());
     let ctx = fx.context("nosub", "FROM busybox\nRUN true\n", &[]);
-    let out = fx
-        .kiln()
-        .args(["build", "--progress", "plain"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for needle in [
-        "no subordinate id range for user kilnrlnosub",
-        "usermod --add-subuids",
-        "--add-subgids",
-        "--isolation=chroot",
-    ] {
-        assert!(stderr.contains(needle), "lacks `{needle}`:\n{stderr}");
+    // With namespaces asked for, and with the default (auto), which cannot fall back to
+    // chroot isolation for a user who is not root.
+    for isolation in ["namespaces", "auto"] {
+        let out = fx
+            .kiln()
+            .env("KILN_ISOLATION", isolation)
+            .args(["build", "--progress", "plain"])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{isolation}: {stderr}");
+        for needle in [
+            "no subordinate id range for user kilnrlnosub",
+            "usermod --add-subuids",
+            "--add-subgids",
+            "--isolation=chroot",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{isolation}: lacks `{needle}`:\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(fx.leftovers(), Vec::<String>::new(), "{isolation}");
     }
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(fx.leftovers(), Vec::<String>::new());
 }
 
 /// COPY, ADD and WORKDIR write their staging tree with the container's owners by a
