@@ -16,6 +16,7 @@ mod import;
 mod isolation;
 mod names;
 mod registry;
+mod rootless;
 mod run;
 mod security;
 mod store;

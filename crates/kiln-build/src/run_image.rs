@@ -321,7 +321,9 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Err(err) = fs_err::remove_dir_all(&self.0) {
+        // Rootless, the upperdir holds files of the sandbox's subordinate ids and the
+        // overlay's mode-0 work directory: remove_tree copes with both.
+        if let Err(err) = kiln_store::remove_tree(&self.0) {
             tracing::warn!(
                 path = %self.0.display(),
                 %err,

@@ -142,7 +142,8 @@ fn holder_main(
         return report(format!(
             "cannot create user/pid/uts/ipc namespaces: {err}; user namespaces may be disabled \
              (check `sysctl kernel.unprivileged_userns_clone` and `user.max_user_namespaces`, \
-             or the container's seccomp profile)"
+             or the container's seccomp profile). Allow them, or run kiln as root in a \
+             container with `--isolation=chroot`"
         ));
     }
     if process::signal_pipe(ready).is_err() || !process::await_pipe(go).unwrap_or(false) {
@@ -192,7 +193,9 @@ enum IdMapError {
         source: std::io::Error,
     },
     #[error(
-        "{} {pid} 0 {id} 1 1 {start} {count} failed ({status}); check that it is setuid root and that the range is yours in /etc/subuid and /etc/subgid",
+        "{} {pid} 0 {id} 1 1 {start} {count} failed ({status}); check that it is setuid root \
+         (or has the setuid capability) and that the range is yours in /etc/subuid and \
+         /etc/subgid, or run kiln as root in a container with `--isolation=chroot`",
         program.display()
     )]
     ToolFailed {
@@ -204,7 +207,9 @@ enum IdMapError {
         status: std::process::ExitStatus,
     },
     #[error(
-        "no subordinate id range for user {who} in {}: rootless sandboxes need one, e.g. `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}`",
+        "no subordinate id range for user {who} in {}: rootless RUN needs one for the image's \
+         users; add it with `sudo usermod --add-subuids 100000-165535 --add-subgids \
+         100000-165535 {who}`, or run kiln as root in a container with `--isolation=chroot`",
         file.display()
     )]
     NoSubordinateRange { who: String, file: PathBuf },

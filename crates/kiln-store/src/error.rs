@@ -112,6 +112,22 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A tree written by rootless RUN steps or containers could not be removed: its files
+    /// belong to subordinate ids, and removing it inside a user namespace failed too.
+    #[error(
+        "cannot remove {}: {source}; its files belong to the subordinate ids of rootless RUN \
+         steps, and removing it inside a user namespace failed: {reason}",
+        path.display()
+    )]
+    RemoveRootless {
+        /// The tree.
+        path: PathBuf,
+        /// Why the plain removal failed.
+        #[source]
+        source: io::Error,
+        /// Why the removal in a user namespace failed.
+        reason: crate::RootlessRemovalError,
+    },
     /// A snapshot was asked for that does not exist.
     #[error("snapshot {chain} not found in the store; unpack its layers first")]
     SnapshotNotFound {

@@ -6,7 +6,6 @@
 //! crash mid-delete never leaves a half snapshot visible.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -287,7 +286,7 @@ impl Store {
                 if temp_owner(&name).is_some_and(pid_is_alive) {
                     continue;
                 }
-                remove_any(&entry.path())?;
+                crate::remove_tree(&entry.path())?;
                 removed += 1;
             }
         }
@@ -307,43 +306,20 @@ impl Store {
     pub(crate) fn remove_dir_via_trash(&self, dir: &Path) -> Result<(), StoreError> {
         let trash = crate::layout::create_temp_dir(&self.dir("tmp/trash"), "trash")?;
         let target = trash.join("t");
-        fs_err::rename(dir, &target)?;
+        if let Err(err) = fs_err::rename(dir, &target) {
+            // Moving a directory rewrites its `..`, which needs write permission on it: a
+            // rootless cache mount given a subordinate owner (`uid=`) can only be removed in
+            // place. GC holds the exclusive lock, so no build sees it half-removed.
+            if err.kind() != io::ErrorKind::PermissionDenied {
+                return Err(err.into());
+            }
+            crate::remove_tree(&trash)?;
+            return crate::remove_tree(dir);
+        }
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
-        make_writable(&target);
-        Ok(fs_err::remove_dir_all(&trash)?)
-    }
-}
-
-pub(crate) fn remove_any(path: &Path) -> Result<(), StoreError> {
-    let meta = fs_err::symlink_metadata(path)?;
-    if meta.is_dir() {
-        make_writable(path);
-        fs_err::remove_dir_all(path)?;
-    } else {
-        fs_err::remove_file(path)?;
-    }
-    Ok(())
-}
-
-/// Layers may contain read-only directories (mode 0555); as non-root they would not be
-/// removable.
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    for entry in walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        if entry.file_type().is_dir()
-            && let Ok(meta) = entry.metadata()
-            && meta.permissions().mode() & 0o700 != 0o700
-        {
-            let _ = fs_err::set_permissions(
-                entry.path(),
-                fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
-            );
-        }
+        crate::remove_tree(&trash)
     }
 }
 

@@ -13,6 +13,7 @@ mod graph;
 mod layout;
 mod lock;
 mod refs;
+mod remove;
 mod snapshot;
 mod verify;
 
@@ -23,4 +24,5 @@ pub use gc::{GcOptions, GcReport};
 pub use layout::{LAYOUT_VERSION, Store};
 pub use lock::{Lease, LockMode, StoreLock};
 pub use refs::RefEntry;
+pub use remove::{RootlessRemovalError, remove_tree};
 pub use verify::{Problem, VerifyReport};

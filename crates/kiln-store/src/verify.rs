@@ -185,7 +185,7 @@ impl Store {
         if repair {
             for path in &report.leftover_temp {
                 if path.exists() || fs_err::symlink_metadata(path).is_ok() {
-                    crate::gc::remove_any(path)?;
+                    crate::remove_tree(path)?;
                 }
             }
             report.repaired = true;

@@ -16,6 +16,7 @@ mod proxy;
 mod raw_tar;
 mod registry;
 mod requirements;
+mod rootless;
 
 pub use busybox::{BUSYBOX_APPLETS, busybox_rootfs};
 pub use filters::snapshot_filters;
@@ -26,4 +27,8 @@ pub use registry::{Registry, http_status};
 pub use requirements::{
     has_tool, require, require_busybox, require_conformance, require_overlay, require_root,
     require_tool,
+};
+pub use rootless::{
+    ROOTLESS_RANGE, ROOTLESS_USER, TestUser, USER_WITHOUT_SUBIDS, assert_traversable,
+    rootless_user, user_without_subids,
 };

@@ -240,9 +240,13 @@ impl CacheMounts {
     }
 }
 
-/// Whether `dir` is missing or has no entries.
+/// Whether `dir` is missing or has no entries. One the caller may not read is not empty: a
+/// rootless RUN gave it a subordinate owner (`uid=`) and a private `mode=`, so it was used.
 fn is_empty_dir(dir: &Path) -> bool {
-    fs_err::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+    match fs_err::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(err) => err.kind() != std::io::ErrorKind::PermissionDenied,
+    }
 }
 
 /// The sum of the sizes of the files under `dir`; `None` when it has no entries.
@@ -320,8 +324,10 @@ fn restore(
             Err(e) => Err(CacheMountError::Rename(e)),
         }
     })();
-    if !matches!(unpacked, Ok(true)) {
-        let _ = fs_err::remove_dir_all(&staging);
+    if !matches!(unpacked, Ok(true))
+        && let Err(err) = kiln_store::remove_tree(&staging)
+    {
+        tracing::warn!(path = %staging.display(), %err, "cannot remove a cache mount's staging directory");
     }
     unpacked
 }

@@ -200,7 +200,11 @@ struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = fs_err::remove_dir_all(&self.0);
+        // Rootless, the upperdir holds files of the sandbox's subordinate ids and the
+        // overlay's mode-0 work directory, which a plain removal leaves behind.
+        if let Err(err) = kiln_store::remove_tree(&self.0) {
+            tracing::warn!(path = %self.0.display(), %err, "cannot remove a RUN step's scratch directory");
+        }
     }
 }
 
@@ -247,8 +251,7 @@ fn provide_mount(
                 engine
                     .cache_mounts
                     .before_run(engine.store, store_id, id, &dir, engine.events);
-            let is_new =
-                is_restored || fs_err::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
+            let is_new = is_restored || is_new_cache_dir(&dir)?;
             if is_new {
                 if !is_restored && !matches!(from, SourceRef::Scratch) {
                     let seed = materialize(engine, from, source, deps, platform, extra)?;
@@ -352,6 +355,23 @@ fn provide_mount(
 }
 
 use kiln_oci::Digest;
+
+/// Whether a cache mount's directory is still as the store made it, and so to be seeded and
+/// given its mode and owner: empty, and (rootless) still the caller's. A RUN that used it with
+/// `uid=` gave it another owner, on the host a subordinate id the caller can neither `chmod`
+/// nor, with `mode=0700`, read.
+fn is_new_cache_dir(dir: &std::path::Path) -> Result<bool, StepError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = fs_err::metadata(dir).map_err(StepError::Fs)?.uid();
+    let caller = rustix::process::geteuid();
+    if !caller.is_root() && owner != caller.as_raw() {
+        return Ok(false);
+    }
+    match fs_err::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(err) => Err(StepError::Fs(err)),
+    }
+}
 
 /// What a mount of `source` from `from` holds, planned like `COPY source /` (owners kept
 /// for stage and image sources): the same plan keys the step and provides the mount.
