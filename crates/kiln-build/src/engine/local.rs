@@ -127,7 +127,12 @@ impl<'a> Local<'a> {
                 return (Isolation::Namespaces, None);
             }
         };
-        let probe = sandbox.probe(scratch.path());
+        // Rootless, the overlay leaves a mode-0 work directory a plain removal cannot enter.
+        let scratch = scratch.keep();
+        let probe = sandbox.probe(&scratch);
+        if let Err(err) = kiln_store::remove_tree(&scratch) {
+            tracing::warn!(%err, "removing the isolation probe's scratch directory");
+        }
         match probe.isolation {
             Isolation::Chroot => (
                 Isolation::Chroot,
@@ -369,9 +374,7 @@ impl KeptRoot {
 
 impl Drop for KeptRoot {
     fn drop(&mut self) {
-        if let Err(err) = fs_err::remove_dir_all(&self.dir)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(err) = kiln_store::remove_tree(&self.dir) {
             tracing::warn!(%err, "removing a kept chroot");
         }
     }
