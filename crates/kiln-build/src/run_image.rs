@@ -15,7 +15,11 @@ use std::time::Duration;
 
 use kiln_oci::{ContainerConfig, Digest, ImageRef, Platform, ResolvedImage};
 use kiln_registry::ClientConfig;
-use kiln_sandbox::{CancelToken, Network, RunOutcome, RunSpec, Sandbox, SandboxConfig, Stream};
+use kiln_sandbox::{
+    CancelToken, Isolation, Network, RunOutcome, RunSpec, Sandbox, SandboxConfig, Stream,
+};
+
+use crate::IsolationMode;
 use kiln_store::{LockMode, Store, StoreError};
 
 use crate::images::{ImageError, PullOutcome, find_image, parse_image_name, pull_image};
@@ -83,6 +87,7 @@ pub struct ContainerRun {
     workdir: Option<String>,
     hostname: Option<String>,
     network: Network,
+    isolation: IsolationMode,
     timeout: Option<Duration>,
     cancel: Option<CancelToken>,
     sandbox_helper: Option<PathBuf>,
@@ -129,6 +134,14 @@ impl ContainerRun {
     /// `--hostname`: default is a fresh 12-hex-digit container ID, as docker does.
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
         self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// `--isolation`: as for a build, `auto` (the default) probes the host and falls back to
+    /// chroot isolation where the namespace sandbox cannot start; the fallback's reason is
+    /// then the first of the outcome's `notices`.
+    pub fn isolation(mut self, isolation: IsolationMode) -> Self {
+        self.isolation = isolation;
         self
     }
 
@@ -239,8 +252,25 @@ impl ContainerRun {
             helper_exe: self.sandbox_helper.clone(),
             ..SandboxConfig::default()
         })?;
-        let outcome = sandbox.run(&spec, on_output)?;
+        let mut fallback = None;
+        spec.isolation = match self.isolation {
+            IsolationMode::Namespaces => Isolation::Namespaces,
+            IsolationMode::Chroot => Isolation::Chroot,
+            IsolationMode::Auto => {
+                let probe = sandbox.probe(&scratch.make_dir("probe")?);
+                if probe.isolation == Isolation::Chroot {
+                    fallback = probe
+                        .reason
+                        .map(|reason| format!("{reason}: using chroot isolation"));
+                }
+                probe.isolation
+            }
+        };
+        let mut outcome = sandbox.run(&spec, on_output)?;
         drop(scratch);
+        if let Some(reason) = fallback {
+            outcome.notices.insert(0, reason);
+        }
         Ok(outcome)
     }
 }

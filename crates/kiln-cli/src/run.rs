@@ -16,7 +16,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use kiln_build::oci::ResolvedImage;
 use kiln_build::{
-    CancelToken, ClientConfig, ContainerRun, Network, RunImageError, SandboxError, Store, Stream,
+    CancelToken, ClientConfig, ContainerRun, IsolationMode, Network, RunImageError, SandboxError,
+    Store, Stream,
 };
 
 /// docker's exit code when the container could not be created or started.
@@ -47,6 +48,10 @@ pub(crate) struct RunArgs {
     /// The network: the host's, or a private one with only loopback.
     #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
     network: NetworkArg,
+    /// How the command is isolated: auto (probe; fall back to chroot as root in an
+    /// unprivileged container), namespaces or chroot.
+    #[arg(long, value_enum, env = "KILN_ISOLATION", default_value = "auto")]
+    isolation: IsolationArg,
     /// Hostname inside the container (default: a random 12-hex-digit container ID).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
@@ -74,6 +79,13 @@ enum NetworkArg {
     None,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum IsolationArg {
+    Auto,
+    Namespaces,
+    Chroot,
+}
+
 /// Runs `kiln run`.
 pub(crate) fn run(args: &RunArgs, root: Option<&Path>) -> ExitCode {
     let mut container = match container_of(args) {
@@ -99,7 +111,13 @@ pub(crate) fn run(args: &RunArgs, root: Option<&Path>) -> ExitCode {
     }
     let signal = caught.load(Ordering::SeqCst);
     match result {
-        Ok(outcome) => exit_code(outcome.status.code()),
+        Ok(outcome) => {
+            // The isolation's fallback and limits, after the command's own output.
+            for notice in &outcome.notices {
+                eprintln!("warning: {notice}");
+            }
+            exit_code(outcome.status.code())
+        }
         // A terminal's Ctrl-C also reaches the sandbox helper (same process group), which may
         // die before the cancellation is seen: any failure after a signal is the signal's (the
         // token is only cancelled by a signal).
@@ -151,10 +169,16 @@ fn container_of(args: &RunArgs) -> anyhow::Result<ContainerRun> {
     if let Some(secs) = args.timeout {
         container = container.timeout(Duration::from_secs(secs));
     }
-    Ok(container.network(match args.network {
-        NetworkArg::Host => Network::Host,
-        NetworkArg::None => Network::None,
-    }))
+    Ok(container
+        .network(match args.network {
+            NetworkArg::Host => Network::Host,
+            NetworkArg::None => Network::None,
+        })
+        .isolation(match args.isolation {
+            IsolationArg::Auto => IsolationMode::Auto,
+            IsolationArg::Namespaces => IsolationMode::Namespaces,
+            IsolationArg::Chroot => IsolationMode::Chroot,
+        }))
 }
 
 /// One `-e` value: `KEY=VALUE` as is; a bare `KEY` from kiln's environment, or nothing when
