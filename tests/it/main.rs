@@ -14,6 +14,7 @@ mod examples;
 mod examples_lang;
 mod import;
 mod names;
+mod pod;
 mod registry;
 mod run;
 mod security;
