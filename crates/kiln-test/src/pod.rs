@@ -574,21 +574,36 @@ fn containers_seccomp(user_namespaces_blocked: bool) -> Value {
 /// The user-namespace emulation of a pod, run by `sh`: `$1` is a scratch dir, the rest the
 /// command. `unshare --map-users` goes through newuidmap, which refuses root a range it has
 /// no /etc/subuid entry for, so the parent (host root) writes the maps itself once the
-/// child is in its namespace, then lets it go on.
-const USERNS_SCRIPT: &str = r#"set -eu
-sync=$(mktemp -d "$1/userns.XXXXXX"); shift
-mkfifo "$sync/ready" "$sync/go"
-unshare --user -- sh -c 'echo > "$0/ready"; read -r _ < "$0/go"; exec "$@"' "$sync" "$@" &
-child=$!
-read -r _ < "$sync/ready"
-echo "0 0 $KILN_EMULATED_IDS" > "/proc/$child/uid_map"
-echo "0 0 $KILN_EMULATED_IDS" > "/proc/$child/gid_map"
+/// child is in its namespace, then lets it go on. When `unshare` itself fails, the subshell
+/// releases the parent instead of leaving it waiting on the FIFO.
+const USERNS_SCRIPT: &str = r#"set -u
+sync=$(mktemp -d "$1/userns.XXXXXX") || exit 125
+shift
+trap 'rm -rf "$sync"' EXIT
+mkfifo "$sync/ready" "$sync/go" || exit 125
+(
+  unshare --user -- sh -c 'echo "$$" > "$0/ready"; read -r _ < "$0/go"; exec "$@"' "$sync" "$@"
+  status=$?
+  [ -e "$sync/released" ] || echo failed > "$sync/ready"
+  exit "$status"
+) &
+job=$!
+read -r child < "$sync/ready"
+touch "$sync/released"
+if [ "$child" = failed ]; then
+  echo "kiln-test emulation: unshare --user failed" >&2
+  wait "$job"
+  exit 125
+fi
+if ! { echo "0 0 $KILN_EMULATED_IDS" > "/proc/$child/uid_map" &&
+       echo "0 0 $KILN_EMULATED_IDS" > "/proc/$child/gid_map"; }; then
+  echo "kiln-test emulation: cannot write the id maps of process $child" >&2
+  kill -KILL "$child"
+  wait "$job"
+  exit 125
+fi
 echo > "$sync/go"
-set +e
-wait "$child"
-status=$?
-rm -rf "$sync"
-exit "$status"
+wait "$job"
 "#;
 
 /// Inside the new user namespace, still with every capability in it: no further user
