@@ -23,11 +23,14 @@ pub const TOOLS: &[&str] = &[
     "mmdebstrap",
     "oci-image-tool",
     "python3",
+    "runc",
     "runuser",
     "script",
+    "setpriv",
     "skopeo",
     "tar",
     "umoci",
+    "unshare",
 ];
 
 /// Tools that many tests need together: each group has one `kiln_no_<group>` cfg, set when

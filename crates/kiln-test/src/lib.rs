@@ -12,6 +12,7 @@
 
 mod busybox;
 mod filters;
+pub mod pod;
 mod proxy;
 mod raw_tar;
 mod registry;
