@@ -3,7 +3,7 @@
 //! child user namespace with `user.max_user_namespaces` 0 and Docker's bounding set) that CI
 //! always runs. First the environments themselves are checked to be what they claim; then
 //! builds without RUN, which need no isolation, give the same digest inside as outside.
-//! The builds with RUN wait for `--isolation=chroot` and are ignored until it lands.
+//! The builds with RUN fall back to chroot isolation (`--isolation auto`) and say so.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -390,20 +390,32 @@ const ONE_RUN: &str = "FROM busybox\n\
                        COPY b.txt /b.txt\n\
                        RUN cat /b.txt > /ran.txt && id -u >> /ran.txt\n";
 
-/// Asserts the progress of a build under `confinement` names chroot isolation.
+/// Asserts the progress of a build under `confinement` says, in one line, that `auto` fell
+/// back to chroot isolation and why.
 fn assert_says_chroot(progress: &str, confinement: &dyn Confinement) {
+    let lines: Vec<&str> = progress
+        .lines()
+        .filter(|l| l.ends_with(": using chroot isolation"))
+        .collect();
     assert!(
-        progress.contains("chroot"),
-        "{} should have fallen back to chroot isolation and said so:\n{progress}",
+        lines.len() == 1 && lines[0].starts_with("WARNING: user namespaces are "),
+        "{} should have fallen back to chroot isolation and said why, once:\n{progress}",
         confinement.describe()
     );
 }
 
 #[test]
-#[ignore = "needs --isolation=chroot (issue 18)"]
+#[cfg_attr(
+    any(
+        kiln_no_root,
+        kiln_no_unshare,
+        kiln_no_setpriv,
+        kiln_no_busybox,
+        kiln_no_skopeo
+    ),
+    ignore = "needs root, unshare, setpriv, busybox, skopeo"
+)]
 fn emulation_build_with_run_uses_chroot_and_matches_outside_root() {
-    // When enabling: replace the #[ignore] with the requirements of
-    // `emulation_build_without_run_writes_the_same_digest_as_outside_root`.
     kiln_test::require_tool("skopeo");
     let fixture = Fixture::new(ONE_RUN);
     let inside = fixture.path("emulated.tar");
@@ -420,10 +432,11 @@ fn emulation_build_with_run_uses_chroot_and_matches_outside_root() {
 }
 
 #[test]
-#[ignore = "needs --isolation=chroot (issue 18)"]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_runc, kiln_no_busybox, kiln_no_registry_tools),
+    ignore = "needs root, runc, busybox, docker-registry, htpasswd, skopeo, umoci"
+)]
 fn pod_build_with_run_uses_chroot_and_matches_outside_root() {
-    // When enabling: replace the #[ignore] with the requirements of
-    // `pod_build_without_run_pushes_the_same_digest_as_outside_root`.
     crate::registry::require_registry_tools();
     for profile in [SeccompProfile::Docker, SeccompProfile::ContainersNoUserns] {
         let fixture = Fixture::new(ONE_RUN);
@@ -458,10 +471,11 @@ const MULTI_STAGE: &str = "FROM busybox AS builder\n\
      RUN cat /out/built /out/token-length /out/a.txt > /out/all && test ! -e /run/secrets/token\n";
 
 #[test]
-#[ignore = "needs --isolation=chroot (issue 18)"]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_runc, kiln_no_busybox, kiln_no_registry_tools),
+    ignore = "needs root, runc, busybox, docker-registry, htpasswd, skopeo, umoci"
+)]
 fn pod_multi_stage_build_with_cache_and_secret_matches_outside_root() {
-    // When enabling: replace the #[ignore] with the requirements of
-    // `pod_build_without_run_pushes_the_same_digest_as_outside_root`.
     crate::registry::require_registry_tools();
     let fixture = Fixture::new(MULTI_STAGE);
     let registry = Registry::start();
