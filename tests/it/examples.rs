@@ -42,7 +42,7 @@ pub(crate) fn make_bases(store: &Path, bases: &[&str]) {
 
 /// Fills examples/python-fastapi/wheelhouse (idempotent, locked against concurrent tests);
 /// without pip on the host, prepare.sh downloads in `store`'s python base through kiln.
-fn prepare_fastapi(store: &Path) -> PathBuf {
+pub(crate) fn prepare_fastapi(store: &Path) -> PathBuf {
     let dir = examples_dir().join("python-fastapi");
     run_ok(
         Command::new("bash")

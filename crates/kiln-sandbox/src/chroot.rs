@@ -18,6 +18,7 @@
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -112,10 +113,10 @@ pub(crate) fn run_chrooted(
     for limit in &setup.limits {
         protocol::send_event(socket, &Event::Notice(limit.clone()));
     }
-    let status = run_command(spec, rootfs, socket, has_seccomp);
+    let status = run_command(spec, rootfs, &masked, socket, has_seccomp);
     detach(rootfs, can_mount);
-    let status = status?;
-    tracing::debug!(%status, "chrooted command ended");
+    let (status, written) = status?;
+    tracing::debug!(%status, written = written.len(), "chrooted command ended");
     for (rel, source) in &setup.copy_back {
         copy_back(rootfs, rel, source).map_err(|err| {
             HelperFailure::Diff(format!(
@@ -129,12 +130,24 @@ pub(crate) fn run_chrooted(
     copyup::write_diff(
         rootfs,
         &baseline,
-        &stubs,
-        &masked,
+        &copyup::Unlayered {
+            stubs: &stubs,
+            masked: &masked,
+            written: &written,
+        },
         &spec.upper,
         overlay::OPAQUE_XATTR_USER,
     )
     .map_err(|err| HelperFailure::Diff(err.to_string()))?;
+    // As the namespace sandbox tidies its stubs' parents: one the command wrote into is in
+    // the layer with its times from before the run.
+    for dir in touched.iter().filter(|dir| dir.holds_stub) {
+        let in_layer = spec.upper.join(&dir.rel);
+        if is_dir(&in_layer) {
+            crate::fsmeta::set_times(&in_layer, &dir.stat)
+                .map_err(|err| HelperFailure::Diff(err.to_string()))?;
+        }
+    }
     let is_kept = spec.chroot_keep
         && status.is_success()
         && undo(rootfs, &setup, &masked, &touched)
@@ -173,9 +186,19 @@ fn prepare_copy(spec: &RunSpec, rootfs: &Path) -> Result<(), HelperFailure> {
     })
 }
 
+/// A directory the setup may change (a parent of a stand-in), with its metadata before.
+struct Touched {
+    rel: PathBuf,
+    stat: rustix::fs::Stat,
+    /// A parent of a stand-in the image did not have: the namespace sandbox's stub would
+    /// have been there, and its parents keep their own times in the layer
+    /// (`upper::remove_stubs`), which [`run_chrooted`] mirrors.
+    holds_stub: bool,
+}
+
 /// The directories the setup may change (the parents of every stand-in), with their
 /// metadata before it, so that [`undo`] can give them their times back.
-fn touched_dirs(rootfs: &Path, spec: &RunSpec) -> Vec<(PathBuf, rustix::fs::Stat)> {
+fn touched_dirs(rootfs: &Path, spec: &RunSpec) -> Vec<Touched> {
     let mut targets: Vec<PathBuf> = ["/proc", "/sys", "/dev", "/tmp"]
         .iter()
         .map(PathBuf::from)
@@ -184,22 +207,27 @@ fn touched_dirs(rootfs: &Path, spec: &RunSpec) -> Vec<(PathBuf, rustix::fs::Stat
         targets.push(PathBuf::from(file));
     }
     targets.extend(spec.mounts.iter().map(|m| m.target().to_path_buf()));
-    let mut dirs = std::collections::BTreeSet::new();
+    let mut dirs = std::collections::BTreeMap::new();
     for target in targets {
         let Ok(rel) = resolve_in_root(rootfs, &target) else {
             continue;
         };
+        let is_new = rustix::fs::lstat(rootfs.join(&rel)).is_err();
         let mut dir = rel.parent();
         while let Some(parent) = dir {
-            dirs.insert(parent.to_path_buf());
+            *dirs.entry(parent.to_path_buf()).or_insert(false) |= is_new;
             dir = parent.parent();
         }
     }
     dirs.into_iter()
-        .filter_map(|rel| {
+        .filter_map(|(rel, holds_stub)| {
             let stat = crate::fsmeta::lstat(&rootfs.join(&rel)).ok()?;
             (rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory)
-                .then_some((rel, stat))
+                .then_some(Touched {
+                    rel,
+                    stat,
+                    holds_stub,
+                })
         })
         .collect()
 }
@@ -213,7 +241,7 @@ fn undo(
     rootfs: &Path,
     setup: &ChrootSetup,
     masked: &HashSet<PathBuf>,
-    touched: &[(PathBuf, rustix::fs::Stat)],
+    touched: &[Touched],
 ) -> std::io::Result<()> {
     let checked = |rel: &Path| -> std::io::Result<PathBuf> {
         if resolve_in_root(rootfs, &Path::new("/").join(rel))? == rel {
@@ -247,15 +275,19 @@ fn undo(
         crate::fsmeta::remove_all(&path)?;
         fs_err::rename(saved, &path)?;
     }
-    for (rel, stat) in touched {
-        let path = checked(rel)?;
-        if rustix::fs::lstat(&path).is_ok_and(|now| {
-            rustix::fs::FileType::from_raw_mode(now.st_mode) == rustix::fs::FileType::Directory
-        }) {
-            crate::fsmeta::set_times(&path, stat)?;
+    for dir in touched {
+        let path = checked(&dir.rel)?;
+        if is_dir(&path) {
+            crate::fsmeta::set_times(&path, &dir.stat)?;
         }
     }
     Ok(())
+}
+
+fn is_dir(path: &Path) -> bool {
+    rustix::fs::lstat(path).is_ok_and(|stat| {
+        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory
+    })
 }
 
 /// A private mount namespace for the helper, if the container allows one (`CAP_SYS_ADMIN`).
@@ -282,13 +314,16 @@ fn detach(rootfs: &Path, can_mount: bool) {
     }
 }
 
-/// Forks the command, waits for it, reports its status, and kills whatever it left behind.
+/// Forks the command, waits for it, reports its status, and kills whatever it left behind;
+/// returns the status and the files of the rootfs opened for writing meanwhile.
 fn run_command(
     spec: &RunSpec,
     rootfs: &Path,
+    masked: &HashSet<PathBuf>,
     socket: &UnixStream,
     has_seccomp: bool,
-) -> Result<ExitStatus, HelperFailure> {
+) -> Result<(ExitStatus, HashSet<PathBuf>), HelperFailure> {
+    let mut watch = WriteWatch::new(rootfs, masked);
     let limit = ProcessLimit::for_spec(spec);
     // The command runs as our uid: not dumpable, we cannot be ptraced by it (the command
     // itself becomes dumpable again at `execve`).
@@ -321,11 +356,116 @@ fn run_command(
         return Err(setup_err("releasing the command", err));
     }
     drop(go_write);
+    if let Some(watch) = &mut watch {
+        watch.until_exit(child);
+    }
     let status = wait_status(child);
     protocol::send_event(socket, &Event::Exit(status));
     kill_all(child);
     drop(limit);
-    Ok(status)
+    let written = match watch {
+        Some(mut watch) => {
+            watch.drain();
+            watch.written
+        }
+        None => HashSet::new(),
+    };
+    Ok((status, written))
+}
+
+/// The files the command closes after opening them for writing (`IN_CLOSE_WRITE` on every
+/// directory of the rootfs). Overlayfs copies such a file up even when nothing in it changed
+/// (`/etc/.pwd.lock` of `useradd`, apt's and dpkg's lock files), so it is in the namespace
+/// sandbox's layer; the metadata differ would not see it without this list.
+struct WriteWatch {
+    fd: OwnedFd,
+    dirs: std::collections::HashMap<i32, PathBuf>,
+    written: HashSet<PathBuf>,
+}
+
+impl WriteWatch {
+    /// Watches every directory of `rootfs` but the `masked` ones; `None` where inotify is
+    /// unavailable or its watch limit is reached (then the diff goes by metadata alone).
+    fn new(rootfs: &Path, masked: &HashSet<PathBuf>) -> Option<Self> {
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .inspect_err(|err| tracing::debug!(%err, "no inotify"))
+            .ok()?;
+        let mut dirs = std::collections::HashMap::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let path = rootfs.join(&rel);
+            let flags = inotify::WatchFlags::CLOSE_WRITE
+                | inotify::WatchFlags::ONLYDIR
+                | inotify::WatchFlags::DONT_FOLLOW;
+            match inotify::add_watch(&fd, &path, flags) {
+                Ok(wd) => {
+                    dirs.insert(wd, rel.clone());
+                }
+                Err(err) => {
+                    tracing::debug!(%err, path = %path.display(), "cannot watch the rootfs for writes");
+                    return None;
+                }
+            }
+            let Ok(entries) = fs_err::read_dir(&path) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let child = rel.join(entry.file_name());
+                if entry.file_type().is_ok_and(|t| t.is_dir()) && !masked.contains(&child) {
+                    stack.push(child);
+                }
+            }
+        }
+        Some(Self {
+            fd,
+            dirs,
+            written: HashSet::new(),
+        })
+    }
+
+    /// Collects events until `child` exits (its pidfd turns readable).
+    fn until_exit(&mut self, child: Pid) {
+        use rustix::event::{PollFd, PollFlags};
+        let Ok(pidfd) = rustix::process::pidfd_open(child, rustix::process::PidfdFlags::empty())
+        else {
+            return;
+        };
+        loop {
+            let mut fds = [
+                PollFd::new(&pidfd, PollFlags::IN),
+                PollFd::new(&self.fd, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+            let exited = !fds[0].revents().is_empty();
+            self.drain();
+            if exited {
+                return;
+            }
+        }
+    }
+
+    /// Reads every queued event.
+    fn drain(&mut self) {
+        use rustix::fs::inotify;
+        let mut buffer = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let mut reader = inotify::Reader::new(&self.fd, &mut buffer);
+        loop {
+            let Ok(event) = reader.next() else {
+                return;
+            };
+            if event.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
+                tracing::debug!("inotify queue overflow: the diff goes by metadata");
+            }
+            if let (Some(dir), Some(name)) = (self.dirs.get(&event.wd()), event.file_name()) {
+                self.written
+                    .insert(dir.join(std::ffi::OsStr::from_bytes(name.to_bytes())));
+            }
+        }
+    }
 }
 
 fn command_main(

@@ -140,20 +140,29 @@ struct Differ<'a> {
     baseline: &'a Baseline,
     stubs: &'a HashSet<PathBuf>,
     masked: &'a HashSet<PathBuf>,
+    written: &'a HashSet<PathBuf>,
     opaque_xattr: &'a str,
     /// Upper directories created, to restore their times after their children were written.
     created_dirs: Vec<PathBuf>,
 }
 
-/// Writes the changes of `rootfs` since `baseline` into `upper` in overlay form, ignoring
-/// `stubs` (mountpoints created by the sandbox: only what was written inside them counts) and
-/// everything at and below `masked` (paths that stood for a mount: `/proc`, `/dev`, a cache
-/// mount's target copied in under chroot isolation…).
+/// What [`write_diff`] treats specially.
+pub(crate) struct Unlayered<'a> {
+    /// Mountpoints created by the sandbox: only what was written inside them counts.
+    pub(crate) stubs: &'a HashSet<PathBuf>,
+    /// Paths that stood for a mount (`/proc`, `/dev`, a cache mount's target copied in under
+    /// chroot isolation…): nothing at or below them is a change.
+    pub(crate) masked: &'a HashSet<PathBuf>,
+    /// Files opened for writing: a change even when their metadata is the same (overlayfs
+    /// copies them up).
+    pub(crate) written: &'a HashSet<PathBuf>,
+}
+
+/// Writes the changes of `rootfs` since `baseline` into `upper` in overlay form.
 pub(crate) fn write_diff(
     rootfs: &Path,
     baseline: &Baseline,
-    stubs: &HashSet<PathBuf>,
-    masked: &HashSet<PathBuf>,
+    special: &Unlayered<'_>,
     upper: &Path,
     opaque_xattr: &str,
 ) -> io::Result<()> {
@@ -161,8 +170,9 @@ pub(crate) fn write_diff(
         rootfs,
         upper,
         baseline,
-        stubs,
-        masked,
+        stubs: special.stubs,
+        masked: special.masked,
+        written: special.written,
         opaque_xattr,
         created_dirs: Vec::new(),
     };
@@ -270,7 +280,10 @@ impl Differ<'_> {
                         })?;
                     }
                 }
-                Some(old) if old.kind == now.kind && same_metadata(old, &now) => {}
+                Some(old)
+                    if old.kind == now.kind
+                        && same_metadata(old, &now)
+                        && !self.written.contains(&child) => {}
                 Some(_) => {
                     self.ensure_upper_dir(rel)?;
                     self.copy_tree(&child)?;
@@ -325,8 +338,11 @@ mod tests {
         write_diff(
             &rootfs,
             &baseline,
-            &stubs,
-            &HashSet::new(),
+            &Unlayered {
+                stubs: &stubs,
+                masked: &HashSet::new(),
+                written: &HashSet::new(),
+            },
             &upper,
             "user.overlay.opaque",
         )

@@ -266,8 +266,11 @@ fn run_helper(spec: &RunSpec, socket: &UnixStream) -> Result<RootfsMode, HelperF
             copyup::write_diff(
                 &paths.rootfs,
                 &baseline,
-                &stub_set,
-                &HashSet::new(),
+                &copyup::Unlayered {
+                    stubs: &stub_set,
+                    masked: &HashSet::new(),
+                    written: &HashSet::new(),
+                },
                 &spec.upper,
                 opaque,
             )

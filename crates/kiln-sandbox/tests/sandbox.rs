@@ -880,3 +880,33 @@ fn chroot_keeps_its_rootfs_for_the_next_step_needs_root() {
         assert_eq!(layer, ["data", "data/more"], "can_mount={can_mount}");
     }
 }
+
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_overlay, kiln_no_busybox),
+    ignore = "needs root, overlayfs, busybox"
+)]
+fn a_file_opened_for_writing_is_in_the_layer_as_under_overlayfs_needs_root() {
+    require_all();
+    // `: >> FILE` opens it for writing and writes nothing: overlayfs copies it up, and a
+    // lock file (useradd's /etc/.pwd.lock, dpkg's) is in the layer that way.
+    let mut layers = Vec::new();
+    for chroot in [None, Some(true), Some(false)] {
+        let fx = fixture();
+        let mut command = spec(&fx, ": >> /data/file; cat /data/sub/inner > /dev/null");
+        let sandbox = match chroot {
+            None => sandbox(),
+            Some(can_mount) => {
+                command.isolation = Isolation::Chroot;
+                chroot_sandbox(can_mount)
+            }
+        };
+        let (result, out) = run_on(&sandbox, &command);
+        assert!(result.unwrap().status.is_success(), "{}", out.stderr);
+        layers.push(tree(&fx.upper));
+    }
+    assert!(layers[0].contains_key("data/file"), "{:?}", layers[0]);
+    assert!(!layers[0].contains_key("data/sub/inner"), "{:?}", layers[0]);
+    assert_eq!(layers[1], layers[0], "chroot with mounts");
+    assert_eq!(layers[2], layers[0], "chroot without mounts");
+}
