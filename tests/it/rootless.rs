@@ -69,10 +69,8 @@ impl Rootless {
         self.home().join(".local/share/kiln")
     }
 
-    /// `kiln` run as the user, with namespace isolation: what these tests are about. (Under
-    /// `auto`, the isolation probe's scratch directory stays in `tmp/` rootless, as its
-    /// `TempDir` cannot remove overlay's mode-0 work directory: engine/local.rs `probe`
-    /// should remove it with `kiln_store::remove_tree`; `kiln prune` removes it.)
+    /// `kiln` run as the user, with namespace isolation: what these tests are about (`auto`
+    /// has its own test, `rootless_auto_isolation_picks_namespaces_and_leaves_no_probe`).
     fn kiln(&self) -> Command {
         let mut cmd = self.user.command(kiln_exe(), &self.home());
         cmd.env("KILN_ISOLATION", "namespaces").stdin(Stdio::null());
@@ -410,6 +408,102 @@ fn crash_a_run(fx: &Rootless) {
     );
 }
 
+/// The default isolation (auto) probes the namespace sandbox from kiln's own user namespace,
+/// picks it, and its probe leaves no scratch in `tmp/` (kiln, root of that namespace, removes
+/// overlay's mode-0 work directory). A private file of uid 1000 (busybox's `user`, gid 1000)
+/// made by a RUN is in the layer with its owner and mode.
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_busybox, kiln_no_umoci),
+    ignore = "needs root, busybox, umoci"
+)]
+fn rootless_auto_isolation_picks_namespaces_and_leaves_no_probe() {
+    let fx = Rootless::new();
+    let ctx = fx.context(
+        "auto",
+        "FROM busybox
+USER 1000
+RUN echo hi > /tmp/mine && chmod 0600 /tmp/mine
+",
+        &[],
+    );
+    let out = fx
+        .kiln()
+        .env("KILN_ISOLATION", "auto")
+        .args(["build", "--progress", "plain", "-t", "auto:latest", "-o"])
+        .arg(format!(
+            "type=oci,dest={},tar=false",
+            fx.dir.path().join("oci").display()
+        ))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("isolation: namespaces"), "{stderr}");
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+    let rootfs = umoci_unpack(
+        &fx.dir.path().join("oci"),
+        "latest",
+        &fx.dir.path().join("b"),
+    );
+    let mine = fs_err::metadata(rootfs.join("tmp/mine")).unwrap();
+    assert_eq!(
+        (mine.uid(), mine.gid(), mine.mode() & 0o7777),
+        (1000, 1000, 0o600)
+    );
+}
+
+/// kiln keeps its pid in its user namespace: SIGTERM to the process the caller started
+/// cancels `kiln run` with 128 + 15 and tears the sandbox down.
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn rootless_sigterm_cancels_kiln_run_cleanly() {
+    let fx = Rootless::new();
+    let mut child = fx
+        .kiln()
+        .args([
+            "run",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready && exec sleep 4261",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while is_running(&["sleep", "4261"]) {
+        assert!(std::time::Instant::now() < deadline, "sleep 4261 survived");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(fx.leftovers(), Vec::<String>::new());
+}
+
+/// Whether a process with exactly `argv` runs.
+fn is_running(argv: &[&str]) -> bool {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    fs_err::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .any(|pid| fs_err::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+}
+
 #[test]
 #[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn rootless_user_without_subordinate_ids_is_told_both_ways_out() {
@@ -443,60 +537,12 @@ fn rootless_user_without_subordinate_ids_is_told_both_ways_out() {
     }
 }
 
-/// COPY, ADD and WORKDIR write their staging tree with the container's owners by a
-/// host-side `fchown`/`chownat` (kiln-build copy/write.rs): EPERM for an unprivileged caller,
-/// even for owner 0.
-const COPY_CHOWNS_ON_HOST: &str = "COPY/ADD/WORKDIR chown their staging tree on the host (EPERM)";
-
-/// The layer of a RUN is read on the host, as the caller: a file a container user made
-/// private (mode 0640, owner a subordinate id) cannot be read (EACCES).
-const COMMIT_READS_ON_HOST: &str = "the RUN layer is read on the host (EACCES on private files)";
-
-/// The layer of a RUN records host ids: the caller's uid for the container's root and
-/// 200000+ for its users; nothing maps them back to container ids (and snapshots are
-/// unpacked without owners rootless).
-const LAYER_HAS_HOST_IDS: &str = "the RUN layer records host ids, not the container's";
-
 /// Corpus cases that fail rootless, with the reason. Each must exist and must still fail
-/// rootless, so a fix shows up as a stale entry here.
-const CORPUS_NOT_ROOTLESS: &[(&str, &str)] = &[
-    ("add-tar-chown", COPY_CHOWNS_ON_HOST),
-    ("add-tar-extract", COPY_CHOWNS_ON_HOST),
-    ("copy-chmod", COPY_CHOWNS_ON_HOST),
-    ("copy-chmod-dir", COPY_CHOWNS_ON_HOST),
-    ("copy-chown-name", COPY_CHOWNS_ON_HOST),
-    ("copy-dir-contents", COPY_CHOWNS_ON_HOST),
-    ("copy-dot-context", COPY_CHOWNS_ON_HOST),
-    ("copy-exclude", COPY_CHOWNS_ON_HOST),
-    ("copy-from-stage-keeps-owner", COMMIT_READS_ON_HOST),
-    ("copy-from-stage-wildcard", COPY_CHOWNS_ON_HOST),
-    ("copy-heredoc", COPY_CHOWNS_ON_HOST),
-    ("copy-outside-context", COPY_CHOWNS_ON_HOST),
-    ("copy-overwrite-and-delete", COPY_CHOWNS_ON_HOST),
-    ("copy-parents", COPY_CHOWNS_ON_HOST),
-    ("copy-parents-pivot", COPY_CHOWNS_ON_HOST),
-    ("copy-relative-dest", COPY_CHOWNS_ON_HOST),
-    ("copy-symlink", COPY_CHOWNS_ON_HOST),
-    ("copy-through-dest-symlink", COPY_CHOWNS_ON_HOST),
-    ("copy-trailing-slash", COPY_CHOWNS_ON_HOST),
-    ("copy-wildcards", COPY_CHOWNS_ON_HOST),
-    ("dockerignore-reinclude", COPY_CHOWNS_ON_HOST),
-    (
-        "dockerignore-reinclude-in-excluded-dir",
-        COPY_CHOWNS_ON_HOST,
-    ),
-    ("env-in-instructions", COPY_CHOWNS_ON_HOST),
-    ("multistage-copy-from-name", COPY_CHOWNS_ON_HOST),
-    ("run-env-and-workdir", COPY_CHOWNS_ON_HOST),
-    ("run-heredoc-shebang-and-chmod", COPY_CHOWNS_ON_HOST),
-    ("run-special-files", LAYER_HAS_HOST_IDS),
-    ("user-added-in-run", COPY_CHOWNS_ON_HOST),
-    ("user-numeric-unknown", LAYER_HAS_HOST_IDS),
-    ("user-whoami", LAYER_HAS_HOST_IDS),
-    ("whiteout-delete-chmod", LAYER_HAS_HOST_IDS),
-    ("workdir-created-relative", COPY_CHOWNS_ON_HOST),
-    ("workdir-owned-by-user", COPY_CHOWNS_ON_HOST),
-];
+/// rootless, so a fix shows up as a stale entry here. None since kiln re-executes itself in a
+/// user namespace mapping the caller's subordinate ids (kiln-sandbox rootless.rs): COPY,
+/// ADD and WORKDIR give their staging trees the container's owners, RUN layers are read and
+/// recorded with the container's ids, and snapshots are unpacked with their owners.
+const CORPUS_NOT_ROOTLESS: &[(&str, &str)] = &[];
 
 /// The build corpus (`testdata/builds`, see builds.rs) built by the rootless user into its
 /// own store; root unpacks the OCI layouts with umoci to check owners.

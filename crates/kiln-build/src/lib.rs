@@ -55,3 +55,5 @@ pub use kiln_store::{
 pub fn run_sandbox_helper_if_requested() -> Option<std::process::ExitCode> {
     kiln_sandbox::run_helper_if_requested()
 }
+
+pub use kiln_sandbox::{Reexec, reexec_in_user_namespace};

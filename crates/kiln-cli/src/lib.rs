@@ -68,7 +68,18 @@ pub fn main() -> ExitCode {
     if let Some(code) = kiln_build::run_sandbox_helper_if_requested() {
         return code;
     }
+    // An ordinary user's kiln continues in a user namespace mapping its subordinate ids (it
+    // does not return then); also before any thread starts.
+    let reexec = kiln_build::reexec_in_user_namespace();
     init_logging();
+    if let kiln_build::Reexec::Failed(reason) = reexec {
+        eprintln!(
+            "warning: cannot enter kiln's rootless user namespace ({reason}); running as the \
+             calling user, where COPY and RUN layers cannot get the image's owners"
+        );
+    }
+    // `Unavailable` (no subordinate range, no newuidmap, user namespaces blocked) is silent:
+    // the sandbox's error for a RUN says what to configure.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -168,14 +168,14 @@ pub(crate) enum Prepared {
 fn prepare_rootfs(
     spec: &RunSpec,
     paths: &WorkPaths,
-    is_root: bool,
+    is_host_root: bool,
 ) -> Result<Prepared, HelperFailure> {
     let lowers = effective_lowers(spec, paths);
     let is_forced_copy = std::env::var_os(FORCE_COPY_ENV).is_some_and(|v| v == "1");
     if is_forced_copy {
         tracing::warn!("{FORCE_COPY_ENV}=1: using the copy fallback instead of overlayfs");
     } else {
-        if !is_root {
+        if !is_host_root {
             return Ok(Prepared::RootlessOverlay);
         }
         match overlay::prepare_overlay(&lowers, &spec.upper, &paths.overlay_work) {
@@ -216,8 +216,12 @@ fn run_helper(spec: &RunSpec, socket: &UnixStream) -> Result<RootfsMode, HelperF
     if spec.isolation == Isolation::Chroot {
         return crate::chroot::run_chrooted(spec, &paths, socket);
     }
+    // Root of a user namespace (kiln re-executed rootless, a rootless container) writes its
+    // children identity maps over its own, but mounts overlayfs and marks opaque directories
+    // the rootless way (`userxattr`, `user.overlay.*`): `trusted.*` is the initial root's.
     let is_root = rustix::process::geteuid().is_root();
-    let prepared = prepare_rootfs(spec, &paths, is_root)?;
+    let is_host_root = crate::rootless::is_host_root();
+    let prepared = prepare_rootfs(spec, &paths, is_host_root)?;
     let (mode, source, overlay_fd, baseline) = match prepared {
         Prepared::Overlay(fd) => (
             RootfsMode::Overlay,
@@ -258,7 +262,7 @@ fn run_helper(spec: &RunSpec, socket: &UnixStream) -> Result<RootfsMode, HelperF
             .map_err(|err| HelperFailure::Diff(err.to_string()))?,
         Some(baseline) => {
             let stub_set: HashSet<PathBuf> = stubs.into_iter().map(|s| s.path).collect();
-            let opaque = if is_root {
+            let opaque = if is_host_root {
                 overlay::OPAQUE_XATTR_TRUSTED
             } else {
                 overlay::OPAQUE_XATTR_USER

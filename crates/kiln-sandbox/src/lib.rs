@@ -4,7 +4,9 @@
 //! Main types: [`Sandbox`] (runs a [`RunSpec`], streams output, returns a [`RunOutcome`]),
 //! [`Syscalls`] (the seam every mount and namespace operation goes through, with
 //! [`RecordingSyscalls`] for tests), [`run_helper_if_requested`] (the helper entry point every
-//! helper executable calls first thing in `main`). Neighbours: the build engine (`kiln-build`)
+//! helper executable calls first thing in `main`), [`reexec_in_user_namespace`] (kiln run by
+//! an ordinary user moves into a user namespace mapping its subordinate ids, before anything
+//! else). Neighbours: the build engine (`kiln-build`)
 //! calls it for each RUN and hands the upperdir to `kiln-oci`'s layer writer; `kiln run` uses
 //! it directly.
 #![expect(
@@ -27,6 +29,7 @@ mod overlay;
 mod process;
 mod protocol;
 mod rootfs;
+mod rootless;
 mod sandbox;
 mod spec;
 mod syscalls;
@@ -41,6 +44,9 @@ pub use helper::{FORCE_COPY_ENV, run_helper_if_requested};
 pub use overlay::{OPAQUE_XATTR_TRUSTED, OPAQUE_XATTR_USER};
 pub use protocol::HELPER_MARKER;
 pub use rootfs::{RootSource, RootfsPlan, Stub, setup_rootfs};
+pub use rootless::{
+    ROOTLESS_REEXEC_ENV, Reexec, is_host_root, is_rootless_reexec, reexec_in_user_namespace,
+};
 pub use sandbox::{IsolationProbe, Sandbox, SandboxConfig};
 pub use spec::{
     ChrootReuse, DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount,

@@ -179,7 +179,7 @@ fn holder_main(
 
 /// Why the namespace holder's uid/gid maps could not be written.
 #[derive(Debug, thiserror::Error)]
-enum IdMapError {
+pub(crate) enum IdMapError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(
@@ -234,44 +234,76 @@ fn write_id_maps(pid: Pid, is_root: bool) -> Result<(), IdMapError> {
         }
         return Ok(());
     }
-    let uid = rustix::process::getuid().as_raw();
-    let gid = rustix::process::getgid().as_raw();
-    let name = user_name(uid);
-    let (uid_start, uid_count) = subordinate_range(Path::new("/etc/subuid"), uid, name.as_deref())?;
-    let (gid_start, gid_count) = subordinate_range(Path::new("/etc/subgid"), uid, name.as_deref())?;
-    let pid_text = pid.as_raw_nonzero().to_string();
-    for (tool, id, start, count) in [
-        ("newuidmap", uid, uid_start, uid_count),
-        ("newgidmap", gid, gid_start, gid_count),
-    ] {
-        let program = find_in_path(tool).ok_or(IdMapError::ToolMissing { tool })?;
-        let status = Command::new(&program)
-            .args([
-                pid_text.as_str(),
-                "0",
-                &id.to_string(),
-                "1",
-                "1",
-                &start.to_string(),
-                &count.to_string(),
-            ])
-            .status()
-            .map_err(|source| IdMapError::ToolFailedToStart {
-                program: program.clone(),
-                source,
-            })?;
-        if !status.success() {
-            return Err(IdMapError::ToolFailed {
-                program,
-                pid: pid_text,
-                id,
-                start,
-                count,
-                status,
-            });
-        }
+    SubordinateIds::of_caller()?.map(pid)
+}
+
+/// The caller's `/etc/subuid` and `/etc/subgid` ranges and the setuid tools that map them:
+/// container id 0 is the caller, 1.. its range (the map of a rootless sandbox, and of the
+/// user namespace kiln re-executes itself in, crate::rootless).
+#[derive(Debug)]
+pub(crate) struct SubordinateIds {
+    uid: u32,
+    gid: u32,
+    uids: (u32, u32),
+    gids: (u32, u32),
+    newuidmap: PathBuf,
+    newgidmap: PathBuf,
+}
+
+impl SubordinateIds {
+    /// The calling user's ranges and tools; an error names what to install or configure.
+    pub(crate) fn of_caller() -> Result<Self, IdMapError> {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let name = user_name(uid);
+        let uids = subordinate_range(Path::new("/etc/subuid"), uid, name.as_deref())?;
+        let gids = subordinate_range(Path::new("/etc/subgid"), uid, name.as_deref())?;
+        let tool = |tool| find_in_path(tool).ok_or(IdMapError::ToolMissing { tool });
+        Ok(Self {
+            uid,
+            gid,
+            uids,
+            gids,
+            newuidmap: tool("newuidmap")?,
+            newgidmap: tool("newgidmap")?,
+        })
     }
-    Ok(())
+
+    /// Writes the user namespace of `pid` its maps with `newuidmap` and `newgidmap`.
+    pub(crate) fn map(&self, pid: Pid) -> Result<(), IdMapError> {
+        let pid_text = pid.as_raw_nonzero().to_string();
+        for (program, id, (start, count)) in [
+            (&self.newuidmap, self.uid, self.uids),
+            (&self.newgidmap, self.gid, self.gids),
+        ] {
+            let status = Command::new(program)
+                .args([
+                    pid_text.as_str(),
+                    "0",
+                    &id.to_string(),
+                    "1",
+                    "1",
+                    &start.to_string(),
+                    &count.to_string(),
+                ])
+                .status()
+                .map_err(|source| IdMapError::ToolFailedToStart {
+                    program: program.clone(),
+                    source,
+                })?;
+            if !status.success() {
+                return Err(IdMapError::ToolFailed {
+                    program: program.clone(),
+                    pid: pid_text,
+                    id,
+                    start,
+                    count,
+                    status,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 fn user_name(uid: u32) -> Option<String> {

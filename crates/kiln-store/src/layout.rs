@@ -310,14 +310,25 @@ pub(crate) fn pid_is_alive(pid: i32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-/// Root with `CAP_SYS_ADMIN` in its effective set: what `trusted.*` xattrs need. Root in an
-/// unprivileged container (Docker's default capabilities) is not, and gets `user.*` ones.
+/// Root of the initial user namespace with `CAP_SYS_ADMIN` in its effective set: what
+/// `trusted.*` xattrs and device nodes need. Root in an unprivileged container (Docker's
+/// default capabilities) is not, nor root of a user namespace (kiln re-executed rootless,
+/// kiln-sandbox `is_host_root`, which has every capability there): they get `user.*` ones.
 fn has_sys_admin() -> bool {
     rustix::process::geteuid().is_root()
+        && is_initial_user_namespace()
         && rustix::thread::capabilities(None).is_ok_and(|sets| {
             sets.effective
                 .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
         })
+}
+
+/// The initial user namespace maps every id to itself (`0 0 4294967295`); without a readable
+/// `/proc` this assumes it.
+pub(crate) fn is_initial_user_namespace() -> bool {
+    fs_err::read_to_string("/proc/self/uid_map").map_or(true, |map| {
+        map.split_whitespace().eq(["0", "0", "4294967295"])
+    })
 }
 
 #[cfg(test)]

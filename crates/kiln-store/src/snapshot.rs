@@ -226,6 +226,11 @@ impl Store {
     /// Device nodes are created only when running as root; otherwise a layer with one fails
     /// with an error naming the entry (as `docker buildx build --output type=local` does,
     /// whose `mknod` fails without root). Either way `dir` is the caller's to clean up.
+    ///
+    /// Owners are the image's only for root of the initial user namespace. Root of another
+    /// (kiln re-executed rootless, a rootless container) would give the files ids of the
+    /// namespace owner's subordinate range, which that user cannot remove from a `type=local`
+    /// output: the tree stays the caller's, as an ordinary user's always was.
     pub fn flatten_to(&self, dir: &Path, layers: &[Digest]) -> Result<(), StoreError> {
         fs_err::create_dir_all(dir)?;
         let devices = if self.is_privileged() {
@@ -233,11 +238,14 @@ impl Store {
         } else {
             DevicePolicy::Refuse
         };
+        let is_chowning =
+            rustix::process::geteuid().is_root() && crate::layout::is_initial_user_namespace();
         for blob in layers {
             let reader = BufReader::with_capacity(1 << 20, self.open_blob(blob)?);
             let options = ExtractOptions::new()
                 .layer_name(blob.to_string())
-                .devices(devices);
+                .devices(devices)
+                .chown(is_chowning);
             extract_layer(reader, dir, &options).map_err(|e| {
                 let reason = if matches!(e.kind, ExtractErrorKind::DeviceRefused) {
                     format!("{e}: creating device nodes needs root; run as root, or export with type=oci or type=docker")

@@ -495,7 +495,8 @@ pub fn default_store_root() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return Path::new(&xdg).join("kiln");
     }
-    if rustix::process::geteuid().is_root() {
+    // kiln re-executed rootless is root of its user namespace, but the store is the caller's.
+    if rustix::process::geteuid().is_root() && !kiln_sandbox::is_rootless_reexec() {
         return PathBuf::from("/var/lib/kiln");
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);

@@ -15,7 +15,9 @@ pub fn resolve_store_root(explicit: Option<&Path>) -> Result<PathBuf, ImageError
     resolve_from(
         explicit,
         |name| std::env::var_os(name).filter(|v| !v.is_empty()),
-        rustix::process::geteuid().is_root(),
+        // kiln re-executed rootless is root of its user namespace, but its store is the
+        // caller's (kiln-sandbox rootless.rs).
+        rustix::process::geteuid().is_root() && !kiln_sandbox::is_rootless_reexec(),
     )
 }
 
