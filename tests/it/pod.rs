@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiln_test::pod::{
-    Confinement, DOCKER_CAPABILITY_MASK, EMULATED_ID_COUNT, Emulation, Pod, SeccompProfile,
-    capability_set,
+    Confinement, DOCKER_CAPABILITY_MASK, EMULATED_ID_COUNT, Emulation, POD_KILN_ROOT, Pod,
+    SeccompProfile, capability_set,
 };
 use kiln_test::{Registry, busybox_rootfs};
 
@@ -504,10 +504,100 @@ fn pod_multi_stage_build_with_cache_and_secret_matches_outside_root() {
     );
 }
 
-/// The seeds' Python/FastAPI example, built in the emulated pod: `auto` falls back to chroot
-/// isolation without mounts, so pip and pytest run with no `/proc`. The test target (pytest
-/// at build time) and the production image build; the production image's digest is the
-/// host's, and `kiln run` in the pod starts its Python.
+/// The seeds' Python/FastAPI example, built in a pod: `auto` falls back to chroot isolation
+/// without mounts, so pip and pytest run with no `/proc`. The test target (pytest at build
+/// time) and the production image build, `kiln run` in the pod starts its Python, and the
+/// image's layers are the host's.
+fn fastapi_in_a_pod(confinement: &dyn Confinement, store: &Path, context: &Path, out: &Path) {
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let run = |args: &[&str]| -> String {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let output = confinement.kiln(&args, &epoch).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "kiln {args:?} in {}:\n{stderr}",
+            confinement.describe()
+        );
+        format!("{}{stderr}", String::from_utf8_lossy(&output.stdout))
+    };
+    let context_arg = context.to_str().unwrap();
+    let test = run(&[
+        "build",
+        "--progress",
+        "plain",
+        "--target",
+        "test",
+        context_arg,
+    ]);
+    assert_says_chroot(&test, confinement);
+    assert!(test.contains(" passed"), "pytest did not run:\n{test}");
+    let inside = out.join("inside.tar");
+    run(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "fastapi-demo",
+        "-o",
+        &format!("type=oci,dest={}", inside.display()),
+        context_arg,
+    ]);
+    let python = run(&[
+        "run",
+        "fastapi-demo",
+        "python",
+        "-c",
+        "import fastapi; print('ok')",
+    ]);
+    assert!(python.starts_with("ok\n"), "{python}");
+    // pip's byte-code is not reproducible (marshal's references follow refcounts), so the
+    // venv layer differs from build to build under any isolation: two host builds tell the
+    // stable layers, and the pod's must equal them there.
+    let layers = |archive: &Path| -> Vec<String> {
+        skopeo_inspect(&format!("oci-archive:{}", archive.display()))["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut host = Vec::new();
+    for name in ["outside-1.tar", "outside-2.tar"] {
+        let archive = out.join(name);
+        run_ok(
+            kiln_in(store)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .args([
+                    "build",
+                    "-q",
+                    "--no-cache",
+                    "--isolation",
+                    "namespaces",
+                    "-o",
+                ])
+                .arg(format!("type=oci,dest={}", archive.display()))
+                .arg(context),
+        );
+        host.push(layers(&archive));
+    }
+    let pod = layers(&inside);
+    assert_eq!(pod.len(), host[0].len(), "{pod:?}\n{host:?}");
+    let stable: Vec<usize> = (0..pod.len())
+        .filter(|&i| host[0][i] == host[1][i])
+        .collect();
+    assert!(
+        stable.len() + 1 >= pod.len(),
+        "more than the venv varies: {host:?}"
+    );
+    for i in stable {
+        assert_eq!(
+            pod[i], host[0][i],
+            "layer {i}: chroot in the emulated pod and namespaces on the host"
+        );
+    }
+}
+
 #[test]
 #[cfg_attr(
     any(
@@ -528,93 +618,33 @@ fn heavy_python_fastapi_builds_in_the_emulated_pod() {
     let store = emulation.store();
     crate::examples::make_bases(&store, &["python"]);
     let context = crate::examples::prepare_fastapi(&store);
-    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
     let out = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| -> String {
-        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        let output = emulation.kiln(&args, &epoch).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "kiln {args:?} in the emulation:\n{stderr}"
-        );
-        format!("{}{stderr}", String::from_utf8_lossy(&output.stdout))
-    };
-    let context_arg = context.to_str().unwrap();
-    let test = run(&[
-        "build",
-        "--progress",
-        "plain",
-        "--target",
-        "test",
-        context_arg,
-    ]);
-    assert_says_chroot(&test, &emulation);
-    assert!(test.contains(" passed"), "pytest did not run:\n{test}");
-    let inside = out.path().join("inside.tar");
-    let progress = run(&[
-        "build",
-        "--progress",
-        "plain",
-        "-t",
-        "fastapi-demo",
-        "-o",
-        &format!("type=oci,dest={}", inside.display()),
-        context_arg,
-    ]);
-    assert!(progress.contains("isolation: chroot") || progress.contains("using chroot"));
-    let python = run(&[
-        "run",
-        "fastapi-demo",
-        "python",
-        "-c",
-        "import fastapi; print('ok')",
-    ]);
-    assert!(python.starts_with("ok\n"), "{python}");
+    fastapi_in_a_pod(&emulation, &store, &context, out.path());
+}
 
-    // pip's byte-code is not reproducible (marshal's references follow refcounts), so the
-    // venv layer differs from build to build under any isolation: two host builds tell the
-    // stable layers, and the pod's must equal them there.
-    let layers = |archive: &Path| -> Vec<String> {
-        skopeo_inspect(&format!("oci-archive:{}", archive.display()))["Layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap().to_owned())
-            .collect()
-    };
-    let mut host = Vec::new();
-    for name in ["outside-1.tar", "outside-2.tar"] {
-        let archive = out.path().join(name);
-        run_ok(
-            kiln_in(&store)
-                .env("SOURCE_DATE_EPOCH", "1700000000")
-                .args([
-                    "build",
-                    "-q",
-                    "--no-cache",
-                    "--isolation",
-                    "namespaces",
-                    "-o",
-                ])
-                .arg(format!("type=oci,dest={}", archive.display()))
-                .arg(&context),
-        );
-        host.push(layers(&archive));
-    }
-    let pod = layers(&inside);
-    assert_eq!(pod.len(), host[0].len(), "{pod:?}\n{host:?}");
-    let stable: Vec<usize> = (0..pod.len())
-        .filter(|&i| host[0][i] == host[1][i])
-        .collect();
-    assert!(
-        stable.len() + 1 >= pod.len(),
-        "more than the venv varies: {host:?}"
-    );
-    for i in stable {
-        assert_eq!(
-            pod[i], host[0][i],
-            "layer {i}: chroot in the emulated pod and namespaces on the host"
-        );
-    }
+#[test]
+#[cfg_attr(
+    any(
+        kiln_no_root,
+        kiln_no_runc,
+        kiln_no_busybox,
+        kiln_no_flock,
+        kiln_no_jq,
+        kiln_no_mmdebstrap,
+        kiln_no_skopeo
+    ),
+    ignore = "needs root, runc, busybox, flock, jq, mmdebstrap, skopeo"
+)]
+fn heavy_python_fastapi_builds_in_the_runc_pod() {
+    crate::examples::require_debian_bases();
+    kiln_test::require_tool("skopeo");
+    let out = tempfile::tempdir().unwrap();
+    let context = crate::examples::examples_dir().join("python-fastapi");
+    let mut pod = Pod::new(kiln_binary(), SeccompProfile::Docker);
+    pod.share(out.path()).share(&context);
+    // The bases are imported from outside into the pod's own store.
+    let store = pod.rootfs().join(POD_KILN_ROOT.trim_start_matches('/'));
+    crate::examples::make_bases(&store, &["python"]);
+    crate::examples::prepare_fastapi(&store);
+    fastapi_in_a_pod(&pod, &store, &context, out.path());
 }
