@@ -97,8 +97,8 @@ fn pod_sharing(dir: &Path, profile: SeccompProfile) -> Pod {
 
 #[test]
 #[cfg_attr(
-    any(kiln_no_root, kiln_no_runc, kiln_no_busybox),
-    ignore = "needs root, runc, busybox"
+    any(kiln_no_root, kiln_no_runc, kiln_no_busybox, kiln_no_umoci),
+    ignore = "needs root, runc, busybox, umoci"
 )]
 fn pod_has_dockers_capabilities_and_no_namespaces_or_mounts_root() {
     let tmp = tempfile::tempdir().unwrap();
@@ -154,8 +154,8 @@ fn pod_has_dockers_capabilities_and_no_namespaces_or_mounts_root() {
 /// without CAP_SYS_ADMIN make a user namespace, so the argument filter is what blocks it.
 #[test]
 #[cfg_attr(
-    any(kiln_no_root, kiln_no_runc, kiln_no_busybox),
-    ignore = "needs root, runc, busybox"
+    any(kiln_no_root, kiln_no_runc, kiln_no_busybox, kiln_no_umoci),
+    ignore = "needs root, runc, busybox, umoci"
 )]
 fn pod_under_the_shipped_containers_profile_can_make_a_user_namespace_root() {
     let pod = Pod::new(kiln_binary(), SeccompProfile::Containers);
@@ -628,12 +628,13 @@ fn heavy_python_fastapi_builds_in_the_emulated_pod() {
         kiln_no_root,
         kiln_no_runc,
         kiln_no_busybox,
+        kiln_no_umoci,
         kiln_no_flock,
         kiln_no_jq,
         kiln_no_mmdebstrap,
         kiln_no_skopeo
     ),
-    ignore = "needs root, runc, busybox, flock, jq, mmdebstrap, skopeo"
+    ignore = "needs root, runc, busybox, umoci, flock, jq, mmdebstrap, skopeo"
 )]
 fn heavy_python_fastapi_builds_in_the_runc_pod() {
     crate::examples::require_debian_bases();

@@ -147,6 +147,43 @@ pub fn capability_set(status: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// Makes `tree` an OCI image with `kiln import` and unpacks it with umoci into
+/// `dir/rootfs`, the pods' root filesystem.
+fn image_rootfs(kiln: &Path, tree: &Path, dir: &Path) {
+    require_tool("umoci");
+    let layout = dir.join("image");
+    let out = Command::new(kiln)
+        .arg("import")
+        .arg(tree)
+        .args(["-t", "kiln-pod:latest", "-o"])
+        .arg(format!("type=oci,dest={},tar=false", layout.display()))
+        .env("KILN_ROOT", dir.join("import-store"))
+        .output()
+        .expect("spawning kiln import");
+    assert!(
+        out.status.success(),
+        "kiln import of the pod image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = dir.join("unpacked");
+    let out = Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle)
+        .output()
+        .expect("spawning umoci");
+    assert!(
+        out.status.success(),
+        "umoci unpack of the pod image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs_err::rename(bundle.join("rootfs"), dir.join("rootfs")).expect("moving the rootfs");
+    for done in [layout, bundle, dir.join("import-store"), tree.to_path_buf()] {
+        fs_err::remove_dir_all(done).expect("removing the pod image's scratch");
+    }
+}
+
 /// A runc container per command, from a busybox rootfs holding the kiln binary.
 ///
 /// Each [`Confinement::command`] writes a fresh bundle whose `config.json` points at the one
@@ -164,7 +201,8 @@ pub struct Pod {
 impl Pod {
     /// A pod holding `kiln` (a host path, copied in with its shared libraries) under
     /// `profile`. Panics naming what is missing: root, runc, busybox, `ldd`, or the
-    /// containers profile for [`SeccompProfile::Containers`].
+    /// containers profile for [`SeccompProfile::Containers`], or umoci (the pod's image is made
+    /// with `kiln import` and unpacked with umoci).
     pub fn new(kiln: &Path, profile: SeccompProfile) -> Self {
         require_root();
         require_tool("runc");
@@ -173,17 +211,20 @@ impl Pod {
             .prefix("kiln-pod.")
             .tempdir()
             .expect("temp dir for the pod");
-        let rootfs = busybox_rootfs(&dir.path().join("rootfs"));
-        install_binary(kiln, &rootfs, POD_KILN);
-        fs_err::create_dir_all(rootfs.join(POD_KILN_ROOT.trim_start_matches('/')))
+        let tree = busybox_rootfs(&dir.path().join("tree"));
+        install_binary(kiln, &tree, POD_KILN);
+        fs_err::create_dir_all(tree.join(POD_KILN_ROOT.trim_start_matches('/')))
             .expect("creating the pod's kiln root");
         let resolv = fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        fs_err::write(rootfs.join("etc/resolv.conf"), resolv).expect("writing etc/resolv.conf");
+        fs_err::write(tree.join("etc/resolv.conf"), resolv).expect("writing etc/resolv.conf");
         fs_err::write(
-            rootfs.join("etc/hosts"),
+            tree.join("etc/hosts"),
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         )
         .expect("writing etc/hosts");
+        // The pod's image is made as a CI job's image would be: `kiln import` of the tree,
+        // then unpacked by an independent tool into the bundle's root filesystem.
+        image_rootfs(kiln, &tree, dir.path());
         fs_err::create_dir_all(dir.path().join("state")).expect("creating runc's state dir");
         fs_err::create_dir_all(dir.path().join("bundles")).expect("creating the bundles dir");
         // Fail at construction, not in the first container, when the profile is unusable.
