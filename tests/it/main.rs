@@ -19,6 +19,7 @@ mod pod;
 mod registry;
 mod rootless;
 mod run;
+mod run_options;
 mod security;
 mod store;
 mod store_perms;

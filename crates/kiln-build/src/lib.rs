@@ -44,7 +44,7 @@ pub use kiln_registry::{
     BlobOutcome, ClientConfig, DEFAULT_DOWNLOAD_CONCURRENCY, Direction,
     Progress as TransferProgress, ProgressEvent as TransferEvent,
 };
-pub use kiln_sandbox::{ExitStatus, Network, RunOutcome, SandboxError, Stream};
+pub use kiln_sandbox::{ExitStatus, Network, RunOutcome, SandboxError, Stream, Ulimit};
 pub use kiln_store::{
     GcOptions, GcReport, Problem as StoreProblem, Store, StoreError, VerifyReport,
 };

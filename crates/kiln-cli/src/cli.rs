@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile (flags follow `docker buildx build`).
-    Build(crate::build::BuildArgs),
+    Build(Box<crate::build::BuildArgs>),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(crate::parse::ParseArgs),
     /// Create a one-layer image from a root filesystem directory or tarball.

@@ -82,6 +82,7 @@ pub(crate) fn run_chrooted(
         network: spec.network,
         mounts: spec.mounts.clone(),
         security: spec.security,
+        shm_size: spec.shm_size,
     };
     let mut setup = ChrootSetup::default();
     if let Err(err) = setup_chroot(&mut sys, &plan, can_mount, &saved_dir, &mut setup) {

@@ -138,11 +138,14 @@ fn prepare_work(spec: &RunSpec, paths: &WorkPaths) -> Result<(), HelperFailure> 
             .map_err(|err| setup_err("creating the scratch directory", err))?;
     }
     let hostname = &spec.hostname;
-    fs_err::write(
-        &paths.hosts,
-        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
-    )
-    .map_err(|err| setup_err("writing /etc/hosts", err))?;
+    let mut hosts =
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, address) in &spec.extra_hosts {
+        use std::fmt::Write as _;
+        let _ = writeln!(hosts, "{address}\t{host}");
+    }
+    fs_err::write(&paths.hosts, hosts).map_err(|err| setup_err("writing /etc/hosts", err))?;
+    set_ulimits(&spec.ulimits)?;
     fs_err::write(&paths.hostname, format!("{hostname}\n"))
         .map_err(|err| setup_err("writing /etc/hostname", err))?;
     let resolv = match spec.network {
@@ -155,6 +158,50 @@ fn prepare_work(spec: &RunSpec, paths: &WorkPaths) -> Result<(), HelperFailure> 
     fs_err::write(&paths.resolv, resolv)
         .map_err(|err| setup_err("writing /etc/resolv.conf", err))?;
     fs_err::write(&paths.stubs, "").map_err(|err| setup_err("creating the stub list", err))?;
+    Ok(())
+}
+
+/// Sets the `--ulimit`s on the helper itself (with the host's credentials, which raising a
+/// hard limit needs): every process of the sandbox inherits them.
+fn set_ulimits(ulimits: &[crate::spec::Ulimit]) -> Result<(), HelperFailure> {
+    use rustix::process::{Resource, Rlimit};
+    for limit in ulimits {
+        let resource = match limit.name.as_str() {
+            "core" => Resource::Core,
+            "cpu" => Resource::Cpu,
+            "data" => Resource::Data,
+            "fsize" => Resource::Fsize,
+            "locks" => Resource::Locks,
+            "memlock" => Resource::Memlock,
+            "msgqueue" => Resource::Msgqueue,
+            "nice" => Resource::Nice,
+            "nofile" => Resource::Nofile,
+            "nproc" => Resource::Nproc,
+            "rss" => Resource::Rss,
+            "rtprio" => Resource::Rtprio,
+            "rttime" => Resource::Rttime,
+            "sigpending" => Resource::Sigpending,
+            "stack" => Resource::Stack,
+            other => {
+                return Err(HelperFailure::Setup(format!("unknown ulimit `{other}`")));
+            }
+        };
+        rustix::process::setrlimit(
+            resource,
+            Rlimit {
+                current: limit.soft,
+                maximum: limit.hard,
+            },
+        )
+        .map_err(|err| {
+            HelperFailure::Setup(format!(
+                "--ulimit {}={}:{}: {err} (raising a hard limit needs root)",
+                limit.name,
+                limit.soft.map_or("unlimited".to_owned(), |v| v.to_string()),
+                limit.hard.map_or("unlimited".to_owned(), |v| v.to_string()),
+            ))
+        })?;
+    }
     Ok(())
 }
 

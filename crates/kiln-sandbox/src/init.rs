@@ -72,6 +72,7 @@ pub(crate) fn init_main(
         network: spec.network,
         mounts: spec.mounts.clone(),
         security: spec.security,
+        shm_size: spec.shm_size,
     };
     let mut sys = RealSyscalls {
         prepared_overlay: overlay_fd,

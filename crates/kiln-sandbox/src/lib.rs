@@ -50,7 +50,7 @@ pub use rootless::{
 pub use sandbox::{IsolationProbe, Sandbox, SandboxConfig};
 pub use spec::{
     ChrootReuse, DEFAULT_HOSTNAME, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, ExitStatus, ExtraMount,
-    Isolation, Network, RootfsMode, RunOutcome, RunSpec, Security, Stream,
+    Isolation, Network, RootfsMode, RunOutcome, RunSpec, Security, Stream, Ulimit,
 };
 pub use syscalls::{FileKind, MountOptions, Op, RealSyscalls, RecordingSyscalls, Syscalls};
 pub use user::{ExecUser, resolve_user};

@@ -55,6 +55,8 @@ pub struct RootfsPlan {
     pub mounts: Vec<ExtraMount>,
     /// `Sandbox` masks [`MASKED_PATHS`] and makes [`READONLY_PATHS`] read-only.
     pub security: Security,
+    /// The size of `/dev/shm` in bytes; `None` is 64 MiB.
+    pub shm_size: Option<u64>,
 }
 
 /// A path created in the merged view only to serve as a mountpoint.
@@ -79,7 +81,9 @@ const DEVICE_LINKS: [(&str, &str); 5] = [
 ];
 
 const DEV_TMPFS_DATA: &str = "mode=755,size=65536k";
-const SHM_TMPFS_DATA: &str = "mode=1777,size=65536k";
+const SHM_TMPFS_MODE: &str = "mode=1777";
+/// Docker's default `/dev/shm` size.
+const SHM_DEFAULT_SIZE: u64 = 64 * 1024 * 1024;
 const TMP_TMPFS_DATA: &str = "mode=1777";
 const MASK_TMPFS_DATA: &str = "size=0,mode=0555";
 const DEVPTS_DATA: &str = "newinstance,ptmxmode=0666,mode=0620";
@@ -88,6 +92,7 @@ struct Setup<'a, S: Syscalls + ?Sized> {
     sys: &'a mut S,
     merged: &'a Path,
     stubs: Vec<Stub>,
+    shm_size: Option<u64>,
 }
 
 enum Ensured {
@@ -184,7 +189,10 @@ impl<S: Syscalls + ?Sized> Setup<'_, S> {
             fstype: "tmpfs".into(),
             target: shm,
             options: MountOptions::STRICT,
-            data: SHM_TMPFS_DATA.into(),
+            data: format!(
+                "{SHM_TMPFS_MODE},size={}",
+                self.shm_size.unwrap_or(SHM_DEFAULT_SIZE)
+            ),
         })?;
         for (name, target) in DEVICE_LINKS {
             self.op(&Op::Symlink {
@@ -432,6 +440,7 @@ pub(crate) fn setup_chroot<S: Syscalls + ?Sized>(
         sys,
         merged: &plan.merged,
         stubs: Vec::new(),
+        shm_size: plan.shm_size,
     };
     let mut chroot = ChrootTargets {
         can_mount,
@@ -544,6 +553,12 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
             .limits
             .push("this container allows no mounts: RUN gets an empty /proc and /sys".to_owned());
         chroot_dev(setup, targets)?;
+        if plan.shm_size.is_some() {
+            targets
+                .out
+                .limits
+                .push("the --shm-size is not enforced (no mounts)".to_owned());
+        }
     }
     if setup.sys.file_kind(&rootfs.join("tmp"))?.is_none() {
         targets.stand_in(setup, Path::new("tmp"), true, 0o1777)?;
@@ -733,6 +748,7 @@ pub fn setup_rootfs<S: Syscalls + ?Sized>(
         sys,
         merged: &plan.merged,
         stubs: Vec::new(),
+        shm_size: plan.shm_size,
     };
     let result = run_sequence(&mut setup, plan);
     stubs.append(&mut setup.stubs);

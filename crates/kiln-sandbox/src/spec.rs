@@ -67,6 +67,40 @@ impl std::fmt::Display for Isolation {
     }
 }
 
+/// One resource limit (`--ulimit NAME=SOFT[:HARD]`): a `setrlimit(2)` resource by Docker's
+/// name and its soft and hard values; `None` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// `core`, `cpu`, `data`, `fsize`, `locks`, `memlock`, `msgqueue`, `nice`, `nofile`,
+    /// `nproc`, `rss`, `rtprio`, `rttime`, `sigpending` or `stack` ([`Ulimit::NAMES`]).
+    pub name: String,
+    /// The soft limit.
+    pub soft: Option<u64>,
+    /// The hard limit.
+    pub hard: Option<u64>,
+}
+
+impl Ulimit {
+    /// The resource names Docker's `--ulimit` accepts.
+    pub const NAMES: [&'static str; 15] = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+}
+
 /// A rootfs kept by an earlier chroot run, to reuse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChrootReuse {
@@ -159,6 +193,16 @@ pub struct RunSpec {
     /// Namespaces (the default) or chroot isolation.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Extra `/etc/hosts` entries (`--add-host`): (host name, address). Only in the
+    /// sandbox's generated file, never in the layer.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+    /// Resource limits (`--ulimit`), set before the command starts.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+    /// The size of `/dev/shm` in bytes (`--shm-size`); `None` is 64 MiB, Docker's default.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
     /// Chroot isolation: start from a rootfs an earlier run kept ([`RunSpec::chroot_keep`])
     /// instead of copying every lower.
     #[serde(default)]
@@ -207,6 +251,9 @@ impl RunSpec {
             init: false,
             security: Security::Sandbox,
             isolation: Isolation::Namespaces,
+            extra_hosts: Vec::new(),
+            ulimits: Vec::new(),
+            shm_size: None,
             chroot_reuse: None,
             chroot_keep: false,
             pids_limit: Some(DEFAULT_PIDS_LIMIT),

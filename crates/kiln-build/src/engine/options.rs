@@ -228,6 +228,9 @@ pub struct Builder {
     pub(crate) pull: bool,
     pub(crate) network: NetworkDefault,
     pub(crate) isolation: IsolationMode,
+    pub(crate) extra_hosts: Vec<(String, String)>,
+    pub(crate) ulimits: Vec<kiln_sandbox::Ulimit>,
+    pub(crate) shm_size: Option<u64>,
     pub(crate) secrets: Vec<SecretSource>,
     pub(crate) outputs: Vec<Output>,
     pub(crate) tags: Vec<String>,
@@ -261,6 +264,9 @@ impl Builder {
             pull: false,
             network: NetworkDefault::Host,
             isolation: IsolationMode::Auto,
+            extra_hosts: Vec::new(),
+            ulimits: Vec::new(),
+            shm_size: None,
             secrets: Vec::new(),
             outputs: Vec::new(),
             tags: Vec::new(),
@@ -369,6 +375,30 @@ impl Builder {
     #[must_use]
     pub fn isolation(mut self, isolation: IsolationMode) -> Self {
         self.isolation = isolation;
+        self
+    }
+
+    /// `--add-host HOST:IP`: an `/etc/hosts` entry for every RUN (never in a layer). Part of
+    /// the RUN steps' cache keys, as in BuildKit.
+    #[must_use]
+    pub fn add_host(mut self, host: impl Into<String>, address: std::net::IpAddr) -> Self {
+        self.extra_hosts.push((host.into(), address.to_string()));
+        self
+    }
+
+    /// `--ulimit`: a resource limit for every RUN. Part of the RUN steps' cache keys.
+    #[must_use]
+    pub fn ulimit(mut self, ulimit: kiln_sandbox::Ulimit) -> Self {
+        self.ulimits.retain(|u| u.name != ulimit.name);
+        self.ulimits.push(ulimit);
+        self
+    }
+
+    /// `--shm-size`: the size of every RUN's `/dev/shm` in bytes (default 64 MiB). Part of
+    /// the RUN steps' cache keys.
+    #[must_use]
+    pub fn shm_size(mut self, bytes: u64) -> Self {
+        self.shm_size = Some(bytes);
         self
     }
 

@@ -54,6 +54,36 @@ pub(crate) fn add_key_inputs(
             inputs.add_input(format!("bind mount {target}"), digest);
         }
     }
+    // What BuildKit keeps in the ExecOp's meta, only when set, so other keys stay as they were.
+    let builder = engine.builder;
+    if !builder.extra_hosts.is_empty() {
+        let text: Vec<String> = builder
+            .extra_hosts
+            .iter()
+            .map(|(host, address)| format!("{host}={address}"))
+            .collect();
+        inputs.add_input(
+            "add-host".to_owned(),
+            Digest::sha256_of(text.join(",").as_bytes()),
+        );
+    }
+    if !builder.ulimits.is_empty() {
+        let text: Vec<String> = builder
+            .ulimits
+            .iter()
+            .map(|u| format!("{}={:?}:{:?}", u.name, u.soft, u.hard))
+            .collect();
+        inputs.add_input(
+            "ulimit".to_owned(),
+            Digest::sha256_of(text.join(",").as_bytes()),
+        );
+    }
+    if let Some(bytes) = builder.shm_size {
+        inputs.add_input(
+            "shm-size".to_owned(),
+            Digest::sha256_of(bytes.to_string().as_bytes()),
+        );
+    }
     Ok(())
 }
 
@@ -84,6 +114,9 @@ pub(crate) fn run(
     }
     let mut spec = RunSpec::new(lowers, &upper, &work, run.argv.clone());
     spec.isolation = isolation;
+    spec.extra_hosts.clone_from(&engine.builder.extra_hosts);
+    spec.ulimits.clone_from(&engine.builder.ulimits);
+    spec.shm_size = engine.builder.shm_size;
     // Chroot isolation copies the stage's rootfs for a RUN; the next RUN of the stage starts
     // from what this one leaves, with only the layers made since applied on top.
     let chains: Vec<ChainId> = layers.iter().map(|l| l.chain.clone()).collect();

@@ -14,6 +14,7 @@ fn plan(network: Network, mounts: Vec<ExtraMount>) -> RootfsPlan {
         network,
         mounts,
         security: Security::Sandbox,
+        shm_size: None,
     }
 }
 
@@ -329,6 +330,7 @@ fn chroot_plan(mounts: Vec<ExtraMount>) -> RootfsPlan {
         network: Network::Host,
         mounts,
         security: Security::Sandbox,
+        shm_size: None,
     }
 }
 

@@ -1,0 +1,125 @@
+//! `kiln build --add-host`, `--ulimit` and `--shm-size`: what RUN sees, that none of it enters
+//! a layer, that each is part of the RUN's cache key (as in BuildKit's ExecOp meta), and that
+//! bad values are usage errors naming them.
+
+use std::path::Path;
+
+use crate::builds::store_with_busybox;
+use crate::common::{build_plain, kiln_in, run_fails};
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let path = dir.join(rel);
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(path, content).unwrap();
+}
+
+const OPTIONS: [&str; 8] = [
+    "--add-host",
+    "db.internal:10.1.2.3",
+    "--add-host",
+    "v6host=::1",
+    "--ulimit",
+    "nofile=1024:2048",
+    "--shm-size",
+    "96m",
+];
+
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn run_sees_its_hosts_limits_and_shm_size_root() {
+    kiln_test::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN grep -E 'db.internal|v6host' /etc/hosts \\\n\
+          && grep 'Max open files' /proc/self/limits \\\n\
+          && grep ' /dev/shm ' /proc/self/mountinfo | grep -o 'size=[0-9]*k' \\\n\
+          && echo ran > /ran\n",
+    );
+    for isolation in ["namespaces", "chroot"] {
+        let dir = tmp.path().join(isolation);
+        let store_copy = store_with_busybox(&dir);
+        let out = dir.join("out");
+        let log = build_plain(
+            &store_copy,
+            &ctx,
+            &[
+                &OPTIONS[..],
+                &[
+                    "--isolation",
+                    isolation,
+                    "-o",
+                    &format!("type=local,dest={}", out.display()),
+                ],
+            ]
+            .concat(),
+        );
+        assert!(log.contains("10.1.2.3\tdb.internal"), "{isolation}:\n{log}");
+        assert!(log.contains("::1\tv6host"), "{isolation}:\n{log}");
+        assert!(
+            log.lines().any(|l| l.contains("Max open files")
+                && l.contains(" 1024 ")
+                && l.contains(" 2048 ")),
+            "{isolation}:\n{log}"
+        );
+        assert!(log.contains("size=98304k"), "{isolation}:\n{log}");
+        // The generated /etc/hosts never reaches the image.
+        let hosts = out.join("etc/hosts");
+        assert!(
+            !hosts.exists()
+                || !fs_err::read_to_string(&hosts)
+                    .unwrap()
+                    .contains("db.internal"),
+            "{isolation}: --add-host leaked into the image"
+        );
+        assert!(out.join("ran").exists());
+    }
+
+    // Part of the key: without them the RUN runs again; with them again it is cached.
+    build_plain(&store, &ctx, &OPTIONS);
+    let again = build_plain(&store, &ctx, &OPTIONS);
+    assert!(
+        again
+            .lines()
+            .any(|l| l.contains("RUN grep") && l.ends_with(" CACHED")),
+        "{again}"
+    );
+    let without = run_fails(
+        kiln_in(&store)
+            .args(["build", "--progress", "plain"])
+            .arg(&ctx),
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    // The RUN was not taken from the cache made with the options: it ran, and its grep found
+    // no such host.
+    assert!(
+        stderr.contains("cache miss") && stderr.contains("did not complete successfully"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_values_are_usage_errors_naming_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, value) in [
+        ("--add-host", "db:not-an-ip"),
+        ("--add-host", "db:host-gateway"),
+        ("--ulimit", "files=10"),
+        ("--ulimit", "nofile=10:5"),
+        ("--shm-size", "lots"),
+    ] {
+        let out = run_fails(
+            kiln_in(&tmp.path().join("store"))
+                .args(["build", flag, value])
+                .arg(tmp.path()),
+            2,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(value), "{flag} {value}: {stderr}");
+    }
+}
