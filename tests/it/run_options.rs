@@ -123,3 +123,38 @@ fn bad_values_are_usage_errors_naming_them() {
         assert!(stderr.contains(value), "{flag} {value}: {stderr}");
     }
 }
+
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn no_cache_filter_runs_only_the_named_stages_again_root() {
+    kiln_test::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS deps\n\
+         RUN echo deps > /deps\n\
+         FROM busybox AS other\n\
+         RUN echo other > /other\n\
+         FROM busybox\n\
+         COPY --from=deps /deps /deps\n\
+         COPY --from=other /other /other\n",
+    );
+    build_plain(&store, &ctx, &[]);
+    let log = build_plain(&store, &ctx, &["--no-cache-filter", "deps,nosuch"]);
+    let header = |text: &str| {
+        log.lines()
+            .find(|l| l.contains(text) && l.starts_with('#') && !l.contains("cache miss"))
+            .unwrap_or_else(|| panic!("no step {text}:\n{log}"))
+            .to_owned()
+    };
+    assert!(!header("RUN echo deps").ends_with(" CACHED"), "{log}");
+    assert!(log.contains("cache miss: --no-cache-filter"), "{log}");
+    assert!(header("RUN echo other").ends_with(" CACHED"), "{log}");
+    assert!(
+        log.contains("WARNING: --no-cache-filter nosuch: no stage of this build is named so"),
+        "{log}"
+    );
+}

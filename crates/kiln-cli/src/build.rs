@@ -49,6 +49,9 @@ pub(crate) struct BuildArgs {
     /// Do not use the cache when building.
     #[arg(long)]
     no_cache: bool,
+    /// Do not use the cache for these stages (comma-separated or repeated).
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
     /// Always re-resolve base images against their registries.
     #[arg(long)]
     pull: bool,
@@ -375,6 +378,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     }
     if let Some(jobs) = args.jobs {
         builder = builder.jobs(jobs);
+    }
+    for stage in &args.no_cache_filter {
+        builder = builder.no_cache_filter(stage);
     }
     for (host, address) in &args.add_hosts {
         builder = builder.add_host(host, *address);

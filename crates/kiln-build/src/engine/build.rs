@@ -92,8 +92,32 @@ impl Builder {
             }
             .into());
         }
+        let mut no_cache_stages = std::collections::BTreeSet::new();
+        for wanted in &self.no_cache_filter {
+            let found: Vec<_> = graph
+                .stages
+                .iter()
+                .filter(|stage| {
+                    stage
+                        .name
+                        .as_deref()
+                        .is_some_and(|name| name.eq_ignore_ascii_case(wanted))
+                })
+                .map(|stage| stage.id)
+                .collect();
+            if found.is_empty() {
+                // As BuildKit: a name that matches no stage of this build is no error.
+                events.emit(Event::Warning {
+                    message: format!(
+                        "--no-cache-filter {wanted}: no stage of this build is named so"
+                    ),
+                });
+            }
+            no_cache_stages.extend(found);
+        }
         let options = driver::DriverOptions {
             no_cache: self.no_cache,
+            no_cache_stages,
             source_date_epoch: self.source_date_epoch,
             history_name: history_name(&context_root, &dockerfile_name, self.target.as_deref()),
             dockerfile_name,

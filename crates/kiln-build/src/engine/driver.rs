@@ -31,6 +31,8 @@ use crate::scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 pub(crate) struct DriverOptions {
     /// `--no-cache`: every step is a miss (and is recorded for the next build).
     pub(crate) no_cache: bool,
+    /// `--no-cache-filter`: every step of these stages is a miss.
+    pub(crate) no_cache_stages: std::collections::BTreeSet<StageId>,
     /// `SOURCE_DATE_EPOCH`: history times are the epoch, and it is a key input.
     pub(crate) source_date_epoch: Option<i64>,
     /// The Dockerfile as messages name it.
@@ -469,6 +471,8 @@ where
         }
         let reason = if self.options.no_cache {
             "--no-cache".to_owned()
+        } else if self.options.no_cache_stages.contains(&ctx.stage) {
+            "--no-cache-filter".to_owned()
         } else {
             explain_miss(self.previous.get(&history_key), inputs).to_string()
         };
@@ -495,7 +499,7 @@ where
     /// there is one whose layer is still in the store or can be fetched from the imported
     /// cache that has it (a record whose layer is gone is a miss).
     fn cached(&self, key: &CacheKey, ctx: &StepContext<'_>) -> Result<Option<Hit>, StepError> {
-        if self.options.no_cache {
+        if self.options.no_cache || self.options.no_cache_stages.contains(&ctx.stage) {
             return Ok(None);
         }
         let Some(FoundRecord { record, origin }) = self.results.lookup(key) else {

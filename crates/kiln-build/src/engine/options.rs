@@ -225,6 +225,7 @@ pub struct Builder {
     pub(crate) build_contexts: BTreeMap<String, String>,
     pub(crate) platform: Option<Platform>,
     pub(crate) no_cache: bool,
+    pub(crate) no_cache_filter: Vec<String>,
     pub(crate) pull: bool,
     pub(crate) network: NetworkDefault,
     pub(crate) isolation: IsolationMode,
@@ -261,6 +262,7 @@ impl Builder {
             build_contexts: BTreeMap::new(),
             platform: None,
             no_cache: false,
+            no_cache_filter: Vec::new(),
             pull: false,
             network: NetworkDefault::Host,
             isolation: IsolationMode::Auto,
@@ -399,6 +401,14 @@ impl Builder {
     #[must_use]
     pub fn shm_size(mut self, bytes: u64) -> Self {
         self.shm_size = Some(bytes);
+        self
+    }
+
+    /// `--no-cache-filter STAGE`: the steps of the stage so named run again (and are recorded
+    /// for the next build); the other stages use the cache. A name no stage has is a warning.
+    #[must_use]
+    pub fn no_cache_filter(mut self, stage: impl Into<String>) -> Self {
+        self.no_cache_filter.push(stage.into());
         self
     }
 

@@ -466,6 +466,7 @@ impl World {
         let results = LayeredResults::new(&self.results, imported, &lazy);
         let options = DriverOptions {
             no_cache: request.no_cache,
+            no_cache_stages: std::collections::BTreeSet::new(),
             source_date_epoch: None,
             dockerfile_name: "Dockerfile".to_owned(),
             history_name: "ab".repeat(32),
