@@ -67,6 +67,7 @@ impl std::str::FromStr for SecretSource {
         let mut id = None;
         let mut src = None;
         let mut env = None;
+        let mut kind = None;
         for part in spec.split(',') {
             let (k, v) = part
                 .split_once('=')
@@ -76,9 +77,9 @@ impl std::str::FromStr for SecretSource {
                 })?;
             match k.trim() {
                 "id" => id = Some(v.to_owned()),
-                "src" | "source" => src = Some(PathBuf::from(v)),
+                "src" | "source" => src = Some(v.to_owned()),
                 "env" => env = Some(v.to_owned()),
-                "type" if v == "file" || v == "env" => {}
+                "type" if v == "file" || v == "env" => kind = Some(v.to_owned()),
                 "type" => {
                     return Err(SecretSpecError::UnknownType {
                         spec: spec.to_owned(),
@@ -98,11 +99,36 @@ impl std::str::FromStr for SecretSource {
             .ok_or_else(|| SecretSpecError::MissingId {
                 spec: spec.to_owned(),
             })?;
-        if src.is_none() && env.is_none() {
-            // buildx: `--secret id=X` alone reads the env var X.
-            env = Some(id.clone());
+        // buildx's rules: `type=env` names the variable in `env=` (or `src=`, else the id);
+        // `type=file` reads `src=` (else the file named like the id); with neither a type nor
+        // a source, the variable named like the id if it is set, else that file.
+        match kind.as_deref() {
+            Some("env") => {
+                if env.is_none() {
+                    env = Some(src.take().unwrap_or_else(|| id.clone()));
+                }
+                src = None;
+            }
+            Some(_) => {
+                if src.is_none() {
+                    src = Some(env.take().unwrap_or_else(|| id.clone()));
+                }
+                env = None;
+            }
+            None if src.is_none() && env.is_none() => {
+                if std::env::var_os(&id).is_some() {
+                    env = Some(id.clone());
+                } else {
+                    src = Some(id.clone());
+                }
+            }
+            None => {}
         }
-        Ok(Self { id, src, env })
+        Ok(Self {
+            id,
+            src: src.map(PathBuf::from),
+            env,
+        })
     }
 }
 
@@ -546,6 +572,38 @@ pub fn default_store_root() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_follow_buildx_rules_for_type_src_and_env() {
+        let parse = |spec: &str| spec.parse::<SecretSource>().unwrap();
+        let file = parse("id=a,src=/run/a");
+        assert_eq!(
+            (file.src.as_deref(), file.env),
+            (Some(Path::new("/run/a")), None)
+        );
+        let env = parse("id=a,env=TOKEN");
+        assert_eq!((env.src, env.env.as_deref()), (None, Some("TOKEN")));
+        // type=env names the variable by src= (buildx), else the id.
+        let typed = parse("type=env,id=a,src=TOKEN");
+        assert_eq!((typed.src, typed.env.as_deref()), (None, Some("TOKEN")));
+        assert_eq!(parse("type=env,id=a").env.as_deref(), Some("a"));
+        // type=file without src= reads the file named like the id.
+        let named = parse("type=file,id=a.txt");
+        assert_eq!(
+            (named.src.as_deref(), named.env),
+            (Some(Path::new("a.txt")), None)
+        );
+        // Neither: the variable named like the id when it is set, else that file.
+        let bare = parse("id=KILN_TEST_SURELY_UNSET_SECRET_VAR");
+        assert_eq!(
+            bare.src.as_deref(),
+            Some(Path::new("KILN_TEST_SURELY_UNSET_SECRET_VAR"))
+        );
+        assert_eq!(parse("id=PATH").env.as_deref(), Some("PATH"));
+        for bad in ["id=a,type=vault", "id=a,mode=0400", "src=/x", "id"] {
+            assert!(bad.parse::<SecretSource>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn source_date_epoch_build_arg_sets_the_epoch() {
