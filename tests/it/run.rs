@@ -500,3 +500,20 @@ fn history_lists_entries_newest_first_with_layer_sizes() {
     }
     run_fails(kiln_in(&fx.store).args(["history", "not-here:1"]), 1);
 }
+
+#[test]
+fn a_name_no_registry_has_fails_at_once_saying_it_pulls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_fails(
+        kiln_in(&tmp.path().join("store")).args(["run", "nosuch.invalid/img:1", "true"]),
+        125,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("Unable to find image 'nosuch.invalid/img:1' locally"),
+        "{stderr}"
+    );
+    // A host name that does not exist is the resolver's answer: no retries.
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    assert!(stderr.contains("after 1 attempt(s)"), "{stderr}");
+}

@@ -400,10 +400,29 @@ fn is_retryable_status(status: StatusCode) -> bool {
         || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
 }
 
-/// Connection refused/reset, timeouts and broken bodies are worth another attempt; bad URLs
-/// and redirect loops are not.
+/// Connection refused/reset, timeouts and broken bodies are worth another attempt; bad URLs,
+/// redirect loops and a host name that does not exist (the resolver's answer, not a timeout)
+/// are not.
 pub(crate) fn is_retryable_error(err: &reqwest::Error) -> bool {
-    !(err.is_builder() || err.is_redirect() || err.is_status() || err.is_decode())
+    !(err.is_builder()
+        || err.is_redirect()
+        || err.is_status()
+        || err.is_decode()
+        || is_unknown_host(&error_chain(err)))
+}
+
+/// Whether an error's text is the resolver saying the name does not exist (getaddrinfo's
+/// `EAI_NONAME`/`EAI_NODATA`), as opposed to a temporary failure (`EAI_AGAIN`), which is
+/// worth another attempt.
+fn is_unknown_host(chain: &str) -> bool {
+    chain.contains("dns error")
+        && [
+            "Name or service not known",
+            "No address associated with hostname",
+            "nodename nor servname provided",
+        ]
+        .iter()
+        .any(|text| chain.contains(text))
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
@@ -510,6 +529,21 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn unknown_hosts_are_not_retried_but_temporary_failures_are() {
+        assert!(is_unknown_host(
+            "error sending request: client error (Connect): dns error: error resolving DNS: \
+             failed to lookup address information: Name or service not known"
+        ));
+        assert!(!is_unknown_host(
+            "client error (Connect): dns error: failed to lookup address information: \
+             Temporary failure in name resolution"
+        ));
+        assert!(!is_unknown_host(
+            "client error (Connect): connection refused"
+        ));
     }
 
     #[test]
