@@ -158,3 +158,57 @@ fn no_cache_filter_runs_only_the_named_stages_again_root() {
         "{log}"
     );
 }
+
+/// Every `key=value` flag and every enumerated flag of `kiln build`: a key, type or value kiln
+/// does not implement is a usage error (exit 2) that names it, never accepted and dropped.
+#[test]
+fn every_unknown_key_or_value_is_a_usage_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table: &[(&[&str], &str)] = &[
+        (&["-o", "type=oci,dest=/tmp/x.tar,foo=1"], "foo"),
+        (&["-o", "type=oci,dest=/tmp/x,tar=false,foo=1"], "foo"),
+        (&["-o", "type=docker,dest=/tmp/x.tar,foo=1"], "foo"),
+        (&["-o", "type=local,dest=/tmp/x,foo=1"], "foo"),
+        (&["-o", "type=tar,dest=/tmp/x.tar,foo=1"], "foo"),
+        (&["-o", "type=image,name=x,foo=1"], "foo"),
+        (&["-o", "type=registry,name=x,foo=1"], "foo"),
+        (&["-o", "type=bogus"], "bogus"),
+        (
+            &["--cache-to", "type=registry,ref=127.0.0.1:5000/x:c,foo=1"],
+            "foo",
+        ),
+        (&["--cache-to", "type=local,dest=/tmp/c,foo=1"], "foo"),
+        (&["--cache-to", "type=inline,foo=1"], "foo"),
+        (&["--cache-to", "type=gha"], "gha"),
+        (&["--cache-from", "type=registry,ref=x,foo=1"], "foo"),
+        (&["--cache-from", "type=local,src=/tmp/c,foo=1"], "foo"),
+        (&["--secret", "id=a,foo=1"], "foo"),
+        (&["--secret", "id=a,type=vault"], "vault"),
+        (&["--allow", "foo.bar"], "foo.bar"),
+        (&["--progress", "fancy"], "fancy"),
+        (&["--network", "bridge"], "bridge"),
+        (&["--isolation", "vm"], "vm"),
+        (&["--compression", "lz4"], "lz4"),
+        (&["--ulimit", "foo=1"], "foo"),
+        (&["--shm-size", "1q"], "1q"),
+        (&["--add-host", "db"], "db"),
+        (&["--build-context", "=x"], "=x"),
+        (&["--build-context", "name="], "name="),
+        (&["--build-arg", "=v"], "=v"),
+        (&["--label", "=v"], "=v"),
+    ];
+    for (args, named) in table {
+        let out = run_fails(
+            kiln_in(&tmp.path().join("store"))
+                .arg("build")
+                .args(*args)
+                .arg(tmp.path()),
+            2,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(named),
+            "{args:?} does not name `{named}`: {stderr}"
+        );
+    }
+}

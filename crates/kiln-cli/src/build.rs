@@ -41,8 +41,8 @@ pub(crate) struct BuildArgs {
     #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
     labels: Vec<(String, String)>,
     /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
-    #[arg(long = "build-context", value_name = "NAME=SRC")]
-    build_contexts: Vec<String>,
+    #[arg(long = "build-context", value_name = "NAME=SRC", value_parser = parse_build_context)]
+    build_contexts: Vec<(String, String)>,
     /// Target platform (os/arch[/variant]); only the host's platform can run RUN steps.
     #[arg(long, value_name = "PLATFORM")]
     platform: Option<String>,
@@ -264,6 +264,21 @@ fn parse_shm_size(spec: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid --shm-size `{spec}`: expected a positive size such as 64m"))
 }
 
+/// `--build-context NAME=SOURCE`, both non-empty.
+fn parse_build_context(spec: &str) -> Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some((name, source)) if !name.is_empty() && !source.is_empty() => {
+            Ok((name.to_owned(), source.to_owned()))
+        }
+        Some(_) => Err(format!(
+            "invalid --build-context `{spec}`: the name and the source must not be empty"
+        )),
+        None => Err(format!(
+            "invalid --build-context `{spec}`: expected NAME=SOURCE"
+        )),
+    }
+}
+
 fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError> {
     spec.parse()
 }
@@ -334,10 +349,7 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     for (key, value) in &args.labels {
         builder = builder.label(key, value);
     }
-    for ctx in &args.build_contexts {
-        let (name, source) = ctx
-            .split_once('=')
-            .with_context(|| format!("invalid --build-context `{ctx}`: expected NAME=SOURCE"))?;
+    for (name, source) in &args.build_contexts {
         builder = builder.build_context(name, source);
     }
     if let Some(p) = &args.platform {
