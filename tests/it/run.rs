@@ -517,3 +517,27 @@ fn a_name_no_registry_has_fails_at_once_saying_it_pulls() {
     assert!(!stderr.contains("retrying"), "{stderr}");
     assert!(stderr.contains("after 1 attempt(s)"), "{stderr}");
 }
+
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn run_as_root_takes_docker_run_hosts_limits_and_shm_size() {
+    let fx = fixture("opts:1", &[], true);
+    let flags = [
+        "--add-host",
+        "db.internal:10.9.8.7",
+        "--ulimit",
+        "nofile=512:1024",
+        "--shm-size",
+        "32m",
+    ];
+    let script = "grep db.internal /etc/hosts; grep 'Max open files' /proc/self/limits; \
+                  grep ' /dev/shm ' /proc/self/mountinfo | grep -o 'size=[0-9]*k'";
+    let out = fx.output(&flags, &["sh", "-c", script]);
+    assert!(out.contains("10.9.8.7\tdb.internal"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("Max open files") && l.contains(" 512 ") && l.contains(" 1024 ")),
+        "{out}"
+    );
+    assert!(out.contains("size=32768k"), "{out}");
+}

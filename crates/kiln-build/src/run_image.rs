@@ -88,6 +88,9 @@ pub struct ContainerRun {
     hostname: Option<String>,
     network: Network,
     isolation: IsolationMode,
+    extra_hosts: Vec<(String, String)>,
+    ulimits: Vec<crate::Ulimit>,
+    shm_size: Option<u64>,
     timeout: Option<Duration>,
     cancel: Option<CancelToken>,
     sandbox_helper: Option<PathBuf>,
@@ -142,6 +145,25 @@ impl ContainerRun {
     /// then the first of the outcome's `notices`.
     pub fn isolation(mut self, isolation: IsolationMode) -> Self {
         self.isolation = isolation;
+        self
+    }
+
+    /// `--add-host HOST:IP`: an `/etc/hosts` entry.
+    pub fn add_host(mut self, host: impl Into<String>, address: std::net::IpAddr) -> Self {
+        self.extra_hosts.push((host.into(), address.to_string()));
+        self
+    }
+
+    /// `--ulimit`: a resource limit for the command.
+    pub fn ulimit(mut self, ulimit: crate::Ulimit) -> Self {
+        self.ulimits.retain(|u| u.name != ulimit.name);
+        self.ulimits.push(ulimit);
+        self
+    }
+
+    /// `--shm-size`: the size of `/dev/shm` in bytes (default 64 MiB).
+    pub fn shm_size(mut self, bytes: u64) -> Self {
+        self.shm_size = Some(bytes);
         self
     }
 
@@ -246,6 +268,9 @@ impl ContainerRun {
             .unwrap_or_else(|| config.working_dir.clone());
         spec.hostname = hostname;
         spec.network = self.network;
+        spec.extra_hosts.clone_from(&self.extra_hosts);
+        spec.ulimits.clone_from(&self.ulimits);
+        spec.shm_size = self.shm_size;
         spec.timeout = self.timeout;
         spec.cancel.clone_from(&self.cancel);
         let sandbox = Sandbox::new(SandboxConfig {

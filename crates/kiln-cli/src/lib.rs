@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod flags;
 mod history;
 mod images;
 mod import;

@@ -52,6 +52,15 @@ pub(crate) struct RunArgs {
     /// unprivileged container), namespaces or chroot.
     #[arg(long, value_enum, env = "KILN_ISOLATION", default_value = "auto")]
     isolation: IsolationArg,
+    /// Add an /etc/hosts entry (HOST:IP or HOST=IP); repeatable.
+    #[arg(long = "add-host", value_name = "HOST:IP", value_parser = crate::flags::parse_add_host)]
+    add_hosts: Vec<(String, std::net::IpAddr)>,
+    /// A resource limit (NAME=SOFT[:HARD], e.g. nofile=1024:4096; -1 is unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = crate::flags::parse_ulimit)]
+    ulimits: Vec<kiln_build::Ulimit>,
+    /// Size of /dev/shm (bytes, or with a b, k, m or g suffix; default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE", value_parser = crate::flags::parse_shm_size)]
+    shm_size: Option<u64>,
     /// Hostname inside the container (default: a random 12-hex-digit container ID).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
@@ -168,6 +177,15 @@ fn container_of(args: &RunArgs) -> anyhow::Result<ContainerRun> {
     }
     if let Some(secs) = args.timeout {
         container = container.timeout(Duration::from_secs(secs));
+    }
+    for (host, address) in &args.add_hosts {
+        container = container.add_host(host, *address);
+    }
+    for ulimit in &args.ulimits {
+        container = container.ulimit(ulimit.clone());
+    }
+    if let Some(bytes) = args.shm_size {
+        container = container.shm_size(bytes);
     }
     Ok(container
         .network(match args.network {
