@@ -216,3 +216,31 @@ fn prune_waits_for_a_running_build_root() {
     let out = run_ok(kiln_in(&store).args(["run", "during-prune", "cat", "/one"]));
     assert_eq!(out.trim(), "one");
 }
+
+#[test]
+fn prune_takes_buildx_spellings_and_refuses_other_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let out = run_ok(kiln_in(&store).args([
+        "prune",
+        "--keep-storage",
+        "1GB",
+        "--filter",
+        "until=24h",
+        "--force",
+        "--dry-run",
+    ]));
+    assert!(out.starts_with("Would remove "), "{out}");
+    for (args, named) in [
+        (&["prune", "--filter", "type=regular"][..], "type"),
+        (
+            &["prune", "--filter", "until=1h", "--older-than", "2h"][..],
+            "--older-than",
+        ),
+        (&["prune", "--filter", "until=soon"][..], "soon"),
+    ] {
+        let out = run_fails(kiln_in(&store).args(args), 2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+}

@@ -18,12 +18,24 @@ pub(crate) struct PruneArgs {
     /// Remove all build cache, not just unreferenced content.
     #[arg(short, long)]
     all: bool,
-    /// Keep at most this much (e.g. `10GB`, `512MB`), evicting least recently used cache.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// Keep at most this much (e.g. `10GB`, `512MB`), evicting least recently used cache
+    /// (buildx's spelling: `--keep-storage`).
+    #[arg(long, visible_alias = "keep-storage", value_name = "SIZE", value_parser = parse_size)]
     max_size: Option<u64>,
     /// Remove cache not used for this long (e.g. `24h`, `7d`, `90m`).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     older_than: Option<Duration>,
+    /// buildx's filter: `until=DURATION` (the same as `--older-than`); no other key.
+    #[arg(
+        long,
+        value_name = "until=DURATION",
+        value_parser = parse_filter,
+        conflicts_with = "older_than"
+    )]
+    filter: Vec<Duration>,
+    /// Do not ask for confirmation (buildx); kiln never asks.
+    #[arg(short, long)]
+    force: bool,
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     dry_run: bool,
@@ -32,9 +44,13 @@ pub(crate) struct PruneArgs {
 /// Runs `kiln prune`.
 pub(crate) fn run(args: &PruneArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store = kiln_build::open_store(root)?;
+    // `--force` only skips buildx's confirmation prompt, which kiln does not have.
+    let _ = args.force;
     let options = GcOptions {
         all: args.all,
-        older_than: args.older_than,
+        older_than: args
+            .older_than
+            .or_else(|| args.filter.iter().min().copied()),
         max_size: args.max_size,
         dry_run: args.dry_run,
     };
@@ -65,6 +81,17 @@ pub(crate) fn run(args: &PruneArgs, root: Option<&Path>) -> anyhow::Result<ExitC
     )
     .context("writing to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--filter until=24h` (buildx prune); any other filter key is a usage error naming it.
+fn parse_filter(text: &str) -> anyhow::Result<Duration> {
+    match text.split_once('=') {
+        Some(("until", duration)) => parse_duration(duration),
+        Some((key, _)) => {
+            bail!("unknown --filter key `{key}`: kiln prune filters by until=DURATION only")
+        }
+        None => bail!("invalid --filter `{text}`: expected until=DURATION"),
+    }
 }
 
 /// `10GB`, `512MiB`, `1.5G`, `4096` (bytes).
