@@ -244,3 +244,47 @@ fn prune_takes_buildx_spellings_and_refuses_other_filters() {
         assert!(stderr.contains(named), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+#[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
+fn df_shows_what_the_store_holds_and_what_prune_would_reclaim_root() {
+    kiln_test::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS scratchwork\nRUN head -c 100000 /dev/zero > /big\n\
+         FROM busybox\nRUN echo kept > /kept\n",
+    )
+    .unwrap();
+    run_ok(
+        kiln_in(&store)
+            .args(["build", "-q", "--target", "scratchwork"])
+            .arg(&ctx),
+    );
+    run_ok(kiln_in(&store).args(["build", "-q", "-t", "app"]).arg(&ctx));
+    let json = run_ok(kiln_in(&store).args(["df", "--format", "json"]));
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["images"], 2, "busybox and app: {doc}");
+    let kinds = &doc["kinds"];
+    for kind in ["blobs", "snapshots", "cache records"] {
+        assert!(kinds[kind]["items"].as_u64().unwrap() > 0, "{kind}: {doc}");
+        assert!(kinds[kind]["bytes"].as_u64().unwrap() > 0, "{kind}: {doc}");
+    }
+    let sum: u64 = kinds
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|k| k["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(doc["total_bytes"].as_u64().unwrap(), sum, "{doc}");
+    // The unused builder stage's snapshot goes with `prune --all`, not with a plain prune.
+    let all = doc["reclaimable_with_cache_bytes"].as_u64().unwrap();
+    assert!(all >= 100_000, "{doc}");
+    assert!(doc["reclaimable_bytes"].as_u64().unwrap() <= all, "{doc}");
+    let table = run_ok(kiln_in(&store).arg("du"));
+    assert!(table.starts_with("KIND"), "{table}");
+    assert!(table.contains("reclaimable:"), "{table}");
+}

@@ -42,6 +42,9 @@ enum Command {
     Rmi(crate::rmi::RmiArgs),
     /// Remove unused data from the local store.
     Prune(crate::prune::PruneArgs),
+    /// Show what the local store holds and what prune would reclaim (alias: du).
+    #[command(visible_alias = "du")]
+    Df(crate::df::DfArgs),
     /// Manage the local store.
     Store(crate::store_cmd::StoreArgs),
     /// Download an image from a registry into the local store.
@@ -70,6 +73,7 @@ impl Cli {
             Command::Load(args) => crate::save::run_load(&args, self.root.as_deref()),
             Command::Rmi(args) => crate::rmi::run(&args, self.root.as_deref()),
             Command::Prune(args) => crate::prune::run(&args, self.root.as_deref()),
+            Command::Df(args) => crate::df::run(&args, self.root.as_deref()),
             Command::Store(args) => crate::store_cmd::run(&args, self.root.as_deref()),
             Command::Pull(args) => crate::pull::run(&args, self.root.as_deref()),
             Command::Push(args) => crate::push::run(&args, self.root.as_deref()),

@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod df;
 mod flags;
 mod history;
 mod images;
