@@ -774,26 +774,34 @@ pub(crate) fn make_dir(
         resolve_chown(spec, &tree).unwrap_or((0, 0))
     };
     let staging = staging_dir(engine, "workdir")?;
-    let mut current = String::new();
-    for component in rel.split('/') {
-        current = if current.is_empty() {
-            component.to_owned()
-        } else {
-            format!("{current}/{component}")
-        };
-        let host = host_path(&staging, &current);
-        match tree.lookup(&current).map_err(read_stage(&current))? {
-            Some(entry) if entry.is_dir() => {
-                fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
-                apply_entry_meta(&host, &entry)
-                    .map_err(|e| io_error("setting the metadata of", &host, e))?;
-            }
-            _ => {
-                fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
-                apply_meta(&host, 0o755, owner.0, owner.1, None, false)
-                    .map_err(|e| io_error("setting the metadata of", &host, e))?;
+    let made = (|| -> Result<(), StepError> {
+        let mut current = String::new();
+        for component in rel.split('/') {
+            current = if current.is_empty() {
+                component.to_owned()
+            } else {
+                format!("{current}/{component}")
+            };
+            let host = host_path(&staging, &current);
+            match tree.lookup(&current).map_err(read_stage(&current))? {
+                Some(entry) if entry.is_dir() => {
+                    fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
+                    apply_entry_meta(&host, &entry)
+                        .map_err(|e| io_error("setting the metadata of", &host, e))?;
+                }
+                _ => {
+                    fs_err::create_dir_all(&host).map_err(StepError::Fs)?;
+                    apply_meta(&host, 0o755, owner.0, owner.1, None, false)
+                        .map_err(|e| io_error("setting the metadata of", &host, e))?;
+                }
             }
         }
+        Ok(())
+    })();
+    if let Err(err) = made {
+        // A failed step leaves nothing in the store's tmp/ (as a failed COPY does).
+        let _ = fs_err::remove_dir_all(&staging);
+        return Err(err);
     }
     Ok(engine.commit(&staging, parent, in_image)?)
 }
