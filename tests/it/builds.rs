@@ -276,7 +276,9 @@ pub(crate) fn build_case_with_env(
 }
 
 /// Checks one built case against its expectations; returns the mismatches.
-fn check_case(case: &Case, built: &Built) -> Vec<String> {
+/// The corpus expectations (`log_contains`, `fail`, `config`, `files`) checked against a
+/// build; returns the mismatches.
+pub(crate) fn check_case(case: &Case, built: &Built) -> Vec<String> {
     let mut problems = Vec::new();
     let expect = &case.expect;
     for needle in expect["log_contains"].as_array().into_iter().flatten() {

@@ -11,10 +11,8 @@ use std::process::{Command, Output, Stdio};
 
 use kiln_test::TestUser;
 
-use serde_json::Value;
-
 use crate::builds::{
-    Case, EPOCH, FsEntry, cases, layout_config, parallel, store_with_busybox, umoci_unpack, walk,
+    Built, Case, EPOCH, cases, check_case, parallel, store_with_busybox, umoci_unpack,
 };
 use crate::common::{has_tool, kiln_in, run_ok};
 
@@ -570,7 +568,7 @@ fn rootless_corpus_builds_match_expectations() {
         .collect();
     let reports = parallel(&selected, |case| {
         let built = fx.build_case(case, &work);
-        let problems = check_built(case, &built);
+        let problems = check_case(case, &built);
         (case.name.clone(), problems, built.stderr)
     });
     let mut failures = Vec::new();
@@ -608,14 +606,6 @@ fn rootless_corpus_builds_match_expectations() {
     );
 }
 
-/// What a rootless build of a corpus case produced.
-struct Built {
-    code: Option<i32>,
-    stderr: String,
-    layout: PathBuf,
-    rootfs: Option<PathBuf>,
-}
-
 impl Rootless {
     /// Builds `case` as the user into `work/<case>/layout` (an OCI layout), unpacked by root.
     fn build_case(&self, case: &Case, work: &Path) -> Built {
@@ -648,87 +638,4 @@ impl Rootless {
             rootfs,
         }
     }
-}
-
-/// The expectations of builds.rs's corpus (`log_contains`, `fail`, `config`, `files`)
-/// checked against a rootless build; returns the mismatches.
-fn check_built(case: &Case, built: &Built) -> Vec<String> {
-    let expect = &case.expect;
-    let mut problems: Vec<String> = expect["log_contains"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter(|needle| !built.stderr.contains(needle))
-        .map(|needle| format!("output lacks `{needle}`"))
-        .collect();
-    if let Some(fail) = expect.get("fail") {
-        if built.code != Some(1) {
-            problems.push(format!("expected exit 1, got {:?}", built.code));
-        }
-        for needle in fail["stderr"].as_array().into_iter().flatten() {
-            let needle = needle.as_str().unwrap();
-            if !built.stderr.contains(needle) {
-                problems.push(format!("stderr lacks `{needle}`"));
-            }
-        }
-        return problems;
-    }
-    let Some(rootfs) = &built.rootfs else {
-        problems.push(format!("build failed ({:?})", built.code));
-        return problems;
-    };
-    let config = layout_config(&built.layout);
-    for (field, want) in expect["config"].as_object().into_iter().flatten() {
-        let got = config["config"].get(field).cloned().unwrap_or(Value::Null);
-        if &got != want {
-            problems.push(format!("config {field}: expected {want}, got {got}"));
-        }
-    }
-    let tree = walk(rootfs);
-    for (path, want) in expect["files"].as_object().into_iter().flatten() {
-        problems.extend(check_entry(path, want, tree.get(path)));
-    }
-    problems
-}
-
-fn check_entry(path: &str, want: &Value, got: Option<&FsEntry>) -> Vec<String> {
-    let want_kind = want["type"].as_str().unwrap_or("file");
-    let Some(got) = got else {
-        return if want_kind == "absent" {
-            Vec::new()
-        } else {
-            vec![format!("{path}: missing (expected {want_kind})")]
-        };
-    };
-    let mut problems = Vec::new();
-    if got.kind != want_kind {
-        problems.push(format!("{path}: is a {}, expected {want_kind}", got.kind));
-    }
-    if let Some(mode) = want["mode"].as_str()
-        && got.mode != u32::from_str_radix(mode, 8).unwrap()
-    {
-        problems.push(format!("{path}: mode {:04o}, expected {mode}", got.mode));
-    }
-    for (field, value) in [("uid", got.uid), ("gid", got.gid)] {
-        if let Some(want) = want[field].as_u64()
-            && u64::from(value) != want
-        {
-            problems.push(format!("{path}: {field} {value}, expected {want}"));
-        }
-    }
-    let data = String::from_utf8_lossy(&got.data);
-    for field in ["content", "target"] {
-        if let Some(want) = want[field].as_str()
-            && data != want
-        {
-            problems.push(format!("{path}: {field} {data:?}, expected {want:?}"));
-        }
-    }
-    if let Some(want) = want["contains"].as_str()
-        && !data.contains(want)
-    {
-        problems.push(format!("{path}: content {data:?} lacks {want:?}"));
-    }
-    problems
 }
