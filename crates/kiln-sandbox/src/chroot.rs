@@ -360,7 +360,8 @@ fn run_command(
     if let Some(watch) = &mut watch {
         watch.until_exit(child);
     }
-    let status = wait_status(child);
+    // Only `child`: re-parented orphans are reaped by `kill_all`.
+    let status = crate::namespaces::wait_status(child);
     protocol::send_event(socket, &Event::Exit(status));
     kill_all(child);
     drop(limit);
@@ -498,24 +499,6 @@ fn command_main(
         limit.nproc(),
         crate::init::Mode::Chroot { has_seccomp },
     )
-}
-
-/// Waits for `pid`; other children (re-parented orphans) are reaped later by [`kill_all`].
-fn wait_status(pid: Pid) -> ExitStatus {
-    loop {
-        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
-            Ok(Some((_, status))) => {
-                if let Some(signal) = status.terminating_signal() {
-                    return ExitStatus::Signaled(signal);
-                }
-                if let Some(code) = status.exit_status() {
-                    return ExitStatus::Exited(code);
-                }
-            }
-            Ok(None) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return ExitStatus::Exited(1),
-        }
-    }
 }
 
 /// Kills the command's process group and every child of the helper (the orphans it adopted

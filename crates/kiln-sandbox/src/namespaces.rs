@@ -339,7 +339,8 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn wait_status(pid: Pid) -> crate::spec::ExitStatus {
+/// Waits for `pid` (only), retrying on `EINTR`; its exit code or terminating signal.
+pub(crate) fn wait_status(pid: Pid) -> crate::spec::ExitStatus {
     use crate::spec::ExitStatus;
     loop {
         match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
