@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use kiln_build::oci::{Compression, Platform};
 use kiln_build::{
-    BuildError, Builder, CacheExport, CacheSource, Entitlement, IsolationMode, NetworkDefault,
-    Output, SecretSource, Ulimit,
+    BuildError, Builder, CacheExport, CacheSource, Entitlement, NetworkDefault, Output,
+    SecretSource, Ulimit,
 };
 
 use crate::progress::{ProgressMode, Renderer};
@@ -68,7 +68,7 @@ pub(crate) struct BuildArgs {
     /// namespaces (user/mount/pid namespaces + overlayfs) or chroot (root in an unprivileged
     /// container, no user namespaces).
     #[arg(long, value_enum, env = "KILN_ISOLATION", default_value = "auto")]
-    isolation: IsolationArg,
+    isolation: crate::flags::IsolationArg,
     /// Add an /etc/hosts entry for RUN (HOST:IP or HOST=IP); repeatable.
     #[arg(long = "add-host", value_name = "HOST:IP", value_parser = crate::flags::parse_add_host)]
     add_hosts: Vec<(String, std::net::IpAddr)>,
@@ -207,13 +207,6 @@ enum NetworkArg {
     Default,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum IsolationArg {
-    Auto,
-    Namespaces,
-    Chroot,
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CompressionArg {
     Gzip,
@@ -274,7 +267,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         );
         return Ok(ExitCode::from(crate::EXIT_USAGE));
     }
-    if args.isolation == IsolationArg::Chroot && matches!(args.network, NetworkArg::None) {
+    if args.isolation == crate::flags::IsolationArg::Chroot
+        && matches!(args.network, NetworkArg::None)
+    {
         eprintln!(
             "error: --network none cannot be honoured with --isolation chroot (no network \
              namespace): use --isolation namespaces where user namespaces are allowed"
@@ -320,11 +315,7 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             NetworkArg::None => NetworkDefault::None,
             NetworkArg::Host | NetworkArg::Default => NetworkDefault::Host,
         })
-        .isolation(match args.isolation {
-            IsolationArg::Auto => IsolationMode::Auto,
-            IsolationArg::Namespaces => IsolationMode::Namespaces,
-            IsolationArg::Chroot => IsolationMode::Chroot,
-        })
+        .isolation(args.isolation.into())
         .compression(match args.compression {
             CompressionArg::Gzip => Compression::Gzip { level: 6 },
             CompressionArg::Zstd => Compression::Zstd { level: 3 },

@@ -1,7 +1,26 @@
-//! Parsers of the flags `kiln build` and `kiln run` share with docker: `--add-host`,
-//! `--ulimit`, `--shm-size`.
+//! The flags `kiln build` and `kiln run` share: `--isolation`, and the parsers of docker's
+//! `--add-host`, `--ulimit`, `--shm-size`.
 
-use kiln_build::Ulimit;
+use clap::ValueEnum;
+use kiln_build::{IsolationMode, Ulimit};
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum IsolationArg {
+    Auto,
+    Namespaces,
+    Chroot,
+}
+
+impl From<IsolationArg> for IsolationMode {
+    fn from(arg: IsolationArg) -> Self {
+        match arg {
+            IsolationArg::Auto => Self::Auto,
+            IsolationArg::Namespaces => Self::Namespaces,
+            IsolationArg::Chroot => Self::Chroot,
+        }
+    }
+}
 
 /// `--add-host HOST:IP` or `HOST=IP` (buildx's forms; the first separator splits, so
 /// `host:::1` is an IPv6 address).

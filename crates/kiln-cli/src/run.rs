@@ -16,8 +16,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use kiln_build::oci::ResolvedImage;
 use kiln_build::{
-    CancelToken, ClientConfig, ContainerRun, IsolationMode, Network, RunImageError, SandboxError,
-    Store, Stream,
+    CancelToken, ClientConfig, ContainerRun, Network, RunImageError, SandboxError, Store, Stream,
 };
 
 /// docker's exit code when the container could not be created or started.
@@ -51,7 +50,7 @@ pub(crate) struct RunArgs {
     /// How the command is isolated: auto (probe; fall back to chroot as root in an
     /// unprivileged container), namespaces or chroot.
     #[arg(long, value_enum, env = "KILN_ISOLATION", default_value = "auto")]
-    isolation: IsolationArg,
+    isolation: crate::flags::IsolationArg,
     /// Add an /etc/hosts entry (HOST:IP or HOST=IP); repeatable.
     #[arg(long = "add-host", value_name = "HOST:IP", value_parser = crate::flags::parse_add_host)]
     add_hosts: Vec<(String, std::net::IpAddr)>,
@@ -86,13 +85,6 @@ pub(crate) struct RunArgs {
 enum NetworkArg {
     Host,
     None,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum IsolationArg {
-    Auto,
-    Namespaces,
-    Chroot,
 }
 
 /// Runs `kiln run`.
@@ -192,11 +184,7 @@ fn container_of(args: &RunArgs) -> anyhow::Result<ContainerRun> {
             NetworkArg::Host => Network::Host,
             NetworkArg::None => Network::None,
         })
-        .isolation(match args.isolation {
-            IsolationArg::Auto => IsolationMode::Auto,
-            IsolationArg::Namespaces => IsolationMode::Namespaces,
-            IsolationArg::Chroot => IsolationMode::Chroot,
-        }))
+        .isolation(args.isolation.into()))
 }
 
 /// One `-e` value: `KEY=VALUE` as is; a bare `KEY` from kiln's environment, or nothing when
