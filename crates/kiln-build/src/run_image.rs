@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use kiln_oci::{ContainerConfig, Digest, ImageRef, Platform, ResolvedImage};
 use kiln_registry::ClientConfig;
-use kiln_sandbox::{
-    CancelToken, Isolation, Network, RunOutcome, RunSpec, Sandbox, SandboxConfig, Stream,
-};
+use kiln_sandbox::{CancelToken, Network, RunOutcome, RunSpec, Sandbox, SandboxConfig, Stream};
 
 use crate::IsolationMode;
 use kiln_store::{LockMode, Store, StoreError};
@@ -277,20 +275,9 @@ impl ContainerRun {
             helper_exe: self.sandbox_helper.clone(),
             ..SandboxConfig::default()
         })?;
-        let mut fallback = None;
-        spec.isolation = match self.isolation {
-            IsolationMode::Namespaces => Isolation::Namespaces,
-            IsolationMode::Chroot => Isolation::Chroot,
-            IsolationMode::Auto => {
-                let probe = sandbox.probe(&scratch.make_dir("probe")?);
-                if probe.isolation == Isolation::Chroot {
-                    fallback = probe
-                        .reason
-                        .map(|reason| format!("{reason}: using chroot isolation"));
-                }
-                probe.isolation
-            }
-        };
+        let probe_dir = scratch.make_dir("probe")?;
+        let (isolation, fallback) = self.isolation.choose(|| sandbox.probe(&probe_dir));
+        spec.isolation = isolation;
         let mut outcome = sandbox.run(&spec, on_output)?;
         drop(scratch);
         if let Some(reason) = fallback {

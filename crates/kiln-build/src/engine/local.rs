@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use kiln_oci::{ChainId, Digest, Platform};
 use kiln_plan::{BuildGraph, SourceRef, StageId};
-use kiln_sandbox::{Isolation, Sandbox};
+use kiln_sandbox::{Isolation, IsolationProbe, Sandbox};
 use kiln_store::Store;
 
 use super::base::Resolver;
@@ -21,7 +21,7 @@ use super::error::{InternalError, LayerError, StepError};
 use super::ignore::IgnoreFilter;
 use super::lazy::LazyLayers;
 use super::model::{LayerInfo, NamedSource, StageResult};
-use super::options::{Builder, IsolationMode};
+use super::options::Builder;
 use super::seams::BaseResolver;
 use crate::copy::digest::HashMemo;
 use crate::copy::source::{ContextTree, LayeredTree, SourceTree};
@@ -99,11 +99,7 @@ impl<'a> Local<'a> {
                     ..kiln_sandbox::SandboxConfig::default()
                 };
                 let sandbox = Sandbox::new(config).map_err(Arc::new)?;
-                let (isolation, reason) = match self.builder.isolation {
-                    IsolationMode::Namespaces => (Isolation::Namespaces, None),
-                    IsolationMode::Chroot => (Isolation::Chroot, None),
-                    IsolationMode::Auto => self.probe(&sandbox),
-                };
+                let (isolation, reason) = self.builder.isolation.choose(|| self.probe(&sandbox));
                 self.events.emit(Event::Isolation {
                     mode: isolation.to_string(),
                     reason,
@@ -115,7 +111,8 @@ impl<'a> Local<'a> {
             .map_err(|e| StepError::SandboxUnavailable(Arc::clone(e)))
     }
 
-    fn probe(&self, sandbox: &Sandbox) -> (Isolation, Option<String>) {
+    /// What the host allows, probed in a scratch directory of the store's `tmp/`.
+    fn probe(&self, sandbox: &Sandbox) -> IsolationProbe {
         let _span = tracing::debug_span!("isolation_probe").entered();
         let scratch = match tempfile::Builder::new()
             .prefix("probe-")
@@ -124,7 +121,10 @@ impl<'a> Local<'a> {
             Ok(dir) => dir,
             Err(err) => {
                 tracing::debug!(%err, "no scratch directory for the isolation probe");
-                return (Isolation::Namespaces, None);
+                return IsolationProbe {
+                    isolation: Isolation::Namespaces,
+                    reason: None,
+                };
             }
         };
         // Rootless, the overlay leaves a mode-0 work directory a plain removal cannot enter.
@@ -133,15 +133,7 @@ impl<'a> Local<'a> {
         if let Err(err) = kiln_store::remove_tree(&scratch) {
             tracing::warn!(%err, "removing the isolation probe's scratch directory");
         }
-        match probe.isolation {
-            Isolation::Chroot => (
-                Isolation::Chroot,
-                probe
-                    .reason
-                    .map(|reason| format!("{reason}: using chroot isolation")),
-            ),
-            _ => (probe.isolation, None),
-        }
+        probe
     }
 
     /// The rootfs chroot isolation kept after `stage`'s last RUN, taken for its next one.

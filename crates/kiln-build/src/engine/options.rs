@@ -156,6 +156,30 @@ pub enum IsolationMode {
     Chroot,
 }
 
+impl IsolationMode {
+    /// The isolation RUN steps get under this mode: `probe` (which finds what the host
+    /// allows) only runs for `Auto`. With the one line saying why when `Auto` settles for
+    /// chroot.
+    pub(crate) fn choose(
+        self,
+        probe: impl FnOnce() -> kiln_sandbox::IsolationProbe,
+    ) -> (kiln_sandbox::Isolation, Option<String>) {
+        use kiln_sandbox::Isolation;
+        match self {
+            Self::Namespaces => (Isolation::Namespaces, None),
+            Self::Chroot => (Isolation::Chroot, None),
+            Self::Auto => {
+                let probe = probe();
+                let why = (probe.isolation == Isolation::Chroot)
+                    .then_some(probe.reason)
+                    .flatten()
+                    .map(|reason| format!("{reason}: using chroot isolation"));
+                (probe.isolation, why)
+            }
+        }
+    }
+}
+
 /// A privilege a build must be granted before a Dockerfile may use it (`--allow`, as
 /// buildx's entitlements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
