@@ -233,6 +233,13 @@ fn touched_dirs(rootfs: &Path, spec: &RunSpec) -> Vec<Touched> {
         .collect()
 }
 
+/// Whether `rel` (relative to `rootfs`, made symlink-free by [`resolve_in_root`] before the
+/// run) still is: the command may have replaced a parent with a symlink since, and a
+/// host-side write through it would leave the rootfs.
+fn has_no_symlinked_parent(rootfs: &Path, rel: &Path) -> std::io::Result<bool> {
+    Ok(resolve_in_root(rootfs, &Path::new("/").join(rel))? == rel)
+}
+
 /// Takes the setup back out of the rootfs after the run (the command and every process it
 /// left are dead): removes the stand-ins and the directories made for them (those the command
 /// wrote into stay), puts back what they hid, and restores the touched directories' times. The
@@ -245,7 +252,7 @@ fn undo(
     touched: &[Touched],
 ) -> std::io::Result<()> {
     let checked = |rel: &Path| -> std::io::Result<PathBuf> {
-        if resolve_in_root(rootfs, &Path::new("/").join(rel))? == rel {
+        if has_no_symlinked_parent(rootfs, rel)? {
             Ok(rootfs.join(rel))
         } else {
             Err(std::io::Error::other(format!(
@@ -544,7 +551,7 @@ fn children() -> Vec<Pid> {
 /// mount would have written it. The path is re-checked: a command that replaced the mount's
 /// directory (or a parent) with a symlink loses its writes rather than have kiln follow it.
 fn copy_back(rootfs: &Path, rel: &Path, source: &Path) -> std::io::Result<()> {
-    if resolve_in_root(rootfs, &Path::new("/").join(rel))? != rel {
+    if !has_no_symlinked_parent(rootfs, rel)? {
         tracing::warn!(path = %rel.display(), "mount target replaced by a symlink; its writes are dropped");
         return Ok(());
     }
