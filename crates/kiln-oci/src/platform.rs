@@ -47,6 +47,37 @@ pub enum PlatformError {
         "invalid platform `{0}`: expected `os/arch[/variant]`, e.g. `linux/amd64` or `linux/arm64/v8`"
     )]
     Malformed(String),
+    /// An operating system Go (and so containerd and BuildKit) does not know.
+    #[error("invalid platform `{text}`: unknown operating system `{os}` (e.g. linux, windows)")]
+    UnknownOs {
+        /// The text given.
+        text: String,
+        /// The operating system part.
+        os: String,
+    },
+    /// An architecture Go does not know.
+    #[error(
+        "invalid platform `{text}`: unknown architecture `{architecture}` (known: {})",
+        KNOWN_ARCH.join(", ")
+    )]
+    UnknownArchitecture {
+        /// The text given.
+        text: String,
+        /// The architecture part.
+        architecture: String,
+    },
+    /// A variant the architecture does not have.
+    #[error("invalid platform `{text}`: `{variant}` is not a variant of {architecture} ({known})")]
+    UnknownVariant {
+        /// The text given.
+        text: String,
+        /// The architecture.
+        architecture: String,
+        /// The variant part.
+        variant: String,
+        /// The variants the architecture has.
+        known: &'static str,
+    },
 }
 
 impl Platform {
@@ -214,38 +245,147 @@ impl FromStr for Platform {
     type Err = PlatformError;
 
     /// Parses `os/arch[/variant]`; a lone architecture (`arm64`) means `linux/arm64`, a lone
-    /// os (`linux`) the host's architecture on that os. The result is normalized.
+    /// os (`linux`) the host's architecture on that os. The result is normalized, and its
+    /// os and architecture must be ones Go knows (as a `GOOS`/`GOARCH`): `linux/bogus` is
+    /// an error, not a platform no image has.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let malformed = || PlatformError::Malformed(s.to_owned());
-        let parts: Vec<&str> = s.trim().split('/').collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(malformed());
-        }
-        match parts.as_slice() {
-            [single] => {
-                let lower = single.to_ascii_lowercase();
-                if KNOWN_OS.contains(&lower.as_str()) {
-                    let host = Self::host();
-                    Ok(Self::with_variant(
-                        &lower,
-                        &host.architecture,
-                        host.variant.as_deref(),
-                    ))
-                } else {
-                    Ok(Self::new("linux", single))
-                }
+        let parsed = parse_loose(s)?;
+        parsed.check_known(s)?;
+        Ok(parsed)
+    }
+}
+
+/// `os/arch[/variant]` split and normalized, not checked against the known names.
+fn parse_loose(s: &str) -> Result<Platform, PlatformError> {
+    let malformed = || PlatformError::Malformed(s.to_owned());
+    let parts: Vec<&str> = s.trim().split('/').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(malformed());
+    }
+    match parts.as_slice() {
+        [single] => {
+            let lower = single.to_ascii_lowercase();
+            if KNOWN_OS.contains(&lower.as_str()) {
+                let host = Platform::host();
+                Ok(Platform::with_variant(
+                    &lower,
+                    &host.architecture,
+                    host.variant.as_deref(),
+                ))
+            } else {
+                Ok(Platform::new("linux", single))
             }
-            [os, arch] => Ok(Self::new(os, arch)),
-            [os, arch, variant] => Ok(Self::with_variant(os, arch, Some(variant))),
-            _ => Err(malformed()),
+        }
+        [os, arch] => Ok(Platform::new(os, arch)),
+        [os, arch, variant] => Ok(Platform::with_variant(os, arch, Some(variant))),
+        _ => Err(malformed()),
+    }
+}
+
+impl Platform {
+    /// Checks a parsed (normalized) platform against Go's `GOOS`/`GOARCH` lists and the
+    /// variants containerd knows for arm, arm64 and amd64; `text` is what the user wrote.
+    fn check_known(&self, text: &str) -> Result<(), PlatformError> {
+        if !KNOWN_OS.contains(&self.os.as_str()) {
+            return Err(PlatformError::UnknownOs {
+                text: text.to_owned(),
+                os: self.os.clone(),
+            });
+        }
+        if !KNOWN_ARCH.contains(&self.architecture.as_str()) {
+            return Err(PlatformError::UnknownArchitecture {
+                text: text.to_owned(),
+                architecture: self.architecture.clone(),
+            });
+        }
+        let Some(variant) = self.variant.as_deref() else {
+            return Ok(());
+        };
+        // `v8`, or `v8.N` with N digits.
+        let level = |prefix: &str| {
+            variant.strip_prefix(prefix).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest
+                        .strip_prefix('.')
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        };
+        let (is_known, known) = match self.architecture.as_str() {
+            "arm" => (
+                matches!(variant, "v5" | "v6" | "v7" | "v8"),
+                "v5, v6, v7, v8",
+            ),
+            "arm64" => (level("v8") || level("v9"), "v8, v8.N, v9, v9.N"),
+            "amd64" => (matches!(variant, "v2" | "v3" | "v4"), "v1, v2, v3, v4"),
+            _ => (
+                variant
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_'),
+                "letters, digits, `.` and `_`",
+            ),
+        };
+        if is_known {
+            Ok(())
+        } else {
+            Err(PlatformError::UnknownVariant {
+                text: text.to_owned(),
+                architecture: self.architecture.clone(),
+                variant: variant.to_owned(),
+                known,
+            })
         }
     }
 }
 
-/// GOOS values recognised when a platform string has a single component.
+/// Go's `GOOS` values (`go/build/syslist.go`), plus `macos` (normalized to `darwin`).
 const KNOWN_OS: &[&str] = &[
-    "linux", "windows", "darwin", "macos", "freebsd", "netbsd", "openbsd", "solaris", "illumos",
-    "aix", "plan9", "android", "ios", "js", "wasip1",
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "macos",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+    "zos",
+];
+
+/// Go's `GOARCH` values (`go/build/syslist.go`), after normalization (`x86_64` is `amd64`).
+const KNOWN_ARCH: &[&str] = &[
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "ppc64",
+    "ppc64le",
+    "riscv",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sparc",
+    "sparc64",
+    "wasm",
 ];
 
 impl fmt::Display for Platform {
@@ -281,9 +421,29 @@ mod tests {
         assert_eq!(p("linux/i386").to_string(), "linux/386");
         assert_eq!(p("arm64").to_string(), "linux/arm64");
         assert_eq!(p("linux"), Platform::host());
-        for bad in ["", "/", "linux/", "a/b/c/d", "linux//v7"] {
+        assert_eq!(p("linux/arm64/v8.2").to_string(), "linux/arm64/v8.2");
+        assert_eq!(p("linux/riscv64").to_string(), "linux/riscv64");
+        assert_eq!(p("s390x").to_string(), "linux/s390x");
+        assert_eq!(p("linux/ppc64le").to_string(), "linux/ppc64le");
+        assert_eq!(p("386").to_string(), "linux/386");
+        for bad in [
+            "",
+            "/",
+            "linux/",
+            "a/b/c/d",
+            "linux//v7",
+            "linux/bogus",
+            "bogus",
+            "linux/amd64,linux/arm64",
+            "plan10/amd64",
+            "linux/arm/v9",
+            "linux/amd64/v7",
+            "linux/arm64/x",
+        ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?} must be rejected");
         }
+        let err = "linux/bogus".parse::<Platform>().unwrap_err().to_string();
+        assert!(err.contains("unknown architecture `bogus`"), "{err}");
     }
 
     #[test]
