@@ -17,8 +17,8 @@ pub use copy::owners::{ChmodError, OwnerError};
 pub use engine::{
     BaseError, BuildError, BuildOutcome, Builder, CacheExportError, ContextError, CopyStepError,
     DownloadError, Entitlement, ExportError, InsecureNotAllowed, InternalError, IsolationMode,
-    LayerError, MountError, NetworkDefault, OptionsError, SecretSource, SecretSpecError, StepError,
-    StepId, UnknownEntitlement, default_store_root,
+    LayerError, MountError, NetworkDefault, OptionsError, PlatformImage, SecretSource,
+    SecretSpecError, StepError, StepId, UnknownEntitlement, default_store_root, BINFMT_DIR_VAR,
 };
 pub use event::{Event, EventSink, LogStream};
 pub use images::{

@@ -43,9 +43,11 @@ pub(crate) struct BuildArgs {
     /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
     #[arg(long = "build-context", value_name = "NAME=SRC", value_parser = parse_build_context)]
     build_contexts: Vec<(String, String)>,
-    /// Target platform (os/arch[/variant]); only the host's platform can run RUN steps.
-    #[arg(long, value_name = "PLATFORM")]
-    platform: Option<String>,
+    /// Target platforms (os/arch[/variant]), comma-separated or repeated: one image per
+    /// platform under one OCI index. RUN steps of a foreign platform run through the
+    /// kernel's binfmt_misc emulator (qemu-user-static).
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',', value_parser = parse_platform)]
+    platforms: Vec<Platform>,
     /// Do not use the cache when building.
     #[arg(long)]
     no_cache: bool,
@@ -169,6 +171,12 @@ fn parse_label(spec: &str) -> Result<(String, String), String> {
     }
 }
 
+/// One `--platform` entry, validated and normalized as containerd does (`arm64` is
+/// `linux/arm64`, `armhf` is `linux/arm/v7`); an unknown os or architecture is a usage error.
+fn parse_platform(text: &str) -> Result<Platform, String> {
+    text.parse::<Platform>().map_err(|e| e.to_string())
+}
+
 /// `--build-context NAME=SOURCE`, both non-empty.
 fn parse_build_context(spec: &str) -> Result<(String, String), String> {
     match spec.split_once('=') {
@@ -250,11 +258,8 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     for (name, source) in &args.build_contexts {
         builder = builder.build_context(name, source);
     }
-    if let Some(p) = &args.platform {
-        let platform: Platform = p
-            .parse()
-            .with_context(|| format!("invalid --platform `{p}`"))?;
-        builder = builder.platform(platform);
+    for platform in &args.platforms {
+        builder = builder.platform(platform.clone());
     }
     for secret in &args.secrets {
         builder = builder.secret(secret.clone());
@@ -340,7 +345,7 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     match result {
         Ok(outcome) => {
             if let Some(path) = &args.iidfile {
-                fs_err::write(path, outcome.config_digest.to_string())
+                fs_err::write(path, outcome.image_id().to_string())
                     .context("writing --iidfile")?;
             }
             if let Some(path) = &args.metadata_file {
@@ -349,14 +354,14 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             if mode == ProgressMode::Quiet {
                 if is_stdout_output {
                     // stdout carries the archive (dest=-).
-                    eprintln!("{}", outcome.config_digest);
+                    eprintln!("{}", outcome.image_id());
                 } else {
                     #[expect(
                         clippy::print_stdout,
                         reason = "the image ID is the command's output with --quiet"
                     )]
                     {
-                        println!("{}", outcome.config_digest);
+                        println!("{}", outcome.image_id());
                     }
                 }
             }
@@ -374,7 +379,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
 }
 
 /// buildx's `--metadata-file` JSON: the manifest and config digests, the manifest's
-/// descriptor and, when the image has names (`-t`, `type=image,name=`), `image.name`.
+/// descriptor and, when the image has names (`-t`, `type=image,name=`), `image.name`. For a
+/// multi-platform build, the index's digest and descriptor, and no config digest (buildx
+/// writes none: each platform has its own).
 fn metadata(args: &BuildArgs, outcome: &kiln_build::BuildOutcome) -> serde_json::Value {
     let mut names: Vec<&str> = args.tags.iter().map(String::as_str).collect();
     for output in &args.outputs {
@@ -382,15 +389,18 @@ fn metadata(args: &BuildArgs, outcome: &kiln_build::BuildOutcome) -> serde_json:
             names.extend(more.iter().map(String::as_str));
         }
     }
+    let descriptor = outcome.descriptor();
     let mut metadata = serde_json::json!({
-        "containerimage.digest": outcome.manifest.digest.to_string(),
-        "containerimage.config.digest": outcome.config_digest.to_string(),
+        "containerimage.digest": descriptor.digest.to_string(),
         "containerimage.descriptor": {
-            "mediaType": outcome.manifest.media_type.to_string(),
-            "digest": outcome.manifest.digest.to_string(),
-            "size": outcome.manifest.size,
+            "mediaType": descriptor.media_type.to_string(),
+            "digest": descriptor.digest.to_string(),
+            "size": descriptor.size,
         },
     });
+    if outcome.index.is_none() {
+        metadata["containerimage.config.digest"] = outcome.config_digest.to_string().into();
+    }
     if !names.is_empty() {
         metadata["image.name"] = names.join(",").into();
     }

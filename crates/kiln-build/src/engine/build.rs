@@ -19,7 +19,9 @@ use super::ignore::IgnoreFilter;
 use super::lazy::{LazyLayers, RoundError, with_fallback};
 use super::model::LayerInfo;
 use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
-use super::{base, cache_export, cache_import, compressor, driver, export, local, results};
+use super::{
+    base, cache_export, cache_import, compressor, driver, export, local, platforms, results,
+};
 use crate::cache_options::CacheLocation;
 use crate::copy::digest::HashMemo;
 use crate::copy::source::ContextTree;
@@ -52,20 +54,33 @@ impl Builder {
             text: text.as_str().into(),
             source: Box::new(source),
         })?;
-        let platform = self.platform.clone().unwrap_or_else(Platform::host);
-        let mut options = PlanOptions::new(platform.clone());
-        options.build_args = self.build_args.clone().into_iter().collect();
-        options.target.clone_from(&self.target);
-        options.all_stages = self.all_stages;
-        options.named_contexts = self.build_contexts.keys().cloned().collect();
-        let graph = kiln_plan::plan(&dockerfile, &options).map_err(|source| BuildError::Plan {
-            dockerfile: dockerfile_name.clone(),
-            source: Box::new(source),
-        })?;
-        self.check_entitlements(&graph, &dockerfile_name)?;
-        let mut warnings = Vec::new();
-        for w in &graph.warnings {
+        let platforms = self.target_platforms();
+        let mut graphs = Vec::with_capacity(platforms.len());
+        for platform in &platforms {
+            let mut options = PlanOptions::new(platform.clone());
+            options.build_args = self.build_args.clone().into_iter().collect();
+            options.target.clone_from(&self.target);
+            options.all_stages = self.all_stages;
+            options.named_contexts = self.build_contexts.keys().cloned().collect();
+            let graph =
+                kiln_plan::plan(&dockerfile, &options).map_err(|source| BuildError::Plan {
+                    dockerfile: dockerfile_name.clone(),
+                    source: Box::new(source),
+                })?;
+            graphs.push(graph);
+        }
+        let graph = graphs
+            .first()
+            .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
+        self.check_entitlements(graph, &dockerfile_name)?;
+        platforms::check_emulation(&self.binfmt_dir, &graphs, &dockerfile_name)?;
+        let mut warnings: Vec<String> = Vec::new();
+        // The same Dockerfile planned per platform warns the same: once.
+        for w in graphs.iter().flat_map(|g| &g.warnings) {
             let message = w.to_string();
+            if warnings.contains(&message) {
+                continue;
+            }
             events.emit(Event::Warning {
                 message: message.clone(),
             });
@@ -115,16 +130,34 @@ impl Builder {
             }
             no_cache_stages.extend(found);
         }
+        let is_multi = platforms.len() > 1;
         let options = driver::DriverOptions {
             no_cache: self.no_cache,
             no_cache_stages,
             source_date_epoch: self.source_date_epoch,
-            history_name: history_name(&context_root, &dockerfile_name, self.target.as_deref()),
-            dockerfile_name,
+            history_name: String::new(),
+            dockerfile_name: dockerfile_name.clone(),
             started: match self.source_date_epoch {
                 Some(epoch) => kiln_oci::rfc3339_utc(epoch),
                 None => driver::now_rfc3339(),
             },
+            platform_label: None,
+        };
+        let history_names: Vec<String> = platforms
+            .iter()
+            .map(|platform| {
+                history_name(
+                    &context_root,
+                    &dockerfile_name,
+                    self.target.as_deref(),
+                    platform,
+                )
+            })
+            .collect();
+        let options_for = |i: usize| driver::DriverOptions {
+            history_name: history_names[i].clone(),
+            platform_label: is_multi.then(|| platforms[i].to_string()),
+            ..options.clone()
         };
         let resolver = base::Resolver::new(self, &store);
         let compressor =
@@ -157,7 +190,7 @@ impl Builder {
         let executor = local::Local::new(
             self,
             &store,
-            &graph,
+            graph,
             events,
             ContextTree::new(context_root, filter),
             &memo,
@@ -170,80 +203,104 @@ impl Builder {
         let layered = cache_import::LayeredResults::new(&local_results, imported, &lazy);
         // An imported layer that cannot be fetched or unpacked is left out and the build
         // runs again (`lazy::with_fallback`).
-        let mut last_driver = None;
+        let mut last_drivers = None;
         let mut inline_warnings = Vec::new();
         let inline = self
             .cache_to
             .iter()
             .find(|e| e.location == CacheLocation::Inline);
         let build_blob = |layer: &LayerInfo| compressor.blob(layer);
-        let image = with_fallback(&lazy, events, &mut warnings, || {
-            let driver = driver::Driver::new(
-                &graph,
-                events,
-                &executor,
-                &layered,
-                &resolver,
-                options.clone(),
-            );
+        let images = with_fallback(&lazy, events, &mut warnings, || {
+            // One driver per platform, on one scheduler: a step the platforms share runs once.
+            let shared = Arc::new(driver::Shared::default());
+            let drivers: Vec<_> = graphs
+                .iter()
+                .enumerate()
+                .map(|(i, graph)| {
+                    driver::Driver::new(
+                        graph,
+                        events,
+                        &executor,
+                        &layered,
+                        &resolver,
+                        options_for(i),
+                        Arc::clone(&shared),
+                    )
+                })
+                .collect();
+            let driver_refs: Vec<_> = drivers.iter().collect();
             // A failed round cancels its own stages, not the build: the next round runs.
             let round = self.cancel.child();
-            let built = driver.run_all(self.jobs, &round).and_then(|results| {
-                let target = results
-                    .get(&graph.target)
-                    .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
-                // `--cache-to type=inline`: the image's records ride in its manifest.
-                let mut annotations = BTreeMap::new();
-                if let Some(export) = inline {
-                    let steps = driver.ran_steps();
-                    let inputs = cache_export::ExportInputs {
-                        store: &store,
-                        lazy: &lazy,
-                        steps: &steps,
-                        copy_inputs: executor.used_copy_inputs(),
-                        image_stages: driver.image_stages(),
-                        compression: self.compression,
-                        build_blob: &build_blob,
-                        epoch: self.source_date_epoch,
-                        now: (driver::now_rfc3339(), unix_now()),
-                    };
-                    match cache_export::inline_annotation(export, &inputs) {
-                        Ok(inline) => annotations = inline,
-                        Err(e) if export.ignore_error => {
-                            let message = format!("{e} (ignored: ignore-error=true)");
-                            events.emit(Event::Warning {
-                                message: message.clone(),
-                            });
-                            inline_warnings.push(message);
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                export::assemble(
-                    &store,
-                    target,
-                    self.source_date_epoch,
-                    &self.labels,
-                    &compressor,
-                    annotations,
-                )
-            });
+            let built =
+                driver::Driver::run_platforms(&driver_refs, self.jobs, &round).and_then(|all| {
+                    all.iter()
+                        .zip(&drivers)
+                        .zip(&graphs)
+                        .map(|((results, driver), graph)| {
+                            let target = results
+                                .get(&graph.target)
+                                .ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
+                            // `--cache-to type=inline`: the image's records ride in its manifest.
+                            let mut annotations = BTreeMap::new();
+                            if let Some(export) = inline {
+                                let steps = driver.ran_steps();
+                                let inputs = cache_export::ExportInputs {
+                                    store: &store,
+                                    lazy: &lazy,
+                                    steps: &steps,
+                                    copy_inputs: executor.used_copy_inputs(),
+                                    image_stages: driver.image_stages(),
+                                    compression: self.compression,
+                                    build_blob: &build_blob,
+                                    epoch: self.source_date_epoch,
+                                    now: (driver::now_rfc3339(), unix_now()),
+                                };
+                                match cache_export::inline_annotation(export, &inputs) {
+                                    Ok(inline) => annotations = inline,
+                                    Err(e) if export.ignore_error => {
+                                        let message = format!("{e} (ignored: ignore-error=true)");
+                                        events.emit(Event::Warning {
+                                            message: message.clone(),
+                                        });
+                                        inline_warnings.push(message);
+                                    }
+                                    Err(e) => return Err(e.into()),
+                                }
+                            }
+                            export::assemble(
+                                &store,
+                                target,
+                                self.source_date_epoch,
+                                &self.labels,
+                                &compressor,
+                                annotations,
+                            )
+                        })
+                        .collect::<Result<Vec<_>, BuildError>>()
+                });
             if let Err(e) = memo.save() {
                 tracing::warn!("could not save the context hash memo: {e}");
             }
-            driver.save_history();
-            let image = built?;
-            if export::needs_local_blobs(self) {
-                lazy.ensure_blobs(image.manifest.value().layers.iter().map(|l| &l.digest))
-                    .map_err(RoundError::Fault)?;
+            for driver in &drivers {
+                driver.save_history();
             }
-            last_driver = Some(driver);
-            Ok(image)
+            let images = built?;
+            if export::needs_local_blobs(self) {
+                lazy.ensure_blobs(
+                    images
+                        .iter()
+                        .flat_map(|image| image.manifest.value().layers.iter().map(|l| &l.digest)),
+                )
+                .map_err(RoundError::Fault)?;
+            }
+            last_drivers = Some(drivers);
+            Ok(images)
         })?;
         warnings.extend(cache_mounts.take_warnings());
-        let driver = last_driver.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
+        let drivers = last_drivers.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
         warnings.extend(inline_warnings);
-        let tagged = export::export(self, &store, &image, &lazy, events)?;
+        let built = platforms::Built::new(&store, &platforms, images)?;
+        let tagged = export::export(self, &store, &built, &lazy, events)?;
         let (fetched, fetched_bytes) = lazy.fetched();
         tracing::debug!(
             fetched,
@@ -255,13 +312,18 @@ impl Builder {
             .iter()
             .any(|e| e.location != CacheLocation::Inline)
         {
-            let steps = driver.ran_steps();
+            // Every platform's steps: a cache made by a multi-platform build serves each.
+            let steps: Vec<_> = drivers.iter().flat_map(driver::Driver::ran_steps).collect();
+            let image_stages = drivers
+                .iter()
+                .flat_map(|d| d.image_stages().iter().copied())
+                .collect();
             let inputs = cache_export::ExportInputs {
                 store: &store,
                 lazy: &lazy,
                 steps: &steps,
                 copy_inputs: executor.used_copy_inputs(),
-                image_stages: driver.image_stages(),
+                image_stages: &image_stages,
                 compression: self.compression,
                 build_blob: &build_blob,
                 epoch: self.source_date_epoch,
@@ -306,18 +368,22 @@ impl Builder {
                 }
             }
         }
-        events.emit(Event::Finished {
-            manifest_digest: image.manifest_digest().to_string(),
-            config_digest: image.config_digest().to_string(),
-            duration: started.elapsed(),
-        });
-        Ok(BuildOutcome {
-            manifest_digest: image.manifest_digest().clone(),
-            config_digest: image.config_digest().clone(),
-            manifest: image.manifest_descriptor(),
+        let first = built.first();
+        let outcome = BuildOutcome {
+            manifest_digest: first.manifest_digest().clone(),
+            config_digest: first.config_digest().clone(),
+            manifest: first.manifest_descriptor(),
+            index: built.index().cloned(),
+            platforms: built.platform_images(),
             tagged,
             warnings,
-        })
+        };
+        events.emit(Event::Finished {
+            manifest_digest: outcome.descriptor().digest.to_string(),
+            config_digest: outcome.image_id().to_string(),
+            duration: started.elapsed(),
+        });
+        Ok(outcome)
     }
 
     /// Refuses, before any step runs, a `RUN --security=insecure` of a stage the build
@@ -377,6 +443,14 @@ impl Builder {
         }
         if self.outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
             return Err(OptionsError::TwoStdoutOutputs.into());
+        }
+        if self.platforms.len() > 1
+            && let Some(docker) = self
+                .outputs
+                .iter()
+                .find(|o| matches!(o, crate::output::Output::DockerTar(_)))
+        {
+            return Err(export::multi_platform_docker(self, docker).into());
         }
         if let Some(value) = self.build_args.get("SOURCE_DATE_EPOCH")
             && !value.is_empty()
@@ -519,10 +593,21 @@ impl Builder {
 /// The name this build's key inputs are saved under, to explain the next build's misses: one
 /// history per (context, Dockerfile, target). The store names records by hex only, so it is
 /// a digest (domain-separated from step keys, which are digests of a different encoding).
-fn history_name(context_root: &Path, dockerfile_name: &str, target: Option<&str>) -> String {
+fn history_name(
+    context_root: &Path,
+    dockerfile_name: &str,
+    target: Option<&str>,
+    platform: &Platform,
+) -> String {
+    // The host's platform keeps the name builds had before platforms were part of it.
+    let platform = if *platform == Platform::host() {
+        String::new()
+    } else {
+        format!("\0{platform}")
+    };
     Digest::sha256_of(
         format!(
-            "kiln build history v1\0{}\0{}\0{}",
+            "kiln build history v1\0{}\0{}\0{}{platform}",
             context_root.display(),
             dockerfile_name,
             target.unwrap_or("")

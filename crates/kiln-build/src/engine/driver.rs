@@ -6,7 +6,7 @@
 //! run and recorded. It does no I/O of its own: everything goes through the seams
 //! ([`StepExecutor`], [`ResultStore`], [`BaseResolver`]) and the event sink.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -41,6 +41,45 @@ pub(crate) struct DriverOptions {
     pub(crate) history_name: String,
     /// The build's start (RFC 3339), the `created` of what has no other time.
     pub(crate) started: String,
+    /// A multi-platform build: the platform progress labels start with, as BuildKit's
+    /// (`[linux/arm64 builder 2/4] RUN …`).
+    pub(crate) platform_label: Option<String>,
+}
+
+/// What the drivers of one build share, one driver per target platform: the step numbers
+/// (unique per build) and the steps running now, so a step two platforms have in common
+/// (same key: a `--platform=$BUILDPLATFORM` stage that does not read `TARGETARCH`) runs once
+/// and the other platform waits for it and takes its result.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    steps: AtomicUsize,
+    /// A lock per step key, held while the step is looked up, run and recorded.
+    running: Mutex<HashMap<CacheKey, Arc<Mutex<()>>>>,
+    /// The keys this build ran: a hit for a later step with the same key even under
+    /// `--no-cache` (the step was just made, by this build).
+    made: Mutex<HashSet<CacheKey>>,
+}
+
+impl Shared {
+    /// The lock of `key`, made the first time.
+    fn lock_of(&self, key: &CacheKey) -> Arc<Mutex<()>> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(running.entry(*key).or_default())
+    }
+
+    fn was_made(&self, key: &CacheKey) -> bool {
+        self.made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(key)
+    }
+
+    fn mark_made(&self, key: &CacheKey) {
+        self.made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(*key);
+    }
 }
 
 /// Runs the stages of one build; see the module docs.
@@ -51,7 +90,7 @@ pub(crate) struct Driver<'a, X, S, B> {
     results: &'a S,
     bases: &'a B,
     options: DriverOptions,
-    step_counter: AtomicUsize,
+    shared: Arc<Shared>,
     /// The last build's key inputs, by `stage:position`.
     previous: BTreeMap<String, KeyInputs>,
     /// This build's.
@@ -97,6 +136,7 @@ where
         results: &'a S,
         bases: &'a B,
         options: DriverOptions,
+        shared: Arc<Shared>,
     ) -> Self {
         let previous = results.load_history(&options.history_name);
         let mut in_image = BTreeSet::new();
@@ -114,7 +154,7 @@ where
             results,
             bases,
             options,
-            step_counter: AtomicUsize::new(0),
+            shared,
             previous,
             current: Mutex::new(BTreeMap::new()),
             ran: Mutex::new(Vec::new()),
@@ -124,31 +164,62 @@ where
 
     /// Runs every stage of the plan on the scheduler, at most `jobs` at once; the first
     /// failure cancels the rest and is the error.
+    #[cfg(test)]
     pub(crate) fn run_all(
         &self,
         jobs: usize,
         cancel: &CancelToken,
     ) -> Result<BTreeMap<StageId, Arc<StageResult>>, BuildError> {
-        let nodes: Vec<Node<StageId>> = self
-            .graph
-            .stages
+        let mut all = Self::run_platforms(&[self], jobs, cancel)?;
+        all.pop()
+            .ok_or(BuildError::Internal(InternalError::NoTargetResult))
+    }
+
+    /// Runs the stages of every driver (one per target platform) on one scheduler, at most
+    /// `jobs` stages at once across them all; returns each driver's results, in order. The
+    /// first failure cancels every platform's stages.
+    pub(crate) fn run_platforms(
+        drivers: &[&Self],
+        jobs: usize,
+        cancel: &CancelToken,
+    ) -> Result<Vec<BTreeMap<StageId, Arc<StageResult>>>, BuildError> {
+        let nodes: Vec<Node<(usize, StageId)>> = drivers
             .iter()
-            .map(|s| Node {
-                id: s.id,
-                deps: s.deps.clone(),
+            .enumerate()
+            .flat_map(|(i, driver)| {
+                driver.graph.stages.iter().map(move |s| Node {
+                    id: (i, s.id),
+                    deps: s.deps.iter().map(|d| (i, *d)).collect(),
+                })
             })
             .collect();
-        run_dag(&nodes, jobs, self, cancel).map_err(|e| match e {
+        let done = run_dag(&nodes, jobs, &Platforms(drivers), cancel).map_err(|e| match e {
             ScheduleError::Failed { id, error } => {
-                tracing::debug!(stage = %id, "the build stopped at a failed stage");
+                tracing::debug!(stage = %id.1, platform = id.0, "the build stopped at a failed stage");
                 error
             }
             ScheduleError::Cancelled => BuildError::Cancelled,
-        })
+        })?;
+        let mut results = vec![BTreeMap::new(); drivers.len()];
+        for ((i, stage), result) in done {
+            results[i].insert(stage, result);
+        }
+        Ok(results)
     }
 
     fn next_step_number(&self) -> usize {
-        self.step_counter.fetch_add(1, Ordering::SeqCst) + 1
+        self.shared.steps.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// `label` with the build's platform in front, for a multi-platform build.
+    fn platform_labelled(&self, label: String) -> String {
+        match &self.options.platform_label {
+            None => label,
+            Some(platform) => match label.strip_prefix('[') {
+                Some(rest) => format!("[{platform} {rest}"),
+                None => format!("[{platform}] {label}"),
+            },
+        }
     }
 
     /// Saves this build's key inputs for the next build's miss explanations.
@@ -224,10 +295,11 @@ where
                 }
                 continue;
             }
-            let label = step
-                .progress
-                .clone()
-                .unwrap_or_else(|| step.source_text.clone());
+            let label = self.platform_labelled(
+                step.progress
+                    .clone()
+                    .unwrap_or_else(|| step.source_text.clone()),
+            );
             let mut inputs = step.key_inputs(parent_key);
             if let Some(d) = base_digest.take() {
                 inputs.set_base_image(d);
@@ -359,11 +431,13 @@ where
         let triggers = reference
             .and_then(|r| self.bases.local_image(r, &planned.platform))
             .map_or(0, |image| image.config.config.on_build.len());
-        (triggers > 0)
-            .then(|| planned.from_progress_with_triggers(triggers))
-            .flatten()
-            .or_else(|| planned.from_progress())
-            .unwrap_or_else(|| format!("FROM {}", planned.base_name))
+        self.platform_labelled(
+            (triggers > 0)
+                .then(|| planned.from_progress_with_triggers(triggers))
+                .flatten()
+                .or_else(|| planned.from_progress())
+                .unwrap_or_else(|| format!("FROM {}", planned.base_name)),
+        )
     }
 
     /// The `FROM` step of an image base: announced, resolved by `resolve`, and reported
@@ -446,6 +520,10 @@ where
             step: ctx.number,
             name: ctx.id.label.clone(),
         });
+        // Another platform's driver running the same step now: wait for it, then take its
+        // record below.
+        let flight = self.shared.lock_of(&key);
+        let _flight = flight.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(Hit {
             layer,
             created,
@@ -487,6 +565,7 @@ where
         let layer = self.executor.execute(step, prepared, ctx)?;
         self.results
             .record(&key, &CacheRecord::new(layer.as_ref(), created.clone()));
+        self.shared.mark_made(&key);
         self.remember_step(ctx, history_key, inputs, layer.as_ref(), &created);
         self.events.emit(Event::StepDone {
             step: ctx.number,
@@ -499,7 +578,9 @@ where
     /// there is one whose layer is still in the store or can be fetched from the imported
     /// cache that has it (a record whose layer is gone is a miss).
     fn cached(&self, key: &CacheKey, ctx: &StepContext<'_>) -> Result<Option<Hit>, StepError> {
-        if self.options.no_cache || self.options.no_cache_stages.contains(&ctx.stage) {
+        if (self.options.no_cache || self.options.no_cache_stages.contains(&ctx.stage))
+            && !self.shared.was_made(key)
+        {
             return Ok(None);
         }
         let Some(FoundRecord { record, origin }) = self.results.lookup(key) else {
@@ -569,7 +650,10 @@ where
     }
 }
 
-impl<X, S, B> StageRunner<StageId, StageResult> for Driver<'_, X, S, B>
+/// The stages of several drivers as one DAG: node `(i, stage)` is `stage` of driver `i`.
+struct Platforms<'d, 'a, X, S, B>(&'d [&'d Driver<'a, X, S, B>]);
+
+impl<X, S, B> StageRunner<(usize, StageId), StageResult> for Platforms<'_, '_, X, S, B>
 where
     X: StepExecutor,
     S: ResultStore,
@@ -579,11 +663,15 @@ where
 
     fn run(
         &self,
-        id: &StageId,
-        deps: &BTreeMap<StageId, Arc<StageResult>>,
+        (i, id): &(usize, StageId),
+        deps: &BTreeMap<(usize, StageId), Arc<StageResult>>,
         cancel: &CancelToken,
     ) -> Result<StageResult, BuildError> {
-        self.run_stage(*id, deps, cancel)
+        let deps = deps
+            .iter()
+            .map(|((_, stage), result)| (*stage, Arc::clone(result)))
+            .collect();
+        self.0[*i].run_stage(*id, &deps, cancel)
     }
 }
 

@@ -48,6 +48,19 @@ pub enum BuildError {
         /// The line of the RUN.
         line: usize,
     },
+    /// A RUN step for a platform this host cannot run, and no emulator for it (checked
+    /// before any step runs).
+    #[error("{dockerfile}:{line}: RUN for {platform} needs an emulator: {source}")]
+    NoEmulator {
+        /// The Dockerfile as named in messages.
+        dockerfile: String,
+        /// The platform.
+        platform: String,
+        /// The line of the stage's first RUN.
+        line: usize,
+        /// What the binfmt_misc check found.
+        source: Box<kiln_sandbox::EmulationError>,
+    },
     /// The Dockerfile could not be read.
     #[error(
         "failed to read the Dockerfile {}: {source}; pass -f FILE or put a Dockerfile in the context",
@@ -376,6 +389,17 @@ pub enum OptionsError {
         id: String,
         /// The variable.
         var: String,
+    },
+    /// `type=docker` for more than one platform: a docker-archive holds one image per name.
+    #[error(
+        "--output {output}: a docker archive cannot hold a multi-platform image ({platforms}); \
+         use type=oci for an index of every platform, or build one --platform"
+    )]
+    DockerArchiveMultiPlatform {
+        /// The output.
+        output: String,
+        /// The platforms asked for.
+        platforms: String,
     },
     /// `--build-arg SOURCE_DATE_EPOCH=…` that is not a number of seconds.
     #[error("--build-arg SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since the epoch")]
@@ -758,6 +782,9 @@ pub enum ExportError {
     /// The manifest or config could not be made.
     #[error("assembling the image: {0}")]
     Assemble(Box<AssembleError>),
+    /// The index of a multi-platform build could not be serialized.
+    #[error("making the image index: {0}")]
+    Index(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

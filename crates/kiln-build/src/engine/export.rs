@@ -9,8 +9,8 @@ use std::path::Path;
 
 use kiln_oci::{
     ArchiveOptions, AssembledImage, Descriptor, ExportImage, ImageRef, ManifestFormat,
-    assemble_image, write_docker_archive, write_docker_archive_to, write_oci_archive,
-    write_oci_archive_to, write_oci_layout_dir,
+    MemoryBlobs, assemble_image, write_docker_archive, write_docker_archive_to,
+    write_oci_archive, write_oci_archive_to, write_oci_layout_dir,
 };
 use kiln_store::Store;
 
@@ -20,6 +20,7 @@ use super::error::ExportError;
 use super::lazy::LazyLayers;
 use super::model::StageResult;
 use super::options::Builder;
+use super::platforms::Built;
 use crate::event::{Event, EventSink};
 use crate::output::Output;
 
@@ -83,11 +84,11 @@ pub(crate) fn needs_local_blobs(builder: &Builder) -> bool {
 pub(crate) fn export(
     builder: &Builder,
     store: &Store,
-    image: &AssembledImage,
+    built: &Built,
     lazy: &LazyLayers,
     events: &dyn EventSink,
 ) -> Result<Vec<String>, BuildError> {
-    let descriptor = image.manifest_descriptor();
+    let descriptor = built.top();
     let mut names: Vec<String> = builder.tags.clone();
     let mut push_names: Vec<String> = if builder.push {
         builder.tags.clone()
@@ -104,11 +105,9 @@ pub(crate) fn export(
     }
     // Like `buildx --push`, an image whose layers are still only in a registry cache is
     // pushed, not kept here: the store holds no image it lacks the blobs of.
-    let complete = image
-        .manifest
-        .value()
-        .layers
-        .iter()
+    let complete = built
+        .images()
+        .flat_map(|(_, image)| &image.manifest.value().layers)
         .all(|l| !lazy.is_pending(&l.digest));
     let mut refs = Vec::new();
     for name in &names {
@@ -121,9 +120,9 @@ pub(crate) fn export(
         })?;
         // Re-tagging the same image is a no-op: skip the atomic write and its fsyncs.
         let current = store.resolve_ref(&reference).map_err(ExportError::Store)?;
-        if current.as_ref() != Some(image.manifest_digest()) {
+        if current.as_ref() != Some(&descriptor.digest) {
             store
-                .set_ref(&reference, image.manifest_digest())
+                .set_ref(&reference, &descriptor.digest)
                 .map_err(ExportError::Store)?;
         }
         refs.push(reference);
@@ -131,7 +130,12 @@ pub(crate) fn export(
     let export_image = names
         .iter()
         .fold(ExportImage::new(descriptor.clone()), |img, n| img.named(n));
-    let blobs = image.blobs(store);
+    // Configs and manifests from memory, the index and layers from the store.
+    let mut blobs = MemoryBlobs::with_fallback(store);
+    for (_, image) in built.images() {
+        blobs.insert(image.config.bytes().to_vec());
+        blobs.insert(image.manifest.bytes().to_vec());
+    }
     let options = ArchiveOptions {
         mtime: builder
             .source_date_epoch
@@ -140,6 +144,10 @@ pub(crate) fn export(
         platform: None,
     };
     for output in &builder.outputs {
+        if matches!(output, Output::DockerTar(_)) && built.is_multi_platform() {
+            // Refused before the build; again here, should an embedder get this far.
+            return Err(multi_platform_docker(builder, output).into());
+        }
         match output {
             Output::OciTar(_) | Output::DockerTar(_) if output.is_stdout() => {
                 let stdout = std::io::stdout().lock();
@@ -173,16 +181,54 @@ pub(crate) fn export(
                 write_docker_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
                     .map_err(|source| archive_error(dest, source))?;
             }
-            Output::Local(dest) => write_local(store, image, dest)?,
-            Output::Tar(dest) => write_rootfs_tar(store, image, output, dest)?,
+            Output::Local(dest) => write_local(store, built, dest)?,
+            Output::Tar(dest) => write_rootfs_tar(store, built, output, dest)?,
             Output::Image { .. } => {}
         }
     }
     if !push_names.is_empty() {
-        push(builder, lazy, image, &push_names, events)?;
+        push(builder, lazy, &descriptor, &push_names, events)?;
     }
     names.retain(|n| complete || !push_names.contains(n));
     Ok(names)
+}
+
+/// `type=docker` of a multi-platform build: refused, as buildx does.
+pub(crate) fn multi_platform_docker(
+    builder: &Builder,
+    output: &Output,
+) -> super::error::OptionsError {
+    super::error::OptionsError::DockerArchiveMultiPlatform {
+        output: output.to_string(),
+        platforms: builder
+            .target_platforms()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Flattens the root filesystem of each image of `built` into `dir`: into `dir` itself for a
+/// one-platform build, into `dir/linux_amd64`, `dir/linux_arm64`, … for a multi-platform
+/// one (buildx's layout).
+fn flatten_platforms(store: &Store, built: &Built, dir: &Path) -> Result<(), ExportError> {
+    for (platform, image) in built.images() {
+        let blobs: Vec<_> = image
+            .manifest
+            .value()
+            .layers
+            .iter()
+            .map(|d| d.digest.clone())
+            .collect();
+        let target = if built.is_multi_platform() {
+            dir.join(Built::platform_dir(platform))
+        } else {
+            dir.to_owned()
+        };
+        store.flatten_to(&target, &blobs)?;
+    }
+    Ok(())
 }
 
 fn archive_error(dest: &Path, source: kiln_oci::LayoutError) -> ExportError {
@@ -200,7 +246,7 @@ fn export_io(action: &'static str, path: &Path, source: std::io::Error) -> Expor
     }
 }
 
-fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(), ExportError> {
+fn write_local(store: &Store, built: &Built, dest: &Path) -> Result<(), ExportError> {
     let parent = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -210,14 +256,7 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
         .prefix(".kiln-local-")
         .tempdir_in(parent)
         .map_err(|e| export_io("creating a temporary directory in", parent, e))?;
-    let blobs: Vec<_> = image
-        .manifest
-        .value()
-        .layers
-        .iter()
-        .map(|d| d.digest.clone())
-        .collect();
-    store.flatten_to(temp.path(), &blobs)?;
+    flatten_platforms(store, built, temp.path())?;
     // Checked before the build too; again here, since the destination may have changed.
     Output::Local(dest.to_owned()).check_destination()?;
     if fs_err::symlink_metadata(dest).is_ok() {
@@ -231,12 +270,13 @@ fn write_local(store: &Store, image: &AssembledImage, dest: &Path) -> Result<(),
     Ok(())
 }
 
-/// `type=tar`: the root filesystem `type=local` would write, flattened into a temporary
-/// directory and written as one tar (sorted, so the same image gives the same tar), to a
-/// temporary file beside `dest` renamed into place, or to stdout for `dest=-`.
+/// `type=tar`: the root filesystem `type=local` would write (one directory per platform for
+/// a multi-platform build), flattened into a temporary directory and written as one tar
+/// (sorted, so the same image gives the same tar), to a temporary file beside `dest` renamed
+/// into place, or to stdout for `dest=-`.
 fn write_rootfs_tar(
     store: &Store,
-    image: &AssembledImage,
+    built: &Built,
     output: &Output,
     dest: &Path,
 ) -> Result<(), ExportError> {
@@ -248,14 +288,7 @@ fn write_rootfs_tar(
         .prefix("rootfs-")
         .tempdir_in(&scratch)
         .map_err(|e| export_io("creating a temporary directory in", &scratch, e))?;
-    let blobs: Vec<_> = image
-        .manifest
-        .value()
-        .layers
-        .iter()
-        .map(|d| d.digest.clone())
-        .collect();
-    store.flatten_to(rootfs.path(), &blobs)?;
+    flatten_platforms(store, built, rootfs.path())?;
     let tar_error = |source| ExportError::RootfsTar {
         output: output.to_string(),
         source,
@@ -300,7 +333,7 @@ fn write_rootfs_tar(
 fn push(
     builder: &Builder,
     lazy: &LazyLayers,
-    image: &AssembledImage,
+    image: &Descriptor,
     names: &[String],
     events: &dyn EventSink,
 ) -> Result<(), ExportError> {
@@ -328,7 +361,7 @@ fn push(
         .build()
         .map_err(ExportError::Runtime)?;
     runtime
-        .block_on(client.push_image(&lazy.source(), image.manifest_digest(), &targets))
+        .block_on(client.push_image(&lazy.source(), &image.digest, &targets))
         .map_err(|source| ExportError::Push {
             names: names.join(", "),
             source: Box::new(source),

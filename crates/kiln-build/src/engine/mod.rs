@@ -20,6 +20,7 @@ mod lazy;
 mod local;
 mod model;
 mod options;
+mod platforms;
 mod results;
 mod run_exec;
 mod seams;
@@ -32,6 +33,6 @@ pub use self::error::{
     StepError, StepId,
 };
 pub use self::options::{
-    BuildOutcome, Builder, Entitlement, IsolationMode, NetworkDefault, SecretSource,
-    SecretSpecError, UnknownEntitlement, default_store_root,
+    BINFMT_DIR_VAR, BuildOutcome, Builder, Entitlement, IsolationMode, NetworkDefault,
+    PlatformImage, SecretSource, SecretSpecError, UnknownEntitlement, default_store_root,
 };

@@ -12,6 +12,9 @@ use crate::scheduler::CancelToken;
 
 /// The variable (and build arg) whose value is the build's time, in seconds since the epoch.
 const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// The variable naming the binfmt_misc directory the emulation check reads (tests point it
+/// at an empty directory to act out a host without emulators).
+pub const BINFMT_DIR_VAR: &str = "KILN_BINFMT_DIR";
 
 /// A `--secret id=…,src=…` (or `env=…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,20 +235,52 @@ impl std::fmt::Display for Entitlement {
     }
 }
 
+/// One platform's image of a build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformImage {
+    /// The platform it was built for.
+    pub platform: Platform,
+    /// Its manifest's descriptor (platform set when the build made an index).
+    pub manifest: Descriptor,
+    /// Its config digest.
+    pub config_digest: Digest,
+}
+
 /// The result of a successful build.
 #[derive(Debug, Clone)]
 pub struct BuildOutcome {
-    /// The manifest digest of the image.
+    /// The manifest digest of the image (of the first platform's image when the build made
+    /// an index; the index is [`BuildOutcome::index`]).
     pub manifest_digest: Digest,
-    /// The config digest (image ID).
+    /// The config digest (image ID) of that image.
     pub config_digest: Digest,
-    /// The manifest's descriptor: media type, digest and size (buildx's
-    /// `containerimage.descriptor`).
+    /// The manifest's descriptor: media type, digest and size.
     pub manifest: Descriptor,
+    /// A build for more than one platform: the OCI index of the images, what names point
+    /// to and what is pushed and exported.
+    pub index: Option<Descriptor>,
+    /// Each platform's image, in the order the platforms were given.
+    pub platforms: Vec<PlatformImage>,
     /// Names stored in the local store.
     pub tagged: Vec<String>,
     /// Warnings emitted.
     pub warnings: Vec<String>,
+}
+
+impl BuildOutcome {
+    /// What the build made, as buildx's `containerimage.descriptor` names it: the index of a
+    /// multi-platform build, else the manifest.
+    pub fn descriptor(&self) -> &Descriptor {
+        self.index.as_ref().unwrap_or(&self.manifest)
+    }
+
+    /// The image ID docker prints: the index digest of a multi-platform build, else the
+    /// config digest.
+    pub fn image_id(&self) -> &Digest {
+        self.index
+            .as_ref()
+            .map_or(&self.config_digest, |index| &index.digest)
+    }
 }
 
 /// Builds images from Dockerfiles: the embedding API behind `kiln build`.
@@ -273,7 +308,8 @@ pub struct Builder {
     pub(crate) build_args: BTreeMap<String, String>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) build_contexts: BTreeMap<String, String>,
-    pub(crate) platform: Option<Platform>,
+    pub(crate) platforms: Vec<Platform>,
+    pub(crate) binfmt_dir: PathBuf,
     pub(crate) no_cache: bool,
     pub(crate) no_cache_filter: Vec<String>,
     pub(crate) pull: bool,
@@ -310,7 +346,13 @@ impl Builder {
             build_args: BTreeMap::new(),
             labels: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
-            platform: None,
+            platforms: Vec::new(),
+            binfmt_dir: std::env::var_os(BINFMT_DIR_VAR)
+                .filter(|v| !v.is_empty())
+                .map_or_else(
+                    || PathBuf::from("/proc/sys/fs/binfmt_misc"),
+                    PathBuf::from,
+                ),
             no_cache: false,
             no_cache_filter: Vec::new(),
             pull: false,
@@ -394,10 +436,32 @@ impl Builder {
         self
     }
 
-    /// `--platform`.
+    /// `--platform`: a platform to build for; repeat for a multi-platform build, whose
+    /// result is an OCI index with one image per platform (default: the host's platform).
+    /// A platform given twice is built once.
     #[must_use]
     pub fn platform(mut self, platform: Platform) -> Self {
-        self.platform = Some(platform);
+        let platform = platform.normalized();
+        if !self.platforms.contains(&platform) {
+            self.platforms.push(platform);
+        }
+        self
+    }
+
+    /// The platforms the build makes images for: those given, else the host's.
+    pub fn target_platforms(&self) -> Vec<Platform> {
+        if self.platforms.is_empty() {
+            vec![Platform::host()]
+        } else {
+            self.platforms.clone()
+        }
+    }
+
+    /// Where the build looks for binfmt_misc handlers before it runs a RUN step of a foreign
+    /// platform (default `/proc/sys/fs/binfmt_misc`, or `$KILN_BINFMT_DIR`).
+    #[must_use]
+    pub fn binfmt_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.binfmt_dir = dir.into();
         self
     }
 

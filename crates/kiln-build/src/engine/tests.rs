@@ -471,6 +471,7 @@ impl World {
             dockerfile_name: "Dockerfile".to_owned(),
             history_name: "ab".repeat(32),
             started: "2026-01-01T00:00:00Z".to_owned(),
+            platform_label: None,
         };
         // As the composition root does: a layer that cannot be fetched is left out and the
         // build runs again; the events are those of the last round.
@@ -485,6 +486,7 @@ impl World {
                 &results,
                 &self.bases,
                 options.clone(),
+                Arc::default(),
             );
             let result = driver
                 .run_all(usize::MAX, &CancelToken::new())
