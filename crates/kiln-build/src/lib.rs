@@ -15,10 +15,10 @@ pub use cache_options::{CacheExport, CacheLocation, CacheMode, CacheSource, Cach
 pub use copy::CopyError;
 pub use copy::owners::{ChmodError, OwnerError};
 pub use engine::{
-    BaseError, BuildError, BuildOutcome, Builder, CacheExportError, ContextError, CopyStepError,
-    DownloadError, Entitlement, ExportError, InsecureNotAllowed, InternalError, IsolationMode,
-    LayerError, MountError, NetworkDefault, OptionsError, PlatformImage, SecretSource,
-    SecretSpecError, StepError, StepId, UnknownEntitlement, default_store_root, BINFMT_DIR_VAR,
+    BINFMT_DIR_VAR, BaseError, BuildError, BuildOutcome, Builder, CacheExportError, ContextError,
+    CopyStepError, DownloadError, Entitlement, ExportError, InsecureNotAllowed, InternalError,
+    IsolationMode, LayerError, MountError, NetworkDefault, OptionsError, PlatformImage,
+    SecretSource, SecretSpecError, StepError, StepId, UnknownEntitlement, default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};
 pub use images::{

@@ -75,7 +75,7 @@ pub enum PlanError {
         /// Where.
         span: Span,
         /// Why.
-        source: PlatformError,
+        source: Box<PlatformError>,
     },
     /// A base image or `--from` image is not a valid reference.
     #[error("line {}: `{}` is neither a stage, a build context nor an image reference: {source}", .span.line, clip(.reference))]

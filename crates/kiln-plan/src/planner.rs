@@ -339,7 +339,7 @@ fn resolve_stage(
                     .map_err(|source| PlanError::InvalidPlatform {
                         value,
                         span,
-                        source,
+                        source: Box::new(source),
                     })?,
             )
         }

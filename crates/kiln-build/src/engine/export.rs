@@ -8,9 +8,9 @@ use std::io::Write as _;
 use std::path::Path;
 
 use kiln_oci::{
-    ArchiveOptions, AssembledImage, Descriptor, ExportImage, ImageRef, ManifestFormat,
-    MemoryBlobs, assemble_image, write_docker_archive, write_docker_archive_to,
-    write_oci_archive, write_oci_archive_to, write_oci_layout_dir,
+    ArchiveOptions, AssembledImage, Descriptor, ExportImage, ImageRef, ManifestFormat, MemoryBlobs,
+    assemble_image, write_docker_archive, write_docker_archive_to, write_oci_archive,
+    write_oci_archive_to, write_oci_layout_dir,
 };
 use kiln_store::Store;
 

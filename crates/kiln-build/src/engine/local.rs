@@ -136,23 +136,25 @@ impl<'a> Local<'a> {
         probe
     }
 
-    /// The rootfs chroot isolation kept after `stage`'s last RUN, taken for its next one.
-    pub(crate) fn take_kept_root(&self, stage: StageId) -> Option<KeptRoot> {
+    /// The rootfs chroot isolation kept after the last RUN of `stage` for `platform`, taken
+    /// for its next one.
+    pub(crate) fn take_kept_root(&self, platform: &Platform, stage: StageId) -> Option<KeptRoot> {
         self.kept_roots
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&stage)
+            .remove(&(platform.clone(), stage))
     }
 
-    /// Keeps `root` for `stage`'s next RUN (replacing, and deleting, an older one).
-    pub(crate) fn keep_root(&self, stage: StageId, root: KeptRoot) {
+    /// Keeps `root` for the next RUN of `stage` for `platform` (replacing, and deleting, an
+    /// older one).
+    pub(crate) fn keep_root(&self, platform: &Platform, stage: StageId, root: KeptRoot) {
         let old = self
             .kept_roots
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(stage, root);
+            .insert((platform.clone(), stage), root);
         drop(old);
     }
 
@@ -372,6 +374,6 @@ impl Drop for KeptRoot {
     }
 }
 
-/// Every stage's kept rootfs; what is left is deleted with the build.
+/// Every stage's kept rootfs, per target platform; what is left is deleted with the build.
 #[derive(Debug, Default)]
-struct KeptRoots(Mutex<std::collections::HashMap<StageId, KeptRoot>>);
+struct KeptRoots(Mutex<std::collections::HashMap<(Platform, StageId), KeptRoot>>);

@@ -349,10 +349,7 @@ impl Builder {
             platforms: Vec::new(),
             binfmt_dir: std::env::var_os(BINFMT_DIR_VAR)
                 .filter(|v| !v.is_empty())
-                .map_or_else(
-                    || PathBuf::from("/proc/sys/fs/binfmt_misc"),
-                    PathBuf::from,
-                ),
+                .map_or_else(|| PathBuf::from("/proc/sys/fs/binfmt_misc"), PathBuf::from),
             no_cache: false,
             no_cache_filter: Vec::new(),
             pull: false,

@@ -69,9 +69,7 @@ impl Built {
             let manifests = images
                 .iter()
                 .map(|(platform, image)| {
-                    image
-                        .manifest_descriptor()
-                        .with_platform(platform.clone())
+                    image.manifest_descriptor().with_platform(platform.clone())
                 })
                 .collect();
             let index = JsonBlob::from_value(ImageIndex::new(manifests))

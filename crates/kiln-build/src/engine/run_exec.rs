@@ -123,7 +123,7 @@ pub(crate) fn run(
     let mut reused = None;
     if isolation == Isolation::Chroot {
         spec.chroot_keep = true;
-        if let Some(kept) = engine.take_kept_root(ctx.stage)
+        if let Some(kept) = engine.take_kept_root(ctx.platform, ctx.stage)
             && chains.starts_with(&kept.chains)
         {
             spec.chroot_reuse = Some(kiln_sandbox::ChrootReuse {
@@ -222,7 +222,7 @@ pub(crate) fn run(
         fs_err::rename(&kept, dir.join("rootfs")).map_err(StepError::Fs)?;
         let mut chains = chains;
         chains.extend(layer.as_ref().map(|l| l.chain.clone()));
-        engine.keep_root(ctx.stage, KeptRoot { dir, chains });
+        engine.keep_root(ctx.platform, ctx.stage, KeptRoot { dir, chains });
     }
     tracing::debug_span!("run_cleanup").in_scope(|| drop(cleanup));
     Ok(layer)
