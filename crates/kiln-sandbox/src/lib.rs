@@ -6,7 +6,8 @@
 //! [`RecordingSyscalls`] for tests), [`run_helper_if_requested`] (the helper entry point every
 //! helper executable calls first thing in `main`), [`reexec_in_user_namespace`] (kiln run by
 //! an ordinary user moves into a user namespace mapping its subordinate ids, before anything
-//! else). Neighbours: the build engine (`kiln-build`)
+//! else), [`find_emulator`] (the binfmt_misc handler, qemu with the `F` flag, that runs a
+//! foreign platform's RUN steps). Neighbours: the build engine (`kiln-build`)
 //! calls it for each RUN and hands the upperdir to `kiln-oci`'s layer writer; `kiln run` uses
 //! it directly.
 #![expect(
@@ -20,6 +21,7 @@ mod cgroup;
 mod chroot;
 mod confine;
 mod copyup;
+mod emulation;
 mod error;
 mod fsmeta;
 mod helper;
@@ -39,6 +41,7 @@ mod user;
 pub use cancel::CancelToken;
 pub use chroot::NO_MOUNTS_ENV;
 pub use confine::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, seccomp_programs};
+pub use emulation::{DEFAULT_BINFMT_DIR, EmulationError, Emulator, find_emulator, needs_emulation};
 pub use error::{SandboxError, UserError};
 pub use helper::{FORCE_COPY_ENV, run_helper_if_requested};
 pub use overlay::{OPAQUE_XATTR_TRUSTED, OPAQUE_XATTR_USER};

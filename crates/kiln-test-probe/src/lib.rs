@@ -44,6 +44,13 @@ pub const TOOL_GROUPS: &[(&str, &[&str])] = &[(
 /// `.dockerignore` cases); default [`default_conformance_dir`].
 pub const CONFORMANCE_VAR: &str = "KILN_CONFORMANCE_DIR";
 
+/// Where `.ci/install-deps` installs an arm64 (aarch64) static busybox, from Debian's
+/// `busybox-static:arm64`, for tests that run a foreign architecture through qemu.
+pub const FOREIGN_BUSYBOX_PATH: &str = "/usr/local/lib/kiln-test/busybox-arm64";
+
+/// The binfmt_misc entry qemu-user-static registers for aarch64 executables.
+pub const AARCH64_BINFMT_ENTRY: &str = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
+
 /// Something a test needs from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {
@@ -55,6 +62,10 @@ pub enum Requirement {
     Busybox,
     /// The conformance corpus directory ([`conformance_dir`]).
     Conformance,
+    /// Running arm64 binaries: the arm64 busybox at [`FOREIGN_BUSYBOX_PATH`] and an enabled
+    /// qemu-aarch64 binfmt_misc handler with the `F` (fix-binary) flag, so it works inside a
+    /// sandbox's root ([`AARCH64_BINFMT_ENTRY`]).
+    Emulation,
     /// An executable of this name on `PATH` (one of [`TOOLS`]).
     Tool(&'static str),
 }
@@ -62,7 +73,13 @@ pub enum Requirement {
 impl Requirement {
     /// Every requirement the probe knows: the fixed ones, then one per entry of [`TOOLS`].
     pub fn all() -> Vec<Self> {
-        let mut all = vec![Self::Root, Self::Overlay, Self::Busybox, Self::Conformance];
+        let mut all = vec![
+            Self::Root,
+            Self::Overlay,
+            Self::Busybox,
+            Self::Conformance,
+            Self::Emulation,
+        ];
         all.extend(TOOLS.iter().map(|tool| Self::Tool(tool)));
         all
     }
@@ -74,6 +91,7 @@ impl Requirement {
             Self::Overlay => "kiln_no_overlay".to_owned(),
             Self::Busybox => "kiln_no_busybox".to_owned(),
             Self::Conformance => "kiln_no_conformance".to_owned(),
+            Self::Emulation => "kiln_no_emulation".to_owned(),
             Self::Tool(tool) => format!("kiln_no_{}", tool.replace(['-', '.'], "_")),
         }
     }
@@ -85,6 +103,7 @@ impl Requirement {
             Self::Overlay => has_overlay(),
             Self::Busybox => busybox_binary().is_some(),
             Self::Conformance => conformance_dir().is_dir(),
+            Self::Emulation => foreign_busybox_binary().is_some() && has_aarch64_binfmt(),
             Self::Tool(tool) => tool_path(tool).is_some(),
         }
     }
@@ -100,6 +119,11 @@ impl Requirement {
             Self::Conformance => format!(
                 "the conformance corpus at {} (set {CONFORMANCE_VAR})",
                 conformance_dir().display()
+            ),
+            Self::Emulation => format!(
+                "arm64 emulation: the arm64 busybox at {FOREIGN_BUSYBOX_PATH} and an enabled \
+                 {AARCH64_BINFMT_ENTRY} with the F flag (bash .ci/install-deps installs \
+                 qemu-user-static and both)"
             ),
             Self::Tool(tool) => format!("`{tool}` on PATH (bash .ci/install-deps installs it)"),
         }
@@ -145,6 +169,27 @@ pub fn busybox_binary() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
+}
+
+/// The arm64 busybox at [`FOREIGN_BUSYBOX_PATH`], if installed.
+pub fn foreign_busybox_binary() -> Option<PathBuf> {
+    let path = PathBuf::from(FOREIGN_BUSYBOX_PATH);
+    path.is_file().then_some(path)
+}
+
+/// Whether [`AARCH64_BINFMT_ENTRY`] is enabled and has the `F` flag (the kernel opened its
+/// interpreter at registration, so it runs inside any root).
+pub fn has_aarch64_binfmt() -> bool {
+    fs_err::read_to_string(AARCH64_BINFMT_ENTRY).is_ok_and(|text| is_usable_binfmt_entry(&text))
+}
+
+fn is_usable_binfmt_entry(text: &str) -> bool {
+    let mut lines = text.lines();
+    lines.next() == Some("enabled")
+        && lines.any(|l| {
+            l.strip_prefix("flags:")
+                .is_some_and(|flags| flags.contains('F'))
+        })
 }
 
 /// `../shared/conformance` beside the workspace root.
@@ -279,6 +324,25 @@ mod tests {
         ] {
             assert_eq!(is_ci_value(value), expected, "{value:?}");
         }
+    }
+
+    #[test]
+    fn a_binfmt_entry_is_usable_when_enabled_with_the_f_flag() {
+        let entry = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n\
+                     flags: POF\noffset 0\nmagic 7f454c46\n";
+        assert!(is_usable_binfmt_entry(entry));
+        assert!(!is_usable_binfmt_entry(
+            &entry.replace("enabled", "disabled")
+        ));
+        assert!(!is_usable_binfmt_entry(&entry.replace("POF", "PO")));
+        assert!(
+            cfg_lines(&[], false)
+                .contains(&"cargo::rustc-check-cfg=cfg(kiln_no_emulation)".to_owned())
+        );
+        assert!(
+            cfg_lines(&[Requirement::Emulation], false)
+                .contains(&"cargo::rustc-cfg=kiln_no_emulation".to_owned())
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Offline base-image trees made from the host's static busybox.
+//! Offline base-image trees made from the host's static busybox, or from the arm64 one for
+//! tests of emulated RUN steps.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::{is_root, require_busybox};
+use crate::{is_root, require_busybox, require_emulation};
 
 /// Applets linked next to busybox in [`busybox_rootfs`].
 pub const BUSYBOX_APPLETS: &[&str] = &[
@@ -18,7 +19,33 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
 /// [`require_busybox`]): tests that call it carry
 /// `#[cfg_attr(kiln_no_busybox, ignore = "needs busybox")]`.
 pub fn busybox_rootfs(dir: &Path) -> PathBuf {
-    let busybox = require_busybox();
+    busybox_tree(dir, &require_busybox())
+}
+
+/// [`busybox_rootfs`] for an architecture: `"amd64"` is the host's busybox (on an amd64
+/// host), `"arm64"` the arm64 one from [`crate::foreign_busybox_binary`], which runs through qemu
+/// (tests that use it carry `#[cfg_attr(kiln_no_emulation, ignore = "needs arm64 emulation")]`).
+///
+/// # Panics
+///
+/// For another architecture, or when the requirement is missing.
+pub fn busybox_rootfs_for(dir: &Path, arch: &str) -> PathBuf {
+    let busybox = match arch {
+        "amd64" => {
+            assert_eq!(
+                std::env::consts::ARCH,
+                "x86_64",
+                "the host's busybox is not amd64 here"
+            );
+            require_busybox()
+        }
+        "arm64" => require_emulation(),
+        other => panic!("no busybox for architecture `{other}`: amd64 or arm64"),
+    };
+    busybox_tree(dir, &busybox)
+}
+
+fn busybox_tree(dir: &Path, busybox: &Path) -> PathBuf {
     let mkdir = |rel: &str, mode: u32| {
         let p = dir.join(rel);
         fs_err::create_dir_all(&p).unwrap_or_else(|e| panic!("{e}"));
@@ -32,7 +59,7 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     mkdir("tmp", 0o1777);
     mkdir("home/user", 0o755);
     let target = dir.join("bin/busybox");
-    fs_err::copy(&busybox, &target).unwrap_or_else(|e| panic!("{e}"));
+    fs_err::copy(busybox, &target).unwrap_or_else(|e| panic!("{e}"));
     fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("{e}"));
     for applet in BUSYBOX_APPLETS {

@@ -19,15 +19,18 @@ mod registry;
 mod requirements;
 mod rootless;
 
-pub use busybox::{BUSYBOX_APPLETS, busybox_rootfs};
+pub use busybox::{BUSYBOX_APPLETS, busybox_rootfs, busybox_rootfs_for};
 pub use filters::snapshot_filters;
-pub use kiln_test_probe::{Requirement, busybox_binary, conformance_dir, is_root};
+pub use kiln_test_probe::{
+    FOREIGN_BUSYBOX_PATH, Requirement, busybox_binary, conformance_dir, foreign_busybox_binary,
+    is_root,
+};
 pub use proxy::{Fault, FaultProxy, Rule};
 pub use raw_tar::{Listing, RawTar, Sentinel};
 pub use registry::{Registry, http_status};
 pub use requirements::{
-    has_tool, require, require_busybox, require_conformance, require_overlay, require_root,
-    require_tool,
+    has_tool, require, require_busybox, require_conformance, require_emulation, require_overlay,
+    require_root, require_tool,
 };
 pub use rootless::{
     ROOTLESS_RANGE, ROOTLESS_USER, TestUser, USER_WITHOUT_SUBIDS, assert_traversable,

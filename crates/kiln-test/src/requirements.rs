@@ -46,6 +46,13 @@ pub fn require_busybox() -> PathBuf {
     kiln_test_probe::busybox_binary().expect("checked by require")
 }
 
+/// Needs arm64 emulation (qemu-aarch64 registered with the `F` flag) and the arm64 busybox;
+/// returns the busybox's path.
+pub fn require_emulation() -> PathBuf {
+    require(Requirement::Emulation);
+    kiln_test_probe::foreign_busybox_binary().expect("checked by require")
+}
+
 /// Needs the conformance corpus; returns its directory.
 pub fn require_conformance() -> PathBuf {
     require(Requirement::Conformance);
