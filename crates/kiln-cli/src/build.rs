@@ -345,8 +345,7 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     match result {
         Ok(outcome) => {
             if let Some(path) = &args.iidfile {
-                fs_err::write(path, outcome.image_id().to_string())
-                    .context("writing --iidfile")?;
+                fs_err::write(path, outcome.image_id().to_string()).context("writing --iidfile")?;
             }
             if let Some(path) = &args.metadata_file {
                 write_metadata(path, &metadata(args, &outcome))?;

@@ -46,7 +46,8 @@ pub enum EmulationError {
     /// The directory is missing or is not a binfmt_misc mount (no `register` file).
     #[error(
         "binfmt_misc is not mounted at {dir}, so {platform} binaries cannot be emulated: mount \
-         it with `mount -t binfmt_misc binfmt_misc {dir}`"
+         it with `mount -t binfmt_misc binfmt_misc {dir}` and install qemu-user-static \
+         (`apt-get install qemu-user-static` registers its handlers with the F flag)"
     )]
     NotMounted {
         /// The platform to emulate.

@@ -438,7 +438,12 @@ impl Builder {
     /// A platform given twice is built once.
     #[must_use]
     pub fn platform(mut self, platform: Platform) -> Self {
-        let platform = platform.normalized();
+        let normalized = platform.normalized();
+        let platform = if normalized == platform {
+            platform
+        } else {
+            normalized
+        };
         if !self.platforms.contains(&platform) {
             self.platforms.push(platform);
         }
