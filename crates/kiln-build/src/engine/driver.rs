@@ -394,6 +394,11 @@ where
                         duration: t.elapsed(),
                     }
                 });
+                if let Some(warning) = &image.platform_warning {
+                    let line = planned.from.syntax.start_line;
+                    let message = format!("line {line}: {warning}");
+                    self.events.emit(Event::Warning { message });
+                }
                 Ok(image)
             }
             Err(source) => {

@@ -55,6 +55,9 @@ pub(crate) struct BaseImage {
     pub(crate) layers: Vec<LayerInfo>,
     /// Whether it came from the local store without a pull.
     pub(crate) was_local: bool,
+    /// BuildKit's `InvalidBaseImagePlatform` warning (without its `line N:`), when the base
+    /// is a single manifest whose config's platform cannot run as the stage's.
+    pub(crate) platform_warning: Option<String>,
 }
 
 /// What a `--build-context NAME=…` is.

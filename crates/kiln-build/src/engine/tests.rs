@@ -332,6 +332,7 @@ impl FakeBases {
                 blob: None,
             }],
             was_local: true,
+            platform_warning: None,
         };
         lock(&self.images).insert(reference(name), image);
     }
