@@ -33,7 +33,7 @@ pub use import::{
     Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError, ImportStep, TarError,
 };
 pub use output::{DestinationError, Output, OutputSpecError};
-pub use run_image::{ContainerRun, RunImageError, find_or_pull_image};
+pub use run_image::{ContainerRun, ImageToRun, RunImageError, find_or_pull_image};
 pub use scheduler::CancelToken;
 
 // The types of the crates below that the API above takes and returns, so an embedder (and

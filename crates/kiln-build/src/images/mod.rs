@@ -34,6 +34,7 @@ pub use platforms::{ImagePlatform, describe_platforms, platforms_of};
 pub use remove::{Untagged, prune, untag_images};
 pub use store_root::{open_store, resolve_store_root};
 pub use tag::tag_image;
+pub(crate) use transfer::{pull_outcome, registry_pull};
 pub use transfer::{
     PullOutcome, PushOutcome, login, logout, pull_image, push_image, registry_host, without_echo,
 };

@@ -63,7 +63,7 @@ pub fn pull_image(
     config: ClientConfig,
 ) -> Result<PullOutcome, ImageError> {
     let _lock = store.lock(LockMode::Shared)?;
-    let mut pull = registry_pull(store, config)?;
+    let mut pull = registry_pull(store, config);
     let found = resolve_platform_image(
         store,
         reference,
@@ -75,16 +75,31 @@ pub fn pull_image(
     Ok(pull_outcome(reference, &found))
 }
 
-/// A [`RegistryPull`] into `store` with a client of `config` on a runtime of its own.
+/// A [`RegistryPull`](super::platforms::RegistryPull) into `store` with a client of
+/// `config`; the client and its runtime are made by the first pull, so a resolution the
+/// store answers starts neither.
 pub(crate) fn registry_pull(
     store: &Store,
     config: ClientConfig,
-) -> Result<impl FnMut(&ImageRef, &Platform) -> Result<PulledImage, RegistryError>, ImageError> {
-    let client = Client::new(config)?;
-    let runtime = runtime()?;
-    Ok(move |reference: &ImageRef, platform: &Platform| {
+) -> impl FnMut(&ImageRef, &Platform) -> Result<PulledImage, RegistryError> {
+    let mut config = Some(config);
+    let mut connection: Option<(Client, tokio::runtime::Runtime)> = None;
+    move |reference: &ImageRef, platform: &Platform| {
+        let (client, runtime) = match &mut connection {
+            Some(made) => &*made,
+            slot @ None => {
+                let client = Client::new(config.take().unwrap_or_default())?;
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        RegistryError::ClientSetup(format!("starting the async runtime: {e}"))
+                    })?;
+                &*slot.insert((client, runtime))
+            }
+        };
         runtime.block_on(client.pull_image(reference, platform, store))
-    })
+    }
 }
 
 /// What a resolution that pulled `reference` did, as [`PullOutcome`].
