@@ -96,7 +96,8 @@ pub(crate) fn parse_ulimit(spec: &str) -> Result<Ulimit, String> {
 
 /// `--platform`: one `os/arch[/variant]` (a bad one is a usage error naming it).
 pub(crate) fn parse_platform(spec: &str) -> Result<kiln_build::oci::Platform, String> {
-    spec.parse().map_err(|e: kiln_build::oci::PlatformError| e.to_string())
+    spec.parse()
+        .map_err(|e: kiln_build::oci::PlatformError| e.to_string())
 }
 
 /// `--shm-size`: bytes, or a number with a `b`, `k`, `m` or `g` suffix (also `kb`, `mb`, `gb`;

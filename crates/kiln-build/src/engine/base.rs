@@ -10,10 +10,10 @@ use kiln_oci::{BlobSource, Digest, ImageRef, OciLayout, Platform, ResolvedImage}
 use kiln_store::Store;
 
 use super::error::BaseError;
-use crate::images::{PullPolicy, resolve_platform_image};
 use super::model::{BaseImage, LayerBlob, LayerInfo, NamedSource};
 use super::options::Builder;
 use super::seams::BaseResolver;
+use crate::images::{PullPolicy, resolve_platform_image};
 
 /// One image's place in the [`Resolver`]: empty until the first stage that needs it has
 /// resolved it (an error leaves it empty, so the next stage tries again).

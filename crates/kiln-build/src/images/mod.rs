@@ -29,15 +29,15 @@ pub use archive::{
 pub use history::{HistoryEntry, ImageHistory, image_history};
 pub use listing::{ImageInspection, ImageSummary, inspect_image, list_images};
 pub use lookup::{find_image, parse_image_name, require_image};
-pub(crate) use platforms::{PullPolicy, resolve_platform_image};
 pub use platforms::{ImagePlatform, describe_platforms, platforms_of};
+pub(crate) use platforms::{PullPolicy, read_index, resolve_platform_image};
 pub use remove::{Untagged, prune, untag_images};
 pub use store_root::{open_store, resolve_store_root};
 pub use tag::tag_image;
-pub(crate) use transfer::{pull_outcome, registry_pull};
 pub use transfer::{
     PullOutcome, PushOutcome, login, logout, pull_image, push_image, registry_host, without_echo,
 };
+pub(crate) use transfer::{pull_outcome, registry_pull};
 
 /// Why an image operation failed. Each variant names its subject; the cause, when there is
 /// one, is its [`source`](std::error::Error::source) (boxed: store and registry errors are

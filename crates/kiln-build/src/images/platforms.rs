@@ -234,7 +234,11 @@ pub(crate) fn read_index(store: &Store, digest: &Digest) -> Result<Option<ImageI
 }
 
 /// The manifest `digest` with its config, read from the store.
-fn read_image(store: &Store, name: &ImageRef, digest: &Digest) -> Result<ResolvedImage, ImageError> {
+fn read_image(
+    store: &Store,
+    name: &ImageRef,
+    digest: &Digest,
+) -> Result<ResolvedImage, ImageError> {
     store
         .resolve_image(digest, None)
         .map_err(|source| ImageError::ReadImage {
@@ -364,8 +368,8 @@ mod tests {
         let layer = Descriptor::new(MediaType::OciLayer, layer_digest, blob.len() as u64);
         let mut config = ImageConfiguration::new(platform);
         config.rootfs.diff_ids = vec![digests.diff_id.clone()];
-        let image = assemble_image(config, vec![layer], ManifestFormat::Oci, BTreeMap::new())
-            .unwrap();
+        let image =
+            assemble_image(config, vec![layer], ManifestFormat::Oci, BTreeMap::new()).unwrap();
         store.put_bytes(image.config.bytes()).unwrap();
         store.put_bytes(image.manifest.bytes()).unwrap();
         image.manifest_descriptor().with_platform(platform.clone())
@@ -373,7 +377,9 @@ mod tests {
 
     fn put_index(store: &Store, entries: Vec<Descriptor>) -> Digest {
         let index = ImageIndex::new(entries);
-        store.put_bytes(&serde_json::to_vec(&index).unwrap()).unwrap()
+        store
+            .put_bytes(&serde_json::to_vec(&index).unwrap())
+            .unwrap()
     }
 
     fn no_registry() -> impl FnMut(&ImageRef, &Platform) -> Result<PulledImage, RegistryError> {

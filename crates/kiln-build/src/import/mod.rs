@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use kiln_oci::{
     ArchiveOptions, AssembleError, Compression, Descriptor, DiffId, DiffTar, Digest, ExportImage,
-    History, ImageConfiguration, ImageRef, LayerError, LayerWriter, LayoutError, ManifestFormat,
-    MediaType, Platform, assemble_image, rfc3339_utc,
+    History, ImageConfiguration, ImageIndex, ImageRef, LayerError, LayerWriter, LayoutError,
+    ManifestFormat, MediaType, Platform, assemble_image, rfc3339_utc,
 };
 use kiln_plan::{ChangeError, ConfigChanges};
 use kiln_store::{LockMode, Store, StoreError};
@@ -121,9 +121,84 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+    /// What the name held could not be read to add the new platform to it.
+    #[error("adding the image to the platforms {name} holds")]
+    Platforms {
+        /// The name.
+        name: ImageRef,
+        /// What failed.
+        #[source]
+        source: Box<crate::ImageError>,
+    },
     /// A store operation failed (the store's error names its path or digest).
     #[error(transparent)]
     Store(Box<StoreError>),
+}
+
+/// What `name` should point to once the image `new` (a manifest for `platform`) is
+/// imported under it: `new` itself when the name holds nothing, or only an image of the
+/// same platform (or of none); otherwise an index of the platforms it held with `new` in
+/// place of the same platform's entry (stored here).
+fn merge_platform(
+    store: &Store,
+    name: &ImageRef,
+    new: &Descriptor,
+    platform: &Platform,
+) -> Result<Digest, ImportError> {
+    let failed = |source: crate::ImageError| ImportError::Platforms {
+        name: name.clone(),
+        source: Box::new(source),
+    };
+    let Some(existing) = store.resolve_ref(name)? else {
+        return Ok(new.digest.clone());
+    };
+    let same = |other: &Platform| other.normalized() == platform.normalized();
+    let mut entries: Vec<Descriptor> =
+        match crate::images::read_index(store, &existing).map_err(failed)? {
+            Some(index) => index.manifests,
+            None => {
+                let held = crate::images::platforms_of(store, &existing).map_err(failed)?;
+                match held.first() {
+                    Some(held) if !same(&held.platform) => vec![
+                        store
+                            .descriptor_of(&existing)?
+                            .with_platform(held.platform.clone()),
+                    ],
+                    _ => return Ok(new.digest.clone()),
+                }
+            }
+        };
+    // The same platform is replaced; so are attestations of manifests no longer listed.
+    entries.retain(|d| d.platform.as_ref().is_none_or(|p| !same(p)) || is_attestation(d));
+    let listed: Vec<String> = entries.iter().map(|d| d.digest.to_string()).collect();
+    entries.retain(|d| {
+        !is_attestation(d)
+            || d.annotations
+                .get(ANNOTATION_REFERENCE_DIGEST)
+                .is_some_and(|target| listed.contains(target))
+    });
+    if !entries.iter().any(|d| !is_attestation(d)) {
+        return Ok(new.digest.clone());
+    }
+    entries.push(new.clone());
+    let index = ImageIndex::new(entries);
+    let bytes = serde_json::to_vec(&index).map_err(|source| {
+        failed(crate::ImageError::Json {
+            what: "index",
+            digest: existing.clone(),
+            source,
+        })
+    })?;
+    Ok(store.put_bytes(&bytes)?)
+}
+
+/// BuildKit's attestation manifests point to the image they describe with this annotation.
+const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+
+fn is_attestation(descriptor: &Descriptor) -> bool {
+    descriptor
+        .annotations
+        .contains_key(kiln_oci::ANNOTATION_DOCKER_REFERENCE_TYPE)
 }
 
 impl From<StoreError> for ImportError {
@@ -223,6 +298,9 @@ pub enum ImportStep {
     Tagged(ImageRef),
     /// This output was written.
     Wrote(ImportOutput),
+    /// The name holds an index of these platforms (the image joined the other platforms
+    /// the name held).
+    Platforms(ImageRef, Vec<Platform>),
 }
 
 /// What [`Import::run`] made.
@@ -291,7 +369,9 @@ impl Import {
         })
     }
 
-    /// Stores the image under `name` too (`-t`).
+    /// Stores the image under `name` too (`-t`). When `name` holds an image or index of
+    /// other platforms it becomes an index of those plus this one (the same platform's
+    /// image is replaced); reported as [`ImportStep::Platforms`].
     pub fn tag(mut self, name: ImageRef) -> Self {
         self.names.push(name);
         self
@@ -364,9 +444,23 @@ impl Import {
             .map_err(|err| ImportError::Assemble(Box::new(err)))?;
         store.put_bytes(image.config.bytes())?;
         let manifest_digest = store.put_bytes(image.manifest.bytes())?;
+        let platform = self.config.platform();
+        let descriptor = image.manifest_descriptor().with_platform(platform.clone());
         for name in &self.names {
-            store.set_ref(name, &manifest_digest)?;
+            let top = merge_platform(store, name, &descriptor, &platform)?;
+            store.set_ref(name, &top)?;
             on_step(&ImportStep::Tagged(name.clone()));
+            if top != manifest_digest {
+                let platforms = crate::images::platforms_of(store, &top)
+                    .map_err(|source| ImportError::Platforms {
+                        name: name.clone(),
+                        source: Box::new(source),
+                    })?
+                    .into_iter()
+                    .map(|p| p.platform)
+                    .collect();
+                on_step(&ImportStep::Platforms(name.clone(), platforms));
+            }
         }
         self.write_outputs(store, &image.manifest_descriptor(), on_step)?;
         Ok(ImportOutcome {
