@@ -93,8 +93,15 @@ pub(crate) fn run(args: &ImagesArgs, root: Option<&Path>) -> anyhow::Result<Exit
                 ]
             })
             .collect();
-        let header =
-            ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "PLATFORMS"].map(str::to_owned);
+        let header = [
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "PLATFORMS",
+        ]
+        .map(str::to_owned);
         let mut widths = header.clone().map(|h| h.len());
         for row in &table {
             for (w, cell) in widths.iter_mut().zip(row) {

@@ -128,16 +128,19 @@ pub enum ImageError {
         /// Where the name was pulled from, if it was.
         origin: Option<ImageRef>,
     },
-    /// `push` of an index some of whose platforms are not in the local store.
+    /// `push` or an OCI `save` of an index some of whose platforms are not in the local
+    /// store.
     #[error(
-        "cannot push {name}: its index lists {} not in the local store ({}); pull them first \
-         (`kiln pull --platform {} {}`), or push one platform's image by digest",
+        "cannot {action} {name}: its index lists {} not in the local store ({}); pull them \
+         first (`kiln pull --platform {} {}`)",
         if missing.len() == 1 { "a platform" } else { "platforms" },
         missing.join(", "),
         missing.join(","),
         origin.as_ref().map_or_else(|| name.to_string(), ToString::to_string)
     )]
     IncompleteIndex {
+        /// `push` or `save`.
+        action: &'static str,
         /// The local name.
         name: ImageRef,
         /// The platforms (`os/arch`, or the manifest digest when an entry has none).

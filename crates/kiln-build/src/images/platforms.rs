@@ -263,6 +263,40 @@ pub(crate) fn is_complete(store: &Store, digest: &Digest) -> bool {
             .all(|l| !l.urls.is_empty() || store.has_blob(&l.digest))
 }
 
+/// Refuses to `action` (push, save) the name `name` pointing to `digest` when it is an index
+/// some of whose manifests (or their blobs) are not in the store, naming their platforms and
+/// how to pull them.
+pub(crate) fn check_complete(
+    store: &Store,
+    action: &'static str,
+    name: &ImageRef,
+    digest: &Digest,
+) -> Result<(), ImageError> {
+    let Some(index) = read_index(store, digest)? else {
+        return Ok(());
+    };
+    let missing: Vec<String> = index
+        .manifests
+        .iter()
+        .filter(|d| d.media_type.is_manifest() && !is_complete(store, &d.digest))
+        .map(|d| {
+            d.platform
+                .as_ref()
+                .map_or_else(|| d.digest.to_string(), ToString::to_string)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let origin = store.ref_entry(name)?.and_then(|entry| entry.origin);
+    Err(ImageError::IncompleteIndex {
+        action,
+        name: name.clone(),
+        missing,
+        origin,
+    })
+}
+
 /// The image entries of an index (no attestations, no artifacts), as `os/arch[/variant]`.
 fn index_platforms(index: &ImageIndex) -> Vec<String> {
     image_entries(index)
@@ -365,7 +399,11 @@ mod tests {
         std::io::Write::write_all(&mut writer, &tar).unwrap();
         let (blob, digests) = writer.finish().unwrap();
         let layer_digest = store.put_bytes(&blob).unwrap();
-        let layer = Descriptor::new(MediaType::OciLayer, layer_digest, blob.len() as u64);
+        let layer = Descriptor::new(
+            MediaType::oci_layer(kiln_oci::LayerCompression::None),
+            layer_digest,
+            blob.len() as u64,
+        );
         let mut config = ImageConfiguration::new(platform);
         config.rootfs.diff_ids = vec![digests.diff_id.clone()];
         let image =
