@@ -15,6 +15,7 @@ mod examples_lang;
 mod import;
 mod isolation;
 mod names;
+mod platforms_store;
 mod pod;
 mod registry;
 mod rootless;

@@ -80,7 +80,10 @@ impl<'a> Resolver<'a> {
         )
         .map_err(BaseError::from_image)?;
         let mut image = self.unpack(&found.image, found.was_local())?;
-        image.platform_warning = found.platform_warning;
+        image.mismatched_platform = found
+            .platform_warning
+            .is_some()
+            .then(|| found.image.config.value().platform());
         let image = Arc::new(image);
         *cached = Some(Arc::clone(&image));
         Ok(image)
@@ -149,7 +152,7 @@ impl<'a> Resolver<'a> {
             config,
             layers,
             was_local,
-            platform_warning: None,
+            mismatched_platform: None,
         })
     }
 

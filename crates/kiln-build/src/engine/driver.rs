@@ -24,6 +24,7 @@ use super::model::{
 };
 use super::seams::{BaseResolver, ResultStore, StepExecutor};
 use crate::event::{Event, EventSink};
+use crate::images::invalid_base_image_platform;
 use crate::scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 
 /// The build-wide settings the driver reads.
@@ -394,8 +395,9 @@ where
                         duration: t.elapsed(),
                     }
                 });
-                if let Some(warning) = &image.platform_warning {
-                    let line = planned.from.syntax.start_line;
+                if let Some(actual) = &image.mismatched_platform {
+                    let (line, name) = (planned.from.syntax.start_line, &planned.base_name);
+                    let warning = invalid_base_image_platform(name, actual, &planned.platform);
                     let message = format!("line {line}: {warning}");
                     self.events.emit(Event::Warning { message });
                 }

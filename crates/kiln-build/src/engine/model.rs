@@ -55,9 +55,10 @@ pub(crate) struct BaseImage {
     pub(crate) layers: Vec<LayerInfo>,
     /// Whether it came from the local store without a pull.
     pub(crate) was_local: bool,
-    /// BuildKit's `InvalidBaseImagePlatform` warning (without its `line N:`), when the base
-    /// is a single manifest whose config's platform cannot run as the stage's.
-    pub(crate) platform_warning: Option<String>,
+    /// The base's own platform when it is a single manifest whose config's platform cannot
+    /// run as the stage's: BuildKit's `InvalidBaseImagePlatform` warning
+    /// (`images::invalid_base_image_platform`, with the name as the FROM writes it).
+    pub(crate) mismatched_platform: Option<Platform>,
 }
 
 /// What a `--build-context NAME=…` is.

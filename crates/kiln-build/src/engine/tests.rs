@@ -332,7 +332,7 @@ impl FakeBases {
                 blob: None,
             }],
             was_local: true,
-            platform_warning: None,
+            mismatched_platform: None,
         };
         lock(&self.images).insert(reference(name), image);
     }

@@ -30,7 +30,9 @@ pub use history::{HistoryEntry, ImageHistory, image_history};
 pub use listing::{ImageInspection, ImageSummary, inspect_image, list_images};
 pub use lookup::{find_image, parse_image_name, require_image};
 pub use platforms::{ImagePlatform, describe_platforms, platforms_of};
-pub(crate) use platforms::{PullPolicy, read_index, resolve_platform_image};
+pub(crate) use platforms::{
+    PullPolicy, invalid_base_image_platform, read_index, resolve_platform_image,
+};
 pub use remove::{Untagged, prune, untag_images};
 pub use store_root::{open_store, resolve_store_root};
 pub use tag::tag_image;

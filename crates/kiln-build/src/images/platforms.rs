@@ -100,12 +100,22 @@ pub(crate) fn platform_warning(
         return None;
     }
     let actual = config.platform();
-    (!wanted.can_run(&actual)).then(|| {
-        format!(
-            "InvalidBaseImagePlatform: Base image {shown} was pulled with platform \"{actual}\", \
-             expected \"{wanted}\" for current build"
-        )
-    })
+    (!wanted.can_run(&actual)).then(|| invalid_base_image_platform(shown, &actual, wanted))
+}
+
+/// The text of BuildKit's `InvalidBaseImagePlatform` lint for the image `name` (as the
+/// Dockerfile writes it) of platform `actual`, used for `wanted`. (BuildKit's own call passes
+/// the two platforms the other way round, so its text reads backwards; this is the rule's
+/// documented order: image, actual, expected.)
+pub(crate) fn invalid_base_image_platform(
+    name: &str,
+    actual: &Platform,
+    wanted: &Platform,
+) -> String {
+    format!(
+        "InvalidBaseImagePlatform: Base image {name} was pulled with platform \"{actual}\", \
+         expected \"{wanted}\" for current build"
+    )
 }
 
 /// Pulls `name` for `platform` and points it at what the registry served (its index, or
