@@ -700,6 +700,57 @@ mod tests {
     }
 
     #[test]
+    fn another_platform_joins_the_name_and_the_same_platform_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs_err::create_dir_all(&rootfs).unwrap();
+        fs_err::write(rootfs.join("f"), b"1").unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let name = ImageRef::parse("multi:1").unwrap();
+        let import = |platform: &str| {
+            let platform: Platform = platform.parse().unwrap();
+            let mut steps = Vec::new();
+            let outcome = Import::new(&rootfs, &platform)
+                .unwrap()
+                .tag(name.clone())
+                .run(&store, &mut |s| steps.push(s.clone()))
+                .unwrap();
+            (outcome.manifest_digest, steps)
+        };
+        let platforms = |steps: &[ImportStep]| -> Vec<String> {
+            steps
+                .iter()
+                .find_map(|s| match s {
+                    ImportStep::Platforms(_, p) => {
+                        Some(p.iter().map(ToString::to_string).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let (amd, steps) = import("linux/amd64");
+        assert!(platforms(&steps).is_empty());
+        // The same platform again: still a single manifest.
+        fs_err::write(rootfs.join("f"), b"2").unwrap();
+        let (amd2, _) = import("linux/amd64");
+        assert_ne!(amd, amd2);
+        assert_eq!(store.resolve_ref(&name).unwrap(), Some(amd2.clone()));
+        let (arm, steps) = import("linux/arm64");
+        assert_eq!(platforms(&steps), ["linux/amd64", "linux/arm64"]);
+        let top = store.resolve_ref(&name).unwrap().unwrap();
+        let index = crate::images::read_index(&store, &top).unwrap().unwrap();
+        let digests: Vec<_> = index.manifests.iter().map(|d| d.digest.clone()).collect();
+        assert_eq!(digests, [amd2, arm.clone()]);
+        fs_err::write(rootfs.join("f"), b"3").unwrap();
+        let (amd3, steps) = import("linux/amd64");
+        assert_eq!(platforms(&steps), ["linux/arm64", "linux/amd64"]);
+        let top = store.resolve_ref(&name).unwrap().unwrap();
+        let index = crate::images::read_index(&store, &top).unwrap().unwrap();
+        let digests: Vec<_> = index.manifests.iter().map(|d| d.digest.clone()).collect();
+        assert_eq!(digests, [arm, amd3]);
+    }
+
+    #[test]
     fn bad_sources_and_changes_fail_before_the_store() {
         let platform = Platform::new("linux", "amd64");
         let err = Import::new("/no/such/rootfs", &platform).unwrap_err();
