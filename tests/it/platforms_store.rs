@@ -123,7 +123,7 @@ fn two_imports_make_one_two_platform_name() {
 
     // Importing a platform again replaces it; the other stays.
     let rootfs = tmp.path().join("rootfs");
-    std::fs::write(rootfs.join("marker"), "v2\n").unwrap();
+    fs_err::write(rootfs.join("marker"), "v2\n").unwrap();
     let said = import_for(&store, &rootfs, "linux/amd64", NAME);
     assert!(said.contains("linux/arm64, linux/amd64"), "{said}");
     let arm_again = inspect(&store, &["--platform", "linux/arm64", NAME]);
@@ -272,9 +272,9 @@ fn a_two_platform_name_is_pushed_as_an_index_and_pulled_one_platform_at_a_time()
     let other = tmp.path().join("other");
     run_ok(kiln(&other).args(["pull", "--platform", "linux/amd64", &remote]));
     let ctx = tmp.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("f"), "f\n").unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("f"), "f\n").unwrap();
+    fs_err::write(
         ctx.join("Dockerfile"),
         format!("FROM {remote}\nCOPY f /f\n"),
     )
@@ -296,9 +296,9 @@ fn a_single_platform_base_of_another_platform_warns_like_buildkit() {
     let store = tmp.path().join("store");
     import_for(&store, &rootfs, "linux/amd64", "onlyamd64");
     let ctx = tmp.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("f"), "f\n").unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM onlyamd64\nCOPY f /f\n").unwrap();
+    fs_err::create_dir_all(&ctx).unwrap();
+    fs_err::write(ctx.join("f"), "f\n").unwrap();
+    fs_err::write(ctx.join("Dockerfile"), "FROM onlyamd64\nCOPY f /f\n").unwrap();
     let stderr = build_plain(&store, &ctx, &["--platform", "linux/arm64"]);
     assert!(
         stderr.contains(

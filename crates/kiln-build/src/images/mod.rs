@@ -101,9 +101,9 @@ pub enum ImageError {
     )]
     PlatformNotInIndex {
         /// The name.
-        name: ImageRef,
+        name: Box<ImageRef>,
         /// The platform asked for.
-        platform: Platform,
+        platform: Box<Platform>,
         /// The platforms its index lists.
         available: Vec<String>,
     },
@@ -122,13 +122,13 @@ pub enum ImageError {
     )]
     PlatformNotPulled {
         /// The name.
-        name: ImageRef,
+        name: Box<ImageRef>,
         /// The platform asked for.
-        platform: Platform,
+        platform: Box<Platform>,
         /// Its manifest in the index.
-        manifest: Digest,
+        manifest: Box<Digest>,
         /// Where the name was pulled from, if it was.
-        origin: Option<ImageRef>,
+        origin: Option<Box<ImageRef>>,
     },
     /// `push` or an OCI `save` of an index some of whose platforms are not in the local
     /// store.
@@ -144,11 +144,11 @@ pub enum ImageError {
         /// `push` or `save`.
         action: &'static str,
         /// The local name.
-        name: ImageRef,
+        name: Box<ImageRef>,
         /// The platforms (`os/arch`, or the manifest digest when an entry has none).
         missing: Vec<String>,
         /// Where the name was pulled from, if it was.
-        origin: Option<ImageRef>,
+        origin: Option<Box<ImageRef>>,
     },
     /// An image in the store could not be read.
     #[error("reading image {name}")]

@@ -188,8 +188,8 @@ fn from_ref(
             });
         }
         return Err(ImageError::PlatformNotInIndex {
-            name: name.clone(),
-            platform: platform.clone(),
+            name: Box::new(name.clone()),
+            platform: Box::new(platform.clone()),
             available: index_platforms(&index),
         });
     };
@@ -201,16 +201,13 @@ fn from_ref(
             platform_warning: None,
         });
     }
-    let origin = match (&entry.origin, policy) {
-        (Some(origin), PullPolicy::Missing | PullPolicy::Always) => origin,
-        _ => {
-            return Err(ImageError::PlatformNotPulled {
-                name: name.clone(),
-                platform: platform.clone(),
-                manifest: chosen.digest.clone(),
-                origin: entry.origin.clone(),
-            });
-        }
+    let (Some(origin), PullPolicy::Missing | PullPolicy::Always) = (&entry.origin, policy) else {
+        return Err(ImageError::PlatformNotPulled {
+            name: Box::new(name.clone()),
+            platform: Box::new(platform.clone()),
+            manifest: Box::new(chosen.digest.clone()),
+            origin: entry.origin.clone().map(Box::new),
+        });
     };
     // By digest: the registry serves this platform's manifest of the same index, so the name
     // stays on it (its tag may have moved on since).
@@ -301,9 +298,9 @@ pub(crate) fn check_complete(
     let origin = store.ref_entry(name)?.and_then(|entry| entry.origin);
     Err(ImageError::IncompleteIndex {
         action,
-        name: name.clone(),
+        name: Box::new(name.clone()),
         missing,
-        origin,
+        origin: origin.map(Box::new),
     })
 }
 

@@ -153,21 +153,20 @@ fn merge_platform(
         return Ok(new.digest.clone());
     };
     let same = |other: &Platform| other.normalized() == platform.normalized();
-    let mut entries: Vec<Descriptor> =
-        match crate::images::read_index(store, &existing).map_err(failed)? {
-            Some(index) => index.manifests,
-            None => {
-                let held = crate::images::platforms_of(store, &existing).map_err(failed)?;
-                match held.first() {
-                    Some(held) if !same(&held.platform) => vec![
-                        store
-                            .descriptor_of(&existing)?
-                            .with_platform(held.platform.clone()),
-                    ],
-                    _ => return Ok(new.digest.clone()),
-                }
-            }
-        };
+    let index = crate::images::read_index(store, &existing).map_err(failed)?;
+    let mut entries: Vec<Descriptor> = if let Some(index) = index {
+        index.manifests
+    } else {
+        let held = crate::images::platforms_of(store, &existing).map_err(failed)?;
+        match held.first() {
+            Some(held) if !same(&held.platform) => vec![
+                store
+                    .descriptor_of(&existing)?
+                    .with_platform(held.platform.clone()),
+            ],
+            _ => return Ok(new.digest.clone()),
+        }
+    };
     // The same platform is replaced; so are attestations of manifests no longer listed.
     entries.retain(|d| d.platform.as_ref().is_none_or(|p| !same(p)) || is_attestation(d));
     let listed: Vec<String> = entries.iter().map(|d| d.digest.to_string()).collect();
