@@ -9,13 +9,14 @@
 //!   [`Builder::cache_to`] (a registry or an OCI layout directory, [`CacheSource`],
 //!   [`CacheExport`]).
 //! - **Run**: [`ContainerRun`] runs a command in a stored image, like `docker run --rm`;
-//!   [`find_or_pull_image`] finds the image (or pulls it).
+//!   [`find_or_pull_image`] finds the image for a platform (or pulls it), as [`ImageToRun`].
 //! - **Import**: [`Import`] makes a one-layer image from a root filesystem, like `docker
 //!   import`, its config edited by `--change` instructions ([`ConfigChanges`]).
 //! - **The local store**: [`open_store`] (at [`resolve_store_root`]); [`find_image`] looks an
 //!   image up by name or image ID prefix; [`list_images`], [`image_history`],
 //!   [`inspect_image`], [`tag_image`], [`untag_images`] and [`prune`] are `kiln images`,
-//!   `history`, `inspect`, `tag`, `rmi` and `prune`; [`save_images`] and [`load_images`]
+//!   `history`, `inspect`, `tag`, `rmi` and `prune`; [`platforms_of`] lists the platforms a
+//!   name holds (one name may hold an index of several); [`save_images`] and [`load_images`]
 //!   move images to and from docker-archive or OCI tars ([`ArchiveFormat`]), like `docker
 //!   save` and `docker load`.
 //! - **Registries**: [`pull_image`], [`push_image`], [`login`] and [`logout`], configured by a
@@ -54,12 +55,13 @@ pub use kiln_build::{
     ArchiveFormat, BlobOutcome, BuildError, BuildOutcome, Builder, CacheExport, CacheExportError,
     CacheLocation, CacheMode, CacheSource, CacheSpecError, ChangeError, ClientConfig,
     ConfigChanges, ContainerRun, Direction, Event, EventSink, ExitStatus, GcOptions, GcReport,
-    HistoryEntry, ImageError, ImageHistory, ImageInspection, ImageSummary, Import, ImportError,
-    ImportOutcome, ImportOutput, ImportOutputError, ImportStep, LoadedImage, LogStream, Network,
-    NetworkDefault, Output, PullOutcome, PushOutcome, RunImageError, RunOutcome, SandboxError,
-    SecretSource, Store, StoreError, Stream, TransferEvent, TransferProgress, Untagged,
-    VerifyReport, default_store_root, find_image, find_or_pull_image, image_history, inspect_image,
-    list_images, load_images, load_images_from, login, logout, oci, open_store, prune, pull_image,
+    HistoryEntry, ImageError, ImageHistory, ImageInspection, ImagePlatform, ImageSummary,
+    ImageToRun, Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError, ImportStep,
+    LoadedImage, LogStream, Network, NetworkDefault, Output, PullOutcome, PushOutcome,
+    RunImageError, RunOutcome, SandboxError, SecretSource, Store, StoreError, Stream,
+    TransferEvent, TransferProgress, Untagged, VerifyReport, default_store_root,
+    describe_platforms, find_image, find_or_pull_image, image_history, inspect_image, list_images,
+    load_images, load_images_from, login, logout, oci, open_store, platforms_of, prune, pull_image,
     push_image, registry_host, require_image, resolve_store_root, run_sandbox_helper_if_requested,
     save_images, save_images_to, tag_image, untag_images,
 };

@@ -16,6 +16,7 @@ mod import;
 mod isolation;
 mod names;
 mod platforms;
+mod platforms_store;
 mod pod;
 mod registry;
 mod rootless;

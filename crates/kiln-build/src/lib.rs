@@ -22,17 +22,18 @@ pub use engine::{
 };
 pub use event::{Event, EventSink, LogStream};
 pub use images::{
-    ArchiveFormat, HistoryEntry, ImageError, ImageHistory, ImageInspection, ImageSummary,
-    LoadedImage, PullOutcome, PushOutcome, Untagged, find_image, image_history, inspect_image,
-    list_images, load_images, load_images_from, login, logout, open_store, parse_image_name, prune,
-    pull_image, push_image, registry_host, require_image, resolve_store_root, save_images,
-    save_images_to, tag_image, untag_images, without_echo,
+    ArchiveFormat, HistoryEntry, ImageError, ImageHistory, ImageInspection, ImagePlatform,
+    ImageSummary, LoadedImage, PullOutcome, PushOutcome, Untagged, describe_platforms, find_image,
+    image_history, inspect_image, list_images, load_images, load_images_from, login, logout,
+    open_store, parse_image_name, platforms_of, prune, pull_image, push_image, registry_host,
+    require_image, resolve_store_root, save_images, save_images_to, tag_image, untag_images,
+    without_echo,
 };
 pub use import::{
     Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError, ImportStep, TarError,
 };
 pub use output::{DestinationError, Output, OutputSpecError};
-pub use run_image::{ContainerRun, RunImageError, find_or_pull_image};
+pub use run_image::{ContainerRun, ImageToRun, RunImageError, find_or_pull_image};
 pub use scheduler::CancelToken;
 
 // The types of the crates below that the API above takes and returns, so an embedder (and

@@ -5,8 +5,9 @@
 //! [`ContainerRun`] holds the `docker run` flags; [`ContainerRun::argv`] and
 //! [`ContainerRun::environment`] are the pure config merge (unit-tested), and
 //! [`ContainerRun::run`] does the I/O through `kiln-store` and `kiln-sandbox`.
-//! [`find_or_pull_image`] finds the image to run with the one local lookup
-//! ([`find_image`](crate::find_image)), else pulls it with [`pull_image`].
+//! [`find_or_pull_image`] finds the image to run for a platform with the resolution builds
+//! and `kiln pull` share (an index's variant from the store, else pulled), or by image ID
+//! ([`find_image`](crate::find_image)).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -20,7 +21,10 @@ use kiln_sandbox::{CancelToken, Network, RunOutcome, RunSpec, Sandbox, SandboxCo
 use crate::IsolationMode;
 use kiln_store::{LockMode, Store, StoreError};
 
-use crate::images::{ImageError, PullOutcome, find_image, parse_image_name, pull_image};
+use crate::images::{
+    ImageError, PullOutcome, PullPolicy, find_image, parse_image_name, pull_outcome, registry_pull,
+    resolve_platform_image,
+};
 
 /// Hex characters of a container ID used as its default hostname (docker's short ID).
 const SHORT_ID_LEN: usize = 12;
@@ -287,30 +291,92 @@ impl ContainerRun {
     }
 }
 
-/// The image `text` names, as `docker run` finds it: in the local store (a name or an image
-/// ID prefix), else pulled for this host with `config` and named (`on_pull` is called with
-/// the reference first). Returns the image and, when it was pulled, what the pull did.
+/// The image [`find_or_pull_image`] chose to run.
+#[derive(Debug, Clone)]
+pub struct ImageToRun {
+    /// Its manifest and config.
+    pub image: ResolvedImage,
+    /// The platform of the chosen variant (its config's; the one asked for when the config
+    /// says none): what an emulation check compares with the host.
+    pub platform: Platform,
+    /// What the pull did, when one was needed.
+    pub pulled: Option<PullOutcome>,
+    /// BuildKit's `InvalidBaseImagePlatform` text, when the name is a single image whose
+    /// platform cannot run as the one asked for.
+    pub platform_warning: Option<String>,
+}
+
+/// The image `text` names for `platform` (the host's when `None`), as `docker run
+/// --platform` finds it: a name in the local store resolved for the platform (an index's
+/// variant; one listed but not pulled is pulled from the name's registry), an image ID
+/// prefix, else the name pulled with `config` and named (`on_pull` is called with the
+/// reference before the first pull).
 pub fn find_or_pull_image(
     store: &Store,
     text: &str,
+    platform: Option<&Platform>,
     config: ClientConfig,
     on_pull: impl FnOnce(&ImageRef),
-) -> Result<(ResolvedImage, Option<PullOutcome>), ImageError> {
-    let (digest, pulled) = if let Some(digest) = find_image(store, text)? {
-        (digest, None)
+) -> Result<ImageToRun, ImageError> {
+    let wanted = platform.cloned().unwrap_or_else(Platform::host);
+    let _lock = store.lock(LockMode::Shared)?;
+    let named = ImageRef::parse(text)
+        .ok()
+        .map(|name| store.resolve_ref(&name))
+        .transpose()?
+        .flatten();
+    if named.is_none()
+        && let Some(digest) = find_image(store, text)?
+    {
+        let image = store
+            .resolve_image(&digest, Some(&wanted))
+            .map_err(|source| ImageError::ReadImage {
+                name: text.to_owned(),
+                source: Box::new(source),
+            })?;
+        return Ok(ImageToRun {
+            platform: platform_of(&image, &wanted),
+            image,
+            pulled: None,
+            platform_warning: None,
+        });
+    }
+    let reference = parse_image_name(text)?;
+    let mut on_pull = Some(on_pull);
+    let mut pull = registry_pull(store, config);
+    let found = resolve_platform_image(
+        store,
+        &reference,
+        text,
+        &wanted,
+        PullPolicy::Missing,
+        &mut |pulled: &ImageRef, platform: &Platform| {
+            if let Some(announce) = on_pull.take() {
+                announce(&reference);
+            }
+            pull(pulled, platform)
+        },
+    )?;
+    let pulled = found
+        .pulled
+        .is_some()
+        .then(|| pull_outcome(&reference, &found));
+    Ok(ImageToRun {
+        platform: platform_of(&found.image, &wanted),
+        platform_warning: found.platform_warning,
+        pulled,
+        image: found.image,
+    })
+}
+
+/// The platform `image`'s config says, `wanted` when it says none.
+fn platform_of(image: &ResolvedImage, wanted: &Platform) -> Platform {
+    let config = image.config.value();
+    if config.architecture.is_empty() || config.os.is_empty() {
+        wanted.clone()
     } else {
-        let reference = parse_image_name(text)?;
-        on_pull(&reference);
-        let pulled = pull_image(store, &reference, &Platform::host(), config)?;
-        (pulled.digest.clone(), Some(pulled))
-    };
-    let image = store
-        .resolve_image(&digest, None)
-        .map_err(|source| ImageError::ReadImage {
-            name: text.to_owned(),
-            source: Box::new(source),
-        })?;
-    Ok((image, pulled))
+        config.platform()
+    }
 }
 
 /// A fresh 12-hex-digit ID: the default hostname, as docker uses the short container ID.

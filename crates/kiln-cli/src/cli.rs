@@ -27,7 +27,7 @@ enum Command {
     /// List the images in the local store.
     Images(crate::images::ImagesArgs),
     /// Run a command in an image (flags follow `docker run`).
-    Run(crate::run::RunArgs),
+    Run(Box<crate::run::RunArgs>),
     /// Show the history of an image's layers.
     History(crate::history::HistoryArgs),
     /// Show an image's manifest and config as JSON.

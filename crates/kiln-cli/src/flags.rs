@@ -1,5 +1,6 @@
 //! The flags `kiln build` and `kiln run` share: `--isolation`, and the parsers of docker's
-//! `--add-host`, `--ulimit`, `--shm-size`.
+//! `--add-host`, `--ulimit`, `--shm-size`; and `--platform` of the image commands (`run`,
+//! `pull`, `inspect`, `save`).
 
 use clap::ValueEnum;
 use kiln_build::{IsolationMode, Ulimit};
@@ -91,6 +92,12 @@ pub(crate) fn parse_ulimit(spec: &str) -> Result<Ulimit, String> {
         soft,
         hard,
     })
+}
+
+/// `--platform`: one `os/arch[/variant]` (a bad one is a usage error naming it).
+pub(crate) fn parse_platform(spec: &str) -> Result<kiln_build::oci::Platform, String> {
+    spec.parse()
+        .map_err(|e: kiln_build::oci::PlatformError| e.to_string())
 }
 
 /// `--shm-size`: bytes, or a number with a `b`, `k`, `m` or `g` suffix (also `kb`, `mb`, `gb`;

@@ -1,5 +1,7 @@
 //! `kiln images`: the local store's tagged images, as `docker images` lists them
-//! (REPOSITORY TAG IMAGE ID CREATED SIZE), or one JSON object per line with `--format json`.
+//! (REPOSITORY TAG IMAGE ID CREATED SIZE) plus the PLATFORMS each name holds (an index's
+//! platforms not in the store marked `(not pulled)`), or one JSON object per line with
+//! `--format json` (`Platforms`: `Platform`, `Manifest`, `Pulled`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -29,6 +31,7 @@ struct Row {
     digest: String,
     created: Option<String>,
     size: u64,
+    platforms: Vec<kiln_build::ImagePlatform>,
 }
 
 /// Runs `kiln images`.
@@ -46,6 +49,7 @@ pub(crate) fn run(args: &ImagesArgs, root: Option<&Path>) -> anyhow::Result<Exit
             digest: image.digest.to_string(),
             created: image.created,
             size: image.size,
+            platforms: image.platforms,
         });
     }
     let mut out = std::io::stdout().lock();
@@ -65,11 +69,16 @@ pub(crate) fn run(args: &ImagesArgs, root: Option<&Path>) -> anyhow::Result<Exit
                 "CreatedSince": row.created.as_deref().map(|c| since(c, now)),
                 "Size": human_size(row.size),
                 "VirtualSize": row.size,
+                "Platforms": row.platforms.iter().map(|p| json!({
+                    "Platform": p.platform.to_string(),
+                    "Manifest": p.manifest.to_string(),
+                    "Pulled": p.is_present,
+                })).collect::<Vec<_>>(),
             });
             writeln!(out, "{line}").context("writing to stdout")?;
         }
     } else {
-        let table: Vec<[String; 5]> = rows
+        let table: Vec<[String; 6]> = rows
             .iter()
             .map(|r| {
                 [
@@ -80,10 +89,19 @@ pub(crate) fn run(args: &ImagesArgs, root: Option<&Path>) -> anyhow::Result<Exit
                         .as_deref()
                         .map_or_else(|| "N/A".to_owned(), |c| since(c, now)),
                     human_size(r.size),
+                    kiln_build::describe_platforms(&r.platforms),
                 ]
             })
             .collect();
-        let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(str::to_owned);
+        let header = [
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "PLATFORMS",
+        ]
+        .map(str::to_owned);
         let mut widths = header.clone().map(|h| h.len());
         for row in &table {
             for (w, cell) in widths.iter_mut().zip(row) {

@@ -1,5 +1,6 @@
 //! `kiln import ROOTFS_DIR|ROOTFS.tar[.gz|.zst]`: a one-layer image from a root filesystem,
-//! like `docker import` — stored under `-t NAME` and/or written with `-o`. The import itself
+//! like `docker import` — stored under `-t NAME` (joining the other platforms NAME holds)
+//! and/or written with `-o`. The import itself
 //! is `kiln_build::Import`; this module maps the flags and prints what it did.
 
 use std::io::Write as _;
@@ -19,7 +20,11 @@ pub(crate) struct ImportArgs {
     /// archive from standard input.
     #[arg(value_name = "ROOTFS_DIR|ROOTFS.tar")]
     source: PathBuf,
-    /// Name (and tag) to store the image under, e.g. `busybox:latest`.
+    /// Name (and tag) to store the image under, e.g. `busybox:latest`. When NAME already
+    /// holds an image (or an index) for other platforms, NAME becomes an index of those
+    /// platforms plus this one (an image of the same platform is replaced); `kiln import
+    /// --platform linux/amd64 -t app …` then `--platform linux/arm64 -t app …` makes a
+    /// two-platform `app`.
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     tags: Vec<String>,
     /// Dockerfile instruction applied to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
@@ -101,6 +106,10 @@ pub(crate) fn run(args: &ImportArgs, root: Option<&Path>) -> anyhow::Result<Exit
     let store = kiln_build::open_store(root)?;
     let outcome = import.run(&store, &mut |step| match step {
         ImportStep::Tagged(name) => eprintln!("tagged {name}"),
+        ImportStep::Platforms(name, platforms) => {
+            let list: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+            eprintln!("{name} now holds platforms: {}", list.join(", "));
+        }
         ImportStep::Wrote(output) => {
             let what = match output {
                 ImportOutput::OciTar(_) => "OCI archive",

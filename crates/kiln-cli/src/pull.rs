@@ -1,6 +1,7 @@
-//! `kiln pull REF [--platform P]`: fetches an image from a registry into the local store and
-//! names it REF, like `docker pull`. Also home of the transfer progress view shared with
-//! `kiln push`: indicatif bars on a TTY, one plain line per blob otherwise.
+//! `kiln pull REF [--platform P[,P…]]`: fetches an image (one or more platforms of it) from a
+//! registry into the local store and names it REF, like `docker pull`. Also home of the
+//! transfer progress view shared with `kiln push`: indicatif bars on a TTY, one plain line
+//! per blob otherwise.
 
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
@@ -44,9 +45,16 @@ impl RegistryArgs {
 pub(crate) struct PullArgs {
     /// The image to pull (`busybox`, `ghcr.io/owner/app:1`, `localhost:5000/x@sha256:…`).
     reference: String,
-    /// The platform to pull from a multi-platform image (default: this host's).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    platform: Option<String>,
+    /// The platform to pull from a multi-platform image (default: this host's); a comma list
+    /// or a repeated flag pulls each. The name keeps pointing at the image's index, so every
+    /// platform pulled stays usable under it.
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        value_delimiter = ',',
+        value_parser = crate::flags::parse_platform
+    )]
+    platform: Vec<Platform>,
     /// Print only the pulled reference, no progress.
     #[arg(short, long)]
     quiet: bool,
@@ -57,27 +65,60 @@ pub(crate) struct PullArgs {
 /// Runs `kiln pull`.
 pub(crate) fn run(args: &PullArgs, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let reference = ImageRef::parse(&args.reference)?;
-    let platform = match &args.platform {
-        Some(text) => text.parse::<Platform>()?,
-        None => Platform::host(),
+    let platforms = if args.platform.is_empty() {
+        vec![Platform::host()]
+    } else {
+        args.platform.clone()
     };
-    let pulled = with_transfer_view(root, &args.registry, args.quiet, |store, config| {
-        kiln_build::pull_image(store, &reference, &platform, config)
-    })?;
-    let digest = pulled.digest;
-    if !args.quiet {
-        eprintln!(
-            "Digest: {digest} ({} downloaded, {} already present, {})",
-            pulled.blobs_downloaded,
-            pulled.blobs_present,
-            crate::images::human_size(pulled.bytes_downloaded)
-        );
+    let mut tops: Vec<Digest> = Vec::new();
+    let mut name = None;
+    for platform in &platforms {
+        let pulled = with_transfer_view(root, &args.registry, args.quiet, |store, config| {
+            kiln_build::pull_image(store, &reference, platform, config)
+        })?;
+        if let Some(warning) = &pulled.platform_warning {
+            eprintln!("WARNING: {warning}");
+        }
+        if !args.quiet {
+            let of_index = if pulled.top == pulled.digest {
+                String::new()
+            } else {
+                format!(" of index {}", pulled.top)
+            };
+            eprintln!(
+                "Digest: {} for {platform}{of_index} ({} downloaded, {} already present, {})",
+                pulled.digest,
+                pulled.blobs_downloaded,
+                pulled.blobs_present,
+                crate::images::human_size(pulled.bytes_downloaded)
+            );
+        }
+        if !tops.contains(&pulled.top) {
+            tops.push(pulled.top.clone());
+        }
+        name = Some(pulled.name);
+    }
+    if !args.quiet
+        && let Some(name) = &name
+        && let Some(top) = tops.last()
+    {
+        let store = kiln_build::open_store(root)?;
+        let held = kiln_build::platforms_of(&store, top)?;
+        if held.len() > 1 {
+            eprintln!(
+                "{} holds: {}",
+                name.familiar(),
+                kiln_build::describe_platforms(&held)
+            );
+        }
     }
     let mut stdout = std::io::stdout().lock();
-    std::io::Write::write_all(
-        &mut stdout,
-        format!("{}\n", reference.with_digest(digest)).as_bytes(),
-    )?;
+    for top in tops {
+        std::io::Write::write_all(
+            &mut stdout,
+            format!("{}\n", reference.with_digest(top)).as_bytes(),
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

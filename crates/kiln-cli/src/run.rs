@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use kiln_build::oci::ResolvedImage;
+use kiln_build::oci::{Platform, ResolvedImage};
 use kiln_build::{
     CancelToken, ClientConfig, ContainerRun, Network, RunImageError, SandboxError, Store, Stream,
 };
@@ -69,6 +69,10 @@ pub(crate) struct RunArgs {
     /// Kill the command after this many seconds (exit code 124).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// The platform of the image to run: the variant chosen from a multi-platform image
+    /// (pulled when the store lacks it; default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = crate::flags::parse_platform)]
+    platform: Option<Platform>,
     /// The image (a name in the local store, else pulled from its registry).
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -93,7 +97,7 @@ pub(crate) fn run(args: &RunArgs, root: Option<&Path>) -> ExitCode {
         Ok(container) => container,
         Err(err) => return cannot_start(&err),
     };
-    let (store, image) = match open_image(&args.image, root) {
+    let (store, image) = match open_image(&args.image, args.platform.as_ref(), root) {
         Ok(found) => found,
         Err(err) => return cannot_start(&err),
     };
@@ -227,19 +231,27 @@ fn parse_env_file(
     Ok(out)
 }
 
-/// The image `text` names, from the local store, pulled (and named) first when missing.
-fn open_image(text: &str, root: Option<&Path>) -> anyhow::Result<(Store, ResolvedImage)> {
+/// The image `text` names for `platform`, from the local store, pulled (and named) first
+/// when missing.
+fn open_image(
+    text: &str,
+    platform: Option<&Platform>,
+    root: Option<&Path>,
+) -> anyhow::Result<(Store, ResolvedImage)> {
     let store = kiln_build::open_store(root)?;
     let view = crate::pull::TransferView::new(false);
     let config = ClientConfig::new().progress(Arc::new(view.clone()));
-    let (image, pulled) = kiln_build::find_or_pull_image(&store, text, config, |reference| {
+    let found = kiln_build::find_or_pull_image(&store, text, platform, config, |reference| {
         eprintln!("Unable to find image '{reference}' locally");
     })?;
     view.finish();
-    if let Some(pulled) = pulled {
+    if let Some(pulled) = &found.pulled {
         eprintln!("Digest: {}", pulled.digest);
     }
-    Ok((store, image))
+    if let Some(warning) = &found.platform_warning {
+        eprintln!("WARNING: {warning}");
+    }
+    Ok((store, found.image))
 }
 
 /// Forwards the command's lines to kiln's stdout and stderr as they come.

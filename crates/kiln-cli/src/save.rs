@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use kiln_build::ArchiveFormat;
+use kiln_build::oci::Platform;
 
 /// Arguments of `kiln save`.
 #[derive(Debug, Args)]
@@ -21,6 +22,10 @@ pub(crate) struct SaveArgs {
     /// The archive's layout: `docker` (as `docker save` writes) or `oci` (an OCI layout).
     #[arg(long, value_enum, default_value_t = FormatArg::Docker)]
     format: FormatArg,
+    /// For a multi-platform image in a docker archive (one image per name): the platform to
+    /// save (default: this host's). An OCI archive keeps every platform.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = crate::flags::parse_platform)]
+    platform: Option<Platform>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,10 +50,10 @@ pub(crate) fn run_save(args: &SaveArgs, root: Option<&Path>) -> anyhow::Result<E
     }
     let store = kiln_build::open_store(root)?;
     if let Some(dest) = dest {
-        kiln_build::save_images(&store, &args.names, format, dest)?;
+        kiln_build::save_images(&store, &args.names, format, args.platform.as_ref(), dest)?;
     } else {
         let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        kiln_build::save_images_to(&store, &args.names, format, stdout)?
+        kiln_build::save_images_to(&store, &args.names, format, args.platform.as_ref(), stdout)?
             .flush()
             .context("writing the archive to standard output")?;
     }

@@ -27,6 +27,10 @@ pub struct RefEntry {
     pub name: ImageRef,
     /// The manifest (or index) it points to.
     pub digest: Digest,
+    /// The registry reference the image was pulled from, when it was pulled (an index's
+    /// platforms that are not in the store can be fetched from there); `None` for an image
+    /// made here (built, imported, loaded).
+    pub origin: Option<ImageRef>,
     /// When the ref was last written.
     pub updated: SystemTime,
 }
@@ -36,11 +40,26 @@ pub struct RefEntry {
 pub(crate) struct RefFile {
     pub(crate) name: ImageRef,
     pub(crate) digest: Digest,
+    /// Absent in refs written before origins were recorded, and for images made here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<ImageRef>,
 }
 
 impl Store {
-    /// Points `name` at the manifest (or index) `digest`, which must be present.
+    /// Points `name` at the manifest (or index) `digest`, which must be present, as an image
+    /// made here (no registry origin).
     pub fn set_ref(&self, name: &ImageRef, digest: &Digest) -> Result<(), StoreError> {
+        self.set_ref_with_origin(name, digest, None)
+    }
+
+    /// Points `name` at the manifest (or index) `digest`, which must be present, recording
+    /// the registry reference it was pulled from (`None`: made here).
+    pub fn set_ref_with_origin(
+        &self,
+        name: &ImageRef,
+        digest: &Digest,
+        origin: Option<&ImageRef>,
+    ) -> Result<(), StoreError> {
         if !self.has_blob(digest) {
             return Err(StoreError::Blob(kiln_oci::BlobError::NotFound {
                 digest: digest.clone(),
@@ -50,6 +69,7 @@ impl Store {
         let body = serde_json::to_vec(&RefFile {
             name: name.clone(),
             digest: digest.clone(),
+            origin: origin.cloned(),
         })
         .map_err(|e| StoreError::io("encoding ref", &path, io::Error::other(e)))?;
         write_atomic(&self.tmp_dir(), &path, &body)
@@ -63,6 +83,24 @@ impl Store {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(StoreError::Fs(err)),
         }
+    }
+
+    /// The whole ref `name` (its digest and origin), or `None`.
+    pub fn ref_entry(&self, name: &ImageRef) -> Result<Option<RefEntry>, StoreError> {
+        let path = self.ref_path(name);
+        let bytes = match fs_err::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StoreError::Fs(err)),
+        };
+        let file = parse_ref(&path, &bytes)?;
+        let updated = fs_err::metadata(&path)?.modified()?;
+        Ok(Some(RefEntry {
+            name: file.name,
+            digest: file.digest,
+            origin: file.origin,
+            updated,
+        }))
     }
 
     /// Like [`Store::resolve_ref`], but a missing name is an error that says so.
@@ -102,6 +140,7 @@ impl Store {
             out.push(RefEntry {
                 name: file.name,
                 digest: file.digest,
+                origin: file.origin,
                 updated,
             });
         }
@@ -181,6 +220,26 @@ mod tests {
             store.require_ref(&r("busybox")),
             Err(StoreError::RefNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn origins_are_kept_and_old_refs_have_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r = |s: &str| ImageRef::parse(s).unwrap();
+        let m = store.put_bytes(b"{}").unwrap();
+        store
+            .set_ref_with_origin(&r("app:1"), &m, Some(&r("localhost:5000/app:1")))
+            .unwrap();
+        let entry = store.ref_entry(&r("app:1")).unwrap().unwrap();
+        assert_eq!(entry.origin, Some(r("localhost:5000/app:1")));
+        store.set_ref(&r("app:1"), &m).unwrap();
+        assert_eq!(store.ref_entry(&r("app:1")).unwrap().unwrap().origin, None);
+        let old = format!(r#"{{"name":"docker.io/library/old:1","digest":"{m}"}}"#);
+        fs_err::write(store.ref_path(&r("old:1")), old).unwrap();
+        let entry = store.ref_entry(&r("old:1")).unwrap().unwrap();
+        assert_eq!((entry.digest, entry.origin), (m, None));
+        assert_eq!(store.ref_entry(&r("absent")).unwrap(), None);
     }
 
     #[test]

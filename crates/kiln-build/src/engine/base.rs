@@ -1,17 +1,19 @@
-//! Base images and named build contexts: resolved in the local store first, pulled from
-//! their registry when missing (or always with `--pull`), unpacked as snapshots.
+//! Base images and named build contexts: resolved for the stage's platform in the local
+//! store first, pulled from their registry when missing (or always with `--pull`), unpacked
+//! as snapshots. An `oci-layout://` context's index is resolved to the platform too.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use kiln_oci::{BlobSource, Digest, ImageRef, OciLayout, Platform};
+use kiln_oci::{BlobSource, Digest, ImageRef, OciLayout, Platform, ResolvedImage};
 use kiln_store::Store;
 
 use super::error::BaseError;
 use super::model::{BaseImage, LayerBlob, LayerInfo, NamedSource};
 use super::options::Builder;
 use super::seams::BaseResolver;
+use crate::images::{PullPolicy, resolve_platform_image};
 
 /// One image's place in the [`Resolver`]: empty until the first stage that needs it has
 /// resolved it (an error leaves it empty, so the next stage tries again).
@@ -46,11 +48,15 @@ impl<'a> Resolver<'a> {
         Arc::clone(images.entry(key).or_default())
     }
 
-    /// The image `reference` for `platform`; pulled at most once per build.
+    /// The image `reference` for `platform`, through the one resolution `kiln run` and `kiln
+    /// pull` use too (an index's platform from the store, else pulled; `--pull` asks the
+    /// registry again); pulled at most once per build. With `may_pull` false, what the store
+    /// lacks is an error and nothing is remembered.
     fn resolve(
         &self,
         reference: &ImageRef,
         platform: &Platform,
+        may_pull: bool,
     ) -> Result<Arc<BaseImage>, BaseError> {
         let slot = self.slot(format!("{reference}|{platform}"));
         let mut cached = slot
@@ -59,27 +65,41 @@ impl<'a> Resolver<'a> {
         if let Some(image) = cached.as_ref() {
             return Ok(Arc::clone(image));
         }
-        let local = if self.builder.pull {
-            None
-        } else {
-            self.store.resolve_ref(reference)?
+        let policy = match (may_pull, self.builder.pull) {
+            (false, _) => PullPolicy::Never,
+            (true, true) => PullPolicy::Always,
+            (true, false) => PullPolicy::Missing,
         };
-        let (digest, was_local) = match local {
-            Some(d) => (d, true),
-            None => (self.pull(reference, platform)?, false),
-        };
-        let image = Arc::new(self.unpack(&digest, platform, was_local)?);
+        let found = resolve_platform_image(
+            self.store,
+            reference,
+            &reference.familiar(),
+            platform,
+            policy,
+            &mut |reference: &ImageRef, platform: &Platform| self.pull(reference, platform),
+        )
+        .map_err(BaseError::from_image)?;
+        let mut image = self.unpack(&found.image, found.was_local())?;
+        image.mismatched_platform = found
+            .platform_warning
+            .is_some()
+            .then(|| found.image.config.value().platform());
+        let image = Arc::new(image);
         *cached = Some(Arc::clone(&image));
         Ok(image)
     }
 
-    fn pull(&self, reference: &ImageRef, platform: &Platform) -> Result<Digest, BaseError> {
+    /// Pulls `reference` for `platform` into the store (the resolution names it).
+    fn pull(
+        &self,
+        reference: &ImageRef,
+        platform: &Platform,
+    ) -> Result<kiln_registry::PulledImage, kiln_registry::RegistryError> {
         let mut config = kiln_registry::ClientConfig::new();
         for host in &self.builder.insecure_registries {
             config = config.insecure_registry(host.clone());
         }
-        let client =
-            kiln_registry::Client::new(config).map_err(|e| BaseError::Client(Box::new(e)))?;
+        let client = kiln_registry::Client::new(config)?;
         // Made once, then shared: pulls of different images block on it at the same time.
         let rt = {
             let mut runtime = self
@@ -94,34 +114,21 @@ impl<'a> Resolver<'a> {
                         .worker_threads(2)
                         .enable_all()
                         .build()
-                        .map_err(BaseError::Runtime)?,
+                        .map_err(|e| {
+                            kiln_registry::RegistryError::ClientSetup(format!(
+                                "starting the network runtime: {e}"
+                            ))
+                        })?,
                 );
                 *runtime = Some(Arc::clone(&rt));
                 rt
             }
         };
-        let pulled = rt
-            .block_on(client.pull_image(reference, platform, self.store))
-            .map_err(|source| BaseError::Pull {
-                reference: Box::new(reference.clone()),
-                source: Box::new(source),
-            })?;
-        let top = pulled.resolved.index.as_ref().map_or_else(
-            || pulled.resolved.manifest.digest.clone(),
-            |i| i.digest.clone(),
-        );
-        self.store.set_ref(reference, &top)?;
-        Ok(pulled.resolved.manifest.digest.clone())
+        rt.block_on(client.pull_image(reference, platform, self.store))
     }
 
-    fn unpack(
-        &self,
-        digest: &Digest,
-        platform: &Platform,
-        was_local: bool,
-    ) -> Result<BaseImage, BaseError> {
-        let resolved = self.store.resolve_image(digest, Some(platform))?;
-        let chains = self.store.unpack_image(&resolved)?;
+    fn unpack(&self, resolved: &ResolvedImage, was_local: bool) -> Result<BaseImage, BaseError> {
+        let chains = self.store.unpack_image(resolved)?;
         let config = resolved.config.value().clone();
         let layers = resolved
             .manifest
@@ -145,6 +152,7 @@ impl<'a> Resolver<'a> {
             config,
             layers,
             was_local,
+            mismatched_platform: None,
         })
     }
 
@@ -165,7 +173,9 @@ impl<'a> Resolver<'a> {
                     name: name.to_owned(),
                     source,
                 })?;
-            return self.resolve(&reference, platform).map(NamedSource::Image);
+            return self
+                .resolve(&reference, platform, true)
+                .map(NamedSource::Image);
         }
         if let Some(layout) = spec.strip_prefix("oci-layout://") {
             return self
@@ -228,8 +238,8 @@ impl<'a> Resolver<'a> {
                     })?;
             self.store.put_reader(&mut reader, Some(digest))?;
         }
-        let manifest_digest = self.store.put_bytes(resolved.manifest.bytes())?;
-        let image = Arc::new(self.unpack(&manifest_digest, platform, true)?);
+        self.store.put_bytes(resolved.manifest.bytes())?;
+        let image = Arc::new(self.unpack(&resolved, true)?);
         *cached = Some(Arc::clone(&image));
         Ok(image)
     }
@@ -241,15 +251,14 @@ impl BaseResolver for Resolver<'_> {
         reference: &ImageRef,
         platform: &Platform,
     ) -> Result<Arc<BaseImage>, BaseError> {
-        self.resolve(reference, platform)
+        self.resolve(reference, platform, true)
     }
 
     fn local_image(&self, reference: &ImageRef, platform: &Platform) -> Option<Arc<BaseImage>> {
         if self.builder.pull {
             return None;
         }
-        self.store.resolve_ref(reference).ok().flatten()?;
-        self.resolve(reference, platform).ok()
+        self.resolve(reference, platform, false).ok()
     }
 
     fn named_context(&self, name: &str, platform: &Platform) -> Result<NamedSource, BaseError> {

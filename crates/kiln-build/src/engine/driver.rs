@@ -24,6 +24,7 @@ use super::model::{
 };
 use super::seams::{BaseResolver, ResultStore, StepExecutor};
 use crate::event::{Event, EventSink};
+use crate::images::invalid_base_image_platform;
 use crate::scheduler::{CancelToken, Node, ScheduleError, StageRunner, run_dag};
 
 /// The build-wide settings the driver reads.
@@ -468,6 +469,12 @@ where
                         duration: t.elapsed(),
                     }
                 });
+                if let Some(actual) = &image.mismatched_platform {
+                    let (line, name) = (planned.from.syntax.start_line, &planned.base_name);
+                    let warning = invalid_base_image_platform(name, actual, &planned.platform);
+                    let message = format!("line {line}: {warning}");
+                    self.events.emit(Event::Warning { message });
+                }
                 Ok(image)
             }
             Err(source) => {

@@ -13,6 +13,7 @@ use kiln_registry::RegistryError;
 use kiln_sandbox::SandboxError;
 use kiln_store::StoreError;
 
+use crate::ImageError;
 use crate::copy::CopyError;
 use crate::copy::owners::{ChmodError, OwnerError};
 use crate::output::DestinationError;
@@ -430,6 +431,10 @@ pub enum BaseError {
     /// The async runtime for network I/O cannot start.
     #[error("starting the network runtime: {0}")]
     Runtime(std::io::Error),
+    /// The image is not usable for the stage's platform (an index without it, a platform
+    /// listed but not in the store), or cannot be read; the text has the whole cause.
+    #[error("{}", error_with_causes(.0))]
+    Image(Box<ImageError>),
     /// `--from=NAME` or `FROM NAME` with no `--build-context NAME=…`.
     #[error("no --build-context named `{name}`")]
     NoBuildContext {
@@ -481,6 +486,33 @@ pub enum BaseError {
         /// The directory.
         dir: PathBuf,
     },
+}
+
+impl BaseError {
+    /// The base's error of a shared image resolution: a pull and a store failure as the
+    /// engine words them, the others whole.
+    pub(crate) fn from_image(err: ImageError) -> Self {
+        match err {
+            ImageError::Pull { reference, source } => Self::Pull {
+                reference: Box::new(reference),
+                source,
+            },
+            ImageError::Store(source) => Self::Store(*source),
+            other => Self::Image(Box::new(other)),
+        }
+    }
+}
+
+/// `err` and its causes on one line, `: `-separated (a step's error is shown as one line).
+fn error_with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Why a layer (its snapshot or its compressed blob) could not be made.

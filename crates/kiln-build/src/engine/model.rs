@@ -55,6 +55,10 @@ pub(crate) struct BaseImage {
     pub(crate) layers: Vec<LayerInfo>,
     /// Whether it came from the local store without a pull.
     pub(crate) was_local: bool,
+    /// The base's own platform when it is a single manifest whose config's platform cannot
+    /// run as the stage's: BuildKit's `InvalidBaseImagePlatform` warning
+    /// (`images::invalid_base_image_platform`, with the name as the FROM writes it).
+    pub(crate) mismatched_platform: Option<Platform>,
 }
 
 /// What a `--build-context NAME=…` is.

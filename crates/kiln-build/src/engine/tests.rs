@@ -332,6 +332,7 @@ impl FakeBases {
                 blob: None,
             }],
             was_local: true,
+            mismatched_platform: None,
         };
         lock(&self.images).insert(reference(name), image);
     }

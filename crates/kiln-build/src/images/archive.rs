@@ -6,6 +6,10 @@
 //! entries annotated with `org.opencontainers.image.ref.name` and `io.containerd.image.name`),
 //! through kiln-oci's writers: atomically, blobs verified while copied.
 //!
+//! A multi-platform name is saved whole (its index, every platform) in an OCI archive, and
+//! as one platform's image (`--platform`, else the host's, as `docker save` does) in a
+//! docker-archive, whose `manifest.json` has one image per name.
+//!
 //! [`load_images`] reads either kind (told apart by `manifest.json` / `oci-layout`), also the
 //! older docker-archive without an OCI layout (`<id>/layer.tar`, as skopeo and Docker before
 //! 25 write it), copies every blob into the store verified against its digest (a legacy
@@ -17,11 +21,13 @@ use std::path::Path;
 
 use kiln_oci::{
     ArchiveOptions, Descriptor, Digest, DockerArchive, ExportImage, ImageIndex, ImageManifest,
-    ImageRef, JsonBlob, LayoutError, MediaType, OciArchive, TarArchive, collect_blobs,
+    ImageRef, JsonBlob, LayoutError, MediaType, OciArchive, Platform, TarArchive, collect_blobs,
     read_json_blob,
 };
+use kiln_registry::RegistryError;
 use kiln_store::{LockMode, Store, StoreError};
 
+use super::platforms::{PullPolicy, check_complete, resolve_platform_image};
 use super::{ImageError, require_image};
 
 /// The member that marks an OCI layout.
@@ -47,10 +53,15 @@ pub enum ArchiveFormat {
 /// image, with every name it was asked for by (an ID prefix adds none, as with `docker
 /// save`). docker-archives record familiar tagged names (`busybox:latest`), OCI archives
 /// full ones.
+///
+/// A multi-platform name goes whole into an OCI archive (every platform must be in the
+/// store); a docker-archive holds one image per name, `platform`'s (the host's by default,
+/// as `docker save` picks), which must be in the store.
 fn export_images(
     store: &Store,
     texts: &[String],
     format: ArchiveFormat,
+    platform: Option<&Platform>,
 ) -> Result<Vec<ExportImage>, ImageError> {
     let mut images: Vec<ExportImage> = Vec::new();
     for text in texts {
@@ -59,6 +70,26 @@ fn export_images(
             Ok(name) if store.resolve_ref(&name)?.as_ref() == Some(&digest) => Some(name),
             _ => None,
         };
+        if let Some(name) = &name {
+            match format {
+                ArchiveFormat::Oci => check_complete(store, "save", name, &digest)?,
+                ArchiveFormat::Docker => {
+                    // The variant the writer will pick must be here: its error names the
+                    // platforms the index has, or how to pull the one it lacks.
+                    let wanted = platform.cloned().unwrap_or_else(Platform::host);
+                    resolve_platform_image(
+                        store,
+                        name,
+                        text,
+                        &wanted,
+                        PullPolicy::Never,
+                        &mut |_: &ImageRef, _: &Platform| {
+                            Err(RegistryError::ClientSetup("save never pulls".to_owned()))
+                        },
+                    )?;
+                }
+            }
+        }
         let name = name.and_then(|name| match format {
             ArchiveFormat::Docker => name.tag().is_some().then(|| name.familiar()),
             ArchiveFormat::Oci => Some(name.to_string()),
@@ -82,16 +113,22 @@ fn export_images(
 
 /// Writes the local images `texts` (names or image ID prefixes) into one tar at `dest`, in
 /// `format`, atomically (a temporary file renamed into place), holding the store's shared
-/// lock so a `prune` waits.
+/// lock so a `prune` waits. An OCI archive keeps a multi-platform name's index whole; a
+/// docker-archive holds `platform`'s image of it (the host's when `None`), as `docker save
+/// --platform` does.
 pub fn save_images(
     store: &Store,
     texts: &[String],
     format: ArchiveFormat,
+    platform: Option<&Platform>,
     dest: &Path,
 ) -> Result<(), ImageError> {
     let _lock = store.lock(LockMode::Shared)?;
-    let images = export_images(store, texts, format)?;
-    let options = ArchiveOptions::default();
+    let images = export_images(store, texts, format, platform)?;
+    let options = ArchiveOptions {
+        platform: platform.cloned(),
+        ..ArchiveOptions::default()
+    };
     let written = match format {
         ArchiveFormat::Docker => kiln_oci::write_docker_archive(dest, store, &images, &options),
         ArchiveFormat::Oci => kiln_oci::write_oci_archive(dest, store, &images, &options),
@@ -107,11 +144,15 @@ pub fn save_images_to<W: Write>(
     store: &Store,
     texts: &[String],
     format: ArchiveFormat,
+    platform: Option<&Platform>,
     out: W,
 ) -> Result<W, ImageError> {
     let _lock = store.lock(LockMode::Shared)?;
-    let images = export_images(store, texts, format)?;
-    let options = ArchiveOptions::default();
+    let images = export_images(store, texts, format, platform)?;
+    let options = ArchiveOptions {
+        platform: platform.cloned(),
+        ..ArchiveOptions::default()
+    };
     let written = match format {
         ArchiveFormat::Docker => kiln_oci::write_docker_archive_to(out, store, &images, &options),
         ArchiveFormat::Oci => kiln_oci::write_oci_archive_to(out, store, &images, &options),

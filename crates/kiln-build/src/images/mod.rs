@@ -11,6 +11,7 @@ mod archive;
 mod history;
 mod listing;
 mod lookup;
+mod platforms;
 mod remove;
 mod store_root;
 mod tag;
@@ -18,7 +19,7 @@ mod transfer;
 
 use std::path::PathBuf;
 
-use kiln_oci::{Digest, ImageRef, LayoutError, ReferenceError};
+use kiln_oci::{Digest, ImageRef, LayoutError, Platform, ReferenceError};
 use kiln_registry::RegistryError;
 use kiln_store::StoreError;
 
@@ -28,12 +29,17 @@ pub use archive::{
 pub use history::{HistoryEntry, ImageHistory, image_history};
 pub use listing::{ImageInspection, ImageSummary, inspect_image, list_images};
 pub use lookup::{find_image, parse_image_name, require_image};
+pub use platforms::{ImagePlatform, describe_platforms, platforms_of};
+pub(crate) use platforms::{
+    PullPolicy, invalid_base_image_platform, read_index, resolve_platform_image,
+};
 pub use remove::{Untagged, prune, untag_images};
 pub use store_root::{open_store, resolve_store_root};
 pub use tag::tag_image;
 pub use transfer::{
     PullOutcome, PushOutcome, login, logout, pull_image, push_image, registry_host, without_echo,
 };
+pub(crate) use transfer::{pull_outcome, registry_pull};
 
 /// Why an image operation failed. Each variant names its subject; the cause, when there is
 /// one, is its [`source`](std::error::Error::source) (boxed: store and registry errors are
@@ -86,6 +92,63 @@ pub enum ImageError {
         /// The store's answer.
         #[source]
         source: Box<StoreError>,
+    },
+    /// The name is an index without an image for the platform.
+    #[error(
+        "image {name} has no variant for platform {platform}; it has: {}; choose one of \
+         them with --platform",
+        list_or_none(available)
+    )]
+    PlatformNotInIndex {
+        /// The name.
+        name: Box<ImageRef>,
+        /// The platform asked for.
+        platform: Box<Platform>,
+        /// The platforms its index lists.
+        available: Vec<String>,
+    },
+    /// The name's index lists the platform, but its manifest or blobs are not in the store,
+    /// and may not (or cannot) be pulled.
+    #[error(
+        "image {name} lists platform {platform} (manifest {manifest}), but it is not in the \
+         local store{}",
+        match origin {
+            Some(origin) => format!("; pull it with `kiln pull --platform {platform} {origin}`"),
+            None => format!(
+                " and {name} was not pulled from a registry; import or build it for \
+                 {platform} again"
+            ),
+        }
+    )]
+    PlatformNotPulled {
+        /// The name.
+        name: Box<ImageRef>,
+        /// The platform asked for.
+        platform: Box<Platform>,
+        /// Its manifest in the index.
+        manifest: Box<Digest>,
+        /// Where the name was pulled from, if it was.
+        origin: Option<Box<ImageRef>>,
+    },
+    /// `push` or an OCI `save` of an index some of whose platforms are not in the local
+    /// store.
+    #[error(
+        "cannot {action} {name}: its index lists {} not in the local store ({}); pull them \
+         first (`kiln pull --platform {} {}`)",
+        if missing.len() == 1 { "a platform" } else { "platforms" },
+        missing.join(", "),
+        missing.join(","),
+        origin.as_ref().map_or_else(|| name.to_string(), ToString::to_string)
+    )]
+    IncompleteIndex {
+        /// `push` or `save`.
+        action: &'static str,
+        /// The local name.
+        name: Box<ImageRef>,
+        /// The platforms (`os/arch`, or the manifest digest when an entry has none).
+        missing: Vec<String>,
+        /// Where the name was pulled from, if it was.
+        origin: Option<Box<ImageRef>>,
     },
     /// An image in the store could not be read.
     #[error("reading image {name}")]
@@ -226,6 +289,14 @@ pub enum ImageError {
     /// A store operation failed (the store's error names its path or digest).
     #[error(transparent)]
     Store(Box<StoreError>),
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 impl From<StoreError> for ImageError {

@@ -12,8 +12,18 @@ use super::{ImageError, require_image};
 pub fn tag_image(store: &Store, source: &str, target: &ImageRef) -> Result<Digest, ImageError> {
     let _lock = store.lock(LockMode::Shared)?;
     let digest = require_image(store, source)?;
-    if store.resolve_ref(target)?.as_ref() != Some(&digest) {
-        store.set_ref(target, &digest)?;
+    // A pulled image's new name keeps its origin: an index's platforms not pulled yet are
+    // still fetched from where it came.
+    let origin = match ImageRef::parse(source) {
+        Ok(name) => store
+            .ref_entry(&name)?
+            .filter(|entry| entry.digest == digest)
+            .and_then(|entry| entry.origin),
+        Err(_) => None,
+    };
+    let current = store.ref_entry(target)?;
+    if current.is_none_or(|c| c.digest != digest || c.origin != origin) {
+        store.set_ref_with_origin(target, &digest, origin.as_ref())?;
     }
     Ok(digest)
 }
@@ -31,7 +41,14 @@ mod tests {
         store.set_ref(&source, &manifest).unwrap();
         let target = ImageRef::parse("other/app:2").unwrap();
         assert_eq!(tag_image(&store, "app:1", &target).unwrap(), manifest);
-        assert_eq!(store.resolve_ref(&target).unwrap(), Some(manifest));
+        assert_eq!(store.resolve_ref(&target).unwrap(), Some(manifest.clone()));
+        let pulled = ImageRef::parse("localhost:5000/app:1").unwrap();
+        store
+            .set_ref_with_origin(&source, &manifest, Some(&pulled))
+            .unwrap();
+        tag_image(&store, "app:1", &target).unwrap();
+        let entry = store.ref_entry(&target).unwrap().unwrap();
+        assert_eq!(entry.origin, Some(pulled), "a new name keeps the origin");
         let err = tag_image(&store, "nothere:1", &target).unwrap_err();
         assert!(err.to_string().contains("nothere:1"), "{err}");
     }

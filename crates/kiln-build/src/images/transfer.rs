@@ -6,16 +6,22 @@
 use std::path::PathBuf;
 
 use kiln_oci::{Digest, ImageRef, Platform};
-use kiln_registry::{Client, ClientConfig, Credentials, DockerConfig};
+use kiln_registry::{Client, ClientConfig, Credentials, DockerConfig, PulledImage, RegistryError};
 use kiln_store::{LockMode, Store};
 
 use super::ImageError;
+use super::platforms::{
+    PlatformImage, PullPolicy, check_complete, resolve_platform_image, stored_name,
+};
 
 /// What [`pull_image`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullOutcome {
     /// The image manifest digest (for this platform when the reference names an index).
     pub digest: Digest,
+    /// What the name now points to: the registry's index when it served one (every
+    /// platform pulled before stays usable under the name), else `digest`.
+    pub top: Digest,
     /// The name the image was stored under: `repo:tag` when the reference has a tag (a
     /// digest next to it is dropped), else the digest reference itself.
     pub name: ImageRef,
@@ -25,6 +31,9 @@ pub struct PullOutcome {
     pub blobs_present: usize,
     /// Bytes received for blobs.
     pub bytes_downloaded: u64,
+    /// BuildKit's `InvalidBaseImagePlatform` text when the registry served a single manifest
+    /// whose config's platform cannot run as the one asked for.
+    pub platform_warning: Option<String>,
 }
 
 /// What [`push_image`] did.
@@ -43,7 +52,9 @@ pub struct PushOutcome {
 }
 
 /// Pulls `reference` for `platform` into `store` (holding the store's shared lock, so a
-/// `prune` waits) and names it (see [`PullOutcome::name`]). `config` carries the connection
+/// `prune` waits) and names it (see [`PullOutcome::name`]), always asking the registry, as
+/// `docker pull` does. When the registry serves an index the name points to it, so pulling
+/// a second platform of the same image keeps the first. `config` carries the connection
 /// options and progress sink.
 pub fn pull_image(
     store: &Store,
@@ -52,32 +63,58 @@ pub fn pull_image(
     config: ClientConfig,
 ) -> Result<PullOutcome, ImageError> {
     let _lock = store.lock(LockMode::Shared)?;
-    let client = Client::new(config)?;
-    let pulled = runtime()?
-        .block_on(client.pull_image(reference, platform, store))
-        .map_err(|source| ImageError::Pull {
-            reference: reference.clone(),
-            source: Box::new(source),
-        })?;
-    let digest = pulled.resolved.digest().clone();
-    let name = stored_name(reference);
-    store.set_ref(&name, &digest)?;
-    Ok(PullOutcome {
-        digest,
-        name,
-        blobs_downloaded: pulled.blobs_downloaded,
-        blobs_present: pulled.blobs_present,
-        bytes_downloaded: pulled.bytes_downloaded,
-    })
+    let mut pull = registry_pull(store, config);
+    let found = resolve_platform_image(
+        store,
+        reference,
+        &reference.familiar(),
+        platform,
+        PullPolicy::Always,
+        &mut pull,
+    )?;
+    Ok(pull_outcome(reference, &found))
 }
 
-/// The name a pulled image is stored under: `repo:tag`, or the digest reference when there
-/// is no tag (a digest is a name of its own).
-fn stored_name(reference: &ImageRef) -> ImageRef {
-    match reference.tag() {
-        Some(tag) => ImageRef::parse(&format!("{}:{tag}", reference.name()))
-            .unwrap_or_else(|_| reference.clone()),
-        None => reference.clone(),
+/// A [`RegistryPull`](super::platforms::RegistryPull) into `store` with a client of
+/// `config`; the client and its runtime are made by the first pull, so a resolution the
+/// store answers starts neither.
+pub(crate) fn registry_pull(
+    store: &Store,
+    config: ClientConfig,
+) -> impl FnMut(&ImageRef, &Platform) -> Result<PulledImage, RegistryError> {
+    let mut config = Some(config);
+    let mut connection: Option<(Client, tokio::runtime::Runtime)> = None;
+    move |reference: &ImageRef, platform: &Platform| {
+        let (client, runtime) = match &mut connection {
+            Some(made) => &*made,
+            slot @ None => {
+                let client = Client::new(config.take().unwrap_or_default())?;
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        RegistryError::ClientSetup(format!("starting the async runtime: {e}"))
+                    })?;
+                &*slot.insert((client, runtime))
+            }
+        };
+        runtime.block_on(client.pull_image(reference, platform, store))
+    }
+}
+
+/// What a resolution that pulled `reference` did, as [`PullOutcome`].
+pub(crate) fn pull_outcome(reference: &ImageRef, found: &PlatformImage) -> PullOutcome {
+    let (downloaded, present, bytes) = found.pulled.as_ref().map_or((0, 0, 0), |p| {
+        (p.blobs_downloaded, p.blobs_present, p.bytes_downloaded)
+    });
+    PullOutcome {
+        digest: found.image.manifest.digest().clone(),
+        top: found.top.clone(),
+        name: stored_name(reference),
+        blobs_downloaded: downloaded,
+        blobs_present: present,
+        bytes_downloaded: bytes,
+        platform_warning: found.platform_warning.clone(),
     }
 }
 
@@ -105,6 +142,9 @@ pub fn push_image(
                 source: Box::new(source),
             })?,
     };
+    // Before anything is uploaded: a registry would get the manifests that are here, and
+    // then refuse the index.
+    check_complete(store, "push", name, &digest)?;
     let client = Client::new(config)?;
     record_mount_hints(&client, store, targets);
     let pushed = runtime()?

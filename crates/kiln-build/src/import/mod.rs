@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use kiln_oci::{
     ArchiveOptions, AssembleError, Compression, Descriptor, DiffId, DiffTar, Digest, ExportImage,
-    History, ImageConfiguration, ImageRef, LayerError, LayerWriter, LayoutError, ManifestFormat,
-    MediaType, Platform, assemble_image, rfc3339_utc,
+    History, ImageConfiguration, ImageIndex, ImageRef, LayerError, LayerWriter, LayoutError,
+    ManifestFormat, MediaType, Platform, assemble_image, rfc3339_utc,
 };
 use kiln_plan::{ChangeError, ConfigChanges};
 use kiln_store::{LockMode, Store, StoreError};
@@ -121,9 +121,83 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+    /// What the name held could not be read to add the new platform to it.
+    #[error("adding the image to the platforms {name} holds")]
+    Platforms {
+        /// The name.
+        name: ImageRef,
+        /// What failed.
+        #[source]
+        source: Box<crate::ImageError>,
+    },
     /// A store operation failed (the store's error names its path or digest).
     #[error(transparent)]
     Store(Box<StoreError>),
+}
+
+/// What `name` should point to once the image `new` (a manifest for `platform`) is
+/// imported under it: `new` itself when the name holds nothing, or only an image of the
+/// same platform (or of none); otherwise an index of the platforms it held with `new` in
+/// place of the same platform's entry (stored here).
+fn merge_platform(
+    store: &Store,
+    name: &ImageRef,
+    new: &Descriptor,
+    platform: &Platform,
+) -> Result<Digest, ImportError> {
+    let failed = |source: crate::ImageError| ImportError::Platforms {
+        name: name.clone(),
+        source: Box::new(source),
+    };
+    let Some(existing) = store.resolve_ref(name)? else {
+        return Ok(new.digest.clone());
+    };
+    let same = |other: &Platform| other.normalized() == platform.normalized();
+    let index = crate::images::read_index(store, &existing).map_err(failed)?;
+    let mut entries: Vec<Descriptor> = if let Some(index) = index {
+        index.manifests
+    } else {
+        let held = crate::images::platforms_of(store, &existing).map_err(failed)?;
+        match held.first() {
+            Some(held) if !same(&held.platform) => vec![
+                store
+                    .descriptor_of(&existing)?
+                    .with_platform(held.platform.clone()),
+            ],
+            _ => return Ok(new.digest.clone()),
+        }
+    };
+    // The same platform is replaced; so are attestations of manifests no longer listed.
+    entries.retain(|d| d.platform.as_ref().is_none_or(|p| !same(p)) || is_attestation(d));
+    let listed: Vec<String> = entries.iter().map(|d| d.digest.to_string()).collect();
+    entries.retain(|d| {
+        !is_attestation(d)
+            || d.annotations
+                .get(ANNOTATION_REFERENCE_DIGEST)
+                .is_some_and(|target| listed.contains(target))
+    });
+    if !entries.iter().any(|d| !is_attestation(d)) {
+        return Ok(new.digest.clone());
+    }
+    entries.push(new.clone());
+    let index = ImageIndex::new(entries);
+    let bytes = serde_json::to_vec(&index).map_err(|source| {
+        failed(crate::ImageError::Json {
+            what: "index",
+            digest: existing.clone(),
+            source,
+        })
+    })?;
+    Ok(store.put_bytes(&bytes)?)
+}
+
+/// BuildKit's attestation manifests point to the image they describe with this annotation.
+const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+
+fn is_attestation(descriptor: &Descriptor) -> bool {
+    descriptor
+        .annotations
+        .contains_key(kiln_oci::ANNOTATION_DOCKER_REFERENCE_TYPE)
 }
 
 impl From<StoreError> for ImportError {
@@ -223,6 +297,9 @@ pub enum ImportStep {
     Tagged(ImageRef),
     /// This output was written.
     Wrote(ImportOutput),
+    /// The name holds an index of these platforms (the image joined the other platforms
+    /// the name held).
+    Platforms(ImageRef, Vec<Platform>),
 }
 
 /// What [`Import::run`] made.
@@ -291,7 +368,9 @@ impl Import {
         })
     }
 
-    /// Stores the image under `name` too (`-t`).
+    /// Stores the image under `name` too (`-t`). When `name` holds an image or index of
+    /// other platforms it becomes an index of those plus this one (the same platform's
+    /// image is replaced); reported as [`ImportStep::Platforms`].
     pub fn tag(mut self, name: ImageRef) -> Self {
         self.names.push(name);
         self
@@ -364,9 +443,23 @@ impl Import {
             .map_err(|err| ImportError::Assemble(Box::new(err)))?;
         store.put_bytes(image.config.bytes())?;
         let manifest_digest = store.put_bytes(image.manifest.bytes())?;
+        let platform = self.config.platform();
+        let descriptor = image.manifest_descriptor().with_platform(platform.clone());
         for name in &self.names {
-            store.set_ref(name, &manifest_digest)?;
+            let top = merge_platform(store, name, &descriptor, &platform)?;
+            store.set_ref(name, &top)?;
             on_step(&ImportStep::Tagged(name.clone()));
+            if top != manifest_digest {
+                let platforms = crate::images::platforms_of(store, &top)
+                    .map_err(|source| ImportError::Platforms {
+                        name: name.clone(),
+                        source: Box::new(source),
+                    })?
+                    .into_iter()
+                    .map(|p| p.platform)
+                    .collect();
+                on_step(&ImportStep::Platforms(name.clone(), platforms));
+            }
         }
         self.write_outputs(store, &image.manifest_descriptor(), on_step)?;
         Ok(ImportOutcome {
@@ -603,6 +696,57 @@ mod tests {
         assert_eq!(config.rootfs.diff_ids.len(), 1);
         assert_eq!(config.history[0].comment, "Imported from rootfs");
         assert_eq!(image.config.digest(), &outcome.config_digest);
+    }
+
+    #[test]
+    fn another_platform_joins_the_name_and_the_same_platform_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs_err::create_dir_all(&rootfs).unwrap();
+        fs_err::write(rootfs.join("f"), b"1").unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let name = ImageRef::parse("multi:1").unwrap();
+        let import = |platform: &str| {
+            let platform: Platform = platform.parse().unwrap();
+            let mut steps = Vec::new();
+            let outcome = Import::new(&rootfs, &platform)
+                .unwrap()
+                .tag(name.clone())
+                .run(&store, &mut |s| steps.push(s.clone()))
+                .unwrap();
+            (outcome.manifest_digest, steps)
+        };
+        let platforms = |steps: &[ImportStep]| -> Vec<String> {
+            steps
+                .iter()
+                .find_map(|s| match s {
+                    ImportStep::Platforms(_, p) => {
+                        Some(p.iter().map(ToString::to_string).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let (amd, steps) = import("linux/amd64");
+        assert!(platforms(&steps).is_empty());
+        // The same platform again: still a single manifest.
+        fs_err::write(rootfs.join("f"), b"2").unwrap();
+        let (amd2, _) = import("linux/amd64");
+        assert_ne!(amd, amd2);
+        assert_eq!(store.resolve_ref(&name).unwrap(), Some(amd2.clone()));
+        let (arm, steps) = import("linux/arm64");
+        assert_eq!(platforms(&steps), ["linux/amd64", "linux/arm64"]);
+        let top = store.resolve_ref(&name).unwrap().unwrap();
+        let index = crate::images::read_index(&store, &top).unwrap().unwrap();
+        let digests: Vec<_> = index.manifests.iter().map(|d| d.digest.clone()).collect();
+        assert_eq!(digests, [amd2, arm.clone()]);
+        fs_err::write(rootfs.join("f"), b"3").unwrap();
+        let (amd3, steps) = import("linux/amd64");
+        assert_eq!(platforms(&steps), ["linux/arm64", "linux/amd64"]);
+        let top = store.resolve_ref(&name).unwrap().unwrap();
+        let index = crate::images::read_index(&store, &top).unwrap().unwrap();
+        let digests: Vec<_> = index.manifests.iter().map(|d| d.digest.clone()).collect();
+        assert_eq!(digests, [arm, amd3]);
     }
 
     #[test]
