@@ -59,6 +59,16 @@ pub enum RunImageError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The image is for a platform this host cannot run, and no emulator runs it.
+    #[error("image {image} is for {platform}, which needs an emulator: {source}")]
+    NoEmulator {
+        /// The image's config digest.
+        image: Digest,
+        /// Its platform.
+        platform: String,
+        /// What the binfmt_misc check found.
+        source: Box<kiln_sandbox::EmulationError>,
+    },
     /// The sandbox failed to start, run or finish the command.
     #[error(transparent)]
     Sandbox(#[from] kiln_sandbox::SandboxError),
@@ -246,6 +256,24 @@ impl ContainerRun {
         let argv = self.argv(config).ok_or_else(|| RunImageError::NoCommand {
             image: image_id.clone(),
         })?;
+        // A foreign image runs through the kernel's binfmt_misc emulator: checked first, so a
+        // host without one gets the fix, not "exec format error".
+        let platform = image.config.value().platform().normalized();
+        if kiln_sandbox::needs_emulation(&Platform::host(), &platform) {
+            let binfmt = std::env::var_os(crate::BINFMT_DIR_VAR)
+                .filter(|v| !v.is_empty())
+                .map_or_else(
+                    || PathBuf::from(kiln_sandbox::DEFAULT_BINFMT_DIR),
+                    PathBuf::from,
+                );
+            kiln_sandbox::find_emulator(&platform, &binfmt).map_err(|source| {
+                RunImageError::NoEmulator {
+                    image: image_id.clone(),
+                    platform: platform.to_string(),
+                    source: Box::new(source),
+                }
+            })?;
+        }
         // Shared, like a build: GC (exclusive) cannot remove the snapshots under us.
         let _lock = store.lock(LockMode::Shared).map_err(store_err)?;
         let chains = store.unpack_image(image).map_err(store_err)?;

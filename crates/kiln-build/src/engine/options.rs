@@ -349,7 +349,10 @@ impl Builder {
             platforms: Vec::new(),
             binfmt_dir: std::env::var_os(BINFMT_DIR_VAR)
                 .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from("/proc/sys/fs/binfmt_misc"), PathBuf::from),
+                .map_or_else(
+                    || PathBuf::from(kiln_sandbox::DEFAULT_BINFMT_DIR),
+                    PathBuf::from,
+                ),
             no_cache: false,
             no_cache_filter: Vec::new(),
             pull: false,
