@@ -87,6 +87,7 @@ fn index_platforms(index: &Value) -> Vec<String> {
 /// OCI layout and unpacked with umoci: its root filesystem.
 fn unpack_platform(source: &str, arch: &str, work: &Path, extra: &[&str]) -> PathBuf {
     let layout = work.join(format!("single-{arch}"));
+    fs_err::create_dir_all(work).unwrap();
     let out = Command::new("skopeo")
         .args(["copy", "-q", "--override-arch", arch])
         .args(extra)
@@ -274,9 +275,10 @@ fn cross_compile_builder_runs_natively_once_and_needs_no_emulator_root() {
     }
     // The step that does not read TARGETARCH ran once for both platforms (the other took
     // its result), even under --no-cache; the one that does ran once per platform.
+    // Output lines are `#N ELAPSED TEXT`; the step's own line names the command.
     let shared_runs = progress
         .lines()
-        .filter(|l| l.ends_with("ran-shared-step"))
+        .filter(|l| l.ends_with(" ran-shared-step") && !l.contains("RUN"))
         .count();
     assert_eq!(shared_runs, 1, "{progress}");
     let shared_cached = progress
@@ -582,9 +584,14 @@ fn two_platforms_match_buildah_root() {
             &work.join("buildah"),
             &[],
         ));
+        // Known difference: buildah 1.28 runs a `FROM --platform=$BUILDPLATFORM` stage of a
+        // multi-platform build on the target platform (through the emulator: "built for
+        // arm64 on aarch64"); BuildKit, which kiln follows, runs it natively. kiln's /built is
+        // checked on its own below.
         problems.extend(
             tree_differences(&our_tree, &their_tree)
                 .into_iter()
+                .filter(|p| !p.starts_with("/built:"))
                 .map(|p| format!("{arch} {p}")),
         );
         let built = String::from_utf8_lossy(&our_tree["/built"].data).into_owned();
