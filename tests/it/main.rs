@@ -15,6 +15,7 @@ mod examples_lang;
 mod import;
 mod isolation;
 mod names;
+mod output_options;
 mod platforms;
 mod platforms_store;
 mod pod;

@@ -32,7 +32,7 @@ pub use images::{
 pub use import::{
     Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError, ImportStep, TarError,
 };
-pub use output::{DestinationError, Output, OutputSpecError};
+pub use output::{DestinationError, ExportOptions, Output, OutputSpec, OutputSpecError};
 pub use run_image::{ContainerRun, ImageToRun, RunImageError, find_or_pull_image};
 pub use scheduler::CancelToken;
 

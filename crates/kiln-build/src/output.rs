@@ -15,6 +15,8 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use kiln_oci::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
+
 /// One export destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -37,6 +39,129 @@ pub enum Output {
         /// Whether to push to the registry.
         push: bool,
     },
+}
+
+/// How an image output encodes the image: the `-o` keys of buildx's image exporters
+/// (`type=oci`, `type=docker`, `type=image`/`registry`). Each is applied, none is dropped: a
+/// key kiln does not implement is an [`OutputSpecError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportOptions {
+    /// `compression=gzip|zstd|uncompressed` (with `compression-level=N`): how the layers
+    /// this build made are compressed in this output; `None` is the build's `--compression`.
+    pub compression: Option<Compression>,
+    /// `force-compression=true`: the base image's layers are recompressed too (else they keep
+    /// the compression their registry gave them, as in BuildKit).
+    pub force_compression: bool,
+    /// `oci-mediatypes=`: OCI media types (`true`) or Docker's (`false`) for the manifest,
+    /// the config, the layers and the index; `None` is the exporter's default (OCI, as
+    /// buildx's image and oci exporters write; kiln writes OCI to docker archives too).
+    pub oci_mediatypes: Option<bool>,
+    /// `name=` of `type=oci`/`type=docker`: the names the archive records (as `-t` does).
+    pub names: Vec<String>,
+    /// `push-by-digest=true` (`type=image`): pushed as `name@digest`, with no tag.
+    pub push_by_digest: bool,
+    /// `store=false` (`type=image`): not kept under its names in the local store.
+    pub store: bool,
+    /// `rewrite-timestamp=`: `true` clamps file times in the build's layers to
+    /// `SOURCE_DATE_EPOCH`, which kiln always does when it is set; so `false` with
+    /// `SOURCE_DATE_EPOCH` set is refused before the build.
+    pub rewrite_timestamp: Option<bool>,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            compression: None,
+            force_compression: false,
+            oci_mediatypes: None,
+            names: Vec::new(),
+            push_by_digest: false,
+            store: true,
+            rewrite_timestamp: None,
+        }
+    }
+}
+
+impl ExportOptions {
+    /// Whether the output's image is encoded as the build's default image is.
+    pub(crate) fn is_default_encoding(&self, build: Compression) -> bool {
+        self.compression.is_none_or(|c| c == build)
+            && !self.force_compression
+            && self.oci_mediatypes != Some(false)
+    }
+}
+
+/// An `--output`: where the result goes and how it is encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    /// The destination.
+    pub output: Output,
+    /// Its exporter options.
+    pub options: ExportOptions,
+}
+
+impl From<Output> for OutputSpec {
+    fn from(output: Output) -> Self {
+        Self {
+            output,
+            options: ExportOptions::default(),
+        }
+    }
+}
+
+/// `compression=` and `compression-level=` as buildx spells them (the level of gzip unless
+/// `compression=` says otherwise); `Err` is the reason, naming the key and what is accepted.
+pub(crate) fn parse_compression(
+    kind: Option<&str>,
+    level: Option<&str>,
+) -> Result<Option<Compression>, String> {
+    let compression = match kind {
+        None => None,
+        Some("gzip") => Some(Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        }),
+        Some("zstd") => Some(Compression::Zstd {
+            level: DEFAULT_ZSTD_LEVEL,
+        }),
+        Some("uncompressed") => Some(Compression::None),
+        Some("estargz") => {
+            return Err(
+                "`compression=estargz` is not supported by kiln: use gzip, zstd or uncompressed"
+                    .to_owned(),
+            );
+        }
+        Some(other) => {
+            return Err(format!(
+                "`compression={other}` must be gzip, zstd or uncompressed"
+            ));
+        }
+    };
+    let Some(value) = level else {
+        return Ok(compression);
+    };
+    let invalid = |range: &str| format!("`compression-level={value}` must be {range}");
+    Ok(Some(
+        match compression.unwrap_or(Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        }) {
+            Compression::Gzip { .. } => Compression::Gzip {
+                level: value
+                    .parse()
+                    .ok()
+                    .filter(|l| *l <= 9)
+                    .ok_or_else(|| invalid("0 to 9 for gzip"))?,
+            },
+            Compression::Zstd { .. } => Compression::Zstd {
+                level: value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=22).contains(l))
+                    .ok_or_else(|| invalid("1 to 22 for zstd"))?,
+            },
+            Compression::None => return Err(invalid("absent: compression=uncompressed")),
+        },
+    ))
 }
 
 /// Why an `--output` value is invalid.
@@ -200,6 +325,24 @@ impl Output {
 impl FromStr for Output {
     type Err = OutputSpecError;
 
+    /// The destination of an `--output` that has no exporter options; one with options
+    /// (`compression=zstd`…) is an error here, never dropped: parse an [`OutputSpec`].
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let parsed: OutputSpec = spec.parse()?;
+        if parsed.options != ExportOptions::default() {
+            return Err(OutputSpecError {
+                spec: spec.to_owned(),
+                reason: "it has exporter options; parse it as an OutputSpec to keep them"
+                    .to_owned(),
+            });
+        }
+        Ok(parsed.output)
+    }
+}
+
+impl FromStr for OutputSpec {
+    type Err = OutputSpecError;
+
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let err = |reason: &str| OutputSpecError {
             spec: spec.to_owned(),
@@ -211,10 +354,10 @@ impl FromStr for Output {
         // buildx: a value without `=` is a local destination directory, and `-` the root
         // filesystem as a tar on stdout.
         if spec == "-" {
-            return Ok(Self::Tar(PathBuf::from(spec)));
+            return Ok(Output::Tar(PathBuf::from(spec)).into());
         }
         if !spec.contains('=') {
-            return Ok(Self::Local(PathBuf::from(spec)));
+            return Ok(Output::Local(PathBuf::from(spec)).into());
         }
         let mut fields = BTreeMap::new();
         for part in split_csv(spec) {
@@ -236,22 +379,57 @@ impl FromStr for Output {
                 Some(other) => Err(err(&format!("`{name}={other}` must be true or false"))),
             }
         };
+        let names_of = |fields: &mut BTreeMap<String, String>| -> Vec<String> {
+            fields
+                .remove("name")
+                .map(|n| {
+                    n.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut options = ExportOptions::default();
+        let is_image_exporter = matches!(kind.as_str(), "oci" | "docker" | "image" | "registry");
+        if is_image_exporter {
+            let compression = fields.remove("compression");
+            let level = fields.remove("compression-level");
+            options.compression =
+                parse_compression(compression.as_deref(), level.as_deref()).map_err(|e| err(&e))?;
+            options.force_compression = flag(&mut fields, "force-compression", false)?;
+            options.oci_mediatypes = match fields.remove("oci-mediatypes").as_deref() {
+                None => None,
+                Some("true" | "1") => Some(true),
+                Some("false" | "0") => Some(false),
+                Some(other) => {
+                    return Err(err(&format!(
+                        "`oci-mediatypes={other}` must be true or false"
+                    )));
+                }
+            };
+            if fields.contains_key("rewrite-timestamp") {
+                options.rewrite_timestamp = Some(flag(&mut fields, "rewrite-timestamp", false)?);
+            }
+        }
         let out = match kind.as_str() {
             "oci" => {
                 let dest = dest.ok_or_else(|| err("type=oci needs dest=PATH"))?;
+                options.names = names_of(&mut fields);
                 if flag(&mut fields, "tar", true)? {
-                    Self::OciTar(dest)
+                    Output::OciTar(dest)
                 } else {
-                    Self::OciDir(dest)
+                    Output::OciDir(dest)
                 }
             }
             "docker" => {
                 let dest = dest.ok_or_else(|| {
                     err("type=docker needs dest=FILE.tar (no docker daemon is used)")
                 })?;
-                Self::DockerTar(dest)
+                options.names = names_of(&mut fields);
+                Output::DockerTar(dest)
             }
-            "local" => Self::Local(dest.ok_or_else(|| err("type=local needs dest=DIR"))?),
+            "local" => Output::Local(dest.ok_or_else(|| err("type=local needs dest=DIR"))?),
             "tar" => {
                 let dest =
                     dest.ok_or_else(|| err("type=tar needs dest=FILE (or dest=- for stdout)"))?;
@@ -261,20 +439,19 @@ impl FromStr for Output {
                         "unknown option `{k}` for type=tar (it takes dest=)"
                     )));
                 }
-                Self::Tar(dest)
+                Output::Tar(dest)
             }
             "image" | "registry" => {
-                let names: Vec<String> = fields
-                    .remove("name")
-                    .map(|n| {
-                        n.split(',')
-                            .map(|s| s.trim().to_owned())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let names = names_of(&mut fields);
                 let push = flag(&mut fields, "push", kind == "registry")?;
-                Self::Image { names, push }
+                options.push_by_digest = flag(&mut fields, "push-by-digest", false)?;
+                options.store = flag(&mut fields, "store", true)?;
+                if options.push_by_digest && !push {
+                    return Err(err(
+                        "push-by-digest=true needs push=true (or type=registry)",
+                    ));
+                }
+                Output::Image { names, push }
             }
             other => {
                 return Err(err(&format!(
@@ -282,28 +459,31 @@ impl FromStr for Output {
                 )));
             }
         };
-        if let Self::OciDir(p) | Self::Local(p) = &out
+        if let Output::OciDir(p) | Output::Local(p) = &out
             && is_stdout_path(p)
         {
             return Err(err(
                 "dest=- (stdout) is only for tar outputs (type=oci, type=docker or type=tar)",
             ));
         }
-        // Options buildx accepts that do not change kiln's output.
-        for ignored in [
-            "compression",
-            "compression-level",
-            "force-compression",
-            "oci-mediatypes",
-            "name-canonical",
-            "rewrite-timestamp",
-        ] {
-            fields.remove(ignored);
-        }
         if let Some(k) = fields.keys().next() {
-            return Err(err(&format!("unknown option `{k}`")));
+            let known = match kind.as_str() {
+                "oci" | "docker" => {
+                    "dest, tar (oci), name, compression, compression-level, force-compression, oci-mediatypes, rewrite-timestamp"
+                }
+                "image" | "registry" => {
+                    "name, push, push-by-digest, store, compression, compression-level, force-compression, oci-mediatypes, rewrite-timestamp"
+                }
+                _ => "dest",
+            };
+            return Err(err(&format!(
+                "unknown option `{k}` for type={kind} (kiln takes {known})"
+            )));
         }
-        Ok(out)
+        Ok(Self {
+            output: out,
+            options,
+        })
     }
 }
 
@@ -385,6 +565,69 @@ mod tests {
                 push: true
             }
         );
+    }
+
+    #[test]
+    fn exporter_keys_are_kept_not_dropped() {
+        let spec: OutputSpec = "type=oci,dest=o.tar,compression=zstd,compression-level=19,force-compression=true,oci-mediatypes=false,name=a:1,rewrite-timestamp=true"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.output, Output::OciTar("o.tar".into()));
+        assert_eq!(
+            spec.options.compression,
+            Some(Compression::Zstd { level: 19 })
+        );
+        assert!(spec.options.force_compression);
+        assert_eq!(spec.options.oci_mediatypes, Some(false));
+        assert_eq!(spec.options.names, ["a:1"]);
+        assert_eq!(spec.options.rewrite_timestamp, Some(true));
+        let image: OutputSpec = "type=registry,name=r/x:1,push-by-digest=true,store=false"
+            .parse()
+            .unwrap();
+        assert!(image.options.push_by_digest && !image.options.store);
+        assert_eq!(
+            "type=image,name=x,compression=uncompressed"
+                .parse::<OutputSpec>()
+                .unwrap()
+                .options
+                .compression,
+            Some(Compression::None)
+        );
+        // An Output has no room for options: refused, not dropped.
+        let err = "type=oci,dest=o.tar,compression=zstd"
+            .parse::<Output>()
+            .unwrap_err();
+        assert!(err.reason.contains("OutputSpec"), "{err}");
+        for (bad, says) in [
+            (
+                "type=oci,dest=o,compression=lz4",
+                "gzip, zstd or uncompressed",
+            ),
+            ("type=oci,dest=o,compression=estargz", "estargz"),
+            ("type=oci,dest=o,compression-level=10", "0 to 9 for gzip"),
+            (
+                "type=oci,dest=o,compression=zstd,compression-level=0",
+                "1 to 22",
+            ),
+            (
+                "type=oci,dest=o,compression=uncompressed,compression-level=1",
+                "absent",
+            ),
+            (
+                "type=oci,dest=o,name-canonical=true",
+                "unknown option `name-canonical`",
+            ),
+            ("type=oci,dest=o,store=false", "unknown option `store`"),
+            (
+                "type=local,dest=o,compression=zstd",
+                "unknown option `compression`",
+            ),
+            ("type=image,name=x,push-by-digest=true", "needs push=true"),
+            ("type=docker,dest=o,oci-mediatypes=maybe", "true or false"),
+        ] {
+            let err = bad.parse::<OutputSpec>().unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

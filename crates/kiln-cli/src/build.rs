@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use kiln_build::oci::{Compression, Platform};
 use kiln_build::{
-    BuildError, Builder, CacheExport, CacheSource, Entitlement, NetworkDefault, Output,
+    BuildError, Builder, CacheExport, CacheSource, Entitlement, NetworkDefault, Output, OutputSpec,
     SecretSource, Ulimit,
 };
 
@@ -88,7 +88,7 @@ pub(crate) struct BuildArgs {
     secrets: Vec<SecretSource>,
     /// Output destination (type=oci|docker|local|tar|image,…; dest=- writes a tar to stdout).
     #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
-    outputs: Vec<Output>,
+    outputs: Vec<OutputSpec>,
     /// Import build cache (type=registry,ref=REG/REPO:TAG | type=local,src=DIR | an image
     /// REF built with --cache-to type=inline); repeatable, searched in order after the local
     /// store.
@@ -204,8 +204,8 @@ fn parse_cache_to(spec: &str) -> Result<CacheExport, kiln_build::CacheSpecError>
     spec.parse()
 }
 
-fn parse_output(spec: &str) -> Result<Output, String> {
-    spec.parse::<Output>().map_err(|e| e.reason)
+fn parse_output(spec: &str) -> Result<OutputSpec, String> {
+    spec.parse::<OutputSpec>().map_err(|e| e.reason)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -264,7 +264,7 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     for secret in &args.secrets {
         builder = builder.secret(secret.clone());
     }
-    let is_stdout_output = args.outputs.iter().any(Output::is_stdout);
+    let is_stdout_output = args.outputs.iter().any(|o| o.output.is_stdout());
     if is_stdout_output && args.progress == ProgressMode::Rawjson {
         // A usage error, as clap's: stdout carries the archive.
         eprintln!(
@@ -383,8 +383,8 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
 /// writes none: each platform has its own).
 fn metadata(args: &BuildArgs, outcome: &kiln_build::BuildOutcome) -> serde_json::Value {
     let mut names: Vec<&str> = args.tags.iter().map(String::as_str).collect();
-    for output in &args.outputs {
-        if let Output::Image { names: more, .. } = output {
+    for spec in &args.outputs {
+        if let Output::Image { names: more, .. } = &spec.output {
             names.extend(more.iter().map(String::as_str));
         }
     }

@@ -275,6 +275,7 @@ impl Builder {
                                 &compressor,
                                 annotations,
                             )
+                            .map(|image| (image, target.layers.clone()))
                         })
                         .collect::<Result<Vec<_>, BuildError>>()
                 });
@@ -286,11 +287,9 @@ impl Builder {
             }
             let images = built?;
             if export::needs_local_blobs(self) {
-                lazy.ensure_blobs(
-                    images
-                        .iter()
-                        .flat_map(|image| image.manifest.value().layers.iter().map(|l| &l.digest)),
-                )
+                lazy.ensure_blobs(images.iter().flat_map(|(image, _)| {
+                    image.manifest.value().layers.iter().map(|l| &l.digest)
+                }))
                 .map_err(RoundError::Fault)?;
             }
             last_drivers = Some(drivers);
@@ -300,7 +299,10 @@ impl Builder {
         let drivers = last_drivers.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
         warnings.extend(inline_warnings);
         let built = platforms::Built::new(&store, &platforms, images)?;
-        let tagged = export::export(self, &store, &built, &lazy, events)?;
+        let export::Exported { tagged, primary } =
+            export::export(self, &store, &built, &lazy, events)?;
+        // An output whose `-o` keys encode the image otherwise names the build's image.
+        let built = primary.unwrap_or(built);
         let (fetched, fetched_bytes) = lazy.fetched();
         tracing::debug!(
             fetched,
@@ -438,16 +440,25 @@ impl Builder {
     /// destination (nothing that is not what the output writes gets replaced) and every
     /// secret's source (a file that can be read, an environment variable that is set).
     fn check_before_build(&self) -> Result<(), BuildError> {
-        for output in &self.outputs {
-            output.check_destination().map_err(OptionsError::from)?;
+        for spec in &self.outputs {
+            spec.output
+                .check_destination()
+                .map_err(OptionsError::from)?;
+            if spec.options.rewrite_timestamp == Some(false) && self.source_date_epoch.is_some() {
+                return Err(OptionsError::RewriteTimestampOff {
+                    output: spec.output.to_string(),
+                }
+                .into());
+            }
         }
-        if self.outputs.iter().filter(|o| o.is_stdout()).count() > 1 {
+        if self.outputs.iter().filter(|o| o.output.is_stdout()).count() > 1 {
             return Err(OptionsError::TwoStdoutOutputs.into());
         }
         if self.platforms.len() > 1
             && let Some(docker) = self
                 .outputs
                 .iter()
+                .map(|o| &o.output)
                 .find(|o| matches!(o, crate::output::Output::DockerTar(_)))
         {
             return Err(export::multi_platform_docker(self, docker).into());

@@ -402,6 +402,16 @@ pub enum OptionsError {
         /// The platforms asked for.
         platforms: String,
     },
+    /// `rewrite-timestamp=false` while `SOURCE_DATE_EPOCH` is set.
+    #[error(
+        "--output {output}: rewrite-timestamp=false cannot be honoured: with SOURCE_DATE_EPOCH \
+         set, kiln always clamps the file times of the layers it makes to it; drop the key or \
+         unset SOURCE_DATE_EPOCH"
+    )]
+    RewriteTimestampOff {
+        /// The output.
+        output: String,
+    },
     /// `--build-arg SOURCE_DATE_EPOCH=…` that is not a number of seconds.
     #[error("--build-arg SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since the epoch")]
     InvalidSourceDateEpoch {

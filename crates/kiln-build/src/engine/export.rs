@@ -20,9 +20,9 @@ use super::error::ExportError;
 use super::lazy::LazyLayers;
 use super::model::StageResult;
 use super::options::Builder;
-use super::platforms::Built;
+use super::platforms::{Built, Encoding};
 use crate::event::{Event, EventSink};
-use crate::output::Output;
+use crate::output::{ExportOptions, Output};
 
 /// Assembles the target stage's image and stores its config and manifest (with the blobs of
 /// its layers: compressed in the background since their commit, or now). `labels` (`--label`)
@@ -68,73 +68,121 @@ pub(crate) fn assemble(
     Ok(image)
 }
 
-/// Writes every output; returns the names stored locally.
 /// Whether an output needs the image's layer bytes here: an archive, a directory, or a name
 /// kept in the local store and not pushed. A pushed image whose layers came from a registry
 /// cache needs none: the registry has them or mounts them.
 pub(crate) fn needs_local_blobs(builder: &Builder) -> bool {
     let pushed_tags = builder.push;
     (!builder.tags.is_empty() && !pushed_tags)
-        || builder.outputs.iter().any(|o| match o {
+        || builder.outputs.iter().any(|o| match &o.output {
             Output::Image { push, .. } => !push,
             _ => true,
         })
 }
 
+/// What the export made: the names kept in the local store, and the image the build's
+/// outcome names (the first output's, when its `-o` keys encode it otherwise).
+pub(crate) struct Exported {
+    pub(crate) tagged: Vec<String>,
+    pub(crate) primary: Option<Built>,
+}
+
+/// A set of names that get one image: `-t` (with `--push`), or a `type=image` output.
+struct Target<'a> {
+    names: Vec<String>,
+    push: bool,
+    options: Option<&'a ExportOptions>,
+}
+
+/// Writes every output; returns the names stored locally.
 pub(crate) fn export(
     builder: &Builder,
     store: &Store,
     built: &Built,
     lazy: &LazyLayers,
     events: &dyn EventSink,
-) -> Result<Vec<String>, BuildError> {
-    let descriptor = built.top();
-    let mut names: Vec<String> = builder.tags.clone();
-    let mut push_names: Vec<String> = if builder.push {
-        builder.tags.clone()
-    } else {
-        Vec::new()
+) -> Result<Exported, BuildError> {
+    // buildx: a `type=image` output without `name=` takes the `-t` names.
+    let image_outputs: Vec<(&Vec<String>, bool, &ExportOptions)> = builder
+        .outputs
+        .iter()
+        .filter_map(|spec| match &spec.output {
+            Output::Image { names, push } => Some((names, *push, &spec.options)),
+            _ => None,
+        })
+        .collect();
+    let mut targets = Vec::new();
+    if !builder.tags.is_empty() && !image_outputs.iter().any(|(names, ..)| names.is_empty()) {
+        targets.push(Target {
+            names: builder.tags.clone(),
+            push: builder.push,
+            options: None,
+        });
+    }
+    for (names, push, options) in image_outputs {
+        targets.push(Target {
+            names: if names.is_empty() {
+                builder.tags.clone()
+            } else {
+                names.clone()
+            },
+            push: push || builder.push,
+            options: Some(options),
+        });
+    }
+    // Each encoding an output asks for is made once.
+    let mut variants: Vec<(Encoding, Built)> = Vec::new();
+    let encoded = |options: Option<&ExportOptions>,
+                   variants: &mut Vec<(Encoding, Built)>|
+     -> Result<Option<usize>, ExportError> {
+        let Some(encoding) = options.and_then(|o| encoding_of(builder, o)) else {
+            return Ok(None);
+        };
+        if let Some(i) = variants.iter().position(|(e, _)| *e == encoding) {
+            return Ok(Some(i));
+        }
+        variants.push((
+            encoding,
+            built.encoded(store, encoding, builder.source_date_epoch)?,
+        ));
+        Ok(Some(variants.len() - 1))
     };
-    for output in &builder.outputs {
-        if let Output::Image { names: n, push } = output {
-            names.extend(n.iter().cloned());
-            if *push {
-                push_names.extend(n.iter().cloned());
+    let mut tagged = Vec::new();
+    for target in &targets {
+        let variant = encoded(target.options, &mut variants)?;
+        let image = variant.map_or(built, |i| &variants[i].1);
+        let descriptor = image.top();
+        // Like `buildx --push`, an image whose layers are still only in a registry cache is
+        // pushed, not kept here: the store holds no image it lacks the blobs of.
+        let complete = image
+            .layers()
+            .all(|l| l.blob.as_ref().is_none_or(|b| !lazy.is_pending(&b.digest)))
+            && image
+                .images()
+                .flat_map(|(_, i)| &i.manifest.value().layers)
+                .all(|l| !lazy.is_pending(&l.digest));
+        let store_it = target.options.is_none_or(|o| o.store) && (complete || !target.push);
+        if store_it {
+            for name in &target.names {
+                let reference =
+                    ImageRef::parse(name).map_err(|source| ExportError::InvalidName {
+                        name: name.clone(),
+                        source,
+                    })?;
+                // Re-tagging the same image is a no-op: skip the atomic write and its fsyncs.
+                let current = store.resolve_ref(&reference).map_err(ExportError::Store)?;
+                if current.as_ref() != Some(&descriptor.digest) {
+                    store
+                        .set_ref(&reference, &descriptor.digest)
+                        .map_err(ExportError::Store)?;
+                }
+                tagged.push(name.clone());
             }
         }
-    }
-    // Like `buildx --push`, an image whose layers are still only in a registry cache is
-    // pushed, not kept here: the store holds no image it lacks the blobs of.
-    let complete = built
-        .images()
-        .flat_map(|(_, image)| &image.manifest.value().layers)
-        .all(|l| !lazy.is_pending(&l.digest));
-    let mut refs = Vec::new();
-    for name in &names {
-        if !complete && push_names.contains(name) {
-            continue;
+        if target.push && !target.names.is_empty() {
+            let by_digest = target.options.is_some_and(|o| o.push_by_digest);
+            push(builder, lazy, &descriptor, &target.names, by_digest, events)?;
         }
-        let reference = ImageRef::parse(name).map_err(|source| ExportError::InvalidName {
-            name: name.clone(),
-            source,
-        })?;
-        // Re-tagging the same image is a no-op: skip the atomic write and its fsyncs.
-        let current = store.resolve_ref(&reference).map_err(ExportError::Store)?;
-        if current.as_ref() != Some(&descriptor.digest) {
-            store
-                .set_ref(&reference, &descriptor.digest)
-                .map_err(ExportError::Store)?;
-        }
-        refs.push(reference);
-    }
-    let export_image = names
-        .iter()
-        .fold(ExportImage::new(descriptor.clone()), |img, n| img.named(n));
-    // Configs and manifests from memory, the index and layers from the store.
-    let mut blobs = MemoryBlobs::with_fallback(store);
-    for (_, image) in built.images() {
-        blobs.insert(image.config.bytes().to_vec());
-        blobs.insert(image.manifest.bytes().to_vec());
     }
     let options = ArchiveOptions {
         mtime: builder
@@ -143,10 +191,30 @@ pub(crate) fn export(
             .unwrap_or(0),
         platform: None,
     };
-    for output in &builder.outputs {
+    for spec in &builder.outputs {
+        let output = &spec.output;
         if matches!(output, Output::DockerTar(_)) && built.is_multi_platform() {
             // Refused before the build; again here, should an embedder get this far.
             return Err(multi_platform_docker(builder, output).into());
+        }
+        if matches!(output, Output::Image { .. }) {
+            continue;
+        }
+        let variant = encoded(Some(&spec.options), &mut variants)?;
+        let image = variant.map_or(built, |i| &variants[i].1);
+        let names = if spec.options.names.is_empty() {
+            &builder.tags
+        } else {
+            &spec.options.names
+        };
+        let export_image = names
+            .iter()
+            .fold(ExportImage::new(image.top()), |img, n| img.named(n));
+        // Configs and manifests from memory, the index and layers from the store.
+        let mut blobs = MemoryBlobs::with_fallback(store);
+        for (_, image) in image.images() {
+            blobs.insert(image.config.bytes().to_vec());
+            blobs.insert(image.manifest.bytes().to_vec());
         }
         match output {
             Output::OciTar(_) | Output::DockerTar(_) if output.is_stdout() => {
@@ -186,11 +254,27 @@ pub(crate) fn export(
             Output::Image { .. } => {}
         }
     }
-    if !push_names.is_empty() {
-        push(builder, lazy, &descriptor, &push_names, events)?;
-    }
-    names.retain(|n| complete || !push_names.contains(n));
-    Ok(names)
+    // The first output's encoding names the build's image, as buildx's one exporter.
+    let primary = builder
+        .outputs
+        .first()
+        .and_then(|spec| encoding_of(builder, &spec.options))
+        .and_then(|encoding| variants.iter().position(|(e, _)| *e == encoding))
+        .map(|i| variants.swap_remove(i).1);
+    Ok(Exported { tagged, primary })
+}
+
+/// The encoding `options` ask for, when it is not the build's own.
+fn encoding_of(builder: &Builder, options: &ExportOptions) -> Option<Encoding> {
+    (!options.is_default_encoding(builder.compression)).then(|| Encoding {
+        compression: options.compression.unwrap_or(builder.compression),
+        force: options.force_compression,
+        format: if options.oci_mediatypes == Some(false) {
+            ManifestFormat::Docker
+        } else {
+            ManifestFormat::Oci
+        },
+    })
 }
 
 /// `type=docker` of a multi-platform build: refused, as buildx does.
@@ -330,19 +414,31 @@ fn write_rootfs_tar(
     Ok(())
 }
 
+/// Pushes `image` to `names` (`push-by-digest`: to each name's repository by digest, with no
+/// tag).
 fn push(
     builder: &Builder,
     lazy: &LazyLayers,
     image: &Descriptor,
     names: &[String],
+    by_digest: bool,
     events: &dyn EventSink,
 ) -> Result<(), ExportError> {
     let targets = names
         .iter()
         .map(|n| {
-            ImageRef::parse(n).map_err(|source| ExportError::InvalidName {
+            let reference = ImageRef::parse(n).map_err(|source| ExportError::InvalidName {
                 name: n.clone(),
                 source,
+            })?;
+            if !by_digest {
+                return Ok(reference);
+            }
+            ImageRef::parse(&format!("{}@{}", reference.name(), image.digest)).map_err(|source| {
+                ExportError::InvalidName {
+                    name: n.clone(),
+                    source,
+                }
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -366,9 +462,13 @@ fn push(
             names: names.join(", "),
             source: Box::new(source),
         })?;
-    for name in names {
+    for (name, target) in names.iter().zip(&targets) {
         events.emit(Event::Pushed {
-            reference: name.clone(),
+            reference: if by_digest {
+                target.to_string()
+            } else {
+                name.clone()
+            },
         });
     }
     Ok(())

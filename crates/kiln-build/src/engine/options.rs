@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use kiln_oci::{Compression, Descriptor, Digest, Platform};
 
 use crate::cache_options::{CacheExport, CacheSource};
-use crate::output::Output;
+use crate::output::OutputSpec;
 use crate::scheduler::CancelToken;
 
 /// The variable (and build arg) whose value is the build's time, in seconds since the epoch.
@@ -319,7 +319,7 @@ pub struct Builder {
     pub(crate) ulimits: Vec<kiln_sandbox::Ulimit>,
     pub(crate) shm_size: Option<u64>,
     pub(crate) secrets: Vec<SecretSource>,
-    pub(crate) outputs: Vec<Output>,
+    pub(crate) outputs: Vec<OutputSpec>,
     pub(crate) tags: Vec<String>,
     pub(crate) push: bool,
     pub(crate) store_root: Option<PathBuf>,
@@ -551,10 +551,10 @@ impl Builder {
         self
     }
 
-    /// `--output`.
+    /// `--output`: an [`crate::Output`], or an [`OutputSpec`] with exporter options.
     #[must_use]
-    pub fn output(mut self, output: Output) -> Self {
-        self.outputs.push(output);
+    pub fn output(mut self, output: impl Into<OutputSpec>) -> Self {
+        self.outputs.push(output.into());
         self
     }
 

@@ -3,11 +3,16 @@
 
 use std::path::Path;
 
-use kiln_oci::{AssembledImage, Descriptor, ImageIndex, JsonBlob, MediaType, Platform};
+use kiln_oci::{
+    AssembledImage, Compression, Descriptor, ImageIndex, JsonBlob, ManifestFormat, MediaType,
+    Platform, assemble_image,
+};
 use kiln_plan::BuildGraph;
 use kiln_store::Store;
 
+use super::compressor::Compressor;
 use super::error::{BuildError, ExportError};
+use super::model::LayerInfo;
 use super::options::PlatformImage;
 
 /// Refuses, before any step runs, a build with a RUN step for a platform this host cannot
@@ -48,11 +53,23 @@ pub(crate) fn check_emulation(
     Ok(())
 }
 
-/// The images of a build, one per target platform, and the index over them when there is
-/// more than one.
+/// The images of a build, one per target platform (with the layers they were assembled
+/// from), and the index over them when there is more than one.
 pub(crate) struct Built {
     images: Vec<(Platform, AssembledImage)>,
+    layers: Vec<Vec<LayerInfo>>,
     index: Option<Descriptor>,
+}
+
+/// How an output wants the image encoded, when not as the build made it (`-o` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Encoding {
+    /// The compression of the layers the build made (and of the base's, when forced).
+    pub(crate) compression: Compression,
+    /// `force-compression=true`: the base image's layers too.
+    pub(crate) force: bool,
+    /// The manifest format (`oci-mediatypes=false`: Docker's).
+    pub(crate) format: ManifestFormat,
 }
 
 impl Built {
@@ -61,30 +78,83 @@ impl Built {
     pub(crate) fn new(
         store: &Store,
         platforms: &[Platform],
-        images: Vec<AssembledImage>,
+        images: Vec<(AssembledImage, Vec<LayerInfo>)>,
     ) -> Result<Self, BuildError> {
+        let (images, layers): (Vec<_>, Vec<_>) = images.into_iter().unzip();
         let images: Vec<(Platform, AssembledImage)> =
             platforms.iter().cloned().zip(images).collect();
-        let index = if images.len() > 1 {
-            let manifests = images
+        let index = index_of(store, &images, ManifestFormat::Oci)?;
+        Ok(Self {
+            images,
+            layers,
+            index,
+        })
+    }
+
+    /// The same images encoded as `encoding` asks: the layers the build made compressed
+    /// with its compression (from their snapshots; a blob made once is remembered), the base
+    /// image's layers too when forced, the manifests, configs and index in its format. The
+    /// configs are the same, so each platform's image ID is too.
+    pub(crate) fn encoded(
+        &self,
+        store: &Store,
+        encoding: Encoding,
+        epoch: Option<i64>,
+    ) -> Result<Self, ExportError> {
+        let compressor = Compressor::new(store.clone(), encoding.compression, epoch);
+        let mut images = Vec::with_capacity(self.images.len());
+        for ((platform, image), layers) in self.images.iter().zip(&self.layers) {
+            let descriptors = layers
                 .iter()
-                .map(|(platform, image)| {
-                    image.manifest_descriptor().with_platform(platform.clone())
+                .map(|layer| {
+                    let layer = if encoding.force {
+                        LayerInfo {
+                            blob: None,
+                            ..layer.clone()
+                        }
+                    } else {
+                        layer.clone()
+                    };
+                    compressor
+                        .blob(&layer)
+                        .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
+                        .map_err(ExportError::Layer)
                 })
-                .collect();
-            let index = JsonBlob::from_value(ImageIndex::new(manifests))
-                .map_err(|e| ExportError::Index(e.to_string()))?;
-            store.put_bytes(index.bytes()).map_err(ExportError::Store)?;
-            Some(index.descriptor(MediaType::OciIndex))
-        } else {
-            None
-        };
-        Ok(Self { images, index })
+                .collect::<Result<Vec<_>, _>>()?;
+            let assembled = assemble_image(
+                image.config.value().clone(),
+                descriptors,
+                encoding.format,
+                image.manifest.value().annotations.clone(),
+            )
+            .map_err(|e| ExportError::Assemble(Box::new(e)))?;
+            store
+                .put_bytes(assembled.config.bytes())
+                .map_err(ExportError::Store)?;
+            store
+                .put_bytes(assembled.manifest.bytes())
+                .map_err(ExportError::Store)?;
+            images.push((platform.clone(), assembled));
+        }
+        let index = index_of(store, &images, encoding.format).map_err(|e| match e {
+            BuildError::Export(e) => e,
+            other => ExportError::Index(other.to_string()),
+        })?;
+        Ok(Self {
+            images,
+            layers: self.layers.clone(),
+            index,
+        })
     }
 
     /// The first platform's image (the only one of a one-platform build).
     pub(crate) fn first(&self) -> &AssembledImage {
         &self.images[0].1
+    }
+
+    /// Every platform's image, in order, with the layers it was assembled from.
+    pub(crate) fn layers(&self) -> impl Iterator<Item = &LayerInfo> {
+        self.layers.iter().flatten()
     }
 
     /// Every platform's image, in order.
@@ -130,4 +200,29 @@ impl Built {
     pub(crate) fn platform_dir(platform: &Platform) -> String {
         platform.to_string().replace('/', "_")
     }
+}
+
+/// For more than one image, their index (each entry with its platform, as BuildKit writes
+/// them; a Docker manifest list in Docker's format), stored.
+fn index_of(
+    store: &Store,
+    images: &[(Platform, AssembledImage)],
+    format: ManifestFormat,
+) -> Result<Option<Descriptor>, BuildError> {
+    if images.len() < 2 {
+        return Ok(None);
+    }
+    let manifests = images
+        .iter()
+        .map(|(platform, image)| image.manifest_descriptor().with_platform(platform.clone()))
+        .collect();
+    let mut index = ImageIndex::new(manifests);
+    let media_type = match format {
+        ManifestFormat::Oci => MediaType::OciIndex,
+        ManifestFormat::Docker => MediaType::DockerManifestList,
+    };
+    index.media_type = Some(media_type.clone());
+    let index = JsonBlob::from_value(index).map_err(|e| ExportError::Index(e.to_string()))?;
+    store.put_bytes(index.bytes()).map_err(ExportError::Store)?;
+    Ok(Some(index.descriptor(media_type)))
 }
