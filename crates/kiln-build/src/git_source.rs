@@ -177,7 +177,12 @@ impl GitRef {
             };
             // An http(s) URL is a repository only when its path ends in `.git`; otherwise it
             // is a file to download.
-            if (scheme == "http" || scheme == "https") && !url.path().ends_with(".git") {
+            #[expect(
+                clippy::case_sensitive_file_extension_comparisons,
+                reason = "BuildKit's strings.HasSuffix(path, \".git\") is case-sensitive"
+            )]
+            let is_repository_path = url.path().ends_with(".git");
+            if (scheme == "http" || scheme == "https") && !is_repository_path {
                 return Ok(None);
             }
             url_parts(&url)
@@ -196,7 +201,7 @@ impl GitRef {
         };
         if let Some(fragment) = fragment.filter(|f| !f.is_empty()) {
             let (reference, subdir) = fragment.split_once(':').unwrap_or((&fragment, ""));
-            git.reference = reference.to_owned();
+            reference.clone_into(&mut git.reference);
             git.subdir = clean_subdir(subdir);
         }
         if let Some(query) = query.filter(|q| !q.is_empty()) {
@@ -290,6 +295,9 @@ impl GitRef {
             } else {
                 &self.reference
             };
+            // A pattern matches a ref's tail by whole components: an annotated tag's peeled
+            // line (`refs/tags/v1^{}`) is only listed when asked for too.
+            let peeled = format!("{wanted}^{{}}");
             let output = run_git(
                 &self.remote,
                 "ls-remote",
@@ -299,6 +307,7 @@ impl GitRef {
                     OsStr::new("--"),
                     OsStr::new(&self.remote),
                     OsStr::new(wanted),
+                    OsStr::new(&peeled),
                 ],
             )?;
             pick_ref(&output, wanted).ok_or_else(|| GitError::RefNotFound {
