@@ -304,8 +304,8 @@ fn remote_tarball_context_is_downloaded_and_a_404_names_the_url() {
 }
 
 /// Repositories under `base`, served by `git daemon`: `lib.git` (one file) and `app.git`
-/// (tag `v1` with `sub/` and the submodule `sub/vendor` → lib.git; then a later commit on
-/// `main` that changes `sub/version.txt`).
+/// (tag `v1` with `Dockerfile.alt`, `sub/` and the submodule `sub/vendor` → lib.git; then a
+/// later commit on `main` that changes `sub/version.txt`).
 struct Repos {
     base: PathBuf,
     daemon: Server,
@@ -327,6 +327,10 @@ impl Repos {
         git(&app, &["init", "-q"]);
         write(&app.join("Dockerfile"), "FROM scratch\nCOPY . /ctx/\n");
         write(&app.join("sub/Dockerfile"), "FROM scratch\nCOPY . /ctx/\n");
+        write(
+            &app.join("Dockerfile.alt"),
+            "FROM scratch\nCOPY sub/version.txt /alt.txt\n",
+        );
         write(&app.join("sub/version.txt"), "v1\n");
         git(
             &app,
@@ -392,6 +396,13 @@ fn git_context_at_a_tag_with_a_subdir_has_its_submodules_and_no_git_dir() {
         None,
     );
     assert!(out.join("ctx/.git/HEAD").is_file());
+    // A relative -f is a path inside the repository (BuildKit's `filename`).
+    let (log, out) = fx.build_ok("alt", &["-f", "Dockerfile.alt", &root_url], None);
+    assert_eq!(
+        fs_err::read_to_string(out.join("alt.txt")).unwrap(),
+        "v1\n",
+        "{log}"
+    );
     fx.assert_no_temp_context();
 }
 
