@@ -9,6 +9,7 @@ mod builds_cache;
 mod builds_outputs;
 mod builds_remote_cache;
 mod common;
+mod context_sources;
 mod errors;
 mod examples;
 mod examples_lang;

@@ -2,9 +2,11 @@
 #![forbid(unsafe_code)]
 
 mod cache_options;
+mod context_source;
 mod copy;
 mod engine;
 mod event;
+mod git_source;
 mod images;
 mod import;
 mod output;
@@ -12,6 +14,7 @@ mod run_image;
 mod scheduler;
 
 pub use cache_options::{CacheExport, CacheLocation, CacheMode, CacheSource, CacheSpecError};
+pub use context_source::{ContextSource, ContextSourceError, ContextStream};
 pub use copy::CopyError;
 pub use copy::owners::{ChmodError, OwnerError};
 pub use engine::{
@@ -21,6 +24,7 @@ pub use engine::{
     SecretSource, SecretSpecError, StepError, StepId, UnknownEntitlement, default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};
+pub use git_source::{GitError, GitRef};
 pub use images::{
     ArchiveFormat, HistoryEntry, ImageError, ImageHistory, ImageInspection, ImagePlatform,
     ImageSummary, LoadedImage, PullOutcome, PushOutcome, Untagged, describe_platforms, find_image,

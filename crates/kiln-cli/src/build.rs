@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use kiln_build::oci::{Compression, Platform};
 use kiln_build::{
-    BuildError, Builder, CacheExport, CacheSource, Entitlement, NetworkDefault, Output, OutputSpec,
-    SecretSource, Ulimit,
+    BuildError, Builder, CacheExport, CacheSource, ContextSource, Entitlement, NetworkDefault,
+    Output, OutputSpec, SecretSource, Ulimit,
 };
 
 use crate::progress::{ProgressMode, Renderer};
@@ -121,7 +121,9 @@ pub(crate) struct BuildArgs {
     /// Write the build result's metadata (digests, descriptor, names) to this file as JSON.
     #[arg(long = "metadata-file", value_name = "FILE")]
     metadata_file: Option<PathBuf>,
-    /// The build context directory.
+    /// The build context: a directory, `-` (a tar archive of the context, or a Dockerfile,
+    /// on stdin), an http(s) URL of a tarball, or a git repository
+    /// (`https://host/repo.git#ref:subdir`, `git@host:repo.git`, `git://…`, `ssh://…`).
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
 }
@@ -224,7 +226,25 @@ enum CompressionArg {
 
 /// Runs `kiln build`.
 pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let mut builder = Builder::new(&args.context).store_root(crate::root::resolve_root(root)?);
+    let source = match args.context.to_str() {
+        Some(text) => match ContextSource::parse(text) {
+            Ok(source) => source,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(crate::EXIT_USAGE));
+            }
+        },
+        None => ContextSource::Dir(args.context.clone()),
+    };
+    let is_file_stdin = args.file.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if is_file_stdin && matches!(source, ContextSource::Stream(_)) {
+        // buildx's wording; a usage error, checked before stdin is read.
+        eprintln!("error: invalid argument: can't use stdin for both build context and dockerfile");
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
+    let mut builder = Builder::new(&args.context)
+        .context_source(source)
+        .store_root(crate::root::resolve_root(root)?);
     match args.file.as_deref() {
         Some(p) if p.as_os_str() == "-" => {
             let mut text = String::new();

@@ -18,6 +18,7 @@ pub const TOOLS: &[&str] = &[
     "docker-registry",
     "flock",
     "gcc",
+    "git",
     "htpasswd",
     "jq",
     "mmdebstrap",

@@ -23,6 +23,7 @@ use super::{
     base, cache_export, cache_import, compressor, driver, export, local, platforms, results,
 };
 use crate::cache_options::CacheLocation;
+use crate::context_source::{self, ContextSource, KEEP_GIT_DIR_ARG};
 use crate::copy::digest::HashMemo;
 use crate::copy::source::ContextTree;
 use crate::event::{Event, EventSink};
@@ -42,6 +43,9 @@ fn unix_now() -> i64 {
 impl Builder {
     /// Runs the build, sending progress to `events`.
     pub fn build(&self, events: &dyn EventSink) -> Result<BuildOutcome, BuildError> {
+        if let Some(source) = &self.context_source {
+            return self.build_from_source(source, events);
+        }
         let started = Instant::now();
         self.check_before_build()?;
         let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))?;
@@ -88,10 +92,16 @@ impl Builder {
         }
 
         let filter = self.context_filter(&dockerfile_name)?;
-        let memo = HashMemo::load(store.root().join("cache").join("filehash").join(format!(
-            "{}.bin",
-            Digest::sha256_of(self.context.to_string_lossy().as_bytes()).hex()
-        )));
+        // A context made for this build has new inodes every time: a memo of it would only
+        // take room.
+        let memo = if self.context_name.is_some() {
+            HashMemo::default()
+        } else {
+            HashMemo::load(store.root().join("cache").join("filehash").join(format!(
+                "{}.bin",
+                Digest::sha256_of(self.context.to_string_lossy().as_bytes()).hex()
+            )))
+        };
         #[expect(
             clippy::disallowed_methods,
             reason = "ContextError::Unreadable names the path with a hint; fs_err would name it twice"
@@ -147,7 +157,9 @@ impl Builder {
             .iter()
             .map(|platform| {
                 history_name(
-                    &context_root,
+                    self.context_name
+                        .as_ref()
+                        .map_or(context_root.as_path(), Path::new),
                     &dockerfile_name,
                     self.target.as_deref(),
                     platform,
@@ -386,6 +398,44 @@ impl Builder {
             duration: started.elapsed(),
         });
         Ok(outcome)
+    }
+
+    /// A build of a context that is not a directory: it is made into one under the store's
+    /// `tmp/` (same filesystem as the snapshots, and `kiln prune` removes what a killed
+    /// build left there), built like a directory, and removed when the build ends, whatever
+    /// its outcome (`MaterializedContext` is removed on drop).
+    fn build_from_source(
+        &self,
+        source: &ContextSource,
+        events: &dyn EventSink,
+    ) -> Result<BuildOutcome, BuildError> {
+        if matches!(source, ContextSource::Stream(_)) && self.dockerfile_text.is_some() {
+            return Err(OptionsError::StdinTwice.into());
+        }
+        self.check_before_build()?;
+        let store = Store::open(self.store_root.clone().unwrap_or_else(default_store_root))?;
+        // Held while the context is made: `kiln prune` does not take it for a dead temp.
+        let _lock = store.lock(kiln_store::LockMode::Shared)?;
+        let keep_git_dir = self
+            .build_args
+            .get(KEEP_GIT_DIR_ARG)
+            .is_some_and(|v| parse_go_bool(v) == Some(true));
+        let made = context_source::materialize(source, &store.root().join("tmp"), keep_git_dir)?;
+        let mut inner = self.clone();
+        inner.context_source = None;
+        inner.context.clone_from(&made.root);
+        inner.context_name = Some(format!("source {}", source.display_name()));
+        if let Some(text) = &made.dockerfile_text {
+            // The source was a Dockerfile: the context is empty (buildx), and a `-f` is moot.
+            inner.dockerfile_text = Some(text.clone());
+            inner.dockerfile = None;
+        } else if let Some(path) = &self.dockerfile
+            && path.is_relative()
+        {
+            // BuildKit's `filename`: a path inside the remote context.
+            inner.dockerfile = Some(made.root.join(path));
+        }
+        inner.build(events)
     }
 
     /// Refuses, before any step runs, a `RUN --security=insecure` of a stage the build
@@ -627,6 +677,15 @@ fn history_name(
     )
     .hex()
     .to_owned()
+}
+
+/// Go's `strconv.ParseBool`, which BuildKit reads boolean build args with.
+fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Line, column (in characters) and value of the first byte of `bytes` that is not UTF-8

@@ -12,17 +12,20 @@ use kiln_dockerfile::encode_text;
 use kiln_oci::{ChainId, Digest, ExtractOptions, Platform, extract_layer};
 use kiln_plan::{AGGREGATE_INPUT_SUFFIX, CopyAction, KeyInputs, SourceRef, StageId};
 
-use super::download::{Fetched, fetch, file_name, is_http_url, parse_checksum};
+use super::download::{Fetched, fetch, file_name, is_git_source, is_http_url, parse_checksum};
 use super::error::{CopyStepError, StepError};
 use super::local::Local;
 use super::model::{LayerInfo, StageResult};
 use crate::copy::digest::copy_plan_digest_listing;
 use crate::copy::owners::{Chmod, parse_chmod, resolve_chown};
-use crate::copy::source::{Entry, EntryKind, SourceTree, clean_rel, host_path};
+use crate::copy::source::{
+    ContextTree, Entry, EntryKind, IncludeAll, SourceTree, clean_rel, host_path,
+};
 use crate::copy::write::{
     Linker, apply_entry_meta, apply_meta, set_mtime, snapshots_dir, write_items,
 };
 use crate::copy::{CopyAttrs, CopyPlan, CopyRequest, for_each_new_ancestor, plan_copy};
+use crate::git_source::GitRef;
 
 /// Per-file digests are kept for miss explanations up to this many files; larger copies
 /// are keyed by their aggregate digest only.
@@ -38,6 +41,8 @@ pub(crate) struct PreparedCopy {
     inline: Vec<InlineFile>,
     archives: Vec<ArchiveSource>,
     downloads: Vec<Download>,
+    /// `ADD <git URL>` sources, resolved to commits; checked out when the step runs.
+    git_sources: Vec<GitSource>,
     /// Holds the bodies fetched while keying (removed with the plan).
     _download_dir: Option<tempfile::TempDir>,
     dest_dirs: BTreeMap<String, Entry>,
@@ -63,6 +68,67 @@ struct Download {
     checksum: Option<Digest>,
     /// Fetched while keying (no `--checksum`: the key is the content's digest).
     fetched: Option<Fetched>,
+}
+
+/// An `ADD <git URL> <dest>` source: the repository at the commit its ref named when the step
+/// was keyed, copied into the destination like a directory source.
+struct GitSource {
+    /// The source as written (`https://host/repo.git#v1:dir`).
+    url: String,
+    git: GitRef,
+    /// The commit the ref resolved to (`git ls-remote`): the source's checksum in the key.
+    commit: String,
+    /// `--keep-git-dir` (or `?keep-git-dir=`).
+    keep_git_dir: bool,
+    /// Where its files land (the step's resolved destination).
+    dest: String,
+    attrs: CopyAttrs,
+    exclude: Vec<String>,
+}
+
+impl GitSource {
+    /// What the key depends on besides the instruction: the commit and what is taken of it.
+    fn key_digest(&self) -> Digest {
+        Digest::sha256_of(
+            format!(
+                "git commit {}\0subdir {}\0keep-git-dir {}\0submodules {}",
+                self.commit,
+                self.git.subdir,
+                self.keep_git_dir,
+                self.git.submodules != Some(false)
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// Checks the commit out into a temp directory of `tmp` and writes its files into
+    /// `staging` as a `COPY . <dest>` of it.
+    fn write_into(&self, engine: &Local<'_>, staging: &Path) -> Result<(), StepError> {
+        let dir = download_dir(engine)?;
+        let checkout = dir.path().join("checkout");
+        fs_err::create_dir(&checkout).map_err(StepError::Fs)?;
+        // The destination directory takes the checkout root's mode when it is created.
+        fs_err::set_permissions(&checkout, fs::Permissions::from_mode(0o755))
+            .map_err(StepError::Fs)?;
+        self.git
+            .checkout(&checkout, Some(&self.commit), self.keep_git_dir)
+            .map_err(CopyStepError::Git)?;
+        let root = self.git.subdir_of(&checkout).map_err(CopyStepError::Git)?;
+        let tree = ContextTree::new(root, IncludeAll);
+        let sources = [".".to_owned()];
+        let request = CopyRequest {
+            sources: &sources,
+            dest: &self.dest,
+            parents: false,
+            exclude: &self.exclude,
+            attrs: self.attrs.clone(),
+        };
+        let plan = plan_copy(&tree, &request, &|_| true)?;
+        let linker = Linker::new(engine.store, engine.memo);
+        write_items(staging, &plan, &linker).map_err(CopyStepError::Materialize)?;
+        tracing::debug!(url = %self.url, commit = %self.commit, "checked out a git source");
+        Ok(())
+    }
 }
 
 impl PreparedCopy {
@@ -94,6 +160,9 @@ impl PreparedCopy {
             if let Some(digest) = digest {
                 inputs.add_input(format!("url {}", download.url), digest.clone());
             }
+        }
+        for git in &self.git_sources {
+            inputs.add_input(format!("git {}", git.url), git.key_digest());
         }
     }
 
@@ -133,6 +202,12 @@ impl PreparedCopy {
             });
         }
         let staging = staging_dir(engine, "copy")?;
+        for git in &self.git_sources {
+            if let Err(e) = git.write_into(engine, &staging) {
+                let _ = fs_err::remove_dir_all(&staging);
+                return Err(e);
+            }
+        }
         let result = (|| -> io::Result<()> {
             // Directories that exist in the destination and lie on the way get their current
             // metadata, so the layer does not change them.
@@ -307,8 +382,13 @@ pub(crate) fn prepare(
     };
     // ADD auto-extracts local tar archives (from the context, not from other stages'
     // files? BuildKit extracts for every local source) into the destination directory.
+    let (git_urls, other_sources): (Vec<String>, Vec<String>) = copy
+        .sources
+        .iter()
+        .cloned()
+        .partition(|s| copy.is_add && is_git_source(s));
     let (urls, local_sources): (Vec<String>, Vec<String>) =
-        copy.sources.iter().cloned().partition(|s| is_http_url(s));
+        other_sources.into_iter().partition(|s| is_http_url(s));
     let exclude: Vec<String> = copy
         .exclude
         .iter()
@@ -368,6 +448,22 @@ pub(crate) fn prepare(
     );
     let mut downloads = plan_downloads(copy, &urls, copy_dest, &dest_tree, chmod.as_ref(), owner)?;
     let download_dir = fetch_unchecked(engine, &mut downloads)?;
+    let git_sources = git_urls
+        .into_iter()
+        .map(|url| {
+            resolve_git_source(
+                url,
+                copy,
+                copy_dest,
+                CopyAttrs {
+                    chown,
+                    chmod: chmod.clone(),
+                    keep_owners: false,
+                },
+                &exclude,
+            )
+        })
+        .collect::<Result<Vec<_>, StepError>>()?;
     let dest_dirs = existing_dest_dirs(&plan, &inline, &archive_list, &downloads, &dest_tree);
     let source = source_label(engine, &copy.from);
     let file_prefix = match &copy.from {
@@ -383,10 +479,40 @@ pub(crate) fn prepare(
         inline,
         archives: archive_list,
         downloads,
+        git_sources,
         _download_dir: download_dir,
         dest_dirs,
         label,
         file_prefix,
+    })
+}
+
+/// An `ADD <git URL>` source resolved to the commit its ref names now (`git ls-remote`, no
+/// fetch), checked against `--checksum` (BuildKit: the checksum of a git source is its
+/// commit, or a prefix of it).
+fn resolve_git_source(
+    url: String,
+    copy: &CopyAction,
+    dest: &str,
+    attrs: CopyAttrs,
+    exclude: &[String],
+) -> Result<GitSource, StepError> {
+    let git = GitRef::parse(&url)
+        .map_err(CopyStepError::Git)?
+        .ok_or_else(|| StepError::Unsupported {
+            description: format!("{url} is not a git source"),
+        })?;
+    let commit = git
+        .resolve_commit(copy.checksum.as_deref())
+        .map_err(CopyStepError::Git)?;
+    Ok(GitSource {
+        keep_git_dir: copy.keep_git_dir.or(git.keep_git_dir).unwrap_or(false),
+        url,
+        git,
+        commit,
+        dest: dest.to_owned(),
+        attrs,
+        exclude: exclude.to_vec(),
     })
 }
 
@@ -453,8 +579,10 @@ fn inline_files(
 
 /// A git source, or a URL given to COPY (not ADD): refused before anything is read.
 fn refuse_unsupported_sources(copy: &CopyAction) -> Result<(), StepError> {
-    if let Some(source) = copy.sources.iter().find(|s| is_git_source(s)) {
-        return Err(CopyStepError::GitSource {
+    if !copy.is_add
+        && let Some(source) = copy.sources.iter().find(|s| is_git_source(s))
+    {
+        return Err(CopyStepError::CopyGit {
             source_url: source.clone(),
         }
         .into());
@@ -640,10 +768,6 @@ fn source_label(engine: &Local<'_>, from: &SourceRef) -> String {
         SourceRef::Image(reference) => format!("image {reference}"),
         SourceRef::NamedContext(name) => format!("build context {name}"),
     }
-}
-
-fn is_git_source(source: &str) -> bool {
-    source.starts_with("git@") || source.starts_with("git://")
 }
 
 /// Where each `ADD <url>` lands: `<dest>/<file name from the URL>` when the destination ends

@@ -22,9 +22,22 @@ pub(crate) struct Fetched {
     pub(crate) last_modified: Option<i64>,
 }
 
-/// Whether an ADD source is an HTTP(S) URL.
+/// Whether an ADD source is an HTTP(S) URL to download: not a git repository
+/// (`https://host/repo.git` is checked out, BuildKit's `isHTTPSource`).
 pub(crate) fn is_http_url(source: &str) -> bool {
-    source.starts_with("http://") || source.starts_with("https://")
+    (source.starts_with("http://") || source.starts_with("https://")) && !is_git_source(source)
+}
+
+/// Whether an ADD source is a git repository, as BuildKit's dockerfile2llb `isGitSource`
+/// tells (a URL whose query BuildKit refuses still counts: the error is reported then).
+pub(crate) fn is_git_source(source: &str) -> bool {
+    !matches!(crate::git_source::GitRef::parse(source), Ok(None))
+}
+
+/// Downloads `url` into a new temp file in `dir` (a remote build context); the error names
+/// the URL and the HTTP status.
+pub(crate) fn fetch_url(url: &str, dir: &Path) -> Result<PathBuf, DownloadError> {
+    fetch(url, dir, None).map(|fetched| fetched.path)
 }
 
 /// Parses `--checksum` (`sha256:<hex>`).

@@ -91,6 +91,10 @@ pub enum BuildError {
     /// The build context or its `.dockerignore` cannot be used.
     #[error(transparent)]
     Context(#[from] ContextError),
+    /// A context that is not a directory (stdin, a URL, a git repository) cannot be made
+    /// into one.
+    #[error(transparent)]
+    ContextSource(#[from] crate::context_source::ContextSourceError),
     /// A build option cannot be honoured (an output destination, a secret's source).
     #[error(transparent)]
     Options(#[from] OptionsError),
@@ -365,6 +369,9 @@ pub enum OptionsError {
     /// Two outputs write to stdout.
     #[error("only one --output can write to stdout (dest=-)")]
     TwoStdoutOutputs,
+    /// The context and the Dockerfile both read from stdin (buildx refuses it too).
+    #[error("invalid argument: can't use stdin for both build context and dockerfile")]
+    StdinTwice,
     /// A secret's source file cannot be read.
     #[error("secret `{id}`: cannot read its source {}: {source}", .path.display())]
     SecretUnreadable {
@@ -658,11 +665,12 @@ pub enum DownloadError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CopyStepError {
-    /// `ADD git@…` / `git://…`.
-    #[error(
-        "ADD from a git repository ({source_url}) is not supported by kiln yet; clone it in a RUN step or add it to the build context"
-    )]
-    GitSource {
+    /// `ADD <git URL>`: the repository cannot be resolved or checked out.
+    #[error(transparent)]
+    Git(#[from] crate::git_source::GitError),
+    /// A git source given to COPY (not ADD).
+    #[error("COPY does not check out git repositories ({source_url}); use ADD")]
+    CopyGit {
         /// The source.
         source_url: String,
     },

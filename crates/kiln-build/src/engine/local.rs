@@ -319,8 +319,12 @@ pub(crate) fn copy_inputs_memo_key(
     deps: &BTreeMap<StageId, Arc<StageResult>>,
     context: Option<&Digest>,
 ) -> Option<String> {
-    if copy.sources.iter().any(|s| super::download::is_http_url(s)) {
-        // A URL's content is not part of either chain.
+    if copy
+        .sources
+        .iter()
+        .any(|s| super::download::is_http_url(s) || super::download::is_git_source(s))
+    {
+        // A URL's content (a repository's commit) is not part of either chain.
         return None;
     }
     let chain = |layers: &[LayerInfo]| {

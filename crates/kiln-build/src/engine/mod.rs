@@ -27,6 +27,7 @@ mod seams;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use self::download::fetch_url;
 pub use self::error::{
     BaseError, BuildError, CacheExportError, ContextError, CopyStepError, DownloadError,
     ExportError, InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError,

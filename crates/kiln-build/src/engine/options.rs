@@ -302,6 +302,11 @@ impl BuildOutcome {
 )]
 pub struct Builder {
     pub(crate) context: PathBuf,
+    /// A context that is not a directory, made into one when the build starts.
+    pub(crate) context_source: Option<crate::context_source::ContextSource>,
+    /// How the context is named in the build's history and hash memo when it is a temp
+    /// directory made from [`Builder::context_source`] (its path changes every build).
+    pub(crate) context_name: Option<String>,
     pub(crate) dockerfile: Option<PathBuf>,
     pub(crate) dockerfile_text: Option<String>,
     pub(crate) target: Option<String>,
@@ -340,6 +345,8 @@ impl Builder {
     pub fn new(context: impl Into<PathBuf>) -> Self {
         Self {
             context: context.into(),
+            context_source: None,
+            context_name: None,
             dockerfile: None,
             dockerfile_text: None,
             target: None,
@@ -382,6 +389,24 @@ impl Builder {
             cache_to: Vec::new(),
             cancel: CancelToken::new(),
         }
+    }
+
+    /// The context's source, as the positional `CONTEXT` of `kiln build` names it (see
+    /// [`ContextSource::parse`](crate::ContextSource::parse)): a directory (what
+    /// [`Builder::new`] takes), a stream, a tarball URL or a git repository. A source that
+    /// is not a directory is made into one under the store's `tmp/` when the build starts
+    /// and removed when it ends. With such a source, a relative `-f` path is a path inside
+    /// the context (BuildKit's `filename`).
+    #[must_use]
+    pub fn context_source(mut self, source: crate::context_source::ContextSource) -> Self {
+        match source {
+            crate::context_source::ContextSource::Dir(path) => {
+                self.context = path;
+                self.context_source = None;
+            }
+            other => self.context_source = Some(other),
+        }
+        self
     }
 
     /// `-f`: the Dockerfile path (default `<context>/Dockerfile`).
