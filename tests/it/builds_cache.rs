@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::builds::store_with_busybox;
-use crate::common::{build_plain, kiln_in, run_fails, run_ok};
+use crate::common::{build_plain, kiln_in, run_fails, run_ok, write};
 
 /// The `#N NAME` header lines of a plain progress log (one per step).
 pub(crate) fn step_lines(log: &str) -> Vec<&str> {
@@ -23,12 +23,6 @@ pub(crate) fn miss_reason<'a>(log: &'a str, name: &str) -> Option<&'a str> {
     let number = header.split_whitespace().next()?;
     log.lines()
         .find_map(|l| l.strip_prefix(&format!("{number} cache miss: ")))
-}
-
-fn write(dir: &Path, rel: &str, content: &str) {
-    let path = dir.join(rel);
-    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-    fs_err::write(path, content).unwrap();
 }
 
 #[test]

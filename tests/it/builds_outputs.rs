@@ -13,29 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::builds::store_with_busybox;
-use crate::common::{has_tool, kiln_in, run_fails, run_ok};
-
-fn write(dir: &Path, rel: &str, content: &str) {
-    let path = dir.join(rel);
-    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-    fs_err::write(path, content).unwrap();
-}
-
-/// `skopeo inspect TRANSPORT:PATH` as JSON.
-fn skopeo_inspect(target: &str, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new("skopeo")
-        .arg("inspect")
-        .args(extra)
-        .arg(target)
-        .output()
-        .expect("running skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo inspect {target}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("skopeo JSON")
-}
+use crate::common::{has_tool, kiln_in, run_fails, run_ok, skopeo_inspect, write};
 
 #[test]
 #[cfg_attr(

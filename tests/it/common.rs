@@ -66,3 +66,26 @@ pub(crate) fn run_fails(cmd: &mut Command, code: i32) -> Output {
     assert!(!stderr.contains("panicked"), "{cmd:?} panicked:\n{stderr}");
     out
 }
+
+/// Writes `content` to `dir/rel`, creating its parent directories.
+pub(crate) fn write(dir: &Path, rel: &str, content: &str) {
+    let path = dir.join(rel);
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(path, content).unwrap();
+}
+
+/// `skopeo inspect [extra] TARGET` as JSON, asserting success.
+pub(crate) fn skopeo_inspect(target: &str, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .args(extra)
+        .arg(target)
+        .output()
+        .expect("running skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect {extra:?} {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("skopeo JSON")
+}

@@ -5,13 +5,7 @@
 use std::path::Path;
 
 use crate::builds::store_with_busybox;
-use crate::common::{build_plain, kiln_in, run_fails, run_ok};
-
-fn write(dir: &Path, rel: &str, content: &str) {
-    let path = dir.join(rel);
-    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-    fs_err::write(path, content).unwrap();
-}
+use crate::common::{build_plain, kiln_in, run_fails, run_ok, write};
 
 /// A multi-stage build with a cache mount, a secret, a tmpfs, `COPY --from`, a non-root
 /// `USER` and deletions (whiteouts).

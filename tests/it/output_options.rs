@@ -3,32 +3,15 @@
 //! (Docker's media types), `name=` of an archive, `push-by-digest=true`, `store=false`,
 //! `rewrite-timestamp=`; an unknown key is a usage error naming it. Checked with skopeo.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
 use crate::builds::store_with_busybox;
-use crate::common::{build_plain, kiln_in, run_fails, run_ok};
+use crate::common::{build_plain, kiln_in, run_fails, run_ok, skopeo_inspect, write};
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-fn write(dir: &Path, rel: &str, content: &str) {
-    let path = dir.join(rel);
-    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-    fs_err::write(path, content).unwrap();
-}
-
-fn skopeo(args: &[&str]) -> Value {
-    let out = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn layer_types(manifest: &Value) -> Vec<String> {
     manifest["layers"]
@@ -81,11 +64,10 @@ fn compression_and_media_types_are_applied_per_output_root() {
         ],
     );
     let raw = |name: &str, reference: &str| {
-        skopeo(&[
-            "inspect",
-            "--raw",
+        skopeo_inspect(
             &format!("oci:{}{reference}", dir(name).display()),
-        ])
+            &["--raw"],
+        )
     };
     // The base layer keeps the gzip it came with unless forced; the build's layer is zstd.
     // The layout names the image by its tag, as buildx does.
@@ -111,12 +93,10 @@ fn compression_and_media_types_are_applied_per_output_root() {
     );
     // The same config (image ID) in every encoding.
     let config = |name: &str| {
-        skopeo(&[
-            "inspect",
-            "--config",
-            "--raw",
+        skopeo_inspect(
             &format!("oci:{}", dir(name).display()),
-        ])
+            &["--config", "--raw"],
+        )
     };
     for name in ["forced", "docker", "default"] {
         assert_eq!(config(name), config("default"), "{name}");
@@ -165,12 +145,10 @@ fn push_by_digest_and_store_false_root() {
         progress.contains(&format!("pushed {by_digest}")),
         "{progress}"
     );
-    skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
+    skopeo_inspect(
         &format!("docker://{by_digest}"),
-    ]);
+        &["--raw", "--tls-verify=false"],
+    );
     // No tag was pushed, and nothing was kept under the name.
     let tagged = Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])

@@ -15,15 +15,9 @@ use serde_json::Value;
 
 use crate::builds::{umoci_unpack, walk};
 use crate::builds_buildah::{Buildah, FIELDS, normalized_config, tree_differences};
-use crate::common::{build_plain, kiln_in, run_fails, run_ok};
+use crate::common::{build_plain, kiln_in, run_fails, run_ok, skopeo_inspect, write};
 
 const BOTH: &str = "linux/amd64,linux/arm64";
-
-fn write(dir: &Path, rel: &str, content: &str) {
-    let path = dir.join(rel);
-    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-    fs_err::write(path, content).unwrap();
-}
 
 /// The host's `uname -m` (what a natively run RUN step prints).
 fn host_machine() -> &'static str {
@@ -45,22 +39,6 @@ fn store_with_two_platform_busybox(dir: &Path) -> PathBuf {
         );
     }
     store
-}
-
-/// `skopeo inspect [extra] TARGET` as JSON.
-fn skopeo_inspect(target: &str, extra: &[&str]) -> Value {
-    let out = Command::new("skopeo")
-        .arg("inspect")
-        .args(extra)
-        .arg(target)
-        .output()
-        .expect("running skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo inspect {extra:?} {target}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("skopeo JSON")
 }
 
 /// The platforms (`os/arch`) of an index as skopeo reads it.

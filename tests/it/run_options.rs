@@ -2,16 +2,8 @@
 //! a layer, that each is part of the RUN's cache key (as in BuildKit's ExecOp meta), and that
 //! bad values are usage errors naming them.
 
-use std::path::Path;
-
 use crate::builds::store_with_busybox;
-use crate::common::{build_plain, kiln_in, run_fails};
-
-fn write(dir: &Path, rel: &str, content: &str) {
-    let path = dir.join(rel);
-    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-    fs_err::write(path, content).unwrap();
-}
+use crate::common::{build_plain, kiln_in, run_fails, write};
 
 const OPTIONS: [&str; 8] = [
     "--add-host",
