@@ -260,12 +260,7 @@ impl ContainerRun {
         // host without one gets the fix, not "exec format error".
         let platform = image.config.value().platform().normalized();
         if kiln_sandbox::needs_emulation(&Platform::host(), &platform) {
-            let binfmt = std::env::var_os(crate::BINFMT_DIR_VAR)
-                .filter(|v| !v.is_empty())
-                .map_or_else(
-                    || PathBuf::from(kiln_sandbox::DEFAULT_BINFMT_DIR),
-                    PathBuf::from,
-                );
+            let binfmt = crate::engine::binfmt_dir_from_env();
             kiln_sandbox::find_emulator(&platform, &binfmt).map_err(|source| {
                 RunImageError::NoEmulator {
                     image: image_id.clone(),

@@ -155,12 +155,9 @@ pub(crate) fn export(
         // Like `buildx --push`, an image whose layers are still only in a registry cache is
         // pushed, not kept here: the store holds no image it lacks the blobs of.
         let complete = image
-            .layers()
-            .all(|l| l.blob.as_ref().is_none_or(|b| !lazy.is_pending(&b.digest)))
-            && image
-                .images()
-                .flat_map(|(_, i)| &i.manifest.value().layers)
-                .all(|l| !lazy.is_pending(&l.digest));
+            .images()
+            .flat_map(|(_, i)| &i.manifest.value().layers)
+            .all(|l| !lazy.is_pending(&l.digest));
         let store_it = target.options.is_none_or(|o| o.store) && (complete || !target.push);
         if store_it {
             for name in &target.names {

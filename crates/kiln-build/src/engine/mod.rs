@@ -33,6 +33,7 @@ pub use self::error::{
     ExportError, InsecureNotAllowed, InternalError, LayerError, MountError, OptionsError,
     StepError, StepId,
 };
+pub(crate) use self::options::binfmt_dir_from_env;
 pub use self::options::{
     BINFMT_DIR_VAR, BuildOutcome, Builder, Entitlement, IsolationMode, NetworkDefault,
     PlatformImage, SecretSource, SecretSpecError, UnknownEntitlement, default_store_root,

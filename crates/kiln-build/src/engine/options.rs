@@ -16,6 +16,17 @@ const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// at an empty directory to act out a host without emulators).
 pub const BINFMT_DIR_VAR: &str = "KILN_BINFMT_DIR";
 
+/// `$KILN_BINFMT_DIR`, else the kernel's binfmt_misc mount: where builds and `kiln run` look
+/// for emulators.
+pub(crate) fn binfmt_dir_from_env() -> PathBuf {
+    std::env::var_os(BINFMT_DIR_VAR)
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || PathBuf::from(kiln_sandbox::DEFAULT_BINFMT_DIR),
+            PathBuf::from,
+        )
+}
+
 /// A `--secret id=…,src=…` (or `env=…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSource {
@@ -354,12 +365,7 @@ impl Builder {
             labels: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
             platforms: Vec::new(),
-            binfmt_dir: std::env::var_os(BINFMT_DIR_VAR)
-                .filter(|v| !v.is_empty())
-                .map_or_else(
-                    || PathBuf::from(kiln_sandbox::DEFAULT_BINFMT_DIR),
-                    PathBuf::from,
-                ),
+            binfmt_dir: binfmt_dir_from_env(),
             no_cache: false,
             no_cache_filter: Vec::new(),
             pull: false,

@@ -152,11 +152,6 @@ impl Built {
         &self.images[0].1
     }
 
-    /// Every platform's image, in order, with the layers it was assembled from.
-    pub(crate) fn layers(&self) -> impl Iterator<Item = &LayerInfo> {
-        self.layers.iter().flatten()
-    }
-
     /// Every platform's image, in order.
     pub(crate) fn images(&self) -> impl Iterator<Item = &(Platform, AssembledImage)> {
         self.images.iter()
