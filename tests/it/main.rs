@@ -1,5 +1,6 @@
 //! Integration tests of the real `kiln` binary, one module per feature.
 
+mod annotations;
 mod archives;
 mod bad_input;
 mod builds;

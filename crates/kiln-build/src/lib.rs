@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod annotation;
 mod cache_options;
 mod context_source;
 mod copy;
@@ -13,6 +14,7 @@ mod output;
 mod run_image;
 mod scheduler;
 
+pub use annotation::{Annotation, AnnotationError, AnnotationKey, AnnotationLevel, Annotations};
 pub use cache_options::{CacheExport, CacheLocation, CacheMode, CacheSource, CacheSpecError};
 pub use context_source::{ContextSource, ContextSourceError, ContextStream};
 pub use copy::CopyError;

@@ -15,6 +15,7 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::annotation::{Annotations, parse_output_key};
 use kiln_oci::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 
 /// One export destination.
@@ -67,6 +68,9 @@ pub struct ExportOptions {
     /// `SOURCE_DATE_EPOCH`, which kiln always does when it is set; so `false` with
     /// `SOURCE_DATE_EPOCH` set is refused before the build.
     pub rewrite_timestamp: Option<bool>,
+    /// `annotation.KEY=…`, `annotation-index.KEY=…`, `annotation[linux/arm64].KEY=…`…:
+    /// annotations of this output's image (see [`crate::Annotations`]).
+    pub annotations: Annotations,
 }
 
 impl Default for ExportOptions {
@@ -79,6 +83,7 @@ impl Default for ExportOptions {
             push_by_digest: false,
             store: true,
             rewrite_timestamp: None,
+            annotations: Annotations::new(),
         }
     }
 }
@@ -89,6 +94,7 @@ impl ExportOptions {
         self.compression.is_none_or(|c| c == build)
             && !self.force_compression
             && self.oci_mediatypes != Some(false)
+            && self.annotations.is_empty()
     }
 }
 
@@ -411,6 +417,17 @@ impl FromStr for OutputSpec {
             if fields.contains_key("rewrite-timestamp") {
                 options.rewrite_timestamp = Some(flag(&mut fields, "rewrite-timestamp", false)?);
             }
+            let annotation_keys: Vec<String> = fields
+                .keys()
+                .filter(|k| k.starts_with("annotation"))
+                .cloned()
+                .collect();
+            for field in annotation_keys {
+                if let Some(key) = parse_output_key(&field).map_err(|e| err(&e))? {
+                    let value = fields.remove(&field).unwrap_or_default();
+                    options.annotations.insert(key, value);
+                }
+            }
         }
         let out = match kind.as_str() {
             "oci" => {
@@ -469,10 +486,10 @@ impl FromStr for OutputSpec {
         if let Some(k) = fields.keys().next() {
             let known = match kind.as_str() {
                 "oci" | "docker" => {
-                    "dest, tar (oci), name, compression, compression-level, force-compression, oci-mediatypes, rewrite-timestamp"
+                    "dest, tar (oci), name, compression, compression-level, force-compression, oci-mediatypes, rewrite-timestamp, annotation*"
                 }
                 "image" | "registry" => {
-                    "name, push, push-by-digest, store, compression, compression-level, force-compression, oci-mediatypes, rewrite-timestamp"
+                    "name, push, push-by-digest, store, compression, compression-level, force-compression, oci-mediatypes, rewrite-timestamp, annotation*"
                 }
                 _ => "dest",
             };

@@ -40,6 +40,11 @@ pub(crate) struct BuildArgs {
     /// Set a label of the image (K=V), over the Dockerfile's `LABEL K=…`; repeatable.
     #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Add an OCI annotation to the image: KEY=VALUE (on each manifest), or
+    /// TYPE[PLATFORM]:KEY=VALUE with TYPE manifest, manifest-descriptor, index or
+    /// index-descriptor (as buildx); repeatable.
+    #[arg(long = "annotation", value_name = "[TYPE:]K=V", value_parser = parse_annotation)]
+    annotations: Vec<kiln_build::Annotation>,
     /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
     #[arg(long = "build-context", value_name = "NAME=SRC", value_parser = parse_build_context)]
     build_contexts: Vec<(String, String)>,
@@ -194,6 +199,10 @@ fn parse_build_context(spec: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_annotation(spec: &str) -> Result<kiln_build::Annotation, kiln_build::AnnotationError> {
+    spec.parse()
+}
+
 fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError> {
     spec.parse()
 }
@@ -274,6 +283,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     }
     for (key, value) in &args.labels {
         builder = builder.label(key, value);
+    }
+    for annotation in &args.annotations {
+        builder = builder.annotation(annotation.clone());
     }
     for (name, source) in &args.build_contexts {
         builder = builder.build_context(name, source);

@@ -486,6 +486,62 @@ impl Builder {
         dockerfile
     }
 
+    /// The annotations of each image output: refused when nothing has a manifest, when an
+    /// index level is asked of a one-platform image, or when a platform is not built.
+    fn check_annotations(&self) -> Result<(), BuildError> {
+        use crate::output::Output;
+        let has_image = !self.tags.is_empty()
+            || self.outputs.iter().any(|o| {
+                matches!(
+                    o.output,
+                    Output::Image { .. }
+                        | Output::OciTar(_)
+                        | Output::OciDir(_)
+                        | Output::DockerTar(_)
+                )
+            });
+        if let Some((key, _)) = self.annotations.iter().next()
+            && !has_image
+        {
+            return Err(OptionsError::AnnotationsWithoutImage {
+                annotation: key.to_string(),
+            }
+            .into());
+        }
+        let platforms = self.target_platforms();
+        let names = || {
+            platforms
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sets = std::iter::once(self.annotations.clone()).chain(
+            self.outputs
+                .iter()
+                .map(|o| self.annotations.merged(&o.options.annotations)),
+        );
+        for set in sets {
+            if let Some(key) = set.first_unknown_platform(&platforms) {
+                return Err(OptionsError::AnnotationUnknownPlatform {
+                    annotation: key.to_string(),
+                    platforms: names(),
+                }
+                .into());
+            }
+            if platforms.len() < 2
+                && let Some(key) = set.first_index_level()
+            {
+                return Err(OptionsError::IndexAnnotationSinglePlatform {
+                    annotation: key.to_string(),
+                    platform: names(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// What can be checked before anything runs, as buildx does at the start: every output
     /// destination (nothing that is not what the output writes gets replaced) and every
     /// secret's source (a file that can be read, an environment variable that is set).
@@ -513,6 +569,7 @@ impl Builder {
         {
             return Err(export::multi_platform_docker(self, docker).into());
         }
+        self.check_annotations()?;
         if let Some(value) = self.build_args.get("SOURCE_DATE_EPOCH")
             && !value.is_empty()
             && value.parse::<i64>().is_err()

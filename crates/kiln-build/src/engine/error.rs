@@ -419,6 +419,38 @@ pub enum OptionsError {
         /// The output.
         output: String,
     },
+    /// `--annotation` with no output that has a manifest (only `type=local`/`type=tar`).
+    #[error(
+        "--annotation {annotation}: no output of this build has a manifest to annotate \
+         (type=local and type=tar write files only); add -t NAME, --push or \
+         -o type=oci|docker|image"
+    )]
+    AnnotationsWithoutImage {
+        /// The first annotation, as `level:key`.
+        annotation: String,
+    },
+    /// An `index` or `index-descriptor` annotation of a one-platform image (BuildKit's
+    /// "index annotations not supported for single platform export").
+    #[error(
+        "annotation {annotation}: index annotations not supported for single platform export \
+         (this build makes {platform} only): use manifest:… or build several --platform"
+    )]
+    IndexAnnotationSinglePlatform {
+        /// The annotation, as `level:key`.
+        annotation: String,
+        /// The one platform.
+        platform: String,
+    },
+    /// A `manifest[PLATFORM]:` annotation for a platform the build does not make.
+    #[error(
+        "annotation {annotation}: this build makes no image for that platform (it makes {platforms})"
+    )]
+    AnnotationUnknownPlatform {
+        /// The annotation, as `level[platform]:key`.
+        annotation: String,
+        /// The platforms the build makes.
+        platforms: String,
+    },
     /// `--build-arg SOURCE_DATE_EPOCH=…` that is not a number of seconds.
     #[error("--build-arg SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since the epoch")]
     InvalidSourceDateEpoch {

@@ -21,6 +21,7 @@ use super::lazy::LazyLayers;
 use super::model::StageResult;
 use super::options::Builder;
 use super::platforms::{Built, Encoding};
+use crate::annotation::AnnotationLevel;
 use crate::event::{Event, EventSink};
 use crate::output::{ExportOptions, Output};
 
@@ -135,16 +136,14 @@ pub(crate) fn export(
     let encoded = |options: Option<&ExportOptions>,
                    variants: &mut Vec<(Encoding, Built)>|
      -> Result<Option<usize>, ExportError> {
-        let Some(encoding) = options.and_then(|o| encoding_of(builder, o)) else {
+        let Some(encoding) = encoding_of(builder, options) else {
             return Ok(None);
         };
         if let Some(i) = variants.iter().position(|(e, _)| *e == encoding) {
             return Ok(Some(i));
         }
-        variants.push((
-            encoding,
-            built.encoded(store, encoding, builder.source_date_epoch)?,
-        ));
+        let image = built.encoded(store, &encoding, builder.source_date_epoch)?;
+        variants.push((encoding, image));
         Ok(Some(variants.len() - 1))
     };
     let mut tagged = Vec::new();
@@ -204,9 +203,10 @@ pub(crate) fn export(
         } else {
             &spec.options.names
         };
-        let export_image = names
-            .iter()
-            .fold(ExportImage::new(image.top()), |img, n| img.named(n));
+        let export_image = names.iter().fold(
+            ExportImage::new(layout_descriptor(builder, image, &spec.options)),
+            |img, n| img.named(n),
+        );
         // Configs and manifests from memory, the index and layers from the store.
         let mut blobs = MemoryBlobs::with_fallback(store);
         for (_, image) in image.images() {
@@ -251,27 +251,51 @@ pub(crate) fn export(
             Output::Image { .. } => {}
         }
     }
-    // The first output's encoding names the build's image, as buildx's one exporter.
-    let primary = builder
-        .outputs
-        .first()
-        .and_then(|spec| encoding_of(builder, &spec.options))
+    // The first output's encoding names the build's image, as buildx's one exporter; with
+    // no `-o`, the `-t` image's (annotated by `--annotation`).
+    let primary = encoding_of(builder, builder.outputs.first().map(|spec| &spec.options))
         .and_then(|encoding| variants.iter().position(|(e, _)| *e == encoding))
         .map(|i| variants.swap_remove(i).1);
     Ok(Exported { tagged, primary })
 }
 
-/// The encoding `options` ask for, when it is not the build's own.
-fn encoding_of(builder: &Builder, options: &ExportOptions) -> Option<Encoding> {
-    (!options.is_default_encoding(builder.compression)).then(|| Encoding {
-        compression: options.compression.unwrap_or(builder.compression),
+/// The encoding an output asks for (its `-o` keys, `None` for `-t`; the `--annotation`s),
+/// when it is not the build's own.
+fn encoding_of(builder: &Builder, options: Option<&ExportOptions>) -> Option<Encoding> {
+    let default = ExportOptions::default();
+    let options = options.unwrap_or(&default);
+    let annotations = builder.annotations.merged(&options.annotations);
+    if options.is_default_encoding(builder.compression) && annotations.is_empty() {
+        return None;
+    }
+    let compression = options.compression.unwrap_or(builder.compression);
+    Some(Encoding {
+        compression,
         force: options.force_compression,
+        keep_layers: compression == builder.compression && !options.force_compression,
         format: if options.oci_mediatypes == Some(false) {
             ManifestFormat::Docker
         } else {
             ManifestFormat::Oci
         },
+        annotations,
     })
+}
+
+/// The descriptor an OCI layout's `index.json` (or a docker archive's) records for `image`:
+/// the index with its `index-descriptor` annotations, or the one manifest with its
+/// `manifest-descriptor` ones.
+fn layout_descriptor(builder: &Builder, image: &Built, options: &ExportOptions) -> Descriptor {
+    let annotations = builder.annotations.merged(&options.annotations);
+    let mut descriptor = image.top();
+    let extra = if image.is_multi_platform() {
+        annotations.at(AnnotationLevel::IndexDescriptor, None)
+    } else {
+        let platform = image.images().next().map(|(p, _)| p);
+        annotations.at(AnnotationLevel::ManifestDescriptor, platform)
+    };
+    descriptor.annotations.extend(extra);
+    descriptor
 }
 
 /// `type=docker` of a multi-platform build: refused, as buildx does.

@@ -323,6 +323,7 @@ pub struct Builder {
     pub(crate) target: Option<String>,
     pub(crate) build_args: BTreeMap<String, String>,
     pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) annotations: crate::annotation::Annotations,
     pub(crate) build_contexts: BTreeMap<String, String>,
     pub(crate) platforms: Vec<Platform>,
     pub(crate) binfmt_dir: PathBuf,
@@ -363,6 +364,7 @@ impl Builder {
             target: None,
             build_args: BTreeMap::new(),
             labels: BTreeMap::new(),
+            annotations: crate::annotation::Annotations::new(),
             build_contexts: BTreeMap::new(),
             platforms: Vec::new(),
             binfmt_dir: binfmt_dir_from_env(),
@@ -456,6 +458,15 @@ impl Builder {
     #[must_use]
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// `--annotation`: an OCI annotation of every image output (its manifests, their
+    /// descriptors, the index or its descriptor, as [`crate::Annotation`]'s level says),
+    /// over an output's own `annotation.*` keys; repeatable.
+    #[must_use]
+    pub fn annotation(mut self, annotation: crate::annotation::Annotation) -> Self {
+        self.annotations.insert(annotation.key, annotation.value);
         self
     }
 

@@ -14,6 +14,7 @@ use super::compressor::Compressor;
 use super::error::{BuildError, ExportError};
 use super::model::LayerInfo;
 use super::options::PlatformImage;
+use crate::annotation::{AnnotationLevel, Annotations};
 
 /// Refuses, before any step runs, a build with a RUN step for a platform this host cannot
 /// run and has no binfmt_misc emulator for. Stages that only COPY (the cross-compile
@@ -61,15 +62,21 @@ pub(crate) struct Built {
     index: Option<Descriptor>,
 }
 
-/// How an output wants the image encoded, when not as the build made it (`-o` keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an output wants the image encoded, when not as the build made it (`-o` keys,
+/// `--annotation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Encoding {
     /// The compression of the layers the build made (and of the base's, when forced).
     pub(crate) compression: Compression,
     /// `force-compression=true`: the base image's layers too.
     pub(crate) force: bool,
+    /// Whether the layers are the build's own blobs (the build's compression, not forced):
+    /// only the manifests, configs and index change.
+    pub(crate) keep_layers: bool,
     /// The manifest format (`oci-mediatypes=false`: Docker's).
     pub(crate) format: ManifestFormat,
+    /// The annotations of the manifests, their descriptors and the index.
+    pub(crate) annotations: Annotations,
 }
 
 impl Built {
@@ -83,7 +90,7 @@ impl Built {
         let (images, layers): (Vec<_>, Vec<_>) = images.into_iter().unzip();
         let images: Vec<(Platform, AssembledImage)> =
             platforms.iter().cloned().zip(images).collect();
-        let index = index_of(store, &images, ManifestFormat::Oci)?;
+        let index = index_of(store, &images, ManifestFormat::Oci, &Annotations::new())?;
         Ok(Self {
             images,
             layers,
@@ -98,34 +105,44 @@ impl Built {
     pub(crate) fn encoded(
         &self,
         store: &Store,
-        encoding: Encoding,
+        encoding: &Encoding,
         epoch: Option<i64>,
     ) -> Result<Self, ExportError> {
         let compressor = Compressor::new(store.clone(), encoding.compression, epoch);
         let mut images = Vec::with_capacity(self.images.len());
         for ((platform, image), layers) in self.images.iter().zip(&self.layers) {
-            let descriptors = layers
-                .iter()
-                .map(|layer| {
-                    let layer = if encoding.force {
-                        LayerInfo {
-                            blob: None,
-                            ..layer.clone()
-                        }
-                    } else {
-                        layer.clone()
-                    };
-                    compressor
-                        .blob(&layer)
-                        .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
-                        .map_err(ExportError::Layer)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut annotations = image.manifest.value().annotations.clone();
+            annotations.extend(
+                encoding
+                    .annotations
+                    .at(AnnotationLevel::Manifest, Some(platform)),
+            );
+            let descriptors = if encoding.keep_layers {
+                image.manifest.value().layers.clone()
+            } else {
+                layers
+                    .iter()
+                    .map(|layer| {
+                        let layer = if encoding.force {
+                            LayerInfo {
+                                blob: None,
+                                ..layer.clone()
+                            }
+                        } else {
+                            layer.clone()
+                        };
+                        compressor
+                            .blob(&layer)
+                            .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
+                            .map_err(ExportError::Layer)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             let assembled = assemble_image(
                 image.config.value().clone(),
                 descriptors,
                 encoding.format,
-                image.manifest.value().annotations.clone(),
+                annotations,
             )
             .map_err(|e| ExportError::Assemble(Box::new(e)))?;
             store
@@ -136,10 +153,12 @@ impl Built {
                 .map_err(ExportError::Store)?;
             images.push((platform.clone(), assembled));
         }
-        let index = index_of(store, &images, encoding.format).map_err(|e| match e {
-            BuildError::Export(e) => e,
-            other => ExportError::Index(other.to_string()),
-        })?;
+        let index = index_of(store, &images, encoding.format, &encoding.annotations).map_err(
+            |e| match e {
+                BuildError::Export(e) => e,
+                other => ExportError::Index(other.to_string()),
+            },
+        )?;
         Ok(Self {
             images,
             layers: self.layers.clone(),
@@ -198,20 +217,29 @@ impl Built {
 }
 
 /// For more than one image, their index (each entry with its platform, as BuildKit writes
-/// them; a Docker manifest list in Docker's format), stored.
+/// them; a Docker manifest list in Docker's format), stored, with the `index` annotations
+/// and each entry with its `manifest-descriptor` ones.
 fn index_of(
     store: &Store,
     images: &[(Platform, AssembledImage)],
     format: ManifestFormat,
+    annotations: &Annotations,
 ) -> Result<Option<Descriptor>, BuildError> {
     if images.len() < 2 {
         return Ok(None);
     }
     let manifests = images
         .iter()
-        .map(|(platform, image)| image.manifest_descriptor().with_platform(platform.clone()))
+        .map(|(platform, image)| {
+            let mut descriptor = image.manifest_descriptor().with_platform(platform.clone());
+            descriptor
+                .annotations
+                .extend(annotations.at(AnnotationLevel::ManifestDescriptor, Some(platform)));
+            descriptor
+        })
         .collect();
     let mut index = ImageIndex::new(manifests);
+    index.annotations = annotations.at(AnnotationLevel::Index, None);
     let media_type = match format {
         ManifestFormat::Oci => MediaType::OciIndex,
         ManifestFormat::Docker => MediaType::DockerManifestList,
