@@ -9,6 +9,7 @@ mod builds_buildah;
 mod builds_cache;
 mod builds_outputs;
 mod builds_remote_cache;
+mod buildx_flags;
 mod common;
 mod context_sources;
 mod errors;

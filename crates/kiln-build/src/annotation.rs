@@ -147,7 +147,8 @@ impl FromStr for Annotation {
 /// `[A-Za-z0-9_/-]+` in brackets); a key such as `com.example:x` has none.
 fn is_level_prefix(prefix: &str) -> bool {
     let (level, platform) = match prefix.split_once('[') {
-        Some((level, rest)) => (level, rest.strip_suffix(']').map(Some).unwrap_or(Some(""))),
+        // An unclosed `[` is no prefix: the platform check below fails on the empty one.
+        Some((level, rest)) => (level, Some(rest.strip_suffix(']').unwrap_or(""))),
         None => (prefix, None),
     };
     !level.is_empty()
@@ -435,7 +436,10 @@ mod tests {
         assert_eq!(set.at(AnnotationLevel::Index, None)["i"], "1");
         assert!(set.at(AnnotationLevel::IndexDescriptor, None).is_empty());
         assert_eq!(set.first_index_level().unwrap().key, "i");
-        assert!(set.first_unknown_platform(&[arm.clone()]).is_none());
+        assert!(
+            set.first_unknown_platform(std::slice::from_ref(&arm))
+                .is_none()
+        );
         assert_eq!(
             set.first_unknown_platform(&[amd]).unwrap().to_string(),
             "manifest[linux/arm64]:k"

@@ -108,6 +108,10 @@ pub(crate) struct BuildArgs {
     /// Push the `-t` names to their registries (same as --output type=image,push=true).
     #[arg(long)]
     push: bool,
+    /// Keep the image in kiln's local store under the `-t` names (buildx's `--load` loads
+    /// it into docker; kiln has no daemon: `kiln save` writes it for `docker load`).
+    #[arg(long)]
+    load: bool,
     /// At most N stages run at once (default: every stage whose inputs are ready, as BuildKit).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
@@ -313,8 +317,22 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         );
         return Ok(ExitCode::from(crate::EXIT_USAGE));
     }
+    if args.load && args.tags.is_empty() {
+        eprintln!(
+            "error: --load keeps the image in kiln's local store, which holds images by name: \
+             add -t NAME"
+        );
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
     for output in &args.outputs {
         builder = builder.output(output.clone());
+    }
+    if args.load {
+        // buildx: `--load` is `--output type=docker`; here, the local store under the -t names.
+        builder = builder.output(OutputSpec::from(Output::Image {
+            names: Vec::new(),
+            push: false,
+        }));
     }
     for host in &args.insecure_registries {
         builder = builder.insecure_registry(host);
