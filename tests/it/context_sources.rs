@@ -1,12 +1,17 @@
 //! Context sources (issue 20): `kiln build -` (a tar of the context, or a bare Dockerfile,
-//! on stdin), a remote tarball URL, a git repository (`git://…#ref:subdir`, submodules,
-//! `.git` kept only when asked), and `ADD <git URL>` keyed by the commit its ref names. Git
-//! repositories are served by `git daemon` on loopback, tarballs by `python3 -m http.server`.
-//! Every build is `FROM scratch` without RUN: no root needed.
+//! on stdin), a remote tarball URL, a git repository (`git://…#ref:subdir` and
+//! `http://…/repo.git#ref:subdir`, submodules, `.git` kept only when asked), and
+//! `ADD <git URL>` keyed by the commit its ref names. Git repositories are served on loopback
+//! by `git daemon` or by `git http-backend` behind [`GitHttpServer`] (git's smart HTTP),
+//! tarballs by `python3 -m http.server`. Every build is `FROM scratch` without RUN: no root
+//! needed.
 
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{kiln_in, run_fails};
@@ -78,6 +83,217 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Git's smart HTTP on a loopback port: an HTTP/1.1 server that runs `git http-backend` as a
+/// CGI script (RFC 3875) for every request, exporting each repository under `base`. One
+/// request per connection (`Connection: close`), one thread per connection; stopped on drop.
+struct GitHttpServer {
+    port: u16,
+    /// `METHOD /path` of every request, in arrival order.
+    requests: Arc<Mutex<Vec<String>>>,
+    is_stopping: Arc<AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GitHttpServer {
+    fn start(base: &Path) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let is_stopping = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (base, requests, is_stopping) =
+                (base.to_owned(), requests.clone(), is_stopping.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if is_stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (base, requests) = (base.clone(), requests.clone());
+                    std::thread::spawn(move || {
+                        // A client that hangs up mid-request is its own problem, not the test's.
+                        let _ = serve_git_http(stream, &base, &requests);
+                    });
+                }
+            })
+        };
+        Self {
+            port,
+            requests,
+            is_stopping,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// The requests served so far, forgetting them.
+    fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}
+
+impl Drop for GitHttpServer {
+    fn drop(&mut self) {
+        self.is_stopping.store(true, Ordering::SeqCst);
+        // Wakes the blocked accept, which then sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// Reads one request from `stream`, runs `git http-backend` with it and relays the answer.
+fn serve_git_http(
+    stream: TcpStream,
+    base: &Path,
+    requests: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        return Ok(());
+    };
+    let (method, target) = (method.to_owned(), target.to_owned());
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    // git sends a large request body chunked (http.postBuffer), a small one with a length.
+    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(&mut reader)?
+    } else {
+        let length = header("content-length").map_or(Ok(0), str::parse);
+        let mut body = vec![0; length.map_err(std::io::Error::other)?];
+        reader.read_exact(&mut body)?;
+        body
+    };
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    requests.lock().unwrap().push(format!("{method} {path}"));
+
+    let mut cgi = Command::new("git");
+    cgi.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", base)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("CONTENT_TYPE", header("content-type").unwrap_or(""))
+        .env_remove("GIT_DIR");
+    // The other headers as `HTTP_*` (RFC 3875 4.1.18): git reads HTTP_GIT_PROTOCOL (protocol
+    // v2) and HTTP_CONTENT_ENCODING (a gzipped request body).
+    for (name, value) in &headers {
+        if name != "content-type" && name != "content-length" {
+            cgi.env(
+                format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")),
+                value,
+            );
+        }
+    }
+    let mut child = cgi
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    // Written from another thread: the backend may answer before it has read everything.
+    let feeder = std::thread::spawn(move || stdin.write_all(&body));
+    let output = child.wait_with_output()?;
+    let _ = feeder.join();
+
+    // The CGI answer: headers (`Status:` among them), a blank line, the body.
+    let cgi_out = output.stdout;
+    let split = cgi_out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| (at, at + 4))
+        .or_else(|| {
+            cgi_out
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|at| (at, at + 2))
+        });
+    let Some((head_end, body_start)) = split else {
+        writer.write_all(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    };
+    let mut status = "200 OK".to_owned();
+    let mut response = Vec::new();
+    for header in String::from_utf8_lossy(&cgi_out[..head_end]).lines() {
+        match header.split_once(':') {
+            Some((name, value)) if name.eq_ignore_ascii_case("status") => {
+                value.trim().clone_into(&mut status);
+            }
+            _ => {
+                response.extend_from_slice(header.as_bytes());
+                response.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    let body = &cgi_out[body_start..];
+    writer.write_all(format!("HTTP/1.1 {status}\r\n").as_bytes())?;
+    writer.write_all(&response)?;
+    writer.write_all(
+        format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )?;
+    writer.write_all(body)?;
+    writer.flush()
+}
+
+/// A `Transfer-Encoding: chunked` body (RFC 9112 7.1), its trailers skipped.
+fn read_chunked(reader: &mut impl std::io::BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let size = line.trim().split(';').next().unwrap_or_default();
+        let size = usize::from_str_radix(size, 16).map_err(std::io::Error::other)?;
+        if size == 0 {
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        let mut crlf = [0; 2];
+        reader.read_exact(&mut crlf)?;
     }
 }
 
@@ -303,16 +519,31 @@ fn remote_tarball_context_is_downloaded_and_a_404_names_the_url() {
     fx.assert_no_temp_context();
 }
 
-/// Repositories under `base`, served by `git daemon`: `lib.git` (one file) and `app.git`
-/// (tag `v1` with `Dockerfile.alt`, `sub/` and the submodule `sub/vendor` → lib.git; then a
-/// later commit on `main` that changes `sub/version.txt`).
+/// How [`Repos`] are served.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// `git daemon`: `git://127.0.0.1:PORT/repo.git`.
+    GitDaemon,
+    /// `git http-backend` (smart HTTP): `http://127.0.0.1:PORT/repo.git`.
+    Http,
+}
+
+/// The server behind [`Repos`].
+enum RepoServer {
+    Daemon(Server),
+    Http(GitHttpServer),
+}
+
+/// Repositories under `base`, served over `transport`: `lib.git` (one file) and `app.git`
+/// (tag `v1` with `Dockerfile.alt`, `sub/` and the submodule `sub/vendor` → lib.git over the
+/// same transport; then a later commit on `main` that changes `sub/version.txt`).
 struct Repos {
     base: PathBuf,
-    daemon: Server,
+    server: RepoServer,
 }
 
 impl Repos {
-    fn new(root: &Path) -> Self {
+    fn new(root: &Path, transport: Transport) -> Self {
         let base = root.join("repos");
         let lib = base.join("lib.git");
         fs_err::create_dir_all(&lib).unwrap();
@@ -320,8 +551,11 @@ impl Repos {
         write(&lib.join("lib.txt"), "from the submodule\n");
         git(&lib, &["add", "."]);
         git(&lib, &["commit", "-q", "-m", "lib"]);
-        let daemon = Server::git_daemon(&base);
-        let repos = Self { base, daemon };
+        let server = match transport {
+            Transport::GitDaemon => RepoServer::Daemon(Server::git_daemon(&base)),
+            Transport::Http => RepoServer::Http(GitHttpServer::start(&base)),
+        };
+        let repos = Self { base, server };
         let app = repos.app();
         fs_err::create_dir_all(&app).unwrap();
         git(&app, &["init", "-q"]);
@@ -354,7 +588,18 @@ impl Repos {
     }
 
     fn url(&self, repo: &str) -> String {
-        format!("git://127.0.0.1:{}/{repo}", self.daemon.port)
+        match &self.server {
+            RepoServer::Daemon(daemon) => format!("git://127.0.0.1:{}/{repo}", daemon.port),
+            RepoServer::Http(http) => format!("http://127.0.0.1:{}/{repo}", http.port),
+        }
+    }
+
+    /// The HTTP requests served so far (`GET /app.git/info/refs`), forgetting them.
+    fn take_http_requests(&self) -> Vec<String> {
+        match &self.server {
+            RepoServer::Daemon(_) => panic!("served by git daemon, not over HTTP"),
+            RepoServer::Http(http) => http.take_requests(),
+        }
     }
 
     /// A new commit on `main` writing `sub/version.txt`; returns its sha.
@@ -370,7 +615,7 @@ impl Repos {
 #[cfg_attr(kiln_no_git, ignore = "needs git")]
 fn git_context_at_a_tag_with_a_subdir_has_its_submodules_and_no_git_dir() {
     let fx = fixture();
-    let repos = Repos::new(&fx.root);
+    let repos = Repos::new(&fx.root, Transport::GitDaemon);
     let url = format!("{}#v1:sub", repos.url("app.git"));
     let (log, out) = fx.build_ok("sub", &[&url], None);
     // The tag, not main (v2).
@@ -410,7 +655,7 @@ fn git_context_at_a_tag_with_a_subdir_has_its_submodules_and_no_git_dir() {
 #[cfg_attr(kiln_no_git, ignore = "needs git")]
 fn add_git_is_keyed_by_the_commit_its_ref_names() {
     let fx = fixture();
-    let repos = Repos::new(&fx.root);
+    let repos = Repos::new(&fx.root, Transport::GitDaemon);
     let app = repos.url("app.git");
     let tag = fx.context(
         "tag",
@@ -464,7 +709,7 @@ fn add_git_is_keyed_by_the_commit_its_ref_names() {
 #[cfg_attr(kiln_no_git, ignore = "needs git")]
 fn add_git_checks_checksum_and_keep_git_dir() {
     let fx = fixture();
-    let repos = Repos::new(&fx.root);
+    let repos = Repos::new(&fx.root, Transport::GitDaemon);
     let app = repos.url("app.git");
     let head = git(&repos.app(), &["rev-parse", "main"]);
     let wrong = fx.context(
@@ -524,4 +769,159 @@ fn a_git_context_without_git_says_to_install_it() {
         "{stderr}"
     );
     fx.assert_no_temp_context();
+}
+
+/// `git show REV:PATH` in `repo`.
+fn git_show(repo: &Path, rev: &str, path: &str) -> String {
+    git(repo, &["show", &format!("{rev}:{path}")])
+}
+
+#[test]
+#[cfg_attr(kiln_no_git, ignore = "needs git")]
+fn git_context_over_http_builds_a_tag_a_branch_and_a_commit_with_submodules() {
+    let fx = fixture();
+    let repos = Repos::new(&fx.root, Transport::Http);
+    let app = repos.app();
+    let lib = repos.base.join("lib.git");
+    // main moves on: the commit that was main (v2) is now on no branch tip and no tag.
+    let v2 = git(&app, &["rev-parse", "main"]);
+    repos.commit("v3\n");
+    let v1 = git(&app, &["rev-parse", "v1^{commit}"]);
+    repos.take_http_requests();
+
+    for (reference, expected) in [("v1", "v1"), ("main", "v3"), (v2.as_str(), "v2")] {
+        let url = format!("{}#{reference}:sub", repos.url("app.git"));
+        let (log, out) = fx.build_ok("sub", &[&url], None);
+        // What the image holds is what git says the ref holds.
+        let version = fs_err::read_to_string(out.join("ctx/version.txt")).unwrap();
+        assert_eq!(version.trim_end(), expected, "{url}\n{log}");
+        assert_eq!(
+            version.trim_end(),
+            git_show(&app, reference, "sub/version.txt")
+        );
+        let pinned = git(&app, &["rev-parse", &format!("{reference}:sub/vendor")]);
+        assert_eq!(
+            fs_err::read_to_string(out.join("ctx/vendor/lib.txt"))
+                .unwrap()
+                .trim_end(),
+            git_show(&lib, &pinned, "lib.txt"),
+            "{url}"
+        );
+        assert!(!out.join("ctx/vendor/.git").exists(), "{url}");
+        fx.assert_no_temp_context();
+    }
+    // Both repositories went over smart HTTP: the submodule's URL is an http one.
+    let requests = repos.take_http_requests();
+    for wanted in [
+        "GET /app.git/info/refs",
+        "POST /app.git/git-upload-pack",
+        "GET /lib.git/info/refs",
+        "POST /lib.git/git-upload-pack",
+    ] {
+        assert!(
+            requests.iter().any(|r| r == wanted),
+            "{wanted}: {requests:?}"
+        );
+    }
+
+    // With `.git` kept, the checkout's HEAD is the commit asked for.
+    let url = format!("{}#{v1}", repos.url("app.git"));
+    let (log, out) = fx.build_ok(
+        "kept",
+        &["--build-arg", "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1", &url],
+        None,
+    );
+    assert_eq!(git(&out.join("ctx"), &["rev-parse", "HEAD"]), v1, "{log}");
+    let gitmodules = fs_err::read_to_string(out.join("ctx/.gitmodules")).unwrap();
+    assert!(gitmodules.contains(&repos.url("lib.git")), "{gitmodules}");
+}
+
+#[test]
+#[cfg_attr(kiln_no_git, ignore = "needs git")]
+fn add_git_over_http_verifies_the_checksum() {
+    let fx = fixture();
+    let repos = Repos::new(&fx.root, Transport::Http);
+    let app = repos.app();
+    let url = repos.url("app.git");
+    let v1 = git(&app, &["rev-parse", "v1^{commit}"]);
+    let main = git(&app, &["rev-parse", "main"]);
+    assert_ne!(v1, main);
+
+    let right = fx.context(
+        "right",
+        &[(
+            "Dockerfile",
+            &format!("FROM scratch\nADD --checksum={v1} --keep-git-dir=true {url}#v1 /src\n"),
+        )],
+    );
+    let (log, out) = fx.build_ok("right-out", &[&right.display().to_string()], None);
+    let src = out.join("src");
+    assert_eq!(git(&src, &["rev-parse", "HEAD"]), v1, "{log}");
+    assert_eq!(
+        fs_err::read_to_string(src.join("sub/version.txt"))
+            .unwrap()
+            .trim_end(),
+        git_show(&app, "v1", "sub/version.txt")
+    );
+    assert_eq!(
+        fs_err::read_to_string(src.join("sub/vendor/lib.txt")).unwrap(),
+        "from the submodule\n"
+    );
+
+    // main's commit is a real commit, but not the one v1 names.
+    let wrong = fx.context(
+        "wrong",
+        &[(
+            "Dockerfile",
+            &format!("FROM scratch\nADD --checksum={main} {url}#v1 /src\n"),
+        )],
+    );
+    let (out, _) = fx.build("wrong-out", &[&wrong.display().to_string()], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("expected checksum to match {main}, got {v1}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&url), "{stderr}");
+}
+
+#[test]
+#[cfg_attr(kiln_no_git, ignore = "needs git")]
+fn a_missing_git_repository_over_http_names_the_url() {
+    let fx = fixture();
+    let repos = Repos::new(&fx.root, Transport::Http);
+    let missing = repos.url("missing.git");
+
+    let (out, _) = fx.build("context", &[&format!("{missing}#main")], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&missing) && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    fx.assert_no_temp_context();
+
+    let add = fx.context(
+        "add",
+        &[(
+            "Dockerfile",
+            &format!("FROM scratch\nADD {missing}#main /src\n"),
+        )],
+    );
+    let (out, _) = fx.build("add-out", &[&add.display().to_string()], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&missing) && stderr.contains("not found"),
+        "{stderr}"
+    );
+    // The server answered 404, which is what git reported.
+    assert!(
+        repos
+            .take_http_requests()
+            .iter()
+            .any(|r| r == "GET /missing.git/info/refs"),
+    );
 }
