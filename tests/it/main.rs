@@ -10,6 +10,7 @@ mod builds_cache;
 mod builds_outputs;
 mod builds_remote_cache;
 mod buildx_flags;
+mod buildx_script;
 mod common;
 mod context_sources;
 mod errors;
