@@ -252,3 +252,38 @@ fn kiln_test_arch() -> &'static str {
         _ => "amd64",
     }
 }
+
+#[test]
+fn an_iidfile_with_a_local_or_tar_output_is_a_usage_error_as_in_buildx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let context = tmp.path().join("ctx");
+    fs_err::create_dir_all(&context).unwrap();
+    fs_err::write(context.join("Dockerfile"), "FROM scratch\n").unwrap();
+    let store = tmp.path().join("store");
+    let local = format!("type=local,dest={}", tmp.path().join("out").display());
+    let iid = tmp.path().join("iid");
+    let iid = iid.to_str().unwrap();
+    for output in [local.as_str(), "type=tar,dest=out.tar", "-"] {
+        let out = crate::common::run_fails(
+            kiln_in(&store)
+                .args(["build", "--iidfile", iid, "-o", output])
+                .arg(&context),
+            2,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("local and tar exporters are incompatible with image ID file"),
+            "{output}: {stderr}"
+        );
+        assert!(!Path::new(iid).exists(), "{output}");
+    }
+    // An image output has an image ID: the one `--quiet` prints.
+    let oci = format!("type=oci,dest={}", tmp.path().join("app.tar").display());
+    let id = run_ok(
+        kiln_in(&store)
+            .args(["build", "--quiet", "--iidfile", iid, "-o", &oci])
+            .arg(&context),
+    );
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(fs_err::read_to_string(iid).unwrap(), id.trim());
+}

@@ -308,6 +308,16 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         );
         return Ok(ExitCode::from(crate::EXIT_USAGE));
     }
+    // buildx (toControllerOptions): a root filesystem output has no image ID to write.
+    if args.iidfile.is_some()
+        && args
+            .outputs
+            .iter()
+            .any(|o| matches!(o.output, Output::Local(_) | Output::Tar(_)))
+    {
+        eprintln!("error: local and tar exporters are incompatible with image ID file");
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
     if args.isolation == crate::flags::IsolationArg::Chroot
         && matches!(args.network, NetworkArg::None)
     {
