@@ -2,7 +2,8 @@
 # A CI job written for `docker buildx build`, as a GitHub Actions or GitLab CI step runs it:
 # test the image, build and push it with a local layer cache (restored and saved by the CI's
 # cache step), export it as an OCI archive for a scanner, and check the export is the pushed
-# image. BUILDX names the builder's command line (default `docker buildx`).
+# image. BUILDX names the builder's command line (default `docker buildx`, with a builder that
+# exports cache, e.g. the docker-container one docker/setup-buildx-action creates).
 #
 # Environment: REGISTRY (host:port to push to), BASE_IMAGE, CI_TOKEN (a secret the build
 # reads), CI_COMMIT_SHA; optional VERSION, PLATFORM, CONTEXT, OUT, CACHE_DIR.
