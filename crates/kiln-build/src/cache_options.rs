@@ -478,7 +478,7 @@ impl FromStr for CacheExport {
         let (mut reference, mut dest) = (None, None);
         let mut mode = CacheMode::Min;
         let mut ignore_error = false;
-        let mut compression = None;
+        let mut kind = None;
         let mut max_age = DEFAULT_CACHE_MAX_AGE;
         let mut max_size = DEFAULT_CACHE_MAX_SIZE;
         let mut cache_mounts = false;
@@ -522,14 +522,7 @@ impl FromStr for CacheExport {
                     ));
                 }
                 (_, "compression-level") => level = Some(value),
-                (_, "compression") => {
-                    compression = Some(match value {
-                        "gzip" => Compression::Gzip { level: 6 },
-                        "zstd" => Compression::Zstd { level: 3 },
-                        "uncompressed" => Compression::None,
-                        _ => return Err(parts.invalid(key, value, "gzip, zstd or uncompressed")),
-                    });
-                }
+                (_, "compression") => kind = Some(value),
                 (_, "max-age") => {
                     max_age = parse_age(value).ok_or_else(|| {
                         parts.invalid(key, value, "a duration such as 168h or 7d")
@@ -559,34 +552,9 @@ impl FromStr for CacheExport {
                 }
             }
         }
-        if let Some(value) = level {
-            // As buildx: the level of the cache's compression, gzip unless compression= says.
-            compression = Some(
-                match compression.unwrap_or(Compression::Gzip { level: 6 }) {
-                    Compression::Gzip { .. } => Compression::Gzip {
-                        level: value.parse().ok().filter(|l| *l <= 9).ok_or_else(|| {
-                            parts.invalid("compression-level", value, "0 to 9 for gzip")
-                        })?,
-                    },
-                    Compression::Zstd { .. } => Compression::Zstd {
-                        level: value
-                            .parse()
-                            .ok()
-                            .filter(|l| (1..=22).contains(l))
-                            .ok_or_else(|| {
-                                parts.invalid("compression-level", value, "1 to 22 for zstd")
-                            })?,
-                    },
-                    Compression::None => {
-                        return Err(parts.invalid(
-                            "compression-level",
-                            value,
-                            "no level: compression=uncompressed",
-                        ));
-                    }
-                },
-            );
-        }
+        // As buildx: the level of the cache's compression, gzip unless compression= says.
+        let compression = crate::output::parse_compression(kind, level)
+            .map_err(|e| parts.invalid(e.key, &e.value, e.expected))?;
         Ok(Self {
             location: parts.location(reference, dest, "dest")?,
             mode,
@@ -785,7 +753,10 @@ mod tests {
         for (bad, expected) in [
             ("compression-level=10", "0 to 9 for gzip"),
             ("compression=zstd,compression-level=0", "1 to 22 for zstd"),
-            ("compression=uncompressed,compression-level=1", "no level"),
+            (
+                "compression=uncompressed,compression-level=1",
+                "has no level",
+            ),
             ("oci-mediatypes=false", "OCI media types only"),
             ("image-manifest=false", "always an image manifest"),
         ] {

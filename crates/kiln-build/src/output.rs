@@ -116,12 +116,29 @@ impl From<Output> for OutputSpec {
     }
 }
 
-/// `compression=` and `compression-level=` as buildx spells them (the level of gzip unless
-/// `compression=` says otherwise); `Err` is the reason, naming the key and what is accepted.
+/// A `compression=` or `compression-level=` value that is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CompressionKeyError {
+    /// `compression` or `compression-level`.
+    pub(crate) key: &'static str,
+    /// The value given.
+    pub(crate) value: String,
+    /// What is accepted.
+    pub(crate) expected: &'static str,
+}
+
+impl fmt::Display for CompressionKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}={}` must be {}", self.key, self.value, self.expected)
+    }
+}
+
+/// `compression=` and `compression-level=` as buildx spells them for outputs and caches
+/// (the level of gzip unless `compression=` says otherwise).
 pub(crate) fn parse_compression(
     kind: Option<&str>,
     level: Option<&str>,
-) -> Result<Option<Compression>, String> {
+) -> Result<Option<Compression>, CompressionKeyError> {
     let compression = match kind {
         None => None,
         Some("gzip") => Some(Compression::Gzip {
@@ -131,22 +148,26 @@ pub(crate) fn parse_compression(
             level: DEFAULT_ZSTD_LEVEL,
         }),
         Some("uncompressed") => Some(Compression::None),
-        Some("estargz") => {
-            return Err(
-                "`compression=estargz` is not supported by kiln: use gzip, zstd or uncompressed"
-                    .to_owned(),
-            );
-        }
         Some(other) => {
-            return Err(format!(
-                "`compression={other}` must be gzip, zstd or uncompressed"
-            ));
+            return Err(CompressionKeyError {
+                key: "compression",
+                value: other.to_owned(),
+                expected: if other == "estargz" {
+                    "gzip, zstd or uncompressed (kiln does not write estargz)"
+                } else {
+                    "gzip, zstd or uncompressed"
+                },
+            });
         }
     };
     let Some(value) = level else {
         return Ok(compression);
     };
-    let invalid = |range: &str| format!("`compression-level={value}` must be {range}");
+    let invalid = |expected| CompressionKeyError {
+        key: "compression-level",
+        value: value.to_owned(),
+        expected,
+    };
     Ok(Some(
         match compression.unwrap_or(Compression::Gzip {
             level: DEFAULT_GZIP_LEVEL,
@@ -165,7 +186,9 @@ pub(crate) fn parse_compression(
                     .filter(|l| (1..=22).contains(l))
                     .ok_or_else(|| invalid("1 to 22 for zstd"))?,
             },
-            Compression::None => return Err(invalid("absent: compression=uncompressed")),
+            Compression::None => {
+                return Err(invalid("absent: compression=uncompressed has no level"));
+            }
         },
     ))
 }
@@ -401,8 +424,8 @@ impl FromStr for OutputSpec {
         if is_image_exporter {
             let compression = fields.remove("compression");
             let level = fields.remove("compression-level");
-            options.compression =
-                parse_compression(compression.as_deref(), level.as_deref()).map_err(|e| err(&e))?;
+            options.compression = parse_compression(compression.as_deref(), level.as_deref())
+                .map_err(|e| err(&e.to_string()))?;
             options.force_compression = flag(&mut fields, "force-compression", false)?;
             options.oci_mediatypes = match fields.remove("oci-mediatypes").as_deref() {
                 None => None,
