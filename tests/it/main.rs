@@ -9,6 +9,7 @@ mod builds_buildah;
 mod builds_cache;
 mod builds_outputs;
 mod builds_remote_cache;
+mod builds_remote_cache_mounts;
 mod buildx_flags;
 mod buildx_script;
 mod common;
