@@ -63,8 +63,13 @@ pub enum RegistryError {
         /// What was looked for (`manifest library/busybox:nope`).
         what: String,
     },
-    /// A connection-level failure (refused, reset, TLS, timeout) after all retries.
-    #[error("registry {registry}: {operation} failed after {attempts} attempt(s): {source}")]
+    /// A connection-level failure (refused, reset, TLS, timeout, an unknown host) after all
+    /// retries. Its message carries the whole cause (`…: client error (Connect): dns error:
+    /// failed to lookup address information`), so it has no separate source to print twice.
+    #[error(
+        "registry {registry}: {operation} failed after {attempts} attempt(s): {}",
+        crate::transport::error_chain(error)
+    )]
     Transport {
         /// The registry.
         registry: String,
@@ -73,8 +78,7 @@ pub enum RegistryError {
         /// How many attempts were made.
         attempts: u32,
         /// The last error.
-        #[source]
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     /// A download ended before all bytes arrived and could not be resumed.
     #[error("registry {registry}: blob {digest} ended after {received} of {expected} bytes")]

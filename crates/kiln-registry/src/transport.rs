@@ -305,12 +305,12 @@ impl Transport {
                 Err(err) if attempt < max_attempts && is_retryable_error(&err) => {
                     (policy.backoff(attempt + 1), error_chain(&err))
                 }
-                Err(source) => {
+                Err(error) => {
                     return Err(RegistryError::Transport {
                         registry: registry.to_owned(),
                         operation: operation.to_owned(),
                         attempts: attempt,
-                        source,
+                        error,
                     });
                 }
             };
@@ -460,11 +460,11 @@ pub(crate) async fn read_body(
         .bytes()
         .await
         .map(|b| b.to_vec())
-        .map_err(|source| RegistryError::Transport {
+        .map_err(|error| RegistryError::Transport {
             registry: registry.to_owned(),
             operation: operation.to_owned(),
             attempts: 1,
-            source,
+            error,
         })
 }
 

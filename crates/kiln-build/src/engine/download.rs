@@ -153,10 +153,10 @@ async fn stream_to(
 ) -> Result<(Digest, Option<i64>), String> {
     let mut response = client.get_url(url).await.map_err(|e| match e {
         kiln_registry::RegistryError::Transport {
-            attempts, source, ..
+            attempts, error, ..
         } => format!(
             "failed after {attempts} attempt(s): {}",
-            error_chain(&source)
+            error_chain(&error)
         ),
         other => error_chain(&other),
     })?;
