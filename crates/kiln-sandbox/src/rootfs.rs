@@ -685,7 +685,7 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
 
 fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt as _;
-    path.metadata().is_ok_and(|m| m.file_type().is_socket())
+    fs_err::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
 /// `/dev` without mounts: nodes by `mknod` (refused in a user namespace: then `/dev/null` is

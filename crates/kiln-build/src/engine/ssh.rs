@@ -612,6 +612,8 @@ fn take_string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
+    use rsa::signature::Verifier as _;
+
     use super::*;
 
     #[test]
@@ -705,7 +707,6 @@ iy4nDWYNnN+Qk+kAAAADcnNh
         let algorithm = std::str::from_utf8(algorithm).unwrap().to_owned();
         let signature =
             ssh_key::Signature::new(ssh_key::Algorithm::new(&algorithm).unwrap(), bytes).unwrap();
-        use rsa::signature::Verifier as _;
         key.public_key()
             .key_data()
             .verify(data, &signature)
