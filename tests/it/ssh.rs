@@ -410,3 +410,49 @@ fn rootless_ssh_mount_is_a_socket_with_its_owner_and_mode() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("sock-meta=600 1:2"), "{stderr}");
 }
+
+#[test]
+#[cfg_attr(
+    any(kiln_no_root, kiln_no_unshare, kiln_no_setpriv, kiln_no_busybox),
+    ignore = "needs root, unshare, setpriv, busybox"
+)]
+fn ssh_mount_where_nothing_can_be_mounted_is_refused_naming_it_root() {
+    use kiln_test::pod::{Confinement as _, Emulation};
+    use std::ffi::OsStr;
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = kiln_test::busybox_rootfs(&tmp.path().join("busybox-rootfs"));
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=ssh test -S /run/buildkit/ssh_agent.0\n",
+    );
+    let agent = tmp.path().join("agent.sock");
+    let _listener = UnixListener::bind(&agent).unwrap();
+    // The unprivileged pod as CI emulates it: chroot isolation, no mounts.
+    let pod = Emulation::new(Path::new(env!("CARGO_BIN_EXE_kiln")));
+    let kiln = |args: &[&str]| {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        pod.kiln(&args, &[])
+    };
+    let rootfs = rootfs.to_str().unwrap();
+    run_ok(&mut kiln(&["import", rootfs, "-t", "busybox:latest"]));
+    let ssh = format!("default={}", agent.display());
+    let out = run_fails(
+        &mut kiln(&[
+            "build",
+            "--progress",
+            "plain",
+            "--ssh",
+            &ssh,
+            ctx.to_str().unwrap(),
+        ]),
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/run/buildkit/ssh_agent.0")
+            && stderr.contains("cannot be provided by chroot isolation"),
+        "{stderr}"
+    );
+}
