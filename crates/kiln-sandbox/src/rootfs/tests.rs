@@ -448,7 +448,7 @@ fn chroot_without_mounts_refuses_a_socket_and_with_mounts_binds_it() {
         "bind -r {} /w/merged/run/buildkit/ssh_agent.0",
         socket.display()
     );
-    assert!(ops.iter().any(|op| *op == bind), "{bind}: {ops:#?}");
+    assert!(ops.contains(&bind), "{bind}: {ops:#?}");
 }
 
 #[test]
