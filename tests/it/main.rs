@@ -29,6 +29,7 @@ mod rootless;
 mod run;
 mod run_options;
 mod security;
+mod ssh;
 mod store;
 mod store_perms;
 mod surface;

@@ -23,7 +23,8 @@ pub use engine::{
     BINFMT_DIR_VAR, BaseError, BuildError, BuildOutcome, Builder, CacheExportError, ContextError,
     CopyStepError, DownloadError, Entitlement, ExportError, InsecureNotAllowed, InternalError,
     IsolationMode, LayerError, MountError, NetworkDefault, OptionsError, PlatformImage,
-    SecretSource, SecretSpecError, StepError, StepId, UnknownEntitlement, default_store_root,
+    SecretSource, SecretSpecError, SshSource, SshSourceError, SshSpecError, StepError, StepId,
+    UnknownEntitlement, default_store_root,
 };
 pub use event::{Event, EventSink, LogStream};
 pub use git_source::{GitError, GitRef};

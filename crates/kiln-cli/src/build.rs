@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use kiln_build::oci::{Compression, Platform};
 use kiln_build::{
     BuildError, Builder, CacheExport, CacheSource, ContextSource, Entitlement, NetworkDefault,
-    Output, OutputSpec, SecretSource, Ulimit,
+    Output, OutputSpec, SecretSource, SshSource, Ulimit,
 };
 
 use crate::progress::{ProgressMode, Renderer};
@@ -91,6 +91,9 @@ pub(crate) struct BuildArgs {
     /// Secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
     #[arg(long = "secret", value_name = "id=…,src=…", value_parser = parse_secret)]
     secrets: Vec<SecretSource>,
+    /// SSH agent or keys for RUN --mount=type=ssh (default|ID[=SOCKET|KEYFILE[,KEYFILE…]]; default is $SSH_AUTH_SOCK).
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY…]]", value_parser = parse_ssh)]
+    ssh: Vec<SshSource>,
     /// Output destination (type=oci|docker|local|tar|image,…; dest=- writes a tar to stdout).
     #[arg(short = 'o', long = "output", value_name = "SPEC", value_parser = parse_output)]
     outputs: Vec<OutputSpec>,
@@ -211,6 +214,10 @@ fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError>
     spec.parse()
 }
 
+fn parse_ssh(spec: &str) -> Result<SshSource, kiln_build::SshSpecError> {
+    spec.parse()
+}
+
 fn parse_cache_from(spec: &str) -> Result<CacheSource, kiln_build::CacheSpecError> {
     spec.parse()
 }
@@ -299,6 +306,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     }
     for secret in &args.secrets {
         builder = builder.secret(secret.clone());
+    }
+    for source in &args.ssh {
+        builder = builder.ssh(source.clone());
     }
     let is_stdout_output = args.outputs.iter().any(|o| o.output.is_stdout());
     if is_stdout_output && args.progress == ProgressMode::Rawjson {

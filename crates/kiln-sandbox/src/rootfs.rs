@@ -636,6 +636,18 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
                 owner,
                 ..
             } => {
+                // A socket (an ssh agent's) cannot be copied: it would silently be missing.
+                if is_socket(source) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "{}: a socket (RUN --mount=type=ssh) cannot be provided by chroot \
+                             isolation where nothing can be mounted; use --isolation=namespaces, \
+                             or give the container CAP_SYS_ADMIN",
+                            mount.target().display()
+                        ),
+                    ));
+                }
                 if let Ensured::IsSymlink = targets.stand_in(setup, &rel, source.is_dir(), 0o755)? {
                     return Err(symlink_target());
                 }
@@ -669,6 +681,11 @@ fn chroot_sequence<S: Syscalls + ?Sized>(
         }
     }
     Ok(())
+}
+
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    fs_err::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
 /// `/dev` without mounts: nodes by `mknod` (refused in a user namespace: then `/dev/null` is

@@ -29,6 +29,8 @@ pub const TOOLS: &[&str] = &[
     "script",
     "setpriv",
     "skopeo",
+    "ssh-agent",
+    "ssh-keygen",
     "tar",
     "umoci",
     "unshare",

@@ -543,8 +543,9 @@ impl Builder {
     }
 
     /// What can be checked before anything runs, as buildx does at the start: every output
-    /// destination (nothing that is not what the output writes gets replaced) and every
-    /// secret's source (a file that can be read, an environment variable that is set).
+    /// destination (nothing that is not what the output writes gets replaced), every
+    /// secret's source (a file that can be read, an environment variable that is set) and
+    /// every `--ssh` agent (a socket, or key files that parse).
     fn check_before_build(&self) -> Result<(), BuildError> {
         for spec in &self.outputs {
             spec.output
@@ -614,6 +615,7 @@ impl Builder {
                 .into());
             }
         }
+        super::ssh::check_sources(&self.ssh).map_err(OptionsError::from)?;
         Ok(())
     }
 

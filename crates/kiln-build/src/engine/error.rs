@@ -398,6 +398,9 @@ pub enum OptionsError {
         /// The variable.
         var: String,
     },
+    /// An `--ssh` agent that cannot be used.
+    #[error(transparent)]
+    Ssh(#[from] super::ssh::SshSourceError),
     /// `type=docker` for more than one platform: a docker-archive holds one image per name.
     #[error(
         "--output {output}: a docker archive cannot hold a multi-platform image ({platforms}); \
@@ -838,13 +841,25 @@ pub enum MountError {
         /// The id.
         id: String,
     },
-    /// `--mount=type=ssh,required`.
+    /// `--mount=type=ssh,required` for an id no `--ssh` gave (BuildKit: `no SSH key "id"
+    /// forwarded from the client`).
     #[error(
-        "--mount=type=ssh (id `{id}`) is not supported by kiln; remove `required` or fetch sources in the context"
+        "ssh agent `{id}` is required by RUN --mount=type=ssh: pass --ssh {id}=SOCKET or --ssh {id}=KEYFILE (--ssh {id} forwards $SSH_AUTH_SOCK)"
     )]
-    SshUnsupported {
+    SshRequired {
         /// The id.
         id: String,
+    },
+    /// An `--ssh` source that could be used when the build started no longer can.
+    #[error(transparent)]
+    SshSource(#[from] super::ssh::SshSourceError),
+    /// The socket a RUN step's agent is served on cannot be made.
+    #[error("--mount=type=ssh,id={id}: cannot serve the agent on a socket: {source}")]
+    SshSocket {
+        /// The id.
+        id: String,
+        /// Why.
+        source: std::io::Error,
     },
     /// A mount type this version of kiln cannot provide.
     #[error("unsupported mount {description}")]

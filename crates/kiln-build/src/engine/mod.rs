@@ -24,6 +24,7 @@ mod platforms;
 mod results;
 mod run_exec;
 mod seams;
+mod ssh;
 #[cfg(test)]
 mod tests;
 
@@ -38,3 +39,4 @@ pub use self::options::{
     BINFMT_DIR_VAR, BuildOutcome, Builder, Entitlement, IsolationMode, NetworkDefault,
     PlatformImage, SecretSource, SecretSpecError, UnknownEntitlement, default_store_root,
 };
+pub use self::ssh::{SshSource, SshSourceError, SshSpecError};

@@ -1,4 +1,5 @@
-//! What a build is asked to do: [`Builder`] and its settings (secrets, network, entitlements),
+//! What a build is asked to do: [`Builder`] and its settings (secrets, ssh agents, network,
+//! entitlements),
 //! and what it answers ([`BuildOutcome`]).
 
 use std::collections::BTreeMap;
@@ -336,6 +337,7 @@ pub struct Builder {
     pub(crate) ulimits: Vec<kiln_sandbox::Ulimit>,
     pub(crate) shm_size: Option<u64>,
     pub(crate) secrets: Vec<SecretSource>,
+    pub(crate) ssh: Vec<super::ssh::SshSource>,
     pub(crate) outputs: Vec<OutputSpec>,
     pub(crate) tags: Vec<String>,
     pub(crate) push: bool,
@@ -377,6 +379,7 @@ impl Builder {
             ulimits: Vec::new(),
             shm_size: None,
             secrets: Vec::new(),
+            ssh: Vec::new(),
             outputs: Vec::new(),
             tags: Vec::new(),
             push: false,
@@ -590,6 +593,13 @@ impl Builder {
     #[must_use]
     pub fn secret(mut self, secret: SecretSource) -> Self {
         self.secrets.push(secret);
+        self
+    }
+
+    /// `--ssh`: an agent RUN `--mount=type=ssh,id=…` can use (see [`super::ssh::SshSource`]).
+    #[must_use]
+    pub fn ssh(mut self, source: super::ssh::SshSource) -> Self {
+        self.ssh.push(source);
         self
     }
 

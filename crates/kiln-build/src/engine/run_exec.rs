@@ -19,6 +19,7 @@ use super::error::{MountError, StepError};
 use super::local::{KeptRoot, Local};
 use super::model::{LayerInfo, StageResult, StepContext};
 use super::options::{Entitlement, NetworkDefault};
+use super::ssh;
 use crate::copy::digest::copy_plan_digest;
 use crate::copy::{CopyAttrs, CopyRequest, plan_copy};
 use crate::event::{Event, LogStream};
@@ -152,12 +153,31 @@ pub(crate) fn run(
     };
     spec.cancel = Some(cancel.clone());
     let mut counter = 0usize;
+    // Served until the step ends (dropped after the sandbox returns).
+    let mut agents = Vec::new();
     for mount in &run.mounts {
         counter += 1;
         let extra = extras.join(counter.to_string());
-        if let Some(m) = provide_mount(engine, mount, deps, platform, &extra, &mut spec.env)? {
+        let provided = if let RunMount::Ssh { .. } = mount {
+            provide_ssh(engine, mount, &mut agents)?
+        } else {
+            provide_mount(engine, mount, deps, platform, &extra, &mut spec.env)?
+        };
+        if let Some(m) = provided {
             spec.mounts.push(m);
         }
+    }
+    // BuildKit (llb ExecOp.Marshal): with any ssh mount, SSH_AUTH_SOCK is the first one's
+    // target unless the environment sets it; provided or not, so the key (which holds the
+    // mounts) decides it.
+    if let Some(target) = run.mounts.iter().find_map(|m| match m {
+        RunMount::Ssh { target, .. } => Some(target),
+        _ => None,
+    }) && !spec.env.iter().any(|e| {
+        e.split_once('=')
+            .is_some_and(|(k, _)| k == ssh::AUTH_SOCK_VAR)
+    }) {
+        spec.env.push(format!("{}={target}", ssh::AUTH_SOCK_VAR));
     }
     for file in &run.inline_files {
         counter += 1;
@@ -224,6 +244,7 @@ pub(crate) fn run(
         chains.extend(layer.as_ref().map(|l| l.chain.clone()));
         engine.keep_root(ctx.platform, ctx.stage, KeptRoot { dir, chains });
     }
+    drop(agents);
     tracing::debug_span!("run_cleanup").in_scope(|| drop(cleanup));
     Ok(layer)
 }
@@ -372,12 +393,6 @@ fn provide_mount(
                 None => None,
             }
         }
-        RunMount::Ssh { id, required, .. } => {
-            if *required {
-                return Err(MountError::SshUnsupported { id: id.clone() }.into());
-            }
-            None
-        }
         other => {
             return Err(MountError::Unsupported {
                 description: format!("{other:?}"),
@@ -388,6 +403,47 @@ fn provide_mount(
 }
 
 use kiln_oci::Digest;
+
+/// `--mount=type=ssh`: the `--ssh` agent with the mount's id, served on a socket of its own
+/// (the mount's mode on the host, its owner set in the sandbox as for a secret) bound at the
+/// target. An id no `--ssh` gave fails a `required` mount and skips the others (BuildKit's
+/// `getSSHMountable`).
+fn provide_ssh(
+    engine: &Local<'_>,
+    mount: &RunMount,
+    agents: &mut Vec<ssh::ServedAgent>,
+) -> Result<Option<ExtraMount>, StepError> {
+    let RunMount::Ssh {
+        id,
+        target,
+        required,
+        mode,
+        uid,
+        gid,
+    } = mount
+    else {
+        return Ok(None);
+    };
+    let Some(agent) = ssh::agent_for(&engine.builder.ssh, id) else {
+        if *required {
+            return Err(MountError::SshRequired { id: id.clone() }.into());
+        }
+        return Ok(None);
+    };
+    let agent = agent.map_err(MountError::from)?;
+    let served = ssh::ServedAgent::start(agent, *mode).map_err(|source| MountError::SshSocket {
+        id: id.clone(),
+        source,
+    })?;
+    let source = served.socket().to_path_buf();
+    agents.push(served);
+    Ok(Some(ExtraMount::Bind {
+        source,
+        target: PathBuf::from(target),
+        is_readonly: true,
+        owner: Some((*uid, *gid)),
+    }))
+}
 
 /// Whether a cache mount's directory is still as the store made it, and so to be seeded and
 /// given its mode and owner: empty, and (rootless) still the caller's. A RUN that used it with

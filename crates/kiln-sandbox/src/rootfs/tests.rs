@@ -413,6 +413,45 @@ fn chroot_without_mounts_copies_in_and_masks_every_stand_in() {
 }
 
 #[test]
+fn chroot_without_mounts_refuses_a_socket_and_with_mounts_binds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mounts = vec![ExtraMount::Bind {
+        source: socket.clone(),
+        target: "/run/buildkit/ssh_agent.0".into(),
+        is_readonly: true,
+        owner: Some((0, 0)),
+    }];
+    let setup = |can_mount| {
+        let mut sys = image_with(&[("etc", FileKind::Directory)]);
+        let mut out = ChrootSetup::default();
+        let result = setup_chroot(
+            &mut sys,
+            &chroot_plan(mounts.clone()),
+            can_mount,
+            Path::new("/w/saved"),
+            &mut out,
+        );
+        (result, summary(&sys.ops))
+    };
+    // A copy of a socket is no socket: an error naming the target, not a missing file.
+    let (result, _) = setup(false);
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("/run/buildkit/ssh_agent.0") && err.contains("--isolation=namespaces"),
+        "{err}"
+    );
+    let (result, ops) = setup(true);
+    result.unwrap();
+    let bind = format!(
+        "bind -r {} /w/merged/run/buildkit/ssh_agent.0",
+        socket.display()
+    );
+    assert!(ops.contains(&bind), "{bind}: {ops:#?}");
+}
+
+#[test]
 fn chroot_with_mounts_binds_the_containers_proc_and_sys() {
     let mut sys = image_with(&[("etc", FileKind::Directory)]);
     let mut out = ChrootSetup::default();
