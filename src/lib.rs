@@ -52,18 +52,18 @@
 #![forbid(unsafe_code)]
 
 pub use kiln_build::{
-    ArchiveFormat, BlobOutcome, BuildError, BuildOutcome, Builder, CacheExport, CacheExportError,
-    CacheLocation, CacheMode, CacheSource, CacheSpecError, ChangeError, ClientConfig,
-    ConfigChanges, ContainerRun, ContextSource, ContextStream, Direction, Event, EventSink,
-    ExitStatus, ExportOptions, GcOptions, GcReport, HistoryEntry, ImageError, ImageHistory,
-    ImageInspection, ImagePlatform, ImageSummary, ImageToRun, Import, ImportError, ImportOutcome,
-    ImportOutput, ImportOutputError, ImportStep, LoadedImage, LogStream, Network, NetworkDefault,
-    Output, OutputSpec, PlatformImage, PullOutcome, PushOutcome, RunImageError, RunOutcome,
-    SandboxError, SecretSource, Store, StoreError, Stream, TransferEvent, TransferProgress,
-    Untagged, VerifyReport, default_store_root, describe_platforms, find_image, find_or_pull_image,
-    image_history, inspect_image, list_images, load_images, load_images_from, login, logout, oci,
-    open_store, platforms_of, prune, pull_image, push_image, registry_host, require_image,
-    resolve_store_root, run_sandbox_helper_if_requested, save_images, save_images_to, tag_image,
-    untag_images,
+    Annotation, AnnotationError, AnnotationKey, AnnotationLevel, Annotations, ArchiveFormat,
+    BlobOutcome, BuildError, BuildOutcome, Builder, CacheExport, CacheExportError, CacheLocation,
+    CacheMode, CacheSource, CacheSpecError, ChangeError, ClientConfig, ConfigChanges, ContainerRun,
+    ContextSource, ContextStream, Direction, Event, EventSink, ExitStatus, ExportOptions,
+    GcOptions, GcReport, HistoryEntry, ImageError, ImageHistory, ImageInspection, ImagePlatform,
+    ImageSummary, ImageToRun, Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError,
+    ImportStep, LoadedImage, LogStream, Network, NetworkDefault, Output, OutputSpec, PlatformImage,
+    PullOutcome, PushOutcome, RunImageError, RunOutcome, SandboxError, SecretSource, SshSource,
+    Store, StoreError, Stream, TransferEvent, TransferProgress, Untagged, VerifyReport,
+    default_store_root, describe_platforms, find_image, find_or_pull_image, image_history,
+    inspect_image, list_images, load_images, load_images_from, login, logout, oci, open_store,
+    platforms_of, prune, pull_image, push_image, registry_host, require_image, resolve_store_root,
+    run_sandbox_helper_if_requested, save_images, save_images_to, tag_image, untag_images,
 };
 pub use kiln_dockerfile as dockerfile;

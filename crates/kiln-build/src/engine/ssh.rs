@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rsa::signature::{SignatureEncoding as _, Signer as _};
 use ssh_key::PrivateKey;
 use ssh_key::private::KeypairData;
 
@@ -33,8 +32,6 @@ const SSH_AGENTC_REQUEST_IDENTITIES: u8 = 11;
 const SSH_AGENT_IDENTITIES_ANSWER: u8 = 12;
 const SSH_AGENTC_SIGN_REQUEST: u8 = 13;
 const SSH_AGENT_SIGN_RESPONSE: u8 = 14;
-const SSH_AGENT_RSA_SHA2_256: u32 = 2;
-const SSH_AGENT_RSA_SHA2_512: u32 = 4;
 
 /// A `--ssh default|ID[=SOCKET|KEYFILE[,KEYFILE…]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,9 +171,22 @@ pub enum SshSourceError {
         /// The file.
         path: PathBuf,
     },
+    /// An RSA key file: kiln's own agent does not sign with RSA keys. The Rust `rsa` crate
+    /// is not constant-time (RUSTSEC-2023-0071, no fixed release), and a RUN step may ask
+    /// for as many signatures as it likes and time them; ssh-agent signs in constant time.
+    #[error(
+        "--ssh `{id}`: {} is an RSA key, which kiln's own agent does not sign with (no constant-time RSA in Rust yet: RUSTSEC-2023-0071); add it to an ssh-agent (ssh-add {}) and pass --ssh {id}=$SSH_AUTH_SOCK, or use an ed25519 or ecdsa key",
+        .path.display(), .path.display()
+    )]
+    RsaKeyFile {
+        /// The id.
+        id: String,
+        /// The file.
+        path: PathBuf,
+    },
     /// A key type kiln's agent does not sign with (DSA, security keys).
     #[error(
-        "--ssh `{id}`: {} is a {algorithm} key, which kiln's agent cannot use (ed25519, ecdsa and rsa can); add it to an ssh-agent and pass --ssh {id}=SOCKET",
+        "--ssh `{id}`: {} is a {algorithm} key, which kiln's agent cannot use (ed25519 and ecdsa can); add it to an ssh-agent and pass --ssh {id}=SOCKET",
         .path.display()
     )]
     UnsupportedKey {
@@ -323,7 +333,11 @@ fn read_key(id: &str, path: &Path) -> Result<PrivateKey, SshSourceError> {
         });
     }
     match key.key_data() {
-        KeypairData::Ed25519(_) | KeypairData::Ecdsa(_) | KeypairData::Rsa(_) => Ok(key),
+        KeypairData::Ed25519(_) | KeypairData::Ecdsa(_) => Ok(key),
+        KeypairData::Rsa(_) => Err(SshSourceError::RsaKeyFile {
+            id: id.to_owned(),
+            path: path.to_path_buf(),
+        }),
         other => Err(SshSourceError::UnsupportedKey {
             id: id.to_owned(),
             path: path.to_path_buf(),
@@ -506,55 +520,23 @@ fn sign(keys: &[PrivateKey], body: &[u8]) -> Option<Vec<u8>> {
     let mut rest = body;
     let blob = take_string(&mut rest)?;
     let data = take_string(&mut rest)?;
-    let flags = take_u32(&mut rest)?;
+    // The flags only choose an RSA key's hash; RSA key files are refused when the build
+    // starts, so only ed25519 and ecdsa keys are here.
+    take_u32(&mut rest)?;
     let key = keys
         .iter()
         .find(|k| k.public_key().to_bytes().is_ok_and(|b| b == blob))?;
-    let (algorithm, signature): (String, Vec<u8>) = match key.key_data() {
-        KeypairData::Rsa(pair) => {
-            let private = rsa::RsaPrivateKey::from_components(
-                biguint(&pair.public.n)?,
-                biguint(&pair.public.e)?,
-                biguint(&pair.private.d)?,
-                vec![biguint(&pair.private.p)?, biguint(&pair.private.q)?],
-            )
-            .ok()?;
-            // The client names the hash; plain `ssh-rsa` (SHA-1) is not offered.
-            if flags & SSH_AGENT_RSA_SHA2_512 != 0 {
-                let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha512>::new(private);
-                (
-                    "rsa-sha2-512".to_owned(),
-                    signer.try_sign(data).ok()?.to_vec(),
-                )
-            } else if flags & SSH_AGENT_RSA_SHA2_256 != 0 {
-                let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(private);
-                (
-                    "rsa-sha2-256".to_owned(),
-                    signer.try_sign(data).ok()?.to_vec(),
-                )
-            } else {
-                tracing::debug!("ssh-rsa (SHA-1) signature requested: refused");
-                return None;
-            }
-        }
-        other => {
-            let signature: ssh_key::Signature = other.try_sign(data).ok()?;
-            (
-                signature.algorithm().as_str().to_owned(),
-                signature.as_bytes().to_vec(),
-            )
-        }
-    };
+    let signature: ssh_key::Signature = signature::Signer::try_sign(key.key_data(), data).ok()?;
+    let (algorithm, signature) = (
+        signature.algorithm().as_str().to_owned(),
+        signature.as_bytes().to_vec(),
+    );
     let mut encoded = Vec::new();
     put_string(&mut encoded, algorithm.as_bytes());
     put_string(&mut encoded, &signature);
     let mut reply = vec![SSH_AGENT_SIGN_RESPONSE];
     put_string(&mut reply, &encoded);
     Some(reply)
-}
-
-fn biguint(value: &ssh_key::Mpint) -> Option<rsa::BigUint> {
-    Some(rsa::BigUint::from_bytes_be(value.as_positive_bytes()?))
 }
 
 /// One message: `uint32 length` then that many bytes; `None` at a clean end of stream.
@@ -612,7 +594,7 @@ fn take_string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use rsa::signature::Verifier as _;
+    use signature::Verifier as _;
 
     use super::*;
 
@@ -743,26 +725,19 @@ iy4nDWYNnN+Qk+kAAAADcnNh
     }
 
     #[test]
-    fn rsa_signatures_follow_the_requested_hash() {
-        let key = PrivateKey::from_openssh(RSA_KEY).unwrap();
-        let keys = vec![key.clone()];
-        let blob = key.public_key().to_bytes().unwrap();
-        let sign = |flags| {
-            answer(
-                &keys,
-                &request(SSH_AGENTC_SIGN_REQUEST, &[&blob, b"data"], Some(flags)),
-            )
-        };
-        assert_eq!(
-            verify(&key, b"data", &sign(SSH_AGENT_RSA_SHA2_256)),
-            "rsa-sha2-256"
+    fn an_rsa_key_file_is_refused_naming_it_and_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_rsa");
+        fs_err::write(&path, RSA_KEY).unwrap();
+        let err = read_key("deploy", &path).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, SshSourceError::RsaKeyFile { .. }), "{err:?}");
+        assert!(
+            message.contains(&path.display().to_string())
+                && message.contains("ssh-add")
+                && message.contains("RUSTSEC-2023-0071"),
+            "{message}"
         );
-        assert_eq!(
-            verify(&key, b"data", &sign(SSH_AGENT_RSA_SHA2_512)),
-            "rsa-sha2-512"
-        );
-        // No SHA-1 `ssh-rsa` signatures.
-        assert_eq!(sign(0), vec![SSH_AGENT_FAILURE]);
     }
 
     #[test]
