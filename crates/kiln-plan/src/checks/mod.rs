@@ -78,8 +78,11 @@ pub struct BaseImage {
 pub struct CheckInputs {
     /// The build context's `.dockerignore` patterns (`CopyIgnoredFile`), when it has one.
     pub ignore: Option<PatternMatcher>,
-    /// Base images by name as the `FROM` line expands to (`alpine`, `busybox:latest`). An
-    /// image not listed gets the default `PATH` only, as BuildKit gives `scratch` on Linux.
+    /// Base images by name as the `FROM` line expands to (`alpine`, `busybox:latest`).
+    /// `scratch` has the default `PATH` only, as BuildKit gives it on Linux. The environment
+    /// of an image not listed is unknown, so `UndefinedVar` is not reported in stages built
+    /// on it (a build that has not pulled its bases yet would otherwise warn about every
+    /// variable the image defines).
     pub base_images: BTreeMap<String, BaseImage>,
 }
 
@@ -225,6 +228,8 @@ struct StageState {
     arg_names: Vec<String>,
     has_shell: bool,
     is_workdir_set: bool,
+    /// Whether `env` holds the whole environment (not so on an unlisted base image).
+    is_env_known: bool,
 }
 
 fn run(
@@ -505,6 +510,7 @@ fn run(
                 }
                 None => env.set("PATH", DEFAULT_PATH),
             }
+            let is_env_known = image.is_some() || base == "scratch";
             if let (Some(image), false) = (image, base == "scratch") {
                 let expected = platform.clone().unwrap_or_else(|| options.platform.clone());
                 if let Some(actual) = image.platform.as_ref().filter(|actual| {
@@ -527,6 +533,7 @@ fn run(
             StageState {
                 name: name.clone(),
                 env,
+                is_env_known,
                 ..StageState::default()
             }
         };
@@ -944,6 +951,9 @@ impl Dispatcher<'_> {
             return word.to_owned();
         };
         for name in &expansion.unmatched {
+            if !state.is_env_known {
+                break;
+            }
             if state.arg_names.contains(name) || NON_ENV_ARGS.contains(&name.as_str()) {
                 continue;
             }
