@@ -4,6 +4,7 @@ use kiln_dockerfile::{ExpandError, Span};
 use kiln_oci::{PlatformError, ReferenceError};
 use serde::Serialize;
 
+use crate::checks::CheckError;
 use crate::expose::PortError;
 
 /// Why a Dockerfile could not be planned or a step could not be expanded. Every variant names
@@ -168,6 +169,13 @@ pub enum PlanError {
         stage: String,
         /// The referenced stage.
         name: String,
+    },
+    /// The build checks fail the build: `# check=error=true` (or `BUILDKIT_DOCKERFILE_CHECK`)
+    /// with findings, or check options that do not parse.
+    #[error("{source}")]
+    Check {
+        /// The checks' error.
+        source: Box<CheckError>,
     },
 }
 

@@ -3,6 +3,7 @@
 
 mod args;
 mod cache_key;
+mod checks;
 mod config_edit;
 mod dispatch;
 mod error;
@@ -19,6 +20,10 @@ pub use args::{BuildArgs, EnvList, PLATFORM_ARGS, is_predefined_arg, is_proxy_ar
 pub use cache_key::{
     AGGREGATE_INPUT_SUFFIX, CACHE_KEY_SCHEMA, CacheKey, CacheKeyBuilder, CacheKeyError,
     InputChange, KeyInputs, MissReason, explain_miss,
+};
+pub use checks::{
+    BaseImage, CHECK_BUILD_ARG, Check, CheckConfig, CheckConfigError, CheckError, CheckInputs,
+    CheckReport, RULES, Rule, check, rule_by_name,
 };
 pub use config_edit::{ChangeError, ConfigChanges, ConfigEdit, apply_config_edit};
 pub use error::{PlanError, PlanWarning};

@@ -33,6 +33,22 @@ const DEFAULT_DOCKERFILE: &str = "Dockerfile";
 /// The name used when the context has no `Dockerfile` (podman, buildah).
 const DEFAULT_CONTAINERFILE: &str = "Containerfile";
 
+/// Whether a planner warning is one of BuildKit's build checks, which
+/// [`kiln_plan::check`] reports instead.
+fn is_build_check(warning: &kiln_plan::PlanWarning) -> bool {
+    match warning {
+        kiln_plan::PlanWarning::Syntax { message, .. } => {
+            message.starts_with("Empty continuation line")
+                || message.starts_with("MAINTAINER is deprecated")
+        }
+        kiln_plan::PlanWarning::FromAsCasing { .. }
+        | kiln_plan::PlanWarning::StageNameCasing { .. }
+        | kiln_plan::PlanWarning::DuplicateStageName { .. }
+        | kiln_plan::PlanWarning::ReservedStageName { .. } => true,
+        _ => false,
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -79,9 +95,20 @@ impl Builder {
         self.check_entitlements(graph, &dockerfile_name)?;
         platforms::check_emulation(&self.binfmt_dir, &graphs, &dockerfile_name)?;
         let mut warnings: Vec<String> = Vec::new();
+        // BuildKit's build checks report the lint-like findings (honouring `# check=skip`);
+        // the planner's own versions of them are left out.
+        let mut check_options =
+            PlanOptions::new(platforms.first().cloned().unwrap_or_else(Platform::host));
+        check_options.build_args = self.build_args.clone().into_iter().collect();
+        let checks = kiln_plan::check(&text, &check_options, &kiln_plan::CheckInputs::default());
+        let planner_messages = graphs
+            .iter()
+            .flat_map(|g| &g.warnings)
+            .filter(|w| !is_build_check(w))
+            .map(ToString::to_string);
+        let check_messages = checks.warnings.iter().map(ToString::to_string);
         // The same Dockerfile planned per platform warns the same: once.
-        for w in graphs.iter().flat_map(|g| &g.warnings) {
-            let message = w.to_string();
+        for message in planner_messages.chain(check_messages) {
             if warnings.contains(&message) {
                 continue;
             }
@@ -89,6 +116,19 @@ impl Builder {
                 message: message.clone(),
             });
             warnings.push(message);
+        }
+        // `# check=error=true`: a finding fails the build before any step runs. A Dockerfile
+        // error of the checks is the planner's to report (it has planned successfully here).
+        if let Some(
+            error @ (kiln_plan::CheckError::Violation { .. } | kiln_plan::CheckError::Config(_)),
+        ) = checks.error
+        {
+            return Err(BuildError::Plan {
+                dockerfile: dockerfile_name,
+                source: Box::new(kiln_plan::PlanError::Check {
+                    source: Box::new(error),
+                }),
+            });
         }
 
         let filter = self.context_filter(&dockerfile_name)?;
