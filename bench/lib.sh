@@ -10,6 +10,15 @@
 #                              STORE (and prepares the fastapi wheels), and exports each REF as
 #                              an OCI archive under DIR for buildah; fills `base_archive`
 #                              (REF -> archive), which the caller declares with `declare -A`
+# bench_registry_start DIR PORT  starts a loopback `docker-registry` storing in DIR (emptied
+#                              first) on 127.0.0.1:PORT; sets `reg_pid`
+# bench_registry_stop          stops it
+# bench_dockerd_start DIR      starts Debian's dockerd (docker.io, 20.10, BuildKit built in) on a
+#                              private socket, data-root and exec-root under DIR, with no
+#                              iptables and no bridge; sets `DOCKER_HOST` for `bk`
+# bench_dockerd_stop           stops it (its overlay mounts go with it)
+# bk ARGS...                   Debian's docker client (/usr/bin/docker, API 1.41) on that socket
+#                              with BuildKit (`DOCKER_BUILDKIT=1`)
 # many_files_context DIR       writes the many-files case: 20,000 small files in 200 dirs,
 #                              ~90 MB of random blobs, and a Dockerfile on debian that copies
 #                              them and edits 2,000, deletes 1,000, chmods 1,000 and grows one
@@ -82,4 +91,66 @@ bench_bases() {
         printf 'FROM %s\n' "$ref" | KILN_ROOT=$store "$KILN" build -q -f - \
             -o "type=oci,dest=${base_archive[$ref]}" "$dir/empty" >/dev/null
     done
+}
+
+bench_registry_start() {
+    local data=$1 port=$2
+    rm -rf "$data"
+    mkdir -p "$data"
+    cat >"$data.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $data
+http:
+  addr: 127.0.0.1:$port
+YML
+    docker-registry serve "$data.yml" >"$data.log" 2>&1 &
+    reg_pid=$!
+    for _ in $(seq 50); do
+        curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "registry did not start: $(cat "$data.log")" >&2
+    exit 1
+}
+
+bench_registry_stop() {
+    [ -n "${reg_pid:-}" ] || return 0
+    kill "$reg_pid" 2>/dev/null || true
+    wait "$reg_pid" 2>/dev/null || true
+    reg_pid=
+}
+
+bk() { DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
+
+bench_dockerd_start() {
+    local dir=$1
+    [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || {
+        echo "bench: BuildKit needs Debian's docker.io (apt-get install docker.io)" >&2
+        exit 1
+    }
+    mkdir -p "$dir"
+    export DOCKER_HOST="unix://$dir/docker.sock"
+    # Its own containerd (under exec-root), no network set-up: builds use the host network.
+    /usr/sbin/dockerd --data-root "$dir/data" --exec-root "$dir/exec" \
+        --pidfile "$dir/dockerd.pid" -H "$DOCKER_HOST" --iptables=false --ip-masq=false \
+        --bridge=none --storage-driver overlay2 >"$dir/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 100); do
+        bk version >/dev/null 2>&1 && return 0
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "dockerd did not start: $(tail -n 5 "$dir/dockerd.log")" >&2
+    exit 1
+}
+
+bench_dockerd_stop() {
+    [ -n "${dockerd_pid:-}" ] || return 0
+    kill "$dockerd_pid" 2>/dev/null || true
+    wait "$dockerd_pid" 2>/dev/null || true
+    dockerd_pid=
 }
