@@ -10,6 +10,9 @@
 #                              STORE (and prepares the fastapi wheels), and exports each REF as
 #                              an OCI archive under DIR for buildah; fills `base_archive`
 #                              (REF -> archive), which the caller declares with `declare -A`
+# bench_docker_bases STORE DIR REF...  exports each REF from STORE as a docker archive under
+#                              DIR/bases for `docker load`; fills `docker_archive` (REF ->
+#                              archive), which the caller declares with `declare -A`
 # bench_registry_start DIR PORT  starts a loopback `docker-registry` storing in DIR (emptied
 #                              first) on 127.0.0.1:PORT; sets `reg_pid`
 # bench_registry_stop          stops it
@@ -153,4 +156,33 @@ bench_dockerd_stop() {
     kill "$dockerd_pid" 2>/dev/null || true
     wait "$dockerd_pid" 2>/dev/null || true
     dockerd_pid=
+}
+
+bench_docker_bases() {
+    local store=$1 dir=$2 ref
+    shift 2
+    mkdir -p "$dir/bases" "$dir/empty"
+    for ref in "$@"; do
+        local name=${ref##*/}
+        docker_archive[$ref]=$dir/bases/${name%%:*}.docker.tar
+        [ -s "${docker_archive[$ref]}" ] && continue
+        printf 'FROM %s\n' "$ref" | KILN_ROOT=$store "$KILN" build -q -f - \
+            -o "type=docker,dest=${docker_archive[$ref]},name=$ref" "$dir/empty" >/dev/null
+    done
+}
+
+# bench_dockerd_fresh DIR: dockerd stopped, DIR moved aside with `discard` (the caller's) or
+# deleted, a new dockerd on DIR with every `docker_archive` loaded (and so unpacked).
+bench_dockerd_fresh() {
+    local dir=$1 ref
+    bench_dockerd_stop
+    if [ -d "$dir" ]; then
+        { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r |
+            while read -r m; do umount -l "$m" || true; done
+        if declare -F discard >/dev/null; then discard "$dir"; else rm -rf "$dir"; fi
+    fi
+    bench_dockerd_start "$dir"
+    for ref in "${!docker_archive[@]}"; do
+        bk load -q -i "${docker_archive[$ref]}" >/dev/null
+    done
 }

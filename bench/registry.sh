@@ -69,26 +69,8 @@ blob_bytes=$(du -sb "$work/layout/blobs" | cut -f1)
 echo "image: $(("$blob_bytes" / 1000000)) MB of blobs" >&2
 
 port_base=$((15000 + RANDOM % 20000))
-start_registry() { # $1 = data dir, $2 = port
-    cat >"$work/reg.yml" <<YML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $1
-http:
-  addr: 127.0.0.1:$2
-YML
-    docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
-    reg_pid=$!
-    for _ in $(seq 50); do
-        curl -fsS "http://127.0.0.1:$2/v2/" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "registry did not start: $(cat "$work/reg.log")" >&2; exit 1
-}
-stop_registry() { kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; }
+start_registry() { bench_registry_start "$1" "$2"; } # $1 = data dir, $2 = port
+stop_registry() { bench_registry_stop; }
 now() { date +%s.%N; }
 
 declare -A times

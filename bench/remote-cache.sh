@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Fresh-runner benchmark (issue 17): a build cache shared through a registry, kiln vs buildah.
+# Fresh-runner benchmark (issues 17, 22): a build cache shared through a registry, kiln vs
+# buildah vs BuildKit (Debian's docker.io: dockerd 20.10, whose built-in BuildKit exports a
+# cache only inline — BUILDKIT_INLINE_CACHE=1, mode=min: the final stage's layers, in the pushed
+# image — and reads it with --cache-from; each runner is a fresh dockerd data-root).
 #
 #   runner A   a fresh store with the bases present builds the case and exports its cache to
 #              a loopback docker-registry (kiln: --cache-to type=registry,mode=max; buildah:
-#              bud --layers --cache-to REPO)
+#              bud --layers --cache-to REPO; BuildKit: build with BUILDKIT_INLINE_CACHE=1, push)
 #   edit       runner B, another fresh store with only the bases, changes one context file and
 #              builds with the cache (kiln: --cache-from; buildah: --cache-from REPO), keeping
 #              the image locally (-t), so both end with the image in their store
@@ -19,7 +22,8 @@
 #
 # Usage: bench/remote-cache.sh [WORKDIR]   (default: a temp dir, removed at the end)
 # Env:   REPS (default 3), CASES (default "fastapi many-files"), TOOLS (default "kiln
-#        buildah"), KILN (default target/release/kiln, built if missing), BUILDAH_DRIVER
+#        buildah buildkit"), ORDER (interleaved, the default, or blocked), KILN (default
+#        target/release/kiln, built if missing), BUILDAH_DRIVER
 #        (default overlay). Needs root, buildah, docker-registry, mmdebstrap (bases.sh), pip
 #        (prepare.sh). Progress goes to stderr, the table to stdout.
 set -euo pipefail
@@ -29,17 +33,22 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 source "$repo/bench/lib.sh"
 REPS=${REPS:-3}
 CASES=${CASES:-"fastapi many-files"}
-TOOLS=${TOOLS:-"kiln buildah"}
+TOOLS=${TOOLS:-"kiln buildah buildkit"}
+ORDER=${ORDER:-interleaved}
+case $ORDER in interleaved | blocked) ;; *) echo "remote-cache.sh: ORDER must be interleaved or blocked (got $ORDER)" >&2; exit 2 ;; esac
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
-for tool in buildah docker-registry curl; do
+needs=(docker-registry curl)
+case " $TOOLS " in *" buildah "*) needs+=(buildah) ;; esac
+case " $TOOLS " in *" buildkit "*) needs+=(/usr/sbin/dockerd /usr/bin/docker) ;; esac
+for tool in "${needs[@]}"; do
   command -v "$tool" >/dev/null || { echo "remote-cache.sh: needs $tool (bash .ci/install-deps)" >&2; exit 1; }
 done
 work=${1:-}
 if [ -z "$work" ]; then
   work=$(mktemp -d)
-  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+  trap 'bench_dockerd_stop; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 else
-  trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+  trap 'bench_dockerd_stop; kill $(jobs -p) 2>/dev/null || true' EXIT
 fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
@@ -50,11 +59,15 @@ log() { echo "remote-cache.sh: $*" >&2; }
 bases_store=$work/bases-store
 declare -A base_archive=()
 bench_bases "$bases_store" "$work" docker.io/library/debian:bookworm-slim docker.io/library/python:3.11-slim
+declare -A docker_archive=()
+bench_docker_bases "$bases_store" "$work" docker.io/library/debian:bookworm-slim docker.io/library/python:3.11-slim
 ctx=$work/contexts
 rm -rf "$ctx"
 mkdir -p "$ctx"
 cp -a "$repo/examples/python-fastapi" "$ctx/fastapi"
 rm -rf "$ctx/fastapi/.prepare.lock"
+# BuildKit resolves `# syntax=` by pulling that frontend image; there is no Docker Hub here.
+sed -i '/^# syntax=/d' "$ctx/fastapi/Dockerfile"
 log "generating the many-files context"
 many_files_context "$ctx/many-files"
 edit_file() {
@@ -69,27 +82,9 @@ port=$((15000 + RANDOM % 20000))
 reg_pid=
 start_registry() {
   port=$((port + 1))
-  rm -rf "$work/regdata"
-  cat >"$work/reg.yml" <<YML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/regdata
-http:
-  addr: 127.0.0.1:$port
-YML
-  docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
-  reg_pid=$!
-  for _ in $(seq 50); do
-    curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "registry did not start: $(cat "$work/reg.log")" >&2
-  exit 1
+  bench_registry_start "$work/regdata" "$port"
 }
-stop_registry() { kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; }
+stop_registry() { bench_registry_stop; }
 
 # kiln_runner NAME: a fresh store with the bases imported and unpacked.
 kiln_runner() {
@@ -115,6 +110,7 @@ buildah_runner() {
   done
   echo "$root"
 }
+buildkit_runner() { bench_dockerd_fresh "$work/docker-$1"; }
 bh() { local root=$1; shift; buildah --root "$root/root" --runroot "$root/run" --storage-driver "${BUILDAH_DRIVER:-overlay}" "$@"; }
 
 # timed NAME COMMAND…: runs it, prints its wall time; its output goes to $work/last.log.
@@ -134,55 +130,79 @@ for case in $CASES; do
   context=$ctx/$case
   file=$(edit_file "$case")
   cp "$file" "$work/orig"
-  for tool in $TOOLS; do
-    for rep in $(seq 1 "$REPS"); do
-      cp "$work/orig" "$file"
-      start_registry
-      reg=127.0.0.1:$port
-      case $tool in
-        kiln)
-          a=$(kiln_runner a)
-          KILN_ROOT=$a "$KILN" build --progress plain -t "bench-$case" \
-            --cache-to "type=registry,ref=$reg/cache/$case:main,mode=max" "$context" >"$work/a.log" 2>&1 \
-            || { tail -n 20 "$work/a.log" >&2; exit 1; }
-          t_import_off=$(timed "no-op" env KILN_ROOT="$a" "$KILN" build -q -t "bench-$case" "$context")
-          t_import_on=$(timed "no-op import" env KILN_ROOT="$a" "$KILN" build -q -t "bench-$case" \
-            --cache-from "type=registry,ref=$reg/cache/$case:main" "$context")
-          c=$(kiln_runner c)
-          t_push=$(timed "push" env KILN_ROOT="$c" "$KILN" build --progress plain \
-            --cache-from "type=registry,ref=$reg/cache/$case:main" \
-            --output "type=image,name=$reg/app/$case:c,push=true" "$context")
-          b=$(kiln_runner b)
-          echo "# edited $rep" >>"$file"
-          t_edit=$(timed "edit" env KILN_ROOT="$b" "$KILN" build --progress plain -t "bench-$case" \
-            --cache-from "type=registry,ref=$reg/cache/$case:main" "$context")
-          import=$(awk -v a="$t_import_on" -v b="$t_import_off" 'BEGIN { printf "%.3f\n", a - b }')
-          ;;
-        buildah)
-          a=$(buildah_runner a)
-          bh "$a" bud --layers --pull-never --tls-verify=false -t "bench-$case" \
-            --cache-to "$reg/cache/$case" "$context" >"$work/a.log" 2>&1 \
-            || { tail -n 20 "$work/a.log" >&2; exit 1; }
-          c=$(buildah_runner c)
-          t_push=$(timed "push" sh -c "buildah --root '$c/root' --runroot '$c/run' --storage-driver '${BUILDAH_DRIVER:-overlay}' bud --layers --pull-never --tls-verify=false --cache-from '$reg/cache/$case' -t '$reg/app/$case:c' '$context' && buildah --root '$c/root' --runroot '$c/run' --storage-driver '${BUILDAH_DRIVER:-overlay}' push --tls-verify=false '$reg/app/$case:c'")
-          b=$(buildah_runner b)
-          echo "# edited $rep" >>"$file"
-          t_edit=$(timed "edit" bh "$b" bud --layers --pull-never --tls-verify=false \
-            --cache-from "$reg/cache/$case" -t "bench-$case" "$context")
-          import=-
-          ;;
-      esac
-      stop_registry
-      log "$case rep $rep $tool: edit ${t_edit}s push ${t_push}s import ${import}s"
-      printf '%s\t%s\tedit\t%s\n%s\t%s\tpush\t%s\n' "$case" "$tool" "$t_edit" "$case" "$tool" "$t_push" >>"$results"
-      [ "$import" = - ] || printf '%s\t%s\timport\t%s\n' "$case" "$tool" "$import" >>"$results"
-    done
+  # ORDER=interleaved: repetition-major (every tool once, then again), so a drifting machine
+  # weighs on every tool alike; blocked: each tool's repetitions together.
+  pairs=()
+  if [ "$ORDER" = interleaved ]; then
+    for rep in $(seq 1 "$REPS"); do for tool in $TOOLS; do pairs+=("$tool:$rep"); done; done
+  else
+    for tool in $TOOLS; do for rep in $(seq 1 "$REPS"); do pairs+=("$tool:$rep"); done; done
+  fi
+  for pair in "${pairs[@]}"; do
+    tool=${pair%%:*} rep=${pair#*:}
+    cp "$work/orig" "$file"
+    start_registry
+    reg=127.0.0.1:$port
+    case $tool in
+      kiln)
+        a=$(kiln_runner a)
+        KILN_ROOT=$a "$KILN" build --progress plain -t "bench-$case" \
+          --cache-to "type=registry,ref=$reg/cache/$case:main,mode=max" "$context" >"$work/a.log" 2>&1 \
+          || { tail -n 20 "$work/a.log" >&2; exit 1; }
+        t_import_off=$(timed "no-op" env KILN_ROOT="$a" "$KILN" build -q -t "bench-$case" "$context")
+        t_import_on=$(timed "no-op import" env KILN_ROOT="$a" "$KILN" build -q -t "bench-$case" \
+          --cache-from "type=registry,ref=$reg/cache/$case:main" "$context")
+        c=$(kiln_runner c)
+        t_push=$(timed "push" env KILN_ROOT="$c" "$KILN" build --progress plain \
+          --cache-from "type=registry,ref=$reg/cache/$case:main" \
+          --output "type=image,name=$reg/app/$case:c,push=true" "$context")
+        b=$(kiln_runner b)
+        echo "# edited $rep" >>"$file"
+        t_edit=$(timed "edit" env KILN_ROOT="$b" "$KILN" build --progress plain -t "bench-$case" \
+          --cache-from "type=registry,ref=$reg/cache/$case:main" "$context")
+        import=$(awk -v a="$t_import_on" -v b="$t_import_off" 'BEGIN { printf "%.3f\n", a - b }')
+        ;;
+      buildah)
+        a=$(buildah_runner a)
+        bh "$a" bud --layers --pull-never --tls-verify=false -t "bench-$case" \
+          --cache-to "$reg/cache/$case" "$context" >"$work/a.log" 2>&1 \
+          || { tail -n 20 "$work/a.log" >&2; exit 1; }
+        c=$(buildah_runner c)
+        t_push=$(timed "push" sh -c "buildah --root '$c/root' --runroot '$c/run' --storage-driver '${BUILDAH_DRIVER:-overlay}' bud --layers --pull-never --tls-verify=false --cache-from '$reg/cache/$case' -t '$reg/app/$case:c' '$context' && buildah --root '$c/root' --runroot '$c/run' --storage-driver '${BUILDAH_DRIVER:-overlay}' push --tls-verify=false '$reg/app/$case:c'")
+        b=$(buildah_runner b)
+        echo "# edited $rep" >>"$file"
+        t_edit=$(timed "edit" bh "$b" bud --layers --pull-never --tls-verify=false \
+          --cache-from "$reg/cache/$case" -t "bench-$case" "$context")
+        import=-
+        ;;
+      buildkit)
+        buildkit_runner a
+        { bk build --network host --build-arg BUILDKIT_INLINE_CACHE=1 -t "$reg/cache/$case:main" \
+            "$context" && bk push "$reg/cache/$case:main"; } >"$work/a.log" 2>&1 \
+          || { tail -n 20 "$work/a.log" >&2; exit 1; }
+        buildkit_runner c
+        t_push=$(timed "push" sh -c "DOCKER_BUILDKIT=1 /usr/bin/docker build --network host --cache-from '$reg/cache/$case:main' -t '$reg/app/$case:c' '$context' && /usr/bin/docker push '$reg/app/$case:c'")
+        buildkit_runner b
+        echo "# edited $rep" >>"$file"
+        t_edit=$(timed "edit" bk build --network host --cache-from "$reg/cache/$case:main" \
+          -t "bench-$case" "$context")
+        bench_dockerd_stop
+        import=-
+        ;;
+    esac
+    stop_registry
+    log "$case rep $rep $tool: edit ${t_edit}s push ${t_push}s import ${import}s"
+    printf '%s\t%s\tedit\t%s\n%s\t%s\tpush\t%s\n' "$case" "$tool" "$t_edit" "$case" "$tool" "$t_push" >>"$results"
+    [ "$import" = - ] || printf '%s\t%s\timport\t%s\n' "$case" "$tool" "$import" >>"$results"
   done
   cp "$work/orig" "$file"
 done
 
 echo
-echo "$(nproc) cores, REPS=$REPS, $("$KILN" --version), $(buildah --version); seconds, median (min–max)"
+versions="$("$KILN" --version)"
+case " $TOOLS " in *" buildah "*) versions+=", $(buildah --version)" ;; esac
+case " $TOOLS " in *" buildkit "*) versions+=", BuildKit in dockerd $(/usr/sbin/dockerd --version | cut -d' ' -f3 | tr -d ,)" ;; esac
+echo "$(nproc) cores, REPS=$REPS, ORDER=$ORDER, $versions; seconds, median (min–max)"
 echo
 echo "| case | phase | $(echo "$TOOLS" | sed 's/ / | /g') |"
 echo "|---|---|$(echo "$TOOLS" | sed 's/[^ ]*/---|/g; s/ //g')"

@@ -33,7 +33,8 @@
 #        buildkit buildah floor"; also buildah-j4 = `--jobs 4`, kiln-j4 = `--jobs 4` on the
 #        parallel cases (kiln's default already runs every ready stage), kiln-b = a second kiln
 #        binary, KILN_B, against KILN: before/after a change), ORDER (interleaved or blocked),
-#        PUSH (1 = time the push phase, default; 0 = skip it), KILN (default:
+#        PUSH (1 = time the push phase, default; 0 = skip it), BREAKDOWN (1 = kiln's cold
+#        builds log their phases' spans and a table sums them per case, default), KILN (default:
 #        target/release/kiln), BUILDAH_DRIVER (overlay or vfs; default overlay, falling back
 #        to vfs), BUILDAH_ISOLATION (default chroot). Needs root, jq, mmdebstrap (via bases.sh),
 #        pip (prepare.sh), the Debian mirror (static-binary's apt-get), docker-registry and curl
@@ -51,6 +52,10 @@ CASES=${CASES:-"fastapi fastapi-test static-binary many-files parallel parallel-
 TOOLS=${TOOLS:-"kiln buildkit buildah floor"}
 ORDER=${ORDER:-interleaved}
 PUSH=${PUSH:-1}
+BREAKDOWN=${BREAKDOWN:-1}
+# The spans a cold kiln build logs for the breakdown (kiln-cli: KILN_LOG prints each span's
+# busy time when it closes).
+breakdown_filter=kiln_build=debug,kiln_store=debug,kiln_sandbox=debug
 KILN=${KILN:-$repo/target/release/kiln}
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 [ -x "$KILN" ] || { echo "tutorials.sh: no kiln at $KILN (cargo build --release)" >&2; exit 1; }
@@ -91,14 +96,10 @@ bases_store=$work/bases-store
 declare -A base_archive=() docker_archive=() base_rootfs=()
 base_refs=(docker.io/library/busybox:latest docker.io/library/debian:bookworm-slim docker.io/library/python:3.11-slim)
 bench_bases "$bases_store" "$work" "${base_refs[@]}"
+bench_docker_bases "$bases_store" "$work" "${base_refs[@]}"
 for ref in "${base_refs[@]}"; do
   name=${ref##*/}
-  docker_archive[$ref]=$work/bases/${name%%:*}.docker.tar
   base_rootfs[$ref]=$work/bases/${name%%:*}.rootfs
-  if [ ! -s "${docker_archive[$ref]}" ]; then
-    printf 'FROM %s\n' "$ref" | KILN_ROOT=$bases_store "$KILN" build -q -f - \
-      -o "type=docker,dest=${docker_archive[$ref]},name=$ref" "$work/empty" >/dev/null
-  fi
   if [ ! -d "${base_rootfs[$ref]}" ]; then
     printf 'FROM %s\n' "$ref" | KILN_ROOT=$bases_store "$KILN" build -q -f - \
       -o "type=local,dest=${base_rootfs[$ref]}" "$work/empty" >/dev/null
@@ -211,18 +212,7 @@ fi
 # BuildKit: a fresh dockerd data-root per repetition, the bases loaded into it (`docker load`
 # unpacks them, as buildah's pull and kiln's first run do).
 docker_dir=$work/docker
-buildkit_fresh() {
-  bench_dockerd_stop
-  if [ -d "$docker_dir" ]; then
-    unmount_under "$docker_dir"
-    discard "$docker_dir"
-  fi
-  bench_dockerd_start "$docker_dir"
-  local ref
-  for ref in "${!docker_archive[@]}"; do
-    bk load -q -i "${docker_archive[$ref]}" >/dev/null
-  done
-}
+buildkit_fresh() { bench_dockerd_fresh "$docker_dir"; }
 
 kiln_store=$work/kiln-store
 # kiln_bin TOOL: the kiln binary a tool runs (KILN_B for kiln-b, else KILN).
@@ -334,10 +324,13 @@ build() {
   # flusher threads on these 2 cores while the next build is timed.
   sync
   start=$(date +%s.%N)
+  # A kiln cold build logs its timed spans (KILN_LOG) for the per-phase breakdown.
+  local log_spec=
+  [ "$BREAKDOWN" != 1 ] || [ "${build_phase:-}" != cold ] || log_spec=$breakdown_filter
   case $tool in
-    kiln) KILN_ROOT=$kiln_store "$KILN" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
-    kiln-b) KILN_ROOT=$kiln_store "$KILN_B" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
-    kiln-j4) KILN_ROOT=$kiln_store "$KILN" build --progress plain --jobs 4 ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+    kiln) KILN_LOG=$log_spec KILN_ROOT=$kiln_store "$KILN" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+    kiln-b) KILN_LOG=$log_spec KILN_ROOT=$kiln_store "$KILN_B" build --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
+    kiln-j4) KILN_LOG=$log_spec KILN_ROOT=$kiln_store "$KILN" build --progress plain --jobs 4 ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
     buildkit) bk build --network host --progress plain ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
     buildah) buildah_cmd bud --layers --pull-never ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
     buildah-j4) buildah_cmd bud --layers --jobs 4 --pull-never ${flags[@]+"${flags[@]}"} -t "bench-$case" "$context" ;;
@@ -403,7 +396,10 @@ one_rep() {
     mkdir -p "$work/orig"
     cp -p "$edit_file" "$orig"
   fi
+  build_phase=cold
   cold=$(build "$tool" "$case")
+  build_phase=
+  case $tool in kiln*) mkdir -p "$work/spans"; cp "$work/last.log" "$work/spans/$case.$tool.$rep.log" ;; esac
   if [ "$tool" != floor ]; then
     [ "$PUSH" != 1 ] || pushed=$(push "$tool" "$case")
     warm=$(build "$tool" "$case")
@@ -532,3 +528,64 @@ for case in $CASES; do
   echo "$case: one stage alone (kiln --target a, cold) $(stat "$case" kiln-one-stage 3) s;" \
     "the 4 stages (kiln, cold) $(stat "$case" kiln 3) s ($(ratio "$(median "$case" kiln 3)" "$(median "$case" kiln-one-stage 3)"))"
 done
+
+# ---- where a kiln cold build's time goes -----------------------------------------------------
+# Each phase sums its spans' busy time (KILN_LOG=…=debug prints "NAME: close time.busy=…"), per
+# build, median over the repetitions. RUN, COPY, diff/tar and the rest run on the critical path
+# of a one-stage-at-a-time build; compression runs in the background beside them, and only
+# what the image's assembly waits for of it delays the build ("assemble" includes that wait).
+span_phase() { # span name -> phase column
+  case $1 in
+    unpack_snapshot | sync_snapshot | fetch_cached_layer) echo unpack ;;
+    run_sandbox | run_cleanup | isolation_probe | restore_cache_mount) echo run ;;
+    copy_prepare | copy_materialize | hash_memo_load | hash_memo_save) echo copy ;;
+    commit_layer) echo diff ;;
+    compress_layer) echo compress ;;
+    plan_build) echo plan ;;
+    assemble_image) echo assemble ;;
+    export_outputs) echo export ;;
+    *) echo "" ;;
+  esac
+}
+phase_seconds() { # phase_seconds LOG -> "phase seconds" lines (top-level spans only)
+  sed -n 's/^.* DEBUG \(.*\): close time\.busy=\([0-9.]*\)\([a-zµ]*\) .*$/\1 \2 \3/p' "$1" |
+    while read -r path value unit; do
+      # Nested spans (copy_prepare:copy_plan) are inside their parent's time.
+      case $path in *:*) continue ;; esac
+      name=${path%%\{*}
+      phase=$(span_phase "$name")
+      [ -n "$phase" ] || continue
+      awk -v p="$phase" -v v="$value" -v u="$unit" 'BEGIN {
+        f = (u == "s") ? 1 : (u == "ms") ? 1e-3 : (u == "µs" || u == "us") ? 1e-6 : 1e-9
+        printf "%s %.6f\n", p, v * f }'
+    done | awk '{ t[$1] += $2 } END { for (p in t) printf "%s %.3f\n", p, t[p] }'
+}
+if [ "$BREAKDOWN" = 1 ] && [ -d "$work/spans" ]; then
+  phases="plan unpack run copy diff compress assemble export"
+  echo
+  echo "Where kiln's cold build goes (seconds, median over the repetitions; compression runs in"
+  echo "the background, and \"assemble\" includes waiting for what is left of it):"
+  echo
+  echo "| case | wall | $(echo "$phases" | sed 's/ / | /g') | rest | floor | wall − floor |"
+  echo "|---|$(for _ in $phases; do printf -- '---:|'; done)---:|---:|---:|---:|"
+  for case in $CASES; do
+    for f in "$work/spans/$case".kiln.*.log; do
+      [ -f "$f" ] || continue
+      phase_seconds "$f" >"$f.phases"
+    done
+    ls "$work/spans/$case".kiln.*.log.phases >/dev/null 2>&1 || continue
+    line="| $case | $(median "$case" kiln 3) |"
+    sum=0
+    for phase in $phases; do
+      v=$(cat "$work/spans/$case".kiln.*.log.phases | awk -v p="$phase" '$1 == p { print $2 }' | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; else print 0 }')
+      line+=" $(printf '%.2f' "$v") |"
+      [ "$phase" = compress ] || sum=$(awk -v a="$sum" -v b="$v" 'BEGIN { print a + b }')
+    done
+    wall=$(median "$case" kiln 3)
+    floor=$(median "$case" floor 3)
+    line+=" $(awk -v w="$wall" -v s="$sum" 'BEGIN { printf "%.2f", w - s }') |"
+    line+=" ${floor:-–} | $(awk -v w="$wall" -v f="$floor" 'BEGIN { if (f != "") printf "%.2f", w - f; else print "–" }') |"
+    echo "$line"
+  done
+fi
