@@ -549,10 +549,10 @@ span_phase() { # span name -> phase column
 }
 phase_seconds() { # phase_seconds LOG -> "phase seconds" lines (top-level spans only)
   sed -n 's/^.* DEBUG \(.*\): close time\.busy=\([0-9.]*\)\([a-zµ]*\) .*$/\1 \2 \3/p' "$1" |
-    while read -r path value unit; do
+    sed 's/{[^}]*}//g' | while read -r path value unit; do
       # Nested spans (copy_prepare:copy_plan) are inside their parent's time.
       case $path in *:*) continue ;; esac
-      name=${path%%\{*}
+      name=$path
       phase=$(span_phase "$name")
       [ -n "$phase" ] || continue
       awk -v p="$phase" -v v="$value" -v u="$unit" 'BEGIN {
