@@ -39,6 +39,8 @@ const MAX_STRING_BYTES: u64 = 4 << 20;
 const MAX_HEADER_TABLE_BYTES: u64 = 4 << 20;
 /// The most of the section name table read.
 const MAX_SHSTRTAB_BYTES: u64 = 1 << 20;
+/// The version Go gives code built from a directory rather than a module download.
+const DEVEL: &str = "(devel)";
 /// `PT_LOAD`: a loadable segment.
 const PT_LOAD: u32 = 1;
 /// `PF_X`, `PF_W`: segment flags.
@@ -500,10 +502,16 @@ pub(super) fn parse_modinfo(text: &str) -> BuildInfo {
         match key {
             "mod" => info.main = Some(module),
             "dep" => info.deps.push(module),
-            // A replacement of the preceding dep: the code that was built is the replacement.
+            // A replacement of the preceding dep: the code that was built is the replacement
+            // (syft lists it). A local directory (`=> ../fork`) names no module, so the
+            // module keeps its path, versioned `(devel)` as Go versions local code.
             "=>" => {
                 if let Some(last) = info.deps.last_mut() {
-                    *last = module;
+                    if module.path.starts_with(['.', '/']) {
+                        last.version = DEVEL.to_owned();
+                    } else {
+                        *last = module;
+                    }
                 }
             }
             _ => {}

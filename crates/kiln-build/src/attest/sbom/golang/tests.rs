@@ -55,12 +55,12 @@ pub(in crate::attest::sbom) fn elf(
 
     f.extend_from_slice(payload);
     if with_section {
-        while f.len() % 8 != 0 {
+        while !f.len().is_multiple_of(8) {
             f.push(0);
         }
         let names_at = f.len();
         f.extend_from_slice(b"\0.shstrtab\0.go.buildinfo\0");
-        while f.len() % 8 != 0 {
+        while !f.len().is_multiple_of(8) {
             f.push(0);
         }
         let table_at = f.len();
@@ -119,7 +119,7 @@ pub(in crate::attest::sbom) fn framed(modinfo: &str) -> Vec<u8> {
 fn uvarint(mut n: usize) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let byte = (n & 0x7f) as u8;
+        let byte = u8::try_from(n & 0x7f).unwrap();
         n >>= 7;
         if n == 0 {
             out.push(byte);
@@ -147,7 +147,7 @@ fn pointer_blob(is_64: bool, big_endian: bool, version: &str, modinfo: &[u8]) ->
     let word = if is_64 { 8 } else { 4 };
     let addr = |offset: usize| BASE + (PAYLOAD_OFFSET + offset) as u64;
     let mut blob = MAGIC.to_vec();
-    blob.extend_from_slice(&[word as u8, u8::from(big_endian)]);
+    blob.extend_from_slice(&[u8::try_from(word).unwrap(), u8::from(big_endian)]);
     let headers_at = HEADER_LEN;
     let version_at = headers_at + 4 * word;
     let modinfo_at = version_at + version.len();
@@ -193,6 +193,8 @@ mod\texample.com/app\t(devel)\t\n\
 dep\tgithub.com/google/uuid\tv1.3.0\th1:t6JiXgmwXMjEs8VusXIJk2BXHsn+wx8BZdTaoZ5fu7I=\n\
 dep\tgolang.org/x/text\tv0.3.0\th1:abc=\n\
 =>\tgolang.org/x/text\tv0.14.0\th1:def=\n\
+dep\texample.com/local\tv0.0.0-00010101000000-000000000000\t\n\
+=>\t./local\t\t\n\
 build\t-compiler=gc\n\
 build\tGOOS=linux\n";
 
@@ -218,6 +220,10 @@ fn expected(go_version: &str) -> BuildInfo {
             Module {
                 path: "golang.org/x/text".into(),
                 version: "v0.14.0".into(),
+            },
+            Module {
+                path: "example.com/local".into(),
+                version: "(devel)".into(),
             },
         ],
     }
@@ -306,6 +312,7 @@ fn go_packages_have_module_purls() {
             "pkg:golang/example.com/app@%28devel%29",
             "pkg:golang/github.com/google/uuid@v1.3.0",
             "pkg:golang/golang.org/x/text@v0.14.0",
+            "pkg:golang/example.com/local@%28devel%29",
             "pkg:golang/stdlib@1.21.5",
         ]
     );
@@ -392,7 +399,12 @@ fn real_go_binary_build_info() {
             version: "(devel)".into()
         })
     );
-    // The dependency, replaced by the local directory (cmd/go writes its path, no version).
-    assert_eq!(info.deps.len(), 1, "{info:?}");
-    assert_eq!(info.deps[0].path, "../greet");
+    // The dependency, replaced by a local directory: its module path, versioned (devel).
+    assert_eq!(
+        info.deps,
+        [Module {
+            path: "example.com/greet".into(),
+            version: "(devel)".into()
+        }]
+    );
 }
