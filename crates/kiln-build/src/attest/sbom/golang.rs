@@ -508,7 +508,7 @@ pub(super) fn parse_modinfo(text: &str) -> BuildInfo {
             "=>" => {
                 if let Some(last) = info.deps.last_mut() {
                     if module.path.starts_with(['.', '/']) {
-                        last.version = DEVEL.to_owned();
+                        DEVEL.clone_into(&mut last.version);
                     } else {
                         *last = module;
                     }

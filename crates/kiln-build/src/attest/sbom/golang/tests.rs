@@ -384,6 +384,7 @@ fn real_go_binary_build_info() {
     let version = std::process::Command::new("go")
         .args(["env", "GOVERSION"])
         .env("GOCACHE", &cache)
+        .env("GOPATH", root.join("gopath"))
         .output()
         .unwrap();
     let go_version = String::from_utf8(version.stdout).unwrap().trim().to_owned();
