@@ -4,7 +4,8 @@
 //!
 //! What is found, as syft and BuildKit's SBOM scanner find it:
 //! - Debian packages: `/var/lib/dpkg/status` (installed ones only) and the per-package files
-//!   of `/var/lib/dpkg/status.d/` that distroless images have ([`dpkg`]);
+//!   of `/var/lib/dpkg/status.d/` that distroless images have, with the licences of their
+//!   machine-readable `/usr/share/doc/NAME/copyright` files ([`dpkg`]);
 //! - Alpine packages: `/lib/apk/db/installed` ([`apk`]);
 //! - Python distributions: every `*.dist-info/METADATA`, `*.egg-info/PKG-INFO` and
 //!   `*.egg-info` file in the tree, so site-packages, dist-packages and virtualenvs alike
@@ -49,6 +50,10 @@ const SKIPPED_TOP_DIRS: [&str; 3] = ["proc", "sys", "dev"];
 
 /// Executables larger than this are not inspected for Go build info.
 const MAX_EXECUTABLE_BYTES: u64 = 1 << 30;
+
+/// Debian copyright files larger than this are not read (the largest in bookworm are a
+/// few hundred KiB).
+const MAX_COPYRIGHT_BYTES: u64 = 16 << 20;
 
 /// The ELF magic, the first four bytes of every ELF file.
 const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
@@ -231,6 +236,16 @@ pub(crate) fn scan(fs: &RootFs) -> Result<Vec<Package>, SbomError> {
             &distro,
             false,
         ));
+    }
+    // dpkg's database has no licence; the package's DEP-5 copyright file may declare them.
+    for package in &mut packages {
+        let path = dpkg::copyright_path(&package.name);
+        if let Some(bytes) = fs
+            .read_capped(&path, MAX_COPYRIGHT_BYTES)
+            .map_err(read_error(&path))?
+        {
+            package.license = dpkg::copyright_license(&String::from_utf8_lossy(&bytes));
+        }
     }
     if let Some(bytes) = read(apk::INSTALLED)? {
         packages.extend(apk::parse_installed(

@@ -337,6 +337,35 @@ fn dpkg_status_lists_installed_packages_only() {
 }
 
 #[test]
+fn dpkg_copyright_files_declare_licences() {
+    // Real bookworm files: libzstd1's (several stanzas, `or`, Debian spellings) and
+    // tzdata's (one licence with no SPDX identifier).
+    let zstd = dpkg::copyright_license(&fixture("copyright-libzstd1")).unwrap();
+    assert_eq!(
+        zstd,
+        "(BSD-3-Clause OR GPL-2.0-only) AND BSD-3-Clause AND GPL-2.0-only AND MIT AND Zlib"
+    );
+    assert!(spdx::is_valid_expression(&zstd));
+    assert_eq!(
+        dpkg::copyright_license(&fixture("copyright-tzdata")).as_deref(),
+        Some("public-domain")
+    );
+    let gnu = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+        Files: *\nLicense: LGPL-2.1+\n\nFiles: b\nLicense: GPL-3\n";
+    assert_eq!(
+        dpkg::copyright_license(gnu).as_deref(),
+        Some("GPL-3.0-only AND LGPL-2.1-or-later")
+    );
+    // A free-form copyright file declares nothing machine-readable.
+    let free_form = "This is the Debian prepackaged version of bash.\n\nLicense: GPL-3+\n";
+    assert_eq!(dpkg::copyright_license(free_form), None);
+    assert_eq!(
+        dpkg::copyright_path("libc6"),
+        "/usr/share/doc/libc6/copyright"
+    );
+}
+
+#[test]
 fn apk_installed_db_lists_every_stanza() {
     let distro = Distro {
         id: Some("alpine".into()),
@@ -507,6 +536,18 @@ fn fixture_tree(root: &Path) {
     write(root, "var/lib/dpkg/status", fixture("dpkg-status"));
     write(
         root,
+        "usr/share/doc/tzdata/copyright",
+        fixture("copyright-tzdata"),
+    );
+    // Debian links the doc directories of some packages to another's.
+    write(
+        root,
+        "usr/share/doc/libzstd1/copyright",
+        fixture("copyright-libzstd1"),
+    );
+    symlink(root, "usr/share/doc/bsdutils", "libzstd1");
+    write(
+        root,
         "var/lib/dpkg/status.d/base-files",
         "Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\nMaintainer: Santiago Vila <sanvila@debian.org>\n",
     );
@@ -626,6 +667,15 @@ fn scan_finds_every_kind_in_a_directory() {
             "go stdlib go1.21.5 /usr/local/bin/app",
         ]
     );
+    let license = |name: &str| {
+        packages
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.license.clone())
+    };
+    assert_eq!(license("tzdata").as_deref(), Some("public-domain"));
+    assert!(license("bsdutils").unwrap().ends_with("AND MIT AND Zlib"));
+    assert_eq!(license("libc6"), None, "no copyright file");
     // The distro came from /etc/os-release, a symlink into /usr/lib.
     assert!(
         packages[0].purl.ends_with("?arch=amd64&distro=debian-12"),
@@ -851,6 +901,11 @@ fn spdx_licences_become_expressions_references_or_noassertion() {
     assert_eq!(declared("left-pad"), "WTFPL");
     assert_eq!(declared("requests"), "LicenseRef-Apache-2.0");
     assert_eq!(declared("nested"), "LicenseRef-SEE-LICENSE-IN-LICENSE.md");
+    assert_eq!(declared("tzdata"), "LicenseRef-public-domain");
+    assert_eq!(
+        declared("bsdutils"),
+        "(BSD-3-Clause OR GPL-2.0-only) AND BSD-3-Clause AND GPL-2.0-only AND MIT AND Zlib"
+    );
     assert_eq!(
         declared("custom"),
         "LicenseRef-MIT-AND-LicenseRef-Proprietary"
@@ -877,6 +932,7 @@ fn spdx_licences_become_expressions_references_or_noassertion() {
                 "LicenseRef-SEE-LICENSE-IN-LICENSE.md",
                 "SEE LICENSE IN LICENSE.md"
             ),
+            ("LicenseRef-public-domain", "public-domain"),
         ]
     );
     // Suppliers.
