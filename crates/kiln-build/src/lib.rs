@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod annotation;
+mod attest;
 mod cache_options;
 mod context_source;
 mod copy;

@@ -1,0 +1,2 @@
+//! Build attestations: the SBOM scanner and SPDX writer ([`sbom`]).
+pub(crate) mod sbom;
