@@ -19,6 +19,7 @@ pub const TOOLS: &[&str] = &[
     "flock",
     "gcc",
     "git",
+    "go",
     "htpasswd",
     "jq",
     "mmdebstrap",
