@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod annotation;
+mod attest;
 mod cache_options;
 mod context_source;
 mod copy;
@@ -15,6 +16,10 @@ mod run_image;
 mod scheduler;
 
 pub use annotation::{Annotation, AnnotationError, AnnotationKey, AnnotationLevel, Annotations};
+pub use attest::{
+    Attest, AttestError, AttestKind, AttestationError, ProvenanceAttest, ProvenanceMode, SbomAttest,
+    ScanStages,
+};
 pub use cache_options::{CacheExport, CacheLocation, CacheMode, CacheSource, CacheSpecError};
 pub use context_source::{ContextSource, ContextSourceError, ContextStream};
 pub use copy::CopyError;

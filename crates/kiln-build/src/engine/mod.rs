@@ -14,6 +14,7 @@ mod download;
 mod driver;
 mod error;
 mod executor;
+mod attestations;
 mod export;
 mod ignore;
 mod lazy;
