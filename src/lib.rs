@@ -52,7 +52,8 @@
 #![forbid(unsafe_code)]
 
 pub use kiln_build::{
-    Annotation, AnnotationError, AnnotationKey, AnnotationLevel, Annotations, ArchiveFormat,
+    Annotation, AnnotationError, AnnotationKey, AnnotationLevel, Annotations, ArchiveFormat, Attest,
+    AttestError, AttestKind, AttestationError, ProvenanceAttest, ProvenanceMode, SbomAttest, ScanStages,
     BlobOutcome, BuildError, BuildOutcome, Builder, CacheExport, CacheExportError, CacheLocation,
     CacheMode, CacheSource, CacheSpecError, ChangeError, ClientConfig, ConfigChanges, ContainerRun,
     ContextSource, ContextStream, Direction, Event, EventSink, ExitStatus, ExportOptions,
