@@ -1,6 +1,7 @@
 //! Integration tests of the real `kiln` binary, one module per feature.
 
 mod annotations;
+mod attestations;
 mod archives;
 mod bad_input;
 mod builds;
