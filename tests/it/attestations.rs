@@ -149,9 +149,23 @@ fn build_layout(store: &Path, ctx: &Path, layout: &Path, flags: &[&str]) {
     let out = kiln_in(store)
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .env("KILN_TEST_TOKEN", SECRET)
-        .args(["build", "--progress", "plain", "--secret", "id=token,env=KILN_TEST_TOKEN"])
-        .args(["--build-arg", "VERSION=1.2", "--label", "org.example.team=build"])
-        .args(["-o", &format!("type=oci,dest={},tar=false", layout.display())])
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--secret",
+            "id=token,env=KILN_TEST_TOKEN",
+        ])
+        .args([
+            "--build-arg",
+            "VERSION=1.2",
+            "--label",
+            "org.example.team=build",
+        ])
+        .args([
+            "-o",
+            &format!("type=oci,dest={},tar=false", layout.display()),
+        ])
         .args(flags)
         .arg(ctx)
         .output()
@@ -209,14 +223,21 @@ fn attestations_are_attached_as_buildkit_attaches_them_root() {
         .iter()
         .map(|l| &l["digest"])
         .collect();
-    let diff_ids: Vec<&Value> = config["rootfs"]["diff_ids"].as_array().unwrap().iter().collect();
+    let diff_ids: Vec<&Value> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     assert_eq!(diff_ids, layer_digests);
 
     let statements = statements(&layout, attestation);
     let types: Vec<&str> = statements.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         types,
-        ["https://spdx.dev/Document", "https://slsa.dev/provenance/v1"],
+        [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v1"
+        ],
         "the SBOM first, provenance last"
     );
     let arch = image["platform"]["architecture"].as_str().unwrap();
@@ -257,7 +278,10 @@ fn attestations_are_attached_as_buildkit_attaches_them_root() {
         dependencies[0]["uri"],
         format!("pkg:docker/busybox@latest?platform=linux%2F{arch}")
     );
-    assert_eq!(dependencies[0]["digest"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        dependencies[0]["digest"]["sha256"].as_str().unwrap().len(),
+        64
+    );
     // mode=max: every step with its cache key inputs.
     let steps = definition["internalParameters"]["buildConfig"]["steps"]
         .as_array()
@@ -291,7 +315,13 @@ fn attestations_are_attached_as_buildkit_attaches_them_root() {
         &store,
         &ctx,
         &again,
-        &["-t", name, "--sbom=true", "--provenance=mode=max", "--no-cache"],
+        &[
+            "-t",
+            name,
+            "--sbom=true",
+            "--provenance=mode=max",
+            "--no-cache",
+        ],
     );
     assert_eq!(
         fs_err::read(layout.join("index.json")).unwrap(),
@@ -300,14 +330,22 @@ fn attestations_are_attached_as_buildkit_attaches_them_root() {
 
     // mode=min leaves out the build args, labels and secret ids.
     let min = tmp.path().join("min");
-    build_layout(&store, &ctx, &min, &["-t", name, "--attest", "type=provenance,mode=min"]);
+    build_layout(
+        &store,
+        &ctx,
+        &min,
+        &["-t", name, "--attest", "type=provenance,mode=min"],
+    );
     let min_statements = statements(&min, &attached(&min).attestations[0]);
     assert_eq!(min_statements.len(), 1);
-    let request = &min_statements[0].1["predicate"]["buildDefinition"]["externalParameters"]
-        ["request"];
+    let request =
+        &min_statements[0].1["predicate"]["buildDefinition"]["externalParameters"]["request"];
     assert!(request.get("args").is_none(), "{request}");
     assert!(request.get("secrets").is_none(), "{request}");
-    assert_valid("slsa-provenance-v1.schema.json", &min_statements[0].1["predicate"]);
+    assert_valid(
+        "slsa-provenance-v1.schema.json",
+        &min_statements[0].1["predicate"],
+    );
 }
 
 #[test]
@@ -333,8 +371,7 @@ fn off_by_default_and_when_turned_off_root() {
     );
     let top = read_json(&plain.join("index.json"));
     assert_eq!(
-        top["manifests"][0]["mediaType"],
-        "application/vnd.oci.image.manifest.v1+json",
+        top["manifests"][0]["mediaType"], "application/vnd.oci.image.manifest.v1+json",
         "one manifest, no index: {top}"
     );
     assert_eq!(
@@ -355,13 +392,22 @@ fn local_output_gets_statement_files_root() {
         kiln_in(&store)
             .env("SOURCE_DATE_EPOCH", EPOCH)
             .env("KILN_TEST_TOKEN", SECRET)
-            .args(["build", "--progress", "quiet", "--secret", "id=token,env=KILN_TEST_TOKEN"])
+            .args([
+                "build",
+                "--progress",
+                "quiet",
+                "--secret",
+                "id=token,env=KILN_TEST_TOKEN",
+            ])
             .args(["--sbom=true", "--provenance=mode=max"])
             .args(["--attest", "type=sbom,scan-stage=true"])
             .args(["-o", &format!("type=local,dest={}", dest.display())])
             .arg(&ctx),
     );
-    assert_eq!(fs_err::read_to_string(dest.join("built")).unwrap(), "built-\n");
+    assert_eq!(
+        fs_err::read_to_string(dest.join("built")).unwrap(),
+        "built-\n"
+    );
     let provenance = read_json(&dest.join("provenance.json"));
     assert_valid("in-toto-statement-v1.schema.json", &provenance);
     assert_valid("slsa-provenance-v1.schema.json", &provenance["predicate"]);
@@ -402,11 +448,24 @@ fn pushed_index_lists_the_attestation_manifests_root() {
         &store,
         &ctx,
         &layout,
-        &["-t", &name, "--push", "--sbom=true", "--provenance=mode=max"],
+        &[
+            "-t",
+            &name,
+            "--push",
+            "--sbom=true",
+            "--provenance=mode=max",
+        ],
     );
-    let raw = skopeo_inspect(&format!("docker://{name}"), &["--raw", "--tls-verify=false"]);
+    let raw = skopeo_inspect(
+        &format!("docker://{name}"),
+        &["--raw", "--tls-verify=false"],
+    );
     // The same index as the layout's (the same names, so the same statements).
-    let Attached { index, attestations, .. } = attached(&layout);
+    let Attached {
+        index,
+        attestations,
+        ..
+    } = attached(&layout);
     assert_eq!(raw, index);
     let entry = &attestations[0];
     let manifest = skopeo_inspect(
@@ -417,7 +476,11 @@ fn pushed_index_lists_the_attestation_manifests_root() {
         ),
         &["--raw", "--tls-verify=false"],
     );
-    assert_eq!(manifest["layers"].as_array().unwrap().len(), 2, "{manifest}");
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        2,
+        "{manifest}"
+    );
     // Every blob is in the registry: a copy of the whole index succeeds.
     let copy = tmp.path().join("copy");
     run_ok(
@@ -434,7 +497,10 @@ fn pushed_index_lists_the_attestation_manifests_root() {
     let second = format!("{}/attest/again:1", registry.host);
     run_ok(kiln_in(&store).args(["tag", &name, &second]));
     run_ok(kiln_in(&store).args(["push", &second]));
-    let pushed = skopeo_inspect(&format!("docker://{second}"), &["--raw", "--tls-verify=false"]);
+    let pushed = skopeo_inspect(
+        &format!("docker://{second}"),
+        &["--raw", "--tls-verify=false"],
+    );
     assert_eq!(pushed, index);
 }
 
@@ -449,11 +515,17 @@ fn bad_values_are_usage_errors_naming_them() {
         ("--provenance", "version=v0.2", "v0.2"),
         ("--attest", "type=foo", "foo"),
         ("--attest", "mode=max", "type"),
-        ("--attest", "type=sbom,generator=docker/scout-sbom-indexer", "generator"),
+        (
+            "--attest",
+            "type=sbom,generator=docker/scout-sbom-indexer",
+            "generator",
+        ),
         ("--sbom", "colour=blue", "colour"),
     ] {
         let out = run_fails(
-            kiln_in(&store).args(["build", &format!("{flag}={value}")]).arg(&ctx),
+            kiln_in(&store)
+                .args(["build", &format!("{flag}={value}")])
+                .arg(&ctx),
             2,
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -527,7 +599,10 @@ fn heavy_debian_python_image_sbom_lists_dpkg_and_pip_packages() {
         ],
     );
     // skopeo: the index, the image manifest and the attestation manifest.
-    let index = skopeo_inspect(&format!("docker://{name}"), &["--raw", "--tls-verify=false"]);
+    let index = skopeo_inspect(
+        &format!("docker://{name}"),
+        &["--raw", "--tls-verify=false"],
+    );
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{index}");
     for entry in entries {
@@ -555,7 +630,10 @@ fn heavy_debian_python_image_sbom_lists_dpkg_and_pip_packages() {
     let uri = provenance["buildDefinition"]["resolvedDependencies"][0]["uri"]
         .as_str()
         .unwrap();
-    assert!(uri.starts_with("pkg:docker/python@3.11-slim?platform="), "{uri}");
+    assert!(
+        uri.starts_with("pkg:docker/python@3.11-slim?platform="),
+        "{uri}"
+    );
     let sbom = &statements
         .iter()
         .find(|(t, _)| t == "https://spdx.dev/Document")
@@ -581,7 +659,8 @@ fn heavy_debian_python_image_sbom_lists_dpkg_and_pip_packages() {
         "-f",
         "${Package} ${Version}\\n",
     ]));
-    let pip = run_ok(kiln_in(&store).args(["run", "--rm", &name, "pip", "list", "--format=freeze"]));
+    let pip =
+        run_ok(kiln_in(&store).args(["run", "--rm", &name, "pip", "list", "--format=freeze"]));
     let mut expected: Vec<(String, String)> = dpkg
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -592,9 +671,11 @@ fn heavy_debian_python_image_sbom_lists_dpkg_and_pip_packages() {
             .filter_map(|l| l.split_once("=="))
             .map(|(n, v)| (normalize(n), v.to_owned())),
     );
-    assert!(expected.iter().any(|(n, _)| n == "kiln-attest-probe"), "{pip}");
-    let missing: Vec<&(String, String)> =
-        expected.iter().filter(|e| !listed.contains(e)).collect();
+    assert!(
+        expected.iter().any(|(n, _)| n == "kiln-attest-probe"),
+        "{pip}"
+    );
+    let missing: Vec<&(String, String)> = expected.iter().filter(|e| !listed.contains(e)).collect();
     assert!(missing.is_empty(), "not in the SBOM: {missing:#?}");
 }
 

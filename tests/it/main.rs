@@ -1,8 +1,8 @@
 //! Integration tests of the real `kiln` binary, one module per feature.
 
 mod annotations;
-mod attestations;
 mod archives;
+mod attestations;
 mod bad_input;
 mod builds;
 mod builds_add_url;

@@ -54,7 +54,10 @@ pub(crate) fn attestation_manifest(
         .descriptor(MediaType::OciManifest)
         .with_platform(unknown_platform())
         .with_annotation(ANNOTATION_DOCKER_REFERENCE_TYPE, REFERENCE_TYPE_ATTESTATION)
-        .with_annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST, &image.digest.to_string());
+        .with_annotation(
+            ANNOTATION_DOCKER_REFERENCE_DIGEST,
+            &image.digest.to_string(),
+        );
     blobs.push(manifest.bytes().to_vec());
     Ok(AttestationManifest { descriptor, blobs })
 }
@@ -99,8 +102,14 @@ mod tests {
         );
         let manifest: serde_json::Value = serde_json::from_slice(&made.blobs[2]).unwrap();
         assert_eq!(Digest::sha256_of(&made.blobs[2]), made.descriptor.digest);
-        assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-        assert_eq!(manifest["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+        assert_eq!(
+            manifest["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(
+            manifest["config"]["mediaType"],
+            "application/vnd.oci.image.config.v1+json"
+        );
         let layer = &manifest["layers"][0];
         assert_eq!(layer["mediaType"], "application/vnd.in-toto+json");
         assert_eq!(

@@ -235,14 +235,15 @@ impl Attest {
                     kind = Some(asked);
                 }
                 "disabled" => {
-                    disabled = parse_bool(value).ok_or_else(|| {
-                        err(format!("disabled=`{value}` is not a boolean"))
-                    })?;
+                    disabled = parse_bool(value)
+                        .ok_or_else(|| err(format!("disabled=`{value}` is not a boolean")))?;
                 }
                 _ => pairs.push((key, value.to_owned())),
             }
         }
-        let kind = kind.ok_or_else(|| err("attestation type not specified (type=sbom or type=provenance)".to_owned()))?;
+        let kind = kind.ok_or_else(|| {
+            err("attestation type not specified (type=sbom or type=provenance)".to_owned())
+        })?;
         if disabled {
             return Ok(Self::Disabled(kind));
         }
@@ -379,10 +380,7 @@ pub(crate) struct Attestations {
 }
 
 /// The statements of one image manifest.
-pub(crate) fn statements_for(
-    predicates: &[Predicate],
-    subjects: &[Subject],
-) -> Vec<Statement> {
+pub(crate) fn statements_for(predicates: &[Predicate], subjects: &[Subject]) -> Vec<Statement> {
     predicates
         .iter()
         .map(|p| Statement::new(&p.predicate_type, subjects.to_vec(), p.body.clone()))
@@ -577,7 +575,9 @@ mod tests {
             Attest::Disabled(AttestKind::Provenance)
         );
         assert_eq!(
-            "type=sbom,\"scan-stage=build,deps\"".parse::<Attest>().unwrap(),
+            "type=sbom,\"scan-stage=build,deps\""
+                .parse::<Attest>()
+                .unwrap(),
             Attest::Sbom(SbomAttest {
                 scan_stage: ScanStages::Named(vec!["build".to_owned(), "deps".to_owned()])
             })

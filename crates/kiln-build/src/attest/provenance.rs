@@ -146,7 +146,12 @@ pub(crate) fn predicate_v1(inputs: &ProvenanceInputs<'_>) -> Value {
         locals.dedup();
         request.insert(
             "locals".to_owned(),
-            Value::Array(locals.into_iter().map(|name| json!({ "name": name })).collect()),
+            Value::Array(
+                locals
+                    .into_iter()
+                    .map(|name| json!({ "name": name }))
+                    .collect(),
+            ),
         );
     }
 
@@ -188,7 +193,10 @@ pub(crate) fn predicate_v1(inputs: &ProvenanceInputs<'_>) -> Value {
     );
 
     let mut definition = Map::new();
-    definition.insert("buildType".to_owned(), Value::String(BUILD_TYPE_V1.to_owned()));
+    definition.insert(
+        "buildType".to_owned(),
+        Value::String(BUILD_TYPE_V1.to_owned()),
+    );
     definition.insert(
         "externalParameters".to_owned(),
         json!({
@@ -256,15 +264,34 @@ mod tests {
         let labels = BTreeMap::new();
         let digest = Digest::sha256_of(b"FROM debian\n");
         let platform: Platform = "linux/amd64".parse().unwrap();
-        let min = predicate_v1(&inputs(ProvenanceMode::Min, &args, &labels, &digest, &platform));
+        let min = predicate_v1(&inputs(
+            ProvenanceMode::Min,
+            &args,
+            &labels,
+            &digest,
+            &platform,
+        ));
         let request = &min["buildDefinition"]["externalParameters"]["request"];
         assert_eq!(request["frontend"], "dockerfile.v0");
         assert!(request.get("args").is_none(), "{request}");
         assert!(request.get("secrets").is_none(), "{request}");
-        assert_eq!(min["runDetails"]["metadata"]["buildkit_completeness"]["request"], false);
-        assert!(min["buildDefinition"]["internalParameters"].get("buildConfig").is_none());
+        assert_eq!(
+            min["runDetails"]["metadata"]["buildkit_completeness"]["request"],
+            false
+        );
+        assert!(
+            min["buildDefinition"]["internalParameters"]
+                .get("buildConfig")
+                .is_none()
+        );
 
-        let max = predicate_v1(&inputs(ProvenanceMode::Max, &args, &labels, &digest, &platform));
+        let max = predicate_v1(&inputs(
+            ProvenanceMode::Max,
+            &args,
+            &labels,
+            &digest,
+            &platform,
+        ));
         let request = &max["buildDefinition"]["externalParameters"]["request"];
         assert_eq!(request["args"]["build-arg:VERSION"], "1");
         assert_eq!(request["secrets"], json!([{"id": "token"}]));

@@ -90,7 +90,11 @@ impl Statement {
 /// The subjects of an image's statements: one per name the image is exported under (as
 /// BuildKit's exporter makes them from its `name=`), each `pkg:docker/NAME@TAG?platform=…`
 /// with the platform manifest's digest; `_` when the image has no name.
-pub(crate) fn image_subjects(names: &[String], platform: &Platform, manifest: &Digest) -> Vec<Subject> {
+pub(crate) fn image_subjects(
+    names: &[String],
+    platform: &Platform,
+    manifest: &Digest,
+) -> Vec<Subject> {
     let mut subjects: Vec<Subject> = names
         .iter()
         .filter_map(|name| ImageRef::parse(name).ok())
@@ -191,7 +195,10 @@ mod tests {
         let digest = format!("sha256:{}", "a".repeat(64));
         assert_eq!(
             purl(&format!("busybox@{digest}"), Some("linux/amd64")),
-            format!("pkg:docker/busybox?digest=sha256%3A{}&platform=linux%2Famd64", "a".repeat(64))
+            format!(
+                "pkg:docker/busybox?digest=sha256%3A{}&platform=linux%2Famd64",
+                "a".repeat(64)
+            )
         );
     }
 

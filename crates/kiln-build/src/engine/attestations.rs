@@ -58,7 +58,14 @@ pub(crate) fn gather(facts: &BuildFacts<'_>) -> Result<Attestations, ExportError
             let config = image.config_digest();
             let created = facts.started;
             if let Some(target) = results.get(&graph.target) {
-                predicates.push(sbom_of(facts, "sbom", &target.layers, config, platform, created)?);
+                predicates.push(sbom_of(
+                    facts,
+                    "sbom",
+                    &target.layers,
+                    config,
+                    platform,
+                    created,
+                )?);
             }
             // BuildKit: the build arg (BUILDKIT_SBOM_SCAN_STAGE) selects the stages; kiln's
             // `scan-stage=` key too.
@@ -192,9 +199,10 @@ fn provenance_of(
             .filter(|(_, source)| !source.contains("://"))
             .map(|(name, _)| name.clone()),
     );
-    let dockerfile_name = Path::new(facts.dockerfile_name)
-        .file_name()
-        .map_or_else(|| "Dockerfile".to_owned(), |n| n.to_string_lossy().into_owned());
+    let dockerfile_name = Path::new(facts.dockerfile_name).file_name().map_or_else(
+        || "Dockerfile".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let builder_id = wanted
         .builder_id
         .clone()

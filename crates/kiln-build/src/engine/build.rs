@@ -20,7 +20,8 @@ use super::lazy::{LazyLayers, RoundError, with_fallback};
 use super::model::LayerInfo;
 use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
 use super::{
-    attestations, base, cache_export, cache_import, compressor, driver, export, local, platforms, results,
+    attestations, base, cache_export, cache_import, compressor, driver, export, local, platforms,
+    results,
 };
 use crate::cache_options::CacheLocation;
 use crate::context_source::{self, ContextSource, KEEP_GIT_DIR_ARG};

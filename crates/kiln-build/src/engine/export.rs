@@ -291,7 +291,12 @@ pub(crate) fn export(
             }
             _ => &builder.tags,
         };
-        let attached = attach(store, primary.as_ref().unwrap_or(built), names, attestations)?;
+        let attached = attach(
+            store,
+            primary.as_ref().unwrap_or(built),
+            names,
+            attestations,
+        )?;
         primary = Some(attached);
     }
     Ok(Exported { tagged, primary })
@@ -310,11 +315,13 @@ fn attach(
         let descriptor = assembled.manifest_descriptor();
         let subjects = attest::statement::image_subjects(names, platform, &descriptor.digest);
         let statements = attest::statements_for(predicates, &subjects);
-        let manifest = attest::manifest::attestation_manifest(&descriptor, &statements)
-            .map_err(|e| ExportError::Index(format!(
-                "making the attestation manifest of {}: {e}",
-                descriptor.digest
-            )))?;
+        let manifest =
+            attest::manifest::attestation_manifest(&descriptor, &statements).map_err(|e| {
+                ExportError::Index(format!(
+                    "making the attestation manifest of {}: {e}",
+                    descriptor.digest
+                ))
+            })?;
         manifests.push(manifest);
     }
     image.with_attestations(store, manifests)

@@ -1,6 +1,7 @@
 //! The build itself: parse → plan → run the stage DAG (base resolution, RUN in the sandbox,
 //! COPY/ADD, WORKDIR, config edits, cache lookups) → assemble the image → export.
 
+mod attestations;
 mod base;
 mod build;
 mod cache_export;
@@ -14,7 +15,6 @@ mod download;
 mod driver;
 mod error;
 mod executor;
-mod attestations;
 mod export;
 mod ignore;
 mod lazy;

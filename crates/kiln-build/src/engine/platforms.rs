@@ -94,7 +94,13 @@ impl Built {
         let (images, layers): (Vec<_>, Vec<_>) = images.into_iter().unzip();
         let images: Vec<(Platform, AssembledImage)> =
             platforms.iter().cloned().zip(images).collect();
-        let index = index_of(store, &images, ManifestFormat::Oci, &Annotations::new(), &[])?;
+        let index = index_of(
+            store,
+            &images,
+            ManifestFormat::Oci,
+            &Annotations::new(),
+            &[],
+        )?;
         Ok(Self {
             images,
             layers,
@@ -159,10 +165,12 @@ impl Built {
                 .map_err(ExportError::Store)?;
             images.push((platform.clone(), assembled));
         }
-        let index = index_of(store, &images, encoding.format, &encoding.annotations, &[])
-            .map_err(|e| match e {
-                BuildError::Export(e) => e,
-                other => ExportError::Index(other.to_string()),
+        let index =
+            index_of(store, &images, encoding.format, &encoding.annotations, &[]).map_err(|e| {
+                match e {
+                    BuildError::Export(e) => e,
+                    other => ExportError::Index(other.to_string()),
+                }
             })?;
         Ok(Self {
             images,
@@ -188,11 +196,17 @@ impl Built {
             }
             entries.push(attestation.descriptor);
         }
-        let index = index_of(store, &self.images, self.format, &self.annotations, &entries)
-            .map_err(|e| match e {
-                BuildError::Export(e) => e,
-                other => ExportError::Index(other.to_string()),
-            })?;
+        let index = index_of(
+            store,
+            &self.images,
+            self.format,
+            &self.annotations,
+            &entries,
+        )
+        .map_err(|e| match e {
+            BuildError::Export(e) => e,
+            other => ExportError::Index(other.to_string()),
+        })?;
         Ok(Self {
             images: self.images.clone(),
             layers: self.layers.clone(),
