@@ -322,12 +322,13 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     for annotation in &args.annotations {
         builder = builder.annotation(annotation.clone());
     }
-    // buildx: `--sbom` and `--provenance` are `--attest`s of their type, applied after them.
+    // buildx: `--sbom` and `--provenance` are `--attest`s of their type; an `--attest` of
+    // the same type, the more specific, is applied after them.
     for attest in args
-        .attests
+        .sbom
         .iter()
-        .chain(args.sbom.iter())
         .chain(args.provenance.iter())
+        .chain(args.attests.iter())
     {
         builder = builder.attest(attest.clone());
     }
