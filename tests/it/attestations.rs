@@ -399,7 +399,11 @@ fn local_output_gets_statement_files_root() {
                 "--secret",
                 "id=token,env=KILN_TEST_TOKEN",
             ])
-            .args(["--provenance=mode=max", "--attest", "type=sbom,scan-stage=true"])
+            .args([
+                "--provenance=mode=max",
+                "--attest",
+                "type=sbom,scan-stage=true",
+            ])
             .args(["-o", &format!("type=local,dest={}", dest.display())])
             .arg(&ctx),
     );

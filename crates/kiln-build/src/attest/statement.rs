@@ -186,7 +186,7 @@ mod tests {
         );
         assert_eq!(
             purl("docker.io/library/debian:bookworm", Some("linux/arm64/v8")),
-            "pkg:docker/debian@bookworm?platform=linux%2Farm64%2Fv8"
+            "pkg:docker/debian@bookworm?platform=linux%2Farm64"
         );
         assert_eq!(
             purl("localhost:5000/team/app:1.0", None),
