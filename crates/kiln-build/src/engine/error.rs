@@ -459,7 +459,7 @@ pub enum OptionsError {
     /// oci-mediatypes=false").
     #[error(
         "--output {output}: {reason}; attestations (--sbom, --provenance, --attest) need an \
-         OCI index: use type=oci or type=image, or drop the attestations"
+         OCI index: use type=oci or type=image with OCI media types, or drop the attestations"
     )]
     AttestationsUnsupported {
         /// The output.
