@@ -173,6 +173,12 @@ fn every_key_value_flag_names_an_unknown_key() {
         ("--ulimit", "bogus-key=1"),
         ("--allow", "bogus-key"),
         ("--annotation", "bogus-key:k=v"),
+        ("--attest", "type=sbom,bogus-key=1"),
+        ("--attest", "type=provenance,bogus-key=1"),
+        ("--attest", "type=bogus-key"),
+        ("--sbom", "bogus-key=1"),
+        ("--provenance", "bogus-key=1"),
+        ("--provenance", "mode=bogus-key"),
     ];
     for (flag, value) in cases {
         let out = run_fails(kiln_in(&store).args(["build", flag, value]).arg(&ctx), 2);

@@ -2,6 +2,7 @@
 
 mod annotations;
 mod archives;
+mod attestations;
 mod bad_input;
 mod builds;
 mod builds_add_url;

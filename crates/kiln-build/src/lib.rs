@@ -16,6 +16,10 @@ mod run_image;
 mod scheduler;
 
 pub use annotation::{Annotation, AnnotationError, AnnotationKey, AnnotationLevel, Annotations};
+pub use attest::{
+    Attest, AttestError, AttestKind, AttestationError, ProvenanceAttest, ProvenanceMode,
+    SbomAttest, ScanStages,
+};
 pub use cache_options::{CacheExport, CacheLocation, CacheMode, CacheSource, CacheSpecError};
 pub use context_source::{ContextSource, ContextSourceError, ContextStream};
 pub use copy::CopyError;

@@ -45,6 +45,18 @@ pub(crate) struct BuildArgs {
     /// index-descriptor (as buildx); repeatable.
     #[arg(long = "annotation", value_name = "[TYPE:]K=V", value_parser = parse_annotation)]
     annotations: Vec<kiln_build::Annotation>,
+    /// Attach an SBOM attestation (true|false, or scan-stage=…) as buildx's `--sbom`:
+    /// shorthand for `--attest type=sbom`.
+    #[arg(long = "sbom", value_name = "VALUE", value_parser = parse_sbom)]
+    sbom: Option<kiln_build::Attest>,
+    /// Attach SLSA v1 provenance (true|false, or mode=min|max[,version=v1][,builder-id=URI])
+    /// as buildx's `--provenance`: shorthand for `--attest type=provenance`.
+    #[arg(long = "provenance", value_name = "VALUE", value_parser = parse_provenance)]
+    provenance: Option<kiln_build::Attest>,
+    /// Attestation to attach: type=sbom[,scan-stage=…] or type=provenance[,mode=min|max],
+    /// disabled=true turns one off; repeatable. Off by default.
+    #[arg(long = "attest", value_name = "type=…", value_parser = parse_attest)]
+    attests: Vec<kiln_build::Attest>,
     /// Additional build context (NAME=DIR, NAME=docker-image://REF, NAME=oci-layout://PATH[:TAG]).
     #[arg(long = "build-context", value_name = "NAME=SRC", value_parser = parse_build_context)]
     build_contexts: Vec<(String, String)>,
@@ -210,6 +222,18 @@ fn parse_annotation(spec: &str) -> Result<kiln_build::Annotation, kiln_build::An
     spec.parse()
 }
 
+fn parse_sbom(value: &str) -> Result<kiln_build::Attest, kiln_build::AttestError> {
+    kiln_build::Attest::parse_sbom_flag(value)
+}
+
+fn parse_provenance(value: &str) -> Result<kiln_build::Attest, kiln_build::AttestError> {
+    kiln_build::Attest::parse_provenance_flag(value)
+}
+
+fn parse_attest(spec: &str) -> Result<kiln_build::Attest, kiln_build::AttestError> {
+    spec.parse()
+}
+
 fn parse_secret(spec: &str) -> Result<SecretSource, kiln_build::SecretSpecError> {
     spec.parse()
 }
@@ -297,6 +321,16 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
     }
     for annotation in &args.annotations {
         builder = builder.annotation(annotation.clone());
+    }
+    // buildx: `--sbom` and `--provenance` are `--attest`s of their type; an `--attest` of
+    // the same type, the more specific, is applied after them.
+    for attest in args
+        .sbom
+        .iter()
+        .chain(args.provenance.iter())
+        .chain(args.attests.iter())
+    {
+        builder = builder.attest(attest.clone());
     }
     for (name, source) in &args.build_contexts {
         builder = builder.build_context(name, source);

@@ -39,6 +39,33 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// Every image this build resolved (base images, `docker-image://` contexts): as named,
+    /// for the platform asked, with the manifest digest it resolved to (provenance's
+    /// resolved dependencies). Sorted.
+    pub(crate) fn resolved(&self) -> Vec<crate::attest::provenance::ResolvedBase> {
+        let images = self
+            .images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut resolved: Vec<_> = images
+            .iter()
+            .filter_map(|(key, slot)| {
+                let image = slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()?;
+                let (reference, platform) = key.rsplit_once('|')?;
+                Some(crate::attest::provenance::ResolvedBase {
+                    reference: ImageRef::parse(reference).ok()?,
+                    platform: platform.parse().ok()?,
+                    digest: image.manifest_digest.clone(),
+                })
+            })
+            .collect();
+        resolved.sort();
+        resolved
+    }
+
     /// The slot of `key`, made empty the first time.
     fn slot(&self, key: String) -> ImageSlot {
         let mut images = self

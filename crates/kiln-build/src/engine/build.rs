@@ -20,7 +20,8 @@ use super::lazy::{LazyLayers, RoundError, with_fallback};
 use super::model::LayerInfo;
 use super::options::{BuildOutcome, Builder, Entitlement, default_store_root};
 use super::{
-    base, cache_export, cache_import, compressor, driver, export, local, platforms, results,
+    attestations, base, cache_export, cache_import, compressor, driver, export, local, platforms,
+    results,
 };
 use crate::cache_options::CacheLocation;
 use crate::context_source::{self, ContextSource, KEEP_GIT_DIR_ARG};
@@ -256,6 +257,7 @@ impl Builder {
         // An imported layer that cannot be fetched or unpacked is left out and the build
         // runs again (`lazy::with_fallback`).
         let mut last_drivers = None;
+        let mut last_results = Vec::new();
         let mut inline_warnings = Vec::new();
         let inline = self
             .cache_to
@@ -285,7 +287,8 @@ impl Builder {
             let round = self.cancel.child();
             let built =
                 driver::Driver::run_platforms(&driver_refs, self.jobs, &round).and_then(|all| {
-                    all.iter()
+                    let images = all
+                        .iter()
                         .zip(&drivers)
                         .zip(&graphs)
                         .map(|((results, driver), graph)| {
@@ -329,7 +332,8 @@ impl Builder {
                             )
                             .map(|image| (image, target.layers.clone()))
                         })
-                        .collect::<Result<Vec<_>, BuildError>>()
+                        .collect::<Result<Vec<_>, BuildError>>()?;
+                    Ok((images, all))
                 });
             if let Err(e) = memo.save() {
                 tracing::warn!("could not save the context hash memo: {e}");
@@ -337,7 +341,7 @@ impl Builder {
             for driver in &drivers {
                 driver.save_history();
             }
-            let images = built?;
+            let (images, all) = built?;
             if export::needs_local_blobs(self) {
                 lazy.ensure_blobs(images.iter().flat_map(|(image, _)| {
                     image.manifest.value().layers.iter().map(|l| &l.digest)
@@ -345,14 +349,33 @@ impl Builder {
                 .map_err(RoundError::Fault)?;
             }
             last_drivers = Some(drivers);
+            last_results = all;
             Ok(images)
         })?;
         warnings.extend(cache_mounts.take_warnings());
         let drivers = last_drivers.ok_or(BuildError::Internal(InternalError::NoTargetResult))?;
         warnings.extend(inline_warnings);
         let built = platforms::Built::new(&store, &platforms, images)?;
+        let attestations = if self.attest.is_enabled() {
+            let facts = attestations::BuildFacts {
+                builder: self,
+                store: &store,
+                lazy: &lazy,
+                graphs: &graphs,
+                results: &last_results,
+                steps: drivers.iter().map(driver::Driver::ran_steps).collect(),
+                bases: resolver.resolved(),
+                built: &built,
+                dockerfile_name: &dockerfile_name,
+                dockerfile_text: &text,
+                started: &options.started,
+            };
+            Some(attestations::gather(&facts)?)
+        } else {
+            None
+        };
         let export::Exported { tagged, primary } =
-            export::export(self, &store, &built, &lazy, events)?;
+            export::export(self, &store, &built, &lazy, events, attestations.as_ref())?;
         // An output whose `-o` keys encode the image otherwise names the build's image.
         let built = primary.unwrap_or(built);
         let (fetched, fetched_bytes) = lazy.fetched();
@@ -611,6 +634,24 @@ impl Builder {
             return Err(export::multi_platform_docker(self, docker).into());
         }
         self.check_annotations()?;
+        if self.attest.is_enabled() {
+            for spec in &self.outputs {
+                let reason = if matches!(spec.output, crate::output::Output::DockerTar(_)) {
+                    Some("a docker archive holds no index for attestation manifests")
+                } else if spec.options.oci_mediatypes == Some(false) {
+                    Some("oci-mediatypes=false cannot hold attestation manifests")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(OptionsError::AttestationsUnsupported {
+                        output: spec.output.to_string(),
+                        reason,
+                    }
+                    .into());
+                }
+            }
+        }
         if let Some(value) = self.build_args.get("SOURCE_DATE_EPOCH")
             && !value.is_empty()
             && value.parse::<i64>().is_err()

@@ -454,6 +454,19 @@ pub enum OptionsError {
         /// The platforms the build makes.
         platforms: String,
     },
+    /// Attestations with an output that cannot hold them: a docker archive (one manifest per
+    /// name, no index) or Docker media types (BuildKit: "cannot export attestations with
+    /// oci-mediatypes=false").
+    #[error(
+        "--output {output}: {reason}; attestations (--sbom, --provenance, --attest) need an \
+         OCI index: use type=oci or type=image with OCI media types, or drop the attestations"
+    )]
+    AttestationsUnsupported {
+        /// The output.
+        output: String,
+        /// What it cannot do.
+        reason: &'static str,
+    },
     /// `--build-arg SOURCE_DATE_EPOCH=…` that is not a number of seconds.
     #[error("--build-arg SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since the epoch")]
     InvalidSourceDateEpoch {
@@ -876,6 +889,9 @@ pub enum ExportError {
     /// A layer's blob could not be made.
     #[error(transparent)]
     Layer(#[from] LayerError),
+    /// An attestation (`--sbom`, `--provenance`) could not be made or written.
+    #[error(transparent)]
+    Attestation(Box<crate::attest::AttestationError>),
     /// The manifest or config could not be made.
     #[error("assembling the image: {0}")]
     Assemble(Box<AssembleError>),

@@ -22,6 +22,7 @@ use super::model::StageResult;
 use super::options::Builder;
 use super::platforms::{Built, Encoding};
 use crate::annotation::AnnotationLevel;
+use crate::attest::{self, Attestations};
 use crate::event::{Event, EventSink};
 use crate::output::{ExportOptions, Output};
 
@@ -102,6 +103,7 @@ pub(crate) fn export(
     built: &Built,
     lazy: &LazyLayers,
     events: &dyn EventSink,
+    attestations: Option<&Attestations>,
 ) -> Result<Exported, BuildError> {
     // buildx: a `type=image` output without `name=` takes the `-t` names.
     let image_outputs: Vec<(&Vec<String>, bool, &ExportOptions)> = builder
@@ -150,6 +152,14 @@ pub(crate) fn export(
     for target in &targets {
         let variant = encoded(target.options, &mut variants)?;
         let image = variant.map_or(built, |i| &variants[i].1);
+        let attested;
+        let image = match attestations {
+            Some(attestations) => {
+                attested = attach(store, image, &target.names, attestations)?;
+                &attested
+            }
+            None => image,
+        };
         let descriptor = image.top();
         // Like `buildx --push`, an image whose layers are still only in a registry cache is
         // pushed, not kept here: the store holds no image it lacks the blobs of.
@@ -203,6 +213,14 @@ pub(crate) fn export(
         } else {
             &spec.options.names
         };
+        let attested;
+        let image = match attestations {
+            Some(attestations) if !matches!(output, Output::Local(_) | Output::Tar(_)) => {
+                attested = attach(store, image, names, attestations)?;
+                &attested
+            }
+            _ => image,
+        };
         let export_image = names.iter().fold(
             ExportImage::new(layout_descriptor(builder, image, &spec.options)),
             |img, n| img.named(n),
@@ -246,17 +264,90 @@ pub(crate) fn export(
                 write_docker_archive(dest, &blobs, std::slice::from_ref(&export_image), &options)
                     .map_err(|source| archive_error(dest, source))?;
             }
-            Output::Local(dest) => write_local(store, built, dest)?,
-            Output::Tar(dest) => write_rootfs_tar(store, built, output, dest)?,
+            Output::Local(dest) => write_local(store, built, dest, attestations, builder)?,
+            Output::Tar(dest) => {
+                write_rootfs_tar(store, built, output, dest, attestations, builder)?;
+            }
             Output::Image { .. } => {}
         }
     }
     // The first output's encoding names the build's image, as buildx's one exporter; with
     // no `-o`, the `-t` image's (annotated by `--annotation`).
-    let primary = encoding_of(builder, builder.outputs.first().map(|spec| &spec.options))
+    let mut primary = encoding_of(builder, builder.outputs.first().map(|spec| &spec.options))
         .and_then(|encoding| variants.iter().position(|(e, _)| *e == encoding))
         .map(|i| variants.swap_remove(i).1);
+    // With attestations, the build's image is the index that lists them (named as the first
+    // output names it, as its statements' subjects are).
+    if let Some(attestations) = attestations {
+        let names = match builder.outputs.first().map(|spec| &spec.output) {
+            Some(Output::Image { names, .. }) if !names.is_empty() => names,
+            Some(output) if !matches!(output, Output::Image { .. }) => {
+                let options = &builder.outputs[0].options;
+                if options.names.is_empty() {
+                    &builder.tags
+                } else {
+                    &options.names
+                }
+            }
+            _ => &builder.tags,
+        };
+        let attached = attach(
+            store,
+            primary.as_ref().unwrap_or(built),
+            names,
+            attestations,
+        )?;
+        primary = Some(attached);
+    }
     Ok(Exported { tagged, primary })
+}
+
+/// `image` with an attestation manifest per platform image in its index: statements of
+/// each platform's predicates about its manifest, the subjects named after `names`.
+fn attach(
+    store: &Store,
+    image: &Built,
+    names: &[String],
+    attestations: &Attestations,
+) -> Result<Built, ExportError> {
+    let mut manifests = Vec::new();
+    for ((platform, assembled), predicates) in image.images().zip(&attestations.platforms) {
+        let descriptor = assembled.manifest_descriptor();
+        let subjects = attest::statement::image_subjects(names, platform, &descriptor.digest);
+        let statements = attest::statements_for(predicates, &subjects);
+        let manifest =
+            attest::manifest::attestation_manifest(&descriptor, &statements).map_err(|e| {
+                ExportError::Index(format!(
+                    "making the attestation manifest of {}: {e}",
+                    descriptor.digest
+                ))
+            })?;
+        manifests.push(manifest);
+    }
+    image.with_attestations(store, manifests)
+}
+
+/// Writes the statements of `type=local`/`type=tar` into the flattened root filesystem in
+/// `dir` (each platform's into its directory), as BuildKit's local exporter does.
+fn write_local_attestations(
+    built: &Built,
+    dir: &Path,
+    attestations: Option<&Attestations>,
+    builder: &Builder,
+) -> Result<(), ExportError> {
+    let Some(attestations) = attestations else {
+        return Ok(());
+    };
+    for ((platform, _), predicates) in built.images().zip(&attestations.platforms) {
+        let target = if built.is_multi_platform() {
+            dir.join(Built::platform_dir(platform))
+        } else {
+            dir.to_owned()
+        };
+        attest::write_local_statements(&target, predicates, builder.source_date_epoch)
+            .map_err(|e| ExportError::Attestation(Box::new(e)))?;
+    }
+    Ok(())
 }
 
 /// The encoding an output asks for (its `-o` keys, `None` for `-t`; the `--annotation`s),
@@ -288,7 +379,7 @@ fn encoding_of(builder: &Builder, options: Option<&ExportOptions>) -> Option<Enc
 fn layout_descriptor(builder: &Builder, image: &Built, options: &ExportOptions) -> Descriptor {
     let annotations = builder.annotations.merged(&options.annotations);
     let mut descriptor = image.top();
-    let extra = if image.is_multi_platform() {
+    let extra = if image.index().is_some() {
         annotations.at(AnnotationLevel::IndexDescriptor, None)
     } else {
         let platform = image.images().next().map(|(p, _)| p);
@@ -351,7 +442,13 @@ fn export_io(action: &'static str, path: &Path, source: std::io::Error) -> Expor
     }
 }
 
-fn write_local(store: &Store, built: &Built, dest: &Path) -> Result<(), ExportError> {
+fn write_local(
+    store: &Store,
+    built: &Built,
+    dest: &Path,
+    attestations: Option<&Attestations>,
+    builder: &Builder,
+) -> Result<(), ExportError> {
     let parent = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -362,6 +459,7 @@ fn write_local(store: &Store, built: &Built, dest: &Path) -> Result<(), ExportEr
         .tempdir_in(parent)
         .map_err(|e| export_io("creating a temporary directory in", parent, e))?;
     flatten_platforms(store, built, temp.path())?;
+    write_local_attestations(built, temp.path(), attestations, builder)?;
     // Checked before the build too; again here, since the destination may have changed.
     Output::Local(dest.to_owned()).check_destination()?;
     if fs_err::symlink_metadata(dest).is_ok() {
@@ -384,6 +482,8 @@ fn write_rootfs_tar(
     built: &Built,
     output: &Output,
     dest: &Path,
+    attestations: Option<&Attestations>,
+    builder: &Builder,
 ) -> Result<(), ExportError> {
     // Flattened in the store's tmp, private to its owner as the image's files (setuid
     // binaries, device nodes) need; only the tar is written beside `dest`.
@@ -394,6 +494,7 @@ fn write_rootfs_tar(
         .tempdir_in(&scratch)
         .map_err(|e| export_io("creating a temporary directory in", &scratch, e))?;
     flatten_platforms(store, built, rootfs.path())?;
+    write_local_attestations(built, rootfs.path(), attestations, builder)?;
     let tar_error = |source| ExportError::RootfsTar {
         output: output.to_string(),
         source,

@@ -1,6 +1,7 @@
 //! The build itself: parse → plan → run the stage DAG (base resolution, RUN in the sandbox,
 //! COPY/ADD, WORKDIR, config edits, cache lookups) → assemble the image → export.
 
+mod attestations;
 mod base;
 mod build;
 mod cache_export;

@@ -325,6 +325,7 @@ pub struct Builder {
     pub(crate) build_args: BTreeMap<String, String>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) annotations: crate::annotation::Annotations,
+    pub(crate) attest: crate::attest::AttestOptions,
     pub(crate) build_contexts: BTreeMap<String, String>,
     pub(crate) platforms: Vec<Platform>,
     pub(crate) binfmt_dir: PathBuf,
@@ -367,6 +368,7 @@ impl Builder {
             build_args: BTreeMap::new(),
             labels: BTreeMap::new(),
             annotations: crate::annotation::Annotations::new(),
+            attest: crate::attest::AttestOptions::default(),
             build_contexts: BTreeMap::new(),
             platforms: Vec::new(),
             binfmt_dir: binfmt_dir_from_env(),
@@ -470,6 +472,14 @@ impl Builder {
     #[must_use]
     pub fn annotation(mut self, annotation: crate::annotation::Annotation) -> Self {
         self.annotations.insert(annotation.key, annotation.value);
+        self
+    }
+
+    /// `--attest`, `--sbom`, `--provenance`: an attestation to attach to the image (or one to
+    /// turn off); a later one of a kind replaces an earlier one. Off by default.
+    #[must_use]
+    pub fn attest(mut self, attest: crate::attest::Attest) -> Self {
+        self.attest.apply(attest);
         self
     }
 

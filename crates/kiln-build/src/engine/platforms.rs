@@ -15,6 +15,7 @@ use super::error::{BuildError, ExportError};
 use super::model::LayerInfo;
 use super::options::PlatformImage;
 use crate::annotation::{AnnotationLevel, Annotations};
+use crate::attest::manifest::AttestationManifest;
 
 /// Refuses, before any step runs, a build with a RUN step for a platform this host cannot
 /// run and has no binfmt_misc emulator for. Stages that only COPY (the cross-compile
@@ -60,6 +61,9 @@ pub(crate) struct Built {
     images: Vec<(Platform, AssembledImage)>,
     layers: Vec<Vec<LayerInfo>>,
     index: Option<Descriptor>,
+    /// The manifest format and annotations the index was made with.
+    format: ManifestFormat,
+    annotations: Annotations,
 }
 
 /// How an output wants the image encoded, when not as the build made it (`-o` keys,
@@ -90,11 +94,19 @@ impl Built {
         let (images, layers): (Vec<_>, Vec<_>) = images.into_iter().unzip();
         let images: Vec<(Platform, AssembledImage)> =
             platforms.iter().cloned().zip(images).collect();
-        let index = index_of(store, &images, ManifestFormat::Oci, &Annotations::new())?;
+        let index = index_of(
+            store,
+            &images,
+            ManifestFormat::Oci,
+            &Annotations::new(),
+            &[],
+        )?;
         Ok(Self {
             images,
             layers,
             index,
+            format: ManifestFormat::Oci,
+            annotations: Annotations::new(),
         })
     }
 
@@ -153,16 +165,54 @@ impl Built {
                 .map_err(ExportError::Store)?;
             images.push((platform.clone(), assembled));
         }
-        let index = index_of(store, &images, encoding.format, &encoding.annotations).map_err(
-            |e| match e {
-                BuildError::Export(e) => e,
-                other => ExportError::Index(other.to_string()),
-            },
-        )?;
+        let index =
+            index_of(store, &images, encoding.format, &encoding.annotations, &[]).map_err(|e| {
+                match e {
+                    BuildError::Export(e) => e,
+                    other => ExportError::Index(other.to_string()),
+                }
+            })?;
         Ok(Self {
             images,
             layers: self.layers.clone(),
             index,
+            format: encoding.format,
+            annotations: encoding.annotations.clone(),
+        })
+    }
+
+    /// The same images under an index that also lists `attestations` (one attestation
+    /// manifest per platform image, after the images, as BuildKit's exporter writes them):
+    /// their blobs are stored, and the index is made even for one platform.
+    pub(crate) fn with_attestations(
+        &self,
+        store: &Store,
+        attestations: Vec<AttestationManifest>,
+    ) -> Result<Self, ExportError> {
+        let mut entries = Vec::with_capacity(attestations.len());
+        for attestation in attestations {
+            for blob in &attestation.blobs {
+                store.put_bytes(blob).map_err(ExportError::Store)?;
+            }
+            entries.push(attestation.descriptor);
+        }
+        let index = index_of(
+            store,
+            &self.images,
+            self.format,
+            &self.annotations,
+            &entries,
+        )
+        .map_err(|e| match e {
+            BuildError::Export(e) => e,
+            other => ExportError::Index(other.to_string()),
+        })?;
+        Ok(Self {
+            images: self.images.clone(),
+            layers: self.layers.clone(),
+            index,
+            format: self.format,
+            annotations: self.annotations.clone(),
         })
     }
 
@@ -178,7 +228,7 @@ impl Built {
 
     /// Whether the build made images for more than one platform.
     pub(crate) fn is_multi_platform(&self) -> bool {
-        self.index.is_some()
+        self.images.len() > 1
     }
 
     /// The index of a multi-platform build.
@@ -199,7 +249,7 @@ impl Built {
             .iter()
             .map(|(platform, image)| PlatformImage {
                 platform: platform.clone(),
-                manifest: if self.is_multi_platform() {
+                manifest: if self.index.is_some() {
                     image.manifest_descriptor().with_platform(platform.clone())
                 } else {
                     image.manifest_descriptor()
@@ -216,16 +266,18 @@ impl Built {
     }
 }
 
-/// For more than one image, their index (each entry with its platform, as BuildKit writes
-/// them; a Docker manifest list in Docker's format), stored, with the `index` annotations
-/// and each entry with its `manifest-descriptor` ones.
+/// For more than one image, or with attestation manifests, their index (each entry with its
+/// platform, as BuildKit writes them, the attestation manifests last; a Docker manifest list
+/// in Docker's format), stored, with the `index` annotations and each image entry with its
+/// `manifest-descriptor` ones.
 fn index_of(
     store: &Store,
     images: &[(Platform, AssembledImage)],
     format: ManifestFormat,
     annotations: &Annotations,
+    attestations: &[Descriptor],
 ) -> Result<Option<Descriptor>, BuildError> {
-    if images.len() < 2 {
+    if images.len() < 2 && attestations.is_empty() {
         return Ok(None);
     }
     let manifests = images
@@ -237,6 +289,7 @@ fn index_of(
                 .extend(annotations.at(AnnotationLevel::ManifestDescriptor, Some(platform)));
             descriptor
         })
+        .chain(attestations.iter().cloned())
         .collect();
     let mut index = ImageIndex::new(manifests);
     index.annotations = annotations.at(AnnotationLevel::Index, None);

@@ -32,7 +32,8 @@ const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RootFs {
     /// A directory holding the whole (flattened) root filesystem. Character devices in it are
-    /// devices, not whiteouts.
+    /// devices, not whiteouts. (Builds scan snapshots; the tests scan fixture trees.)
+    #[cfg_attr(not(test), expect(dead_code, reason = "the tests' fixture roots"))]
     Dir(PathBuf),
     /// kiln store snapshots, base layer first, top layer last. Each holds only its own layer's
     /// entries, whiteouts in overlay form: a deleted entry `x` is a 0/0 character device `x`,

@@ -18,9 +18,6 @@
 //! Only candidate files are read, chosen by path; for Go, regular files with an execute bit
 //! and the ELF magic, of which only the headers and the build info are read.
 
-// The attestation exporter (`--sbom`) calls this; until it is merged only the tests do.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 mod apk;
 mod dpkg;
 mod fields;
