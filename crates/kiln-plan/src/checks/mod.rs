@@ -27,6 +27,7 @@ pub use rule::{RULES, Rule, rule_by_name};
 
 use crate::options::PlanOptions;
 use walk::run;
+pub(crate) use walk::{default_args, stage_name};
 
 /// The build arg that replaces the Dockerfile's `# check=` directive (not merged with it).
 pub const CHECK_BUILD_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
@@ -191,10 +192,10 @@ const RESERVED_STAGE_NAMES: [&str; 2] = ["context", "scratch"];
 /// An ordered environment where a later value replaces an earlier one in place (llb
 /// `EnvList`).
 #[derive(Debug, Clone, Default)]
-struct OrderedEnv(Vec<(String, String)>);
+pub(crate) struct OrderedEnv(Vec<(String, String)>);
 
 impl OrderedEnv {
-    fn set(&mut self, key: &str, value: &str) {
+    pub(crate) fn set(&mut self, key: &str, value: &str) {
         if let Some(entry) = self.0.iter_mut().find(|(k, _)| k == key) {
             value.clone_into(&mut entry.1);
         } else {
@@ -202,7 +203,7 @@ impl OrderedEnv {
         }
     }
 
-    fn keys(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(k, _)| k.as_str())
     }
 }

@@ -448,7 +448,7 @@ const INSTRUCTION_NAMES: [&str; 18] = [
 ];
 
 /// The stage name of a `FROM`, lowercased as BuildKit stores it.
-pub(super) fn stage_name(from: &Instruction) -> Option<String> {
+pub(crate) fn stage_name(from: &Instruction) -> Option<String> {
     match &from.command {
         Command::From(f) => f.stage_name.as_ref().map(|n| n.to_lowercase()),
         _ => None,
@@ -456,7 +456,7 @@ pub(super) fn stage_name(from: &Instruction) -> Option<String> {
 }
 
 /// BuildKit `defaultArgs`: the platform args and `TARGETSTAGE`, build args overriding them.
-fn default_args(options: &PlanOptions, target: &str) -> OrderedEnv {
+pub(crate) fn default_args(options: &PlanOptions, target: &str) -> OrderedEnv {
     let build = &options.build_platform;
     let target_platform = &options.platform;
     let mut env = OrderedEnv::default();
