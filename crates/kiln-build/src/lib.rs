@@ -10,6 +10,7 @@ mod event;
 mod git_source;
 mod images;
 mod import;
+mod lint;
 mod output;
 mod run_image;
 mod scheduler;
@@ -39,6 +40,7 @@ pub use images::{
 pub use import::{
     Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError, ImportStep, TarError,
 };
+pub use lint::{CallFunction, DockerfileSource, LintReport, OutlineReport, TargetsReport};
 pub use output::{DestinationError, ExportOptions, Output, OutputSpec, OutputSpecError};
 pub use run_image::{ContainerRun, ImageToRun, RunImageError, find_or_pull_image};
 pub use scheduler::CancelToken;
