@@ -53,9 +53,14 @@ fn check_prints_like_buildx_and_exits_1_without_storing_anything() {
     let ctx = context_with(TWO_FINDINGS);
     let store = ctx.path().join("store");
     let out = run_fails(
-        kiln_in(&store)
-            .current_dir(ctx.path())
-            .args(["build", "--check", "--push", "-t", "example.invalid/x", "."]),
+        kiln_in(&store).current_dir(ctx.path()).args([
+            "build",
+            "--check",
+            "--push",
+            "-t",
+            "example.invalid/x",
+            ".",
+        ]),
         1,
     );
     assert_eq!(
@@ -83,11 +88,12 @@ fn check_prints_like_buildx_and_exits_1_without_storing_anything() {
     assert!(!store.exists(), "--check created the store");
 
     let clean = context_with("FROM scratch\nCOPY a /\n");
-    let text = run_ok(
-        kiln_in(&store)
-            .current_dir(clean.path())
-            .args(["build", "--call=check", "."]),
-    );
+    let text =
+        run_ok(
+            kiln_in(&store)
+                .current_dir(clean.path())
+                .args(["build", "--call=check", "."]),
+        );
     assert_eq!(text, "Check complete, no warnings found.\n");
     assert!(!store.exists(), "--call=check created the store");
 }
@@ -257,11 +263,16 @@ fn lint_reports_copy_ignored_file_through_the_contexts_dockerignore() {
 #[test]
 fn lint_sarif_validates_against_the_sarif_2_1_0_schema() {
     let ctx = context_with(TWO_FINDINGS);
-    let out = lint(ctx.path(), &["--format", "sarif", "-f", "Dockerfile", "."], 1);
+    let out = lint(
+        ctx.path(),
+        &["--format", "sarif", "-f", "Dockerfile", "."],
+        1,
+    );
     let log: Value = serde_json::from_slice(&out.stdout).unwrap();
     let schema: Value = serde_json::from_str(
         &fs_err::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas/sarif-schema-2.1.0.json"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/schemas/sarif-schema-2.1.0.json"),
         )
         .unwrap(),
     )
@@ -286,13 +297,18 @@ fn lint_sarif_validates_against_the_sarif_2_1_0_schema() {
     let out = lint(ctx.path(), &["--format", "sarif"], 1);
     let log: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(validator.is_valid(&log));
-    assert_eq!(log["runs"][0]["invocations"][0]["executionSuccessful"], false);
+    assert_eq!(
+        log["runs"][0]["invocations"][0]["executionSuccessful"],
+        false
+    );
 }
 
 #[test]
 fn lint_with_a_target_checks_only_the_stages_it_needs() {
     // BuildKit's case 062: each stage uses an undefined variable.
-    let ctx = context_with("\nFROM scratch AS first\nCOPY $foo .\n\nFROM scratch AS second\nCOPY $bar .\n");
+    let ctx = context_with(
+        "\nFROM scratch AS first\nCOPY $foo .\n\nFROM scratch AS second\nCOPY $bar .\n",
+    );
     let all = lint(ctx.path(), &["--format", "json"], 1);
     let all: Value = serde_json::from_slice(&all.stdout).unwrap();
     assert_eq!(all["warnings"].as_array().map(Vec::len), Some(2));
@@ -322,4 +338,24 @@ fn a_foreign_syntax_frontend_is_warned_about_once() {
     );
     let out = lint(ctx.path(), &[], 0);
     assert!(String::from_utf8_lossy(&out.stderr).is_empty());
+}
+
+#[test]
+#[cfg_attr(kiln_no_root, ignore = "needs root")]
+fn copy_ignored_file_and_the_syntax_warning_show_in_a_build_root() {
+    kiln_test::require_root();
+    let ctx = context_with("# syntax=example.com/frontend:1\nFROM scratch\nCOPY . /\n");
+    write(ctx.path(), ".dockerignore", "*\n");
+    let stderr = crate::common::build_plain(&ctx.path().join("store"), ctx.path(), &[]);
+    assert!(
+        stderr.contains(
+            "CopyIgnoredFile: Attempting to Copy file \".\" that is excluded by .dockerignore (line 3)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("kiln does not run frontend images").count(),
+        1,
+        "{stderr}"
+    );
 }

@@ -49,7 +49,10 @@ pub use scheduler::CancelToken;
 // kiln-cli) needs no other kiln crate.
 pub use kiln_dockerfile as dockerfile;
 pub use kiln_oci as oci;
-pub use kiln_plan::{ChangeError, ConfigChanges};
+pub use kiln_plan::{
+    ChangeError, Check, CheckConfig, CheckError, CheckReport, ConfigChanges, Outline, OutlineArg,
+    OutlineMount, Rule, SourceLines, StageTarget,
+};
 pub use kiln_registry::{
     BlobOutcome, ClientConfig, DEFAULT_DOWNLOAD_CONCURRENCY, Direction,
     Progress as TransferProgress, ProgressEvent as TransferEvent,

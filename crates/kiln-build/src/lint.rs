@@ -444,25 +444,15 @@ impl Builder {
     pub fn outline(&self) -> Result<OutlineReport, BuildError> {
         let source = self.dockerfile_source()?;
         let outline = kiln_plan::outline(&source.text, &self.check_options())
-            .map_err(|e| self.describe_error(&source, e))?;
+            .map_err(|e| describe_error(&source, e))?;
         Ok(OutlineReport { source, outline })
     }
 
     /// The stages that can be targets (`--call=targets`).
     pub fn targets(&self) -> Result<TargetsReport, BuildError> {
         let source = self.dockerfile_source()?;
-        let targets =
-            kiln_plan::targets(&source.text).map_err(|e| self.describe_error(&source, e))?;
+        let targets = kiln_plan::targets(&source.text).map_err(|e| describe_error(&source, e))?;
         Ok(TargetsReport { source, targets })
-    }
-
-    fn describe_error(&self, source: &DockerfileSource, error: CheckError) -> BuildError {
-        BuildError::Plan {
-            dockerfile: source.shown_name.clone(),
-            source: Box::new(kiln_plan::PlanError::Check {
-                source: Box::new(error),
-            }),
-        }
     }
 
     /// The plan options of the checks: build args, target and the first target platform.
@@ -510,6 +500,16 @@ impl Builder {
             return None;
         }
         Store::open(root).ok()
+    }
+}
+
+/// A Dockerfile error of the outline or targets request, as the build reports it.
+fn describe_error(source: &DockerfileSource, error: CheckError) -> BuildError {
+    BuildError::Plan {
+        dockerfile: source.shown_name.clone(),
+        source: Box::new(kiln_plan::PlanError::Check {
+            source: Box::new(error),
+        }),
     }
 }
 
