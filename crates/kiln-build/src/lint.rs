@@ -147,11 +147,10 @@ impl LintReport {
                 },
             );
         }
-        match &self.report.error {
-            Some(_) if count > 0 => out.push('\n'),
-            Some(_) => {}
-            None if count == 0 => out.push_str("Check complete, no warnings found.\n"),
-            None => {}
+        match (&self.report.error, count) {
+            (Some(_), 1..) => out.push('\n'),
+            (None, 0) => out.push_str("Check complete, no warnings found.\n"),
+            _ => {}
         }
         out
     }

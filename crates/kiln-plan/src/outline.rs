@@ -310,16 +310,13 @@ pub fn outline(src: &str, options: &PlanOptions) -> Result<Outline, CheckError> 
             match &instruction.command {
                 Command::Arg(decls) => {
                     for decl in decls {
-                        let value = if let Some(v) = options.build_args.get(&decl.name) {
-                            Some(v.clone())
-                        } else if let Some(default) = &decl.default {
-                            Some(
+                        let value = match options.build_args.get(&decl.name) {
+                            Some(v) => Some(v.clone()),
+                            None => decl.default.as_ref().map(|default| {
                                 lexer
                                     .process_word(default, &env)
-                                    .unwrap_or_else(|_| default.clone()),
-                            )
-                        } else {
-                            None
+                                    .unwrap_or_else(|_| default.clone())
+                            }),
                         };
                         // An `ARG NAME` that takes the global value keeps the global entry.
                         let is_inherited = value.is_none()
