@@ -8,6 +8,9 @@
 //!   Builds share a cache across machines with [`Builder::cache_from`] and
 //!   [`Builder::cache_to`] (a registry or an OCI layout directory, [`CacheSource`],
 //!   [`CacheExport`]).
+//! - **Check**: [`Builder::check`] runs BuildKit's build checks only ([`LintReport`]: text,
+//!   BuildKit's JSON or SARIF), [`Builder::outline`] and [`Builder::targets`] report a
+//!   target's build args and secrets and the stages, as `docker buildx build --call=…`.
 //! - **Run**: [`ContainerRun`] runs a command in a stored image, like `docker run --rm`;
 //!   [`find_or_pull_image`] finds the image for a platform (or pulls it), as [`ImageToRun`].
 //! - **Import**: [`Import`] makes a one-layer image from a root filesystem, like `docker
@@ -67,5 +70,10 @@ pub use kiln_build::{
     login, logout, oci, open_store, platforms_of, prune, pull_image, push_image, registry_host,
     require_image, resolve_store_root, run_sandbox_helper_if_requested, save_images,
     save_images_to, tag_image, untag_images,
+};
+pub use kiln_build::{
+    CallFunction, Check, CheckConfig, CheckError, CheckReport, DockerfileSource, LintReport,
+    Outline, OutlineArg, OutlineMount, OutlineReport, Rule, SourceLines, StageTarget,
+    TargetsReport,
 };
 pub use kiln_dockerfile as dockerfile;

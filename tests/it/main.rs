@@ -20,6 +20,7 @@ mod examples;
 mod examples_lang;
 mod import;
 mod isolation;
+mod lint;
 mod names;
 mod output_options;
 mod platforms;

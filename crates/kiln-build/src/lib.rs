@@ -11,6 +11,7 @@ mod event;
 mod git_source;
 mod images;
 mod import;
+mod lint;
 mod output;
 mod run_image;
 mod scheduler;
@@ -44,6 +45,7 @@ pub use images::{
 pub use import::{
     Import, ImportError, ImportOutcome, ImportOutput, ImportOutputError, ImportStep, TarError,
 };
+pub use lint::{CallFunction, DockerfileSource, LintReport, OutlineReport, TargetsReport};
 pub use output::{DestinationError, ExportOptions, Output, OutputSpec, OutputSpecError};
 pub use run_image::{ContainerRun, ImageToRun, RunImageError, find_or_pull_image};
 pub use scheduler::CancelToken;
@@ -52,7 +54,10 @@ pub use scheduler::CancelToken;
 // kiln-cli) needs no other kiln crate.
 pub use kiln_dockerfile as dockerfile;
 pub use kiln_oci as oci;
-pub use kiln_plan::{ChangeError, ConfigChanges};
+pub use kiln_plan::{
+    ChangeError, Check, CheckConfig, CheckError, CheckReport, ConfigChanges, Outline, OutlineArg,
+    OutlineMount, Rule, SourceLines, StageTarget,
+};
 pub use kiln_registry::{
     BlobOutcome, ClientConfig, DEFAULT_DOWNLOAD_CONCURRENCY, Direction,
     Progress as TransferProgress, ProgressEvent as TransferEvent,

@@ -145,6 +145,14 @@ pub(crate) struct BuildArgs {
     /// Write the build result's metadata (digests, descriptor, names) to this file as JSON.
     #[arg(long = "metadata-file", value_name = "FILE")]
     metadata_file: Option<PathBuf>,
+    /// Evaluate the build another way instead of building: check (the build checks),
+    /// outline (the target's build args and secrets) or targets (the stages), with
+    /// `,format=json` for JSON.
+    #[arg(long = "call", value_name = "METHOD[,format=json]")]
+    call: Option<String>,
+    /// Shorthand for --call=check.
+    #[arg(long)]
+    check: bool,
     /// The build context: a directory, `-` (a tar archive of the context, or a Dockerfile,
     /// on stdin), an http(s) URL of a tarball, or a git repository
     /// (`https://host/repo.git#ref:subdir`, `git@host:repo.git`, `git://…`, `ssh://…`).
@@ -280,6 +288,17 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         },
         None => ContextSource::Dir(args.context.clone()),
     };
+    let call = match crate::lint::parse_call(args.call.as_deref(), args.check) {
+        Ok(call) => call,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(crate::EXIT_USAGE));
+        }
+    };
+    if call.is_some() && !matches!(source, ContextSource::Dir(_)) {
+        eprintln!("error: --call and --check need a local directory as the build context");
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
     let is_file_stdin = args.file.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if is_file_stdin && matches!(source, ContextSource::Stream(_)) {
         // buildx's wording; a usage error, checked before stdin is read.
@@ -430,6 +449,9 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
             CompressionArg::Zstd => Compression::Zstd { level: 3 },
             CompressionArg::Uncompressed => Compression::None,
         });
+    if let Some(call) = call {
+        return Ok(crate::lint::run_call(&builder, call));
+    }
     let mode = if args.quiet {
         ProgressMode::Quiet
     } else {

@@ -20,6 +20,8 @@ pub struct Cli {
 enum Command {
     /// Build an image from a Dockerfile (flags follow `docker buildx build`).
     Build(Box<crate::build::BuildArgs>),
+    /// Run BuildKit's build checks on a Dockerfile (text, JSON or SARIF).
+    Lint(crate::lint::LintArgs),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(crate::parse::ParseArgs),
     /// Create a one-layer image from a root filesystem directory or tarball.
@@ -62,6 +64,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Build(args) => crate::build::run(&args, self.root.as_deref()),
+            Command::Lint(args) => crate::lint::run_lint(&args, self.root.as_deref()),
             Command::Parse(args) => crate::parse::run(&args),
             Command::Import(args) => crate::import::run(&args, self.root.as_deref()),
             Command::Images(args) => crate::images::run(&args, self.root.as_deref()),

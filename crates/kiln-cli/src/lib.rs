@@ -9,6 +9,7 @@ mod history;
 mod images;
 mod import;
 mod inspect;
+mod lint;
 mod login;
 mod parse;
 mod progress;

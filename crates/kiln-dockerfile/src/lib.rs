@@ -2,12 +2,14 @@
 #![forbid(unsafe_code)]
 
 mod command;
+mod comments;
 mod diagnostic;
 mod directive;
 mod dockerignore;
 mod dump;
 mod duration;
 mod flags;
+mod frontend;
 mod heredoc;
 mod instruction;
 mod json_form;
@@ -22,6 +24,7 @@ pub use command::{
     Add, ArgDecl, Command, Copy, Dockerfile, From, Healthcheck, HealthcheckCmd, HeredocSource,
     Instruction, KeyValue, NetworkMode, Onbuild, Run, SecurityMode, ShellOrExec,
 };
+pub use comments::{doc_comment, node_comments};
 pub use diagnostic::{ParseError, ParseErrorKind};
 pub use directive::{Directive, detect_syntax};
 pub use dockerignore::{
@@ -30,6 +33,7 @@ pub use dockerignore::{
     encode_text, escaped_byte, read_ignore_file,
 };
 pub use dump::{dump_buildkit_ast, go_quote};
+pub use frontend::{BUILTIN_SYNTAX, syntax_warning};
 pub use heredoc::Heredoc;
 pub use instruction::{lower, parse};
 pub use limits::{

@@ -98,10 +98,16 @@ impl Builder {
         let mut warnings: Vec<String> = Vec::new();
         // BuildKit's build checks report the lint-like findings (honouring `# check=skip`);
         // the planner's own versions of them are left out.
-        let mut check_options =
-            PlanOptions::new(platforms.first().cloned().unwrap_or_else(Platform::host));
-        check_options.build_args = self.build_args.clone().into_iter().collect();
-        let checks = kiln_plan::check(&text, &check_options, &kiln_plan::CheckInputs::default());
+        // As a build of the target: its stages only, the context's `.dockerignore`, and the
+        // base configs the store already has (nothing is pulled for the checks; the engine
+        // reports `InvalidBaseImagePlatform` once every base is resolved, pulled ones too).
+        let filter = self.context_filter(&dockerfile_name)?;
+        let check_inputs = kiln_plan::CheckInputs {
+            ignore: filter.matcher().cloned(),
+            base_images: crate::lint::local_base_images(&store, graph, false),
+            is_build: true,
+        };
+        let checks = kiln_plan::check(&text, &self.check_options(), &check_inputs);
         let planner_messages = graphs
             .iter()
             .flat_map(|g| &g.warnings)
@@ -109,7 +115,12 @@ impl Builder {
             .map(ToString::to_string);
         let check_messages = checks.warnings.iter().map(ToString::to_string);
         // The same Dockerfile planned per platform warns the same: once.
-        for message in planner_messages.chain(check_messages) {
+        let syntax_message = kiln_dockerfile::syntax_warning(&text);
+        for message in syntax_message
+            .into_iter()
+            .chain(planner_messages)
+            .chain(check_messages)
+        {
             if warnings.contains(&message) {
                 continue;
             }
@@ -132,7 +143,6 @@ impl Builder {
             });
         }
 
-        let filter = self.context_filter(&dockerfile_name)?;
         // A context made for this build has new inodes every time: a memo of it would only
         // take room.
         let memo = if self.context_name.is_some() {
@@ -700,7 +710,7 @@ impl Builder {
         Ok(())
     }
 
-    fn read_dockerfile(&self) -> Result<(String, String), BuildError> {
+    pub(crate) fn read_dockerfile(&self) -> Result<(String, String), BuildError> {
         if let Some(text) = &self.dockerfile_text {
             return Ok(("Dockerfile".to_owned(), text.clone()));
         }
@@ -727,7 +737,10 @@ impl Builder {
 
     /// `.dockerignore` of the context, or `<Dockerfile>.dockerignore` next to the
     /// Dockerfile, which wins (BuildKit).
-    fn context_filter(&self, _dockerfile_name: &str) -> Result<Arc<IgnoreFilter>, BuildError> {
+    pub(crate) fn context_filter(
+        &self,
+        _dockerfile_name: &str,
+    ) -> Result<Arc<IgnoreFilter>, BuildError> {
         let mut candidates = Vec::new();
         if self.dockerfile_text.is_none() {
             let df = self.dockerfile_path();

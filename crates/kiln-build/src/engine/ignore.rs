@@ -24,6 +24,11 @@ impl IgnoreFilter {
     pub(crate) fn none() -> Self {
         Self { matcher: None }
     }
+
+    /// The patterns, when there is a `.dockerignore` (the `CopyIgnoredFile` check's input).
+    pub(crate) fn matcher(&self) -> Option<&PatternMatcher> {
+        self.matcher.as_ref()
+    }
 }
 
 impl ContextFilter for IgnoreFilter {
