@@ -69,6 +69,8 @@ impl Builder {
         // Held for the whole build: `kiln prune` (exclusive) waits, so it never deletes a
         // blob or snapshot this build has made but not yet recorded.
         let _lock = store.lock(kiln_store::LockMode::Shared)?;
+        // Parse, plan and checks (a phase of the bench's breakdown, bench/tutorials.sh).
+        let plan_span = tracing::debug_span!("plan_build").entered();
         let (dockerfile_name, text) = self.read_dockerfile()?;
         let dockerfile = kiln_dockerfile::parse(&text).map_err(|source| BuildError::Parse {
             dockerfile: dockerfile_name.clone(),
@@ -142,6 +144,7 @@ impl Builder {
                 }),
             });
         }
+        drop(plan_span);
 
         // A context made for this build has new inodes every time: a memo of it would only
         // take room.

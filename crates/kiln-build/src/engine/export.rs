@@ -38,6 +38,8 @@ pub(crate) fn assemble(
     compressor: &Compressor,
     annotations: BTreeMap<String, String>,
 ) -> Result<AssembledImage, BuildError> {
+    // Includes waiting for the layers' background compression.
+    let _span = tracing::debug_span!("assemble_image").entered();
     let mut config = target.output.image.clone();
     // BuildKit dockerfile2llb: `opt.Labels` are set on the target's config after its last
     // instruction, with no history entry.
@@ -105,6 +107,7 @@ pub(crate) fn export(
     events: &dyn EventSink,
     attestations: Option<&Attestations>,
 ) -> Result<Exported, BuildError> {
+    let _span = tracing::debug_span!("export_outputs").entered();
     // buildx: a `type=image` output without `name=` takes the `-t` names.
     let image_outputs: Vec<(&Vec<String>, bool, &ExportOptions)> = builder
         .outputs
