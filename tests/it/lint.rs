@@ -186,6 +186,20 @@ fn outline_lists_the_targets_args_and_secrets_with_descriptions() {
             "secrets": [{"name": "netrc", "required": true, "location": lines(10)}],
         })
     );
+    // kiln's `--format json` says the same as buildx's `,format=json`.
+    let flag = run_ok(
+        kiln_in(&store)
+            .args([
+                "build",
+                "--call=outline",
+                "--format",
+                "json",
+                "--target",
+                "test",
+            ])
+            .arg(ctx.path()),
+    );
+    assert_eq!(flag, text);
     assert!(!store.exists());
 }
 

@@ -153,6 +153,9 @@ pub(crate) struct BuildArgs {
     /// Shorthand for --call=check.
     #[arg(long)]
     check: bool,
+    /// The output of --call/--check: text or json (kiln's shorthand for `,format=` in --call).
+    #[arg(long, value_name = "text|json")]
+    format: Option<String>,
     /// The build context: a directory, `-` (a tar archive of the context, or a Dockerfile,
     /// on stdin), an http(s) URL of a tarball, or a git repository
     /// (`https://host/repo.git#ref:subdir`, `git@host:repo.git`, `git://…`, `ssh://…`).
@@ -288,13 +291,14 @@ pub(crate) fn run(args: &BuildArgs, root: Option<&std::path::Path>) -> anyhow::R
         },
         None => ContextSource::Dir(args.context.clone()),
     };
-    let call = match crate::lint::parse_call(args.call.as_deref(), args.check) {
-        Ok(call) => call,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(crate::EXIT_USAGE));
-        }
-    };
+    let call =
+        match crate::lint::parse_call(args.call.as_deref(), args.check, args.format.as_deref()) {
+            Ok(call) => call,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(crate::EXIT_USAGE));
+            }
+        };
     if call.is_some() && !matches!(source, ContextSource::Dir(_)) {
         eprintln!("error: --call and --check need a local directory as the build context");
         return Ok(ExitCode::from(crate::EXIT_USAGE));

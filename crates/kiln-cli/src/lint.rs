@@ -20,10 +20,17 @@ const CALL_NAMES: &str = "build, check (lint), outline, targets";
 
 /// Parses `--call` (and `--check`, its shorthand); `Ok(None)` for a build. An unknown name,
 /// field or format is a usage error naming it.
-pub(crate) fn parse_call(value: Option<&str>, is_check: bool) -> Result<Option<CallSpec>, String> {
+pub(crate) fn parse_call(
+    value: Option<&str>,
+    is_check: bool,
+    format: Option<&str>,
+) -> Result<Option<CallSpec>, String> {
     let value = match (value, is_check) {
         (_, true) => "check",
         (Some(v), false) => v,
+        (None, false) if format.is_some() => {
+            return Err("--format needs --call or --check (it is their output's format)".into());
+        }
         (None, false) => return Ok(None),
     };
     let mut name: Option<&str> = None;
@@ -50,7 +57,22 @@ pub(crate) fn parse_call(value: Option<&str>, is_check: bool) -> Result<Option<C
             None => name = Some(field),
         }
     }
+    // `--format` (kiln's) is the same as `,format=` (buildx's); both must agree.
+    match format {
+        Some("json") if !value.split(',').any(|f| f == "format=text") => is_json = true,
+        Some("text" | "") if !value.split(',').any(|f| f == "format=json") => is_json = false,
+        Some(other @ ("json" | "text" | "")) => {
+            return Err(format!(
+                "--format {other} contradicts --call {value}: give the format once"
+            ));
+        }
+        Some(other) => return Err(format!("--format {other}: unknown format (json or text)")),
+        None => {}
+    }
     let function = match name.unwrap_or("build") {
+        "build" if format.is_some() => {
+            return Err("--format needs --call or --check (it is their output's format)".into());
+        }
         "build" => return Ok(None),
         "check" | "lint" => CallFunction::Check,
         "outline" => CallFunction::Outline,
@@ -230,39 +252,80 @@ mod tests {
 
     #[test]
     fn call_values_parse_like_buildx() {
-        let check = parse_call(Some("check,format=json"), false)
+        let check = parse_call(Some("check,format=json"), false, None)
             .unwrap()
             .unwrap();
         assert_eq!(check.function, CallFunction::Check);
         assert!(check.is_json);
         assert_eq!(
-            parse_call(None, true).unwrap().unwrap().function,
+            parse_call(None, true, None).unwrap().unwrap().function,
             CallFunction::Check
         );
-        assert_eq!(parse_call(Some("build"), false).unwrap(), None);
-        assert_eq!(parse_call(None, false).unwrap(), None);
+        assert_eq!(parse_call(Some("build"), false, None).unwrap(), None);
+        assert_eq!(parse_call(None, false, None).unwrap(), None);
         assert_eq!(
-            parse_call(Some("lint"), false).unwrap().unwrap().function,
+            parse_call(Some("lint"), false, None)
+                .unwrap()
+                .unwrap()
+                .function,
             CallFunction::Check
         );
-        let ignoring = parse_call(Some("outline,ignorestatus=true"), false)
+        let ignoring = parse_call(Some("outline,ignorestatus=true"), false, None)
             .unwrap()
             .unwrap();
         assert!(ignoring.ignores_status);
         assert!(
-            parse_call(Some("help"), false)
+            parse_call(Some("help"), false, None)
                 .unwrap_err()
                 .contains("help")
         );
         assert!(
-            parse_call(Some("check,format=yaml"), false)
+            parse_call(Some("check,format=yaml"), false, None)
                 .unwrap_err()
                 .contains("yaml")
         );
         assert!(
-            parse_call(Some("check,x=1"), false)
+            parse_call(Some("check,x=1"), false, None)
                 .unwrap_err()
                 .contains("x=1")
+        );
+    }
+
+    #[test]
+    fn format_flag_is_the_calls_format_field() {
+        let outline = parse_call(Some("outline"), false, Some("json"))
+            .unwrap()
+            .unwrap();
+        assert!(outline.is_json);
+        assert!(
+            parse_call(None, true, Some("json"))
+                .unwrap()
+                .unwrap()
+                .is_json
+        );
+        assert!(
+            !parse_call(Some("targets,format=json"), false, Some("text"))
+                .map(|_| ())
+                .unwrap_err()
+                .is_empty()
+        );
+        assert!(
+            parse_call(Some("check,format=json"), false, Some("json"))
+                .unwrap()
+                .unwrap()
+                .is_json
+        );
+        for (call, is_check) in [(None, false), (Some("build"), false)] {
+            assert!(
+                parse_call(call, is_check, Some("json"))
+                    .unwrap_err()
+                    .contains("--format needs --call")
+            );
+        }
+        assert!(
+            parse_call(Some("outline"), false, Some("yaml"))
+                .unwrap_err()
+                .contains("yaml")
         );
     }
 }
