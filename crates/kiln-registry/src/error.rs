@@ -210,6 +210,14 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Whether retrying the same request may succeed (connection trouble, 5xx, 429).
+    /// Whether a manifest PUT was refused because the registry does not see a blob it
+    /// references (`MANIFEST_BLOB_UNKNOWN`): after the client has pushed it, that is a
+    /// concurrent push of the same blob rewriting the repository's link to it (distribution
+    /// writes it in place), seen for a moment.
+    pub(crate) fn is_manifest_blob_unknown(&self) -> bool {
+        matches!(self, Self::Status { status: 400, body, .. } if body.contains("MANIFEST_BLOB_UNKNOWN"))
+    }
+
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::Transport { .. } | Self::Truncated { .. } => true,

@@ -89,7 +89,7 @@ impl Transport {
                 Some(tag) => tag.to_owned(),
                 None => digest.to_string(),
             };
-            self.put_manifest(&endpoint, repository, &reference, &top)
+            self.put_manifest_retrying(&endpoint, repository, &reference, &top, source)
                 .await?;
             let written = match target.tag() {
                 Some(_) => target.clone(),
@@ -121,8 +121,14 @@ impl Transport {
             for child in &index.manifests {
                 let local = read_manifest(source, &child.digest, "index child manifest")?;
                 Box::pin(self.push_tree(endpoint, repository, source, &local, pushed)).await?;
-                self.put_manifest(endpoint, repository, &child.digest.to_string(), &local)
-                    .await?;
+                self.put_manifest_retrying(
+                    endpoint,
+                    repository,
+                    &child.digest.to_string(),
+                    &local,
+                    source,
+                )
+                .await?;
             }
             return Ok(());
         }
@@ -158,6 +164,48 @@ impl Transport {
             pushed.count(outcome, *bytes);
         }
         Ok(())
+    }
+
+    /// [`Self::put_manifest`], retried when the registry does not see a blob the manifest
+    /// references ([`RegistryError::is_manifest_blob_unknown`]: several runners pushing one
+    /// cache or image at once). Before each retry the manifest's blobs are pushed again — a
+    /// HEAD each, an upload only for one really missing.
+    async fn put_manifest_retrying(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        reference: &str,
+        manifest: &LocalManifest,
+        source: &dyn BlobSource,
+    ) -> Result<(), RegistryError> {
+        let policy = &self.config.retry;
+        let mut attempt = 1;
+        loop {
+            match self
+                .put_manifest(endpoint, repository, reference, manifest)
+                .await
+            {
+                Err(err) if err.is_manifest_blob_unknown() && attempt < policy.max_attempts => {
+                    attempt += 1;
+                    let operation = format!("PUT manifest {repository}:{reference}");
+                    self.retrying(
+                        &operation,
+                        attempt,
+                        policy.backoff(attempt),
+                        err.to_string(),
+                    )
+                    .await;
+                    if manifest.media_type.is_manifest() {
+                        let mut again = PushedImage::default();
+                        Box::pin(
+                            self.push_tree(endpoint, repository, source, manifest, &mut again),
+                        )
+                        .await?;
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>` with the exact stored bytes.

@@ -546,6 +546,32 @@ async fn registry_push_through_faults_retries_uploads() {
         image.manifest_bytes
     );
 
+    // A manifest refused for a blob the registry momentarily does not see (another runner
+    // pushing the same blob): the blobs are checked again and the manifest is retried.
+    proxy.add(rule(
+        "PUT",
+        "/manifests/v3",
+        Fault::Answer(
+            400,
+            r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#,
+        ),
+    ));
+    let target = reference(&format!("{}/pushed/app:v3", proxy.host));
+    client
+        .push_image(&src, &image.manifest, &[target])
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nproxy log: {:#?}", proxy.log()));
+    assert_eq!(
+        skopeo_raw(&format!("{}/pushed/app:v3", registry.host)),
+        image.manifest_bytes
+    );
+    let manifest_puts = proxy
+        .log()
+        .iter()
+        .filter(|l| l.contains("PUT") && l.contains("/manifests/v3"))
+        .count();
+    assert_eq!(manifest_puts, 2, "{:#?}", proxy.log());
+
     // A registry that keeps failing: the push gives up with the status and the registry.
     proxy.add(Rule {
         method: "PUT",

@@ -15,6 +15,8 @@ pub enum Fault {
     Drop,
     /// Answer with this status (and `Retry-After: secs`), not forwarding.
     Status(u16, Option<u64>),
+    /// Answer with this status and JSON body (a registry's error document), not forwarding.
+    Answer(u16, &'static str),
     /// Forward, but send only the first N body bytes, then close.
     Truncate(usize),
     /// Forward with the last body byte flipped.
@@ -162,6 +164,14 @@ fn serve(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
                 let _ = write!(
                     client,
                     "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\n{extra}Connection: close\r\n\r\n"
+                );
+                return;
+            }
+            Some(Fault::Answer(code, body)) => {
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
                 );
                 return;
             }
