@@ -2,7 +2,6 @@
 //! (`pkg:docker/…`) that name images in them, as BuildKit's `util/purl` writes them.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use kiln_oci::{Digest, ImageRef, Platform};
 use serde::Serialize;
@@ -155,18 +154,7 @@ fn tag_start(familiar: &str) -> Option<usize> {
 /// Percent-encodes what a package URL component may not hold as is; `/` (and `:` of a
 /// registry's port) stay in the namespace and name.
 fn escape(text: &str, is_path: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        let keep = byte.is_ascii_alphanumeric()
-            || matches!(byte, b'-' | b'.' | b'_' | b'~')
-            || (is_path && matches!(byte, b'/' | b':'));
-        if keep {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    super::sbom::purl::encode_keeping(text, if is_path { b"/:" } else { b"" })
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ mod fields;
 mod fs;
 mod golang;
 mod npm;
-mod purl;
+pub(crate) mod purl;
 mod python;
 mod spdx;
 

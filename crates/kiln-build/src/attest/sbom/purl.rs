@@ -51,9 +51,18 @@ impl Purl<'_> {
 /// Percent-encodes everything but the purl specification's unencoded characters (ASCII
 /// letters and digits, `.`, `-`, `_`, `~`): `+` becomes `%2B`, `@` `%40`, `:` `%3A`.
 pub(super) fn encode(text: &str) -> String {
+    encode_keeping(text, b"")
+}
+
+/// [`encode`], also keeping the bytes of `kept` as they are (`/` and `:` in an image
+/// purl's name, as BuildKit writes it).
+pub(crate) fn encode_keeping(text: &str, kept: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_' | b'~') {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'.' | b'-' | b'_' | b'~')
+            || kept.contains(&byte)
+        {
             out.push(char::from(byte));
         } else {
             let _ = write!(out, "%{byte:02X}");
