@@ -522,6 +522,30 @@ for case in $CASES; do
     echo "- $case, $tool: $(values "$case" "$tool" 3 | paste -sd' ' - | sed 's/ / → /g')"
   done
 done
+# Paired ratios: kiln's cold time over the other tool's in the same repetition. Interleaved,
+# the two ran a minute apart, so a machine that drifts over the run (a VM's neighbours) moves
+# both; the median of these ratios is steadier than the ratio of the medians above.
+paired() { # paired CASE TOOL COLUMN -> "median (min–max)" of kiln/TOOL per repetition
+  awk -F'\t' -v c="$1" -v t="$2" -v k="$3" '$1 == c && $k != "-" && ($2 == "kiln" || $2 == t) {
+      v[$2, $7] = $k; reps[$7] = 1 }
+    END { for (r in reps) if ((("kiln", r) in v) && ((t, r) in v) && v[t, r] > 0) print v["kiln", r] / v[t, r] }' "$results" |
+    sort -g | awk '{ v[NR] = $1 } END {
+      if (NR == 0) { print "–"; exit }
+      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "%.2f× (%.2f–%.2f)\n", m, v[1], v[NR] }'
+}
+if [ "$ORDER" = interleaved ]; then
+  echo
+  echo "Cold builds, kiln ÷ tool in the same repetition, median (min–max):"
+  for case in $CASES; do
+    line="- $case:"
+    for tool in $(case_tools "$case"); do
+      case $tool in kiln | kiln-j4) continue ;; esac
+      line+=" $tool $(paired "$case" "$tool" 3);"
+    done
+    echo "${line%;}"
+  done
+fi
 for case in $CASES; do
   [ "${case#parallel}" != "$case" ] || continue
   echo

@@ -15,6 +15,7 @@ mod buildx_flags;
 mod buildx_script;
 mod common;
 mod context_sources;
+mod deferred;
 mod errors;
 mod examples;
 mod examples_lang;

@@ -28,7 +28,15 @@ struct Node {
 struct Edge {
     #[serde(default)]
     digest: Option<Digest>,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
 }
+
+/// Media types of an uncompressed layer (OCI's and Docker's).
+const UNCOMPRESSED_LAYER_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+];
 
 #[derive(Deserialize)]
 struct RootFs {
@@ -45,6 +53,12 @@ pub(crate) struct Edges {
     pub(crate) optional: Vec<Digest>,
     /// Snapshots of the layer stack a config describes (every prefix's chain id).
     pub(crate) chains: Vec<ChainId>,
+    /// The layers among `required` that are uncompressed tars: an image a `-t` build kept
+    /// in the store lists the layers it made so, digest = diffID, and has no blob for them
+    /// (their snapshots stand for them until `kiln push`/`save` compresses them).
+    pub(crate) uncompressed: Vec<Digest>,
+    /// A config's layers: each diffID with the chain id of the stack up to it.
+    pub(crate) layers: Vec<(DiffId, ChainId)>,
 }
 
 /// The edges of a blob given its size and a way to read it; non-JSON blobs have none.
@@ -63,18 +77,27 @@ pub(crate) fn edges_of(len: u64, read: impl FnOnce() -> Option<Vec<u8>>) -> Edge
     };
     let mut edges = Edges::default();
     edges.required.extend(node.config.and_then(|c| c.digest));
-    edges
-        .required
-        .extend(node.layers.into_iter().filter_map(|l| l.digest));
+    for layer in node.layers {
+        let Some(digest) = layer.digest else { continue };
+        if layer
+            .media_type
+            .as_deref()
+            .is_some_and(|t| UNCOMPRESSED_LAYER_TYPES.contains(&t))
+        {
+            edges.uncompressed.push(digest.clone());
+        }
+        edges.required.push(digest);
+    }
     edges
         .optional
         .extend(node.manifests.into_iter().filter_map(|m| m.digest));
     edges.optional.extend(node.subject.and_then(|s| s.digest));
     if let Some(rootfs) = node.rootfs {
         for n in 1..=rootfs.diff_ids.len() {
-            edges
-                .chains
-                .extend(ChainId::from_diff_ids(&rootfs.diff_ids[..n]));
+            if let Some(chain) = ChainId::from_diff_ids(&rootfs.diff_ids[..n]) {
+                edges.chains.push(chain.clone());
+                edges.layers.push((rootfs.diff_ids[n - 1].clone(), chain));
+            }
         }
     }
     edges

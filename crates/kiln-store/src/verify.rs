@@ -342,25 +342,39 @@ impl Store {
     }
 
     /// The first blob an image needs that is absent or corrupt (walks manifests and indexes;
-    /// an index's manifests for platforms never pulled may be absent).
+    /// an index's manifests for platforms never pulled may be absent, and an uncompressed
+    /// layer of an image a `-t` build kept may be absent while its snapshot is here).
     fn first_missing(&self, root: &Digest) -> Option<Digest> {
         let mut stack = vec![(root.clone(), true)];
         let mut seen = std::collections::BTreeSet::new();
+        let mut uncompressed = std::collections::BTreeSet::new();
+        let mut snapshot_backed = Vec::new();
+        let mut layers = Vec::new();
         while let Some((digest, is_required)) = stack.pop() {
             if !seen.insert(digest.clone()) {
                 continue;
             }
             let Ok(len) = self.blob_len(&digest) else {
+                if uncompressed.contains(&digest) {
+                    snapshot_backed.push(digest);
+                    continue;
+                }
                 if is_required {
                     return Some(digest);
                 }
                 continue;
             };
             let edges = edges_of(len, || self.read_blob(&digest).ok());
+            uncompressed.extend(edges.uncompressed);
+            layers.extend(edges.layers);
             stack.extend(edges.required.into_iter().map(|d| (d, true)));
             stack.extend(edges.optional.into_iter().map(|d| (d, false)));
         }
-        None
+        snapshot_backed.into_iter().find(|digest| {
+            !layers
+                .iter()
+                .any(|(diff_id, chain)| diff_id.0 == *digest && self.has_snapshot(chain))
+        })
     }
 
     fn verify_records(&self, report: &mut VerifyReport, repair: bool) -> Result<(), StoreError> {

@@ -164,14 +164,23 @@ impl<'a> Resolver<'a> {
             .iter()
             .zip(&config.rootfs.diff_ids)
             .zip(chains)
-            .map(|((desc, diff_id), chain)| LayerInfo {
-                diff_id: diff_id.clone(),
-                blob: Some(LayerBlob {
-                    digest: desc.digest.clone(),
-                    size: desc.size,
-                    media_type: desc.media_type.clone(),
-                }),
-                chain,
+            .map(|((desc, diff_id), chain)| {
+                // A layer of an image built here and kept uncompressed (its digest is its
+                // diffID, its blob the tar of its snapshot, never written): it has no blob
+                // until an output compresses it from the snapshot.
+                let is_snapshot_only = super::stored::is_snapshot_only(self.store, desc);
+                LayerInfo {
+                    diff_id: diff_id.clone(),
+                    blob: (!is_snapshot_only).then(|| LayerBlob {
+                        digest: desc.digest.clone(),
+                        size: desc.size,
+                        media_type: desc.media_type.clone(),
+                    }),
+                    chain,
+                    tar_size: (desc.media_type.layer_compression()
+                        == Some(kiln_oci::LayerCompression::None))
+                    .then_some(desc.size),
+                }
             })
             .collect();
         Ok(BaseImage {

@@ -226,8 +226,11 @@ impl Builder {
             ..options.clone()
         };
         let resolver = base::Resolver::new(self, &store);
-        let compressor =
+        let mut compressor =
             compressor::Compressor::new(store.clone(), self.compression, self.source_date_epoch);
+        if export::defers_compression(self, platforms.len()) {
+            compressor = compressor.deferred();
+        }
         let remote_slot: Mutex<Option<Arc<Remote>>> = Mutex::new(None);
         let remote = || -> Result<Arc<Remote>, RemoteError> {
             let mut slot = remote_slot.lock().unwrap_or_else(PoisonError::into_inner);

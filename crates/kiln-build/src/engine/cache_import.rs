@@ -431,6 +431,7 @@ impl<L: ResultStore> ResultStore for LayeredResults<'_, L> {
                         size: l.size,
                         media_type: Some(l.media_type.clone()),
                         chain: None,
+                        tar_size: None,
                     }),
                     created: record.created.clone(),
                 },
@@ -467,6 +468,7 @@ impl<L: ResultStore> ResultStore for LayeredResults<'_, L> {
             diff_id: layer.diff_id.clone(),
             blob: Some(blob),
             chain: ChainId::on(parent, &layer.diff_id),
+            tar_size: None,
         }))
     }
 

@@ -48,13 +48,14 @@ pub(crate) fn commit_snapshot(
     dir: &Path,
     epoch: Option<i64>,
 ) -> Result<LayerInfo, LayerError> {
-    let diff_id = diff_id_of(dir, epoch)?;
+    let (diff_id, tar_size) = diff_id_of(dir, epoch)?;
     let chain = ChainId::on(parent, &diff_id);
     store.adopt_snapshot(dir, &chain)?;
     Ok(LayerInfo {
         diff_id,
         blob: None,
         chain,
+        tar_size: Some(tar_size),
     })
 }
 
@@ -207,14 +208,15 @@ impl<W: Write> Write for Abortable<'_, W> {
 }
 
 /// The diffID of `dir` as a layer: its tar hashed, nothing written.
-fn diff_id_of(dir: &Path, epoch: Option<i64>) -> Result<DiffId, LayerError> {
+/// The diffID of `dir`'s layer tar and the tar's length.
+fn diff_id_of(dir: &Path, epoch: Option<i64>) -> Result<(DiffId, u64), LayerError> {
     let mut layer = LayerWriter::new(std::io::sink(), Compression::None)
         .map_err(|e| LayerError::stream("starting the layer digest", e))?;
     write_tar(dir, epoch, &mut layer)?;
     let (_, digests) = layer
         .finish()
         .map_err(|e| LayerError::stream("finishing the layer digest", e))?;
-    Ok(digests.diff_id)
+    Ok((digests.diff_id, digests.uncompressed_size))
 }
 
 /// The layer tar of `dir` (its times clamped to `epoch`) into `out`.

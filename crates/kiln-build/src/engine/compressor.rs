@@ -9,6 +9,12 @@
 //! each blob ([`Compressor::blob`]): it waits for a layer a worker is compressing, and
 //! compresses a layer no worker has reached yet itself, with every core.
 //!
+//! A build whose image only goes into the local store under its `-t` names
+//! ([`Compressor::deferred`]) compresses nothing: as docker's image store keeps layers by
+//! diffID, the stored manifest lists the layers it made uncompressed (`…layer.v1.tar`, the
+//! digest being the diffID), backed by their snapshots, and `kiln push`/`kiln save` compress
+//! them when they send the image (`images::compress_stored`).
+//!
 //! Compressing from the snapshot is [`commit::ensure_blob`]: it checks that the snapshot still
 //! makes the recorded diffID and remembers the blob for later builds. A build that fails or
 //! is cancelled drops the layers still queued and stops the one being compressed (their
@@ -19,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use kiln_oci::{Compression, DiffId};
+use kiln_oci::{Compression, Descriptor, DiffId, MediaType};
 use kiln_store::Store;
 
 use super::commit;
@@ -32,6 +38,9 @@ pub(crate) struct Compressor {
     /// The one worker, started with the first layer. One is enough: it runs on every core
     /// the steps leave idle, and the export takes what it has not reached.
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Nothing is compressed in the background, and the image lists the layers it made
+    /// uncompressed ([`Self::descriptor`]).
+    defer: bool,
 }
 
 struct Shared {
@@ -81,12 +90,20 @@ impl Compressor {
                 abort: AtomicBool::new(false),
             }),
             worker: Mutex::new(None),
+            defer: false,
         }
+    }
+
+    /// A compressor for an image kept in the local store only: layers handed to it are not
+    /// compressed, and [`Self::descriptor`] lists a layer without a blob uncompressed.
+    pub(crate) fn deferred(mut self) -> Self {
+        self.defer = true;
+        self
     }
 
     /// Queues `layer` (committed, blob not yet written) for compression.
     pub(crate) fn submit(&self, layer: &LayerInfo) {
-        if layer.blob.is_some() {
+        if self.defer || layer.blob.is_some() {
             return;
         }
         {
@@ -128,6 +145,31 @@ impl Compressor {
             Some(job) => self.shared.finish(&job, true),
             None => self.shared.compress(layer),
         }
+    }
+}
+
+impl Compressor {
+    /// The image manifest's descriptor of `layer`: its blob's ([`Self::blob`]), or, when
+    /// the compressor defers, the uncompressed tar of its snapshot (digest = diffID, size =
+    /// the tar's length as its commit counted it) unless a blob was made for it before. A
+    /// layer whose tar length is unknown (a record written before kiln counted it) is
+    /// compressed.
+    pub(crate) fn descriptor(&self, layer: &LayerInfo) -> Result<Descriptor, LayerError> {
+        if self.defer
+            && layer.blob.is_none()
+            && let Some(size) = layer.tar_size
+            && commit::remembered_blob(&self.shared.store, &layer.diff_id, self.shared.compression)
+                .is_none()
+            && self.shared.store.has_snapshot(&layer.chain)
+        {
+            return Ok(Descriptor::new(
+                MediaType::OciLayerTar,
+                layer.diff_id.0.clone(),
+                size,
+            ));
+        }
+        self.blob(layer)
+            .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
     }
 }
 

@@ -54,12 +54,7 @@ pub(crate) fn assemble(
     let layers: Vec<Descriptor> = target
         .layers
         .iter()
-        .map(|l| {
-            compressor
-                .blob(l)
-                .map(|b| Descriptor::new(b.media_type, b.digest, b.size))
-                .map_err(ExportError::Layer)
-        })
+        .map(|l| compressor.descriptor(l).map_err(ExportError::Layer))
         .collect::<Result<_, _>>()?;
     let image = assemble_image(config, layers, ManifestFormat::Oci, annotations)
         .map_err(|e| ExportError::Assemble(Box::new(e)))?;
@@ -70,6 +65,23 @@ pub(crate) fn assemble(
         .put_bytes(image.manifest.bytes())
         .map_err(ExportError::Store)?;
     Ok(image)
+}
+
+/// Whether the image goes only into the local store under `-t` names, so its new layers
+/// need not be compressed now (`Compressor::deferred`; `kiln push`/`save` compress them):
+/// no `--push`, no `-o`, no `--cache-to`, no attestations, one platform, and no
+/// `SOURCE_DATE_EPOCH` (the layer tars a later compression makes from the snapshots
+/// must be the ones the build hashed, and those clamp their times to the build's epoch),
+/// and the default compression (the one `kiln push` uses).
+pub(crate) fn defers_compression(builder: &Builder, platforms: usize) -> bool {
+    builder.compression == kiln_oci::Compression::default()
+        && !builder.tags.is_empty()
+        && !builder.push
+        && builder.outputs.is_empty()
+        && builder.cache_to.is_empty()
+        && !builder.attest.is_enabled()
+        && platforms == 1
+        && builder.source_date_epoch.is_none()
 }
 
 /// Whether an output needs the image's layer bytes here: an archive, a directory, or a name

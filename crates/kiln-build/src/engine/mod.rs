@@ -26,6 +26,7 @@ mod results;
 mod run_exec;
 mod seams;
 mod ssh;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -41,3 +42,4 @@ pub use self::options::{
     PlatformImage, SecretSource, SecretSpecError, UnknownEntitlement, default_store_root,
 };
 pub use self::ssh::{SshSource, SshSourceError, SshSpecError};
+pub(crate) use self::stored::compress_stored_image;

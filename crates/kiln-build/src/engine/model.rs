@@ -23,6 +23,10 @@ pub(crate) struct LayerInfo {
     pub blob: Option<LayerBlob>,
     /// Chain id of the stack up to this layer (its snapshot).
     pub chain: ChainId,
+    /// Length of the uncompressed tar, when known (a commit counts it): what an image kept
+    /// in the local store with its layers uncompressed lists (`Compressor::deferred`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar_size: Option<u64>,
 }
 
 /// A layer's compressed blob.
@@ -126,6 +130,9 @@ pub(crate) struct RecordLayer {
     /// The layer's snapshot.
     #[serde(default)]
     pub(crate) chain: Option<ChainId>,
+    /// Length of the uncompressed tar (see `LayerInfo::tar_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tar_size: Option<u64>,
 }
 
 impl CacheRecord {
@@ -138,6 +145,7 @@ impl CacheRecord {
                 size: l.blob.as_ref().map_or(0, |b| b.size),
                 media_type: l.blob.as_ref().map(|b| b.media_type.clone()),
                 chain: Some(l.chain.clone()),
+                tar_size: l.tar_size,
             }),
             created,
         }

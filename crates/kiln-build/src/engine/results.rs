@@ -66,6 +66,7 @@ impl ResultStore for StoreResults<'_> {
             diff_id: layer.diff_id.clone(),
             blob,
             chain,
+            tar_size: layer.tar_size,
         }))
     }
 

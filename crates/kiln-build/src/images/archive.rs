@@ -66,6 +66,15 @@ fn export_images(
     let mut images: Vec<ExportImage> = Vec::new();
     for text in texts {
         let digest = require_image(store, text)?;
+        // An image a `-t` build kept with uncompressed layers: compressed now (as `kiln
+        // push` does), so the archive holds what a registry would.
+        let digest = crate::engine::compress_stored_image(store, &digest).map_err(|source| {
+            ImageError::CompressLayers {
+                name: text.clone(),
+                action: "save",
+                source: Box::new(source),
+            }
+        })?;
         let name = match ImageRef::parse(text) {
             Ok(name) if store.resolve_ref(&name)?.as_ref() == Some(&digest) => Some(name),
             _ => None,

@@ -190,6 +190,18 @@ pub enum ImageError {
         #[source]
         source: Box<RegistryError>,
     },
+    /// The layers a `-t` build kept uncompressed (their snapshots stand for them) could not
+    /// be compressed for `action` (`push`, `save`).
+    #[error("compressing the layers of {name} to {action} it")]
+    CompressLayers {
+        /// The local image.
+        name: String,
+        /// What needed the blobs.
+        action: &'static str,
+        /// What failed.
+        #[source]
+        source: Box<crate::engine::ExportError>,
+    },
     /// The registry refused or failed a push.
     #[error("pushing {name}")]
     Push {

@@ -120,7 +120,9 @@ pub(crate) fn pull_outcome(reference: &ImageRef, found: &PlatformImage) -> PullO
 
 /// Pushes the local image `name` (a name in the store, or a reference pinning a digest) to
 /// each of `targets` (the manifest exactly as stored, so the registry's digest equals the
-/// local one), holding the store's shared lock.
+/// local one — except for an image a `-t` build kept with uncompressed layers, which gets
+/// its compressed manifest here, and the name points to that afterwards), holding the
+/// store's shared lock.
 ///
 /// Local images named after a repository of a target registry probably have their blobs
 /// there (they were pulled from it, or pushed): those repositories are offered as mount
@@ -142,6 +144,15 @@ pub fn push_image(
                 source: Box::new(source),
             })?,
     };
+    // An image a `-t` build kept with uncompressed layers is pushed as docker pushes its
+    // store's images: its layers compressed now, under a manifest made for them.
+    let digest = crate::engine::compress_stored_image(store, &digest).map_err(|source| {
+        ImageError::CompressLayers {
+            name: name.to_string(),
+            action: "push",
+            source: Box::new(source),
+        }
+    })?;
     // Before anything is uploaded: a registry would get the manifests that are here, and
     // then refuse the index.
     check_complete(store, "push", name, &digest)?;

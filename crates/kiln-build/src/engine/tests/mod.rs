@@ -182,6 +182,7 @@ impl StepExecutor for FakeExecutor {
             chain: ChainId::on(ctx.parent_chain(), &diff_id),
             diff_id,
             blob: None,
+            tar_size: None,
         }))
     }
 }
@@ -233,6 +234,7 @@ impl ResultStore for FakeResults {
             diff_id: layer.diff_id.clone(),
             blob: None,
             chain,
+            tar_size: None,
         }))
     }
 
@@ -332,6 +334,7 @@ impl FakeBases {
                 chain: ChainId::on(None, &diff_id),
                 diff_id,
                 blob: None,
+                tar_size: None,
             }],
             was_local: true,
             mismatched_platform: None,
