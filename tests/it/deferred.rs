@@ -63,8 +63,6 @@ fn a_tagged_build_keeps_its_layers_uncompressed_until_push_or_save() {
     );
     write(&context, "hello.txt", "hello\n");
     run_ok(kiln_in(&store).args(["build", "-t", "app:1"]).arg(&context));
-    let built_id = inspect_field(&store, "app:1", "Id");
-    let built_digest = inspect_field(&store, "app:1", "Digest");
 
     // The base's layer is the imported gzip blob; the two new layers are uncompressed, named
     // by their diffIDs, with no blob in the store.

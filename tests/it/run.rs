@@ -383,7 +383,7 @@ fn run_as_root_sigterm_and_sigint_cancel_cleanly() {
         ("-INT", 130, "4246", false),
         ("-INT", 130, "4247", true),
     ] {
-        let mut child = fx
+        let child = fx
             .run()
             .args([&fx.image, "sleep", marker])
             .stdout(Stdio::piped())
@@ -401,8 +401,14 @@ fn run_as_root_sigterm_and_sigint_cancel_cleanly() {
         } else {
             send_signal(child.id(), signal);
         }
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(code), "{signal}: {status}");
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{signal} (group: {is_group}): {}; stderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
         let started = Instant::now();
         while !pids_with_argv(&["sleep", marker]).is_empty() {
             assert!(
