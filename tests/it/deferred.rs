@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use crate::common::{busybox_rootfs, kiln_in, run_ok, skopeo_inspect, write};
+use crate::builds::store_with_busybox;
+use crate::common::{kiln_in, run_ok, skopeo_inspect, write};
 use crate::registry::{Registry, require_registry_tools};
 
 const UNCOMPRESSED: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -47,19 +48,12 @@ fn blob_exists(store: &Path, digest: &str) -> bool {
 fn a_tagged_build_keeps_its_layers_uncompressed_until_push_or_save() {
     require_registry_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
-    run_ok(
-        kiln_in(&store)
-            .arg("import")
-            .arg(&rootfs)
-            .args(["-t", "base:1"]),
-    );
+    let store = store_with_busybox(tmp.path());
     let context = tmp.path().join("ctx");
     write(
         &context,
         "Dockerfile",
-        "FROM base:1\nCOPY hello.txt /hello.txt\nRUN head -c 200000 /dev/zero > /zeros && echo ran > /ran\n",
+        "FROM busybox\nCOPY hello.txt /hello.txt\nRUN head -c 200000 /dev/zero > /zeros && echo ran > /ran\n",
     );
     write(&context, "hello.txt", "hello\n");
     run_ok(kiln_in(&store).args(["build", "-t", "app:1"]).arg(&context));
@@ -156,16 +150,13 @@ fn a_tagged_build_keeps_its_layers_uncompressed_until_push_or_save() {
 #[cfg_attr(any(kiln_no_root, kiln_no_busybox), ignore = "needs root, busybox")]
 fn outputs_and_epochs_keep_compressing_during_the_build() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    let rootfs = busybox_rootfs(&tmp.path().join("rootfs"));
-    run_ok(
-        kiln_in(&store)
-            .arg("import")
-            .arg(&rootfs)
-            .args(["-t", "base:1"]),
-    );
+    let store = store_with_busybox(tmp.path());
     let context = tmp.path().join("ctx");
-    write(&context, "Dockerfile", "FROM base:1\nRUN echo ran > /ran\n");
+    write(
+        &context,
+        "Dockerfile",
+        "FROM busybox\nRUN echo ran > /ran\n",
+    );
     // With SOURCE_DATE_EPOCH the layers are compressed at once (a later compression could
     // not know the epoch the tars were hashed with).
     run_ok(

@@ -120,7 +120,7 @@ impl Store {
                     .or_insert_with(|| edges_of(len, || store.read_blob(&digest).ok()));
                 stack.extend(edges.required.iter().cloned());
                 stack.extend(edges.optional.iter().cloned());
-                live_chains.extend(edges.chains.iter().cloned());
+                live_chains.extend(edges.layers.iter().map(|(_, chain)| chain.clone()));
             }
             (live_blobs, live_chains)
         };

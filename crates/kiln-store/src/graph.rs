@@ -51,13 +51,12 @@ pub(crate) struct Edges {
     pub(crate) required: Vec<Digest>,
     /// Blobs that may be absent (an index's manifests for platforms never pulled).
     pub(crate) optional: Vec<Digest>,
-    /// Snapshots of the layer stack a config describes (every prefix's chain id).
-    pub(crate) chains: Vec<ChainId>,
     /// The layers among `required` that are uncompressed tars: an image a `-t` build kept
     /// in the store lists the layers it made so, digest = diffID, and has no blob for them
     /// (their snapshots stand for them until `kiln push`/`save` compresses them).
     pub(crate) uncompressed: Vec<Digest>,
-    /// A config's layers: each diffID with the chain id of the stack up to it.
+    /// A config's layers: each diffID with the chain id of the stack up to it (the
+    /// snapshots of every prefix of the layer stack the config describes).
     pub(crate) layers: Vec<(DiffId, ChainId)>,
 }
 
@@ -95,7 +94,6 @@ pub(crate) fn edges_of(len: u64, read: impl FnOnce() -> Option<Vec<u8>>) -> Edge
     if let Some(rootfs) = node.rootfs {
         for n in 1..=rootfs.diff_ids.len() {
             if let Some(chain) = ChainId::from_diff_ids(&rootfs.diff_ids[..n]) {
-                edges.chains.push(chain.clone());
                 edges.layers.push((rootfs.diff_ids[n - 1].clone(), chain));
             }
         }
@@ -136,7 +134,11 @@ mod tests {
             "rootfs": {"type": "layers", "diff_ids": [d1, d2]},
         });
         let bytes = serde_json::to_vec(&config).unwrap();
-        let chains = edges_of(bytes.len() as u64, || Some(bytes)).chains;
+        let chains: Vec<ChainId> = edges_of(bytes.len() as u64, || Some(bytes))
+            .layers
+            .into_iter()
+            .map(|(_, chain)| chain)
+            .collect();
         assert_eq!(
             chains,
             vec![

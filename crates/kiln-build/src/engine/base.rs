@@ -177,9 +177,7 @@ impl<'a> Resolver<'a> {
                         media_type: desc.media_type.clone(),
                     }),
                     chain,
-                    tar_size: (desc.media_type.layer_compression()
-                        == Some(kiln_oci::LayerCompression::None))
-                    .then_some(desc.size),
+                    tar_size: super::stored::is_uncompressed(desc).then_some(desc.size),
                 }
             })
             .collect();

@@ -207,8 +207,7 @@ impl<W: Write> Write for Abortable<'_, W> {
     }
 }
 
-/// The diffID of `dir` as a layer: its tar hashed, nothing written.
-/// The diffID of `dir`'s layer tar and the tar's length.
+/// The diffID of `dir` as a layer and the tar's length: its tar hashed, nothing written.
 fn diff_id_of(dir: &Path, epoch: Option<i64>) -> Result<(DiffId, u64), LayerError> {
     let mut layer = LayerWriter::new(std::io::sink(), Compression::None)
         .map_err(|e| LayerError::stream("starting the layer digest", e))?;

@@ -13,7 +13,7 @@
 //! ([`Compressor::deferred`]) compresses nothing: as docker's image store keeps layers by
 //! diffID, the stored manifest lists the layers it made uncompressed (`…layer.v1.tar`, the
 //! digest being the diffID), backed by their snapshots, and `kiln push`/`kiln save` compress
-//! them when they send the image (`images::compress_stored`).
+//! them when they send the image (`stored::compress_stored_image`).
 //!
 //! Compressing from the snapshot is [`commit::ensure_blob`]: it checks that the snapshot still
 //! makes the recorded diffID and remembers the blob for later builds. A build that fails or
@@ -146,9 +146,7 @@ impl Compressor {
             None => self.shared.compress(layer),
         }
     }
-}
 
-impl Compressor {
     /// The image manifest's descriptor of `layer`: its blob's ([`Self::blob`]), or, when
     /// the compressor defers, the uncompressed tar of its snapshot (digest = diffID, size =
     /// the tar's length as its commit counted it) unless a blob was made for it before. A

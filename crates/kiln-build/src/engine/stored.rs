@@ -18,11 +18,15 @@ use super::commit;
 use super::error::ExportError;
 use super::model::LayerInfo;
 
+/// Whether `layer` is an uncompressed tar (its digest is its diffID).
+pub(crate) fn is_uncompressed(layer: &kiln_oci::Descriptor) -> bool {
+    layer.media_type.layer_compression() == Some(LayerCompression::None)
+}
+
 /// Whether `layer` of a stored manifest is one of a deferred image's: uncompressed and
 /// without a blob (its snapshot stands for it).
 pub(crate) fn is_snapshot_only(store: &Store, layer: &kiln_oci::Descriptor) -> bool {
-    layer.media_type.layer_compression() == Some(LayerCompression::None)
-        && !store.has_blob(&layer.digest)
+    is_uncompressed(layer) && !store.has_blob(&layer.digest)
 }
 
 /// The image `digest` with every snapshot-only layer compressed (gzip, the default): its
